@@ -1,0 +1,100 @@
+//! `palisade-bench`: figures for the README. Prints times and peak memory; asserts nothing.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use clap::Parser;
+use palisade_bench::{generate, to_list_json, Shape};
+use palisade_core::build::{build, BuildOptions, Input};
+use palisade_core::field::Nowhere;
+use palisade_core::index::Index;
+use palisade_core::port::Protocol;
+
+#[derive(Parser)]
+#[command(about = "Benchmark Palisade on a synthetic cluster")]
+struct Args {
+    #[arg(long, default_value_t = 10_000)]
+    pods: usize,
+    #[arg(long, default_value_t = 5_000)]
+    policies: usize,
+    #[arg(long, default_value_t = 100)]
+    namespaces: usize,
+    #[arg(long, default_value_t = 10)]
+    pods_per_app: usize,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Also write the cluster as one JSON List to this file (to time `palisade matrix` on it).
+    #[arg(long)]
+    write: Option<std::path::PathBuf>,
+    /// Also time loading the cluster from YAML/JSON text through the file adapter.
+    #[arg(long)]
+    through_loader: bool,
+}
+
+/// Peak resident memory of this process (VmHWM), in MiB.
+fn peak_rss_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+fn main() {
+    let a = Args::parse();
+    let shape = Shape {
+        pods: a.pods,
+        policies: a.policies,
+        namespaces: a.namespaces,
+        pods_per_app: a.pods_per_app,
+        seed: a.seed,
+    };
+    let t = Instant::now();
+    let objects = generate(&shape);
+    println!(
+        "generate      {:>9.3} s  ({} pods, {} policies, {} namespaces)",
+        t.elapsed().as_secs_f64(),
+        a.pods,
+        a.policies,
+        a.namespaces
+    );
+    let cluster = if a.through_loader || a.write.is_some() {
+        let text = to_list_json(&objects);
+        if let Some(p) = &a.write {
+            std::fs::write(p, &text).expect("write cluster");
+        }
+        drop(objects);
+        let t = Instant::now();
+        let load = palisade_load::load_str("synthetic.json", &text, &BuildOptions::default());
+        println!("load+validate {:>9.3} s  ({} MiB of JSON)", t.elapsed().as_secs_f64(), text.len() / (1 << 20));
+        load.cluster.unwrap_or_else(|| invalid(load.problems.len()))
+    } else {
+        let inputs: Vec<Input> =
+            objects.into_iter().map(|object| Input { object, locate: Arc::new(Nowhere) }).collect();
+        let t = Instant::now();
+        let c = build(&inputs, &BuildOptions::default()).unwrap_or_else(|p| invalid(p.len()));
+        println!("build         {:>9.3} s", t.elapsed().as_secs_f64());
+        c
+    };
+    let t = Instant::now();
+    let mut index = Index::new(&cluster);
+    let indexed = t.elapsed().as_secs_f64();
+    let mut total = 0.0;
+    for (port, proto) in [(8080, Protocol::TCP), (9090, Protocol::TCP), (53, Protocol::UDP)] {
+        let t = Instant::now();
+        let m = index.matrix(port, proto);
+        let secs = t.elapsed().as_secs_f64();
+        total += secs;
+        let allowed: usize = m.rows.iter().map(|r| r.count_ones(..)).sum();
+        println!("matrix {proto}/{port:<5}{secs:>9.3} s  ({allowed} of {} pairs allowed)", a.pods * a.pods);
+    }
+    println!("index         {indexed:>9.3} s");
+    println!("matrix total  {:>9.3} s  (index + 3 matrices)", indexed + total);
+    println!("peak memory   {:>9.1} MiB", peak_rss_mib());
+}
+
+fn invalid(problems: usize) -> ! {
+    eprintln!("the synthetic cluster has {problems} problem(s): the generator is wrong");
+    std::process::exit(2)
+}

@@ -1,0 +1,222 @@
+//! `palisade check`: one connection, its verdict, and the reasoning.
+
+use std::fmt::Write as _;
+use std::net::IpAddr;
+
+use palisade_core::cluster::Cluster;
+use palisade_core::port::Protocol;
+use palisade_core::service::decide_service;
+use palisade_core::verdict::{decide, Connection, Decision, Endpoint, PolicyEval, Side, Step, Verdict};
+use serde::Serialize;
+
+use crate::input::{load, InputArgs};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Source: ns/pod, or an IP.
+    #[arg(long)]
+    from: String,
+    /// Destination: ns/pod, ns/svc/NAME for a Service, or an IP (a ClusterIP is DNATed).
+    #[arg(long)]
+    to: String,
+    /// Destination port: a number, or a port name of the destination pod or Service.
+    #[arg(long)]
+    port: String,
+    /// TCP, UDP or SCTP.
+    #[arg(long, default_value = "TCP")]
+    protocol: Protocol,
+    #[arg(long, value_enum, default_value_t = Output::Text)]
+    output: Output,
+    /// Exit with 1 when the connection is denied.
+    #[arg(long)]
+    exit_code: bool,
+    #[command(flatten)]
+    input: InputArgs,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+enum Output {
+    Text,
+    Json,
+}
+
+/// A destination as the user named it.
+enum Target {
+    Side(Side),
+    Service { id: usize, address: Option<IpAddr> },
+}
+
+#[derive(Serialize)]
+struct JsonOut<'a> {
+    verdict: Verdict,
+    from: &'a str,
+    to: &'a str,
+    port: u16,
+    protocol: Protocol,
+    trace: &'a [Step],
+}
+
+pub fn run(args: Args) -> u8 {
+    let cluster = match load(&args.input) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    match evaluate(&cluster, &args) {
+        Ok((decision, port)) => {
+            match args.output {
+                Output::Json => {
+                    let out = JsonOut {
+                        verdict: decision.verdict,
+                        from: &args.from,
+                        to: &args.to,
+                        port,
+                        protocol: args.protocol,
+                        trace: &decision.trace,
+                    };
+                    crate::emit(&(serde_json::to_string_pretty(&out).expect("serializable") + "\n"));
+                }
+                Output::Text => crate::emit(&render(&args, port, &decision)),
+            }
+            u8::from(args.exit_code && decision.verdict == Verdict::Deny)
+        }
+        Err(msg) => {
+            eprintln!("error: {msg}");
+            crate::EXIT_INVALID
+        }
+    }
+}
+
+fn evaluate(cluster: &Cluster, args: &Args) -> Result<(Decision, u16), String> {
+    let src = match parse_target(cluster, &args.from, "--from")? {
+        Target::Side(s) => s,
+        Target::Service { .. } => {
+            return Err("--from must be a pod or an IP; a Service never originates connections".into())
+        }
+    };
+    let dst = parse_target(cluster, &args.to, "--to")?;
+    let port = resolve_port(cluster, &args.port, args.protocol, &dst)?;
+    let decision = match dst {
+        Target::Side(dst) => decide(cluster, &Connection { src, dst, port, protocol: args.protocol }),
+        Target::Service { id, address } => decide_service(cluster, src, id, address, port, args.protocol),
+    };
+    Ok((decision, port))
+}
+
+fn parse_target(cluster: &Cluster, s: &str, flag: &str) -> Result<Target, String> {
+    if let Ok(ip) = s.parse::<IpAddr>() {
+        if let Some(id) = cluster.service_by_ip(ip) {
+            return Ok(Target::Service { id, address: Some(ip) });
+        }
+        return Ok(Target::Side(Side::ip(cluster, ip)));
+    }
+    let parts: Vec<&str> = s.split('/').collect();
+    match parts.as_slice() {
+        [ns, "svc" | "service", name] => cluster
+            .service(ns, name)
+            .map(|id| Target::Service { id, address: None })
+            .ok_or_else(|| format!("{flag} {s}: no Service {name} in namespace {ns}")),
+        [ns, name] => match cluster.pod(ns, name) {
+            Some(id) => Ok(Target::Side(Side::pod(cluster, id))),
+            None => Err(format!("{flag} {s}: no pod {name} in namespace {ns}{}", suggest(cluster, ns))),
+        },
+        _ => Err(format!("{flag} {s}: expected ns/pod, ns/svc/NAME or an IP address")),
+    }
+}
+
+fn suggest(cluster: &Cluster, ns: &str) -> String {
+    let Some(nid) = cluster.namespace(ns) else {
+        let all: Vec<&str> = cluster.namespaces.iter().map(|n| n.name.as_str()).collect();
+        return format!(" (namespaces: {})", all.join(", "));
+    };
+    let pods: Vec<&str> =
+        cluster.pods.iter().filter(|p| p.namespace == nid).map(|p| p.name.as_str()).take(12).collect();
+    format!(" (pods there: {})", if pods.is_empty() { "none".into() } else { pods.join(", ") })
+}
+
+fn resolve_port(cluster: &Cluster, port: &str, protocol: Protocol, dst: &Target) -> Result<u16, String> {
+    if let Ok(n) = port.parse::<u16>() {
+        return if n == 0 { Err("--port must be 1-65535".into()) } else { Ok(n) };
+    }
+    let found = match dst {
+        Target::Side(Side { endpoint: Endpoint::Pod(p), .. }) => cluster.pods[*p]
+            .ports
+            .iter()
+            .find(|c| c.name.as_deref() == Some(port) && c.protocol == protocol)
+            .map(|c| c.port),
+        Target::Service { id, .. } => cluster.services[*id]
+            .ports
+            .iter()
+            .find(|sp| sp.name.as_deref() == Some(port) && sp.protocol == protocol)
+            .map(|sp| sp.port),
+        Target::Side(_) => None,
+    };
+    found.ok_or_else(|| format!("--port {port}: the destination declares no {protocol} port named {port:?}"))
+}
+
+fn render(args: &Args, port: u16, d: &Decision) -> String {
+    let mut out = String::new();
+    let head = if d.verdict == Verdict::Allow { "ALLOW" } else { "DENY" };
+    let _ = writeln!(out, "{head}  {} -> {} port {port}/{}", args.from, args.to, args.protocol);
+    render_steps(&mut out, &d.trace, 1);
+    let _ = writeln!(out, "verdict: {}", d.verdict.as_str());
+    out
+}
+
+fn render_steps(out: &mut String, steps: &[Step], depth: usize) {
+    let pad = "  ".repeat(depth);
+    for step in steps {
+        match step {
+            Step::SelfConnection { pod, reason } => {
+                let _ = writeln!(out, "{pad}self: {pod} to itself is always allowed: {reason}");
+            }
+            Step::NotEnforced { direction, endpoint, reason } => {
+                let _ = writeln!(out, "{pad}{direction} at {endpoint}: not enforced ({reason})");
+            }
+            Step::Dnat { service, address, port, protocol, target_port, backends } => {
+                let _ = writeln!(out, "{pad}DNAT: Service {service} {address}:{port}/{protocol} -> targetPort {target_port} on {backends} backend(s); policy sees the backends, never the ClusterIP");
+            }
+            Step::Unreachable { reason } => {
+                let _ = writeln!(out, "{pad}unreachable: {reason}");
+            }
+            Step::Backend(b) => {
+                let ip = b.ip.clone().unwrap_or_else(|| "(no IP)".into());
+                let _ = writeln!(out, "{pad}backend {} at {ip}:{}: {}", b.endpoint, b.port, b.verdict.as_str());
+                render_steps(out, &b.trace, depth + 1);
+            }
+            Step::Policies { direction, endpoint, isolated, allowed, policies } => {
+                if !isolated {
+                    let _ = writeln!(out, "{pad}{direction} at {endpoint}: allowed (no NetworkPolicy selects it for {direction}: not isolated)");
+                    continue;
+                }
+                let verdict = if *allowed { "allowed" } else { "denied" };
+                let _ = writeln!(
+                    out,
+                    "{pad}{direction} at {endpoint}: {verdict}; isolated by {} polic{}",
+                    policies.len(),
+                    if policies.len() == 1 { "y" } else { "ies" }
+                );
+                for p in policies {
+                    render_policy(out, p, depth + 1);
+                }
+                if !allowed {
+                    let _ = writeln!(out, "{pad}  -> no {direction} rule of these policies allows it");
+                }
+            }
+        }
+    }
+}
+
+fn render_policy(out: &mut String, p: &PolicyEval, depth: usize) {
+    let pad = "  ".repeat(depth);
+    let mark = if p.allowed { "+" } else { "-" };
+    let at = p.location.as_deref().map(|l| format!("  ({l})")).unwrap_or_default();
+    let _ = writeln!(out, "{pad}{mark} {}{at}", p.policy);
+    if p.rules.is_empty() {
+        let _ = writeln!(out, "{pad}    no rules: isolates and allows nothing");
+    }
+    for r in &p.rules {
+        let at = r.location.as_deref().map(|l| format!(" ({l})")).unwrap_or_default();
+        let m = if r.matched { "matches" } else { "no match" };
+        let _ = writeln!(out, "{pad}    rule [{}]{at}: {m}: {}", r.index, r.detail);
+    }
+}

@@ -1,0 +1,51 @@
+//! `palisade`: decide and explain Kubernetes network policy.
+
+mod check;
+mod input;
+mod matrix;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "palisade",
+    version,
+    about = "Decide and explain Kubernetes network policy, exactly as a conformant plugin enforces it"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Decide one connection and explain why.
+    Check(check::Args),
+    /// Decide every pod pair for one port and protocol.
+    Matrix(matrix::Args),
+}
+
+/// Exit codes: 0 ran, 1 denied (check --exit-code), 2 invalid input or usage.
+pub const EXIT_INVALID: u8 = 2;
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_env("PALISADE_LOG"))
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let code = match cli.command {
+        Command::Check(a) => check::run(a),
+        Command::Matrix(a) => matrix::run(a),
+    };
+    ExitCode::from(code)
+}
+
+/// Writes to stdout; a closed pipe (`| head`) ends output quietly instead of panicking.
+pub fn emit(text: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes()).and_then(|_| out.flush());
+}

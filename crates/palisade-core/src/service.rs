@@ -1,0 +1,122 @@
+//! Services: kube-proxy's DNAT from ClusterIP:port to backend IP:targetPort happens before
+//! policy, so policy only ever sees the backends.
+
+use std::net::IpAddr;
+
+use crate::cluster::{Cluster, ServiceId, TargetPort};
+use crate::port::Protocol;
+use crate::selector::Selector;
+use crate::verdict::{decide, describe, BackendEval, Connection, Decision, Side, Step, Verdict};
+
+/// One backend a Service forwards to.
+#[derive(Clone, Debug)]
+pub struct Backend {
+    pub side: Side,
+    pub port: u16,
+}
+
+/// The backends of `service` for a connection to its `port`/`protocol`, and the target port text.
+pub fn backends(
+    cluster: &Cluster,
+    id: ServiceId,
+    port: u16,
+    protocol: Protocol,
+) -> Result<(Vec<Backend>, String), String> {
+    let svc = &cluster.services[id];
+    if let Some(name) = &svc.external_name {
+        return Err(format!("Service is ExternalName ({name}): DNS points elsewhere, there is no DNAT to decide"));
+    }
+    let Some(sp) = svc.ports.iter().find(|p| p.port == port && p.protocol == protocol) else {
+        let offered: Vec<String> = svc.ports.iter().map(|p| format!("{}/{}", p.port, p.protocol)).collect();
+        return Err(format!(
+            "the Service has no port {port}/{protocol} (it serves {})",
+            if offered.is_empty() { "none".into() } else { offered.join(", ") }
+        ));
+    };
+    let target_text = match &sp.target {
+        TargetPort::Number(n) => n.to_string(),
+        TargetPort::Name(n) => format!("{n} (named)"),
+    };
+    if !svc.endpoints.is_empty() {
+        let list = svc
+            .endpoints
+            .iter()
+            .filter_map(|e| {
+                let (_, n, _) = e.ports.iter().find(|(name, _, proto)| *name == sp.name && *proto == protocol)?;
+                Some(Backend { side: Side::ip(cluster, e.ip), port: *n })
+            })
+            .collect();
+        return Ok((list, target_text));
+    }
+    let Some(sel) = &svc.selector else {
+        return Err("the Service has no selector and no EndpointSlice for it was given, so it has no backends".into());
+    };
+    let sel = Selector::from_labels(sel);
+    let list = cluster
+        .pods_sorted()
+        .into_iter()
+        .filter(|&p| cluster.pods[p].namespace == svc.namespace && sel.matches(&cluster.pods[p].labels))
+        .filter_map(|p| {
+            let port = match &sp.target {
+                TargetPort::Number(n) => *n,
+                TargetPort::Name(name) => {
+                    cluster.pods[p]
+                        .ports
+                        .iter()
+                        .find(|c| c.name.as_deref() == Some(name) && c.protocol == protocol)?
+                        .port
+                }
+            };
+            Some(Backend { side: Side::pod(cluster, p), port })
+        })
+        .collect();
+    Ok((list, target_text))
+}
+
+/// Decides a connection to a Service address: DNAT to every backend, then policy for each.
+/// Allowed only if every backend is allowed (kube-proxy may pick any of them).
+pub fn decide_service(
+    cluster: &Cluster,
+    src: Side,
+    id: ServiceId,
+    address: Option<IpAddr>,
+    port: u16,
+    protocol: Protocol,
+) -> Decision {
+    let svc = &cluster.services[id];
+    let service = format!("{}/{}", cluster.namespaces[svc.namespace].name, svc.name);
+    let address = address
+        .or_else(|| svc.cluster_ips.first().copied())
+        .map(|a| a.to_string())
+        .unwrap_or_else(|| "(no ClusterIP)".into());
+    let (list, target_port) = match backends(cluster, id, port, protocol) {
+        Ok(x) => x,
+        Err(reason) => {
+            return Decision {
+                verdict: Verdict::Deny,
+                trace: vec![Step::Unreachable { reason: format!("Service {service}: {reason}") }],
+            }
+        }
+    };
+    let mut trace =
+        vec![Step::Dnat { service: service.clone(), address, port, protocol, target_port, backends: list.len() }];
+    if list.is_empty() {
+        trace.push(Step::Unreachable {
+            reason: format!("Service {service} has no backends for port {port}/{protocol}"),
+        });
+        return Decision { verdict: Verdict::Deny, trace };
+    }
+    let mut all = true;
+    for b in &list {
+        let d = decide(cluster, &Connection { src, dst: b.side, port: b.port, protocol });
+        all &= d.verdict == Verdict::Allow;
+        trace.push(Step::Backend(BackendEval {
+            ip: b.side.ip.map(|i| i.to_string()),
+            port: b.port,
+            endpoint: describe(cluster, &b.side),
+            verdict: d.verdict,
+            trace: d.trace,
+        }));
+    }
+    Decision { verdict: Verdict::from_bool(all), trace }
+}

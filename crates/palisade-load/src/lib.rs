@@ -1,0 +1,61 @@
+//! Palisade's file adapter: reads manifests (YAML/JSON, files, directories, stdin) into the
+//! engine's model and reports problems with file, line, column and field path.
+
+pub mod diagnostic;
+pub mod manifest;
+pub mod source;
+pub mod yaml;
+
+use std::path::PathBuf;
+
+use palisade_core::build::{build, BuildOptions};
+use palisade_core::cluster::Cluster;
+use palisade_core::field::{Problem, Severity};
+
+pub use source::Source;
+
+/// The outcome of loading: a cluster (when there were no errors) and every problem found.
+pub struct Load {
+    pub sources: Vec<Source>,
+    pub cluster: Option<Cluster>,
+    pub problems: Vec<Problem>,
+    pub ignored: std::collections::BTreeMap<String, usize>,
+}
+
+impl Load {
+    pub fn errors(&self) -> usize {
+        self.problems.iter().filter(|p| p.severity == Severity::Error).count()
+    }
+}
+
+/// Reads paths, decodes every object and builds the cluster. Any error anywhere means no cluster.
+pub fn load_paths(paths: &[PathBuf], opts: &BuildOptions) -> Result<Load, source::ReadError> {
+    let sources = source::read_paths(paths)?;
+    Ok(load_sources(sources, opts))
+}
+
+pub fn load_sources(sources: Vec<Source>, opts: &BuildOptions) -> Load {
+    let decoded = manifest::decode(&sources);
+    let mut problems = decoded.problems;
+    let decode_failed = problems.iter().any(|p| p.severity == Severity::Error);
+    let cluster = match build(&decoded.inputs, opts) {
+        Ok(c) => {
+            problems.extend(c.warnings.iter().cloned());
+            (!decode_failed).then_some(c)
+        }
+        Err(more) => {
+            problems.extend(more);
+            None
+        }
+    };
+    problems.sort_by(|a, b| {
+        let key = |p: &Problem| p.location.as_ref().map(|l| (l.file.clone(), l.line, l.column));
+        key(a).cmp(&key(b))
+    });
+    Load { sources, cluster, problems, ignored: decoded.ignored }
+}
+
+/// Loads manifests given as text (tests, generated input).
+pub fn load_str(name: &str, text: &str, opts: &BuildOptions) -> Load {
+    load_sources(vec![Source { name: name.into(), text: text.into() }], opts)
+}

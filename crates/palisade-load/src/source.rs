@@ -1,0 +1,76 @@
+//! Reading manifest text from files, directories (recursively) and stdin.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// The text of one input, with the name used in messages.
+#[derive(Clone, Debug)]
+pub struct Source {
+    pub name: Arc<str>,
+    pub text: Arc<str>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("{path}: {source}")]
+    Io { path: String, source: std::io::Error },
+    #[error("{path}: no such file or directory")]
+    Missing { path: String },
+    #[error("{path}: not UTF-8 text")]
+    NotText { path: String },
+    #[error("{path}: directory holds no .yaml, .yml or .json files")]
+    EmptyDir { path: String },
+}
+
+fn is_manifest(p: &Path) -> bool {
+    matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml" | "json"))
+}
+
+/// Reads every path: `-` is stdin, directories are walked for .yaml/.yml/.json in name order.
+pub fn read_paths(paths: &[PathBuf]) -> Result<Vec<Source>, ReadError> {
+    let mut out = Vec::new();
+    for path in paths {
+        let shown = path.display().to_string();
+        if shown == "-" {
+            let mut text = String::new();
+            std::io::stdin()
+                .read_to_string(&mut text)
+                .map_err(|source| ReadError::Io { path: "<stdin>".into(), source })?;
+            out.push(Source { name: "<stdin>".into(), text: text.into() });
+        } else if path.is_dir() {
+            let before = out.len();
+            let walk = walkdir::WalkDir::new(path).sort_by_file_name().follow_links(true);
+            for entry in walk {
+                let entry = entry.map_err(|e| ReadError::Io { path: shown.clone(), source: e.into() })?;
+                if entry.file_type().is_file() && is_manifest(entry.path()) {
+                    out.push(read_file(entry.path())?);
+                }
+            }
+            if out.len() == before {
+                return Err(ReadError::EmptyDir { path: shown });
+            }
+        } else if path.exists() {
+            out.push(read_file(path)?);
+        } else {
+            return Err(ReadError::Missing { path: shown });
+        }
+    }
+    Ok(out)
+}
+
+fn read_file(path: &Path) -> Result<Source, ReadError> {
+    let shown = path.display().to_string();
+    let bytes = std::fs::read(path).map_err(|source| ReadError::Io { path: shown.clone(), source })?;
+    let text = String::from_utf8(bytes).map_err(|_| ReadError::NotText { path: shown.clone() })?;
+    Ok(Source { name: shown.into(), text: text.into() })
+}
+
+/// Paths as given on the command line, for messages.
+pub fn display_paths(paths: &[PathBuf]) -> String {
+    paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(" ")
+}
+
+pub fn as_pathbufs(v: &[String]) -> Vec<PathBuf> {
+    v.iter().map(PathBuf::from).collect()
+}
