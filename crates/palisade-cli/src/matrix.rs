@@ -94,23 +94,40 @@ struct Group {
     pods: Vec<PodId>,
 }
 
-/// Groups pods by workload; a workload is shown as one line only if all its pods have
-/// identical rows and columns, so the table stays exact.
+/// Labels that differ between replicas of one workload and say nothing about its role.
+const PER_ROLLOUT_LABELS: [&str; 3] =
+    ["pod-template-hash", "controller-revision-hash", "statefulset.kubernetes.io/pod-name"];
+
+/// What pods are grouped by: their workload, else their labels without per-rollout ones.
+fn group_name(cluster: &Cluster, p: PodId) -> String {
+    let pod = &cluster.pods[p];
+    if let Some(w) = &pod.workload {
+        return format!("{} ({})", w.name, w.kind);
+    }
+    let labels: Vec<String> = pod
+        .labels
+        .iter()
+        .filter(|(k, _)| !PER_ROLLOUT_LABELS.contains(&k.as_str()))
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    if labels.is_empty() {
+        pod.name.clone()
+    } else {
+        format!("[{}]", labels.join(","))
+    }
+}
+
+/// Groups pods by workload (or identical labels); a group is shown as one line only if all its
+/// pods have identical rows and columns, so the table stays exact.
 fn groups(cluster: &Cluster, m: &Matrix) -> Vec<Group> {
     let mut by_key: BTreeMap<(String, String), Vec<PodId>> = BTreeMap::new();
     for p in cluster.pods_sorted() {
-        let pod = &cluster.pods[p];
-        let name = match &pod.workload {
-            Some(w) => format!("{} ({})", w.name, w.kind),
-            None => pod.name.clone(),
-        };
-        by_key.entry((cluster.namespaces[pod.namespace].name.clone(), name)).or_default().push(p);
+        let ns = cluster.namespaces[cluster.pods[p].namespace].name.clone();
+        by_key.entry((ns, group_name(cluster, p))).or_default().push(p);
     }
     let mut out = Vec::new();
     for ((ns, name), pods) in by_key {
-        let same = pods.windows(2).all(|w| {
-            m.rows[w[0]] == m.rows[w[1]] && (0..cluster.pods.len()).all(|x| m.allowed(x, w[0]) == m.allowed(x, w[1]))
-        });
+        let same = pods.windows(2).all(|w| interchangeable(m, w[0], w[1]));
         if pods.len() > 1 && same {
             out.push(Group { label: format!("{name} x{}", pods.len()), namespace: ns, pods });
         } else {
@@ -122,6 +139,18 @@ fn groups(cluster: &Cluster, m: &Matrix) -> Vec<Group> {
     out
 }
 
+/// Whether two pods treat, and are treated by, every other pod alike (their own pair aside:
+/// each pod reaches itself, so replicas isolated from each other differ on the diagonal).
+fn interchangeable(m: &Matrix, p: PodId, q: PodId) -> bool {
+    let n = m.rows.len();
+    let others = |x: &usize| *x != p && *x != q;
+    m.allowed(p, q) == m.allowed(q, p)
+        && (0..n).filter(others).all(|x| m.allowed(p, x) == m.allowed(q, x) && m.allowed(x, p) == m.allowed(x, q))
+}
+
+/// Beyond this many groups a grid is too wide to read; rows become lists of column ranges.
+const GRID_MAX_GROUPS: usize = 40;
+
 fn table(cluster: &Cluster, m: &Matrix) -> String {
     let gs = groups(cluster, m);
     let n = cluster.pods.len();
@@ -129,32 +158,38 @@ fn table(cluster: &Cluster, m: &Matrix) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{}/{}: {allowed} of {} pod pairs allowed ({} pods, {} namespaces)",
+        "{}/{}: {allowed} of {} pod pairs allowed ({n} pods in {} groups, {} namespaces)",
         m.protocol,
         m.port,
         n * n,
-        n,
+        gs.len(),
         cluster.namespaces.len()
     );
+    if gs.len() <= GRID_MAX_GROUPS {
+        grid(&mut out, &gs, m);
+    } else {
+        lists(&mut out, &gs, m);
+    }
+    out
+}
+
+fn grid(out: &mut String, gs: &[Group], m: &Matrix) {
     let _ =
         writeln!(out, "rows: source, columns: destination by number; + allowed, . denied, ~ some pods of the group");
-    let width = gs.len().to_string().len().max(1) + 1;
-    let label_w = gs.iter().map(|g| g.label.len() + 6).max().unwrap_or(10).max(12);
+    let width = gs.len().to_string().len() + 1;
+    let label_w = gs.iter().map(|g| g.label.len() + 5).max().unwrap_or(10).max(12);
     let mut header = format!("{:label_w$}", "");
     for i in 1..=gs.len() {
         let _ = write!(header, "{i:>width$}");
     }
-    let mut last_ns = String::new();
-    let mut counter = 0;
-    for g in &gs {
+    let mut last_ns = "";
+    for (i, g) in gs.iter().enumerate() {
         if g.namespace != last_ns {
-            let _ = writeln!(out, "\nnamespace {}", g.namespace);
-            let _ = writeln!(out, "{header}");
-            last_ns = g.namespace.clone();
+            let _ = writeln!(out, "\nnamespace {}\n{header}", g.namespace);
+            last_ns = &g.namespace;
         }
-        counter += 1;
-        let mut line = format!("{:label_w$}", format!("{counter:>3} {}", g.label));
-        for d in &gs {
+        let mut line = format!("{:label_w$}", format!("{:>3} {}", i + 1, g.label));
+        for d in gs {
             let (all, any) = cell(m, &g.pods, &d.pods);
             let c = if all {
                 '+'
@@ -166,6 +201,45 @@ fn table(cluster: &Cluster, m: &Matrix) -> String {
             let _ = write!(line, "{c:>width$}");
         }
         let _ = writeln!(out, "{}", line.trim_end());
+    }
+}
+
+/// One line per group: the numbers of the groups it may reach, as ranges (`~` marks partial).
+fn lists(out: &mut String, gs: &[Group], m: &Matrix) {
+    let _ = writeln!(out, "each source group lists the destination groups it reaches, by number; ~N: only some pods");
+    let mut last_ns = "";
+    for (i, g) in gs.iter().enumerate() {
+        if g.namespace != last_ns {
+            let _ = writeln!(out, "\nnamespace {}", g.namespace);
+            last_ns = &g.namespace;
+        }
+        let mut full = Vec::new();
+        let mut partial = Vec::new();
+        for (j, d) in gs.iter().enumerate() {
+            match cell(m, &g.pods, &d.pods) {
+                (true, _) => full.push(j + 1),
+                (false, true) => partial.push(format!("~{}", j + 1)),
+                _ => {}
+            }
+        }
+        let mut reach = ranges(&full);
+        reach.extend(partial);
+        let reach = if full.len() == gs.len() { "all".to_string() } else { reach.join(", ") };
+        let _ = writeln!(out, "{:>4} {} -> {}", i + 1, g.label, if reach.is_empty() { "none".into() } else { reach });
+    }
+}
+
+/// `[1,2,3,5]` -> `["1-3", "5"]`.
+fn ranges(nums: &[usize]) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < nums.len() {
+        let mut j = i;
+        while j + 1 < nums.len() && nums[j + 1] == nums[j] + 1 {
+            j += 1;
+        }
+        out.push(if i == j { nums[i].to_string() } else { format!("{}-{}", nums[i], nums[j]) });
+        i = j + 1;
     }
     out
 }

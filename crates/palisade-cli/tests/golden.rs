@@ -1,0 +1,75 @@
+//! Golden outputs for what people read: `check` traces and the `matrix` table.
+//! Regenerate after an intended change with `PALISADE_BLESS=1 cargo test --test golden`, then review the diff.
+
+mod common;
+
+use common::{palisade, repo};
+
+const CASES: &[(&str, &[&str])] = &[
+    (
+        "check-kubernetes-service-denied.txt",
+        &[
+            "check",
+            "--from",
+            "netpol-test/alpine",
+            "--to",
+            "default/svc/kubernetes",
+            "--port",
+            "443",
+            "examples/node-network-egress/cluster.yaml",
+            "examples/node-network-egress/default-block.yaml",
+        ],
+    ),
+    (
+        "check-kubernetes-service-allowed.txt",
+        &[
+            "check",
+            "--from",
+            "netpol-test/alpine",
+            "--to",
+            "10.96.0.1",
+            "--port",
+            "443",
+            "examples/node-network-egress",
+        ],
+    ),
+    (
+        "check-self.txt",
+        &[
+            "check",
+            "--from",
+            "x/a",
+            "--to",
+            "x/a",
+            "--port",
+            "80",
+            "tests/conformance/model.yaml",
+            "tests/conformance/cases/02-default-deny-all.yaml",
+        ],
+    ),
+    (
+        "matrix-table-and-selectors.txt",
+        &["matrix", "tests/conformance/model.yaml", "tests/conformance/cases/10-pod-and-namespace-selector.yaml", "-q"],
+    ),
+    ("matrix-table-workloads.txt", &["matrix", "--port", "8080", "examples/lateral-movement", "-q"]),
+];
+
+#[test]
+fn outputs_match_golden_files() {
+    let bless = std::env::var_os("PALISADE_BLESS").is_some();
+    let mut diffs = Vec::new();
+    for (name, args) in CASES {
+        let out = palisade().current_dir(repo()).args(*args).output().unwrap();
+        let got = String::from_utf8_lossy(&out.stdout).to_string();
+        let path = repo().join("tests/golden").join(name);
+        if bless {
+            std::fs::write(&path, &got).unwrap();
+            continue;
+        }
+        let want = std::fs::read_to_string(&path).unwrap_or_default();
+        if got != want {
+            diffs.push(format!("{name}:\n--- want\n{want}--- got\n{got}"));
+        }
+    }
+    assert!(diffs.is_empty(), "{}", diffs.join("\n"));
+}
