@@ -19,12 +19,25 @@ pub struct Args {
     /// Destination: ns/pod, ns/svc/NAME for a Service, or an IP (a ClusterIP is DNATed).
     #[arg(long)]
     to: String,
-    /// Destination port: a number, or a port name of the destination pod or Service.
-    #[arg(long)]
+    /// Destination port: a number, or a port name of the destination pod or Service
+    /// (not needed for ICMP).
+    #[arg(long, required_unless_present_any = ["icmp_type"], default_value = "0", hide_default_value = true)]
     port: String,
-    /// TCP, UDP or SCTP.
+    /// TCP, UDP, SCTP, ICMP or ICMPv6.
     #[arg(long, default_value = "TCP")]
     protocol: Protocol,
+    /// Source port (only Calico rules can match it).
+    #[arg(long, default_value_t = palisade_core::verdict::EPHEMERAL_PORT)]
+    source_port: u16,
+    /// ICMP type (default: echo request).
+    #[arg(long)]
+    icmp_type: Option<u8>,
+    /// ICMP code.
+    #[arg(long, default_value_t = 0)]
+    icmp_code: u8,
+    /// Also decide with the staged Calico policies applied, and say what would change.
+    #[arg(long)]
+    staged: bool,
     #[arg(long, value_enum, default_value_t = Output::Text)]
     output: Output,
     /// Exit with 1 when the connection is denied.
@@ -61,6 +74,9 @@ pub fn run(args: Args) -> u8 {
         Ok(c) => c,
         Err(code) => return code,
     };
+    if args.staged {
+        return run_staged(&cluster, &args);
+    }
     match evaluate(&cluster, &args) {
         Ok((decision, port)) => {
             match args.output {
@@ -75,7 +91,7 @@ pub fn run(args: Args) -> u8 {
                     };
                     crate::emit(&(serde_json::to_string_pretty(&out).expect("serializable") + "\n"));
                 }
-                Output::Text => crate::emit(&render(&args, port, &decision)),
+                Output::Text => crate::emit(&render(&args, port, &decision, cluster.uses_calico())),
             }
             u8::from(args.exit_code && decision.verdict == Verdict::Deny)
         }
@@ -86,6 +102,41 @@ pub fn run(args: Args) -> u8 {
     }
 }
 
+/// Decides with and without the staged policies and reports the difference.
+fn run_staged(cluster: &Cluster, args: &Args) -> u8 {
+    let staged = cluster.with_staged();
+    let (now, then) = match (evaluate(cluster, args), evaluate(&staged, args)) {
+        (Ok(a), Ok(b)) => (a, b),
+        (Err(msg), _) | (_, Err(msg)) => {
+            eprintln!("error: {msg}");
+            return crate::EXIT_INVALID;
+        }
+    };
+    let change = if now.0.verdict == then.0.verdict { "no change" } else { "would change" };
+    match args.output {
+        Output::Json => {
+            let out = serde_json::json!({
+                "enforced": now.0, "staged": then.0, "changes": now.0.verdict != then.0.verdict,
+                "staged_policies": cluster.staged.len(),
+            });
+            crate::emit(&(serde_json::to_string_pretty(&out).expect("serializable") + "\n"));
+        }
+        Output::Text => {
+            let mut out = format!(
+                "staged policies ({}): {} -> {} ({change})\n\nenforced now:\n",
+                cluster.staged.len(),
+                now.0.verdict.as_str(),
+                then.0.verdict.as_str()
+            );
+            out += &render(args, now.1, &now.0, true);
+            out += "\nwith staged policies applied:\n";
+            out += &render(args, then.1, &then.0, true);
+            crate::emit(&out);
+        }
+    }
+    u8::from(args.exit_code && then.0.verdict == Verdict::Deny)
+}
+
 fn evaluate(cluster: &Cluster, args: &Args) -> Result<(Decision, u16), String> {
     let src = match parse_target(cluster, &args.from, "--from")? {
         Target::Side(s) => s,
@@ -94,10 +145,15 @@ fn evaluate(cluster: &Cluster, args: &Args) -> Result<(Decision, u16), String> {
         }
     };
     let dst = parse_target(cluster, &args.to, "--to")?;
-    let port = resolve_port(cluster, &args.port, args.protocol, &dst)?;
+    let port = if args.protocol.has_ports() { resolve_port(cluster, &args.port, args.protocol, &dst)? } else { 0 };
+    let placeholder = Side { endpoint: Endpoint::External, ip: None };
+    let mut conn = Connection::new(src, placeholder, port, args.protocol);
+    conn.src_port = args.source_port;
+    conn.icmp_type = args.icmp_type.unwrap_or(conn.icmp_type);
+    conn.icmp_code = args.icmp_code;
     let decision = match dst {
-        Target::Side(dst) => decide(cluster, &Connection { src, dst, port, protocol: args.protocol }),
-        Target::Service { id, address } => decide_service(cluster, src, id, address, port, args.protocol),
+        Target::Side(dst) => decide(cluster, &Connection { dst, ..conn }),
+        Target::Service { id, address } => decide_service(cluster, &conn, id, address),
     };
     Ok((decision, port))
 }
@@ -153,16 +209,26 @@ fn resolve_port(cluster: &Cluster, port: &str, protocol: Protocol, dst: &Target)
     found.ok_or_else(|| format!("--port {port}: the destination declares no {protocol} port named {port:?}"))
 }
 
-fn render(args: &Args, port: u16, d: &Decision) -> String {
+fn render(args: &Args, port: u16, d: &Decision, tiers: bool) -> String {
     let mut out = String::new();
     let head = if d.verdict == Verdict::Allow { "ALLOW" } else { "DENY" };
-    let _ = writeln!(out, "{head}  {} -> {} port {port}/{}", args.from, args.to, args.protocol);
-    render_steps(&mut out, &d.trace, 1);
+    let what = if args.protocol.has_ports() {
+        format!("port {port}/{}", args.protocol)
+    } else {
+        format!(
+            "{} type {} code {}",
+            args.protocol,
+            args.icmp_type.map_or("default".into(), |t| t.to_string()),
+            args.icmp_code
+        )
+    };
+    let _ = writeln!(out, "{head}  {} -> {} {what}", args.from, args.to);
+    render_steps(&mut out, &d.trace, 1, tiers);
     let _ = writeln!(out, "verdict: {}", d.verdict.as_str());
     out
 }
 
-fn render_steps(out: &mut String, steps: &[Step], depth: usize) {
+fn render_steps(out: &mut String, steps: &[Step], depth: usize, tiers: bool) {
     let pad = "  ".repeat(depth);
     for step in steps {
         match step {
@@ -181,9 +247,19 @@ fn render_steps(out: &mut String, steps: &[Step], depth: usize) {
             Step::Backend(b) => {
                 let ip = b.ip.clone().unwrap_or_else(|| "(no IP)".into());
                 let _ = writeln!(out, "{pad}backend {} at {ip}:{}: {}", b.endpoint, b.port, b.verdict.as_str());
-                render_steps(out, &b.trace, depth + 1);
+                render_steps(out, &b.trace, depth + 1, tiers);
             }
-            Step::Policies { direction, endpoint, isolated, allowed, policies } => {
+            Step::Policies { direction, endpoint, allowed, reason, tiers: tier_evals, policies, .. } if tiers => {
+                let verdict = if *allowed { "allowed" } else { "denied" };
+                let _ = writeln!(out, "{pad}{direction} at {endpoint}: {verdict}: {reason}");
+                for t in tier_evals {
+                    let _ = writeln!(out, "{pad}  tier {}: {}", t.tier, t.outcome);
+                    for p in policies.iter().filter(|p| p.tier == t.tier) {
+                        render_calico_policy(out, p, depth + 2);
+                    }
+                }
+            }
+            Step::Policies { direction, endpoint, isolated, allowed, policies, .. } => {
                 if !isolated {
                     let _ = writeln!(out, "{pad}{direction} at {endpoint}: allowed (no NetworkPolicy selects it for {direction}: not isolated)");
                     continue;
@@ -218,5 +294,31 @@ fn render_policy(out: &mut String, p: &PolicyEval, depth: usize) {
         let at = r.location.as_deref().map(|l| format!(" ({l})")).unwrap_or_default();
         let m = if r.matched { "matches" } else { "no match" };
         let _ = writeln!(out, "{pad}    rule [{}]{at}: {m}: {}", r.index, r.detail);
+    }
+}
+
+fn render_calico_policy(out: &mut String, p: &PolicyEval, depth: usize) {
+    let pad = "  ".repeat(depth);
+    let order = p.order.map_or("none (last)".to_string(), |o| o.to_string());
+    let at = p.location.as_deref().map(|l| format!("  ({l})")).unwrap_or_default();
+    let mark = match (p.reached, p.outcome) {
+        (false, _) => "·",
+        (true, Some(palisade_core::policy::Action::Allow)) => "+",
+        (true, Some(_)) => "-",
+        (true, None) => " ",
+    };
+    let reached = if p.reached { "" } else { " (not reached: decided earlier)" };
+    let _ = writeln!(out, "{pad}{mark} {} order {order}{at}{reached}", p.policy);
+    if !p.reached {
+        return;
+    }
+    if p.rules.is_empty() {
+        let _ = writeln!(out, "{pad}    no rules");
+    }
+    for r in &p.rules {
+        let at = r.location.as_deref().map(|l| format!(" ({l})")).unwrap_or_default();
+        let m = if r.matched { "matches" } else { "no match" };
+        let decides = if r.decisive { "  <- decides" } else { "" };
+        let _ = writeln!(out, "{pad}    rule [{}] {}{at}: {m}: {}{decides}", r.index, r.action, r.detail);
     }
 }

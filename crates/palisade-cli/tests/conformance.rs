@@ -29,12 +29,12 @@ fn truth_tables_hold_for_matrix_and_check() {
                     order
                         .iter()
                         .map(|&d| {
-                            let conn = Connection {
-                                src: Side::pod(&cluster, s),
-                                dst: Side::pod(&cluster, d),
-                                port: probe.port,
-                                protocol: probe.protocol,
-                            };
+                            let conn = Connection::new(
+                                Side::pod(&cluster, s),
+                                Side::pod(&cluster, d),
+                                probe.port,
+                                probe.protocol,
+                            );
                             decide(&cluster, &conn).verdict == Verdict::Allow
                         })
                         .collect()

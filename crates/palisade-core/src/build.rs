@@ -15,13 +15,17 @@ use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
+use crate::calico::compile::{self as calico_compile, PolicyContext};
+use crate::calico::resource as calico;
 use crate::cluster::*;
+use crate::expr;
 use crate::field::{FieldPath, Locate, Location, Problem, Problems, Severity};
 use crate::label::{
     check_dns_label, check_dns_subdomain, check_label_key, check_label_value, Labels, NAMESPACE_NAME_LABEL,
 };
 use crate::peer::NsId;
 use crate::policy;
+use crate::policy::PolicyKind;
 use crate::port::{check_port_name, check_port_number, ContainerPort, Protocol};
 use crate::selector::Selector;
 
@@ -42,6 +46,16 @@ pub enum Object {
     EndpointSlice(EndpointSlice),
     Node(core::Node),
     NetworkPolicy(NetworkPolicy),
+    ServiceAccount(core::ServiceAccount),
+    CalicoNetworkPolicy(calico::NetworkPolicy),
+    CalicoGlobalNetworkPolicy(calico::GlobalNetworkPolicy),
+    CalicoStagedNetworkPolicy(calico::StagedNetworkPolicy),
+    CalicoStagedGlobalNetworkPolicy(calico::StagedGlobalNetworkPolicy),
+    CalicoStagedKubernetesNetworkPolicy(calico::StagedKubernetesNetworkPolicy),
+    CalicoTier(calico::Tier),
+    CalicoNetworkSet(calico::NetworkSet),
+    CalicoGlobalNetworkSet(calico::GlobalNetworkSet),
+    CalicoHostEndpoint(calico::HostEndpoint),
 }
 
 impl Object {
@@ -59,6 +73,16 @@ impl Object {
             Object::EndpointSlice(_) => "EndpointSlice",
             Object::Node(_) => "Node",
             Object::NetworkPolicy(_) => "NetworkPolicy",
+            Object::ServiceAccount(_) => "ServiceAccount",
+            Object::CalicoNetworkPolicy(_) => "Calico NetworkPolicy",
+            Object::CalicoGlobalNetworkPolicy(_) => "GlobalNetworkPolicy",
+            Object::CalicoStagedNetworkPolicy(_) => "StagedNetworkPolicy",
+            Object::CalicoStagedGlobalNetworkPolicy(_) => "StagedGlobalNetworkPolicy",
+            Object::CalicoStagedKubernetesNetworkPolicy(_) => "StagedKubernetesNetworkPolicy",
+            Object::CalicoTier(_) => "Tier",
+            Object::CalicoNetworkSet(_) => "NetworkSet",
+            Object::CalicoGlobalNetworkSet(_) => "GlobalNetworkSet",
+            Object::CalicoHostEndpoint(_) => "HostEndpoint",
         }
     }
     pub fn metadata(&self) -> &ObjectMeta {
@@ -75,10 +99,29 @@ impl Object {
             Object::EndpointSlice(o) => &o.metadata,
             Object::Node(o) => &o.metadata,
             Object::NetworkPolicy(o) => &o.metadata,
+            Object::ServiceAccount(o) => &o.metadata,
+            Object::CalicoNetworkPolicy(o) => &o.metadata,
+            Object::CalicoGlobalNetworkPolicy(o) => &o.metadata,
+            Object::CalicoStagedNetworkPolicy(o) => &o.metadata,
+            Object::CalicoStagedGlobalNetworkPolicy(o) => &o.metadata,
+            Object::CalicoStagedKubernetesNetworkPolicy(o) => &o.metadata,
+            Object::CalicoTier(o) => &o.metadata,
+            Object::CalicoNetworkSet(o) => &o.metadata,
+            Object::CalicoGlobalNetworkSet(o) => &o.metadata,
+            Object::CalicoHostEndpoint(o) => &o.metadata,
         }
     }
     pub fn is_namespaced(&self) -> bool {
-        !matches!(self, Object::Namespace(_) | Object::Node(_))
+        !matches!(
+            self,
+            Object::Namespace(_)
+                | Object::Node(_)
+                | Object::CalicoGlobalNetworkPolicy(_)
+                | Object::CalicoStagedGlobalNetworkPolicy(_)
+                | Object::CalicoTier(_)
+                | Object::CalicoGlobalNetworkSet(_)
+                | Object::CalicoHostEndpoint(_)
+        )
     }
 }
 
@@ -111,7 +154,12 @@ pub fn build(inputs: &[Input], opts: &BuildOptions) -> Result<Cluster, Vec<Probl
     b.workloads(&items);
     b.nodes(&items);
     b.services(&items);
+    b.calico_labels(&items);
+    b.tiers(&items);
+    b.network_sets(&items);
+    b.host_endpoints(&items);
     b.policies(&items);
+    b.cluster.sort_policies();
     if b.problems.iter().any(|p| p.severity == Severity::Error) {
         return Err(b.problems);
     }
@@ -394,10 +442,144 @@ impl Builder {
 
     fn policies(&mut self, items: &[Item]) {
         for item in items {
-            let Object::NetworkPolicy(np) = &item.input.object else { continue };
-            let ns = self.ns_id(item);
-            let compiled = self.with_problems(item, |p| policy::compile(np, ns, p));
-            self.cluster.policies.push(compiled);
+            let ns = item.namespace.as_deref().map(|_| self.ns_id(item));
+            let tiers: HashMap<String, usize> =
+                self.cluster.tiers.iter().enumerate().map(|(i, t)| (t.name.clone(), i)).collect();
+            let tier_id = |name: &str| tiers.get(name).copied();
+            let ctx = |kind, staged| PolicyContext {
+                kind,
+                name: &item.name,
+                namespace: ns.map(|id| (id, item.namespace.as_deref().unwrap_or_default())),
+                staged,
+            };
+            let (compiled, staged) = match &item.input.object {
+                Object::NetworkPolicy(np) => {
+                    (self.with_problems(item, |p| policy::compile(np, ns.expect("namespaced"), p)), None)
+                }
+                Object::CalicoNetworkPolicy(o) => {
+                    let c = ctx(PolicyKind::Calico, false);
+                    (
+                        self.with_problems(item, |p| calico_compile::compile_policy(o.spec.as_ref(), &c, &tier_id, p)),
+                        None,
+                    )
+                }
+                Object::CalicoGlobalNetworkPolicy(o) => {
+                    let c = ctx(PolicyKind::CalicoGlobal, false);
+                    (
+                        self.with_problems(item, |p| calico_compile::compile_policy(o.spec.as_ref(), &c, &tier_id, p)),
+                        None,
+                    )
+                }
+                Object::CalicoStagedNetworkPolicy(o) => {
+                    let c = ctx(PolicyKind::Calico, true);
+                    let pol =
+                        self.with_problems(item, |p| calico_compile::compile_policy(o.spec.as_ref(), &c, &tier_id, p));
+                    (pol, Some(o.spec.as_ref().and_then(|s| s.staged_action.clone())))
+                }
+                Object::CalicoStagedGlobalNetworkPolicy(o) => {
+                    let c = ctx(PolicyKind::CalicoGlobal, true);
+                    let pol =
+                        self.with_problems(item, |p| calico_compile::compile_policy(o.spec.as_ref(), &c, &tier_id, p));
+                    (pol, Some(o.spec.as_ref().and_then(|s| s.staged_action.clone())))
+                }
+                Object::CalicoStagedKubernetesNetworkPolicy(o) => {
+                    let spec = o.spec.clone().unwrap_or_default();
+                    let np = NetworkPolicy { metadata: o.metadata.clone(), spec: Some(spec.spec) };
+                    let pol = self.with_problems(item, |p| policy::compile(&np, ns.expect("namespaced"), p));
+                    (pol, Some(spec.staged_action))
+                }
+                _ => continue,
+            };
+            match staged {
+                None => self.cluster.policies.push(compiled),
+                Some(action) => {
+                    if let Some(Some(action)) = calico_compile::staged_action(action.as_ref()) {
+                        self.cluster.staged.push(StagedPolicy { action, policy: compiled });
+                    }
+                }
+            }
+        }
+    }
+
+    /// Labels as Calico selectors see pods: pseudo-labels, `pcns.` and `pcsa.` labels.
+    fn calico_labels(&mut self, items: &[Item]) {
+        let mut accounts: HashMap<(NsId, String), Labels> = HashMap::new();
+        for item in items {
+            let Object::ServiceAccount(sa) = &item.input.object else { continue };
+            let labels = sa.metadata.labels.clone().unwrap_or_default();
+            self.with_problems(item, |p| check_labels(&labels, p));
+            accounts.insert((self.ns_id(item), item.name.clone()), labels);
+        }
+        let c = &self.cluster;
+        let all = c
+            .pods
+            .iter()
+            .map(|pod| {
+                let ns = &c.namespaces[pod.namespace];
+                let mut l = pod.labels.clone();
+                calico_compile::namespace_pseudo_labels(&ns.name, &ns.labels, &mut l);
+                l.insert(expr::ORCHESTRATOR_LABEL.into(), "k8s".into());
+                l.insert(expr::SERVICE_ACCOUNT_LABEL.into(), pod.service_account.clone());
+                let sa = expr::SERVICE_ACCOUNT_PREFIX;
+                for (k, v) in accounts.get(&(pod.namespace, pod.service_account.clone())).into_iter().flatten() {
+                    l.insert(format!("{sa}{k}"), v.clone());
+                }
+                l.insert(format!("{sa}{}", expr::NAME_LABEL), pod.service_account.clone());
+                l
+            })
+            .collect();
+        self.cluster.calico_labels = all;
+    }
+
+    fn tiers(&mut self, items: &[Item]) {
+        self.cluster.tiers.push(Tier {
+            name: "default".into(),
+            order: Some(DEFAULT_TIER_ORDER),
+            pass_at_end: false,
+            location: None,
+        });
+        for item in items {
+            let Object::CalicoTier(t) = &item.input.object else { continue };
+            let tier = self.with_problems(item, |p| calico_compile::compile_tier(&item.name, t.spec.as_ref(), p));
+            match self.cluster.tiers.iter().position(|x| x.name == tier.name) {
+                Some(i) => self.cluster.tiers[i] = tier,
+                None => self.cluster.tiers.push(tier),
+            }
+        }
+    }
+
+    fn network_sets(&mut self, items: &[Item]) {
+        for item in items {
+            let (spec, namespaced) = match &item.input.object {
+                Object::CalicoNetworkSet(o) => (o.spec.as_ref(), true),
+                Object::CalicoGlobalNetworkSet(o) => (o.spec.as_ref(), false),
+                _ => continue,
+            };
+            let labels = item.input.object.metadata().labels.clone().unwrap_or_default();
+            let ns = namespaced.then(|| self.ns_id(item));
+            let ns_info =
+                ns.map(|id| (id, self.cluster.namespaces[id].name.clone(), self.cluster.namespaces[id].labels.clone()));
+            let set = self.with_problems(item, |p| {
+                check_labels(&labels, p);
+                let ns_ref = ns_info.as_ref().map(|(id, n, l)| (*id, n.as_str(), l));
+                calico_compile::compile_network_set(&item.name, ns_ref, &labels, spec, p)
+            });
+            self.cluster.network_sets.push(set);
+        }
+    }
+
+    fn host_endpoints(&mut self, items: &[Item]) {
+        for item in items {
+            let Object::CalicoHostEndpoint(h) = &item.input.object else { continue };
+            let labels = h.metadata.labels.clone().unwrap_or_default();
+            let hep = self.with_problems(item, |p| {
+                check_labels(&labels, p);
+                calico_compile::compile_host_endpoint(&item.name, &labels, h.spec.as_ref(), p)
+            });
+            for ip in &hep.ips {
+                self.cluster.host_by_ip.insert(*ip, self.cluster.host_endpoints.len());
+            }
+            self.cluster.host_endpoints.push(hep);
         }
     }
 }

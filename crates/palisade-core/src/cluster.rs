@@ -87,13 +87,77 @@ pub struct Service {
     pub external_name: Option<String>,
 }
 
+/// A Calico tier: policies are evaluated tier by tier, in `order` (`None` last, ties by name).
+#[derive(Clone, Debug)]
+pub struct Tier {
+    pub name: String,
+    pub order: Option<f64>,
+    /// What happens to traffic no policy of the tier decided: deny (default) or pass on.
+    pub pass_at_end: bool,
+    pub location: Option<Location>,
+}
+
+/// The tier every Kubernetes NetworkPolicy and every untiered Calico policy belongs to.
+pub const DEFAULT_TIER: usize = 0;
+/// Calico gives the default tier this order (since v3.28); user tiers usually come before.
+pub const DEFAULT_TIER_ORDER: f64 = 1_000_000.0;
+
+/// A Calico NetworkSet or GlobalNetworkSet: addresses that rule selectors can match by labels.
+#[derive(Clone, Debug)]
+pub struct NetworkSet {
+    pub namespace: Option<NsId>,
+    pub name: String,
+    /// Labels as rule selectors see them (pseudo-labels included).
+    pub labels: Labels,
+    pub nets: Vec<ipnet::IpNet>,
+    pub location: Option<Location>,
+}
+
+/// A Calico HostEndpoint: a node interface that GlobalNetworkPolicies can protect.
+#[derive(Clone, Debug)]
+pub struct HostEndpoint {
+    pub name: String,
+    pub node: String,
+    pub interface: String,
+    pub labels: Labels,
+    pub ips: Vec<IpAddr>,
+    pub ports: Vec<ContainerPort>,
+    /// Has the `projectcalico-default-allow` profile: allowed when no policy decides.
+    pub default_allow: bool,
+    pub location: Option<Location>,
+}
+
+/// What a staged policy would do if it were enforced.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum StagedAction {
+    /// Add the policy, or replace the enforced one of the same name.
+    Set,
+    /// Remove the enforced policy of the same name.
+    Delete,
+}
+
+#[derive(Clone, Debug)]
+pub struct StagedPolicy {
+    pub action: StagedAction,
+    pub policy: Policy,
+}
+
 #[derive(Clone, Debug, Default)]
 pub struct Cluster {
     pub namespaces: Vec<Namespace>,
     pub pods: Vec<Pod>,
     pub nodes: Vec<Node>,
     pub services: Vec<Service>,
+    /// In evaluation order: by tier, then order, then name.
     pub policies: Vec<Policy>,
+    /// Index 0 is the default tier.
+    pub tiers: Vec<Tier>,
+    pub network_sets: Vec<NetworkSet>,
+    pub host_endpoints: Vec<HostEndpoint>,
+    pub staged: Vec<StagedPolicy>,
+    /// Each pod's labels as Calico selectors see them: its own, `projectcalico.org/*`
+    /// pseudo-labels, and its namespace's (`pcns.`) and service account's (`pcsa.`) labels.
+    pub calico_labels: Vec<Labels>,
     /// Warnings found while building (errors prevent a Cluster from existing).
     pub warnings: Vec<Problem>,
     pub(crate) ns_by_name: HashMap<String, NsId>,
@@ -102,6 +166,7 @@ pub struct Cluster {
     pub(crate) node_by_ip: HashMap<IpAddr, NodeId>,
     pub(crate) service_by_name: HashMap<(NsId, String), ServiceId>,
     pub(crate) service_by_ip: HashMap<IpAddr, ServiceId>,
+    pub(crate) host_by_ip: HashMap<IpAddr, usize>,
 }
 
 impl Cluster {
@@ -131,8 +196,63 @@ impl Cluster {
         format!("{}/{}", self.namespaces[p.namespace].name, p.name)
     }
     pub fn policy_key(&self, idx: usize) -> String {
-        let p = &self.policies[idx];
-        format!("{}/{}", self.namespaces[p.namespace].name, p.name)
+        self.policy_name(&self.policies[idx])
+    }
+    /// `namespace/name`, or the bare name of a global policy.
+    pub fn policy_name(&self, p: &Policy) -> String {
+        match p.namespace {
+            Some(ns) => format!("{}/{}", self.namespaces[ns].name, p.name),
+            None => p.name.clone(),
+        }
+    }
+    pub fn host_by_ip(&self, ip: IpAddr) -> Option<usize> {
+        self.host_by_ip.get(&ip).copied()
+    }
+    /// Whether any Calico object shapes decisions (traces then show tiers and actions).
+    pub fn uses_calico(&self) -> bool {
+        self.tiers.len() > 1
+            || !self.host_endpoints.is_empty()
+            || self.policies.iter().any(|p| p.kind != crate::policy::PolicyKind::Kubernetes)
+    }
+    /// The tier rank, order and tie-break name that put policies in evaluation order.
+    pub fn sort_policies(&mut self) {
+        let tier_rank = self.tier_ranks();
+        let ns_names: Vec<String> = self.namespaces.iter().map(|n| n.name.clone()).collect();
+        let name = |p: &Policy| p.sort_name(p.namespace.map(|n| ns_names[n].as_str()));
+        self.policies.sort_by(|a, b| {
+            tier_rank[a.tier]
+                .cmp(&tier_rank[b.tier])
+                .then_with(|| order_cmp(a.order, b.order))
+                .then_with(|| name(a).cmp(&name(b)))
+        });
+    }
+    /// Rank of each tier in evaluation order.
+    pub fn tier_ranks(&self) -> Vec<usize> {
+        let mut ids: Vec<usize> = (0..self.tiers.len()).collect();
+        ids.sort_by(|&a, &b| {
+            let (ta, tb) = (&self.tiers[a], &self.tiers[b]);
+            order_cmp(ta.order, tb.order).then_with(|| ta.name.cmp(&tb.name))
+        });
+        let mut rank = vec![0; ids.len()];
+        for (r, id) in ids.into_iter().enumerate() {
+            rank[id] = r;
+        }
+        rank
+    }
+    /// The cluster as it would be with every staged policy applied.
+    pub fn with_staged(&self) -> Cluster {
+        let mut c = self.clone();
+        for s in &self.staged {
+            let same =
+                |p: &Policy| p.kind == s.policy.kind && p.namespace == s.policy.namespace && p.name == s.policy.name;
+            c.policies.retain(|p| !same(p));
+            if s.action == StagedAction::Set {
+                c.policies.push(s.policy.clone());
+            }
+        }
+        c.staged.clear();
+        c.sort_policies();
+        c
     }
     /// Pods ordered by `namespace/name`, the order every output uses.
     pub fn pods_sorted(&self) -> Vec<PodId> {
@@ -147,5 +267,15 @@ impl Cluster {
     /// Whether NetworkPolicy applies to this pod (host-network pods share the node's stack).
     pub fn is_policy_subject(&self, id: PodId) -> bool {
         !self.pods[id].host_network
+    }
+}
+
+/// Calico's ordering: lower order first, a missing order after every number.
+pub fn order_cmp(a: Option<f64>, b: Option<f64>) -> std::cmp::Ordering {
+    match (a, b) {
+        (Some(x), Some(y)) => x.total_cmp(&y),
+        (Some(_), None) => std::cmp::Ordering::Less,
+        (None, Some(_)) => std::cmp::Ordering::Greater,
+        (None, None) => std::cmp::Ordering::Equal,
     }
 }

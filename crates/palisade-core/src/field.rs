@@ -164,6 +164,29 @@ impl<'a> Problems<'a> {
         let help = help.into();
         self.push(Severity::Warning, path, message.into(), (!help.is_empty()).then_some(help));
     }
+    /// An error at character `at` inside the string value `text` of `path` (a selector, say):
+    /// the column points into the value when it was written on one line.
+    pub fn error_in(
+        &mut self,
+        path: &FieldPath,
+        text: &str,
+        at: usize,
+        message: impl Into<String>,
+        help: impl Into<String>,
+    ) {
+        let before = self.list.len();
+        self.error(path, message, help);
+        let Some(loc) = self.list[before].location.as_mut() else { return };
+        let quote = match loc.len {
+            n if n == text.len() => 0,
+            n if n == text.len() + 2 => 1,
+            _ => return,
+        };
+        let byte_at: usize = text.chars().take(at).map(char::len_utf8).sum();
+        loc.column += quote + at;
+        loc.offset += quote + byte_at;
+        loc.len = 1;
+    }
     pub fn has_errors(&self) -> bool {
         self.list.iter().any(|p| p.severity == Severity::Error)
     }

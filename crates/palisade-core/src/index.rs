@@ -2,20 +2,25 @@
 //!
 //! Selectors are evaluated once against label indexes (cached by selector), peers become pod
 //! bitsets, IP blocks become ranges over pods sorted by IP, and pods that the same policies
-//! select share one allowed-set. The result agrees with [`crate::verdict::decide`] for every pair.
+//! select (and that meet the same rule conditions themselves) share one evaluation. Tiers and
+//! ordered actions are bitset operations on the still-undecided peers. Pods that stand for a
+//! Calico host endpoint are decided one pair at a time by [`crate::verdict::decide`]; the
+//! result agrees with it for every pair.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
 
 use fixedbitset::FixedBitSet;
 
+use crate::calico::rule::{entity_matches, port_matches, CalicoRule, Entity};
 use crate::cluster::{Cluster, PodId};
+use crate::expr::Expr;
 use crate::label::Labels;
 use crate::peer::{IpBlock, NamespaceScope, Peer};
-use crate::policy::{Direction, Rule};
-use crate::port::{ContainerPort, Protocol};
+use crate::policy::{Action, Direction, Match, Rule, Subject};
+use crate::port::{ContainerPort, Protocol, RulePort};
 use crate::selector::{Op, Selector};
-use crate::verdict::{Endpoint, Side};
+use crate::verdict::{decide, Connection, Endpoint, Side, Verdict};
 
 /// `rows[src]` holds the destination pods `src` may open the connection to.
 pub struct Matrix {
@@ -82,6 +87,50 @@ impl LabelIndex {
     }
 }
 
+impl LabelIndex {
+    fn matching_values(&self, key: &str, pred: impl Fn(&str) -> bool) -> FixedBitSet {
+        let mut s = FixedBitSet::with_capacity(self.all.len());
+        if let Some((_, by_value)) = self.keys.get(key) {
+            for (v, b) in by_value {
+                if pred(v) {
+                    s.union_with(b);
+                }
+            }
+        }
+        s
+    }
+
+    fn eval_expr(&self, e: &Expr) -> FixedBitSet {
+        let one = |v: &String| std::collections::BTreeSet::from([v.clone()]);
+        match e {
+            Expr::All | Expr::Global => self.all.clone(),
+            Expr::Has(k) => self.has(k),
+            Expr::Eq(k, v) => self.values(k, &one(v)),
+            Expr::Ne(k, v) => complement(&self.all, &self.values(k, &one(v))),
+            Expr::In(k, vs) => self.values(k, vs),
+            Expr::NotIn(k, vs) => complement(&self.all, &self.values(k, vs)),
+            Expr::Contains(k, s) => self.matching_values(k, |v| v.contains(s.as_str())),
+            Expr::StartsWith(k, s) => self.matching_values(k, |v| v.starts_with(s.as_str())),
+            Expr::EndsWith(k, s) => self.matching_values(k, |v| v.ends_with(s.as_str())),
+            Expr::Not(e) => complement(&self.all, &self.eval_expr(e)),
+            Expr::And(es) => {
+                let mut out = self.all.clone();
+                for e in es {
+                    out.intersect_with(&self.eval_expr(e));
+                }
+                out
+            }
+            Expr::Or(es) => {
+                let mut out = FixedBitSet::with_capacity(self.all.len());
+                for e in es {
+                    out.union_with(&self.eval_expr(e));
+                }
+                out
+            }
+        }
+    }
+}
+
 fn complement(all: &FixedBitSet, s: &FixedBitSet) -> FixedBitSet {
     let mut c = all.clone();
     c.difference_with(s);
@@ -99,12 +148,34 @@ pub struct Index<'c> {
     cluster: &'c Cluster,
     n: usize,
     sides: Vec<Side>,
+    /// Pods that policy applies to as pods (not host network).
+    subjects: FixedBitSet,
+    /// Pods that stand for a Calico host endpoint: decided pair by pair.
+    hosts: Vec<PodId>,
     pods: LabelIndex,
     namespaces: LabelIndex,
+    /// Labels Calico selectors see: pods' with pseudo-labels, host endpoints'.
+    calico: LabelIndex,
     ns_pods: Vec<FixedBitSet>,
     by_ip: Vec<(IpAddr, PodId)>,
     pod_cache: HashMap<Selector, FixedBitSet>,
     ns_cache: HashMap<Selector, FixedBitSet>,
+    expr_cache: HashMap<Expr, FixedBitSet>,
+}
+
+/// Which policies apply to a pod, and how it fares on its own side of their rules.
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct GroupKey {
+    policies: Vec<usize>,
+    own: Vec<bool>,
+    ports: Vec<ContainerPort>,
+}
+
+/// The packet a matrix is about, independent of who sends it.
+struct Probe {
+    port: u16,
+    protocol: Protocol,
+    template: Connection,
 }
 
 impl<'c> Index<'c> {
@@ -112,11 +183,16 @@ impl<'c> Index<'c> {
         let n = cluster.pods.len();
         let sides: Vec<Side> = (0..n).map(|p| Side::pod(cluster, p)).collect();
         let mut subjects = FixedBitSet::with_capacity(n);
+        let mut hosts = Vec::new();
         let mut ns_pods = vec![FixedBitSet::with_capacity(n); cluster.namespaces.len()];
         for p in 0..n {
-            if matches!(sides[p].endpoint, Endpoint::Pod(_)) && cluster.is_policy_subject(p) {
-                subjects.insert(p);
-                ns_pods[cluster.pods[p].namespace].insert(p);
+            match sides[p].endpoint {
+                Endpoint::Pod(_) if cluster.is_policy_subject(p) => {
+                    subjects.insert(p);
+                    ns_pods[cluster.pods[p].namespace].insert(p);
+                }
+                Endpoint::Host(_) => hosts.push(p),
+                _ => {}
             }
         }
         let pods = LabelIndex::new(n, subjects.ones().map(|p| (p, &cluster.pods[p].labels)));
@@ -124,6 +200,12 @@ impl<'c> Index<'c> {
             cluster.namespaces.len(),
             cluster.namespaces.iter().enumerate().map(|(i, ns)| (i, &ns.labels)),
         );
+        let calico_items = (0..n).filter_map(|p| match sides[p].endpoint {
+            Endpoint::Pod(_) if subjects.contains(p) => Some((p, &cluster.calico_labels[p])),
+            Endpoint::Host(h) => Some((p, &cluster.host_endpoints[h].labels)),
+            _ => None,
+        });
+        let calico = LabelIndex::new(n, calico_items);
         let mut by_ip: Vec<(IpAddr, PodId)> =
             sides.iter().enumerate().filter_map(|(p, s)| s.ip.map(|ip| (ip, p))).collect();
         by_ip.sort();
@@ -131,12 +213,16 @@ impl<'c> Index<'c> {
             cluster,
             n,
             sides,
+            subjects,
+            hosts,
             pods,
             namespaces,
+            calico,
             ns_pods,
             by_ip,
             pod_cache: HashMap::new(),
             ns_cache: HashMap::new(),
+            expr_cache: HashMap::new(),
         }
     }
 
@@ -162,16 +248,37 @@ impl<'c> Index<'c> {
         s
     }
 
-    fn ip_block(&self, b: &IpBlock) -> FixedBitSet {
-        let mut s = FixedBitSet::with_capacity(self.n);
-        for p in self.ip_range(&b.cidr) {
-            s.insert(p);
+    /// Pods a Calico selector matches: by their own labels, or by an address inside a
+    /// network set the selector matches (Felix matches selectors through IP sets).
+    fn calico_selector(&mut self, e: &Expr) -> FixedBitSet {
+        if let Some(s) = self.expr_cache.get(e) {
+            return s.clone();
         }
-        for e in &b.except {
-            for p in self.ip_range(e) {
-                s.set(p, false);
+        let mut s = self.calico.eval_expr(e);
+        for set in self.cluster.network_sets.iter().filter(|set| e.matches(&set.labels)) {
+            for net in &set.nets {
+                for p in self.ip_range(net) {
+                    s.insert(p);
+                }
             }
         }
+        self.expr_cache.insert(e.clone(), s.clone());
+        s
+    }
+
+    fn ip_nets(&self, nets: &[ipnet::IpNet]) -> FixedBitSet {
+        let mut s = FixedBitSet::with_capacity(self.n);
+        for net in nets {
+            for p in self.ip_range(net) {
+                s.insert(p);
+            }
+        }
+        s
+    }
+
+    fn ip_block(&self, b: &IpBlock) -> FixedBitSet {
+        let mut s = self.ip_nets(std::slice::from_ref(&b.cidr));
+        s.difference_with(&self.ip_nets(&b.except));
         s
     }
 
@@ -195,8 +302,8 @@ impl<'c> Index<'c> {
         }
     }
 
-    fn peers(&mut self, rule: &Rule) -> FixedBitSet {
-        match &rule.peers {
+    fn k8s_peers(&mut self, peers: &Option<Vec<Peer>>) -> FixedBitSet {
+        match peers {
             None => full(self.n),
             Some(list) => {
                 let mut s = FixedBitSet::with_capacity(self.n);
@@ -212,21 +319,22 @@ impl<'c> Index<'c> {
         matches!(self.sides[d].endpoint, Endpoint::Pod(_)).then(|| self.cluster.pods[d].ports.as_slice())
     }
 
-    fn port_ok(&self, rule: &Rule, port: u16, proto: Protocol, d: PodId) -> bool {
-        rule.ports.as_ref().is_none_or(|ps| ps.iter().any(|p| p.matches(port, proto, self.dst_ports(d))))
+    fn k8s_port_ok(&self, ports: &Option<Vec<RulePort>>, probe: &Probe, d: PodId) -> bool {
+        ports.as_ref().is_none_or(|ps| ps.iter().any(|p| p.matches(probe.port, probe.protocol, self.dst_ports(d))))
     }
 
-    /// Destination pods whose ports satisfy the rule for this connection.
-    fn port_ok_set(&self, rule: &Rule, port: u16, proto: Protocol) -> FixedBitSet {
-        let numeric_hit =
-            rule.ports.as_ref().is_none_or(|ps| ps.iter().any(|p| !p.is_named() && p.matches(port, proto, None)));
+    /// Destination pods whose ports satisfy a Kubernetes rule's ports.
+    fn k8s_port_set(&self, ports: &Option<Vec<RulePort>>, probe: &Probe) -> FixedBitSet {
+        let numeric_hit = ports
+            .as_ref()
+            .is_none_or(|ps| ps.iter().any(|p| !p.is_named() && p.matches(probe.port, probe.protocol, None)));
         if numeric_hit {
             return full(self.n);
         }
         let mut s = FixedBitSet::with_capacity(self.n);
-        if rule.uses_named_ports() {
+        if ports.iter().flatten().any(RulePort::is_named) {
             for d in 0..self.n {
-                if self.port_ok(rule, port, proto, d) {
+                if self.k8s_port_ok(ports, probe, d) {
                     s.insert(d);
                 }
             }
@@ -234,7 +342,84 @@ impl<'c> Index<'c> {
         s
     }
 
-    /// Pods each policy selects for `dir` (only policy subjects), per policy index.
+    /// Pods (as peers) meeting one side of a Calico rule.
+    fn calico_entity(&mut self, rule: &CalicoRule, e: &Entity, port: u16, probe: &Probe) -> FixedBitSet {
+        let mut s = full(self.n);
+        if rule.ip_version.is_some() {
+            for p in 0..self.n {
+                s.set(p, rule.version_ok(self.sides[p].ip));
+            }
+        }
+        if !e.nets.is_empty() {
+            s.intersect_with(&self.ip_nets(&e.nets));
+        }
+        s.difference_with(&self.ip_nets(&e.not_nets));
+        if let Some(sel) = &e.selector {
+            s.intersect_with(&self.calico_selector(sel));
+        }
+        if let Some(sel) = &e.not_selector {
+            s.difference_with(&self.calico_selector(sel));
+        }
+        if !e.ports.is_empty() || !e.not_ports.is_empty() {
+            let cluster = self.cluster;
+            let numeric_only = |ps: &[crate::calico::rule::CalicoPort]| {
+                ps.iter().all(|p| matches!(p, crate::calico::rule::CalicoPort::Range(..)))
+            };
+            if numeric_only(&e.ports) && numeric_only(&e.not_ports) {
+                let ok = (e.ports.is_empty() || e.ports.iter().any(|p| port_matches(p, port, probe.protocol, &[])))
+                    && !e.not_ports.iter().any(|p| port_matches(p, port, probe.protocol, &[]));
+                if !ok {
+                    s.clear();
+                }
+            } else {
+                for p in s.clone().ones() {
+                    if !crate::calico::rule::ports_match(e, &self.sides[p], cluster, port, probe.protocol) {
+                        s.set(p, false);
+                    }
+                }
+            }
+        }
+        s
+    }
+
+    /// The peers a rule matches for an endpoint in `dir` (its own side checked by the caller).
+    fn rule_peers(&mut self, rule: &Rule, dir: Direction, probe: &Probe) -> FixedBitSet {
+        match &rule.matches {
+            Match::Kubernetes { peers, ports } => {
+                let mut s = self.k8s_peers(peers);
+                if dir == Direction::Egress {
+                    s.intersect_with(&self.k8s_port_set(ports, probe));
+                }
+                s
+            }
+            Match::Calico(c) => {
+                if c.packet_matches(&probe.template).is_err() {
+                    return FixedBitSet::with_capacity(self.n);
+                }
+                match dir {
+                    Direction::Ingress => self.calico_entity(c, &c.source, probe.template.src_port, probe),
+                    Direction::Egress => self.calico_entity(c, &c.destination, probe.port, probe),
+                }
+            }
+        }
+    }
+
+    /// Whether pod `x` meets its own side of a rule (destination for ingress, source for egress).
+    fn own_side(&self, rule: &Rule, dir: Direction, probe: &Probe, x: PodId) -> bool {
+        match &rule.matches {
+            Match::Kubernetes { ports, .. } => dir == Direction::Egress || self.k8s_port_ok(ports, probe, x),
+            Match::Calico(c) => {
+                let side = &self.sides[x];
+                let (e, port) = match dir {
+                    Direction::Ingress => (&c.destination, probe.port),
+                    Direction::Egress => (&c.source, probe.template.src_port),
+                };
+                c.version_ok(side.ip) && entity_matches(self.cluster, e, side, port, probe.protocol)
+            }
+        }
+    }
+
+    /// Pods each policy applies to in `dir`.
     fn selected(&mut self, dir: Direction) -> Vec<(usize, FixedBitSet)> {
         let cluster = self.cluster;
         let mut out = Vec::new();
@@ -242,106 +427,145 @@ impl<'c> Index<'c> {
             if pol.rules(dir).is_none() {
                 continue;
             }
-            let mut s = self.ns_pods[pol.namespace].clone();
-            s.intersect_with(&self.pod_selector(&pol.selector));
+            let s = match &pol.subject {
+                Subject::Pods(sel) => {
+                    let mut s = self.ns_pods[pol.namespace.expect("Kubernetes policies are namespaced")].clone();
+                    s.intersect_with(&self.pod_selector(sel));
+                    s
+                }
+                Subject::Endpoints(e) => {
+                    let mut s = self.calico.eval_expr(e);
+                    s.intersect_with(&self.subjects);
+                    s
+                }
+            };
             out.push((i, s));
         }
         out
     }
 
-    /// For every pod, the ids of the `dir` policies selecting it (empty: not isolated).
-    fn selecting(&mut self, dir: Direction) -> Vec<Vec<usize>> {
+    /// Per pod: `None` when no policy applies in `dir`, else the peers it allows.
+    fn allowed(&mut self, dir: Direction, probe: &Probe) -> Vec<Option<std::rc::Rc<FixedBitSet>>> {
+        let cluster = self.cluster;
         let mut by_pod: Vec<Vec<usize>> = vec![Vec::new(); self.n];
         for (i, s) in self.selected(dir) {
             for p in s.ones() {
                 by_pod[p].push(i);
             }
         }
-        by_pod
-    }
-
-    /// Egress: per source, the destinations its policies allow (`None`: not isolated).
-    fn egress(&mut self, port: u16, proto: Protocol) -> Vec<Option<std::rc::Rc<FixedBitSet>>> {
-        let cluster = self.cluster;
-        let by_pod = self.selecting(Direction::Egress);
-        let mut per_policy: HashMap<usize, FixedBitSet> = HashMap::new();
-        let mut groups: HashMap<Vec<usize>, std::rc::Rc<FixedBitSet>> = HashMap::new();
+        let mut groups: HashMap<GroupKey, std::rc::Rc<FixedBitSet>> = HashMap::new();
+        let mut peers_cache: HashMap<(usize, usize), FixedBitSet> = HashMap::new();
         let mut out = Vec::with_capacity(self.n);
-        for pols in &by_pod {
+        for (x, pols) in by_pod.into_iter().enumerate() {
             if pols.is_empty() {
                 out.push(None);
                 continue;
             }
-            if let Some(g) = groups.get(pols) {
+            let key = self.group_key(pols, dir, probe, x);
+            if let Some(g) = groups.get(&key) {
                 out.push(Some(g.clone()));
                 continue;
             }
-            let mut set = FixedBitSet::with_capacity(self.n);
-            for &pi in pols {
-                if let std::collections::hash_map::Entry::Vacant(slot) = per_policy.entry(pi) {
-                    let mut allowed = FixedBitSet::with_capacity(self.n);
-                    for rule in cluster.policies[pi].egress.iter().flatten() {
-                        let mut r = self.peers(rule);
-                        r.intersect_with(&self.port_ok_set(rule, port, proto));
-                        allowed.union_with(&r);
-                    }
-                    slot.insert(allowed);
-                }
-                set.union_with(&per_policy[&pi]);
-            }
-            let g = std::rc::Rc::new(set);
-            groups.insert(pols.clone(), g.clone());
-            out.push(Some(g));
+            let set = std::rc::Rc::new(self.evaluate(&key, dir, probe, &mut peers_cache));
+            groups.insert(key, set.clone());
+            out.push(Some(set));
         }
+        let _ = cluster;
         out
     }
 
-    /// Ingress: transposed, so `t[src]` holds the isolated destinations that admit `src`.
-    /// Returns (t, destinations not isolated for ingress).
-    fn ingress_transposed(&mut self, port: u16, proto: Protocol) -> (Vec<FixedBitSet>, FixedBitSet) {
-        let cluster = self.cluster;
-        let by_pod = self.selecting(Direction::Ingress);
-        let mut open = FixedBitSet::with_capacity(self.n);
-        // Group destinations by (selecting policies, ports when a rule names ports).
-        let mut groups: HashMap<(Vec<usize>, Vec<ContainerPort>), Vec<PodId>> = HashMap::new();
-        for (d, pols) in by_pod.into_iter().enumerate() {
-            if pols.is_empty() {
-                open.insert(d);
-                continue;
+    fn group_key(&self, policies: Vec<usize>, dir: Direction, probe: &Probe, x: PodId) -> GroupKey {
+        let mut own = Vec::new();
+        let mut named = false;
+        for &pi in &policies {
+            for rule in self.cluster.policies[pi].rules(dir).into_iter().flatten() {
+                named |= rule.uses_named_ports();
+                if matches!(rule.matches, Match::Calico(_)) || dir == Direction::Ingress {
+                    own.push(self.own_side(rule, dir, probe, x));
+                }
             }
-            let named = pols.iter().any(|&p| cluster.policies[p].ingress.iter().flatten().any(Rule::uses_named_ports));
-            let ports = if named { cluster.pods[d].ports.clone() } else { Vec::new() };
-            groups.entry((pols, ports)).or_default().push(d);
         }
-        let mut t = vec![FixedBitSet::with_capacity(self.n); self.n];
-        let mut rule_peers: HashMap<(usize, usize), FixedBitSet> = HashMap::new();
-        for ((pols, _), members) in groups {
-            let rep = members[0];
-            let mut sources = FixedBitSet::with_capacity(self.n);
-            for &pi in &pols {
-                for (ri, rule) in cluster.policies[pi].ingress.iter().flatten().enumerate() {
-                    if !self.port_ok(rule, port, proto, rep) {
+        let ports = if named { self.cluster.pods[x].ports.clone() } else { Vec::new() };
+        GroupKey { policies, own, ports }
+    }
+
+    /// Tier by tier, policy by policy, rule by rule: what a group of pods allows.
+    fn evaluate(
+        &mut self,
+        key: &GroupKey,
+        dir: Direction,
+        probe: &Probe,
+        cache: &mut HashMap<(usize, usize), FixedBitSet>,
+    ) -> FixedBitSet {
+        let cluster = self.cluster;
+        let mut allowed = FixedBitSet::with_capacity(self.n);
+        let mut undecided = full(self.n);
+        let mut own = key.own.iter();
+        let mut k = 0;
+        while k < key.policies.len() {
+            let tier = cluster.policies[key.policies[k]].tier;
+            let mut open = undecided.clone();
+            let mut passed = FixedBitSet::with_capacity(self.n);
+            while k < key.policies.len() && cluster.policies[key.policies[k]].tier == tier {
+                let pi = key.policies[k];
+                for (ri, rule) in cluster.policies[pi].rules(dir).into_iter().flatten().enumerate() {
+                    let own_ok = if matches!(rule.matches, Match::Calico(_)) || dir == Direction::Ingress {
+                        *own.next().expect("one own-side bit per rule")
+                    } else {
+                        true
+                    };
+                    if !own_ok || rule.action == Action::Log || open.is_clear() {
                         continue;
                     }
-                    if let std::collections::hash_map::Entry::Vacant(slot) = rule_peers.entry((pi, ri)) {
-                        slot.insert(self.peers(rule));
+                    let peers = cache.entry((pi, ri)).or_insert_with(|| self.rule_peers(rule, dir, probe));
+                    let mut hit = peers.clone();
+                    hit.intersect_with(&open);
+                    match rule.action {
+                        Action::Allow => allowed.union_with(&hit),
+                        Action::Pass => passed.union_with(&hit),
+                        Action::Deny | Action::Log => {}
                     }
-                    sources.union_with(&rule_peers[&(pi, ri)]);
+                    open.difference_with(&hit);
                 }
+                k += 1;
             }
-            for s in sources.ones() {
-                for &d in &members {
-                    t[s].insert(d);
-                }
+            if cluster.tiers[tier].pass_at_end {
+                passed.union_with(&open);
             }
+            undecided = passed;
         }
-        (t, open)
+        // Passed by every tier: the endpoint's profile allows.
+        allowed.union_with(&undecided);
+        allowed
     }
 
     /// Decides every pod pair for one port and protocol.
     pub fn matrix(&mut self, port: u16, protocol: Protocol) -> Matrix {
-        let egress = self.egress(port, protocol);
-        let (mut t, open) = self.ingress_transposed(port, protocol);
+        let cluster = self.cluster;
+        let probe = Probe {
+            port,
+            protocol,
+            template: Connection::new(
+                self.sides[0..].first().copied().unwrap_or(Side { endpoint: Endpoint::External, ip: None }),
+                Side { endpoint: Endpoint::External, ip: None },
+                port,
+                protocol,
+            ),
+        };
+        let egress = self.allowed(Direction::Egress, &probe);
+        let ingress = self.allowed(Direction::Ingress, &probe);
+        let mut t = vec![FixedBitSet::with_capacity(self.n); self.n];
+        let mut open = FixedBitSet::with_capacity(self.n);
+        for (d, set) in ingress.iter().enumerate() {
+            match set {
+                None => open.insert(d),
+                Some(sources) => {
+                    for s in sources.ones() {
+                        t[s].insert(d);
+                    }
+                }
+            }
+        }
         let mut rows = Vec::with_capacity(self.n);
         for (s, e) in egress.into_iter().enumerate() {
             let mut row = std::mem::take(&mut t[s]);
@@ -351,6 +575,17 @@ impl<'c> Index<'c> {
             }
             row.insert(s);
             rows.push(row);
+        }
+        for &h in &self.hosts {
+            for x in 0..self.n {
+                let pair = |a: PodId, b: PodId| {
+                    a == b
+                        || decide(cluster, &Connection::new(self.sides[a], self.sides[b], port, protocol)).verdict
+                            == Verdict::Allow
+                };
+                rows[h].set(x, pair(h, x));
+                rows[x].set(h, pair(x, h));
+            }
         }
         Matrix { port, protocol, rows }
     }

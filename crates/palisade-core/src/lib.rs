@@ -5,7 +5,9 @@
 //! with bitsets. Both must agree, and property tests hold them to it.
 
 pub mod build;
+pub mod calico;
 pub mod cluster;
+pub mod expr;
 pub mod field;
 pub mod index;
 pub mod label;

@@ -40,37 +40,121 @@ impl fmt::Display for Direction {
     }
 }
 
-/// One ingress or egress rule. `None` peers or ports means "all" (field empty or absent).
+/// What a matching rule does. Kubernetes rules only allow.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+pub enum Action {
+    Allow,
+    Deny,
+    /// Skip the rest of this tier; the next tier that selects the endpoint decides.
+    Pass,
+    /// Record and go on to the next rule.
+    Log,
+}
+
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Allow => "Allow",
+            Action::Deny => "Deny",
+            Action::Pass => "Pass",
+            Action::Log => "Log",
+        }
+    }
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A rule's match conditions, in the language of the policy that wrote it.
+#[derive(Clone, Debug)]
+pub enum Match {
+    /// `None` peers or ports means "all" (field empty or absent).
+    Kubernetes {
+        peers: Option<Vec<Peer>>,
+        ports: Option<Vec<RulePort>>,
+    },
+    Calico(Box<crate::calico::rule::CalicoRule>),
+}
+
+/// One ingress or egress rule: when it matches, its action decides.
 #[derive(Clone, Debug)]
 pub struct Rule {
-    pub peers: Option<Vec<Peer>>,
-    pub ports: Option<Vec<RulePort>>,
+    pub action: Action,
+    pub matches: Match,
     pub location: Option<Location>,
 }
 
 impl Rule {
+    pub fn kubernetes(peers: Option<Vec<Peer>>, ports: Option<Vec<RulePort>>, location: Option<Location>) -> Rule {
+        Rule { action: Action::Allow, matches: Match::Kubernetes { peers, ports }, location }
+    }
     pub fn uses_named_ports(&self) -> bool {
-        self.ports.iter().flatten().any(RulePort::is_named)
+        match &self.matches {
+            Match::Kubernetes { ports, .. } => ports.iter().flatten().any(RulePort::is_named),
+            Match::Calico(c) => c.uses_named_ports(),
+        }
     }
 }
 
-/// A compiled NetworkPolicy. `ingress`/`egress` is `Some` exactly when the policy
-/// isolates the selected pods in that direction (after policyTypes defaulting).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+pub enum PolicyKind {
+    #[serde(rename = "NetworkPolicy")]
+    Kubernetes,
+    #[serde(rename = "projectcalico.org/v3 NetworkPolicy")]
+    Calico,
+    #[serde(rename = "projectcalico.org/v3 GlobalNetworkPolicy")]
+    CalicoGlobal,
+}
+
+/// Which endpoints a policy applies to.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Subject {
+    /// Kubernetes podSelector: pods of the policy's namespace.
+    Pods(Selector),
+    /// Calico: one expression over endpoint labels, pseudo-labels included, that already
+    /// holds the namespace scope, namespaceSelector and serviceAccountSelector.
+    Endpoints(crate::expr::Expr),
+}
+
+/// A compiled policy of any kind. `ingress`/`egress` is `Some` exactly when the policy
+/// applies in that direction (after policyTypes/types defaulting).
 #[derive(Clone, Debug)]
 pub struct Policy {
-    pub namespace: NsId,
+    pub kind: PolicyKind,
+    /// `None` for cluster-wide (global) policies.
+    pub namespace: Option<NsId>,
     pub name: String,
-    pub selector: Selector,
+    pub tier: usize,
+    /// Position in the tier; `None` sorts last.
+    pub order: Option<f64>,
+    pub subject: Subject,
     pub ingress: Option<Vec<Rule>>,
     pub egress: Option<Vec<Rule>>,
     pub location: Option<Location>,
 }
+
+/// Kubernetes NetworkPolicies sit in Calico's default tier at this order.
+pub const KUBERNETES_ORDER: f64 = 1000.0;
 
 impl Policy {
     pub fn rules(&self, dir: Direction) -> Option<&Vec<Rule>> {
         match dir {
             Direction::Ingress => self.ingress.as_ref(),
             Direction::Egress => self.egress.as_ref(),
+        }
+    }
+    /// The name Felix breaks order ties with (Kubernetes policies carry `knp.default.`).
+    pub fn sort_name(&self, namespace: Option<&str>) -> String {
+        let name = match self.kind {
+            PolicyKind::Kubernetes => format!("knp.default.{}", self.name),
+            _ => self.name.clone(),
+        };
+        match namespace {
+            Some(ns) => format!("{ns}/{name}"),
+            None => name,
         }
     }
 }
@@ -102,9 +186,12 @@ pub fn compile(np: &NetworkPolicy, ns: NsId, problems: &mut Problems) -> Policy 
     let egress = compile_rules(egress_rules, Direction::Egress, ns, &spec_path, problems);
     warn_ignored_rules(&spec, isolates_ingress, isolates_egress, &spec_path, problems);
     Policy {
-        namespace: ns,
+        kind: PolicyKind::Kubernetes,
+        namespace: Some(ns),
         name: np.metadata.name.clone().unwrap_or_default(),
-        selector,
+        tier: crate::cluster::DEFAULT_TIER,
+        order: Some(KUBERNETES_ORDER),
+        subject: Subject::Pods(selector),
         ingress: isolates_ingress.then_some(ingress),
         egress: isolates_egress.then_some(egress),
         location: problems.locate.locate(&FieldPath::root()),
@@ -193,7 +280,7 @@ fn compile_rules<'a>(
                     .map(|(j, p)| compile_port(p, &rule_path.key("ports").index(j), problems))
                     .collect()
             });
-            Rule { peers, ports, location: problems.locate.locate(&problems.base.join(&rule_path)) }
+            Rule::kubernetes(peers, ports, problems.locate.locate(&problems.base.join(&rule_path)))
         })
         .collect()
 }
@@ -235,7 +322,7 @@ fn compile_peer(p: &NetworkPolicyPeer, ns: NsId, path: &FieldPath, problems: &mu
     Some(Peer::Pods { namespaces, pods })
 }
 
-fn parse_cidr(s: &str, path: &FieldPath, problems: &mut Problems) -> Option<IpNet> {
+pub(crate) fn parse_cidr(s: &str, path: &FieldPath, problems: &mut Problems) -> Option<IpNet> {
     match IpNet::from_str(s) {
         Ok(n) => {
             if n.trunc() != n {

@@ -13,6 +13,9 @@ pub enum Protocol {
     TCP,
     UDP,
     SCTP,
+    /// Only Calico rules name ICMP; Kubernetes rules with ports never match it.
+    ICMP,
+    ICMPv6,
 }
 
 impl Protocol {
@@ -32,7 +35,23 @@ impl Protocol {
             Protocol::TCP => "TCP",
             Protocol::UDP => "UDP",
             Protocol::SCTP => "SCTP",
+            Protocol::ICMP => "ICMP",
+            Protocol::ICMPv6 => "ICMPv6",
         }
+    }
+    /// The IP protocol number.
+    pub fn number(self) -> u8 {
+        match self {
+            Protocol::TCP => 6,
+            Protocol::UDP => 17,
+            Protocol::SCTP => 132,
+            Protocol::ICMP => 1,
+            Protocol::ICMPv6 => 58,
+        }
+    }
+    /// Whether connections of this protocol have ports.
+    pub fn has_ports(self) -> bool {
+        matches!(self, Protocol::TCP | Protocol::UDP | Protocol::SCTP)
     }
     /// Parses an API protocol field (defaulting to TCP), reporting unknown values.
     pub fn compile(value: Option<&str>, path: &FieldPath, problems: &mut Problems) -> Protocol {
@@ -54,8 +73,12 @@ impl FromStr for Protocol {
     type Err = String;
     /// Command-line spelling: any case.
     fn from_str(s: &str) -> Result<Self, String> {
-        Protocol::from_api(&s.to_ascii_uppercase())
-            .ok_or_else(|| format!("unknown protocol {s:?}: use TCP, UDP or SCTP"))
+        match s.to_ascii_uppercase().as_str() {
+            "ICMP" => Ok(Protocol::ICMP),
+            "ICMPV6" => Ok(Protocol::ICMPv6),
+            u => Protocol::from_api(u)
+                .ok_or_else(|| format!("unknown protocol {s:?}: use TCP, UDP, SCTP, ICMP or ICMPv6")),
+        }
     }
 }
 

@@ -75,14 +75,9 @@ pub fn backends(
 
 /// Decides a connection to a Service address: DNAT to every backend, then policy for each.
 /// Allowed only if every backend is allowed (kube-proxy may pick any of them).
-pub fn decide_service(
-    cluster: &Cluster,
-    src: Side,
-    id: ServiceId,
-    address: Option<IpAddr>,
-    port: u16,
-    protocol: Protocol,
-) -> Decision {
+/// `conn` carries the source and the Service port; its `dst` is replaced by each backend.
+pub fn decide_service(cluster: &Cluster, conn: &Connection, id: ServiceId, address: Option<IpAddr>) -> Decision {
+    let (port, protocol) = (conn.port, conn.protocol);
     let svc = &cluster.services[id];
     let service = format!("{}/{}", cluster.namespaces[svc.namespace].name, svc.name);
     let address = address
@@ -108,7 +103,7 @@ pub fn decide_service(
     }
     let mut all = true;
     for b in &list {
-        let d = decide(cluster, &Connection { src, dst: b.side, port: b.port, protocol });
+        let d = decide(cluster, &Connection { dst: b.side, port: b.port, ..*conn });
         all &= d.verdict == Verdict::Allow;
         trace.push(Step::Backend(BackendEval {
             ip: b.side.ip.map(|i| i.to_string()),

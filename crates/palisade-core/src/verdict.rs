@@ -1,5 +1,11 @@
 //! Deciding one connection, as a conformant plugin enforces it, with a trace of why.
 //!
+//! Policies are evaluated as Calico's Felix does, which for Kubernetes NetworkPolicy alone is
+//! exactly the Kubernetes semantics: tier by tier; in a tier, policy by policy in order; in a
+//! policy, rule by rule; the first matching rule's action decides (Log goes on, Pass skips to
+//! the next tier). An endpoint some policy of a tier selects, where no rule matched, is denied
+//! at the end of that tier; an endpoint no policy selects is allowed.
+//!
 //! This path scans policies directly and explains itself; [`crate::index`] decides all pairs
 //! with bitsets. Property tests require the two to agree.
 
@@ -10,13 +16,15 @@ use serde::Serialize;
 
 use crate::cluster::{Cluster, NodeId, PodId};
 use crate::peer::{NamespaceScope, Peer};
-use crate::policy::{Direction, Rule};
-use crate::port::{ContainerPort, Protocol};
+use crate::policy::{Action, Direction, Match, Policy, PolicyKind, Subject as PolicySubject};
+use crate::port::{ContainerPort, Protocol, RulePort};
 
 /// What stands at one end of a connection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Endpoint {
     Pod(PodId),
+    /// A Calico HostEndpoint (found by its expected IPs).
+    Host(usize),
     Node(NodeId),
     External,
 }
@@ -30,19 +38,24 @@ pub struct Side {
 
 impl Side {
     pub fn pod(cluster: &Cluster, id: PodId) -> Side {
+        let ip = cluster.primary_ip(id);
         if cluster.pods[id].host_network {
-            // A host-network pod is the node's network stack: policy sees the node.
-            let ip = cluster.primary_ip(id);
+            // A host-network pod is the node's network stack: policy sees the host.
+            if let Some(h) = ip.and_then(|ip| cluster.host_by_ip(ip)) {
+                return Side { endpoint: Endpoint::Host(h), ip };
+            }
             if let Some(node) = ip.and_then(|ip| cluster.node_by_ip(ip)) {
                 return Side { endpoint: Endpoint::Node(node), ip };
             }
         }
-        Side { endpoint: Endpoint::Pod(id), ip: cluster.primary_ip(id) }
+        Side { endpoint: Endpoint::Pod(id), ip }
     }
-    /// The endpoint behind an IP: a pod, a node, or something outside the cluster.
+    /// The endpoint behind an IP: a pod, a host endpoint, a node, or something outside.
     pub fn ip(cluster: &Cluster, ip: IpAddr) -> Side {
         let endpoint = if let Some(p) = cluster.pod_by_ip(ip) {
             Endpoint::Pod(p)
+        } else if let Some(h) = cluster.host_by_ip(ip) {
+            Endpoint::Host(h)
         } else if let Some(n) = cluster.node_by_ip(ip) {
             Endpoint::Node(n)
         } else {
@@ -50,7 +63,7 @@ impl Side {
         };
         Side { endpoint, ip: Some(ip) }
     }
-    fn pod_id(&self) -> Option<PodId> {
+    pub(crate) fn pod_id(&self) -> Option<PodId> {
         match self.endpoint {
             Endpoint::Pod(p) => Some(p),
             _ => None,
@@ -58,32 +71,66 @@ impl Side {
     }
 }
 
+/// The source port assumed when none is given: the first of Linux's ephemeral ports.
+pub const EPHEMERAL_PORT: u16 = 32768;
+
 #[derive(Clone, Copy, Debug)]
 pub struct Connection {
     pub src: Side,
     pub dst: Side,
+    /// Destination port (0 for protocols without ports).
     pub port: u16,
     pub protocol: Protocol,
+    pub src_port: u16,
+    /// For ICMP: type and code (echo request by default).
+    pub icmp_type: u8,
+    pub icmp_code: u8,
+}
+
+impl Connection {
+    pub fn new(src: Side, dst: Side, port: u16, protocol: Protocol) -> Connection {
+        let icmp_type = if protocol == Protocol::ICMPv6 { 128 } else { 8 };
+        Connection { src, dst, port, protocol, src_port: EPHEMERAL_PORT, icmp_type, icmp_code: 0 }
+    }
 }
 
 /// How one rule fared.
 #[derive(Clone, Debug, Serialize)]
 pub struct RuleEval {
     pub index: usize,
+    pub action: Action,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub location: Option<String>,
     pub matched: bool,
+    /// This rule's action decided the connection (or passed it to the next tier).
+    pub decisive: bool,
     pub detail: String,
 }
 
-/// How one policy that selects the pod fared.
+/// How one policy that selects the endpoint fared.
 #[derive(Clone, Debug, Serialize)]
 pub struct PolicyEval {
     pub policy: String,
+    pub kind: PolicyKind,
+    pub tier: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub order: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub location: Option<String>,
+    /// The action of the first rule that matched, if any.
+    pub outcome: Option<Action>,
+    /// Whether evaluation reached this policy (an earlier rule may have decided).
+    pub reached: bool,
     pub allowed: bool,
     pub rules: Vec<RuleEval>,
+}
+
+/// The end of one tier's evaluation.
+#[derive(Clone, Debug, Serialize)]
+pub struct TierEval {
+    pub tier: String,
+    /// allow, deny, pass, end-of-tier deny, end-of-tier pass, or not reached.
+    pub outcome: String,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -124,9 +171,19 @@ impl Verdict {
 pub enum Step {
     /// A pod talking to its own IP never leaves its network namespace.
     SelfConnection { pod: String, reason: String },
-    /// Policy is enforced on this side: which policies select the pod, and what they said.
-    Policies { direction: Direction, endpoint: String, isolated: bool, allowed: bool, policies: Vec<PolicyEval> },
-    /// No NetworkPolicy can apply on this side (node, host network, outside the cluster).
+    /// Policy is enforced on this side: which policies select the endpoint, tier by tier,
+    /// and what they said.
+    Policies {
+        direction: Direction,
+        endpoint: String,
+        isolated: bool,
+        allowed: bool,
+        /// One sentence: what decided.
+        reason: String,
+        tiers: Vec<TierEval>,
+        policies: Vec<PolicyEval>,
+    },
+    /// No policy can apply on this side (node, host network, outside the cluster).
     NotEnforced { direction: Direction, endpoint: String, reason: String },
     /// kube-proxy rewrote a Service address to its backends before policy sees the packet.
     Dnat { service: String, address: String, port: u16, protocol: Protocol, target_port: String, backends: usize },
@@ -142,11 +199,12 @@ pub struct Decision {
     pub trace: Vec<Step>,
 }
 
-/// Describes an endpoint for people: `ns/pod`, `node n1`, or the IP.
+/// Describes an endpoint for people: `ns/pod`, `node n1`, `host endpoint h`, or the IP.
 pub fn describe(cluster: &Cluster, side: &Side) -> String {
     let ip = side.ip.map(|i| i.to_string());
     match side.endpoint {
         Endpoint::Pod(p) => cluster.pod_key(p),
+        Endpoint::Host(h) => format!("host endpoint {} ({})", cluster.host_endpoints[h].name, ip.unwrap_or_default()),
         Endpoint::Node(n) => format!("node {} ({})", cluster.nodes[n].name, ip.unwrap_or_default()),
         Endpoint::External => ip.unwrap_or_else(|| "?".into()),
     }
@@ -178,70 +236,202 @@ fn step_allows(step: &Step) -> bool {
     }
 }
 
-/// Egress is judged at the source, ingress at the destination.
-fn side_step(cluster: &Cluster, conn: &Connection, dir: Direction) -> Step {
-    let (this, other) = match dir {
-        Direction::Egress => (&conn.src, &conn.dst),
-        Direction::Ingress => (&conn.dst, &conn.src),
-    };
-    let endpoint = describe(cluster, this);
-    let pod = match this.endpoint {
-        Endpoint::Pod(p) if cluster.is_policy_subject(p) => p,
-        Endpoint::Pod(_) => {
-            return Step::NotEnforced {
-                direction: dir,
-                endpoint,
-                reason: "host-network pod: it uses the node's network stack, which NetworkPolicy does not govern"
-                    .into(),
-            }
-        }
-        Endpoint::Node(_) => {
-            return Step::NotEnforced {
-                direction: dir,
-                endpoint,
-                reason: "a node is not a pod: NetworkPolicy does not apply to it".into(),
-            }
-        }
-        Endpoint::External => {
-            return Step::NotEnforced {
-                direction: dir,
-                endpoint,
-                reason: "outside the cluster: no policy is enforced there".into(),
-            }
-        }
-    };
-    let dst_ports = conn.dst.pod_id().map(|d| cluster.pods[d].ports.as_slice());
-    let mut policies = Vec::new();
-    for (idx, pol) in cluster.policies.iter().enumerate() {
-        let Some(rules) = pol.rules(dir) else { continue };
-        if pol.namespace != cluster.pods[pod].namespace || !pol.selector.matches(&cluster.pods[pod].labels) {
-            continue;
-        }
-        let rules: Vec<RuleEval> =
-            rules.iter().enumerate().map(|(i, r)| eval_rule(cluster, r, i, other, conn, dst_ports)).collect();
-        policies.push(PolicyEval {
-            policy: cluster.policy_key(idx),
-            location: pol.location.as_ref().map(|l| format!("{}:{}", l.file, l.line)),
-            allowed: rules.iter().any(|r| r.matched),
-            rules,
-        });
-    }
-    let isolated = !policies.is_empty();
-    let allowed = !isolated || policies.iter().any(|p| p.allowed);
-    Step::Policies { direction: dir, endpoint, isolated, allowed, policies }
+/// The subject of policy on one side, or why there is none.
+enum Subject {
+    Pod(PodId),
+    Host(usize),
 }
 
-fn eval_rule(
+fn subject_of(cluster: &Cluster, side: &Side) -> Result<Subject, &'static str> {
+    match side.endpoint {
+        Endpoint::Pod(p) if cluster.is_policy_subject(p) => Ok(Subject::Pod(p)),
+        Endpoint::Pod(_) => {
+            Err("host-network pod: it uses the node's network stack, which NetworkPolicy does not govern")
+        }
+        Endpoint::Host(h) => Ok(Subject::Host(h)),
+        Endpoint::Node(_) => Err("a node is not a pod: NetworkPolicy does not apply to it"),
+        Endpoint::External => Err("outside the cluster: no policy is enforced there"),
+    }
+}
+
+/// Whether a policy applies to the subject endpoint.
+pub fn selects(cluster: &Cluster, pol: &Policy, side: &Side) -> bool {
+    let Ok(subject) = subject_of(cluster, side) else { return false };
+    match (&pol.subject, subject) {
+        (PolicySubject::Pods(sel), Subject::Pod(p)) => {
+            Some(cluster.pods[p].namespace) == pol.namespace && sel.matches(&cluster.pods[p].labels)
+        }
+        (PolicySubject::Pods(_), Subject::Host(_)) => false,
+        (PolicySubject::Endpoints(e), Subject::Pod(p)) => e.matches(&cluster.calico_labels[p]),
+        (PolicySubject::Endpoints(e), Subject::Host(h)) => {
+            pol.namespace.is_none() && e.matches(&cluster.host_endpoints[h].labels)
+        }
+    }
+}
+
+/// Felix's failsafe ports: host endpoints always accept these, so policy cannot lock out
+/// the node's own control plane.
+pub const FAILSAFE_INBOUND: &[(Protocol, u16)] = &[
+    (Protocol::TCP, 22),
+    (Protocol::UDP, 68),
+    (Protocol::TCP, 179),
+    (Protocol::TCP, 2379),
+    (Protocol::TCP, 2380),
+    (Protocol::TCP, 5473),
+    (Protocol::TCP, 6443),
+    (Protocol::TCP, 6666),
+    (Protocol::TCP, 6667),
+];
+pub const FAILSAFE_OUTBOUND: &[(Protocol, u16)] = &[
+    (Protocol::UDP, 53),
+    (Protocol::UDP, 67),
+    (Protocol::TCP, 179),
+    (Protocol::TCP, 2379),
+    (Protocol::TCP, 2380),
+    (Protocol::TCP, 5473),
+    (Protocol::TCP, 6443),
+    (Protocol::TCP, 6666),
+    (Protocol::TCP, 6667),
+];
+
+/// Egress is judged at the source, ingress at the destination.
+fn side_step(cluster: &Cluster, conn: &Connection, dir: Direction) -> Step {
+    let this = match dir {
+        Direction::Egress => &conn.src,
+        Direction::Ingress => &conn.dst,
+    };
+    let endpoint = describe(cluster, this);
+    let subject = match subject_of(cluster, this) {
+        Ok(s) => s,
+        Err(reason) => return Step::NotEnforced { direction: dir, endpoint, reason: reason.into() },
+    };
+    if let Subject::Host(_) = subject {
+        let list = if dir == Direction::Ingress { FAILSAFE_INBOUND } else { FAILSAFE_OUTBOUND };
+        if list.contains(&(conn.protocol, conn.port)) {
+            let reason =
+                format!("{}/{} is a Felix failsafe port for host endpoints: always allowed", conn.port, conn.protocol);
+            return Step::NotEnforced { direction: dir, endpoint, reason };
+        }
+    }
+    let mut policies = Vec::new();
+    let mut tiers: Vec<TierEval> = Vec::new();
+    let mut decided: Option<(bool, String)> = None;
+    let applicable: Vec<usize> = (0..cluster.policies.len())
+        .filter(|&i| cluster.policies[i].rules(dir).is_some() && selects(cluster, &cluster.policies[i], this))
+        .collect();
+    let mut k = 0;
+    while k < applicable.len() {
+        let tier = cluster.policies[applicable[k]].tier;
+        let tier_name = cluster.tiers[tier].name.clone();
+        let mut end = k;
+        while end < applicable.len() && cluster.policies[applicable[end]].tier == tier {
+            end += 1;
+        }
+        let reached = decided.is_none();
+        let mut tier_outcome: Option<Action> = None;
+        for &idx in &applicable[k..end] {
+            let live = reached && tier_outcome.is_none();
+            let (eval, hit) = eval_policy(cluster, idx, dir, conn, live);
+            if live {
+                if let Some((action, rule)) = hit {
+                    tier_outcome = Some(action);
+                    let why = format!("rule [{rule}] of {} (tier {tier_name}) says {action}", eval.policy);
+                    if action != Action::Pass {
+                        decided = Some((action == Action::Allow, why));
+                    }
+                }
+            }
+            policies.push(eval);
+        }
+        let outcome = match (reached, tier_outcome) {
+            (false, _) => "not reached".to_string(),
+            (true, Some(a)) => a.as_str().to_ascii_lowercase(),
+            (true, None) if cluster.tiers[tier].pass_at_end => "end-of-tier pass".into(),
+            (true, None) => {
+                let why = format!(
+                    "end of tier {tier_name}: {} polic{} select{} {endpoint} and no rule matched",
+                    end - k,
+                    if end - k == 1 { "y" } else { "ies" },
+                    if end - k == 1 { "s" } else { "" },
+                );
+                decided = Some((false, why));
+                "end-of-tier deny".into()
+            }
+        };
+        tiers.push(TierEval { tier: tier_name, outcome });
+        k = end;
+    }
+    let isolated = !applicable.is_empty();
+    let (allowed, reason) = decided.unwrap_or_else(|| match subject {
+        Subject::Host(h) if !cluster.host_endpoints[h].default_allow => (
+            false,
+            "no policy decided, and a host endpoint without the projectcalico-default-allow profile denies by default"
+                .into(),
+        ),
+        _ if isolated => (true, "every tier passed: the endpoint's profile allows".into()),
+        _ => (true, format!("no policy selects it for {dir}: not isolated")),
+    });
+    Step::Policies { direction: dir, endpoint, isolated, allowed, reason, tiers, policies }
+}
+
+/// Evaluates every rule of one policy (for the trace) and returns the first decisive hit.
+fn eval_policy(
     cluster: &Cluster,
-    rule: &Rule,
-    index: usize,
+    idx: usize,
+    dir: Direction,
+    conn: &Connection,
+    live: bool,
+) -> (PolicyEval, Option<(Action, usize)>) {
+    let pol = &cluster.policies[idx];
+    let other = match dir {
+        Direction::Egress => &conn.dst,
+        Direction::Ingress => &conn.src,
+    };
+    let dst_ports = conn.dst.pod_id().map(|d| cluster.pods[d].ports.as_slice());
+    let mut rules: Vec<RuleEval> = pol
+        .rules(dir)
+        .into_iter()
+        .flatten()
+        .enumerate()
+        .map(|(i, r)| {
+            let (matched, detail) = match &r.matches {
+                Match::Kubernetes { peers, ports } => eval_k8s_rule(cluster, peers, ports, other, conn, dst_ports),
+                Match::Calico(c) => c.evaluate(cluster, conn),
+            };
+            let location = r.location.as_ref().map(|l| format!("{}:{}", l.file, l.line));
+            RuleEval { index: i, action: r.action, location, matched, decisive: false, detail }
+        })
+        .collect();
+    let hit = rules.iter().position(|r| r.matched && r.action != Action::Log);
+    if let (Some(i), true) = (hit, live) {
+        rules[i].decisive = true;
+    }
+    let outcome = hit.map(|i| rules[i].action);
+    let decisive = hit.filter(|_| live).map(|i| (rules[i].action, i));
+    let eval = PolicyEval {
+        policy: cluster.policy_key(idx),
+        kind: pol.kind,
+        tier: cluster.tiers[pol.tier].name.clone(),
+        order: pol.order,
+        location: pol.location.as_ref().map(|l| format!("{}:{}", l.file, l.line)),
+        outcome,
+        reached: live,
+        allowed: outcome == Some(Action::Allow),
+        rules,
+    };
+    (eval, decisive)
+}
+
+fn eval_k8s_rule(
+    cluster: &Cluster,
+    peers: &Option<Vec<Peer>>,
+    ports: &Option<Vec<RulePort>>,
     peer: &Side,
     conn: &Connection,
     dst_ports: Option<&[ContainerPort]>,
-) -> RuleEval {
-    let location = rule.location.as_ref().map(|l| format!("{}:{}", l.file, l.line));
+) -> (bool, String) {
     let mut detail = String::new();
-    let ports_ok = match &rule.ports {
+    let ports_ok = match ports {
         None => {
             detail.push_str("all ports; ");
             true
@@ -264,9 +454,9 @@ fn eval_rule(
         }
     };
     if !ports_ok {
-        return RuleEval { index, location, matched: false, detail };
+        return (false, detail);
     }
-    let peers_ok = match &rule.peers {
+    let peers_ok = match peers {
         None => {
             detail.push_str("all peers");
             true
@@ -292,7 +482,7 @@ fn eval_rule(
             }
         },
     };
-    RuleEval { index, location, matched: peers_ok, detail }
+    (peers_ok, detail)
 }
 
 /// Whether a peer clause covers the endpoint on the other side.

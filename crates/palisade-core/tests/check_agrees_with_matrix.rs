@@ -203,7 +203,7 @@ proptest! {
                 let m = index.matrix(port, protocol);
                 for s in 0..cluster.pods.len() {
                     for d in 0..cluster.pods.len() {
-                        let conn = Connection { src: Side::pod(&cluster, s), dst: Side::pod(&cluster, d), port, protocol };
+                        let conn = Connection::new(Side::pod(&cluster, s), Side::pod(&cluster, d), port, protocol);
                         let checked = decide(&cluster, &conn).verdict == Verdict::Allow;
                         prop_assert_eq!(m.allowed(s, d), checked, "{} -> {} {}/{}", cluster.pod_key(s), cluster.pod_key(d), protocol, port);
                     }

@@ -122,6 +122,10 @@ fn decode_object(value: Value, loc: Arc<DocLocator>, out: &mut Loaded) {
         decode_list(map.get("items"), &loc, out);
         return;
     }
+    if api.starts_with("projectcalico.org/") || api.starts_with("crd.projectcalico.org/") {
+        decode_calico(value, &api, &kind, loc, out);
+        return;
+    }
     let Some(expected) = api_version_of(&kind) else {
         *out.ignored.entry(format!("{api} {kind}")).or_insert(0) += 1;
         return;
@@ -151,6 +155,7 @@ fn decode_object(value: Value, loc: Arc<DocLocator>, out: &mut Loaded) {
         "EndpointSlice" => typed(value, &loc, &kind, out).map(Object::EndpointSlice),
         "Node" => typed(value, &loc, &kind, out).map(Object::Node),
         "NetworkPolicy" => typed(value, &loc, &kind, out).map(Object::NetworkPolicy),
+        "ServiceAccount" => typed(value, &loc, &kind, out).map(Object::ServiceAccount),
         _ => None,
     };
     if let Some(object) = object {
@@ -167,10 +172,58 @@ fn decode_list(items: Option<&Value>, loc: &Arc<DocLocator>, out: &mut Loaded) {
     }
 }
 
+/// Calico's kinds, all served at projectcalico.org/v3.
+fn decode_calico(value: Value, api: &str, kind: &str, loc: Arc<DocLocator>, out: &mut Loaded) {
+    const CALICO_KINDS: &[&str] = &[
+        "NetworkPolicy",
+        "GlobalNetworkPolicy",
+        "StagedNetworkPolicy",
+        "StagedGlobalNetworkPolicy",
+        "StagedKubernetesNetworkPolicy",
+        "Tier",
+        "NetworkSet",
+        "GlobalNetworkSet",
+        "HostEndpoint",
+    ];
+    if !CALICO_KINDS.contains(&kind) {
+        *out.ignored.entry(format!("{api} {kind}")).or_insert(0) += 1;
+        return;
+    }
+    if api != "projectcalico.org/v3" {
+        let msg = format!("Calico {kind} is written as apiVersion projectcalico.org/v3, not {api}");
+        out.problems.push(problem(
+            &loc,
+            &object_label(&value, kind),
+            FieldPath::root().key("apiVersion"),
+            Severity::Error,
+            msg,
+            "crd.projectcalico.org/v1 is Calico's internal storage format; apply policies as projectcalico.org/v3 (calicoctl or the Calico API server)",
+        ));
+        return;
+    }
+    let label = format!("Calico {kind}");
+    let object = match kind {
+        "NetworkPolicy" => typed(value, &loc, &label, out).map(Object::CalicoNetworkPolicy),
+        "GlobalNetworkPolicy" => typed(value, &loc, kind, out).map(Object::CalicoGlobalNetworkPolicy),
+        "StagedNetworkPolicy" => typed(value, &loc, kind, out).map(Object::CalicoStagedNetworkPolicy),
+        "StagedGlobalNetworkPolicy" => typed(value, &loc, kind, out).map(Object::CalicoStagedGlobalNetworkPolicy),
+        "StagedKubernetesNetworkPolicy" => {
+            typed(value, &loc, kind, out).map(Object::CalicoStagedKubernetesNetworkPolicy)
+        }
+        "Tier" => typed(value, &loc, kind, out).map(Object::CalicoTier),
+        "NetworkSet" => typed(value, &loc, kind, out).map(Object::CalicoNetworkSet),
+        "GlobalNetworkSet" => typed(value, &loc, kind, out).map(Object::CalicoGlobalNetworkSet),
+        _ => typed(value, &loc, kind, out).map(Object::CalicoHostEndpoint),
+    };
+    if let Some(object) = object {
+        out.inputs.push(Input { object, locate: loc });
+    }
+}
+
 /// The apiVersion each used kind is served at.
 pub fn api_version_of(kind: &str) -> Option<&'static str> {
     Some(match kind {
-        "Namespace" | "Pod" | "Service" | "Node" => "v1",
+        "Namespace" | "Pod" | "Service" | "Node" | "ServiceAccount" => "v1",
         "Deployment" | "ReplicaSet" | "StatefulSet" | "DaemonSet" => "apps/v1",
         "Job" | "CronJob" => "batch/v1",
         "EndpointSlice" => "discovery.k8s.io/v1",
@@ -178,6 +231,8 @@ pub fn api_version_of(kind: &str) -> Option<&'static str> {
         _ => return None,
     })
 }
+
+const CALICO_STRICT: &[&str] = &["Tier", "NetworkSet", "GlobalNetworkSet", "HostEndpoint"];
 
 fn typed<T: DeserializeOwned + Serialize>(value: Value, loc: &DocLocator, kind: &str, out: &mut Loaded) -> Option<T> {
     let label = object_label(&value, kind);
@@ -196,7 +251,10 @@ fn typed<T: DeserializeOwned + Serialize>(value: Value, loc: &DocLocator, kind: 
     let echoed = serde_json::to_value(&obj).unwrap_or(Value::Null);
     let mut unknown = Vec::new();
     unknown_fields(&value, &echoed, &FieldPath::root(), &mut unknown);
-    let severity = if kind.starts_with("NetworkPolicy") { Severity::Error } else { Severity::Warning };
+    // For policies and Calico objects a dropped field could change verdicts: reject.
+    let strict =
+        kind.contains("Policy") || kind.starts_with("Calico") || CALICO_STRICT.iter().any(|k| kind.starts_with(k));
+    let severity = if strict { Severity::Error } else { Severity::Warning };
     for path in unknown {
         let field = path.0.last().map(|s| match s {
             palisade_core::field::Seg::Key(k) => k.clone(),

@@ -1,0 +1,278 @@
+//! A compiled Calico rule and how it matches one connection.
+//!
+//! A rule matches when every condition it sets holds: protocol, ICMP type/code, IP version,
+//! and the source and destination entity conditions (nets, selectors, ports). Selectors are
+//! matched the way Felix's IP sets work: an address matches when it belongs to an endpoint
+//! (pod or host endpoint) or a network set whose labels the selector selects.
+
+use std::fmt::Write as _;
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+
+use crate::cluster::Cluster;
+use crate::expr::Expr;
+use crate::label::Labels;
+use crate::port::{ContainerPort, Protocol};
+use crate::verdict::{describe, Connection, Endpoint, Side};
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum CalicoPort {
+    Range(u16, u16),
+    /// Resolved against the named ports of the endpoint on that side.
+    Named(String),
+}
+
+impl std::fmt::Display for CalicoPort {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CalicoPort::Range(a, b) if a == b => write!(f, "{a}"),
+            CalicoPort::Range(a, b) => write!(f, "{a}:{b}"),
+            CalicoPort::Named(n) => f.write_str(n),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Icmp {
+    pub type_: Option<u8>,
+    pub code: Option<u8>,
+}
+
+/// The conditions on one side (source or destination) of a rule.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Entity {
+    pub nets: Vec<IpNet>,
+    pub not_nets: Vec<IpNet>,
+    /// Selector, namespace scope, namespaceSelector and serviceAccounts folded into one.
+    pub selector: Option<Expr>,
+    pub not_selector: Option<Expr>,
+    pub ports: Vec<CalicoPort>,
+    pub not_ports: Vec<CalicoPort>,
+    /// The fields as written, for traces.
+    pub written: String,
+}
+
+impl Entity {
+    pub fn is_empty(&self) -> bool {
+        self.nets.is_empty()
+            && self.not_nets.is_empty()
+            && self.selector.is_none()
+            && self.not_selector.is_none()
+            && self.ports.is_empty()
+            && self.not_ports.is_empty()
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct CalicoRule {
+    /// IP protocol number and the name it was written as.
+    pub protocol: Option<(u8, String)>,
+    pub not_protocol: Option<(u8, String)>,
+    pub ip_version: Option<u8>,
+    pub icmp: Option<Icmp>,
+    pub not_icmp: Option<Icmp>,
+    pub source: Entity,
+    pub destination: Entity,
+}
+
+impl CalicoRule {
+    pub fn uses_named_ports(&self) -> bool {
+        let named = |ps: &[CalicoPort]| ps.iter().any(|p| matches!(p, CalicoPort::Named(_)));
+        named(&self.destination.ports)
+            || named(&self.destination.not_ports)
+            || named(&self.source.ports)
+            || named(&self.source.not_ports)
+    }
+
+    /// Whether the rule matches, and a sentence saying why (or the first reason it does not).
+    pub fn evaluate(&self, cluster: &Cluster, conn: &Connection) -> (bool, String) {
+        match self.mismatch(cluster, conn) {
+            Some(why) => (false, why),
+            None => (true, self.summary()),
+        }
+    }
+
+    /// The conditions that depend only on the packet, not on who sends or receives it.
+    pub fn packet_matches(&self, conn: &Connection) -> Result<(), String> {
+        let n = conn.protocol.number();
+        if let Some((p, name)) = &self.protocol {
+            if *p != n {
+                return Err(format!("protocol {} is not {name}", conn.protocol));
+            }
+        }
+        if let Some((p, name)) = &self.not_protocol {
+            if *p == n {
+                return Err(format!("protocol {} is excluded by notProtocol {name}", conn.protocol));
+            }
+        }
+        let icmp_hit = |i: &Icmp| {
+            matches!(conn.protocol, Protocol::ICMP | Protocol::ICMPv6)
+                && i.type_.is_none_or(|t| t == conn.icmp_type)
+                && i.code.is_none_or(|c| c == conn.icmp_code)
+        };
+        if let Some(i) = &self.icmp {
+            if !icmp_hit(i) {
+                return Err(format!("ICMP type/code {} is not {}", icmp_text(conn), show_icmp(i)));
+            }
+        }
+        if let Some(i) = &self.not_icmp {
+            if icmp_hit(i) {
+                return Err(format!("ICMP {} is excluded by notICMP {}", icmp_text(conn), show_icmp(i)));
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether an address may carry this rule's IP version (unknown addresses may).
+    pub fn version_ok(&self, ip: Option<IpAddr>) -> bool {
+        match (self.ip_version, ip) {
+            (Some(v), Some(ip)) => (if ip.is_ipv4() { 4 } else { 6 }) == v,
+            _ => true,
+        }
+    }
+
+    fn mismatch(&self, cluster: &Cluster, conn: &Connection) -> Option<String> {
+        if let Err(e) = self.packet_matches(conn) {
+            return Some(e);
+        }
+        if !self.version_ok(conn.src.ip) || !self.version_ok(conn.dst.ip) {
+            return Some(format!("the connection is not IPv{}", self.ip_version.unwrap_or(0)));
+        }
+        let src = entity_mismatch(cluster, &self.source, &conn.src, conn.src_port, conn.protocol, "source");
+        src.or_else(|| entity_mismatch(cluster, &self.destination, &conn.dst, conn.port, conn.protocol, "destination"))
+    }
+
+    fn summary(&self) -> String {
+        let mut parts = Vec::new();
+        if let Some((_, name)) = &self.protocol {
+            parts.push(format!("protocol {name}"));
+        }
+        for (side, e) in [("source", &self.source), ("destination", &self.destination)] {
+            if !e.written.is_empty() {
+                parts.push(format!("{side} {}", e.written));
+            }
+        }
+        if parts.is_empty() {
+            "matches everything".into()
+        } else {
+            format!("matches: {}", parts.join("; "))
+        }
+    }
+}
+
+fn icmp_text(conn: &Connection) -> String {
+    format!("{}/{}", conn.icmp_type, conn.icmp_code)
+}
+
+fn show_icmp(i: &Icmp) -> String {
+    let t = i.type_.map_or("any".to_string(), |t| t.to_string());
+    let c = i.code.map_or("any".to_string(), |c| c.to_string());
+    format!("type {t} code {c}")
+}
+
+/// The label sets a selector may match for an address: the endpoint's own, and those of every
+/// network set containing the address.
+pub fn candidates<'c>(cluster: &'c Cluster, side: &Side) -> Vec<&'c Labels> {
+    let mut out = Vec::new();
+    match side.endpoint {
+        Endpoint::Pod(p) if cluster.is_policy_subject(p) => out.push(&cluster.calico_labels[p]),
+        Endpoint::Host(h) => out.push(&cluster.host_endpoints[h].labels),
+        _ => {}
+    }
+    if let Some(ip) = side.ip {
+        out.extend(cluster.network_sets.iter().filter(|s| s.nets.iter().any(|n| n.contains(&ip))).map(|s| &s.labels));
+    }
+    out
+}
+
+/// Named ports of the endpoint on one side.
+pub fn named_ports<'c>(cluster: &'c Cluster, side: &Side) -> &'c [ContainerPort] {
+    match side.endpoint {
+        Endpoint::Pod(p) => &cluster.pods[p].ports,
+        Endpoint::Host(h) => &cluster.host_endpoints[h].ports,
+        _ => &[],
+    }
+}
+
+pub fn port_matches(p: &CalicoPort, port: u16, protocol: Protocol, named: &[ContainerPort]) -> bool {
+    match p {
+        CalicoPort::Range(a, b) => (*a..=*b).contains(&port),
+        CalicoPort::Named(n) => {
+            named.iter().any(|c| c.port == port && c.protocol == protocol && c.name.as_deref() == Some(n.as_str()))
+        }
+    }
+}
+
+fn in_nets(nets: &[IpNet], ip: Option<IpAddr>) -> bool {
+    ip.is_some_and(|ip| nets.iter().any(|n| n.contains(&ip)))
+}
+
+fn list<T: std::fmt::Display>(items: &[T]) -> String {
+    items.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(", ")
+}
+
+/// Whether one side of a connection meets an entity's conditions.
+pub fn entity_matches(cluster: &Cluster, e: &Entity, side: &Side, port: u16, protocol: Protocol) -> bool {
+    if e.is_empty() {
+        return true;
+    }
+    if (!e.nets.is_empty() && !in_nets(&e.nets, side.ip)) || in_nets(&e.not_nets, side.ip) {
+        return false;
+    }
+    if e.selector.is_some() || e.not_selector.is_some() {
+        let labels = candidates(cluster, side);
+        if e.selector.as_ref().is_some_and(|s| !labels.iter().any(|l| s.matches(l))) {
+            return false;
+        }
+        if e.not_selector.as_ref().is_some_and(|s| labels.iter().any(|l| s.matches(l))) {
+            return false;
+        }
+    }
+    ports_match(e, side, cluster, port, protocol)
+}
+
+/// The entity's ports and notPorts for one side's port.
+pub fn ports_match(e: &Entity, side: &Side, cluster: &Cluster, port: u16, protocol: Protocol) -> bool {
+    let named = named_ports(cluster, side);
+    (e.ports.is_empty() || e.ports.iter().any(|p| port_matches(p, port, protocol, named)))
+        && !e.not_ports.iter().any(|p| port_matches(p, port, protocol, named))
+}
+
+fn entity_mismatch(
+    cluster: &Cluster,
+    e: &Entity,
+    side: &Side,
+    port: u16,
+    protocol: Protocol,
+    which: &str,
+) -> Option<String> {
+    if entity_matches(cluster, e, side, port, protocol) {
+        return None;
+    }
+    let who = describe(cluster, side);
+    if !e.nets.is_empty() && !in_nets(&e.nets, side.ip) {
+        return Some(format!("{which} {who} is not in nets [{}]", list(&e.nets)));
+    }
+    if !e.not_nets.is_empty() && in_nets(&e.not_nets, side.ip) {
+        return Some(format!("{which} {who} is in notNets [{}]", list(&e.not_nets)));
+    }
+    let labels = candidates(cluster, side);
+    if let Some(sel) = &e.selector {
+        if !labels.iter().any(|l| sel.matches(l)) {
+            return Some(format!("{which} {who} is not selected by {}", e.written));
+        }
+    }
+    if let Some(sel) = &e.not_selector {
+        if labels.iter().any(|l| sel.matches(l)) {
+            return Some(format!("{which} {who} is excluded by notSelector {sel}"));
+        }
+    }
+    let named = named_ports(cluster, side);
+    let mut text = String::new();
+    if !e.ports.is_empty() && !e.ports.iter().any(|p| port_matches(p, port, protocol, named)) {
+        let _ = write!(text, "{which} port {port} is not in ports [{}]", list(&e.ports));
+        return Some(text);
+    }
+    Some(format!("{which} port {port} is in notPorts [{}]", list(&e.not_ports)))
+}
