@@ -156,7 +156,7 @@ impl CalicoRule {
         if parts.is_empty() {
             "matches everything".into()
         } else {
-            format!("matches: {}", parts.join("; "))
+            parts.join("; ")
         }
     }
 }
