@@ -3,6 +3,7 @@
 mod check;
 mod input;
 mod matrix;
+mod select;
 
 use std::process::ExitCode;
 
@@ -25,6 +26,8 @@ enum Command {
     Check(check::Args),
     /// Decide every pod pair for one port and protocol.
     Matrix(matrix::Args),
+    /// List the pods a Calico selector expression selects.
+    Select(select::Args),
 }
 
 /// Exit codes: 0 ran, 1 denied (check --exit-code), 2 invalid input or usage.
@@ -39,6 +42,7 @@ fn main() -> ExitCode {
     let code = match cli.command {
         Command::Check(a) => check::run(a),
         Command::Matrix(a) => matrix::run(a),
+        Command::Select(a) => select::run(a),
     };
     ExitCode::from(code)
 }
