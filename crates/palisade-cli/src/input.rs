@@ -32,11 +32,17 @@ pub fn load(args: &InputArgs) -> Result<Cluster, u8> {
             return Err(crate::EXIT_INVALID);
         }
     };
+    report(&load, args.quiet)?;
+    Ok(load.cluster.expect("report returns Ok only with a cluster"))
+}
+
+/// Prints a load's problems; `Err(exit code)` when it yielded no cluster.
+pub fn report(load: &palisade_load::Load, quiet: bool) -> Result<&Cluster, u8> {
     let renderer = Renderer::new(&load.sources, std::io::stderr().is_terminal());
     for p in &load.problems {
         if p.severity == Severity::Error {
             eprint!("{}", renderer.render(p));
-        } else if !args.quiet {
+        } else if !quiet {
             let at = p.location.as_ref().map(|l| format!("{l}: ")).unwrap_or_default();
             eprintln!("warning: {at}{}: {}", p.object, p.message);
             if let Some(h) = &p.help {
@@ -44,12 +50,12 @@ pub fn load(args: &InputArgs) -> Result<Cluster, u8> {
             }
         }
     }
-    if !load.ignored.is_empty() && !args.quiet {
+    if !load.ignored.is_empty() && !quiet {
         let kinds: Vec<String> = load.ignored.iter().map(|(k, n)| format!("{k} ({n})")).collect();
         let total: usize = load.ignored.values().sum();
         eprintln!("warning: ignored {total} object(s) of kinds Palisade does not use: {}", kinds.join(", "));
     }
-    match load.cluster {
+    match &load.cluster {
         Some(c) => Ok(c),
         None => {
             let n = load.errors();

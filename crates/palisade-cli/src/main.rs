@@ -1,6 +1,7 @@
 //! `palisade`: decide and explain Kubernetes network policy.
 
 mod check;
+mod convert;
 mod input;
 mod matrix;
 mod select;
@@ -26,6 +27,8 @@ enum Command {
     Check(check::Args),
     /// Decide every pod pair for one port and protocol.
     Matrix(matrix::Args),
+    /// Convert Kubernetes NetworkPolicies to Calico, or Calico policies to Kubernetes where expressible.
+    Convert(convert::Args),
     /// List the pods a Calico selector expression selects.
     Select(select::Args),
 }
@@ -43,6 +46,7 @@ fn main() -> ExitCode {
         Command::Check(a) => check::run(a),
         Command::Matrix(a) => matrix::run(a),
         Command::Select(a) => select::run(a),
+        Command::Convert(a) => convert::run(a),
     };
     ExitCode::from(code)
 }

@@ -52,6 +52,52 @@ const CASES: &[(&str, &[&str])] = &[
         &["matrix", "tests/conformance/model.yaml", "tests/conformance/cases/10-pod-and-namespace-selector.yaml", "-q"],
     ),
     ("matrix-table-workloads.txt", &["matrix", "--port", "8080", "examples/lateral-movement", "-q"]),
+    (
+        "check-calico-tiers-default-deny.txt",
+        &[
+            "check",
+            "--from",
+            "monitoring/prometheus-0",
+            "--to",
+            "wordpress/wordpress-0",
+            "--port",
+            "80",
+            "examples/calico-wordpress",
+            "-q",
+        ],
+    ),
+    (
+        "check-calico-pass.txt",
+        &[
+            "check",
+            "--from",
+            "y/b",
+            "--to",
+            "x/a",
+            "--port",
+            "80",
+            "tests/conformance/model.yaml",
+            "tests/conformance/cases/calico-03-tiers-and-pass.yaml",
+            "-q",
+        ],
+    ),
+    (
+        "convert-calico-wordpress-to-kubernetes.yaml",
+        &["convert", "--to", "kubernetes", "examples/calico-wordpress", "-q"],
+    ),
+    (
+        "convert-kubernetes-to-calico.yaml",
+        &[
+            "convert",
+            "--to",
+            "calico",
+            "tests/conformance/model.yaml",
+            "tests/conformance/cases/10-pod-and-namespace-selector.yaml",
+            "tests/conformance/cases/19-named-port-egress.yaml",
+            "tests/conformance/cases/27-egress-cidr-except.yaml",
+            "-q",
+        ],
+    ),
 ];
 
 #[test]

@@ -12,6 +12,7 @@ use k8s_openapi::api::networking::v1::{
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, LabelSelectorRequirement, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use palisade_core::build::{build, BuildOptions, Input, Object};
+use palisade_core::calico::convert::{to_calico, to_kubernetes};
 use palisade_core::field::Nowhere;
 use palisade_core::index::Index;
 use palisade_core::port::Protocol;
@@ -206,6 +207,47 @@ proptest! {
                         let conn = Connection::new(Side::pod(&cluster, s), Side::pod(&cluster, d), port, protocol);
                         let checked = decide(&cluster, &conn).verdict == Verdict::Allow;
                         prop_assert_eq!(m.allowed(s, d), checked, "{} -> {} {}/{}", cluster.pod_key(s), cluster.pod_key(d), protocol, port);
+                    }
+                }
+            }
+        }
+    }
+
+    /// A Kubernetes policy and its Calico conversion decide every connection alike, and the
+    /// converted set goes back to Kubernetes unchanged in meaning.
+    #[test]
+    fn kubernetes_policies_and_their_calico_conversion_agree(objects in scenario()) {
+        let to_inputs = |objs: Vec<Object>| -> Vec<Input> {
+            objs.into_iter().map(|object| Input { object, locate: Arc::new(Nowhere) }).collect()
+        };
+        let calico: Vec<Object> = objects
+            .iter()
+            .map(|o| match o {
+                Object::NetworkPolicy(np) => Object::CalicoNetworkPolicy(to_calico(np)),
+                other => other.clone(),
+            })
+            .collect();
+        let back: Vec<Object> = calico
+            .iter()
+            .map(|o| match o {
+                Object::CalicoNetworkPolicy(p) => Object::NetworkPolicy(to_kubernetes(p).expect("a converted Kubernetes policy converts back")),
+                other => other.clone(),
+            })
+            .collect();
+        let build_all = |objs: Vec<Object>| build(&to_inputs(objs), &BuildOptions::default()).map_err(|p| p.iter().map(|p| format!("{}: {}", p.path, p.message)).collect::<Vec<_>>());
+        let (k8s, cal, round) = (build_all(objects), build_all(calico), build_all(back));
+        prop_assert!(k8s.is_ok() && cal.is_ok() && round.is_ok(), "did not build: {:?} {:?} {:?}", k8s.as_ref().err(), cal.as_ref().err(), round.as_ref().err());
+        let (k8s, cal, round) = (k8s.unwrap(), cal.unwrap(), round.unwrap());
+        let (mut a, mut b, mut c) = (Index::new(&k8s), Index::new(&cal), Index::new(&round));
+        for &port in &PORTS {
+            for protocol in Protocol::ALL {
+                let (ma, mb, mc) = (a.matrix(port, protocol), b.matrix(port, protocol), c.matrix(port, protocol));
+                for s in 0..k8s.pods.len() {
+                    for d in 0..k8s.pods.len() {
+                        prop_assert_eq!(ma.allowed(s, d), mb.allowed(s, d), "calico: {} -> {} {}/{}", k8s.pod_key(s), k8s.pod_key(d), protocol, port);
+                        prop_assert_eq!(ma.allowed(s, d), mc.allowed(s, d), "round trip: {} -> {} {}/{}", k8s.pod_key(s), k8s.pod_key(d), protocol, port);
+                        let conn = Connection::new(Side::pod(&cal, s), Side::pod(&cal, d), port, protocol);
+                        prop_assert_eq!(mb.allowed(s, d), decide(&cal, &conn).verdict == Verdict::Allow, "calico check vs matrix: {} -> {}", cal.pod_key(s), cal.pod_key(d));
                     }
                 }
             }

@@ -20,6 +20,8 @@ pub struct Load {
     pub cluster: Option<Cluster>,
     pub problems: Vec<Problem>,
     pub ignored: std::collections::BTreeMap<String, usize>,
+    /// The decoded objects, in input order (for commands that rewrite them).
+    pub inputs: Vec<palisade_core::build::Input>,
 }
 
 impl Load {
@@ -52,7 +54,7 @@ pub fn load_sources(sources: Vec<Source>, opts: &BuildOptions) -> Load {
         let key = |p: &Problem| p.location.as_ref().map(|l| (l.file.clone(), l.line, l.column));
         key(a).cmp(&key(b))
     });
-    Load { sources, cluster, problems, ignored: decoded.ignored }
+    Load { sources, cluster, problems, ignored: decoded.ignored, inputs: decoded.inputs }
 }
 
 /// Loads manifests given as text (tests, generated input).

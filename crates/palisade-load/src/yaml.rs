@@ -296,6 +296,37 @@ fn parse_float(s: &str) -> Option<f64> {
     }
 }
 
+/// Writes JSON values as YAML documents (`---` between them), for output meant to be applied.
+pub fn emit(docs: &[serde_json::Value]) -> String {
+    fn to_yaml(v: &serde_json::Value) -> yaml_rust2::Yaml {
+        use yaml_rust2::Yaml;
+        match v {
+            serde_json::Value::Null => Yaml::Null,
+            serde_json::Value::Bool(b) => Yaml::Boolean(*b),
+            serde_json::Value::Number(n) => match (n.as_i64(), n.as_f64()) {
+                (Some(i), _) => Yaml::Integer(i),
+                // Whole floats (Calico's order) print as integers, as people write them.
+                (None, Some(f)) if f.fract() == 0.0 && f.abs() < 1e15 => Yaml::Integer(f as i64),
+                _ => Yaml::Real(n.to_string()),
+            },
+            serde_json::Value::String(s) => Yaml::String(s.clone()),
+            serde_json::Value::Array(a) => Yaml::Array(a.iter().map(to_yaml).collect()),
+            serde_json::Value::Object(m) => {
+                Yaml::Hash(m.iter().map(|(k, v)| (Yaml::String(k.clone()), to_yaml(v))).collect())
+            }
+        }
+    }
+    let mut out = String::new();
+    for d in docs {
+        let mut text = String::new();
+        let mut emitter = yaml_rust2::YamlEmitter::new(&mut text);
+        emitter.dump(&to_yaml(d)).expect("writing to a String cannot fail");
+        out.push_str(&text);
+        out.push('\n');
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

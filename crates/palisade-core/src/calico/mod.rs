@@ -4,5 +4,6 @@
 //! NetworkPolicies; the verdict and index evaluate both with Felix's tiered semantics.
 
 pub mod compile;
+pub mod convert;
 pub mod resource;
 pub mod rule;

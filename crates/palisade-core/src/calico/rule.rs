@@ -154,7 +154,7 @@ impl CalicoRule {
             }
         }
         if parts.is_empty() {
-            "matches everything".into()
+            "everything".into()
         } else {
             parts.join("; ")
         }

@@ -1,0 +1,96 @@
+//! `palisade convert`: Kubernetes NetworkPolicy ⇄ Calico NetworkPolicy.
+
+use palisade_core::build::{BuildOptions, Object};
+use palisade_core::calico::convert::{to_calico, to_kubernetes};
+use serde_json::Value;
+
+use crate::input::InputArgs;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Target: calico (lossless) or kubernetes (where expressible; the rest is named).
+    #[arg(long, value_enum)]
+    to: Target,
+    #[command(flatten)]
+    input: InputArgs,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+enum Target {
+    Calico,
+    Kubernetes,
+}
+
+/// Exit codes: 0 everything converted, 1 some policies could not be, 2 invalid input.
+pub fn run(args: Args) -> u8 {
+    let opts = BuildOptions { default_namespace: args.input.namespace.clone() };
+    let load = match palisade_load::load_paths(&args.input.paths, &opts) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return crate::EXIT_INVALID;
+        }
+    };
+    // Only a fully valid input is converted: the same checks as every other command.
+    if crate::input::report(&load, args.input.quiet).is_err() {
+        return crate::EXIT_INVALID;
+    }
+    let mut docs: Vec<Value> = Vec::new();
+    let mut refused = 0;
+    for input in &load.inputs {
+        let meta = input.object.metadata();
+        let name = format!(
+            "{}{}",
+            meta.namespace.as_deref().map(|n| format!("{n}/")).unwrap_or_default(),
+            meta.name.as_deref().unwrap_or("?")
+        );
+        let at = input.locate.locate(&Default::default()).map(|l| format!("{l}: ")).unwrap_or_default();
+        match (&input.object, args.to) {
+            (Object::NetworkPolicy(np), Target::Calico) => docs.push(json(&to_calico(np))),
+            (Object::CalicoNetworkPolicy(p), Target::Kubernetes) => match to_kubernetes(p) {
+                Ok(k) => {
+                    let mut doc = serde_json::Map::new();
+                    doc.insert("apiVersion".into(), "networking.k8s.io/v1".into());
+                    doc.insert("kind".into(), "NetworkPolicy".into());
+                    if let Value::Object(m) = json(&k) {
+                        doc.extend(m);
+                    }
+                    docs.push(Value::Object(doc));
+                }
+                Err(reasons) => {
+                    refused += 1;
+                    eprintln!("not converted: {at}Calico NetworkPolicy {name}:");
+                    for r in reasons {
+                        eprintln!("  {}: {}", r.path, r.reason);
+                    }
+                }
+            },
+            (Object::CalicoGlobalNetworkPolicy(_), Target::Kubernetes) => {
+                refused += 1;
+                eprintln!("not converted: {at}GlobalNetworkPolicy {name}: cluster-wide policies have no Kubernetes NetworkPolicy equivalent");
+            }
+            _ => {}
+        }
+    }
+    crate::emit(&palisade_load::yaml::emit(&docs));
+    eprintln!("converted {} polic{}; {refused} not converted", docs.len(), if docs.len() == 1 { "y" } else { "ies" });
+    u8::from(refused > 0)
+}
+
+fn json<T: serde::Serialize>(v: &T) -> Value {
+    let mut v = serde_json::to_value(v).expect("serializable");
+    prune(&mut v);
+    v
+}
+
+/// Drops nulls and empty metadata maps so the output reads like a hand-written manifest.
+fn prune(v: &mut Value) {
+    match v {
+        Value::Object(m) => {
+            m.retain(|_, x| !x.is_null());
+            m.values_mut().for_each(prune);
+        }
+        Value::Array(a) => a.iter_mut().for_each(prune),
+        _ => {}
+    }
+}
