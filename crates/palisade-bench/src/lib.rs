@@ -208,6 +208,51 @@ fn policy_spec(k: usize, apps: usize, teams: usize, rng: &mut Rng) -> NetworkPol
 }
 
 /// Serializes objects as a JSON `List`, which every Palisade command reads.
+/// The same cluster with every NetworkPolicy converted to a Calico NetworkPolicy (same
+/// verdicts, by the converter's property test), plus a security tier in front: a
+/// GlobalNetworkPolicy that passes intra-team traffic to the default tier and denies the
+/// rest from other teams' namespaces on port 9090.
+pub fn calicoize(objects: Vec<Object>) -> Vec<Object> {
+    use palisade_core::calico::resource::{
+        EntityRule, GlobalNetworkPolicy, NumOrString, PolicySpec, Rule, Tier, TierSpec,
+    };
+    let mut out: Vec<Object> = objects
+        .into_iter()
+        .map(|o| match o {
+            Object::NetworkPolicy(np) => Object::CalicoNetworkPolicy(palisade_core::calico::convert::to_calico(&np)),
+            other => other,
+        })
+        .collect();
+    out.push(Object::CalicoTier(Tier {
+        metadata: meta("security".into(), None, BTreeMap::new()),
+        spec: Some(TierSpec { order: Some(100.0), default_action: Some("Pass".into()) }),
+        ..Default::default()
+    }));
+    let rule = |action: &str, dst_port: Option<i64>, src_ns: Option<&str>| Rule {
+        action: action.into(),
+        protocol: dst_port.map(|_| NumOrString::Str("TCP".into())),
+        source: src_ns.map(|s| EntityRule { namespace_selector: Some(s.into()), ..Default::default() }),
+        destination: dst_port.map(|p| EntityRule { ports: Some(vec![NumOrString::Num(p)]), ..Default::default() }),
+        ..Default::default()
+    };
+    out.push(Object::CalicoGlobalNetworkPolicy(GlobalNetworkPolicy {
+        metadata: meta("security.team-walls".into(), None, BTreeMap::new()),
+        spec: Some(PolicySpec {
+            tier: Some("security".into()),
+            order: Some(10.0),
+            selector: Some("has(app)".into()),
+            types: Some(vec!["Ingress".into()]),
+            ingress: Some(vec![
+                rule("Pass", None, Some("team in {\"t0\", \"t1\", \"t2\"}")),
+                rule("Deny", Some(9090), None),
+            ]),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }));
+    out
+}
+
 pub fn to_list_json(objects: &[Object]) -> String {
     let items: Vec<serde_json::Value> = objects
         .iter()
@@ -216,11 +261,14 @@ pub fn to_list_json(objects: &[Object]) -> String {
                 Object::Namespace(x) => ("v1", serde_json::to_value(x)),
                 Object::Pod(x) => ("v1", serde_json::to_value(x)),
                 Object::NetworkPolicy(x) => ("networking.k8s.io/v1", serde_json::to_value(x)),
+                Object::CalicoNetworkPolicy(x) => ("projectcalico.org/v3", serde_json::to_value(x)),
+                Object::CalicoGlobalNetworkPolicy(x) => ("projectcalico.org/v3", serde_json::to_value(x)),
+                Object::CalicoTier(x) => ("projectcalico.org/v3", serde_json::to_value(x)),
                 _ => unreachable!("the generator makes namespaces, pods and policies"),
             };
             let mut v = v.expect("serializable");
             v["apiVersion"] = api.into();
-            v["kind"] = o.kind().into();
+            v["kind"] = o.kind().trim_start_matches("Calico ").into();
             v
         })
         .collect();

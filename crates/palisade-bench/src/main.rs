@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use clap::Parser;
-use palisade_bench::{generate, to_list_json, Shape};
+use palisade_bench::{calicoize, generate, to_list_json, Shape};
 use palisade_core::build::{build, BuildOptions, Input};
 use palisade_core::field::Nowhere;
 use palisade_core::index::Index;
@@ -29,6 +29,9 @@ struct Args {
     /// Also time loading the cluster from YAML/JSON text through the file adapter.
     #[arg(long)]
     through_loader: bool,
+    /// Convert every policy to a Calico NetworkPolicy and add a security tier in front.
+    #[arg(long)]
+    calico: bool,
 }
 
 /// Peak resident memory of this process (VmHWM), in MiB.
@@ -51,7 +54,7 @@ fn main() {
         seed: a.seed,
     };
     let t = Instant::now();
-    let objects = generate(&shape);
+    let objects = if a.calico { calicoize(generate(&shape)) } else { generate(&shape) };
     println!(
         "generate      {:>9.3} s  ({} pods, {} policies, {} namespaces)",
         t.elapsed().as_secs_f64(),

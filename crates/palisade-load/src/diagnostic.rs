@@ -57,6 +57,9 @@ impl Diagnostic for Report {
     }
 }
 
+/// Lines longer than this get no code frame.
+const MAX_FRAME_LINE: usize = 400;
+
 /// Renders problems as text; code frames when the source text is known.
 pub struct Renderer {
     sources: HashMap<Arc<str>, Arc<str>>,
@@ -73,7 +76,12 @@ impl Renderer {
 
     pub fn render(&self, p: &Problem) -> String {
         let source = p.location.as_ref().and_then(|l| {
-            self.sources.get(&l.file).map(|text| NamedSource::new(&l.file, text.clone()).with_language("yaml"))
+            let text = self.sources.get(&l.file)?;
+            // A code frame of a very long line (one-line JSON) helps nobody, and miette's
+            // column arithmetic panics on it: print the position and path alone.
+            let start = text[..l.offset.min(text.len())].rfind('\n').map_or(0, |i| i + 1);
+            let end = text[start..].find('\n').map_or(text.len(), |i| start + i);
+            (end - start <= MAX_FRAME_LINE).then(|| NamedSource::new(&l.file, text.clone()).with_language("yaml"))
         });
         let report = Report { problem: p.clone(), source };
         let mut out = String::new();
