@@ -212,16 +212,17 @@ pub fn describe(cluster: &Cluster, side: &Side) -> String {
 
 /// Decides a connection between two concrete endpoints (after any Service DNAT).
 pub fn decide(cluster: &Cluster, conn: &Connection) -> Decision {
-    if let (Some(a), Some(b)) = (conn.src.pod_id(), conn.dst.pod_id()) {
-        if a == b {
-            return Decision {
-                verdict: Verdict::Allow,
-                trace: vec![Step::SelfConnection {
-                    pod: cluster.pod_key(a),
-                    reason: "a pod's packets to its own IP stay inside its network namespace (loopback); no plugin sees or filters them".into(),
-                }],
-            };
-        }
+    // The same pod, host endpoint or node on both ends: the packets stay on loopback.
+    if conn.src.endpoint == conn.dst.endpoint && conn.src.endpoint != Endpoint::External {
+        return Decision {
+            verdict: Verdict::Allow,
+            trace: vec![Step::SelfConnection {
+                pod: describe(cluster, &conn.src),
+                reason:
+                    "packets to its own IP stay inside its network namespace (loopback); no plugin sees or filters them"
+                        .into(),
+            }],
+        };
     }
     let egress = side_step(cluster, conn, Direction::Egress);
     let ingress = side_step(cluster, conn, Direction::Ingress);
