@@ -52,14 +52,18 @@ pub fn compile_tier(name: &str, spec: Option<&resource::TierSpec>, problems: &mu
             false
         }
     };
-    if name == "default" && spec.order.is_some_and(|o| o != crate::cluster::DEFAULT_TIER_ORDER) {
-        problems.warn(
-            &root().key("spec").key("order"),
-            "Calico fixes the default tier's order at 1000000",
-            "leave the default tier's order unset",
-        );
+    let mut order = spec.order;
+    if name == "default" {
+        if spec.order.is_some_and(|o| o != crate::cluster::DEFAULT_TIER_ORDER) {
+            problems.warn(
+                &root().key("spec").key("order"),
+                "Calico fixes the default tier's order at 1000000; this order is not used",
+                "leave the default tier's order unset",
+            );
+        }
+        order = Some(crate::cluster::DEFAULT_TIER_ORDER);
     }
-    Tier { name: name.to_string(), order: spec.order, pass_at_end, location: problems.locate.locate(&root()) }
+    Tier { name: name.to_string(), order, pass_at_end, location: problems.locate.locate(&root()) }
 }
 
 /// What a policy resource needs besides its spec.
@@ -257,13 +261,14 @@ fn protocol(p: &NumOrString, path: &FieldPath, problems: &mut Problems) -> Optio
     let n = match p {
         NumOrString::Num(n) if (1..=255).contains(n) => Some(*n as u8),
         NumOrString::Num(_) => None,
-        NumOrString::Str(s) => match s.to_ascii_lowercase().as_str() {
-            "tcp" => Some(6),
-            "udp" => Some(17),
-            "icmp" => Some(1),
-            "icmpv6" => Some(58),
-            "sctp" => Some(132),
-            "udplite" => Some(136),
+        // Calico's canonical names, or the lowercase ones its v1 model uses.
+        NumOrString::Str(s) => match s.as_str() {
+            "TCP" | "tcp" => Some(6),
+            "UDP" | "udp" => Some(17),
+            "ICMP" | "icmp" => Some(1),
+            "ICMPv6" | "icmpv6" => Some(58),
+            "SCTP" | "sctp" => Some(132),
+            "UDPLite" | "udplite" => Some(136),
             other => other.parse::<u8>().ok().filter(|n| *n > 0),
         },
     };
@@ -271,14 +276,15 @@ fn protocol(p: &NumOrString, path: &FieldPath, problems: &mut Problems) -> Optio
         problems.error(
             path,
             format!("invalid protocol {p}"),
-            "a protocol is TCP, UDP, ICMP, ICMPv6, SCTP, UDPLite or a number 1-255",
+            "a protocol is TCP, UDP, ICMP, ICMPv6, SCTP, UDPLite (or the same in lowercase) or a number 1-255",
         );
     }
     n.map(|n| (n, p.to_string()))
 }
 
+/// Calico allows ports with TCP, UDP and SCTP only.
 fn has_ports(protocol: Option<u8>) -> bool {
-    matches!(protocol, Some(6 | 17 | 132 | 136))
+    matches!(protocol, Some(6 | 17 | 132))
 }
 
 fn compile_rule(r: &resource::Rule, ns: Option<&str>, path: &FieldPath, problems: &mut Problems) -> Rule {
@@ -371,7 +377,7 @@ fn ports(
     if !has_ports(proto) {
         problems.error(
             path,
-            "ports need the rule's protocol to be TCP, UDP, SCTP or UDPLite",
+            "ports need the rule's protocol to be TCP, UDP or SCTP",
             "set protocol on the rule (ports alone do not say which protocol they belong to)",
         );
     }
