@@ -9,7 +9,7 @@ use palisade_core::service::decide_service;
 use palisade_core::verdict::{decide, Connection, Decision, Endpoint, PolicyEval, Side, Step, Verdict};
 use serde::Serialize;
 
-use crate::input::{load, InputArgs};
+use crate::input::{load, InputArgs, Output};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -45,12 +45,6 @@ pub struct Args {
     exit_code: bool,
     #[command(flatten)]
     input: InputArgs,
-}
-
-#[derive(clap::ValueEnum, Clone, Copy, Debug)]
-enum Output {
-    Text,
-    Json,
 }
 
 /// A destination as the user named it.

@@ -22,6 +22,13 @@ pub struct InputArgs {
     pub quiet: bool,
 }
 
+/// Output of commands that print for people or for programs.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Output {
+    Text,
+    Json,
+}
+
 /// Loads the cluster, printing problems to stderr. `Err(exit code)` when unusable.
 pub fn load(args: &InputArgs) -> Result<Cluster, u8> {
     let opts = BuildOptions { default_namespace: args.namespace.clone() };

@@ -2,7 +2,7 @@
 
 use palisade_core::expr::Expr;
 
-use crate::input::{load, InputArgs};
+use crate::input::{load, InputArgs, Output};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -14,12 +14,6 @@ pub struct Args {
     output: Output,
     #[command(flatten)]
     input: InputArgs,
-}
-
-#[derive(clap::ValueEnum, Clone, Copy, Debug)]
-enum Output {
-    Text,
-    Json,
 }
 
 pub fn run(args: Args) -> u8 {

@@ -423,20 +423,24 @@ impl Parser {
         t
     }
     fn or(&mut self) -> Result<Expr, ParseError> {
-        let mut parts = vec![self.and()?];
-        while self.peek().kind == Tok::Or {
-            self.next();
-            parts.push(self.and()?);
-        }
-        Ok(if parts.len() == 1 { parts.pop().expect("one") } else { Expr::Or(parts) })
+        self.chain(Tok::Or, Parser::and, Expr::Or)
     }
     fn and(&mut self) -> Result<Expr, ParseError> {
-        let mut parts = vec![self.operation()?];
-        while self.peek().kind == Tok::And {
+        self.chain(Tok::And, Parser::operation, Expr::And)
+    }
+    /// One or more `next` separated by `op`; several become `wrap(parts)`.
+    fn chain(
+        &mut self,
+        op: Tok,
+        next: fn(&mut Parser) -> Result<Expr, ParseError>,
+        wrap: fn(Vec<Expr>) -> Expr,
+    ) -> Result<Expr, ParseError> {
+        let mut parts = vec![next(self)?];
+        while self.peek().kind == op {
             self.next();
-            parts.push(self.operation()?);
+            parts.push(next(self)?);
         }
-        Ok(if parts.len() == 1 { parts.pop().expect("one") } else { Expr::And(parts) })
+        Ok(if parts.len() == 1 { parts.pop().expect("one") } else { wrap(parts) })
     }
     fn operation(&mut self) -> Result<Expr, ParseError> {
         let mut negated = false;

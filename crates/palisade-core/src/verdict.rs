@@ -270,30 +270,18 @@ pub fn selects(cluster: &Cluster, pol: &Policy, side: &Side) -> bool {
     }
 }
 
-/// Felix's failsafe ports: host endpoints always accept these, so policy cannot lock out
-/// the node's own control plane.
-pub const FAILSAFE_INBOUND: &[(Protocol, u16)] = &[
-    (Protocol::TCP, 22),
-    (Protocol::UDP, 68),
-    (Protocol::TCP, 179),
-    (Protocol::TCP, 2379),
-    (Protocol::TCP, 2380),
-    (Protocol::TCP, 5473),
-    (Protocol::TCP, 6443),
-    (Protocol::TCP, 6666),
-    (Protocol::TCP, 6667),
-];
-pub const FAILSAFE_OUTBOUND: &[(Protocol, u16)] = &[
-    (Protocol::UDP, 53),
-    (Protocol::UDP, 67),
-    (Protocol::TCP, 179),
-    (Protocol::TCP, 2379),
-    (Protocol::TCP, 2380),
-    (Protocol::TCP, 5473),
-    (Protocol::TCP, 6443),
-    (Protocol::TCP, 6666),
-    (Protocol::TCP, 6667),
-];
+/// Felix's default failsafe ports: host endpoints always pass these, so policy cannot lock
+/// out the node's own control plane (BGP, etcd, Typha, the API server, SSH, DHCP, DNS).
+pub fn is_failsafe(dir: Direction, protocol: Protocol, port: u16) -> bool {
+    const TCP_BOTH: [u16; 7] = [179, 2379, 2380, 5473, 6443, 6666, 6667];
+    match (dir, protocol) {
+        (_, Protocol::TCP) if TCP_BOTH.contains(&port) => true,
+        (Direction::Ingress, Protocol::TCP) => port == 22,
+        (Direction::Ingress, Protocol::UDP) => port == 68,
+        (Direction::Egress, Protocol::UDP) => port == 53 || port == 67,
+        _ => false,
+    }
+}
 
 /// Egress is judged at the source, ingress at the destination.
 fn side_step(cluster: &Cluster, conn: &Connection, dir: Direction) -> Step {
@@ -307,8 +295,7 @@ fn side_step(cluster: &Cluster, conn: &Connection, dir: Direction) -> Step {
         Err(reason) => return Step::NotEnforced { direction: dir, endpoint, reason: reason.into() },
     };
     if let Subject::Host(_) = subject {
-        let list = if dir == Direction::Ingress { FAILSAFE_INBOUND } else { FAILSAFE_OUTBOUND };
-        if list.contains(&(conn.protocol, conn.port)) {
+        if is_failsafe(dir, conn.protocol, conn.port) {
             let reason =
                 format!("{}/{} is a Felix failsafe port for host endpoints: always allowed", conn.port, conn.protocol);
             return Step::NotEnforced { direction: dir, endpoint, reason };

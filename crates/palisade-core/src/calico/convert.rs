@@ -186,22 +186,23 @@ pub fn to_kubernetes(p: &resource::NetworkPolicy) -> Result<K8sPolicy, Vec<Uncon
         }
         t
     });
-    let mut ingress = Vec::new();
-    for (i, r) in spec.ingress.iter().flatten().enumerate() {
-        match k8s_rule(r, true, &policy_expr) {
-            Ok(Some((peers, ports))) => ingress.push(NetworkPolicyIngressRule { from: peers, ports }),
-            Ok(None) => {}
-            Err(e) => no(&format!("spec.ingress[{i}]"), e),
+    let mut convert = |field: &str, list: &Option<Vec<resource::Rule>>| -> Vec<K8sRule> {
+        let mut out = Vec::new();
+        for (i, r) in list.iter().flatten().enumerate() {
+            match k8s_rule(r, field == "ingress", &policy_expr) {
+                Ok(Some(rule)) => out.push(rule),
+                Ok(None) => {}
+                Err(e) => no(&format!("spec.{field}[{i}]"), e),
+            }
         }
-    }
-    let mut egress = Vec::new();
-    for (i, r) in spec.egress.iter().flatten().enumerate() {
-        match k8s_rule(r, false, &policy_expr) {
-            Ok(Some((peers, ports))) => egress.push(NetworkPolicyEgressRule { to: peers, ports }),
-            Ok(None) => {}
-            Err(e) => no(&format!("spec.egress[{i}]"), e),
-        }
-    }
+        out
+    };
+    let ingress: Vec<_> = convert("ingress", &spec.ingress)
+        .into_iter()
+        .map(|(from, ports)| NetworkPolicyIngressRule { from, ports })
+        .collect();
+    let egress: Vec<_> =
+        convert("egress", &spec.egress).into_iter().map(|(to, ports)| NetworkPolicyEgressRule { to, ports }).collect();
     if !why.is_empty() {
         return Err(why);
     }
