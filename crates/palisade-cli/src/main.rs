@@ -3,6 +3,7 @@
 mod check;
 mod convert;
 mod input;
+mod lab;
 mod matrix;
 mod select;
 
@@ -29,6 +30,9 @@ enum Command {
     Matrix(matrix::Args),
     /// Convert Kubernetes NetworkPolicies to Calico, or Calico policies to Kubernetes where expressible.
     Convert(convert::Args),
+    /// Build the cluster from network namespaces on this machine, enforce it with nftables,
+    /// probe every pair and compare with the engine (needs root).
+    Lab(lab::Args),
     /// List the pods a Calico selector expression selects.
     Select(select::Args),
 }
@@ -47,6 +51,7 @@ fn main() -> ExitCode {
         Command::Matrix(a) => matrix::run(a),
         Command::Select(a) => select::run(a),
         Command::Convert(a) => convert::run(a),
+        Command::Lab(a) => lab::run(a),
     };
     ExitCode::from(code)
 }

@@ -419,6 +419,32 @@ impl<'c> Index<'c> {
         }
     }
 
+    /// For each pod, the policies (in evaluation order) that apply to it in `dir`.
+    pub fn applicable(&mut self, dir: Direction) -> Vec<Vec<usize>> {
+        let mut by_pod: Vec<Vec<usize>> = vec![Vec::new(); self.n];
+        for (i, s) in self.selected(dir) {
+            for p in s.ones() {
+                by_pod[p].push(i);
+            }
+        }
+        by_pod
+    }
+
+    /// Pods a Kubernetes peer (pods or IP block) covers.
+    pub fn peer_pods(&mut self, peer: &Peer) -> FixedBitSet {
+        self.peer(peer)
+    }
+
+    /// Pods and host endpoints whose own labels a Calico expression matches (no network sets).
+    pub fn calico_label_pods(&self, e: &Expr) -> FixedBitSet {
+        self.calico.eval_expr(e)
+    }
+
+    /// The side (pod, host endpoint or node) each pod stands for.
+    pub fn side(&self, p: PodId) -> Side {
+        self.sides[p]
+    }
+
     /// Pods each policy applies to in `dir`.
     fn selected(&mut self, dir: Direction) -> Vec<(usize, FixedBitSet)> {
         let cluster = self.cluster;
@@ -447,12 +473,7 @@ impl<'c> Index<'c> {
     /// Per pod: `None` when no policy applies in `dir`, else the peers it allows.
     fn allowed(&mut self, dir: Direction, probe: &Probe) -> Vec<Option<std::rc::Rc<FixedBitSet>>> {
         let cluster = self.cluster;
-        let mut by_pod: Vec<Vec<usize>> = vec![Vec::new(); self.n];
-        for (i, s) in self.selected(dir) {
-            for p in s.ones() {
-                by_pod[p].push(i);
-            }
-        }
+        let by_pod = self.applicable(dir);
         let mut groups: HashMap<GroupKey, std::rc::Rc<FixedBitSet>> = HashMap::new();
         let mut peers_cache: HashMap<(usize, usize), FixedBitSet> = HashMap::new();
         let mut out = Vec::with_capacity(self.n);

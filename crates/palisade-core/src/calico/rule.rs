@@ -214,9 +214,11 @@ fn list<T: std::fmt::Display>(items: &[T]) -> String {
 
 /// Whether one side of a connection meets an entity's conditions.
 pub fn entity_matches(cluster: &Cluster, e: &Entity, side: &Side, port: u16, protocol: Protocol) -> bool {
-    if e.is_empty() {
-        return true;
-    }
+    e.is_empty() || (address_matches(cluster, e, side) && ports_match(e, side, cluster, port, protocol))
+}
+
+/// The entity's conditions on who the side is (nets and selectors), not on its port.
+pub fn address_matches(cluster: &Cluster, e: &Entity, side: &Side) -> bool {
     if (!e.nets.is_empty() && !in_nets(&e.nets, side.ip)) || in_nets(&e.not_nets, side.ip) {
         return false;
     }
@@ -229,7 +231,7 @@ pub fn entity_matches(cluster: &Cluster, e: &Entity, side: &Side, port: u16, pro
             return false;
         }
     }
-    ports_match(e, side, cluster, port, protocol)
+    true
 }
 
 /// The entity's ports and notPorts for one side's port.

@@ -1,0 +1,149 @@
+//! `palisade lab`: build the cluster from network namespaces, enforce, probe, compare.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use indicatif::{ProgressBar, ProgressStyle};
+use palisade_core::cluster::Cluster;
+use palisade_core::port::Protocol;
+use palisade_lab::{LabOptions, LabReport};
+
+use crate::input::{load, InputArgs, Output};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Destination ports to probe (repeatable).
+    #[arg(long = "port", default_values_t = [80u16])]
+    ports: Vec<u16>,
+    /// Protocols to probe on each port (repeatable): TCP, UDP, SCTP.
+    #[arg(long = "protocol", default_values_t = [Protocol::TCP])]
+    protocols: Vec<Protocol>,
+    /// Milliseconds a probe waits before it counts as dropped (it is tried twice).
+    #[arg(long, default_value_t = 400)]
+    timeout_ms: u64,
+    #[arg(long, value_enum, default_value_t = Output::Text)]
+    output: Output,
+    #[command(flatten)]
+    input: InputArgs,
+}
+
+/// Exit codes: 0 observed = expected; 1 some difference; 2 invalid input or the lab failed.
+pub fn run(args: Args) -> u8 {
+    let cluster = match load(&args.input) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    palisade_lab::install_interrupt_cleanup();
+    let probes = args.ports.iter().flat_map(|&p| args.protocols.iter().map(move |&pr| (p, pr))).collect();
+    let opts = LabOptions { probes, timeout: std::time::Duration::from_millis(args.timeout_ms), ..Default::default() };
+    let bar = ProgressBar::new(0);
+    bar.set_style(ProgressStyle::with_template("{spinner} probing {pos}/{len} {wide_bar} {eta}").expect("template"));
+    let report = palisade_lab::run(&cluster, &opts, &|done, total| {
+        bar.set_length(total as u64);
+        bar.set_position(done as u64);
+    });
+    bar.finish_and_clear();
+    let report = match report {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: lab: {e}");
+            return crate::EXIT_INVALID;
+        }
+    };
+    for (p, why) in &report.skipped {
+        eprintln!("note: {} is not in the lab: {why}", cluster.pod_key(*p));
+    }
+    for s in &report.skipped_probes {
+        eprintln!("note: {s}");
+    }
+    let diffs: usize = report.results.iter().map(|r| r.differences().len()).sum();
+    match args.output {
+        Output::Json => crate::emit(&(serde_json::to_string_pretty(&json(&cluster, &report)).expect("json") + "\n")),
+        Output::Text => crate::emit(&text(&cluster, &report)),
+    }
+    u8::from(diffs > 0)
+}
+
+fn allowed_map(cluster: &Cluster, report: &LabReport, grid: &[Vec<bool>]) -> BTreeMap<String, Vec<String>> {
+    let keys: Vec<String> = report.pods.iter().map(|&p| cluster.pod_key(p)).collect();
+    keys.iter()
+        .enumerate()
+        .map(|(i, k)| {
+            let mut to: Vec<String> =
+                keys.iter().enumerate().filter(|(j, _)| grid[i][*j]).map(|(_, d)| d.clone()).collect();
+            to.sort();
+            (k.clone(), to)
+        })
+        .collect()
+}
+
+/// The same shape as `matrix --output json`, per probe, with the engine's answer beside it.
+fn json(cluster: &Cluster, report: &LabReport) -> serde_json::Value {
+    let results: Vec<serde_json::Value> = report
+        .results
+        .iter()
+        .map(|r| {
+            let keys: Vec<String> = report.pods.iter().map(|&p| cluster.pod_key(p)).collect();
+            let diffs: Vec<serde_json::Value> = r
+                .differences()
+                .into_iter()
+                .map(|(i, j)| serde_json::json!({"from": keys[i], "to": keys[j], "engine": r.expected[i][j], "kernel": r.observed[i][j]}))
+                .collect();
+            serde_json::json!({
+                "port": r.port,
+                "protocol": r.protocol,
+                "allowed": allowed_map(cluster, report, &r.observed),
+                "engine": allowed_map(cluster, report, &r.expected),
+                "differences": diffs,
+            })
+        })
+        .collect();
+    serde_json::json!({ "results": results, "skipped_probes": report.skipped_probes })
+}
+
+fn text(cluster: &Cluster, report: &LabReport) -> String {
+    let keys: Vec<String> = report.pods.iter().map(|&p| cluster.pod_key(p)).collect();
+    let width = keys.iter().map(String::len).max().unwrap_or(1);
+    let s = &report.ruleset_stats;
+    let mut out = format!(
+        "lab: {} pods; ruleset {} chains, {} rules, {} sets ({} elements)\n",
+        keys.len(),
+        s.chains,
+        s.rules,
+        s.sets,
+        s.set_elements
+    );
+    for r in &report.results {
+        let diffs = r.differences();
+        let _ = writeln!(
+            out,
+            "\n{}/{}: kernel {} engine  ({} of {} pairs allowed; rows: source; + allowed, . dropped, ! differs)",
+            r.port,
+            r.protocol,
+            if diffs.is_empty() { "==" } else { "!=" },
+            r.observed.iter().flatten().filter(|&&b| b).count(),
+            keys.len() * keys.len()
+        );
+        for (i, k) in keys.iter().enumerate() {
+            let cells: String = (0..keys.len())
+                .map(|j| match (r.observed[i][j], r.expected[i][j]) {
+                    (a, b) if a != b => '!',
+                    (true, _) => '+',
+                    (false, _) => '.',
+                })
+                .collect();
+            let _ = writeln!(out, "  {k:width$}  {cells}");
+        }
+        for (i, j) in diffs {
+            let _ = writeln!(
+                out,
+                "  differs: {} -> {}: engine {}, kernel {}",
+                keys[i],
+                keys[j],
+                if r.expected[i][j] { "allows" } else { "denies" },
+                if r.observed[i][j] { "let it through" } else { "dropped it" }
+            );
+        }
+    }
+    out
+}

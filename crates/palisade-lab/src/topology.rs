@@ -1,0 +1,173 @@
+//! The lab's network: a namespace for the node, one per pod, a veth from each pod to the node.
+//!
+//! Every name starts with `pal-`; devices are created directly inside the lab's namespaces, so
+//! the host's own namespace, interfaces, routes and firewall are never touched. Addresses must
+//! lie in 198.18.0.0/15 or fd00::/8. Dropping the [`Topology`] removes all of it.
+
+use std::io::Write;
+use std::net::IpAddr;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+use ipnet::IpNet;
+
+/// Namespaces alive in this process, for the Ctrl-C handler.
+static LIVE: Mutex<Vec<String>> = Mutex::new(Vec::new());
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+#[derive(Debug, thiserror::Error)]
+pub enum LabError {
+    #[error("{0}")]
+    Refused(String),
+    #[error("`{command}` failed: {stderr}")]
+    Command { command: String, stderr: String },
+    #[error("cannot run {0}: {1}")]
+    Spawn(String, std::io::Error),
+}
+
+/// Whether an address may be given to a lab host.
+pub fn allowed_address(ip: &IpAddr) -> bool {
+    let nets: [IpNet; 2] = ["198.18.0.0/15".parse().expect("net"), "fd00::/8".parse().expect("net")];
+    nets.iter().any(|n| n.contains(ip))
+}
+
+/// One pod of the lab: its namespace and addresses.
+#[derive(Clone, Debug)]
+pub struct LabPod {
+    pub netns: String,
+    pub ips: Vec<IpAddr>,
+}
+
+pub struct Topology {
+    pub node: String,
+    pub pods: Vec<LabPod>,
+    created: Vec<String>,
+}
+
+fn run(args: &[&str], stdin: Option<&str>) -> Result<(), LabError> {
+    let mut cmd = Command::new(args[0]);
+    cmd.args(&args[1..]).stdout(Stdio::null()).stderr(Stdio::piped());
+    if stdin.is_some() {
+        cmd.stdin(Stdio::piped());
+    }
+    let mut child = cmd.spawn().map_err(|e| LabError::Spawn(args[0].to_string(), e))?;
+    if let Some(text) = stdin {
+        child
+            .stdin
+            .take()
+            .expect("piped")
+            .write_all(text.as_bytes())
+            .map_err(|e| LabError::Spawn(args[0].into(), e))?;
+    }
+    let out = child.wait_with_output().map_err(|e| LabError::Spawn(args[0].to_string(), e))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(LabError::Command { command: args.join(" "), stderr: String::from_utf8_lossy(&out.stderr).trim().into() })
+    }
+}
+
+/// `ip -n NS -batch -` with the given lines.
+fn batch(netns: Option<&str>, lines: &[String]) -> Result<(), LabError> {
+    let text = lines.join("\n") + "\n";
+    match netns {
+        Some(ns) => run(&["ip", "-n", ns, "-batch", "-"], Some(&text)),
+        None => run(&["ip", "-batch", "-"], Some(&text)),
+    }
+}
+
+/// Removes every lab namespace still alive (used on Ctrl-C).
+pub fn remove_all_live() {
+    let names = std::mem::take(&mut *LIVE.lock().unwrap_or_else(|e| e.into_inner()));
+    for n in names {
+        let _ = run(&["ip", "netns", "del", &n], None);
+    }
+}
+
+impl Topology {
+    /// Builds the node and one namespace per pod (addresses from `pods`).
+    pub fn build(pods: &[Vec<IpAddr>]) -> Result<Topology, LabError> {
+        for ip in pods.iter().flatten() {
+            if !allowed_address(ip) {
+                return Err(LabError::Refused(format!(
+                    "address {ip} is outside the lab's ranges: lab pods may only use 198.18.0.0/15 or fd00::/8"
+                )));
+            }
+        }
+        let id = format!("{}{}", std::process::id() % 100_000, COUNTER.fetch_add(1, Ordering::SeqCst));
+        let node = format!("pal-{id}-node");
+        let lab_pods: Vec<LabPod> = pods
+            .iter()
+            .enumerate()
+            .map(|(k, ips)| LabPod { netns: format!("pal-{id}-{k}"), ips: ips.clone() })
+            .collect();
+        let mut topo = Topology { node: node.clone(), pods: lab_pods, created: Vec::new() };
+        let names: Vec<String> =
+            std::iter::once(node.clone()).chain(topo.pods.iter().map(|p| p.netns.clone())).collect();
+        // Record before creating, so that a failure half-way still cleans up.
+        topo.created = names.clone();
+        LIVE.lock().unwrap_or_else(|e| e.into_inner()).extend(names.iter().cloned());
+        batch(None, &names.iter().map(|n| format!("netns add {n}")).collect::<Vec<_>>())?;
+        topo.wire()?;
+        Ok(topo)
+    }
+
+    fn wire(&self) -> Result<(), LabError> {
+        let veths: Vec<String> = self
+            .pods
+            .iter()
+            .enumerate()
+            .map(|(k, p)| format!("link add v{k} netns {} type veth peer name eth0 netns {}", self.node, p.netns))
+            .collect();
+        if !veths.is_empty() {
+            batch(None, &veths)?;
+        }
+        let mut node = vec!["link set lo up".to_string()];
+        for (k, p) in self.pods.iter().enumerate() {
+            node.push(format!("link set v{k} up"));
+            node.push(format!("addr add 169.254.1.1/32 dev v{k}"));
+            node.push(format!("addr add fe80::1/64 dev v{k} nodad"));
+            for ip in &p.ips {
+                node.push(format!("route add {ip} dev v{k}"));
+            }
+        }
+        batch(Some(&self.node), &node)?;
+        run(
+            &[
+                "ip",
+                "netns",
+                "exec",
+                &self.node,
+                "sysctl",
+                "-q",
+                "-w",
+                "net.ipv4.ip_forward=1",
+                "net.ipv6.conf.all.forwarding=1",
+            ],
+            None,
+        )?;
+        for p in &self.pods {
+            let mut lines = vec!["link set lo up".to_string()];
+            for ip in &p.ips {
+                let (len, extra) = if ip.is_ipv4() { (32, "") } else { (128, " nodad") };
+                lines.push(format!("addr add {ip}/{len} dev eth0{extra}"));
+            }
+            lines.push("link set eth0 up".into());
+            lines.push("route add 0.0.0.0/0 via 169.254.1.1 dev eth0 onlink".into());
+            lines.push("route add ::/0 via fe80::1 dev eth0".into());
+            batch(Some(&p.netns), &lines)?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Topology {
+    fn drop(&mut self) {
+        let mut live = LIVE.lock().unwrap_or_else(|e| e.into_inner());
+        for n in &self.created {
+            let _ = run(&["ip", "netns", "del", n], None);
+            live.retain(|x| x != n);
+        }
+    }
+}

@@ -1,0 +1,7 @@
+//! Palisade's nftables adapter: compile the engine's decisions to one table, render it as an
+//! atomic `nft -f` transaction (whole, or as the delta from the table in force), apply it.
+
+pub mod ruleset;
+pub mod script;
+
+pub use ruleset::{compile, Options, Ruleset, Stats};

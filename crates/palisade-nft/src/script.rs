@@ -1,0 +1,161 @@
+//! Rulesets as `nft -f` scripts, and running them. A script is one transaction: the kernel
+//! applies all of it or none, so no packet ever sees a half-updated table.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use crate::ruleset::{Family, Ruleset, TABLE};
+
+fn t() -> String {
+    format!("inet {TABLE}")
+}
+
+const MAPS: [(&str, Family); 4] =
+    [("egress_4", Family::V4), ("egress_6", Family::V6), ("ingress_4", Family::V4), ("ingress_6", Family::V6)];
+
+fn map_type(f: Family) -> &'static str {
+    match f {
+        Family::V4 => "ipv4_addr",
+        Family::V6 => "ipv6_addr",
+    }
+}
+
+/// The base chains: conntrack first, then one egress and one ingress lookup per family.
+fn base_chains(out: &mut Vec<String>) {
+    let t = t();
+    let head = "ct state established,related accept";
+    let chains: [(&str, &str, &[&str]); 3] = [
+        (
+            "forward",
+            "forward",
+            &[
+                "ip saddr vmap @egress_4",
+                "ip6 saddr vmap @egress_6",
+                "ip daddr vmap @ingress_4",
+                "ip6 daddr vmap @ingress_6",
+            ],
+        ),
+        // Pod to node: the pod's egress; node to pod: the pod's ingress.
+        ("input", "input", &["ip saddr vmap @egress_4", "ip6 saddr vmap @egress_6"]),
+        ("output", "output", &["ip daddr vmap @ingress_4", "ip6 daddr vmap @ingress_6"]),
+    ];
+    for (name, hook, lookups) in chains {
+        out.push(format!("add chain {t} {name} {{ type filter hook {hook} priority filter; policy accept; }}"));
+        out.push(format!("add rule {t} {name} {head}"));
+        out.push(format!("add rule {t} {name} ct state invalid counter drop"));
+        for l in lookups {
+            out.push(format!("add rule {t} {name} {l}"));
+        }
+    }
+}
+
+fn elements(name: &str, items: impl IntoIterator<Item = String>, verb: &str) -> Option<String> {
+    let list: Vec<String> = items.into_iter().collect();
+    (!list.is_empty()).then(|| format!("{verb} element {} {name} {{ {} }}", t(), list.join(", ")))
+}
+
+/// Replaces the whole table in one transaction (first load, or adopting an unknown table).
+pub fn full(rs: &Ruleset) -> String {
+    let t = t();
+    let mut out = vec![format!("add table {t}"), format!("delete table {t}"), format!("add table {t}")];
+    for (name, set) in &rs.sets {
+        out.push(format!("add {}", set.declaration_in(&t, name)));
+        out.extend(elements(name, set.elements.iter().cloned(), "add"));
+    }
+    for (name, f) in MAPS {
+        out.push(format!("add map {t} {name} {{ type {} : verdict; }}", map_type(f)));
+    }
+    for name in rs.chains.keys() {
+        out.push(format!("add chain {t} {name}"));
+    }
+    for (name, rules) in &rs.chains {
+        out.extend(rules.iter().map(|r| format!("add rule {t} {name} {r}")));
+    }
+    for (name, _) in MAPS {
+        let items = rs.maps.get(name).into_iter().flatten().map(|(ip, chain)| format!("{ip} : jump {chain}"));
+        out.extend(elements(name, items, "add"));
+    }
+    base_chains(&mut out);
+    out.join("\n") + "\n"
+}
+
+/// The delta from `old` (the table in force) to `new`, as one transaction: only set and map
+/// elements and the chains that changed. Chains are named by content, so a changed group is a
+/// new chain; the old one is deleted once nothing jumps to it.
+pub fn update(old: &Ruleset, new: &Ruleset) -> String {
+    let t = t();
+    let mut out = Vec::new();
+    for (name, set) in &new.sets {
+        match old.sets.get(name) {
+            None => {
+                out.push(format!("add {}", set.declaration_in(&t, name)));
+                out.extend(elements(name, set.elements.iter().cloned(), "add"));
+            }
+            Some(prev) => {
+                out.extend(elements(name, prev.elements.difference(&set.elements).cloned(), "delete"));
+                out.extend(elements(name, set.elements.difference(&prev.elements).cloned(), "add"));
+            }
+        }
+    }
+    let added: Vec<&String> = new.chains.keys().filter(|c| !old.chains.contains_key(*c)).collect();
+    for name in &added {
+        out.push(format!("add chain {t} {name}"));
+    }
+    for name in &added {
+        out.extend(new.chains[*name].iter().map(|r| format!("add rule {t} {name} {r}")));
+    }
+    for (name, _) in MAPS {
+        let empty = Default::default();
+        let (was, now) = (old.maps.get(name).unwrap_or(&empty), new.maps.get(name).unwrap_or(&empty));
+        let gone = was.iter().filter(|(ip, c)| now.get(*ip) != Some(*c)).map(|(ip, _)| ip.clone());
+        out.extend(elements(name, gone, "delete"));
+        let came = now.iter().filter(|(ip, c)| was.get(*ip) != Some(*c)).map(|(ip, c)| format!("{ip} : jump {c}"));
+        out.extend(elements(name, came, "add"));
+    }
+    // Chains that left: empty them first (they may jump to each other), then delete.
+    let removed: Vec<&String> = old.chains.keys().filter(|c| !new.chains.contains_key(*c)).collect();
+    out.extend(removed.iter().map(|c| format!("flush chain {t} {c}")));
+    out.extend(removed.iter().map(|c| format!("delete chain {t} {c}")));
+    for name in old.sets.keys().filter(|s| !new.sets.contains_key(*s)) {
+        out.push(format!("delete set {t} {name}"));
+    }
+    if out.is_empty() {
+        return String::new();
+    }
+    out.join("\n") + "\n"
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    #[error("cannot run nft: {0}")]
+    Spawn(#[from] std::io::Error),
+    #[error("nft refused the transaction (nothing was changed): {0}")]
+    Refused(String),
+}
+
+/// Runs a script with `nft -f -`, inside network namespace `netns` when given.
+pub fn apply(script: &str, netns: Option<&str>) -> Result<(), ApplyError> {
+    if script.is_empty() {
+        return Ok(());
+    }
+    let mut cmd = match netns {
+        Some(ns) => {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", ns, "nft", "-f", "-"]);
+            c
+        }
+        None => {
+            let mut c = Command::new("nft");
+            c.args(["-f", "-"]);
+            c
+        }
+    };
+    let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn()?;
+    child.stdin.take().expect("piped").write_all(script.as_bytes())?;
+    let out = child.wait_with_output()?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(ApplyError::Refused(String::from_utf8_lossy(&out.stderr).trim().to_string()))
+    }
+}
