@@ -1,5 +1,6 @@
 //! `palisade`: decide and explain Kubernetes network policy.
 
+mod agent;
 mod check;
 mod convert;
 mod input;
@@ -30,6 +31,8 @@ enum Command {
     Matrix(matrix::Args),
     /// Convert Kubernetes NetworkPolicies to Calico, or Calico policies to Kubernetes where expressible.
     Convert(convert::Args),
+    /// Keep this node's nftables table in step with a directory of manifests.
+    Agent(agent::Args),
     /// Build the cluster from network namespaces on this machine, enforce it with nftables,
     /// probe every pair and compare with the engine (needs root).
     Lab(lab::Args),
@@ -52,6 +55,7 @@ fn main() -> ExitCode {
         Command::Select(a) => select::run(a),
         Command::Convert(a) => convert::run(a),
         Command::Lab(a) => lab::run(a),
+        Command::Agent(a) => agent::run(a),
     };
     ExitCode::from(code)
 }

@@ -99,3 +99,87 @@ fn lab_refuses_addresses_outside_its_ranges() {
     let names = std::process::Command::new("ip").args(["netns", "list"]).output().unwrap();
     assert!(!String::from_utf8_lossy(&names.stdout).contains("pal-"), "no lab namespace is left behind");
 }
+
+/// The agent under test, killed whatever happens to the test.
+struct Agent(std::process::Child);
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A scratch network namespace that is removed when dropped.
+struct Netns(String);
+
+impl Netns {
+    fn new(tag: &str) -> Netns {
+        let name = format!("pal-test-{tag}-{}", std::process::id());
+        let ok = std::process::Command::new("ip").args(["netns", "add", &name]).status().unwrap().success();
+        assert!(ok, "ip netns add {name}");
+        Netns(name)
+    }
+    fn table(&self) -> String {
+        let out = std::process::Command::new("ip")
+            .args(["netns", "exec", &self.0, "nft", "list", "table", "inet", "palisade"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).to_string()
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("ip").args(["netns", "del", &self.0]).status();
+    }
+}
+
+fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
+    let start = std::time::Instant::now();
+    while !f() {
+        assert!(start.elapsed() < std::time::Duration::from_secs(10), "timed out waiting for {what}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn agent_applies_updates_refuses_invalid_input_and_leaves_the_table_when_killed() {
+    if !lab_possible() {
+        return;
+    }
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let ns = Netns::new("agent");
+    let dir = std::env::temp_dir().join(format!("palisade-agent-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::copy(repo().join("tests/conformance/model.yaml"), dir.join("model.yaml")).unwrap();
+    let policy = dir.join("policy.yaml");
+    std::fs::copy(repo().join("tests/conformance/cases/01-default-deny-ingress.yaml"), &policy).unwrap();
+    let mut agent = Agent(
+        palisade()
+            .args(["agent", "--source", dir.to_str().unwrap(), "--netns", &ns.0, "--interval-ms", "50"])
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    // Default deny for x: its three pods jump to one ingress chain.
+    wait_for("the first ruleset", || ns.table().matches("jump in_").count() == 3);
+    // A change: only x/a isolated now.
+    let text =
+        std::fs::read_to_string(&policy).unwrap().replace("podSelector: {}", "podSelector: {matchLabels: {pod: a}}");
+    std::fs::write(&policy, text).unwrap();
+    wait_for("the update", || ns.table().matches("jump in_").count() == 1);
+    // Invalid input is refused; the table stays as it was.
+    let before = ns.table();
+    std::fs::write(dir.join("broken.yaml"), "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: b, namespace: x}\nspec:\n  podSelector: {}\n  ingress: [{from: [{}]}]\n").unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert_eq!(ns.table(), before, "a refused change must not touch the table");
+    agent.0.kill().unwrap();
+    agent.0.wait().unwrap();
+    let mut log = String::new();
+    std::io::Read::read_to_string(&mut agent.0.stderr.take().unwrap(), &mut log).unwrap();
+    assert!(log.contains("refused") && log.contains("the last good ruleset stays in force"), "{log}");
+    assert!(log.contains("updated in"), "{log}");
+    assert!(ns.table().contains("jump in_"), "killing the agent leaves enforcement in place");
+    let _ = std::fs::remove_dir_all(&dir);
+}
