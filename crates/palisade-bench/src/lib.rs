@@ -60,7 +60,8 @@ fn ns_name(i: usize) -> String {
     format!("ns-{i:03}")
 }
 
-/// Builds the objects: namespaces, pods (with IPs 10.x.y.z) and policies.
+/// Builds the objects: namespaces, pods (with IPs from 198.18.0.0/15, so the lab can host any
+/// of them) and policies.
 pub fn generate(shape: &Shape) -> Vec<Object> {
     let mut rng = Rng::new(shape.seed);
     let mut out = Vec::new();
@@ -76,7 +77,7 @@ pub fn generate(shape: &Shape) -> Vec<Object> {
     for i in 0..shape.pods {
         let n = i % shape.namespaces;
         let app = (i / shape.namespaces) % apps_per_ns;
-        let ip = format!("10.{}.{}.{}", (i >> 16) & 0xff, (i >> 8) & 0xff, i & 0xff);
+        let ip = format!("198.{}.{}.{}", 18 + ((i >> 16) & 1), (i >> 8) & 0xff, i & 0xff);
         let l = labels(&[
             ("app", format!("app-{app}")),
             ("tier", ["web", "api", "db"][app % 3].into()),
@@ -171,8 +172,8 @@ fn policy_spec(k: usize, apps: usize, teams: usize, rng: &mut Rng) -> NetworkPol
                 egress: Some(vec![NetworkPolicyEgressRule {
                     to: Some(vec![NetworkPolicyPeer {
                         ip_block: Some(IPBlock {
-                            cidr: format!("10.{net}.0.0/16"),
-                            except: Some(vec![format!("10.{net}.{}.0/24", rng.below(40))]),
+                            cidr: format!("198.{}.0.0/16", 18 + net),
+                            except: Some(vec![format!("198.{}.{}.0/24", 18 + net, rng.below(40))]),
                         }),
                         ..Default::default()
                     }]),

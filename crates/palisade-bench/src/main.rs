@@ -4,6 +4,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use clap::Parser;
+mod enforcer;
+
 use palisade_bench::{calicoize, generate, to_list_json, Shape};
 use palisade_core::build::{build, BuildOptions, Input};
 use palisade_core::field::Nowhere;
@@ -32,6 +34,16 @@ struct Args {
     /// Convert every policy to a Calico NetworkPolicy and add a security tier in front.
     #[arg(long)]
     calico: bool,
+    /// Measure the enforcer instead (needs root): nft compile and load, one-pod and one-policy
+    /// deltas, and iperf3 throughput between two lab pods with and without the table.
+    #[arg(long)]
+    enforcer: bool,
+    /// Interleaved bare/ruled iperf3 rounds per figure (medians are reported).
+    #[arg(long, default_value_t = 5)]
+    rounds: usize,
+    /// Size of the extra address set for the second throughput figure.
+    #[arg(long, default_value_t = 100_000)]
+    big_set: usize,
 }
 
 /// Peak resident memory of this process (VmHWM), in MiB.
@@ -62,6 +74,10 @@ fn main() {
         a.policies,
         a.namespaces
     );
+    if a.enforcer {
+        enforce(objects, &a);
+        return;
+    }
     let cluster = if a.through_loader || a.write.is_some() {
         let text = to_list_json(&objects);
         if let Some(p) = &a.write {
@@ -95,6 +111,21 @@ fn main() {
     println!("index         {indexed:>9.3} s");
     println!("matrix total  {:>9.3} s  (index + 3 matrices)", indexed + total);
     println!("peak memory   {:>9.1} MiB", peak_rss_mib());
+}
+
+fn enforce(mut objects: Vec<palisade_core::build::Object>, a: &Args) {
+    palisade_lab::install_interrupt_cleanup();
+    enforcer::bench_pods(&mut objects);
+    let netns = format!("pal-bench-{}", std::process::id());
+    let ok = std::process::Command::new("ip").args(["netns", "add", &netns]).status().is_ok_and(|s| s.success());
+    assert!(ok, "cannot create a network namespace: the enforcer benchmark needs root");
+    enforcer::load_figures(&objects, &netns);
+    enforcer::throughput(&objects, a.rounds);
+    println!("-- with a {}-element address set in the bench pods' rule path --", a.big_set);
+    enforcer::add_big_set(&mut objects, a.big_set);
+    enforcer::load_figures(&objects, &netns);
+    enforcer::throughput(&objects, a.rounds);
+    let _ = std::process::Command::new("ip").args(["netns", "del", &netns]).status();
 }
 
 fn invalid(problems: usize) -> ! {

@@ -88,6 +88,19 @@ fn calico_seed_example_holds_in_the_kernel() {
 }
 
 #[test]
+fn ipv6_pods_hold_in_the_kernel() {
+    if !lab_possible() {
+        return;
+    }
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let args = ["tests/lab/ipv6.yaml", "--port", "8080", "--port", "80", "--protocol", "TCP", "--protocol", "UDP"];
+    let (code, out, err) = lab(&args);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(out.matches("kernel == engine").count(), 4, "{out}");
+    assert!(out.contains("8080/TCP: kernel == engine  (7 of 9 pairs allowed"), "{out}");
+}
+
+#[test]
 fn lab_refuses_addresses_outside_its_ranges() {
     if !lab_possible() {
         return;

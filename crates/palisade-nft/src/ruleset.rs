@@ -131,13 +131,22 @@ pub fn compile(cluster: &Cluster, opts: &Options) -> Ruleset {
     let mut index = Index::new(cluster);
     let mut c =
         Compiler { cluster, opts, rs: Ruleset { audit: opts.audit, ..Default::default() }, cache: HashMap::new() };
+    let mut groups: HashMap<GroupKey, String> = HashMap::new();
     for dir in [Direction::Egress, Direction::Ingress] {
         let applicable = index.applicable(dir);
         for (p, pols) in applicable.iter().enumerate() {
             if pols.is_empty() || !c.enforced_here(&index, p) {
                 continue;
             }
-            let chain = c.group_chain(&mut index, dir, pols, p);
+            let key = c.group_key(&index, dir, pols, p);
+            let chain = match groups.get(&key) {
+                Some(chain) => chain.clone(),
+                None => {
+                    let chain = c.group_chain(&mut index, dir, pols, p);
+                    groups.insert(key, chain.clone());
+                    chain
+                }
+            };
             for ip in &cluster.pods[p].ips {
                 let map = format!("{}_{}", dir_name(dir), Family::of(ip).suffix());
                 c.rs.maps.entry(map).or_default().insert(ip.to_string(), chain.clone());
@@ -229,7 +238,34 @@ struct Compiler<'c> {
     cache: HashMap<String, String>,
 }
 
+/// What makes two pods' chains identical: the policies that apply, how each Calico rule's
+/// own-side conditions come out for the pod, and its named ports when rules use them.
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct GroupKey {
+    dir: Direction,
+    policies: Vec<usize>,
+    own: Vec<bool>,
+    ports: Vec<ContainerPort>,
+}
+
 impl Compiler<'_> {
+    fn group_key(&self, index: &Index, dir: Direction, pols: &[usize], x: PodId) -> GroupKey {
+        let own = index.side(x);
+        let mut bits = Vec::new();
+        let mut named = false;
+        for &pi in pols {
+            for rule in self.cluster.policies[pi].rules(dir).into_iter().flatten() {
+                named |= rule.uses_named_ports();
+                if let Match::Calico(c) = &rule.matches {
+                    let e = if dir == Direction::Egress { &c.source } else { &c.destination };
+                    bits.push(c.version_ok(own.ip) && address_matches(self.cluster, e, &own));
+                }
+            }
+        }
+        let ports = if named { self.cluster.pods[x].ports.clone() } else { Vec::new() };
+        GroupKey { dir, policies: pols.to_vec(), own: bits, ports }
+    }
+
     fn enforced_here(&self, index: &Index, p: PodId) -> bool {
         matches!(index.side(p).endpoint, Endpoint::Pod(_))
             && self.opts.node.as_ref().is_none_or(|n| self.cluster.pods[p].node.as_deref() == Some(n.as_str()))
@@ -238,6 +274,9 @@ impl Compiler<'_> {
     /// Registers a named address set; returns its base name (family suffix added on use).
     fn address_set(&mut self, definition: &str, addrs: &Addrs) -> String {
         let base = format!("a_{}", short_hash(definition));
+        if self.rs.sets.contains_key(&format!("{base}_4")) {
+            return base;
+        }
         for f in [Family::V4, Family::V6] {
             let elements = addrs.elements(f);
             self.rs.sets.insert(format!("{base}_{}", f.suffix()), NamedSet { family: f, with_port: false, elements });

@@ -20,6 +20,9 @@ fn map_type(f: Family) -> &'static str {
     }
 }
 
+const NDP: &str =
+    "icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert, nd-router-solicit, nd-router-advert, nd-redirect } accept";
+
 /// The base chains: conntrack first, then one egress and one ingress lookup per family.
 fn base_chains(out: &mut Vec<String>) {
     let t = t();
@@ -43,6 +46,8 @@ fn base_chains(out: &mut Vec<String>) {
         out.push(format!("add chain {t} {name} {{ type filter hook {hook} priority filter; policy accept; }}"));
         out.push(format!("add rule {t} {name} {head}"));
         out.push(format!("add rule {t} {name} ct state invalid counter drop"));
+        // IPv6 needs neighbor discovery to work at all; it is not a connection policy decides.
+        out.push(format!("add rule {t} {name} {NDP}"));
         for l in lookups {
             out.push(format!("add rule {t} {name} {l}"));
         }

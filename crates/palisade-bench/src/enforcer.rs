@@ -1,0 +1,237 @@
+//! Enforcer figures: compile and load the synthetic cluster's ruleset, one pod added and one
+//! policy changed as deltas, and throughput between two lab pods with and without the table.
+//! Needs root (network namespaces, nftables) for everything past compiling.
+
+use std::collections::BTreeMap;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::{Pod, PodStatus};
+use k8s_openapi::api::networking::v1::{
+    NetworkPolicy, NetworkPolicyEgressRule, NetworkPolicyIngressRule, NetworkPolicyPeer, NetworkPolicyPort,
+    NetworkPolicySpec,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use palisade_core::build::{build, BuildOptions, Input, Object};
+use palisade_core::calico::resource::{GlobalNetworkSet, NetworkSetSpec};
+use palisade_core::cluster::Cluster;
+use palisade_core::field::Nowhere;
+use palisade_lab::Topology;
+use palisade_nft::{compile, script, Options, Ruleset};
+
+const A: &str = "198.19.255.1";
+const B: &str = "198.19.255.2";
+const PORT: i32 = 5201;
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn cluster(objects: &[Object]) -> Cluster {
+    let inputs: Vec<Input> =
+        objects.iter().cloned().map(|object| Input { object, locate: std::sync::Arc::new(Nowhere) }).collect();
+    build(&inputs, &BuildOptions::default()).unwrap_or_else(|p| panic!("invalid bench cluster: {}", p.len()))
+}
+
+fn bench_labels() -> BTreeMap<String, String> {
+    BTreeMap::from([("app".to_string(), "bench".to_string())])
+}
+
+/// Two iperf3 pods in ns-000 and the policies that let them talk on 5201 (TCP and UDP), so the
+/// measured packets walk real group chains and sets.
+pub fn bench_pods(objects: &mut Vec<Object>) {
+    for (name, ip) in [("bench-a", A), ("bench-b", B)] {
+        let mut pod = match objects.iter().find(|o| matches!(o, Object::Pod(_))) {
+            Some(Object::Pod(p)) => p.clone(),
+            _ => Pod::default(),
+        };
+        pod.metadata = ObjectMeta {
+            name: Some(name.into()),
+            namespace: Some("ns-000".into()),
+            labels: Some(bench_labels()),
+            ..Default::default()
+        };
+        pod.status = Some(PodStatus { pod_ip: Some(ip.into()), ..Default::default() });
+        objects.push(Object::Pod(pod));
+    }
+    let sel = LabelSelector { match_labels: Some(bench_labels()), ..Default::default() };
+    let peers = Some(vec![NetworkPolicyPeer { pod_selector: Some(sel.clone()), ..Default::default() }]);
+    let ports = Some(
+        ["TCP", "UDP"]
+            .map(|p| NetworkPolicyPort { port: Some(IntOrString::Int(PORT)), protocol: Some(p.into()), end_port: None })
+            .to_vec(),
+    );
+    objects.push(Object::NetworkPolicy(NetworkPolicy {
+        metadata: ObjectMeta { name: Some("bench".into()), namespace: Some("ns-000".into()), ..Default::default() },
+        spec: Some(NetworkPolicySpec {
+            pod_selector: Some(sel),
+            ingress: Some(vec![NetworkPolicyIngressRule { from: peers.clone(), ports: ports.clone() }]),
+            egress: Some(vec![NetworkPolicyEgressRule { to: peers, ports }]),
+            policy_types: Some(vec!["Ingress".into(), "Egress".into()]),
+        }),
+    }));
+}
+
+/// A Calico rule in the bench pods' ingress path that looks the source up in a set of
+/// `elements` addresses.
+pub fn add_big_set(objects: &mut Vec<Object>, elements: usize) {
+    {
+        // Every other address, so that no two elements merge into one interval.
+        let nets = (0..elements).map(|i| {
+            let n = 2 * i as u32;
+            format!("10.{}.{}.{}", (n >> 16) & 0xff, (n >> 8) & 0xff, n & 0xff)
+        });
+        objects.push(Object::CalicoGlobalNetworkSet(GlobalNetworkSet {
+            metadata: ObjectMeta {
+                name: Some("big".into()),
+                labels: Some(BTreeMap::from([("set".into(), "big".into())])),
+                ..Default::default()
+            },
+            spec: Some(NetworkSetSpec { nets: Some(nets.collect()) }),
+            ..Default::default()
+        }));
+        let calico = serde_json::json!({
+            "metadata": {"name": "bench-big-set", "namespace": "ns-000"},
+            "spec": {"order": 10, "selector": "app == \"bench\"", "types": ["Ingress"],
+                     "ingress": [{"action": "Deny", "source": {"selector": "set == \"big\"", "namespaceSelector": "global()"}}]}
+        });
+        objects.push(Object::CalicoNetworkPolicy(serde_json::from_value(calico).expect("policy")));
+    }
+}
+
+fn nft_in(netns: &str, args: &[&str]) -> bool {
+    Command::new("ip")
+        .args(["netns", "exec", netns, "nft"])
+        .args(args)
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+fn timed_apply(text: &str, netns: &str) -> f64 {
+    let t = Instant::now();
+    script::apply(text, Some(netns)).expect("nft accepts the ruleset");
+    t.elapsed().as_secs_f64()
+}
+
+/// Compile, load, and the two deltas.
+pub fn load_figures(objects: &[Object], netns: &str) -> Ruleset {
+    let c = cluster(objects);
+    let t = Instant::now();
+    let rs = compile(&c, &Options::default());
+    let compiled = t.elapsed().as_secs_f64();
+    let text = script::full(&rs);
+    let s = rs.stats();
+    println!(
+        "nft compile       {compiled:>9.3} s  ({} pods enforced, {} chains, {} rules, {} sets, {} elements, {} KiB script)",
+        s.enforced_pods,
+        s.chains,
+        s.rules,
+        s.sets,
+        s.set_elements,
+        text.len() / 1024
+    );
+    let loads: Vec<f64> = (0..3).map(|_| timed_apply(&text, netns)).collect();
+    println!("nft load (full)   {:>9.3} s  (median of 3, one transaction)", median(loads));
+    // One pod more: a copy of pod-1 with a new name and address.
+    let mut more = objects.to_vec();
+    if let Some(Object::Pod(p)) =
+        objects.iter().find(|o| matches!(o, Object::Pod(p) if p.metadata.name.as_deref() == Some("pod-1")))
+    {
+        let mut p = p.clone();
+        p.metadata.name = Some("pod-new".into());
+        p.status = Some(PodStatus { pod_ip: Some("198.19.254.1".into()), ..Default::default() });
+        more.push(Object::Pod(p));
+    }
+    delta_figure("one pod added", &rs, &more, netns);
+    // One policy changed: the first policy's first port moves.
+    let mut changed = objects.to_vec();
+    if let Some(Object::NetworkPolicy(np)) = changed.iter_mut().find(|o| matches!(o, Object::NetworkPolicy(n) if n.spec.as_ref().is_some_and(|s| s.ingress.as_ref().is_some_and(|i| i.iter().any(|r| r.ports.is_some()))))) {
+        let spec = np.spec.as_mut().expect("spec");
+        for r in spec.ingress.iter_mut().flatten() {
+            for p in r.ports.iter_mut().flatten() {
+                p.port = Some(IntOrString::Int(8181));
+            }
+        }
+    }
+    delta_figure("one policy changed", &rs, &changed, netns);
+    rs
+}
+
+fn delta_figure(what: &str, old: &Ruleset, objects: &[Object], netns: &str) {
+    let t = Instant::now();
+    let c = cluster(objects);
+    let built = t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    let new = compile(&c, &Options::default());
+    let delta = script::update(old, &new);
+    let compiled = t.elapsed().as_secs_f64();
+    let applied = timed_apply(&delta, netns);
+    // Back to the original, so each delta starts from the same table.
+    script::apply(&script::update(&new, old), Some(netns)).expect("revert");
+    println!(
+        "{what:<18}{:>9.3} s  (build {built:.3} + compile and diff {compiled:.3} + apply {applied:.4} s; {} nft commands)",
+        built + compiled + applied,
+        delta.lines().count()
+    );
+}
+
+fn iperf(client_ns: &str, udp: bool) -> f64 {
+    let mut args = vec!["netns", "exec", client_ns, "iperf3", "-c", B, "-p", "5201", "-t", "3", "-J"];
+    if udp {
+        args.extend(["-u", "-l", "64", "-b", "0"]);
+    }
+    let out = Command::new("ip").args(&args).output().expect("iperf3");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    if udp {
+        let sum = &v["end"]["sum"];
+        let packets = sum["packets"].as_f64().unwrap_or(0.0) - sum["lost_packets"].as_f64().unwrap_or(0.0);
+        packets / sum["seconds"].as_f64().unwrap_or(1.0)
+    } else {
+        v["end"]["sum_received"]["bits_per_second"].as_f64().unwrap_or(0.0)
+    }
+}
+
+/// TCP Gbit/s and 64-byte UDP packets/s between the two bench pods, bare and with the table,
+/// interleaved, medians of `rounds`.
+pub fn throughput(objects: &[Object], rounds: usize) {
+    let c = cluster(objects);
+    let rs = compile(&c, &Options::default());
+    let full = script::full(&rs);
+    let topo = Topology::build(&[vec![A.parse().expect("ip")], vec![B.parse().expect("ip")]]).expect("lab");
+    let server = Command::new("ip")
+        .args(["netns", "exec", &topo.pods[1].netns, "iperf3", "-s", "-p", "5201"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("iperf3 server");
+    std::thread::sleep(Duration::from_millis(300));
+    let mut server = Guard(server);
+    for (udp, unit, scale) in [(false, "Gbit/s", 1e9), (true, "packets/s (64-byte UDP)", 1.0)] {
+        let (mut bare, mut ruled) = (Vec::new(), Vec::new());
+        for _ in 0..rounds {
+            nft_in(&topo.node, &["delete", "table", "inet", "palisade"]);
+            bare.push(iperf(&topo.pods[0].netns, udp) / scale);
+            script::apply(&full, Some(&topo.node)).expect("ruleset");
+            ruled.push(iperf(&topo.pods[0].netns, udp) / scale);
+        }
+        let (b, r) = (median(bare.clone()), median(ruled.clone()));
+        println!(
+            "{:<18}{b:>12.2} bare, {r:>12.2} with the ruleset = {:.1}% {unit}  (medians of {rounds} interleaved runs; bare {bare:.2?}, ruled {ruled:.2?})",
+            if udp { "UDP 64 B" } else { "TCP" },
+            100.0 * r / b
+        );
+    }
+    let _ = server.0.kill();
+    drop(topo);
+}
+
+struct Guard(std::process::Child);
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
