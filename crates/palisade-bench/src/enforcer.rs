@@ -200,7 +200,8 @@ pub fn throughput(objects: &[Object], rounds: usize) {
     let c = cluster(objects);
     let rs = compile(&c, &Options::default());
     let full = script::full(&rs);
-    let topo = Topology::build(&[vec![A.parse().expect("ip")], vec![B.parse().expect("ip")]]).expect("lab");
+    let topo =
+        Topology::build(&[(vec![A.parse().expect("ip")], false), (vec![B.parse().expect("ip")], false)]).expect("lab");
     let server = Command::new("ip")
         .args(["netns", "exec", &topo.pods[1].netns, "iperf3", "-s", "-p", "5201"])
         .stdout(Stdio::null())

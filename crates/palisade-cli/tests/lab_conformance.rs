@@ -100,6 +100,32 @@ fn ipv6_pods_hold_in_the_kernel() {
     assert!(out.contains("8080/TCP: kernel == engine  (7 of 9 pairs allowed"), "{out}");
 }
 
+/// A host-network pod on a host endpoint: it lives in the node namespace; GlobalNetworkPolicy
+/// guards it in the input and output hooks, with Felix's failsafe ports (22) always open.
+#[test]
+fn host_endpoints_and_failsafe_ports_hold_in_the_kernel() {
+    if !lab_possible() {
+        return;
+    }
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let args = [
+        "tests/conformance/model.yaml",
+        "tests/conformance/cases/calico-16-host-endpoint.yaml",
+        "--port",
+        "80",
+        "--port",
+        "22",
+        "--protocol",
+        "TCP",
+        "--protocol",
+        "UDP",
+    ];
+    let (code, out, err) = lab(&args);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("lab: 10 pods"), "the host-network pod is in the lab:\n{out}");
+    assert!(out.contains("22/TCP: kernel == engine  (91 of 100 pairs allowed"), "{out}");
+}
+
 #[test]
 fn lab_refuses_addresses_outside_its_ranges() {
     if !lab_possible() {

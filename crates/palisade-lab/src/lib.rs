@@ -14,7 +14,7 @@ use std::time::Duration;
 use palisade_core::cluster::{Cluster, PodId};
 use palisade_core::index::Index;
 use palisade_core::port::Protocol;
-use palisade_core::verdict::{Endpoint, Side};
+use palisade_core::verdict::Side;
 
 pub use topology::{allowed_address, LabError, Topology};
 
@@ -85,8 +85,7 @@ fn plan(cluster: &Cluster) -> (Vec<PodId>, Vec<(PodId, String)>) {
     for p in cluster.pods_sorted() {
         let why = match Side::pod(cluster, p).endpoint {
             _ if cluster.pods[p].ips.is_empty() => Some("no IP (built from a workload template)"),
-            Endpoint::Pod(_) if cluster.is_policy_subject(p) => None,
-            _ => Some("host network: the lab has no host namespace per node"),
+            _ => None,
         };
         match why {
             None => pods.push(p),
@@ -134,7 +133,9 @@ pub fn run(
             ok
         })
         .collect();
-    let topo = Topology::build(&pods.iter().map(|&p| cluster.pods[p].ips.clone()).collect::<Vec<_>>())?;
+    let layout: Vec<(Vec<IpAddr>, bool)> =
+        pods.iter().map(|&p| (cluster.pods[p].ips.clone(), cluster.pods[p].host_network)).collect();
+    let topo = Topology::build(&layout)?;
     let ruleset = palisade_nft::compile(cluster, &palisade_nft::Options::default());
     report.ruleset_stats = ruleset.stats();
     palisade_nft::script::apply(&palisade_nft::script::full(&ruleset), Some(&topo.node))
@@ -161,7 +162,13 @@ fn start_servers(
     topo: &Topology,
     probes: &[(u16, Protocol)],
 ) -> Result<(), LabError> {
+    let mut node_addresses = BTreeSet::new();
     for (k, &p) in pods.iter().enumerate() {
+        // Host-network pods share the node: one set of servers per address.
+        let addr = topo.pods[k].on_node.then(|| cluster.pods[p].ips[0]);
+        if addr.is_some_and(|a| !node_addresses.insert(a)) {
+            continue;
+        }
         let mut ports: BTreeSet<(u16, Protocol)> = probes.iter().copied().collect();
         ports.extend(
             cluster.pods[p]
@@ -172,7 +179,7 @@ fn start_servers(
         );
         let ports: Vec<(u16, Protocol)> = ports.into_iter().filter(|(_, pr)| *pr != Protocol::SCTP).collect();
         let dual = cluster.pods[p].ips.iter().any(IpAddr::is_ipv6);
-        traffic::serve(&topo.pods[k].netns, &ports, dual)
+        traffic::serve(&topo.pods[k].netns, &ports, dual, addr)
             .map_err(|e| LabError::Refused(format!("cannot start servers in {}: {e}", cluster.pod_key(p))))?;
     }
     Ok(())
@@ -198,11 +205,13 @@ fn probe_all(
                 .iter()
                 .map(|&(i, j)| {
                     let netns = topo.pods[i].netns.clone();
+                    let src = topo.pods[i].on_node.then(|| cluster.pods[pods[i]].ips[0]);
                     let dst = cluster.pods[pods[j]].ips[0];
                     let timeout = opts.timeout;
                     scope.spawn(move || {
-                        let first = traffic::probe(&netns, dst, port, protocol, timeout)?;
-                        let r = if first { Ok(true) } else { traffic::probe(&netns, dst, port, protocol, timeout) };
+                        let first = traffic::probe(&netns, src, dst, port, protocol, timeout)?;
+                        let r =
+                            if first { Ok(true) } else { traffic::probe(&netns, src, dst, port, protocol, timeout) };
                         tick();
                         r.map(|ok| (i, j, ok))
                     })

@@ -37,6 +37,8 @@ pub fn allowed_address(ip: &IpAddr) -> bool {
 pub struct LabPod {
     pub netns: String,
     pub ips: Vec<IpAddr>,
+    /// A host-network pod: it lives in the node's namespace, its addresses on the node.
+    pub on_node: bool,
 }
 
 pub struct Topology {
@@ -86,9 +88,10 @@ pub fn remove_all_live() {
 }
 
 impl Topology {
-    /// Builds the node and one namespace per pod (addresses from `pods`).
-    pub fn build(pods: &[Vec<IpAddr>]) -> Result<Topology, LabError> {
-        for ip in pods.iter().flatten() {
+    /// Builds the node and one namespace per pod (addresses from `pods`; host-network pods,
+    /// marked `true`, get their addresses on the node instead).
+    pub fn build(pods: &[(Vec<IpAddr>, bool)]) -> Result<Topology, LabError> {
+        for ip in pods.iter().flat_map(|(ips, _)| ips) {
             if !allowed_address(ip) {
                 return Err(LabError::Refused(format!(
                     "address {ip} is outside the lab's ranges: lab pods may only use 198.18.0.0/15 or fd00::/8"
@@ -100,11 +103,16 @@ impl Topology {
         let lab_pods: Vec<LabPod> = pods
             .iter()
             .enumerate()
-            .map(|(k, ips)| LabPod { netns: format!("pal-{id}-{k}"), ips: ips.clone() })
+            .map(|(k, (ips, on_node))| LabPod {
+                netns: if *on_node { node.clone() } else { format!("pal-{id}-{k}") },
+                ips: ips.clone(),
+                on_node: *on_node,
+            })
             .collect();
         let mut topo = Topology { node: node.clone(), pods: lab_pods, created: Vec::new() };
-        let names: Vec<String> =
-            std::iter::once(node.clone()).chain(topo.pods.iter().map(|p| p.netns.clone())).collect();
+        let names: Vec<String> = std::iter::once(node.clone())
+            .chain(topo.pods.iter().filter(|p| !p.on_node).map(|p| p.netns.clone()))
+            .collect();
         // Record before creating, so that a failure half-way still cleans up.
         topo.created = names.clone();
         LIVE.lock().unwrap_or_else(|e| e.into_inner()).extend(names.iter().cloned());
@@ -118,13 +126,20 @@ impl Topology {
             .pods
             .iter()
             .enumerate()
+            .filter(|(_, p)| !p.on_node)
             .map(|(k, p)| format!("link add v{k} netns {} type veth peer name eth0 netns {}", self.node, p.netns))
             .collect();
         if !veths.is_empty() {
             batch(None, &veths)?;
         }
         let mut node = vec!["link set lo up".to_string()];
-        for (k, p) in self.pods.iter().enumerate() {
+        let mut on_node: Vec<IpAddr> = self.pods.iter().filter(|p| p.on_node).flat_map(|p| p.ips.clone()).collect();
+        on_node.sort();
+        on_node.dedup();
+        for ip in on_node {
+            node.push(format!("addr add {ip}/{} dev lo", if ip.is_ipv4() { 32 } else { 128 }));
+        }
+        for (k, p) in self.pods.iter().enumerate().filter(|(_, p)| !p.on_node) {
             node.push(format!("link set v{k} up"));
             node.push(format!("addr add 169.254.1.1/32 dev v{k}"));
             node.push(format!("addr add fe80::1/64 dev v{k} nodad"));
@@ -147,7 +162,7 @@ impl Topology {
             ],
             None,
         )?;
-        for p in &self.pods {
+        for p in self.pods.iter().filter(|p| !p.on_node) {
             let mut lines = vec!["link set lo up".to_string()];
             for ip in &p.ips {
                 let (len, extra) = if ip.is_ipv4() { (32, "") } else { (128, " nodad") };

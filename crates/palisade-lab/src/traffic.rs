@@ -41,11 +41,13 @@ pub fn sctp_available() -> bool {
 }
 
 /// Starts servers in `netns` on each (port, protocol): TCP answers and closes, UDP echoes.
-/// They run until the process ends; the namespace's removal takes their sockets with it.
-pub fn serve(netns: &str, ports: &[(u16, Protocol)], dual_stack: bool) -> std::io::Result<()> {
+/// They listen on `addr` (all addresses when `None`) and run until the process ends; the
+/// namespace's removal takes their sockets with it.
+pub fn serve(netns: &str, ports: &[(u16, Protocol)], dual_stack: bool, addr: Option<IpAddr>) -> std::io::Result<()> {
     let ports = ports.to_vec();
     let (tcp, udp) = in_netns(netns, move || -> std::io::Result<(Vec<TcpListener>, Vec<UdpSocket>)> {
-        let any: IpAddr = if dual_stack { Ipv6Addr::UNSPECIFIED.into() } else { Ipv4Addr::UNSPECIFIED.into() };
+        let unspecified: IpAddr = if dual_stack { Ipv6Addr::UNSPECIFIED.into() } else { Ipv4Addr::UNSPECIFIED.into() };
+        let any = addr.unwrap_or(unspecified);
         let mut tcp = Vec::new();
         let mut udp = Vec::new();
         for (port, proto) in ports {
@@ -76,15 +78,37 @@ pub fn serve(netns: &str, ports: &[(u16, Protocol)], dual_stack: bool) -> std::i
     Ok(())
 }
 
-/// Whether a connection from `netns` to `dst` got through (see the module comment).
-pub fn probe(netns: &str, dst: IpAddr, port: u16, proto: Protocol, timeout: Duration) -> std::io::Result<bool> {
-    in_netns(netns, move || attempt(dst, port, proto, timeout))?
+/// Whether a connection from `netns` (from address `src` when given) to `dst` got through
+/// (see the module comment).
+pub fn probe(
+    netns: &str,
+    src: Option<IpAddr>,
+    dst: IpAddr,
+    port: u16,
+    proto: Protocol,
+    timeout: Duration,
+) -> std::io::Result<bool> {
+    in_netns(netns, move || attempt(src, dst, port, proto, timeout))?
 }
 
-fn attempt(dst: IpAddr, port: u16, proto: Protocol, timeout: Duration) -> std::io::Result<bool> {
+/// Silence, or (for packets the node itself sends) the EPERM a drop in the output hook gives.
+fn dropped(e: &std::io::Error) -> bool {
+    matches!(e.kind(), ErrorKind::TimedOut | ErrorKind::WouldBlock | ErrorKind::PermissionDenied)
+}
+
+/// A TCP connection from a chosen source address.
+fn connect(src: Option<IpAddr>, addr: SocketAddr, timeout: Duration) -> std::io::Result<TcpStream> {
+    let Some(src) = src else { return TcpStream::connect_timeout(&addr, timeout) };
+    let socket = socket2::Socket::new(socket2::Domain::for_address(addr), socket2::Type::STREAM, None)?;
+    socket.bind(&SocketAddr::new(src, 0).into())?;
+    socket.connect_timeout(&addr.into(), timeout)?;
+    Ok(socket.into())
+}
+
+fn attempt(src: Option<IpAddr>, dst: IpAddr, port: u16, proto: Protocol, timeout: Duration) -> std::io::Result<bool> {
     let addr = SocketAddr::new(dst, port);
     match proto {
-        Protocol::TCP => match TcpStream::connect_timeout(&addr, timeout) {
+        Protocol::TCP => match connect(src, addr, timeout) {
             Ok(mut s) => {
                 let mut buf = [0u8; 16];
                 s.set_read_timeout(Some(timeout))?;
@@ -92,20 +116,23 @@ fn attempt(dst: IpAddr, port: u16, proto: Protocol, timeout: Duration) -> std::i
                 Ok(true)
             }
             Err(e) if e.kind() == ErrorKind::ConnectionRefused => Ok(true),
-            Err(e) if matches!(e.kind(), ErrorKind::TimedOut | ErrorKind::WouldBlock) => Ok(false),
+            Err(e) if dropped(&e) => Ok(false),
             Err(e) => Err(e),
         },
         Protocol::UDP => {
-            let local: IpAddr = if dst.is_ipv4() { Ipv4Addr::UNSPECIFIED.into() } else { Ipv6Addr::UNSPECIFIED.into() };
+            let any: IpAddr = if dst.is_ipv4() { Ipv4Addr::UNSPECIFIED.into() } else { Ipv6Addr::UNSPECIFIED.into() };
+            let local = src.unwrap_or(any);
             let s = UdpSocket::bind(SocketAddr::new(local, 0))?;
             s.connect(addr)?;
             s.set_read_timeout(Some(timeout))?;
-            s.send(b"palisade probe")?;
+            if let Err(e) = s.send(b"palisade probe") {
+                return if dropped(&e) { Ok(false) } else { Err(e) };
+            }
             let mut buf = [0u8; 64];
             match s.recv(&mut buf) {
                 Ok(_) => Ok(true),
                 Err(e) if e.kind() == ErrorKind::ConnectionRefused => Ok(true),
-                Err(e) if matches!(e.kind(), ErrorKind::TimedOut | ErrorKind::WouldBlock) => Ok(false),
+                Err(e) if dropped(&e) => Ok(false),
                 Err(e) => Err(e),
             }
         }

@@ -142,7 +142,8 @@ pub fn compile(cluster: &Cluster, opts: &Options) -> Ruleset {
             let chain = match groups.get(&key) {
                 Some(chain) => chain.clone(),
                 None => {
-                    let chain = c.group_chain(&mut index, dir, pols, p);
+                    let own = Own { side: index.side(p), ports: cluster.pods[p].ports.clone(), host: None };
+                    let chain = c.group_chain(&mut index, dir, pols, &own);
                     groups.insert(key, chain.clone());
                     chain
                 }
@@ -152,6 +153,7 @@ pub fn compile(cluster: &Cluster, opts: &Options) -> Ruleset {
                 c.rs.maps.entry(map).or_default().insert(ip.to_string(), chain.clone());
             }
         }
+        c.host_endpoints(&mut index, dir);
     }
     c.rs
 }
@@ -238,6 +240,14 @@ struct Compiler<'c> {
     cache: HashMap<String, String>,
 }
 
+/// The endpoint a group chain protects: who it is, and its named ports.
+struct Own {
+    side: Side,
+    ports: Vec<ContainerPort>,
+    /// A host endpoint: failsafe ports first, and its default when no policy decides.
+    host: Option<usize>,
+}
+
 /// What makes two pods' chains identical: the policies that apply, how each Calico rule's
 /// own-side conditions come out for the pod, and its named ports when rules use them.
 #[derive(Clone, PartialEq, Eq, Hash)]
@@ -249,6 +259,30 @@ struct GroupKey {
 }
 
 impl Compiler<'_> {
+    /// Host endpoints (all of them: Palisade's node is the lab's one node, or `--node`'s
+    /// endpoints) get chains in the `host_*` maps, hooked on input (ingress) and output (egress).
+    fn host_endpoints(&mut self, index: &mut Index, dir: Direction) {
+        let cluster = self.cluster;
+        for (h, hep) in cluster.host_endpoints.iter().enumerate() {
+            if self.opts.node.as_ref().is_some_and(|n| *n != hep.node) {
+                continue;
+            }
+            let side = Side { endpoint: Endpoint::Host(h), ip: hep.ips.first().copied() };
+            let pols: Vec<usize> = (0..cluster.policies.len())
+                .filter(|&i| {
+                    cluster.policies[i].rules(dir).is_some()
+                        && palisade_core::verdict::selects(cluster, &cluster.policies[i], &side)
+                })
+                .collect();
+            let own = Own { side, ports: hep.ports.clone(), host: Some(h) };
+            let chain = self.group_chain(index, dir, &pols, &own);
+            for ip in &hep.ips {
+                let map = format!("host_{}_{}", dir_name(dir), Family::of(ip).suffix());
+                self.rs.maps.entry(map).or_default().insert(ip.to_string(), chain.clone());
+            }
+        }
+    }
+
     fn group_key(&self, index: &Index, dir: Direction, pols: &[usize], x: PodId) -> GroupKey {
         let own = index.side(x);
         let mut bits = Vec::new();
@@ -306,8 +340,7 @@ impl Compiler<'_> {
     }
 
     /// The chain for one group of pods: built once per distinct content.
-    fn group_chain(&mut self, index: &mut Index, dir: Direction, pols: &[usize], x: PodId) -> String {
-        let own = index.side(x);
+    fn group_chain(&mut self, index: &mut Index, dir: Direction, pols: &[usize], own: &Own) -> String {
         let tiers = self.tier_segments(pols);
         let mut bodies: Vec<Vec<String>> = Vec::new();
         for (_, members) in &tiers {
@@ -315,15 +348,27 @@ impl Compiler<'_> {
             for &pi in members {
                 for (ri, rule) in self.cluster.policies[pi].rules(dir).into_iter().flatten().enumerate() {
                     let comment = format!("{} {}[{ri}] {}", self.cluster.policy_key(pi), dir_name(dir), rule.action);
-                    for alt in self.rule_alts(index, dir, rule, &own, x) {
+                    for alt in self.rule_alts(index, dir, rule, own) {
                         rules.push((alt, rule.action, comment.clone()));
                     }
                 }
             }
             bodies.push(self.render_tier(rules, dir));
         }
+        // After every tier passed: the profile allows a pod; a host endpoint denies unless it
+        // has the default-allow profile.
+        let after = match own.host {
+            Some(h) if !self.cluster.host_endpoints[h].default_allow => {
+                self.deny(dir, &format!("host endpoint {} default", self.cluster.host_endpoints[h].name))
+            }
+            _ => self.allow(dir),
+        };
+        let failsafe = own.host.map(|_| failsafe_rule(dir, &self.allow(dir)));
         // Content-addressed names: the same content always gets the same chain.
-        let key = format!("{dir:?}{bodies:?}{tiers:?}", tiers = tiers.iter().map(|t| t.0).collect::<Vec<_>>());
+        let key = format!(
+            "{dir:?}{bodies:?}{tiers:?}{after}{failsafe:?}",
+            tiers = tiers.iter().map(|t| t.0).collect::<Vec<_>>()
+        );
         if let Some(name) = self.cache.get(&key) {
             return name.clone();
         }
@@ -331,14 +376,19 @@ impl Compiler<'_> {
         let names: Vec<String> = (0..bodies.len()).map(|i| format!("{name}_t{i}")).collect();
         for (i, body) in bodies.into_iter().enumerate() {
             let tier = &self.cluster.tiers[tiers[i].0];
-            let next = names.get(i + 1).map(|n| format!("goto {n}")).unwrap_or_else(|| self.allow(dir));
+            let next = names.get(i + 1).map(|n| format!("goto {n}")).unwrap_or_else(|| after.clone());
             let end =
                 if tier.pass_at_end { next.clone() } else { self.deny(dir, &format!("end of tier {}", tier.name)) };
             let mut lines: Vec<String> = body.into_iter().map(|l| l.replace("{PASS}", &next)).collect();
             lines.push(format!("counter {end} comment \"end of tier {}\"", tier.name));
             self.rs.chains.insert(names[i].clone(), lines);
         }
-        self.rs.chains.insert(name.clone(), vec![format!("goto {}", names[0])]);
+        let mut top: Vec<String> = failsafe.into_iter().collect();
+        top.push(match names.first() {
+            Some(first) => format!("goto {first}"),
+            None => format!("counter {after} comment \"no policy selects this host endpoint\""),
+        });
+        self.rs.chains.insert(name.clone(), top);
         self.cache.insert(key, name.clone());
         name
     }
@@ -395,10 +445,10 @@ impl Compiler<'_> {
     }
 
     /// Every way `rule` can match for pod `x` (already known to be selected).
-    fn rule_alts(&mut self, index: &mut Index, dir: Direction, rule: &Rule, own: &Side, x: PodId) -> Vec<Alt> {
+    fn rule_alts(&mut self, index: &mut Index, dir: Direction, rule: &Rule, own: &Own) -> Vec<Alt> {
         match &rule.matches {
-            Match::Kubernetes { peers, ports } => self.k8s_alts(index, dir, peers, ports, x),
-            Match::Calico(c) => self.calico_alts(index, dir, c, own, x),
+            Match::Kubernetes { peers, ports } => self.k8s_alts(index, dir, peers, ports, &own.ports),
+            Match::Calico(c) => self.calico_alts(index, dir, c, own),
         }
     }
 
@@ -408,7 +458,7 @@ impl Compiler<'_> {
         dir: Direction,
         peers: &Option<Vec<Peer>>,
         ports: &Option<Vec<RulePort>>,
-        x: PodId,
+        own_ports: &[ContainerPort],
     ) -> Vec<Alt> {
         let s = sides(dir);
         let peer_alts: Vec<Alt> = match peers {
@@ -417,7 +467,7 @@ impl Compiler<'_> {
         };
         let port_alts = match ports {
             None => vec![Alt::default()],
-            Some(list) => self.k8s_ports(dir, list, x, s.peer_addr),
+            Some(list) => self.k8s_ports(dir, list, own_ports, s.peer_addr),
         };
         let mut out = Vec::new();
         for p in &peer_alts {
@@ -458,7 +508,13 @@ impl Compiler<'_> {
 
     /// Kubernetes ports are destination ports: for egress they belong to the peer (named ports
     /// resolved per peer pod), for ingress to the pod itself (resolved now).
-    fn k8s_ports(&mut self, dir: Direction, list: &[RulePort], x: PodId, peer_addr: &str) -> Vec<Alt> {
+    fn k8s_ports(
+        &mut self,
+        dir: Direction,
+        list: &[RulePort],
+        own_ports: &[ContainerPort],
+        peer_addr: &str,
+    ) -> Vec<Alt> {
         let mut numeric: BTreeMap<Protocol, Vec<String>> = BTreeMap::new();
         let mut any: BTreeSet<Protocol> = BTreeSet::new();
         let mut out = Vec::new();
@@ -469,7 +525,7 @@ impl Compiler<'_> {
                 }
                 PortSpec::Range(a, b) => numeric.entry(rp.protocol).or_default().push(range(*a, *b)),
                 PortSpec::Named(name) if dir == Direction::Ingress => {
-                    for c in self.cluster.pods[x].ports.iter().filter(|c| named(c, name, rp.protocol)) {
+                    for c in own_ports.iter().filter(|c| named(c, name, rp.protocol)) {
                         numeric.entry(rp.protocol).or_default().push(c.port.to_string());
                     }
                 }
@@ -512,7 +568,8 @@ impl Compiler<'_> {
         out
     }
 
-    fn calico_alts(&mut self, index: &mut Index, dir: Direction, c: &CalicoRule, own: &Side, x: PodId) -> Vec<Alt> {
+    fn calico_alts(&mut self, index: &mut Index, dir: Direction, c: &CalicoRule, own: &Own) -> Vec<Alt> {
+        let (own_ports, own) = (&own.ports, &own.side);
         let (own_e, peer_e) = match dir {
             Direction::Egress => (&c.source, &c.destination),
             Direction::Ingress => (&c.destination, &c.source),
@@ -533,7 +590,6 @@ impl Compiler<'_> {
         }
         let proto = c.protocol.as_ref().map(|p| p.0);
         // Own ports are packet fields: named ones resolve against this pod's ports.
-        let own_ports = &self.cluster.pods[x].ports;
         for (list, negate) in [(&own_e.ports, false), (&own_e.not_ports, true)] {
             match port_expr(list, s.own_port, proto, own_ports, negate) {
                 Err(()) => return Vec::new(),
@@ -804,4 +860,16 @@ fn merge(a: &Alt, b: &Alt) -> Option<Alt> {
     let mut exprs = a.exprs.clone();
     exprs.extend(b.exprs.iter().cloned());
     Some(Alt { family, exprs })
+}
+
+/// Felix's failsafe ports, accepted before any host endpoint policy.
+fn failsafe_rule(dir: Direction, allow: &str) -> String {
+    match dir {
+        Direction::Ingress => format!(
+            "meta l4proto . th dport {{ tcp . 22, udp . 68, tcp . 179, tcp . 2379, tcp . 2380, tcp . 5473, tcp . 6443, tcp . 6666, tcp . 6667 }} counter {allow} comment \"failsafe\""
+        ),
+        Direction::Egress => format!(
+            "meta l4proto . th dport {{ udp . 53, udp . 67, tcp . 179, tcp . 2379, tcp . 2380, tcp . 5473, tcp . 6443, tcp . 6666, tcp . 6667 }} counter {allow} comment \"failsafe\""
+        ),
+    }
 }

@@ -10,8 +10,16 @@ fn t() -> String {
     format!("inet {TABLE}")
 }
 
-const MAPS: [(&str, Family); 4] =
-    [("egress_4", Family::V4), ("egress_6", Family::V6), ("ingress_4", Family::V4), ("ingress_6", Family::V6)];
+const MAPS: [(&str, Family); 8] = [
+    ("egress_4", Family::V4),
+    ("egress_6", Family::V6),
+    ("ingress_4", Family::V4),
+    ("ingress_6", Family::V6),
+    ("host_egress_4", Family::V4),
+    ("host_egress_6", Family::V6),
+    ("host_ingress_4", Family::V4),
+    ("host_ingress_6", Family::V6),
+];
 
 fn map_type(f: Family) -> &'static str {
     match f {
@@ -38,13 +46,38 @@ fn base_chains(out: &mut Vec<String>) {
                 "ip6 daddr vmap @ingress_6",
             ],
         ),
-        // Pod to node: the pod's egress; node to pod: the pod's ingress.
-        ("input", "input", &["ip saddr vmap @egress_4", "ip6 saddr vmap @egress_6"]),
-        ("output", "output", &["ip daddr vmap @ingress_4", "ip6 daddr vmap @ingress_6"]),
+        // Pod to node: the pod's egress, then the host endpoint's ingress; node to pod: the host
+        // endpoint's egress, then the pod's ingress.
+        (
+            "input",
+            "input",
+            &[
+                "ip saddr vmap @egress_4",
+                "ip6 saddr vmap @egress_6",
+                "ip daddr vmap @host_ingress_4",
+                "ip6 daddr vmap @host_ingress_6",
+            ],
+        ),
+        (
+            "output",
+            "output",
+            &[
+                "ip saddr vmap @host_egress_4",
+                "ip6 saddr vmap @host_egress_6",
+                "ip daddr vmap @ingress_4",
+                "ip6 daddr vmap @ingress_6",
+            ],
+        ),
     ];
     for (name, hook, lookups) in chains {
         out.push(format!("add chain {t} {name} {{ type filter hook {hook} priority filter; policy accept; }}"));
         out.push(format!("add rule {t} {name} {head}"));
+        // The node talking to itself never leaves it (as a pod to its own IP).
+        match hook {
+            "input" => out.push(format!("add rule {t} {name} meta iif lo accept")),
+            "output" => out.push(format!("add rule {t} {name} meta oif lo accept")),
+            _ => {}
+        }
         out.push(format!("add rule {t} {name} ct state invalid counter drop"));
         // IPv6 needs neighbor discovery to work at all; it is not a connection policy decides.
         out.push(format!("add rule {t} {name} {NDP}"));
