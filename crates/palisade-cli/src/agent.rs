@@ -32,6 +32,9 @@ pub struct Args {
     /// Apply once and exit (the table stays).
     #[arg(long)]
     once: bool,
+    /// Print packets and bytes per policy rule from the table in force, and exit.
+    #[arg(long)]
+    counters: bool,
     /// How often to look for changes, in milliseconds.
     #[arg(long, default_value_t = 200)]
     interval_ms: u64,
@@ -80,7 +83,27 @@ fn build(args: &Args) -> Result<Ruleset, String> {
     Ok(compile(cluster, &Options { node: args.node.clone(), audit: args.mode == Mode::Audit }))
 }
 
+fn print_counters(netns: Option<&str>) -> u8 {
+    match script::counters(netns) {
+        Ok(rows) => {
+            let mut out = format!("{:>12} {:>14}  rule\n", "packets", "bytes");
+            for (rule, packets, bytes) in rows {
+                out.push_str(&format!("{packets:>12} {bytes:>14}  {rule}\n"));
+            }
+            crate::emit(&out);
+            0
+        }
+        Err(e) => {
+            log(&format!("cannot read the table: {e}"));
+            crate::EXIT_INVALID
+        }
+    }
+}
+
 pub fn run(args: Args) -> u8 {
+    if args.counters {
+        return print_counters(args.netns.as_deref());
+    }
     let mut current = match build(&args) {
         Ok(rs) => rs,
         Err(e) => {

@@ -220,5 +220,9 @@ fn agent_applies_updates_refuses_invalid_input_and_leaves_the_table_when_killed(
     assert!(log.contains("refused") && log.contains("the last good ruleset stays in force"), "{log}");
     assert!(log.contains("updated in"), "{log}");
     assert!(ns.table().contains("jump in_"), "killing the agent leaves enforcement in place");
+    let counters =
+        palisade().args(["agent", "--source", dir.to_str().unwrap(), "--netns", &ns.0, "--counters"]).output().unwrap();
+    let counters = String::from_utf8_lossy(&counters.stdout);
+    assert!(counters.lines().any(|l| l.ends_with("end of tier default")), "{counters}");
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -197,3 +197,34 @@ pub fn apply(script: &str, netns: Option<&str>) -> Result<(), ApplyError> {
         Err(ApplyError::Refused(String::from_utf8_lossy(&out.stderr).trim().to_string()))
     }
 }
+
+/// Packets and bytes per policy rule (summed over the group chains that copy it), read from the
+/// table in force: `(comment, packets, bytes)`, sorted by comment.
+pub fn counters(netns: Option<&str>) -> Result<Vec<(String, u64, u64)>, ApplyError> {
+    let mut cmd = match netns {
+        Some(ns) => {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", ns, "nft"]);
+            c
+        }
+        None => Command::new("nft"),
+    };
+    let out = cmd.args(["-j", "list", "table", "inet", TABLE]).output()?;
+    if !out.status.success() {
+        return Err(ApplyError::Refused(String::from_utf8_lossy(&out.stderr).trim().to_string()));
+    }
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).map_err(|e| ApplyError::Refused(e.to_string()))?;
+    let mut sums: std::collections::BTreeMap<String, (u64, u64)> = std::collections::BTreeMap::new();
+    for item in v["nftables"].as_array().into_iter().flatten() {
+        let rule = &item["rule"];
+        let Some(comment) = rule["comment"].as_str() else { continue };
+        for e in rule["expr"].as_array().into_iter().flatten() {
+            if let Some(c) = e.get("counter") {
+                let s = sums.entry(comment.to_string()).or_default();
+                s.0 += c["packets"].as_u64().unwrap_or(0);
+                s.1 += c["bytes"].as_u64().unwrap_or(0);
+            }
+        }
+    }
+    Ok(sums.into_iter().map(|(k, (p, b))| (k, p, b)).collect())
+}
