@@ -1,4 +1,4 @@
-//! `palisade`: decide and explain Kubernetes network policy.
+//! `palisade`: decide, explain and enforce Kubernetes and Calico network policy.
 
 mod agent;
 mod check;
@@ -16,7 +16,7 @@ use clap::{Parser, Subcommand};
 #[command(
     name = "palisade",
     version,
-    about = "Decide and explain Kubernetes network policy, exactly as a conformant plugin enforces it"
+    about = "Decide, explain and enforce Kubernetes and Calico network policy, exactly as a conformant plugin does"
 )]
 struct Cli {
     #[command(subcommand)]
