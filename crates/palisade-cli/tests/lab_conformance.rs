@@ -26,6 +26,11 @@ extern "C" {
 /// One lab at a time: they share the machine's namespace list and its two cores.
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
+/// `None` when lab tests are skipped; otherwise the lock that runs labs one at a time.
+fn lab_slot() -> Option<std::sync::MutexGuard<'static, ()>> {
+    lab_possible().then(|| SERIAL.lock().unwrap_or_else(|e| e.into_inner()))
+}
+
 fn lab(args: &[&str]) -> (i32, String, String) {
     let out = palisade().current_dir(repo()).arg("lab").args(args).arg("-q").output().unwrap();
     let s = |b: &[u8]| String::from_utf8_lossy(b).to_string();
@@ -34,10 +39,7 @@ fn lab(args: &[&str]) -> (i32, String, String) {
 
 #[test]
 fn every_truth_table_holds_in_the_kernel() {
-    if !lab_possible() {
-        return;
-    }
-    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(_one) = lab_slot() else { return };
     let dir = repo().join("tests/conformance/cases");
     let mut cases: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
     cases.sort();
@@ -64,10 +66,7 @@ fn every_truth_table_holds_in_the_kernel() {
 
 #[test]
 fn calico_seed_example_holds_in_the_kernel() {
-    if !lab_possible() {
-        return;
-    }
-    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(_one) = lab_slot() else { return };
     let (code, out, err) = lab(&[
         "examples/calico-wordpress",
         "--port",
@@ -89,10 +88,7 @@ fn calico_seed_example_holds_in_the_kernel() {
 
 #[test]
 fn ipv6_pods_hold_in_the_kernel() {
-    if !lab_possible() {
-        return;
-    }
-    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(_one) = lab_slot() else { return };
     let args = ["tests/lab/ipv6.yaml", "--port", "8080", "--port", "80", "--protocol", "TCP", "--protocol", "UDP"];
     let (code, out, err) = lab(&args);
     assert_eq!(code, 0, "{out}{err}");
@@ -104,10 +100,7 @@ fn ipv6_pods_hold_in_the_kernel() {
 /// guards it in the input and output hooks, with Felix's failsafe ports (22) always open.
 #[test]
 fn host_endpoints_and_failsafe_ports_hold_in_the_kernel() {
-    if !lab_possible() {
-        return;
-    }
-    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(_one) = lab_slot() else { return };
     let args = [
         "tests/conformance/model.yaml",
         "tests/conformance/cases/calico-16-host-endpoint.yaml",
@@ -128,10 +121,7 @@ fn host_endpoints_and_failsafe_ports_hold_in_the_kernel() {
 
 #[test]
 fn lab_refuses_addresses_outside_its_ranges() {
-    if !lab_possible() {
-        return;
-    }
-    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(_one) = lab_slot() else { return };
     let (code, _, err) = lab(&["examples/node-network-egress/cluster.yaml"]);
     assert_eq!(code, 2);
     assert!(err.contains("lab pods may only use 198.18.0.0/15 or fd00::/8"), "{err}");
@@ -184,10 +174,7 @@ fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
 
 #[test]
 fn agent_applies_updates_refuses_invalid_input_and_leaves_the_table_when_killed() {
-    if !lab_possible() {
-        return;
-    }
-    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(_one) = lab_slot() else { return };
     let ns = Netns::new("agent");
     let dir = std::env::temp_dir().join(format!("palisade-agent-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
