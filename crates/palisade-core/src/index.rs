@@ -472,7 +472,6 @@ impl<'c> Index<'c> {
 
     /// Per pod: `None` when no policy applies in `dir`, else the peers it allows.
     fn allowed(&mut self, dir: Direction, probe: &Probe) -> Vec<Option<std::rc::Rc<FixedBitSet>>> {
-        let cluster = self.cluster;
         let by_pod = self.applicable(dir);
         let mut groups: HashMap<GroupKey, std::rc::Rc<FixedBitSet>> = HashMap::new();
         let mut peers_cache: HashMap<(usize, usize), FixedBitSet> = HashMap::new();
@@ -491,7 +490,6 @@ impl<'c> Index<'c> {
             groups.insert(key, set.clone());
             out.push(Some(set));
         }
-        let _ = cluster;
         out
     }
 
@@ -563,16 +561,9 @@ impl<'c> Index<'c> {
     /// Decides every pod pair for one port and protocol.
     pub fn matrix(&mut self, port: u16, protocol: Protocol) -> Matrix {
         let cluster = self.cluster;
-        let probe = Probe {
-            port,
-            protocol,
-            template: Connection::new(
-                self.sides[0..].first().copied().unwrap_or(Side { endpoint: Endpoint::External, ip: None }),
-                Side { endpoint: Endpoint::External, ip: None },
-                port,
-                protocol,
-            ),
-        };
+        // Only the packet's own fields (protocol, ports, ICMP) of this template are read.
+        let nowhere = Side { endpoint: Endpoint::External, ip: None };
+        let probe = Probe { port, protocol, template: Connection::new(nowhere, nowhere, port, protocol) };
         let egress = self.allowed(Direction::Egress, &probe);
         let ingress = self.allowed(Direction::Ingress, &probe);
         let mut t = vec![FixedBitSet::with_capacity(self.n); self.n];
