@@ -120,6 +120,21 @@ fn host_endpoints_and_failsafe_ports_hold_in_the_kernel() {
 }
 
 #[test]
+fn lab_json_has_the_matrix_shape_with_the_engine_beside_it() {
+    let Some(_one) = lab_slot() else { return };
+    let args =
+        ["tests/conformance/model.yaml", "tests/conformance/cases/01-default-deny-ingress.yaml", "--output", "json"];
+    let (code, out, err) = lab(&args);
+    assert_eq!(code, 0, "{out}{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let r = &v["results"][0];
+    assert_eq!((r["port"].as_u64(), r["protocol"].as_str()), (Some(80), Some("TCP")));
+    assert_eq!(r["allowed"], r["engine"]);
+    assert_eq!(r["allowed"]["y/a"], serde_json::json!(["y/a", "y/b", "y/c", "z/a", "z/b", "z/c"]));
+    assert_eq!(r["differences"], serde_json::json!([]));
+}
+
+#[test]
 fn lab_refuses_addresses_outside_its_ranges() {
     let Some(_one) = lab_slot() else { return };
     let (code, _, err) = lab(&["examples/node-network-egress/cluster.yaml"]);
