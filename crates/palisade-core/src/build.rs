@@ -441,48 +441,34 @@ impl Builder {
     }
 
     fn policies(&mut self, items: &[Item]) {
+        let tiers: HashMap<String, usize> =
+            self.cluster.tiers.iter().enumerate().map(|(i, t)| (t.name.clone(), i)).collect();
+        let tier_id = |name: &str| tiers.get(name).copied();
         for item in items {
             let ns = item.namespace.as_deref().map(|_| self.ns_id(item));
-            let tiers: HashMap<String, usize> =
-                self.cluster.tiers.iter().enumerate().map(|(i, t)| (t.name.clone(), i)).collect();
-            let tier_id = |name: &str| tiers.get(name).copied();
-            let ctx = |kind, staged| PolicyContext {
-                kind,
-                name: &item.name,
-                namespace: ns.map(|id| (id, item.namespace.as_deref().unwrap_or_default())),
-                staged,
+            // Calico policies, staged or not: (spec, kind, staged).
+            let calico = match &item.input.object {
+                Object::CalicoNetworkPolicy(o) => Some((o.spec.as_ref(), PolicyKind::Calico, false)),
+                Object::CalicoGlobalNetworkPolicy(o) => Some((o.spec.as_ref(), PolicyKind::CalicoGlobal, false)),
+                Object::CalicoStagedNetworkPolicy(o) => Some((o.spec.as_ref(), PolicyKind::Calico, true)),
+                Object::CalicoStagedGlobalNetworkPolicy(o) => Some((o.spec.as_ref(), PolicyKind::CalicoGlobal, true)),
+                _ => None,
             };
-            let (compiled, staged) = match &item.input.object {
-                Object::NetworkPolicy(np) => {
+            let (compiled, staged) = match (&item.input.object, calico) {
+                (_, Some((spec, kind, staged))) => {
+                    let ctx = PolicyContext {
+                        kind,
+                        name: &item.name,
+                        namespace: ns.map(|id| (id, item.namespace.as_deref().unwrap_or_default())),
+                        staged,
+                    };
+                    let pol = self.with_problems(item, |p| calico_compile::compile_policy(spec, &ctx, &tier_id, p));
+                    (pol, staged.then(|| spec.and_then(|s| s.staged_action.clone())))
+                }
+                (Object::NetworkPolicy(np), None) => {
                     (self.with_problems(item, |p| policy::compile(np, ns.expect("namespaced"), p)), None)
                 }
-                Object::CalicoNetworkPolicy(o) => {
-                    let c = ctx(PolicyKind::Calico, false);
-                    (
-                        self.with_problems(item, |p| calico_compile::compile_policy(o.spec.as_ref(), &c, &tier_id, p)),
-                        None,
-                    )
-                }
-                Object::CalicoGlobalNetworkPolicy(o) => {
-                    let c = ctx(PolicyKind::CalicoGlobal, false);
-                    (
-                        self.with_problems(item, |p| calico_compile::compile_policy(o.spec.as_ref(), &c, &tier_id, p)),
-                        None,
-                    )
-                }
-                Object::CalicoStagedNetworkPolicy(o) => {
-                    let c = ctx(PolicyKind::Calico, true);
-                    let pol =
-                        self.with_problems(item, |p| calico_compile::compile_policy(o.spec.as_ref(), &c, &tier_id, p));
-                    (pol, Some(o.spec.as_ref().and_then(|s| s.staged_action.clone())))
-                }
-                Object::CalicoStagedGlobalNetworkPolicy(o) => {
-                    let c = ctx(PolicyKind::CalicoGlobal, true);
-                    let pol =
-                        self.with_problems(item, |p| calico_compile::compile_policy(o.spec.as_ref(), &c, &tier_id, p));
-                    (pol, Some(o.spec.as_ref().and_then(|s| s.staged_action.clone())))
-                }
-                Object::CalicoStagedKubernetesNetworkPolicy(o) => {
+                (Object::CalicoStagedKubernetesNetworkPolicy(o), None) => {
                     let spec = o.spec.clone().unwrap_or_default();
                     let np = NetworkPolicy { metadata: o.metadata.clone(), spec: Some(spec.spec) };
                     let pol = self.with_problems(item, |p| policy::compile(&np, ns.expect("namespaced"), p));
