@@ -239,6 +239,11 @@ impl Cluster {
         }
         rank
     }
+    /// Policy ids in evaluation order, split into runs of one tier each: `(tier, run)`.
+    pub fn tier_runs<'a>(&'a self, pols: &'a [usize]) -> impl Iterator<Item = (usize, &'a [usize])> + 'a {
+        pols.chunk_by(|a, b| self.policies[*a].tier == self.policies[*b].tier)
+            .map(|run| (self.policies[run[0]].tier, run))
+    }
     /// The cluster as it would be with every staged policy applied.
     pub fn with_staged(&self) -> Cluster {
         let mut c = self.clone();

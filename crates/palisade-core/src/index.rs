@@ -520,13 +520,10 @@ impl<'c> Index<'c> {
         let mut allowed = FixedBitSet::with_capacity(self.n);
         let mut undecided = full(self.n);
         let mut own = key.own.iter();
-        let mut k = 0;
-        while k < key.policies.len() {
-            let tier = cluster.policies[key.policies[k]].tier;
+        for (tier, run) in cluster.tier_runs(&key.policies) {
             let mut open = undecided.clone();
             let mut passed = FixedBitSet::with_capacity(self.n);
-            while k < key.policies.len() && cluster.policies[key.policies[k]].tier == tier {
-                let pi = key.policies[k];
+            for &pi in run {
                 for (ri, rule) in cluster.policies[pi].rules(dir).into_iter().flatten().enumerate() {
                     let own_ok = if matches!(rule.matches, Match::Calico(_)) || dir == Direction::Ingress {
                         *own.next().expect("one own-side bit per rule")
@@ -546,7 +543,6 @@ impl<'c> Index<'c> {
                     }
                     open.difference_with(&hit);
                 }
-                k += 1;
             }
             if cluster.tiers[tier].pass_at_end {
                 passed.union_with(&open);

@@ -307,17 +307,11 @@ fn side_step(cluster: &Cluster, conn: &Connection, dir: Direction) -> Step {
     let applicable: Vec<usize> = (0..cluster.policies.len())
         .filter(|&i| cluster.policies[i].rules(dir).is_some() && selects(cluster, &cluster.policies[i], this))
         .collect();
-    let mut k = 0;
-    while k < applicable.len() {
-        let tier = cluster.policies[applicable[k]].tier;
+    for (tier, run) in cluster.tier_runs(&applicable) {
         let tier_name = cluster.tiers[tier].name.clone();
-        let mut end = k;
-        while end < applicable.len() && cluster.policies[applicable[end]].tier == tier {
-            end += 1;
-        }
         let reached = decided.is_none();
         let mut tier_outcome: Option<Action> = None;
-        for &idx in &applicable[k..end] {
+        for &idx in run {
             let live = reached && tier_outcome.is_none();
             let (eval, hit) = eval_policy(cluster, idx, dir, conn, live);
             if live {
@@ -336,18 +330,17 @@ fn side_step(cluster: &Cluster, conn: &Connection, dir: Direction) -> Step {
             (true, Some(a)) => a.as_str().to_ascii_lowercase(),
             (true, None) if cluster.tiers[tier].pass_at_end => "end-of-tier pass".into(),
             (true, None) => {
+                let n = run.len();
                 let why = format!(
-                    "end of tier {tier_name}: {} polic{} select{} {endpoint} and no rule matched",
-                    end - k,
-                    if end - k == 1 { "y" } else { "ies" },
-                    if end - k == 1 { "s" } else { "" },
+                    "end of tier {tier_name}: {n} polic{} select{} {endpoint} and no rule matched",
+                    if n == 1 { "y" } else { "ies" },
+                    if n == 1 { "s" } else { "" },
                 );
                 decided = Some((false, why));
                 "end-of-tier deny".into()
             }
         };
         tiers.push(TierEval { tier: tier_name, outcome });
-        k = end;
     }
     let isolated = !applicable.is_empty();
     let (allowed, reason) = decided.unwrap_or_else(|| match subject {

@@ -341,9 +341,9 @@ impl Compiler<'_> {
 
     /// The chain for one group of pods: built once per distinct content.
     fn group_chain(&mut self, index: &mut Index, dir: Direction, pols: &[usize], own: &Own) -> String {
-        let tiers = self.tier_segments(pols);
+        let tiers: Vec<(usize, &[usize])> = self.cluster.tier_runs(pols).collect();
         let mut bodies: Vec<Vec<String>> = Vec::new();
-        for (_, members) in &tiers {
+        for &(_, members) in &tiers {
             let mut rules = Vec::new();
             for &pi in members {
                 for (ri, rule) in self.cluster.policies[pi].rules(dir).into_iter().flatten().enumerate() {
@@ -391,19 +391,6 @@ impl Compiler<'_> {
         self.rs.chains.insert(name.clone(), top);
         self.cache.insert(key, name.clone());
         name
-    }
-
-    /// Applicable policies split into tiers, in order.
-    fn tier_segments(&self, pols: &[usize]) -> Vec<(usize, Vec<usize>)> {
-        let mut out: Vec<(usize, Vec<usize>)> = Vec::new();
-        for &pi in pols {
-            let t = self.cluster.policies[pi].tier;
-            match out.last_mut() {
-                Some((tier, list)) if *tier == t => list.push(pi),
-                _ => out.push((t, vec![pi])),
-            }
-        }
-        out
     }
 
     fn allow(&self, dir: Direction) -> String {
