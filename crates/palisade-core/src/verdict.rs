@@ -270,17 +270,20 @@ pub fn selects(cluster: &Cluster, pol: &Policy, side: &Side) -> bool {
     }
 }
 
-/// Felix's default failsafe ports: host endpoints always pass these, so policy cannot lock
-/// out the node's own control plane (BGP, etcd, Typha, the API server, SSH, DHCP, DNS).
-pub fn is_failsafe(dir: Direction, protocol: Protocol, port: u16) -> bool {
+/// Felix's default failsafe ports for one direction: host endpoints always pass these, so
+/// policy cannot lock out the node's own control plane (BGP, etcd, Typha, the API server, SSH,
+/// DHCP, DNS).
+pub fn failsafe_ports(dir: Direction) -> Vec<(Protocol, u16)> {
     const TCP_BOTH: [u16; 7] = [179, 2379, 2380, 5473, 6443, 6666, 6667];
-    match (dir, protocol) {
-        (_, Protocol::TCP) if TCP_BOTH.contains(&port) => true,
-        (Direction::Ingress, Protocol::TCP) => port == 22,
-        (Direction::Ingress, Protocol::UDP) => port == 68,
-        (Direction::Egress, Protocol::UDP) => port == 53 || port == 67,
-        _ => false,
-    }
+    let own: &[(Protocol, u16)] = match dir {
+        Direction::Ingress => &[(Protocol::TCP, 22), (Protocol::UDP, 68)],
+        Direction::Egress => &[(Protocol::UDP, 53), (Protocol::UDP, 67)],
+    };
+    own.iter().copied().chain(TCP_BOTH.iter().map(|&p| (Protocol::TCP, p))).collect()
+}
+
+pub fn is_failsafe(dir: Direction, protocol: Protocol, port: u16) -> bool {
+    failsafe_ports(dir).contains(&(protocol, port))
 }
 
 /// Egress is judged at the source, ingress at the destination.

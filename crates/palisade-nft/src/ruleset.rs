@@ -59,7 +59,7 @@ impl Family {
             Family::V6 => "ip6",
         }
     }
-    fn addr_type(self) -> &'static str {
+    pub fn addr_type(self) -> &'static str {
         match self {
             Family::V4 => "ipv4_addr",
             Family::V6 => "ipv6_addr",
@@ -851,12 +851,9 @@ fn merge(a: &Alt, b: &Alt) -> Option<Alt> {
 
 /// Felix's failsafe ports, accepted before any host endpoint policy.
 fn failsafe_rule(dir: Direction, allow: &str) -> String {
-    match dir {
-        Direction::Ingress => format!(
-            "meta l4proto . th dport {{ tcp . 22, udp . 68, tcp . 179, tcp . 2379, tcp . 2380, tcp . 5473, tcp . 6443, tcp . 6666, tcp . 6667 }} counter {allow} comment \"failsafe\""
-        ),
-        Direction::Egress => format!(
-            "meta l4proto . th dport {{ udp . 53, udp . 67, tcp . 179, tcp . 2379, tcp . 2380, tcp . 5473, tcp . 6443, tcp . 6666, tcp . 6667 }} counter {allow} comment \"failsafe\""
-        ),
-    }
+    let ports: Vec<String> = palisade_core::verdict::failsafe_ports(dir)
+        .into_iter()
+        .map(|(proto, port)| format!("{} . {port}", l4(proto.number())))
+        .collect();
+    format!("meta l4proto . th dport {} counter {allow} comment \"failsafe\"", anon(&ports))
 }

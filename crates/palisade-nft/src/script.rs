@@ -21,13 +21,6 @@ const MAPS: [(&str, Family); 8] = [
     ("host_ingress_6", Family::V6),
 ];
 
-fn map_type(f: Family) -> &'static str {
-    match f {
-        Family::V4 => "ipv4_addr",
-        Family::V6 => "ipv6_addr",
-    }
-}
-
 const NDP: &str =
     "icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert, nd-router-solicit, nd-router-advert, nd-redirect } accept";
 
@@ -101,7 +94,7 @@ pub fn full(rs: &Ruleset) -> String {
         out.extend(elements(name, set.elements.iter().cloned(), "add"));
     }
     for (name, f) in MAPS {
-        out.push(format!("add map {t} {name} {{ type {} : verdict; }}", map_type(f)));
+        out.push(format!("add map {t} {name} {{ type {} : verdict; }}", f.addr_type()));
     }
     for name in rs.chains.keys() {
         out.push(format!("add chain {t} {name}"));
