@@ -12,7 +12,7 @@ use std::net::IpAddr;
 
 use fixedbitset::FixedBitSet;
 
-use crate::calico::rule::{entity_matches, port_matches, CalicoRule, Entity};
+use crate::calico::rule::{entity_matches, ports_match, CalicoPort, CalicoRule, Entity};
 use crate::cluster::{Cluster, PodId};
 use crate::expr::Expr;
 use crate::label::Labels;
@@ -362,18 +362,16 @@ impl<'c> Index<'c> {
         }
         if !e.ports.is_empty() || !e.not_ports.is_empty() {
             let cluster = self.cluster;
-            let numeric_only = |ps: &[crate::calico::rule::CalicoPort]| {
-                ps.iter().all(|p| matches!(p, crate::calico::rule::CalicoPort::Range(..)))
-            };
-            if numeric_only(&e.ports) && numeric_only(&e.not_ports) {
-                let ok = (e.ports.is_empty() || e.ports.iter().any(|p| port_matches(p, port, probe.protocol, &[])))
-                    && !e.not_ports.iter().any(|p| port_matches(p, port, probe.protocol, &[]));
-                if !ok {
+            let named = e.ports.iter().chain(&e.not_ports).any(|p| matches!(p, CalicoPort::Named(_)));
+            if !named {
+                // Numbers only: the same answer for every peer, so decide it once.
+                let anyone = Side { endpoint: Endpoint::External, ip: None };
+                if !ports_match(e, &anyone, cluster, port, probe.protocol) {
                     s.clear();
                 }
             } else {
                 for p in s.clone().ones() {
-                    if !crate::calico::rule::ports_match(e, &self.sides[p], cluster, port, probe.protocol) {
+                    if !ports_match(e, &self.sides[p], cluster, port, probe.protocol) {
                         s.set(p, false);
                     }
                 }
@@ -499,7 +497,7 @@ impl<'c> Index<'c> {
         for &pi in &policies {
             for rule in self.cluster.policies[pi].rules(dir).into_iter().flatten() {
                 named |= rule.uses_named_ports();
-                if matches!(rule.matches, Match::Calico(_)) || dir == Direction::Ingress {
+                if has_own_side(rule, dir) {
                     own.push(self.own_side(rule, dir, probe, x));
                 }
             }
@@ -525,11 +523,7 @@ impl<'c> Index<'c> {
             let mut passed = FixedBitSet::with_capacity(self.n);
             for &pi in run {
                 for (ri, rule) in cluster.policies[pi].rules(dir).into_iter().flatten().enumerate() {
-                    let own_ok = if matches!(rule.matches, Match::Calico(_)) || dir == Direction::Ingress {
-                        *own.next().expect("one own-side bit per rule")
-                    } else {
-                        true
-                    };
+                    let own_ok = !has_own_side(rule, dir) || *own.next().expect("one own-side bit per rule");
                     if !own_ok || rule.action == Action::Log || open.is_clear() {
                         continue;
                     }
@@ -597,6 +591,12 @@ impl<'c> Index<'c> {
         }
         Matrix { port, protocol, rows }
     }
+}
+
+/// Whether the matrix tracks the pod's own side of a rule: Calico rules constrain both ends;
+/// a Kubernetes rule's ports belong to the destination, the pod itself on ingress.
+fn has_own_side(rule: &Rule, dir: Direction) -> bool {
+    matches!(rule.matches, Match::Calico(_)) || dir == Direction::Ingress
 }
 
 /// Convenience: index the cluster and compute one matrix.
