@@ -8,7 +8,6 @@ pub mod traffic;
 use std::collections::BTreeSet;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use palisade_core::cluster::{Cluster, PodId};
@@ -197,7 +196,7 @@ fn probe_all(
 ) -> Result<Vec<Vec<bool>>, LabError> {
     let n = pods.len();
     let pairs: Vec<(usize, usize)> = (0..n).flat_map(|i| (0..n).map(move |j| (i, j))).collect();
-    let results = Arc::new(std::sync::Mutex::new(vec![vec![false; n]; n]));
+    let mut results = vec![vec![false; n]; n];
     let mut error = None;
     for chunk in pairs.chunks(opts.parallel.max(1)) {
         std::thread::scope(|scope| {
@@ -219,7 +218,7 @@ fn probe_all(
                 .collect();
             for h in handles {
                 match h.join() {
-                    Ok(Ok((i, j, ok))) => results.lock().expect("results")[i][j] = ok,
+                    Ok(Ok((i, j, ok))) => results[i][j] = ok,
                     Ok(Err(e)) => error = Some(e.to_string()),
                     Err(_) => error = Some("a probe thread panicked".into()),
                 }
@@ -229,6 +228,5 @@ fn probe_all(
             return Err(LabError::Refused(format!("probe failed: {e}")));
         }
     }
-    let out = results.lock().expect("results").clone();
-    Ok(out)
+    Ok(results)
 }
