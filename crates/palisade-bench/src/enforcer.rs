@@ -102,12 +102,7 @@ pub fn add_big_set(objects: &mut Vec<Object>, elements: usize) {
 }
 
 fn nft_in(netns: &str, args: &[&str]) -> bool {
-    Command::new("ip")
-        .args(["netns", "exec", netns, "nft"])
-        .args(args)
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
+    script::nft(Some(netns)).args(args).stderr(Stdio::null()).status().is_ok_and(|s| s.success())
 }
 
 fn timed_apply(text: &str, netns: &str) -> f64 {

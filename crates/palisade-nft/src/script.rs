@@ -164,23 +164,25 @@ pub enum ApplyError {
     Refused(String),
 }
 
+/// `nft`, run inside network namespace `netns` when given; append its arguments.
+pub fn nft(netns: Option<&str>) -> Command {
+    match netns {
+        Some(ns) => {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", ns, "nft"]);
+            c
+        }
+        None => Command::new("nft"),
+    }
+}
+
 /// Runs a script with `nft -f -`, inside network namespace `netns` when given.
 pub fn apply(script: &str, netns: Option<&str>) -> Result<(), ApplyError> {
     if script.is_empty() {
         return Ok(());
     }
-    let mut cmd = match netns {
-        Some(ns) => {
-            let mut c = Command::new("ip");
-            c.args(["netns", "exec", ns, "nft", "-f", "-"]);
-            c
-        }
-        None => {
-            let mut c = Command::new("nft");
-            c.args(["-f", "-"]);
-            c
-        }
-    };
+    let mut cmd = nft(netns);
+    cmd.args(["-f", "-"]);
     let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn()?;
     child.stdin.take().expect("piped").write_all(script.as_bytes())?;
     let out = child.wait_with_output()?;
@@ -194,15 +196,7 @@ pub fn apply(script: &str, netns: Option<&str>) -> Result<(), ApplyError> {
 /// Packets and bytes per policy rule (summed over the group chains that copy it), read from the
 /// table in force: `(comment, packets, bytes)`, sorted by comment.
 pub fn counters(netns: Option<&str>) -> Result<Vec<(String, u64, u64)>, ApplyError> {
-    let mut cmd = match netns {
-        Some(ns) => {
-            let mut c = Command::new("ip");
-            c.args(["netns", "exec", ns, "nft"]);
-            c
-        }
-        None => Command::new("nft"),
-    };
-    let out = cmd.args(["-j", "list", "table", "inet", TABLE]).output()?;
+    let out = nft(netns).args(["-j", "list", "table", "inet", TABLE]).output()?;
     if !out.status.success() {
         return Err(ApplyError::Refused(String::from_utf8_lossy(&out.stderr).trim().to_string()));
     }
