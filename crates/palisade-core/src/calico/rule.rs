@@ -5,7 +5,6 @@
 //! matched the way Felix's IP sets work: an address matches when it belongs to an endpoint
 //! (pod or host endpoint) or a network set whose labels the selector selects.
 
-use std::fmt::Write as _;
 use std::net::IpAddr;
 
 use ipnet::IpNet;
@@ -212,35 +211,68 @@ fn list<T: std::fmt::Display>(items: &[T]) -> String {
     items.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(", ")
 }
 
+/// The first condition of an entity that one side fails.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Miss {
+    Nets,
+    NotNets,
+    Selector,
+    NotSelector,
+    Ports,
+    NotPorts,
+}
+
 /// Whether one side of a connection meets an entity's conditions.
 pub fn entity_matches(cluster: &Cluster, e: &Entity, side: &Side, port: u16, protocol: Protocol) -> bool {
-    e.is_empty() || (address_matches(cluster, e, side) && ports_match(e, side, cluster, port, protocol))
+    e.is_empty() || entity_check(cluster, e, side, port, protocol).is_ok()
+}
+
+fn entity_check(cluster: &Cluster, e: &Entity, side: &Side, port: u16, protocol: Protocol) -> Result<(), Miss> {
+    address_check(cluster, e, side)?;
+    ports_check(e, side, cluster, port, protocol)
 }
 
 /// The entity's conditions on who the side is (nets and selectors), not on its port.
 pub fn address_matches(cluster: &Cluster, e: &Entity, side: &Side) -> bool {
-    if (!e.nets.is_empty() && !in_nets(&e.nets, side.ip)) || in_nets(&e.not_nets, side.ip) {
-        return false;
+    address_check(cluster, e, side).is_ok()
+}
+
+fn address_check(cluster: &Cluster, e: &Entity, side: &Side) -> Result<(), Miss> {
+    if !e.nets.is_empty() && !in_nets(&e.nets, side.ip) {
+        return Err(Miss::Nets);
+    }
+    if in_nets(&e.not_nets, side.ip) {
+        return Err(Miss::NotNets);
     }
     if e.selector.is_some() || e.not_selector.is_some() {
         let labels = candidates(cluster, side);
         if e.selector.as_ref().is_some_and(|s| !labels.iter().any(|l| s.matches(l))) {
-            return false;
+            return Err(Miss::Selector);
         }
         if e.not_selector.as_ref().is_some_and(|s| labels.iter().any(|l| s.matches(l))) {
-            return false;
+            return Err(Miss::NotSelector);
         }
     }
-    true
+    Ok(())
 }
 
 /// The entity's ports and notPorts for one side's port.
 pub fn ports_match(e: &Entity, side: &Side, cluster: &Cluster, port: u16, protocol: Protocol) -> bool {
-    let named = named_ports(cluster, side);
-    (e.ports.is_empty() || e.ports.iter().any(|p| port_matches(p, port, protocol, named)))
-        && !e.not_ports.iter().any(|p| port_matches(p, port, protocol, named))
+    ports_check(e, side, cluster, port, protocol).is_ok()
 }
 
+fn ports_check(e: &Entity, side: &Side, cluster: &Cluster, port: u16, protocol: Protocol) -> Result<(), Miss> {
+    let named = named_ports(cluster, side);
+    if !e.ports.is_empty() && !e.ports.iter().any(|p| port_matches(p, port, protocol, named)) {
+        return Err(Miss::Ports);
+    }
+    if e.not_ports.iter().any(|p| port_matches(p, port, protocol, named)) {
+        return Err(Miss::NotPorts);
+    }
+    Ok(())
+}
+
+/// Why one side fails an entity, in words; `None` when it meets it.
 fn entity_mismatch(
     cluster: &Cluster,
     e: &Entity,
@@ -249,32 +281,16 @@ fn entity_mismatch(
     protocol: Protocol,
     which: &str,
 ) -> Option<String> {
-    if entity_matches(cluster, e, side, port, protocol) {
-        return None;
-    }
+    let miss = entity_check(cluster, e, side, port, protocol).err()?;
     let who = describe(cluster, side);
-    if !e.nets.is_empty() && !in_nets(&e.nets, side.ip) {
-        return Some(format!("{which} {who} is not in nets [{}]", list(&e.nets)));
-    }
-    if !e.not_nets.is_empty() && in_nets(&e.not_nets, side.ip) {
-        return Some(format!("{which} {who} is in notNets [{}]", list(&e.not_nets)));
-    }
-    let labels = candidates(cluster, side);
-    if let Some(sel) = &e.selector {
-        if !labels.iter().any(|l| sel.matches(l)) {
-            return Some(format!("{which} {who} is not selected by {}", e.written));
+    Some(match miss {
+        Miss::Nets => format!("{which} {who} is not in nets [{}]", list(&e.nets)),
+        Miss::NotNets => format!("{which} {who} is in notNets [{}]", list(&e.not_nets)),
+        Miss::Selector => format!("{which} {who} is not selected by {}", e.written),
+        Miss::NotSelector => {
+            format!("{which} {who} is excluded by notSelector {}", e.not_selector.as_ref().expect("checked"))
         }
-    }
-    if let Some(sel) = &e.not_selector {
-        if labels.iter().any(|l| sel.matches(l)) {
-            return Some(format!("{which} {who} is excluded by notSelector {sel}"));
-        }
-    }
-    let named = named_ports(cluster, side);
-    let mut text = String::new();
-    if !e.ports.is_empty() && !e.ports.iter().any(|p| port_matches(p, port, protocol, named)) {
-        let _ = write!(text, "{which} port {port} is not in ports [{}]", list(&e.ports));
-        return Some(text);
-    }
-    Some(format!("{which} port {port} is in notPorts [{}]", list(&e.not_ports)))
+        Miss::Ports => format!("{which} port {port} is not in ports [{}]", list(&e.ports)),
+        Miss::NotPorts => format!("{which} port {port} is in notPorts [{}]", list(&e.not_ports)),
+    })
 }
