@@ -233,6 +233,22 @@ impl Addrs {
     }
 }
 
+/// Which families a named address set holds addresses of.
+#[derive(Clone, Copy, Debug)]
+struct Present {
+    v4: bool,
+    v6: bool,
+}
+
+impl Present {
+    fn has(self, f: Family) -> bool {
+        match f {
+            Family::V4 => self.v4,
+            Family::V6 => self.v6,
+        }
+    }
+}
+
 struct Compiler<'c> {
     cluster: &'c Cluster,
     opts: &'c Options,
@@ -305,17 +321,22 @@ impl Compiler<'_> {
             && self.opts.node.as_ref().is_none_or(|n| self.cluster.pods[p].node.as_deref() == Some(n.as_str()))
     }
 
-    /// Registers a named address set; returns its base name (family suffix added on use).
-    fn address_set(&mut self, definition: &str, addrs: &Addrs) -> String {
+    /// Registers a named address set, computing its addresses only the first time a definition
+    /// is seen (groups share peers); returns its base name (family suffix added on use) and
+    /// whether it holds IPv4 and IPv6 addresses.
+    fn address_set(&mut self, definition: &str, build: impl FnOnce() -> Addrs) -> (String, Present) {
         let base = format!("a_{}", short_hash(definition));
-        if self.rs.sets.contains_key(&format!("{base}_4")) {
-            return base;
+        if !self.rs.sets.contains_key(&format!("{base}_4")) {
+            let addrs = build();
+            for f in [Family::V4, Family::V6] {
+                let elements = addrs.elements(f);
+                let set = NamedSet { family: f, with_port: false, elements };
+                self.rs.sets.insert(format!("{base}_{}", f.suffix()), set);
+            }
         }
-        for f in [Family::V4, Family::V6] {
-            let elements = addrs.elements(f);
-            self.rs.sets.insert(format!("{base}_{}", f.suffix()), NamedSet { family: f, with_port: false, elements });
-        }
-        base
+        let has = |f: Family| !self.rs.sets[&format!("{base}_{}", f.suffix())].elements.is_empty();
+        let present = Present { v4: has(Family::V4), v6: has(Family::V6) };
+        (base, present)
     }
 
     /// Registers a named address . port set for a named port.
@@ -327,16 +348,6 @@ impl Compiler<'_> {
             self.rs.sets.insert(format!("{base}_{}", f.suffix()), NamedSet { family: f, with_port: true, elements });
         }
         base
-    }
-
-    fn pod_addrs(&self, pods: impl Iterator<Item = PodId>) -> Addrs {
-        let mut a = Addrs::default();
-        for p in pods {
-            for ip in &self.cluster.pods[p].ips {
-                a.add_ip(ip);
-            }
-        }
-        a
     }
 
     /// The chain for one group of pods: built once per distinct content.
@@ -470,12 +481,10 @@ impl Compiler<'_> {
     fn k8s_peer(&mut self, index: &mut Index, peer: &Peer, addr: &str) -> Vec<Alt> {
         match peer {
             Peer::IpBlock(b) => {
-                let mut cidr = Addrs::default();
-                cidr.add_net(&b.cidr);
-                let mut except = Addrs::default();
-                b.except.iter().for_each(|e| except.add_net(e));
-                let a = self.address_set(&format!("cidr {}", b.cidr), &cidr);
-                let e = (!b.except.is_empty()).then(|| self.address_set(&format!("except {b}"), &except));
+                let (a, _) =
+                    self.address_set(&format!("cidr {}", b.cidr), || nets_addrs(std::slice::from_ref(&b.cidr)));
+                let e = (!b.except.is_empty())
+                    .then(|| self.address_set(&format!("except {b}"), || nets_addrs(&b.except)).0);
                 let f = if b.cidr.addr().is_ipv4() { Family::V4 } else { Family::V6 };
                 let kw = f.keyword();
                 let mut alt = Alt { family: Some(f), exprs: vec![format!("{kw} {addr} @{a}_{}", f.suffix())] };
@@ -485,10 +494,10 @@ impl Compiler<'_> {
                 vec![alt]
             }
             Peer::Pods { .. } => {
-                let pods = index.peer_pods(peer);
-                let addrs = self.pod_addrs(pods.ones());
-                let set = self.address_set(&format!("k8s peer {peer:?}"), &addrs);
-                family_alts(&set, addr, &addrs)
+                let cluster = self.cluster;
+                let (set, present) = self
+                    .address_set(&format!("k8s peer {peer:?}"), || pod_addrs(cluster, index.peer_pods(peer).ones()));
+                family_alts(&set, addr, present)
             }
         }
     }
@@ -599,21 +608,19 @@ impl Compiler<'_> {
         alts: Vec<Alt>,
     ) -> Vec<Alt> {
         let s = sides(dir);
-        let mut sets: Vec<(String, Addrs, bool)> = Vec::new();
-        if !e.nets.is_empty() {
-            let mut a = Addrs::default();
-            e.nets.iter().for_each(|n| a.add_net(n));
-            sets.push((self.address_set(&format!("nets {:?}", e.nets), &a), a, true));
+        let mut sets: Vec<(String, Present, bool)> = Vec::new();
+        for (nets, positive) in [(&e.nets, true), (&e.not_nets, false)] {
+            if !nets.is_empty() {
+                let (name, present) = self.address_set(&format!("nets {nets:?}"), || nets_addrs(nets));
+                sets.push((name, present, positive));
+            }
         }
-        if !e.not_nets.is_empty() {
-            let mut a = Addrs::default();
-            e.not_nets.iter().for_each(|n| a.add_net(n));
-            sets.push((self.address_set(&format!("nets {:?}", e.not_nets), &a), a, false));
-        }
+        let cluster = self.cluster;
         for (sel, positive) in [(&e.selector, true), (&e.not_selector, false)] {
             if let Some(sel) = sel {
-                let a = self.selector_addrs(index, sel);
-                sets.push((self.address_set(&format!("selector {sel}"), &a), a, positive));
+                let (name, present) =
+                    self.address_set(&format!("selector {sel}"), || selector_addrs(cluster, index, sel));
+                sets.push((name, present, positive));
             }
         }
         let mut out = Vec::new();
@@ -687,28 +694,43 @@ impl Compiler<'_> {
         }
         out
     }
+}
 
-    /// Addresses a Calico selector matches: pods and host endpoints by labels, network sets by labels.
-    fn selector_addrs(&mut self, index: &mut Index, sel: &palisade_core::expr::Expr) -> Addrs {
-        let mut a = Addrs::default();
-        for p in index.calico_label_pods(sel).ones() {
-            if let Some(ip) = index.side(p).ip {
-                a.add_ip(&ip);
-            }
-            for ip in self.cluster.pods[p].ips.iter().skip(1) {
-                a.add_ip(ip);
-            }
-        }
-        for h in &self.cluster.host_endpoints {
-            if sel.matches(&h.labels) {
-                h.ips.iter().for_each(|ip| a.add_ip(ip));
-            }
-        }
-        for set in self.cluster.network_sets.iter().filter(|s| sel.matches(&s.labels)) {
-            set.nets.iter().for_each(|n| a.add_net(n));
-        }
-        a
+/// Addresses of some pods.
+fn pod_addrs(cluster: &Cluster, pods: impl Iterator<Item = PodId>) -> Addrs {
+    let mut a = Addrs::default();
+    for p in pods {
+        cluster.pods[p].ips.iter().for_each(|ip| a.add_ip(ip));
     }
+    a
+}
+
+fn nets_addrs(nets: &[IpNet]) -> Addrs {
+    let mut a = Addrs::default();
+    nets.iter().for_each(|n| a.add_net(n));
+    a
+}
+
+/// Addresses a Calico selector matches: pods and host endpoints by labels, network sets by labels.
+fn selector_addrs(cluster: &Cluster, index: &Index, sel: &palisade_core::expr::Expr) -> Addrs {
+    let mut a = Addrs::default();
+    for p in index.calico_label_pods(sel).ones() {
+        if let Some(ip) = index.side(p).ip {
+            a.add_ip(&ip);
+        }
+        for ip in cluster.pods[p].ips.iter().skip(1) {
+            a.add_ip(ip);
+        }
+    }
+    for h in &cluster.host_endpoints {
+        if sel.matches(&h.labels) {
+            h.ips.iter().for_each(|ip| a.add_ip(ip));
+        }
+    }
+    for set in cluster.network_sets.iter().filter(|s| sel.matches(&s.labels)) {
+        set.nets.iter().for_each(|n| a.add_net(n));
+    }
+    a
 }
 
 fn named(c: &ContainerPort, name: &str, protocol: Protocol) -> bool {
@@ -802,16 +824,16 @@ fn icmp_alts(c: &CalicoRule, base: Alt) -> Vec<Alt> {
 }
 
 /// Alternatives matching `addr` against a set, per family with addresses in it.
-fn family_alts(set: &str, addr: &str, addrs: &Addrs) -> Vec<Alt> {
+fn family_alts(set: &str, addr: &str, present: Present) -> Vec<Alt> {
     [Family::V4, Family::V6]
         .into_iter()
-        .filter(|f| !addrs.get(*f).is_empty())
+        .filter(|f| present.has(*f))
         .map(|f| Alt { family: Some(f), exprs: vec![format!("{} {addr} @{set}_{}", f.keyword(), f.suffix())] })
         .collect()
 }
 
 /// Adds address-set conditions to an alternative, once per family that can still match.
-fn split_families(alt: Alt, sets: &[(String, Addrs, bool)], addr: &str) -> Vec<Alt> {
+fn split_families(alt: Alt, sets: &[(String, Present, bool)], addr: &str) -> Vec<Alt> {
     if sets.is_empty() {
         return vec![alt];
     }
@@ -822,8 +844,8 @@ fn split_families(alt: Alt, sets: &[(String, Addrs, bool)], addr: &str) -> Vec<A
         }
         let mut a = Alt { family: Some(f), exprs: alt.exprs.clone() };
         let mut possible = true;
-        for (name, addrs, positive) in sets {
-            let empty = addrs.get(f).is_empty();
+        for (name, present, positive) in sets {
+            let empty = !present.has(f);
             match (positive, empty) {
                 (true, true) => possible = false,
                 (true, false) => a.exprs.push(format!("{} {addr} @{name}_{}", f.keyword(), f.suffix())),
