@@ -31,16 +31,43 @@ pub enum Output {
 
 /// Loads the cluster, printing problems to stderr. `Err(exit code)` when unusable.
 pub fn load(args: &InputArgs) -> Result<Cluster, u8> {
-    let opts = BuildOptions { default_namespace: args.namespace.clone() };
-    let load = match palisade_load::load_paths(&args.paths, &opts) {
-        Ok(l) => l,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return Err(crate::EXIT_INVALID);
-        }
-    };
+    let load = load_all(args)?;
+    Ok(load.cluster.expect("load_all returns Ok only with a cluster"))
+}
+
+/// Like [`load`], keeping the sources and decoded objects (for commands that point into them).
+pub fn load_all(args: &InputArgs) -> Result<palisade_load::Load, u8> {
+    let sources = crate::revision::read(&args.paths).map_err(|e| {
+        eprintln!("error: {e}");
+        crate::EXIT_INVALID
+    })?;
+    let load = palisade_load::load_sources(sources, &build_options(args));
     report(&load, args.quiet)?;
-    Ok(load.cluster.expect("report returns Ok only with a cluster"))
+    Ok(load)
+}
+
+pub fn build_options(args: &InputArgs) -> BuildOptions {
+    BuildOptions { default_namespace: args.namespace.clone() }
+}
+
+/// Computes connectivity over every probe, with a progress bar on a terminal.
+pub fn connectivity(
+    cluster: &Cluster,
+    probes: Vec<palisade_review::probe::Probe>,
+) -> palisade_review::connectivity::Connectivity {
+    use palisade_review::connectivity::Connectivity;
+    let bar = if std::io::stderr().is_terminal() {
+        indicatif::ProgressBar::new(Connectivity::work(cluster, &probes))
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{msg} {bar:30} {pos}/{len} ({eta})").expect("valid template"),
+    );
+    bar.set_message("deciding every pair on every port");
+    let c = Connectivity::compute(cluster, probes, || bar.inc(1));
+    bar.finish_and_clear();
+    c
 }
 
 /// Prints a load's problems; `Err(exit code)` when it yielded no cluster.

@@ -3,9 +3,14 @@
 mod agent;
 mod check;
 mod convert;
+mod diff;
+mod graph;
 mod input;
 mod lab;
+mod lint;
 mod matrix;
+mod reach;
+mod revision;
 mod select;
 
 use std::process::ExitCode;
@@ -38,6 +43,14 @@ enum Command {
     Lab(lab::Args),
     /// List the pods a Calico selector expression selects.
     Select(select::Args),
+    /// Find what in a policy set likely does not do what was meant (stable codes; text, JSON or SARIF).
+    Lint(lint::Args),
+    /// Connections gained and lost between two policy sets (directories, files, git:REV:PATH).
+    Diff(diff::Args),
+    /// Everything a pod can open, or everything that can open it; multi-hop paths.
+    Reach(reach::Args),
+    /// Who can talk to whom: Graphviz, SVG, JSON, or a self-contained HTML report.
+    Graph(graph::Args),
 }
 
 /// Exit codes: 0 ran, 1 denied (check --exit-code), 2 invalid input or usage.
@@ -56,6 +69,10 @@ fn main() -> ExitCode {
         Command::Convert(a) => convert::run(a),
         Command::Lab(a) => lab::run(a),
         Command::Agent(a) => agent::run(a),
+        Command::Lint(a) => lint::run(a),
+        Command::Diff(a) => diff::run(a),
+        Command::Reach(a) => reach::run(a),
+        Command::Graph(a) => graph::run(a),
     };
     ExitCode::from(code)
 }

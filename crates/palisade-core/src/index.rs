@@ -469,7 +469,7 @@ impl<'c> Index<'c> {
     }
 
     /// Per pod: `None` when no policy applies in `dir`, else the peers it allows.
-    fn allowed(&mut self, dir: Direction, probe: &Probe) -> Vec<Option<std::rc::Rc<FixedBitSet>>> {
+    fn allowed(&mut self, dir: Direction, probe: &Probe) -> Vec<Admitted> {
         let by_pod = self.applicable(dir);
         let mut groups: HashMap<GroupKey, std::rc::Rc<FixedBitSet>> = HashMap::new();
         let mut peers_cache: HashMap<(usize, usize), FixedBitSet> = HashMap::new();
@@ -548,14 +548,20 @@ impl<'c> Index<'c> {
         allowed
     }
 
-    /// Decides every pod pair for one port and protocol.
-    pub fn matrix(&mut self, port: u16, protocol: Protocol) -> Matrix {
-        let cluster = self.cluster;
+    /// Each direction on its own for one port and protocol: per pod, the peers its egress
+    /// (first) or ingress (second) policy admits, `None` where that side is not isolated.
+    /// Host endpoints are not covered here (see [`Index::matrix`]).
+    pub fn sides(&mut self, port: u16, protocol: Protocol) -> (Vec<Admitted>, Vec<Admitted>) {
         // Only the packet's own fields (protocol, ports, ICMP) of this template are read.
         let nowhere = Side { endpoint: Endpoint::External, ip: None };
         let probe = Probe { port, protocol, template: Connection::new(nowhere, nowhere, port, protocol) };
-        let egress = self.allowed(Direction::Egress, &probe);
-        let ingress = self.allowed(Direction::Ingress, &probe);
+        (self.allowed(Direction::Egress, &probe), self.allowed(Direction::Ingress, &probe))
+    }
+
+    /// Decides every pod pair for one port and protocol.
+    pub fn matrix(&mut self, port: u16, protocol: Protocol) -> Matrix {
+        let cluster = self.cluster;
+        let (egress, ingress) = self.sides(port, protocol);
         let mut t = vec![FixedBitSet::with_capacity(self.n); self.n];
         let mut open = FixedBitSet::with_capacity(self.n);
         for (d, set) in ingress.iter().enumerate() {
@@ -598,6 +604,9 @@ impl<'c> Index<'c> {
 fn has_own_side(rule: &Rule, dir: Direction) -> bool {
     matches!(rule.matches, Match::Calico(_)) || dir == Direction::Ingress
 }
+
+/// The peers one side admits (shared between pods that the same policies select).
+pub type Admitted = Option<std::rc::Rc<FixedBitSet>>;
 
 /// Convenience: index the cluster and compute one matrix.
 pub fn matrix(cluster: &Cluster, port: u16, protocol: Protocol) -> Matrix {

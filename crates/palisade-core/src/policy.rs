@@ -12,7 +12,7 @@ use crate::peer::{IpBlock, NamespaceScope, NsId, Peer};
 use crate::port::{compile_port_spec, Protocol, RulePort};
 use crate::selector::Selector;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Direction {
     Ingress,

@@ -1,0 +1,74 @@
+//! `palisade diff OLD NEW`: connections gained and lost between two policy sets.
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+use palisade_review::diff::{diff, Diff, Version};
+use palisade_review::probe::probes_of;
+use palisade_review::workload::Workloads;
+
+use crate::input::{connectivity, load, InputArgs, Output};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// The policy set before: a file, a directory, or git:REV:PATH.
+    old: PathBuf,
+    /// The policy set after (same forms).
+    new: PathBuf,
+    /// Namespace for namespaced objects that name none.
+    #[arg(short = 'n', long)]
+    namespace: Option<String>,
+    /// Do not print warnings.
+    #[arg(short, long)]
+    quiet: bool,
+    #[arg(long, value_enum, default_value_t = Output::Text)]
+    output: Output,
+    /// Exit with 1 when any connection is gained (for pull-request checks).
+    #[arg(long)]
+    exit_code: bool,
+}
+
+pub fn run(args: Args) -> u8 {
+    let side =
+        |path: &PathBuf| InputArgs { paths: vec![path.clone()], namespace: args.namespace.clone(), quiet: args.quiet };
+    let (old, new) = match (load(&side(&args.old)), load(&side(&args.new))) {
+        (Ok(o), Ok(n)) => (o, n),
+        (Err(code), _) | (_, Err(code)) => return code,
+    };
+    let probes = probes_of(&[&old, &new]);
+    let (old_conn, new_conn) = (connectivity(&old, probes.clone()), connectivity(&new, probes));
+    let (old_w, new_w) = (Workloads::new(&old), Workloads::new(&new));
+    let d = diff(
+        &Version { cluster: &old, conn: &old_conn, workloads: &old_w },
+        &Version { cluster: &new, conn: &new_conn, workloads: &new_w },
+    );
+    match args.output {
+        Output::Json => crate::emit(&(serde_json::to_string_pretty(&d).expect("serializable") + "\n")),
+        Output::Text => crate::emit(&text(&d)),
+    }
+    u8::from(args.exit_code && !d.gained.is_empty())
+}
+
+fn text(d: &Diff) -> String {
+    let mut out = String::new();
+    for (sign, groups) in [("+", &d.gained), ("-", &d.lost)] {
+        for g in groups {
+            let pairs: usize = g.pairs.values().sum();
+            let _ = writeln!(
+                out,
+                "{sign} {} -> {}  {}  ({pairs} connection(s); e.g. {} -> {} on {})",
+                g.from, g.to, g.ports, g.example.0, g.example.1, g.example.2
+            );
+        }
+    }
+    let total = |gs: &[palisade_review::diff::Group]| gs.iter().map(|g| g.pairs.values().sum::<usize>()).sum::<usize>();
+    let _ = writeln!(
+        out,
+        "gained {} connection(s) in {} workload pair(s); lost {} in {}",
+        total(&d.gained),
+        d.gained.len(),
+        total(&d.lost),
+        d.lost.len()
+    );
+    out
+}

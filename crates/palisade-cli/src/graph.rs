@@ -1,0 +1,62 @@
+//! `palisade graph`: who can talk to whom, as Graphviz, SVG, or an offline HTML report.
+
+use std::path::PathBuf;
+
+use palisade_review::graph::Graph;
+use palisade_review::lint::{lint, Finding};
+use palisade_review::probe::probes;
+use palisade_review::report::{html, svg};
+use palisade_review::workload::Workloads;
+
+use crate::input::{connectivity, load_all, InputArgs};
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[arg(long, value_enum, default_value_t = Format::Dot)]
+    output: Format,
+    /// Write here instead of stdout.
+    #[arg(long, short = 'o', value_name = "FILE")]
+    out: Option<PathBuf>,
+    #[command(flatten)]
+    input: InputArgs,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+enum Format {
+    Dot,
+    Svg,
+    Html,
+    Json,
+}
+
+pub fn run(args: Args) -> u8 {
+    let load = match load_all(&args.input) {
+        Ok(l) => l,
+        Err(code) => return code,
+    };
+    let cluster = load.cluster.as_ref().expect("loaded");
+    let workloads = Workloads::new(cluster);
+    let conn = connectivity(cluster, probes(cluster));
+    let graph = Graph::new(cluster, &conn, &workloads);
+    let text = match args.output {
+        Format::Dot => graph.dot(),
+        Format::Svg => svg(&graph),
+        Format::Json => serde_json::to_string_pretty(&graph).expect("serializable") + "\n",
+        Format::Html => {
+            let mut findings: Vec<Finding> = load.problems.iter().map(Finding::from_problem).collect();
+            findings.extend(lint(cluster, &load.inputs, &conn, &workloads));
+            let shown: Vec<String> = args.input.paths.iter().map(|p| p.display().to_string()).collect();
+            html(&format!("Palisade report: {}", shown.join(" ")), &graph, &findings)
+        }
+    };
+    match &args.out {
+        None => crate::emit(&text),
+        Some(path) => {
+            if let Err(e) = std::fs::write(path, text) {
+                eprintln!("error: {}: {e}", path.display());
+                return crate::EXIT_INVALID;
+            }
+        }
+    }
+    0
+}

@@ -1,0 +1,160 @@
+//! Who can open what: every pod pair on every probe (through the bitset index), and every pod
+//! against the address blocks the policies name (through the engine, one address per block).
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use fixedbitset::FixedBitSet;
+use ipnet::IpNet;
+use palisade_core::cluster::{Cluster, PodId};
+use palisade_core::index::{Index, Matrix};
+use palisade_core::peer::{IpBlock, Peer};
+use palisade_core::policy::Match;
+use palisade_core::verdict::{decide, Connection, Side, Verdict};
+
+use crate::probe::Probe;
+
+/// An address block some policy names, drawn as a node of its own.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct External {
+    pub block: String,
+    /// One address inside the block (and outside its exceptions) that stands for it.
+    pub address: IpAddr,
+}
+
+impl fmt::Display for External {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.block)
+    }
+}
+
+pub struct Connectivity {
+    pub probes: Vec<Probe>,
+    /// One pod matrix per probe.
+    pub matrices: Vec<Matrix>,
+    pub externals: Vec<External>,
+    /// `[probe][external]`: the pods that may open a connection to it.
+    pub to_external: Vec<Vec<FixedBitSet>>,
+    /// `[probe][external]`: the pods it may open a connection to.
+    pub from_external: Vec<Vec<FixedBitSet>>,
+}
+
+impl Connectivity {
+    /// Computes everything; `tick` is called once per unit of work out of [`Connectivity::work`].
+    pub fn compute(cluster: &Cluster, probes: Vec<Probe>, mut tick: impl FnMut()) -> Connectivity {
+        let mut index = Index::new(cluster);
+        let externals = externals(cluster);
+        let mut matrices = Vec::with_capacity(probes.len());
+        let (mut to_external, mut from_external) = (Vec::new(), Vec::new());
+        for probe in &probes {
+            matrices.push(index.matrix(probe.port, probe.protocol));
+            tick();
+            let (to, from): (Vec<_>, Vec<_>) = externals
+                .iter()
+                .map(|e| {
+                    tick();
+                    external_sides(cluster, e.address, probe)
+                })
+                .unzip();
+            to_external.push(to);
+            from_external.push(from);
+        }
+        Connectivity { probes, matrices, externals, to_external, from_external }
+    }
+
+    /// Units of work `compute` reports, for a progress bar.
+    pub fn work(cluster: &Cluster, probes: &[Probe]) -> u64 {
+        (probes.len() * (1 + externals(cluster).len())) as u64
+    }
+
+    /// The probes on which `src` may open a connection to `dst` (two different pods).
+    pub fn pair(&self, src: PodId, dst: PodId) -> Vec<Probe> {
+        let on = self.matrices.iter().zip(&self.probes).filter(|(m, _)| m.allowed(src, dst));
+        on.map(|(_, p)| *p).collect()
+    }
+}
+
+fn external_sides(cluster: &Cluster, address: IpAddr, probe: &Probe) -> (FixedBitSet, FixedBitSet) {
+    let n = cluster.pods.len();
+    let (mut to, mut from) = (FixedBitSet::with_capacity(n), FixedBitSet::with_capacity(n));
+    let outside = Side::ip(cluster, address);
+    for p in 0..n {
+        let pod = Side::pod(cluster, p);
+        let allowed = |src, dst| decide(cluster, &Connection::new(src, dst, probe.port, probe.protocol)).verdict;
+        to.set(p, allowed(pod, outside) == Verdict::Allow);
+        from.set(p, allowed(outside, pod) == Verdict::Allow);
+    }
+    (to, from)
+}
+
+/// The distinct blocks written in ipBlocks, Calico nets and network sets, each with an
+/// address that is in it and belongs to nothing in the cluster.
+pub fn externals(cluster: &Cluster) -> Vec<External> {
+    let mut blocks: BTreeSet<(String, IpNet, Vec<IpNet>)> = BTreeSet::new();
+    let mut add = |b: &IpBlock| {
+        blocks.insert((b.to_string(), b.cidr, b.except.clone()));
+    };
+    for pol in &cluster.policies {
+        for rule in pol.ingress.iter().chain(pol.egress.iter()).flatten() {
+            match &rule.matches {
+                Match::Kubernetes { peers, .. } => {
+                    for peer in peers.iter().flatten() {
+                        if let Peer::IpBlock(b) = peer {
+                            add(b);
+                        }
+                    }
+                }
+                Match::Calico(c) => {
+                    for e in [&c.source, &c.destination] {
+                        for net in &e.nets {
+                            add(&IpBlock { cidr: *net, except: e.not_nets.clone() });
+                        }
+                    }
+                }
+            }
+        }
+    }
+    for set in &cluster.network_sets {
+        for net in &set.nets {
+            add(&IpBlock { cidr: *net, except: Vec::new() });
+        }
+    }
+    let mut out: Vec<External> = blocks
+        .into_iter()
+        .filter_map(|(block, cidr, except)| {
+            let address = representative(cluster, &IpBlock { cidr, except })?;
+            Some(External { block, address })
+        })
+        .collect();
+    out.dedup_by(|a, b| a.block == b.block);
+    out
+}
+
+/// An address of the block that is not excepted and is no pod, node or Service address:
+/// documentation addresses first, so that `0.0.0.0/0` stands for "the Internet".
+fn representative(cluster: &Cluster, block: &IpBlock) -> Option<IpAddr> {
+    let documentation: [IpAddr; 4] = [
+        Ipv4Addr::new(203, 0, 113, 10).into(),
+        Ipv4Addr::new(192, 0, 2, 10).into(),
+        Ipv4Addr::new(198, 51, 100, 10).into(),
+        Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x10).into(),
+    ];
+    let net = block.cidr;
+    let inside = [net.network(), net.broadcast()].into_iter().flat_map(|edge| near(edge, net));
+    let taken = |ip: IpAddr| {
+        cluster.pod_by_ip(ip).is_some() || cluster.node_by_ip(ip).is_some() || cluster.service_by_ip(ip).is_some()
+    };
+    documentation.into_iter().chain(inside).find(|&ip| block.contains(ip) && !taken(ip))
+}
+
+/// A few addresses next to `edge` that lie inside `net` (host addresses before the edge itself).
+fn near(edge: IpAddr, net: IpNet) -> Vec<IpAddr> {
+    let shift = |d: i32| -> Option<IpAddr> {
+        match edge {
+            IpAddr::V4(a) => u32::from(a).checked_add_signed(d).map(|v| Ipv4Addr::from(v).into()),
+            IpAddr::V6(a) => u128::from(a).checked_add_signed(d.into()).map(|v| Ipv6Addr::from(v).into()),
+        }
+    };
+    [1, -1, 2, -2, 0, 3, -3].into_iter().filter_map(shift).filter(|ip| net.contains(ip)).collect()
+}

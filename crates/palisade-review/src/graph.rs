@@ -1,0 +1,238 @@
+//! The connectivity as a graph of workloads (grouped by namespace) and address blocks, with
+//! edges labelled by ports, and why each edge is allowed.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use palisade_core::cluster::{Cluster, PodId};
+use palisade_core::policy::Action;
+use palisade_core::verdict::{decide, Connection, Side, Step};
+use serde::Serialize;
+
+use crate::connectivity::Connectivity;
+use crate::probe::{describe, Probe};
+use crate::workload::Workloads;
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Node {
+    pub id: String,
+    pub label: String,
+    /// `None` for address blocks outside the cluster.
+    pub namespace: Option<String>,
+    pub pods: Vec<String>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Edge {
+    pub from: usize,
+    pub to: usize,
+    /// Indexes into [`Graph::probes`] on which some pod pair is allowed.
+    pub probes: Vec<usize>,
+    pub label: String,
+    /// Pod pairs allowed on at least one of those probes, out of all pod pairs of the two ends.
+    pub pairs: usize,
+    pub total: usize,
+    /// No policy restricts it on either side.
+    pub unrestricted: bool,
+    /// For each probe, why one allowed pair is allowed: the deciding rule on each side.
+    pub why: Vec<Why>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Why {
+    pub probe: String,
+    pub from: String,
+    pub to: String,
+    pub sides: Vec<String>,
+    /// Some policy isolates one of the two sides.
+    pub restricted: bool,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Graph {
+    pub probes: Vec<Probe>,
+    pub probe_labels: Vec<String>,
+    pub namespaces: Vec<String>,
+    pub nodes: Vec<Node>,
+    pub edges: Vec<Edge>,
+}
+
+/// For each probe, the allowed pod-level pairs behind one edge.
+type PerProbe = Vec<Vec<(End, End)>>;
+
+/// One end of a pod-level edge: a pod or an address block.
+#[derive(Clone, Copy)]
+enum End {
+    Pod(PodId),
+    External(usize),
+}
+
+impl Graph {
+    pub fn new(cluster: &Cluster, conn: &Connectivity, workloads: &Workloads) -> Graph {
+        let mut nodes: Vec<Node> = (0..workloads.list.len())
+            .map(|w| {
+                let wl = &workloads.list[w];
+                Node {
+                    id: workloads.key(cluster, w),
+                    label: wl.name.clone(),
+                    namespace: Some(cluster.namespaces[wl.namespace].name.clone()),
+                    pods: wl.pods.iter().map(|&p| cluster.pod_key(p)).collect(),
+                }
+            })
+            .collect();
+        let first_external = nodes.len();
+        nodes.extend(conn.externals.iter().map(|e| Node {
+            id: format!("ip:{}", e.block),
+            label: e.block.clone(),
+            namespace: None,
+            pods: Vec::new(),
+        }));
+        let mut namespaces: Vec<String> = nodes.iter().filter_map(|n| n.namespace.clone()).collect();
+        namespaces.dedup();
+        let node_of = |end: End| match end {
+            End::Pod(p) => workloads.of_pod[p],
+            End::External(e) => first_external + e,
+        };
+        // (from node, to node) -> per probe, the allowed pod-level pairs.
+        let mut pairs: BTreeMap<(usize, usize), PerProbe> = BTreeMap::new();
+        let mut add = |a: End, b: End, probe: usize| {
+            let slot = pairs.entry((node_of(a), node_of(b))).or_insert_with(|| vec![Vec::new(); conn.probes.len()]);
+            slot[probe].push((a, b));
+        };
+        for (i, m) in conn.matrices.iter().enumerate() {
+            for s in 0..cluster.pods.len() {
+                for d in m.rows[s].ones().filter(|&d| d != s) {
+                    add(End::Pod(s), End::Pod(d), i);
+                }
+            }
+            for (e, pods) in conn.to_external[i].iter().enumerate() {
+                pods.ones().for_each(|p| add(End::Pod(p), End::External(e), i));
+            }
+            for (e, pods) in conn.from_external[i].iter().enumerate() {
+                pods.ones().for_each(|p| add(End::External(e), End::Pod(p), i));
+            }
+        }
+        let size = |n: usize| nodes[n].pods.len().max(1);
+        let edges = pairs
+            .into_iter()
+            .map(|((from, to), per_probe)| {
+                let total = if from == to { size(from) * (size(from) - 1) } else { size(from) * size(to) };
+                edge(cluster, conn, from, to, total, &per_probe)
+            })
+            .collect();
+        let probe_labels = conn.probes.iter().map(|p| p.to_string()).collect();
+        Graph { probes: conn.probes.clone(), probe_labels, namespaces, nodes, edges }
+    }
+
+    /// Graphviz: a cluster per namespace, address blocks outside them.
+    pub fn dot(&self) -> String {
+        let mut out = String::from("digraph palisade {\n  rankdir=LR;\n  node [shape=box, style=rounded, fontname=\"sans-serif\"];\n  edge [fontname=\"sans-serif\", fontsize=10];\n");
+        for (c, ns) in self.namespaces.iter().enumerate() {
+            let _ = writeln!(out, "  subgraph cluster_{c} {{\n    label={};", quote(ns));
+            for (i, n) in self.nodes.iter().enumerate().filter(|(_, n)| n.namespace.as_ref() == Some(ns)) {
+                let _ = writeln!(out, "    n{i} [label={}];", quote(&node_label(n)));
+            }
+            out.push_str("  }\n");
+        }
+        for (i, n) in self.nodes.iter().enumerate().filter(|(_, n)| n.namespace.is_none()) {
+            let _ = writeln!(out, "  n{i} [label={}, shape=ellipse];", quote(&n.label));
+        }
+        for e in &self.edges {
+            let style = if e.unrestricted { ", style=dashed, color=gray50" } else { "" };
+            let _ = writeln!(out, "  n{} -> n{} [label={}{style}];", e.from, e.to, quote(&edge_label(e)));
+        }
+        out.push_str("}\n");
+        out
+    }
+}
+
+fn node_label(n: &Node) -> String {
+    match n.pods.len() {
+        0 | 1 => n.label.clone(),
+        k => format!("{} ({k} pods)", n.label),
+    }
+}
+
+/// Ports, and how many pod pairs when not all of them.
+pub fn edge_label(e: &Edge) -> String {
+    if e.pairs < e.total {
+        format!("{} ({}/{} pod pairs)", e.label, e.pairs, e.total)
+    } else {
+        e.label.clone()
+    }
+}
+
+fn quote(s: &str) -> String {
+    serde_json::to_string(s).expect("a string serializes")
+}
+
+fn edge(
+    cluster: &Cluster,
+    conn: &Connectivity,
+    from: usize,
+    to: usize,
+    total: usize,
+    per_probe: &[Vec<(End, End)>],
+) -> Edge {
+    let probes: Vec<usize> = (0..per_probe.len()).filter(|&i| !per_probe[i].is_empty()).collect();
+    let chosen: Vec<Probe> = probes.iter().map(|&i| conn.probes[i]).collect();
+    let mut distinct: Vec<(usize, usize)> = Vec::new();
+    let key = |e: End| match e {
+        End::Pod(p) => p,
+        End::External(x) => usize::MAX - x,
+    };
+    for &i in &probes {
+        distinct.extend(per_probe[i].iter().map(|&(a, b)| (key(a), key(b))));
+    }
+    distinct.sort_unstable();
+    distinct.dedup();
+    let why: Vec<Why> = probes.iter().map(|&i| explain(cluster, conn, i, per_probe[i][0])).collect();
+    let unrestricted = why.iter().all(|w| !w.restricted);
+    Edge { from, to, probes, label: describe(&conn.probes, &chosen), pairs: distinct.len(), total, unrestricted, why }
+}
+
+fn side(cluster: &Cluster, conn: &Connectivity, end: End) -> (Side, String) {
+    match end {
+        End::Pod(p) => (Side::pod(cluster, p), cluster.pod_key(p)),
+        End::External(e) => {
+            let x = &conn.externals[e];
+            (Side::ip(cluster, x.address), format!("{} (as {})", x.block, x.address))
+        }
+    }
+}
+
+/// The deciding rule on each side of one allowed connection.
+fn explain(cluster: &Cluster, conn: &Connectivity, probe: usize, (a, b): (End, End)) -> Why {
+    let p = conn.probes[probe];
+    let (src, from) = side(cluster, conn, a);
+    let (dst, to) = side(cluster, conn, b);
+    let decision = decide(cluster, &Connection::new(src, dst, p.port, p.protocol));
+    let sides = decision.trace.iter().filter_map(deciding_rule).collect();
+    let restricted = decision.trace.iter().any(|s| matches!(s, Step::Policies { isolated: true, .. }));
+    Why { probe: p.to_string(), from, to, sides, restricted }
+}
+
+/// `egress at x/a: x/allow-dns rule [0] (file:12) allows`, or why nothing restricts the side.
+pub fn deciding_rule(step: &Step) -> Option<String> {
+    match step {
+        Step::Policies { direction, endpoint, isolated: false, .. } => {
+            Some(format!("{direction} at {endpoint}: no policy selects it (not isolated)"))
+        }
+        Step::Policies { direction, endpoint, policies, reason, .. } => {
+            let hit = policies.iter().filter(|p| p.reached).find_map(|p| {
+                let r = p.rules.iter().find(|r| r.decisive)?;
+                let at = r.location.as_deref().map(|l| format!(" ({l})")).unwrap_or_default();
+                let verb = match r.action {
+                    Action::Allow => "allows",
+                    Action::Deny => "denies",
+                    Action::Pass => "passes",
+                    Action::Log => "logs",
+                };
+                Some(format!("{} rule [{}]{at} {verb}", p.policy, r.index))
+            });
+            Some(format!("{direction} at {endpoint}: {}", hit.unwrap_or_else(|| reason.clone())))
+        }
+        Step::NotEnforced { direction, endpoint, reason } => Some(format!("{direction} at {endpoint}: {reason}")),
+        _ => None,
+    }
+}

@@ -1,0 +1,172 @@
+//! Checks on Calico's ordered evaluation: rules that never get to decide, policies ordered
+//! only by name, and Pass with nowhere to go.
+
+use std::collections::{BTreeMap, HashMap};
+
+use palisade_core::cluster::Cluster;
+use palisade_core::field::FieldPath;
+use palisade_core::policy::{Action, Direction, PolicyKind};
+use palisade_core::verdict::{decide, selects, Connection, Endpoint, Side, Step};
+
+use super::{rule_path, Context, EQUAL_ORDER, PASS_LAST, SHADOWED};
+
+pub(super) fn run(cx: &mut Context) {
+    if !cx.cluster.uses_calico() {
+        return;
+    }
+    shadowed(cx);
+    equal_order(cx);
+    pass_last(cx);
+}
+
+/// The endpoints rules are tried on: one pod per workload, every host endpoint, and one
+/// address per block the policies name.
+fn endpoints(cx: &Context) -> Vec<Side> {
+    let cluster = cx.cluster;
+    let mut out: Vec<Side> = cx.workloads.list.iter().map(|w| Side::pod(cluster, w.pods[0])).collect();
+    out.extend(
+        (0..cluster.host_endpoints.len())
+            .map(|h| Side { endpoint: Endpoint::Host(h), ip: cluster.host_endpoints[h].ips.first().copied() }),
+    );
+    out.extend(cx.conn.externals.iter().map(|e| Side::ip(cluster, e.address)));
+    out
+}
+
+#[derive(Default)]
+struct Seen {
+    /// A connection this rule matches, and what decided it instead.
+    matched: Option<String>,
+    decided: bool,
+}
+
+/// A Calico rule that matches some connection but never decides one: something earlier
+/// (a rule of the same policy, or a policy or tier before it) always decided first.
+fn shadowed(cx: &mut Context) {
+    let cluster = cx.cluster;
+    let keys: HashMap<String, usize> = (0..cluster.policies.len()).map(|i| (cluster.policy_key(i), i)).collect();
+    let mut seen: BTreeMap<(usize, Direction, usize), Seen> = BTreeMap::new();
+    let ends = endpoints(cx);
+    for probe in &cx.conn.probes {
+        for (a, src) in ends.iter().enumerate() {
+            for (b, dst) in ends.iter().enumerate() {
+                if a == b {
+                    continue;
+                }
+                let conn = Connection::new(*src, *dst, probe.port, probe.protocol);
+                for step in decide(cluster, &conn).trace {
+                    let Step::Policies { direction, policies, endpoint, .. } = step else { continue };
+                    let winner = decider(&policies);
+                    for p in &policies {
+                        let Some(&pol) = keys.get(&p.policy) else { continue };
+                        if cluster.policies[pol].kind == PolicyKind::Kubernetes {
+                            continue;
+                        }
+                        for r in p.rules.iter().filter(|r| r.matched && r.action != Action::Log) {
+                            let s = seen.entry((pol, direction, r.index)).or_default();
+                            s.decided |= r.decisive;
+                            if s.matched.is_none() && !r.decisive {
+                                let by = winner.clone().unwrap_or_else(|| "the end of an earlier tier".into());
+                                s.matched = Some(format!("{direction} at {endpoint} on {probe}: {by} decided first"));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    for ((pol, dir, rule), s) in seen {
+        if let (Some(example), false) = (s.matched, s.decided) {
+            cx.at_policy(
+                &SHADOWED,
+                pol,
+                rule_path(dir, rule),
+                format!("{dir} rule [{rule}] never decides a connection it matches; for example {example}"),
+                "remove the rule, or move it (or its policy) before the rule that takes its connections",
+            );
+        }
+    }
+}
+
+fn decider(policies: &[palisade_core::verdict::PolicyEval]) -> Option<String> {
+    policies.iter().find_map(|p| {
+        let r = p.rules.iter().find(|r| r.decisive)?;
+        Some(format!("{} rule [{}] ({})", p.policy, r.index, r.action.as_str()))
+    })
+}
+
+fn equal_order(cx: &mut Context) {
+    let cluster = cx.cluster;
+    let calico: Vec<usize> =
+        (0..cluster.policies.len()).filter(|&i| cluster.policies[i].kind != PolicyKind::Kubernetes).collect();
+    let selected = |i: usize| -> Vec<usize> {
+        (0..cluster.pods.len()).filter(|&p| selects(cluster, &cluster.policies[i], &Side::pod(cluster, p))).collect()
+    };
+    let mut found = Vec::new();
+    for (n, &a) in calico.iter().enumerate() {
+        for &b in &calico[n + 1..] {
+            let (pa, pb) = (&cluster.policies[a], &cluster.policies[b]);
+            if pa.tier != pb.tier || pa.order.is_none() || pa.order != pb.order {
+                continue;
+            }
+            let (sa, sb) = (selected(a), selected(b));
+            if let Some(&p) = sa.iter().find(|p| sb.contains(p)) {
+                let message = format!(
+                    "{} and {} both have order {} in tier {} and both select {}: only their names decide which goes first",
+                    cluster.policy_key(a), cluster.policy_key(b), pa.order.unwrap_or_default(), cluster.tiers[pa.tier].name, cluster.pod_key(p)
+                );
+                found.push((b, message));
+            }
+        }
+    }
+    for (pol, message) in found {
+        cx.at_policy(
+            &EQUAL_ORDER,
+            pol,
+            FieldPath::root().key("spec").key("order"),
+            message,
+            "give each policy its own order so that the evaluation order is written, not implied",
+        );
+    }
+}
+
+/// Tiers that hold a policy and come after `tier`.
+fn later_tiers(cluster: &Cluster, tier: usize) -> bool {
+    let rank = cluster.tier_ranks();
+    cluster.policies.iter().any(|p| rank[p.tier] > rank[tier])
+}
+
+fn pass_last(cx: &mut Context) {
+    let cluster = cx.cluster;
+    let help = "with no later tier, a passed connection goes to the endpoint's profile (which allows Kubernetes pods): use Allow or Deny, or add the tier it should go to";
+    for pol in 0..cluster.policies.len() {
+        let p = &cluster.policies[pol];
+        if later_tiers(cluster, p.tier) {
+            continue;
+        }
+        for dir in [Direction::Ingress, Direction::Egress] {
+            for (i, r) in p.rules(dir).into_iter().flatten().enumerate().filter(|(_, r)| r.action == Action::Pass) {
+                let _ = r;
+                let message = format!(
+                    "{dir} rule [{i}] passes, but tier {} is the last tier that holds policies",
+                    cluster.tiers[p.tier].name
+                );
+                cx.at_policy(&PASS_LAST, pol, rule_path(dir, i), message, help);
+            }
+        }
+    }
+    for (t, tier) in cluster.tiers.iter().enumerate() {
+        let used = cluster.policies.iter().any(|p| p.tier == t);
+        if tier.pass_at_end && used && !later_tiers(cluster, t) {
+            let message =
+                format!("tier {} ends in Pass (defaultAction: Pass), but no later tier holds policies", tier.name);
+            cx.push(
+                &PASS_LAST,
+                format!("Tier {}", tier.name),
+                FieldPath::root().key("spec").key("defaultAction"),
+                message,
+                help.into(),
+                tier.location.clone(),
+            );
+        }
+    }
+}

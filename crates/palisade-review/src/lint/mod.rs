@@ -1,0 +1,203 @@
+//! `lint`: findings about a policy set that loads fine but does not do what its author
+//! likely meant. Every finding has a stable code, a severity, a place and a hint.
+
+mod address;
+mod calico;
+mod reachability;
+pub mod sarif;
+mod syntax;
+
+use std::sync::Arc;
+
+use palisade_core::build::{Input, Object};
+use palisade_core::cluster::Cluster;
+use palisade_core::field::{FieldPath, Location, Problem, Severity};
+use palisade_core::policy::{Direction, PolicyKind};
+use serde::Serialize;
+
+use crate::connectivity::Connectivity;
+use crate::workload::Workloads;
+
+/// A kind of finding. Codes never change meaning; new checks get new codes.
+#[derive(Debug, Serialize)]
+pub struct Check {
+    pub code: &'static str,
+    pub name: &'static str,
+    pub severity: Severity,
+    pub summary: &'static str,
+}
+
+macro_rules! checks {
+    ($($id:ident = $code:literal, $name:literal, $sev:ident, $summary:literal;)*) => {
+        $(pub const $id: Check = Check { code: $code, name: $name, severity: Severity::$sev, summary: $summary };)*
+        /// Every check, in code order.
+        pub const CHECKS: &[Check] = &[$($id),*];
+    };
+}
+
+checks! {
+    INPUT = "PAL000", "input-warning", Warning, "The input loads, but a field is suspicious (reported by the loader).";
+    SELECTS_NOTHING = "PAL001", "selects-nothing", Warning, "A policy selects no pod or host endpoint of this cluster.";
+    UNKNOWN_LABEL = "PAL002", "unknown-label", Warning, "A selector names a label (or value) that no pod or namespace carries.";
+    NO_DNS = "PAL003", "egress-without-dns", Error, "Pods are isolated for egress and cannot reach DNS.";
+    DNS_ANYWHERE = "PAL004", "dns-to-any-address", Warning, "DNS is allowed to every address: a path to exfiltrate data.";
+    ANY_PEER = "PAL005", "any-peer", Warning, "A rule with an empty or absent from/to admits every peer, in every namespace and outside.";
+    SPLIT_PEERS = "PAL006", "split-peers", Warning, "namespaceSelector and podSelector are two peers (OR) where one peer (AND) was likely meant.";
+    JOINED_PEER = "PAL007", "joined-peer-selects-nothing", Warning, "A peer with namespaceSelector AND podSelector selects no pod, though each alone does: two peers were likely meant.";
+    IPBLOCK_PODS = "PAL008", "ipblock-covers-cluster", Warning, "An ipBlock covers pod or node addresses, which selectors should name.";
+    IPBLOCK_SERVICE = "PAL009", "ipblock-service-address", Warning, "An ipBlock covers a Service's ClusterIP but not its backends: policy sees the backends after DNAT.";
+    POLICY_TYPES = "PAL010", "policy-types-default", Warning, "policyTypes is omitted and its default differs from what the rules suggest.";
+    ONE_SIDED = "PAL011", "one-sided-allow", Error, "One side allows a connection the other side's isolation denies: it still fails.";
+    PARTLY_ISOLATED = "PAL012", "partly-isolated-namespace", Warning, "Some pods of a namespace are isolated, others are left open.";
+    SHADOWED = "PAL013", "shadowed-rule", Error, "A Calico rule can never decide: an earlier rule or policy always decides first.";
+    EQUAL_ORDER = "PAL014", "equal-order", Warning, "Two Calico policies of one tier share an order and an endpoint: only their names order them.";
+    PASS_LAST = "PAL015", "pass-without-later-tier", Warning, "A Pass has no later tier to hand the connection to: the profile decides.";
+}
+
+pub fn check(code: &str) -> Option<&'static Check> {
+    CHECKS.iter().find(|c| c.code == code || c.name == code)
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Finding {
+    pub code: &'static str,
+    pub name: &'static str,
+    pub severity: Severity,
+    /// `NetworkPolicy ns/name`, `namespace ns`, ...
+    pub object: String,
+    pub path: String,
+    pub message: String,
+    pub help: String,
+    pub location: Option<Location>,
+}
+
+impl Finding {
+    pub fn from_problem(p: &Problem) -> Finding {
+        Finding {
+            code: INPUT.code,
+            name: INPUT.name,
+            severity: p.severity,
+            object: p.object.clone(),
+            path: p.path.to_string(),
+            message: p.message.clone(),
+            help: p.help.clone().unwrap_or_default(),
+            location: p.location.clone(),
+        }
+    }
+    /// As a loader problem, so it renders with the same code frames; the code leads the message.
+    pub fn to_problem(&self) -> Problem {
+        Problem {
+            severity: self.severity,
+            object: self.object.clone(),
+            path: FieldPath::parse(&self.path),
+            message: format!("[{} {}] {}", self.code, self.name, self.message),
+            help: (!self.help.is_empty()).then(|| self.help.clone()),
+            location: self.location.clone(),
+        }
+    }
+}
+
+/// What the checks read, and where they put their findings.
+pub(crate) struct Context<'a> {
+    pub cluster: &'a Cluster,
+    pub conn: &'a Connectivity,
+    pub workloads: &'a Workloads,
+    /// Per policy of the cluster, its input object (to read fields as written and locate them).
+    pub inputs: Vec<Option<&'a Input>>,
+    pub findings: Vec<Finding>,
+}
+
+impl<'a> Context<'a> {
+    fn new(cluster: &'a Cluster, inputs: &'a [Input], conn: &'a Connectivity, workloads: &'a Workloads) -> Self {
+        let root = FieldPath::root();
+        let by_location: std::collections::HashMap<(Arc<str>, usize), &Input> =
+            inputs.iter().filter_map(|i| i.locate.locate(&root).map(|l| ((l.file.clone(), l.offset), i))).collect();
+        let inputs = cluster
+            .policies
+            .iter()
+            .map(|p| p.location.as_ref().and_then(|l| by_location.get(&(l.file.clone(), l.offset)).copied()))
+            .collect();
+        Context { cluster, conn, workloads, inputs, findings: Vec::new() }
+    }
+
+    pub fn policy_object(&self, pol: usize) -> String {
+        let p = &self.cluster.policies[pol];
+        let kind = match p.kind {
+            PolicyKind::Kubernetes => "NetworkPolicy",
+            PolicyKind::Calico => "Calico NetworkPolicy",
+            PolicyKind::CalicoGlobal => "GlobalNetworkPolicy",
+        };
+        format!("{kind} {}", self.cluster.policy_key(pol))
+    }
+
+    pub fn locate(&self, pol: usize, path: &FieldPath) -> Option<Location> {
+        match self.inputs[pol] {
+            Some(input) => input.locate.locate(path),
+            None => self.cluster.policies[pol].location.clone(),
+        }
+    }
+
+    /// The Kubernetes NetworkPolicy as written, for a Kubernetes policy.
+    pub fn written(&self, pol: usize) -> Option<&'a k8s_openapi::api::networking::v1::NetworkPolicy> {
+        match &self.inputs[pol]?.object {
+            Object::NetworkPolicy(np) => Some(np),
+            _ => None,
+        }
+    }
+
+    pub fn at_policy(&mut self, check: &Check, pol: usize, path: FieldPath, message: String, help: impl Into<String>) {
+        let location = self.locate(pol, &path);
+        let object = self.policy_object(pol);
+        self.push(check, object, path, message, help.into(), location);
+    }
+
+    pub fn push(
+        &mut self,
+        check: &Check,
+        object: String,
+        path: FieldPath,
+        message: String,
+        help: String,
+        location: Option<Location>,
+    ) {
+        self.findings.push(Finding {
+            code: check.code,
+            name: check.name,
+            severity: check.severity,
+            object,
+            path: if path.0.is_empty() { String::new() } else { path.to_string() },
+            message,
+            help,
+            location,
+        });
+    }
+}
+
+/// The path of rule `i` in direction `dir`: `spec.ingress[2]`.
+pub(crate) fn rule_path(dir: Direction, i: usize) -> FieldPath {
+    FieldPath::root().key("spec").key(dir.field()).index(i)
+}
+
+/// Runs every check. Findings come in code order, then by place.
+pub fn lint(cluster: &Cluster, inputs: &[Input], conn: &Connectivity, workloads: &Workloads) -> Vec<Finding> {
+    let mut cx = Context::new(cluster, inputs, conn, workloads);
+    syntax::run(&mut cx);
+    address::run(&mut cx);
+    reachability::run(&mut cx);
+    calico::run(&mut cx);
+    let mut findings = cx.findings;
+    findings.sort_by(|a, b| {
+        let place = |f: &Finding| f.location.as_ref().map(|l| (l.file.clone(), l.line, l.column));
+        (a.code, place(a), &a.message).cmp(&(b.code, place(b), &b.message))
+    });
+    findings
+}
+
+/// "a, b, c and 4 more".
+pub(crate) fn some_of(items: &[String], shown: usize) -> String {
+    let mut s = items.iter().take(shown).cloned().collect::<Vec<_>>().join(", ");
+    if items.len() > shown {
+        s.push_str(&format!(" and {} more", items.len() - shown));
+    }
+    s
+}

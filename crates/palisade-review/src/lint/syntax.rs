@@ -1,0 +1,354 @@
+//! Checks on how policies are written: what they select, their peers and policyTypes.
+
+use std::collections::BTreeSet;
+
+use k8s_openapi::api::networking::v1::{NetworkPolicyPeer, NetworkPolicySpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use palisade_core::calico::rule::{CalicoRule, Entity};
+use palisade_core::field::FieldPath;
+use palisade_core::peer::Peer;
+use palisade_core::policy::{Action, Direction, Match, Policy, Subject};
+use palisade_core::port::{Protocol, RulePort};
+use palisade_core::verdict::{selects, Endpoint, Side};
+
+use super::{
+    rule_path, Context, ANY_PEER, DNS_ANYWHERE, JOINED_PEER, POLICY_TYPES, SELECTS_NOTHING, SPLIT_PEERS, UNKNOWN_LABEL,
+};
+
+pub(super) fn run(cx: &mut Context) {
+    for pol in 0..cx.cluster.policies.len() {
+        selects_nothing(cx, pol);
+        unknown_labels(cx, pol);
+        open_rules(cx, pol);
+        if let Some(spec) = cx.written(pol).and_then(|np| np.spec.as_ref()) {
+            peer_shapes(cx, pol, spec);
+            policy_types(cx, pol, spec);
+        }
+    }
+}
+
+fn selects_nothing(cx: &mut Context, pol: usize) {
+    let (cluster, p) = (cx.cluster, &cx.cluster.policies[pol]);
+    let pods = (0..cluster.pods.len()).any(|i| selects(cluster, p, &Side::pod(cluster, i)));
+    let hosts = (0..cluster.host_endpoints.len()).any(|h| {
+        let ip = cluster.host_endpoints[h].ips.first().copied();
+        selects(cluster, p, &Side { endpoint: Endpoint::Host(h), ip })
+    });
+    if pods || hosts {
+        return;
+    }
+    let (field, written) = match &p.subject {
+        Subject::Pods(_) => ("podSelector", describe_selector_field(cx, pol)),
+        Subject::Endpoints(e) => ("selector", e.to_string()),
+    };
+    cx.at_policy(
+        &SELECTS_NOTHING,
+        pol,
+        FieldPath::root().key("spec").key(field),
+        format!("selects no pod{} in this cluster ({field} {written})", if hosts { "" } else { " or host endpoint" }),
+        "check the selector's labels against the pods' (palisade select shows what a selector matches); a policy that selects nothing enforces nothing",
+    );
+}
+
+fn describe_selector_field(cx: &Context, pol: usize) -> String {
+    let sel = cx.written(pol).and_then(|np| np.spec.as_ref()).and_then(|s| s.pod_selector.clone()).unwrap_or_default();
+    serde_json::to_string(&sel).unwrap_or_default()
+}
+
+/// Label keys (and key=value pairs) that something in the cluster carries.
+struct Carried {
+    keys: BTreeSet<String>,
+    pairs: BTreeSet<(String, String)>,
+}
+
+impl Carried {
+    fn of<'a>(label_sets: impl Iterator<Item = &'a palisade_core::label::Labels>) -> Carried {
+        let mut c = Carried { keys: BTreeSet::new(), pairs: BTreeSet::new() };
+        for labels in label_sets {
+            for (k, v) in labels {
+                c.keys.insert(k.clone());
+                c.pairs.insert((k.clone(), v.clone()));
+            }
+        }
+        c
+    }
+}
+
+fn unknown_labels(cx: &mut Context, pol: usize) {
+    let cluster = cx.cluster;
+    let pods = Carried::of(cluster.pods.iter().map(|p| &p.labels));
+    let namespaces = Carried::of(cluster.namespaces.iter().map(|n| &n.labels));
+    let mut found: Vec<(FieldPath, String)> = Vec::new();
+    if let Some(spec) = cx.written(pol).and_then(|np| np.spec.as_ref()) {
+        let spec_path = FieldPath::root().key("spec");
+        if let Some(s) = &spec.pod_selector {
+            missing_labels(s, &pods, "pod", &spec_path.key("podSelector"), &mut found);
+        }
+        for (dir, rules) in written_rules(spec) {
+            for (i, peers) in rules.iter().enumerate() {
+                for (j, peer) in peers.iter().flat_map(|p| p.iter()).enumerate() {
+                    let path = rule_path(dir, i).key(dir.peers_field()).index(j);
+                    if let Some(s) = &peer.pod_selector {
+                        missing_labels(s, &pods, "pod", &path.key("podSelector"), &mut found);
+                    }
+                    if let Some(s) = &peer.namespace_selector {
+                        missing_labels(s, &namespaces, "namespace", &path.key("namespaceSelector"), &mut found);
+                    }
+                }
+            }
+        }
+    } else {
+        calico_unknown_keys(cx, pol, &mut found);
+    }
+    for (path, message) in found {
+        cx.at_policy(
+            &UNKNOWN_LABEL,
+            pol,
+            path,
+            message,
+            "a typo in a label selects nothing: compare with the labels the pods and namespaces carry (kubectl get pods --show-labels)",
+        );
+    }
+}
+
+/// Each rule's peer list as written, per direction.
+fn written_rules(spec: &NetworkPolicySpec) -> Vec<(Direction, Vec<Option<&Vec<NetworkPolicyPeer>>>)> {
+    let ingress = spec.ingress.iter().flatten().map(|r| r.from.as_ref()).collect();
+    let egress = spec.egress.iter().flatten().map(|r| r.to.as_ref()).collect();
+    vec![(Direction::Ingress, ingress), (Direction::Egress, egress)]
+}
+
+fn missing_labels(
+    sel: &LabelSelector,
+    carried: &Carried,
+    what: &str,
+    path: &FieldPath,
+    out: &mut Vec<(FieldPath, String)>,
+) {
+    for (k, v) in sel.match_labels.iter().flatten() {
+        if !carried.keys.contains(k) {
+            out.push((path.key("matchLabels").key(k), format!("no {what} carries the label {k}")));
+        } else if !carried.pairs.contains(&(k.clone(), v.clone())) {
+            out.push((path.key("matchLabels").key(k), format!("no {what} carries {k}={v}")));
+        }
+    }
+    for (i, e) in sel.match_expressions.iter().flatten().enumerate() {
+        let at = path.key("matchExpressions").index(i);
+        if !carried.keys.contains(&e.key) && matches!(e.operator.as_str(), "In" | "Exists") {
+            out.push((at, format!("no {what} carries the label {}", e.key)));
+        } else if e.operator == "In" {
+            let values = e.values.iter().flatten();
+            if !values.clone().any(|v| carried.pairs.contains(&(e.key.clone(), v.clone()))) {
+                let list: Vec<&String> = values.collect();
+                out.push((at, format!("no {what} carries {} with any of the values {list:?}", e.key)));
+            }
+        }
+    }
+}
+
+/// Calico selectors: label keys that no endpoint, namespace, service account or network set carries.
+fn calico_unknown_keys(cx: &Context, pol: usize, found: &mut Vec<(FieldPath, String)>) {
+    let cluster = cx.cluster;
+    let mut carried: BTreeSet<String> = BTreeSet::new();
+    let sets = cluster
+        .calico_labels
+        .iter()
+        .chain(cluster.host_endpoints.iter().map(|h| &h.labels))
+        .chain(cluster.network_sets.iter().map(|s| &s.labels));
+    for labels in sets {
+        carried.extend(labels.keys().cloned());
+    }
+    let p: &Policy = &cluster.policies[pol];
+    let mut keys = BTreeSet::new();
+    if let Subject::Endpoints(e) = &p.subject {
+        e.keys(&mut keys);
+    }
+    for k in keys.iter().filter(|k| !carried.contains(*k)) {
+        found.push((
+            FieldPath::root().key("spec").key("selector"),
+            format!("no endpoint carries the label {}", shown_key(k)),
+        ));
+    }
+    for dir in [Direction::Ingress, Direction::Egress] {
+        for (i, r) in p.rules(dir).into_iter().flatten().enumerate() {
+            let Match::Calico(c) = &r.matches else { continue };
+            let mut keys = BTreeSet::new();
+            for e in [&c.source, &c.destination] {
+                e.selector.iter().chain(e.not_selector.iter()).for_each(|x| x.keys(&mut keys));
+            }
+            for k in keys.iter().filter(|k| !carried.contains(*k)) {
+                found.push((
+                    rule_path(dir, i),
+                    format!("no endpoint or network set carries the label {}", shown_key(k)),
+                ));
+            }
+        }
+    }
+}
+
+/// Calico folds namespace labels in as `pcns.<key>`; print them as people wrote them.
+fn shown_key(k: &str) -> String {
+    match k.strip_prefix("pcns.") {
+        Some(ns) => format!("{ns} (on a namespace)"),
+        None => k.to_string(),
+    }
+}
+
+/// Whether a rule's ports admit DNS (53 over UDP or TCP).
+fn admits_dns(ports: &Option<Vec<RulePort>>) -> bool {
+    match ports {
+        None => false,
+        Some(list) => list.iter().any(|p| p.matches(53, Protocol::UDP, None) || p.matches(53, Protocol::TCP, None)),
+    }
+}
+
+fn open_rules(cx: &mut Context, pol: usize) {
+    let p = &cx.cluster.policies[pol];
+    let mut found = Vec::new();
+    for dir in [Direction::Ingress, Direction::Egress] {
+        for (i, r) in p.rules(dir).into_iter().flatten().enumerate() {
+            if r.action != Action::Allow {
+                continue;
+            }
+            let (every_peer, dns) = match &r.matches {
+                Match::Kubernetes { peers, ports } => {
+                    let everywhere = |ps: &Vec<Peer>| {
+                        ps.iter()
+                            .any(|x| matches!(x, Peer::IpBlock(b) if b.cidr.prefix_len() == 0 && b.except.is_empty()))
+                    };
+                    (peers.is_none(), admits_dns(ports) && peers.as_ref().is_none_or(everywhere))
+                }
+                Match::Calico(c) => calico_open(c, dir),
+            };
+            let ports = rule_ports(&r.matches);
+            if dir == Direction::Egress && dns {
+                found.push((&DNS_ANYWHERE, rule_path(dir, i), format!("egress rule [{i}] allows DNS ({ports}) to every address"),
+                    "DNS to any address lets a compromised pod tunnel data out; allow 53 only to kube-dns: one peer with namespaceSelector kubernetes.io/metadata.name: kube-system AND podSelector k8s-app: kube-dns"));
+            } else if every_peer {
+                let field = dir.peers_field();
+                found.push((&ANY_PEER, rule_path(dir, i), format!("{dir} rule [{i}] has no {field}: it admits every pod in every namespace and every address, on {ports}"),
+                    "name the peers this rule is for (podSelector, namespaceSelector, ipBlock); an empty or absent list means everyone"));
+            }
+        }
+    }
+    for (check, path, message, help) in found {
+        cx.at_policy(check, pol, path, message, help);
+    }
+}
+
+fn rule_ports(m: &Match) -> String {
+    match m {
+        Match::Kubernetes { ports: None, .. } => "every port".into(),
+        Match::Kubernetes { ports: Some(list), .. } => {
+            list.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(", ")
+        }
+        Match::Calico(c) => {
+            let ports: Vec<String> = c.destination.ports.iter().map(|p| p.to_string()).collect();
+            let proto = c.protocol.as_ref().map(|p| p.1.clone()).unwrap_or_else(|| "any protocol".into());
+            if ports.is_empty() {
+                format!("every port of {proto}")
+            } else {
+                format!("{} {proto}", ports.join(", "))
+            }
+        }
+    }
+}
+
+/// (the rule admits every peer, it admits DNS to every address) for a Calico Allow rule.
+fn calico_open(c: &CalicoRule, dir: Direction) -> (bool, bool) {
+    let peer: &Entity = match dir {
+        Direction::Ingress => &c.source,
+        Direction::Egress => &c.destination,
+    };
+    let no_peer =
+        peer.nets.is_empty() && peer.not_nets.is_empty() && peer.selector.is_none() && peer.not_selector.is_none();
+    let everywhere = no_peer || peer.nets.iter().any(|n| n.prefix_len() == 0) && peer.selector.is_none();
+    let proto_ok = c.protocol.as_ref().is_none_or(|(n, _)| *n == 17 || *n == 6);
+    let dns = proto_ok
+        && !c.destination.ports.is_empty()
+        && c.destination
+            .ports
+            .iter()
+            .any(|p| matches!(p, palisade_core::calico::rule::CalicoPort::Range(a, b) if (*a..=*b).contains(&53)));
+    (no_peer, everywhere && dns)
+}
+
+fn peer_shapes(cx: &mut Context, pol: usize, spec: &NetworkPolicySpec) {
+    let mut found = Vec::new();
+    for (dir, rules) in written_rules(spec) {
+        for (i, peers) in rules.iter().enumerate() {
+            let Some(peers) = peers else { continue };
+            let ns_only = peers.iter().position(|x| x.namespace_selector.is_some() && x.pod_selector.is_none());
+            let pod_only = peers.iter().position(|x| x.pod_selector.is_some() && x.namespace_selector.is_none());
+            if let (Some(n), Some(p)) = (ns_only, pod_only) {
+                let field = dir.peers_field();
+                found.push((&SPLIT_PEERS, rule_path(dir, i).key(field).index(n.min(p)),
+                    format!("{field}[{n}] (namespaceSelector) and {field}[{p}] (podSelector) are two peers: every pod of the selected namespaces, OR the selected pods of this namespace"),
+                    "if you meant the selected pods in the selected namespaces, write both selectors in one peer (drop the '-' before podSelector)".to_string()));
+            }
+            for (j, peer) in peers.iter().enumerate() {
+                if let Some(msg) = joined_peer_empty(cx, pol, dir, i, j, peer) {
+                    let at = rule_path(dir, i).key(dir.peers_field()).index(j);
+                    found.push((&JOINED_PEER, at, msg,
+                        "if you meant either the namespaces or the pods, write them as two peers ('- namespaceSelector' and '- podSelector')".to_string()));
+                }
+            }
+        }
+    }
+    for (check, path, message, help) in found {
+        cx.at_policy(check, pol, path, message, help);
+    }
+}
+
+/// A peer with both selectors that selects no pod, where each selector alone selects some.
+fn joined_peer_empty(
+    cx: &Context,
+    pol: usize,
+    dir: Direction,
+    i: usize,
+    j: usize,
+    peer: &NetworkPolicyPeer,
+) -> Option<String> {
+    if peer.namespace_selector.is_none() || peer.pod_selector.is_none() {
+        return None;
+    }
+    let cluster = cx.cluster;
+    let rule = cluster.policies[pol].rules(dir)?.get(i)?;
+    let Match::Kubernetes { peers: Some(peers), .. } = &rule.matches else { return None };
+    let Some(Peer::Pods { namespaces: palisade_core::peer::NamespaceScope::Matching(ns), pods }) = peers.get(j) else {
+        return None;
+    };
+    let in_ns = |p: &palisade_core::cluster::Pod| ns.matches(&cluster.namespaces[p.namespace].labels);
+    let both = cluster.pods.iter().any(|p| in_ns(p) && pods.matches(&p.labels));
+    let ns_alone = cluster.pods.iter().any(in_ns);
+    let pods_alone = cluster.pods.iter().any(|p| pods.matches(&p.labels));
+    (!both && ns_alone && pods_alone).then(|| {
+        format!("{}[{j}] selects no pod: its namespaces hold pods and its podSelector matches pods, but never the same ones", dir.peers_field())
+    })
+}
+
+fn policy_types(cx: &mut Context, pol: usize, spec: &NetworkPolicySpec) {
+    if spec.policy_types.as_ref().is_some_and(|t| !t.is_empty()) {
+        return;
+    }
+    let ingress_rules = spec.ingress.as_ref().map(|r| r.len());
+    let egress_rules = spec.egress.as_ref().map(|r| r.len());
+    let path = FieldPath::root().key("spec").key("policyTypes");
+    match (ingress_rules, egress_rules) {
+        (None | Some(0), Some(n)) if n > 0 => cx.at_policy(
+            &POLICY_TYPES,
+            pol,
+            path,
+            "policyTypes is omitted, so it defaults to [Ingress, Egress]: the selected pods also deny all ingress, though the policy has only egress rules".into(),
+            "write policyTypes: [Egress] if the policy is meant for egress only, or [Ingress, Egress] to keep the ingress deny on purpose",
+        ),
+        (_, Some(0)) => cx.at_policy(
+            &POLICY_TYPES,
+            pol,
+            path,
+            "policyTypes is omitted and egress is an empty list, so Egress is not a policy type: egress stays open".into(),
+            "to deny all egress, write policyTypes: [Ingress, Egress] (or [Egress])",
+        ),
+        _ => {}
+    }
+}
