@@ -15,6 +15,9 @@ pub struct Args {
     old: PathBuf,
     /// The policy set after (same forms).
     new: PathBuf,
+    /// Manifests both sides share (the cluster, say), added to OLD and to NEW; repeatable.
+    #[arg(long = "with", value_name = "PATH")]
+    with: Vec<PathBuf>,
     /// Namespace for namespaced objects that name none.
     #[arg(short = 'n', long)]
     namespace: Option<String>,
@@ -29,8 +32,10 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> u8 {
-    let side =
-        |path: &PathBuf| InputArgs { paths: vec![path.clone()], namespace: args.namespace.clone(), quiet: args.quiet };
+    let side = |path: &PathBuf| {
+        let paths = std::iter::once(path.clone()).chain(args.with.iter().cloned()).collect();
+        InputArgs { paths, namespace: args.namespace.clone(), quiet: args.quiet }
+    };
     let (old, new) = match (load(&side(&args.old)), load(&side(&args.new))) {
         (Ok(o), Ok(n)) => (o, n),
         (Err(code), _) | (_, Err(code)) => return code,

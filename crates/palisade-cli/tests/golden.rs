@@ -98,6 +98,11 @@ const CASES: &[(&str, &[&str])] = &[
             "-q",
         ],
     ),
+    ("lint-one-sided.txt", &["lint", "tests/lint/cluster.yaml", "tests/lint/one-sided.yaml"]),
+    ("lint-calico-wordpress.txt", &["lint", "examples/calico-wordpress"]),
+    ("lint-node-network-egress.sarif", &["lint", "--output", "sarif", "examples/node-network-egress"]),
+    ("reach-lateral-movement.txt", &["reach", "--from", "shop/frontend", "--hops", "3", "examples/lateral-movement"]),
+    ("graph-calico-wordpress.dot", &["graph", "examples/calico-wordpress", "-q"]),
 ];
 
 #[test]

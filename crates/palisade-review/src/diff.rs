@@ -85,7 +85,7 @@ fn group<'a>(changes: impl Iterator<Item = (&'a Pair, &'a (String, String))>, al
     for ((a, b, probe), (wa, wb)) in changes {
         let entry = by
             .entry((wa.clone(), wb.clone()))
-            .or_insert_with(|| (BTreeMap::new(), (a.clone(), b.clone(), probe.to_string())));
+            .or_insert_with(|| (BTreeMap::new(), (a.clone(), b.clone(), format!("{}/{}", probe.port, probe.protocol))));
         *entry.0.entry(*probe).or_default() += 1;
     }
     by.into_iter()

@@ -103,10 +103,12 @@ pub fn probes_of(clusters: &[&Cluster]) -> Vec<Probe> {
 /// every probe of it, its unnamed port included, is in the set).
 pub fn describe(all: &[Probe], chosen: &[Probe]) -> String {
     let mut parts = Vec::new();
+    let mut chosen = chosen.to_vec();
+    chosen.sort_by_key(|p| (p.protocol, p.other, p.port));
     let protocols: BTreeSet<Protocol> = chosen.iter().map(|p| p.protocol).collect();
     for protocol in protocols {
         let of = |v: &[Probe]| v.iter().filter(|p| p.protocol == protocol).count();
-        if of(all) == of(chosen) {
+        if of(all) == of(&chosen) {
             parts.push(format!("any {protocol}"));
         } else {
             parts.extend(chosen.iter().filter(|p| p.protocol == protocol).map(|p| p.to_string()));

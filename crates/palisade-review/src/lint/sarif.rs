@@ -22,7 +22,7 @@ pub fn sarif(findings: &[Finding]) -> Value {
         "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
         "version": "2.1.0",
         "runs": [{
-            "tool": {"driver": {"name": "palisade", "informationUri": "https://github.com/palisade", "version": env!("CARGO_PKG_VERSION"), "rules": rules}},
+            "tool": {"driver": {"name": "palisade", "version": env!("CARGO_PKG_VERSION"), "rules": rules}},
             "results": results,
         }],
     })

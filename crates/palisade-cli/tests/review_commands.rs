@@ -1,0 +1,281 @@
+//! lint, diff, reach and graph as users run them: exit codes, JSON/SARIF shapes, git
+//! revisions, and the HTML report as a browser shows it.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Command;
+
+use common::{conformance_cases, load_case, palisade, repo};
+use palisade_core::verdict::{decide, Connection, Side, Verdict};
+use palisade_review::connectivity::Connectivity;
+use palisade_review::diff::{diff, Version};
+use palisade_review::probe::probes_of;
+use palisade_review::workload::Workloads;
+use serde_json::Value;
+
+fn run(args: &[&str]) -> (i32, String, String) {
+    let out = palisade().current_dir(repo()).args(args).output().unwrap();
+    let text = |b: &[u8]| String::from_utf8_lossy(b).to_string();
+    (out.status.code().unwrap_or(-1), text(&out.stdout), text(&out.stderr))
+}
+
+const ONE_SIDED: [&str; 2] = ["tests/lint/cluster.yaml", "tests/lint/one-sided.yaml"];
+
+#[test]
+fn lint_exit_code_follows_fail_on_and_allow() {
+    let with = |extra: &[&str]| {
+        let mut args = vec!["lint"];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&ONE_SIDED);
+        run(&args).0
+    };
+    assert_eq!(with(&[]), 1, "errors fail by default");
+    assert_eq!(with(&["--fail-on", "never"]), 0);
+    assert_eq!(with(&["--allow", "PAL011", "--allow", "egress-without-dns"]), 0, "only warnings are left");
+    assert_eq!(with(&["--allow", "PAL011", "--allow", "PAL003", "--fail-on", "warning"]), 1);
+    assert_eq!(with(&["--allow", "PAL999"]), 2, "an unknown check is a usage error");
+    let (code, _, _) = run(&["lint", "tests/lint/cluster.yaml", "tests/lint/clean.yaml", "--fail-on", "warning"]);
+    assert_eq!(code, 0, "the clean case has no finding");
+    let (code, _, err) = run(&["lint", "tests/invalid/calico-ports-without-protocol.yaml"]);
+    assert_eq!(code, 2, "invalid input is not linted: {err}");
+}
+
+#[test]
+fn lint_lists_its_checks() {
+    let (code, out, _) = run(&["lint", "--list-checks"]);
+    assert_eq!(code, 0);
+    for c in palisade_review::lint::CHECKS {
+        assert!(out.contains(c.code) && out.contains(c.name), "{} missing from --list-checks", c.code);
+    }
+}
+
+#[test]
+fn lint_json_and_sarif_carry_the_same_findings() {
+    let mut args = vec!["lint", "--fail-on", "never", "--output", "json"];
+    args.extend_from_slice(&ONE_SIDED);
+    let json: Value = serde_json::from_str(&run(&args).1).unwrap();
+    let findings = json.as_array().unwrap();
+    assert_eq!(findings.len(), 5);
+    let f = findings.iter().find(|f| f["code"] == "PAL011").unwrap();
+    assert_eq!(f["severity"], "error");
+    assert_eq!(f["location"]["file"], "tests/lint/one-sided.yaml");
+    assert!(f["location"]["line"].as_u64().unwrap() > 0);
+    args[4] = "sarif";
+    let sarif: Value = serde_json::from_str(&run(&args).1).unwrap();
+    assert_eq!(sarif["version"], "2.1.0");
+    let run0 = &sarif["runs"][0];
+    let rules = run0["tool"]["driver"]["rules"].as_array().unwrap();
+    let results = run0["results"].as_array().unwrap();
+    assert_eq!(results.len(), findings.len());
+    for (r, f) in results.iter().zip(findings) {
+        assert_eq!(r["ruleId"], f["code"]);
+        let index = r["ruleIndex"].as_u64().unwrap() as usize;
+        assert_eq!(rules[index]["id"], r["ruleId"], "ruleIndex points at the rule");
+        let region = &r["locations"][0]["physicalLocation"]["region"];
+        assert_eq!(region["startLine"], f["location"]["line"]);
+    }
+}
+
+fn git(dir: &Path, args: &[&str]) {
+    let ok = Command::new("git")
+        .current_dir(dir)
+        .args(["-c", "user.email=t@example.com", "-c", "user.name=t", "-c", "init.defaultBranch=main"])
+        .args(args)
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "git {args:?}");
+}
+
+#[test]
+fn diff_compares_a_git_revision_with_the_working_tree() {
+    let dir = std::env::temp_dir().join(format!("palisade-diff-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("policies")).unwrap();
+    let example = repo().join("examples/lateral-movement");
+    std::fs::copy(example.join("cluster.yaml"), dir.join("cluster.yaml")).unwrap();
+    std::fs::copy(example.join("protect-db.yaml"), dir.join("policies/protect-db.yaml")).unwrap();
+    git(&dir, &["init", "-q"]);
+    git(&dir, &["add", "."]);
+    git(&dir, &["commit", "-qm", "protect the database"]);
+    std::fs::copy(example.join("least-privilege.yaml"), dir.join("policies/least-privilege.yaml")).unwrap();
+    let diff_out = |args: &[&str]| {
+        let out = palisade().current_dir(&dir).args(args).output().unwrap();
+        (out.status.code().unwrap(), String::from_utf8_lossy(&out.stdout).to_string())
+    };
+    // Tightening loses connections and gains none: a pull-request check passes.
+    let (code, text) = diff_out(&["diff", "git:HEAD:.", ".", "--exit-code"]);
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains("- shop/deployment/frontend -> shop/deployment/backend"), "{text}");
+    assert!(text.contains("gained 0 connection(s)"), "{text}");
+    // The other way round every one of those is gained, and --exit-code fails.
+    let (code, json) = diff_out(&["diff", ".", "git:HEAD:.", "--exit-code", "--output", "json"]);
+    assert_eq!(code, 1);
+    let v: Value = serde_json::from_str(&json).unwrap();
+    assert!(v["lost"].as_array().unwrap().is_empty());
+    let gained = v["gained"].as_array().unwrap();
+    let pair = gained.iter().find(|g| g["from"] == "shop/deployment/frontend" && g["to"] == "shop/deployment/backend");
+    assert!(pair.is_some(), "{json}");
+    // Only the policies from git, the cluster shared by both sides.
+    let (_, only_policies) = diff_out(&["diff", "git:HEAD:policies", "policies", "--with", "cluster.yaml"]);
+    assert_eq!(only_policies, text);
+    let (code, _) = diff_out(&["diff", "git:no-such-rev:.", "."]);
+    assert_eq!(code, 2);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The diff's counts equal a brute-force comparison of per-connection verdicts.
+#[test]
+fn diff_agrees_with_deciding_every_connection() {
+    let cases = conformance_cases();
+    let mut compared = 0;
+    for pair in cases.windows(2).filter(|w| !w[0].file.contains("calico") || !w[1].file.contains("calico")) {
+        let (old, new) = (load_case(&pair[0]), load_case(&pair[1]));
+        let probes = probes_of(&[&old, &new]);
+        let (oc, nc) =
+            (Connectivity::compute(&old, probes.clone(), || {}), Connectivity::compute(&new, probes.clone(), || {}));
+        let (ow, nw) = (Workloads::new(&old), Workloads::new(&new));
+        let d = diff(
+            &Version { cluster: &old, conn: &oc, workloads: &ow },
+            &Version { cluster: &new, conn: &nc, workloads: &nw },
+        );
+        let mut from_diff: BTreeMap<(bool, String, String, String), usize> = BTreeMap::new();
+        for (gained, groups) in [(true, &d.gained), (false, &d.lost)] {
+            for g in groups.iter().filter(|g| !g.from.starts_with("ip:") && !g.to.starts_with("ip:")) {
+                for (probe, n) in &g.pairs {
+                    from_diff.insert((gained, g.from.clone(), g.to.clone(), probe.clone()), *n);
+                }
+            }
+        }
+        let mut brute: BTreeMap<(bool, String, String, String), usize> = BTreeMap::new();
+        for probe in &probes {
+            for s in 0..new.pods.len() {
+                for t in (0..new.pods.len()).filter(|&t| t != s) {
+                    let allowed = |c: &palisade_core::cluster::Cluster| {
+                        let conn = Connection::new(Side::pod(c, s), Side::pod(c, t), probe.port, probe.protocol);
+                        decide(c, &conn).verdict == Verdict::Allow
+                    };
+                    let (before, after) = (allowed(&old), allowed(&new));
+                    if before != after {
+                        let key = (after, nw.key(&new, nw.of_pod[s]), nw.key(&new, nw.of_pod[t]), probe.to_string());
+                        *brute.entry(key).or_default() += 1;
+                    }
+                }
+            }
+        }
+        assert_eq!(from_diff, brute, "{} -> {}", pair[0].file, pair[1].file);
+        compared += 1;
+    }
+    assert!(compared > 40, "only {compared} case pairs compared");
+}
+
+#[test]
+fn reach_follows_lateral_movement() {
+    let (code, out, _) =
+        run(&["reach", "--from", "shop/frontend", "--hops", "2", "--output", "json", "examples/lateral-movement"]);
+    assert_eq!(code, 0);
+    let v: Value = serde_json::from_str(&out).unwrap();
+    let reaches = v["reaches"].as_array().unwrap();
+    assert_eq!(reaches.len(), 1, "least privilege: the frontend opens only the backend: {out}");
+    assert_eq!(reaches[0]["name"], "shop/deployment/backend");
+    assert_eq!(reaches[0]["ports"], "9090/TCP");
+    let db = v["hops"].as_array().unwrap().iter().find(|h| h["workload"] == "shop/statefulset/db").unwrap();
+    assert_eq!(db["hops"], 2, "the database is two hops away, through the backend");
+    let (_, out, _) = run(&["reach", "--to", "shop/db", "--output", "json", "examples/lateral-movement"]);
+    let v: Value = serde_json::from_str(&out).unwrap();
+    let names: Vec<&str> = v["reached_by"].as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["shop/deployment/backend"]);
+    let (code, _, err) = run(&["reach", "--from", "shop/nope", "examples/lateral-movement"]);
+    assert_eq!(code, 2, "{err}");
+}
+
+#[test]
+fn graph_json_edges_agree_with_the_matrix() {
+    let (code, out, _) = run(&["graph", "--output", "json", "examples/calico-wordpress", "-q"]);
+    assert_eq!(code, 0);
+    let g: Value = serde_json::from_str(&out).unwrap();
+    let (_, m, _) = run(&["matrix", "--port", "80", "--output", "json", "examples/calico-wordpress", "-q"]);
+    let m: Value = serde_json::from_str(&m).unwrap();
+    let nodes = g["nodes"].as_array().unwrap();
+    let probe = g["probe_labels"].as_array().unwrap().iter().position(|p| p == "80/TCP").unwrap();
+    for (src, dsts) in m["allowed"].as_object().unwrap() {
+        for dst in nodes.iter().flat_map(|n| n["pods"].as_array().unwrap()) {
+            if dst == src {
+                continue;
+            }
+            let node_of =
+                |pod: &str| nodes.iter().position(|n| n["pods"].as_array().unwrap().iter().any(|p| p == pod)).unwrap();
+            let (a, b) = (node_of(src), node_of(dst.as_str().unwrap()));
+            let on_graph =
+                g["edges"].as_array().unwrap().iter().any(|e| {
+                    e["from"] == a && e["to"] == b && e["probes"].as_array().unwrap().iter().any(|p| p == probe)
+                });
+            let in_matrix = dsts.as_array().unwrap().contains(dst);
+            assert_eq!(on_graph, in_matrix, "{src} -> {dst} on 80/TCP");
+        }
+    }
+}
+
+/// Headless Chromium loads the report with a URL fragment that filters and selects, and
+/// prints the DOM after the script ran.
+fn browser_dom(html: &Path, fragment: &str) -> Option<String> {
+    let browser =
+        ["chromium", "chromium-browser"].into_iter().find(|b| Command::new(b).arg("--version").output().is_ok());
+    let Some(browser) = browser else {
+        assert!(
+            std::env::var_os("PALISADE_SKIP_BROWSER").is_some(),
+            "chromium is not installed (PALISADE_SKIP_BROWSER=1 skips)"
+        );
+        eprintln!("skipping: no chromium");
+        return None;
+    };
+    let url = format!("file://{}#{fragment}", html.display());
+    let profile = std::env::temp_dir().join(format!("palisade-chromium-{}", std::process::id()));
+    let out = Command::new(browser)
+        .args(["--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=2000", "--dump-dom"])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .arg(url)
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&profile);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    Some(String::from_utf8_lossy(&out.stdout).to_string())
+}
+
+#[test]
+fn html_report_works_offline_in_a_browser() {
+    let html = std::env::temp_dir().join(format!("palisade-report-{}.html", std::process::id()));
+    let (code, _, err) =
+        run(&["graph", "--output", "html", "-o", html.to_str().unwrap(), "examples/calico-wordpress", "-q"]);
+    assert_eq!(code, 0, "{err}");
+    let text = std::fs::read_to_string(&html).unwrap();
+    for external in ["http://", "https://", "src=\"//"] {
+        let hits: Vec<&str> =
+            text.lines().filter(|l| l.contains(external) && !l.contains("www.w3.org/2000/svg")).collect();
+        assert!(hits.is_empty(), "the report must not load anything: {hits:?}");
+    }
+    // Selecting an edge shows the rules that allow it.
+    let Some(dom) = browser_dom(&html, "edge=traefik/traefik-0->wordpress/wordpress-0") else { return };
+    assert!(dom.contains("id=\"selected-edge\">traefik/traefik-0 -&gt; wordpress/wordpress-0: 80/TCP"), "{dom}");
+    assert!(dom.contains("wordpress/allow-ingress-to-wordpress-service rule [0]"), "the allowing rule is named");
+    assert!(dom.contains("PAL013 shadowed-rule"), "lint findings are listed");
+    // Filtering by port hides the edges without it, in the picture and the matrix.
+    let (_, g, _) = run(&["graph", "--output", "json", "examples/calico-wordpress", "-q"]);
+    let g: Value = serde_json::from_str(&g).unwrap();
+    let probe = g["probe_labels"].as_array().unwrap().iter().position(|p| p == "11011/TCP").unwrap();
+    let edges = g["edges"].as_array().unwrap();
+    let carrying = edges.iter().filter(|e| e["probes"].as_array().unwrap().iter().any(|p| p == probe)).count();
+    assert!(carrying > 0 && carrying < edges.len());
+    let dom = browser_dom(&html, "port=11011/TCP").unwrap();
+    assert_eq!(dom.matches("class=\"edge\"").count(), carrying, "shown edges");
+    assert_eq!(dom.matches("class=\"edge hidden\"").count(), edges.len() - carrying, "hidden edges");
+    assert_eq!(dom.matches("<td class=\"on\"").count(), carrying, "matrix cells");
+    assert!(dom.contains("prometheus-0"));
+    // Filtering by namespace hides its workloads.
+    let dom = browser_dom(&html, "ns=wordpress,traefik").unwrap();
+    assert!(dom.contains("class=\"node hidden\" data-node=\"0\""), "default/shell is hidden");
+    assert!(dom.contains("class=\"node\" data-node=\"5\""), "wordpress-0 stays");
+    let _ = std::fs::remove_file(&html);
+}
