@@ -4,6 +4,7 @@ mod agent;
 mod check;
 mod convert;
 mod diff;
+mod generate;
 mod graph;
 mod input;
 mod lab;
@@ -51,6 +52,9 @@ enum Command {
     Reach(reach::Args),
     /// Who can talk to whom: Graphviz, SVG, JSON, or a self-contained HTML report.
     Graph(graph::Args),
+    /// Write least-privilege policies from observed flows (and check them), or the egress
+    /// policies that ingress policies need (--complement-egress).
+    Generate(generate::Args),
 }
 
 /// Exit codes: 0 ran, 1 denied (check --exit-code), 2 invalid input or usage.
@@ -73,6 +77,7 @@ fn main() -> ExitCode {
         Command::Diff(a) => diff::run(a),
         Command::Reach(a) => reach::run(a),
         Command::Graph(a) => graph::run(a),
+        Command::Generate(a) => generate::run(a),
     };
     ExitCode::from(code)
 }

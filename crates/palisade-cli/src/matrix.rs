@@ -94,10 +94,6 @@ struct Group {
     pods: Vec<PodId>,
 }
 
-/// Labels that differ between replicas of one workload and say nothing about its role.
-const PER_ROLLOUT_LABELS: [&str; 3] =
-    ["pod-template-hash", "controller-revision-hash", "statefulset.kubernetes.io/pod-name"];
-
 /// What pods are grouped by: their workload, else their labels without per-rollout ones.
 fn group_name(cluster: &Cluster, p: PodId) -> String {
     let pod = &cluster.pods[p];
@@ -107,7 +103,7 @@ fn group_name(cluster: &Cluster, p: PodId) -> String {
     let labels: Vec<String> = pod
         .labels
         .iter()
-        .filter(|(k, _)| !PER_ROLLOUT_LABELS.contains(&k.as_str()))
+        .filter(|(k, _)| !palisade_core::label::is_per_rollout(k))
         .map(|(k, v)| format!("{k}={v}"))
         .collect();
     if labels.is_empty() {

@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use crate::field::{FieldPath, Problems};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, serde::Deserialize)]
 pub enum Protocol {
     TCP,
     UDP,

@@ -24,6 +24,11 @@ const MAPS: [(&str, Family); 8] = [
 const NDP: &str =
     "icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert, nd-router-solicit, nd-router-advert, nd-redirect } accept";
 
+/// Sets the base chains fill with every new connection: (source, destination, protocol, port).
+pub const FLOW_SETS: [&str; 2] = ["flows_4", "flows_6"];
+/// Distinct connections remembered at once (an hour each since last seen); more are not noted.
+pub const FLOW_CAPACITY: usize = 65_536;
+
 /// The base chains: conntrack first, then one egress and one ingress lookup per family.
 fn base_chains(out: &mut Vec<String>) {
     let t = t();
@@ -74,6 +79,12 @@ fn base_chains(out: &mut Vec<String>) {
         out.push(format!("add rule {t} {name} ct state invalid counter drop"));
         // IPv6 needs neighbor discovery to work at all; it is not a connection policy decides.
         out.push(format!("add rule {t} {name} {NDP}"));
+        // Every new connection is noted before policy decides it (the agent's flow log).
+        for (set, ip) in FLOW_SETS.iter().zip(["ip", "ip6"]) {
+            out.push(format!(
+                "add rule {t} {name} meta l4proto {{ tcp, udp, sctp }} ct state new update @{set} {{ {ip} saddr . {ip} daddr . meta l4proto . th dport }}"
+            ));
+        }
         for l in lookups {
             out.push(format!("add rule {t} {name} {l}"));
         }
@@ -95,6 +106,12 @@ pub fn full(rs: &Ruleset) -> String {
     }
     for (name, f) in MAPS {
         out.push(format!("add map {t} {name} {{ type {} : verdict; }}", f.addr_type()));
+    }
+    for (name, f) in FLOW_SETS.iter().zip([Family::V4, Family::V6]) {
+        let a = f.addr_type();
+        out.push(format!(
+            "add set {t} {name} {{ type {a} . {a} . inet_proto . inet_service; flags dynamic, timeout; timeout 1h; size {FLOW_CAPACITY}; }}"
+        ));
     }
     for name in rs.chains.keys() {
         out.push(format!("add chain {t} {name}"));
@@ -214,4 +231,83 @@ pub fn counters(netns: Option<&str>) -> Result<Vec<(String, u64, u64)>, ApplyErr
         }
     }
     Ok(sums.into_iter().map(|(k, (p, b))| (k, p, b)).collect())
+}
+
+/// One connection the table saw start.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SeenFlow {
+    pub src: std::net::IpAddr,
+    pub dst: std::net::IpAddr,
+    /// IP protocol number.
+    pub protocol: u8,
+    pub port: u16,
+}
+
+/// The new connections noted in the flow sets of the table in force.
+pub fn flows(netns: Option<&str>) -> Result<Vec<SeenFlow>, ApplyError> {
+    let mut out = Vec::new();
+    for set in FLOW_SETS {
+        let res = nft(netns).args(["-j", "list", "set", "inet", TABLE, set]).output()?;
+        if !res.status.success() {
+            return Err(ApplyError::Refused(String::from_utf8_lossy(&res.stderr).trim().to_string()));
+        }
+        let v: serde_json::Value =
+            serde_json::from_slice(&res.stdout).map_err(|e| ApplyError::Refused(e.to_string()))?;
+        out.extend(parse_flow_set(&v));
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Elements of a listed flow set: `{"elem": {"val": {"concat": [src, dst, proto, port]}}}`,
+/// or the bare concat when the element has no timeout.
+fn parse_flow_set(v: &serde_json::Value) -> Vec<SeenFlow> {
+    let items = v["nftables"].as_array().into_iter().flatten();
+    let elems = items.filter_map(|i| i["set"]["elem"].as_array()).flatten();
+    elems
+        .filter_map(|e| {
+            let concat = e["elem"]["val"]["concat"].as_array().or_else(|| e["concat"].as_array())?;
+            let [src, dst, proto, port] = concat.as_slice() else { return None };
+            let protocol = match proto {
+                serde_json::Value::Number(n) => u8::try_from(n.as_u64()?).ok()?,
+                serde_json::Value::String(s) => match s.as_str() {
+                    "tcp" => 6,
+                    "udp" => 17,
+                    "sctp" => 132,
+                    other => other.parse().ok()?,
+                },
+                _ => return None,
+            };
+            Some(SeenFlow {
+                src: src.as_str()?.parse().ok()?,
+                dst: dst.as_str()?.parse().ok()?,
+                protocol,
+                port: u16::try_from(port.as_u64()?).ok()?,
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod flow_tests {
+    use super::*;
+
+    #[test]
+    fn listed_flow_sets_parse() {
+        let v = serde_json::json!({"nftables": [
+            {"metainfo": {"version": "1.0.6"}},
+            {"set": {"family": "inet", "name": "flows_4", "table": "palisade", "elem": [
+                {"elem": {"val": {"concat": ["198.18.0.2", "198.18.0.3", "tcp", 80]}, "timeout": 3600, "expires": 3599}},
+                {"concat": ["198.18.0.3", "198.18.0.2", 17, 53]}
+            ]}}
+        ]});
+        let got = parse_flow_set(&v);
+        assert_eq!(got.len(), 2);
+        assert_eq!(
+            got[0],
+            SeenFlow { src: "198.18.0.2".parse().unwrap(), dst: "198.18.0.3".parse().unwrap(), protocol: 6, port: 80 }
+        );
+        assert_eq!(got[1].protocol, 17);
+        assert_eq!(got[1].port, 53);
+    }
 }

@@ -1,0 +1,9 @@
+//! Writing policies so people do not have to: least privilege from observed traffic, and the
+//! egress side of existing ingress policies.
+
+pub mod complement;
+pub mod flow;
+pub mod policy;
+pub mod render;
+pub mod resolve;
+pub mod selector;
