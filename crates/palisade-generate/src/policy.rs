@@ -160,9 +160,10 @@ fn host_net(ip: IpAddr, aggregate: Option<(u8, u8)>) -> IpNet {
 
 /// The observed flows behind a rule, as written for comments.
 type Flows = Vec<String>;
+type Ports = BTreeSet<(u16, Protocol)>;
 
 /// Rules of one policy side: peer -> (ports, flows).
-type Side = BTreeMap<Peer, (BTreeSet<(u16, Protocol)>, Flows)>;
+type Side = BTreeMap<Peer, (Ports, Flows)>;
 
 pub fn generate(cluster: &Cluster, conns: &[Connection], opts: &Options) -> PolicySet {
     let workloads = Workloads::new(cluster);
@@ -300,7 +301,7 @@ fn summarize(flows: &[String]) -> Vec<String> {
 
 fn workload_policy(cx: &Ctx, w: usize, name: &str, ns: &str, side: Side, ingress: bool) -> Generated {
     // Peers with the same ports share a rule.
-    let mut rules: BTreeMap<BTreeSet<(u16, Protocol)>, (Vec<Peer>, Flows)> = BTreeMap::new();
+    let mut rules: BTreeMap<Ports, (Vec<Peer>, Flows)> = BTreeMap::new();
     for (peer, (ports, flows)) in side {
         let r = rules.entry(ports).or_default();
         r.0.push(peer);
