@@ -6,10 +6,15 @@
 //! Stopping the agent leaves the table, and enforcement, in place.
 
 use std::collections::BTreeMap;
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
 use palisade_core::build::BuildOptions;
+use palisade_core::cluster::Cluster;
+use palisade_core::port::Protocol;
+use palisade_core::verdict::{decide, describe, Connection, Side};
+use palisade_generate::flow::FlowRecord;
 use palisade_nft::{compile, script, Options, Ruleset};
 
 #[derive(clap::Args)]
@@ -41,6 +46,11 @@ pub struct Args {
     /// Namespace for manifests that name none.
     #[arg(short = 'n', long)]
     namespace: Option<String>,
+    /// Append every new connection the node sees (source, destination, port, protocol, what
+    /// policy says and which rule) to this file as JSON lines; `-` for stdout. Input for
+    /// `palisade generate --flows`.
+    #[arg(long, value_name = "FILE")]
+    flow_log: Option<PathBuf>,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -73,14 +83,15 @@ fn log(msg: &str) {
 }
 
 /// Loads and compiles; `Err` carries the problems as one printable block.
-fn build(args: &Args) -> Result<Ruleset, String> {
+fn build(args: &Args) -> Result<(Cluster, Ruleset), String> {
     let opts = BuildOptions { default_namespace: args.namespace.clone() };
     let load = palisade_load::load_paths(std::slice::from_ref(&args.source), &opts).map_err(|e| e.to_string())?;
     if crate::input::report(&load, true).is_err() {
         return Err(format!("{} error(s) in {}", load.errors(), args.source.display()));
     }
-    let cluster = load.cluster.as_ref().expect("report returned Ok");
-    Ok(compile(cluster, &Options { node: args.node.clone(), audit: args.mode == Mode::Audit }))
+    let cluster = load.cluster.expect("report returned Ok");
+    let rs = compile(&cluster, &Options { node: args.node.clone(), audit: args.mode == Mode::Audit });
+    Ok((cluster, rs))
 }
 
 fn print_counters(netns: Option<&str>) -> u8 {
@@ -104,8 +115,8 @@ pub fn run(args: Args) -> u8 {
     if args.counters {
         return print_counters(args.netns.as_deref());
     }
-    let mut current = match build(&args) {
-        Ok(rs) => rs,
+    let (mut cluster, mut current) = match build(&args) {
+        Ok(built) => built,
         Err(e) => {
             log(&format!("refused: {e}; nothing applied"));
             return crate::EXIT_INVALID;
@@ -134,16 +145,23 @@ pub fn run(args: Args) -> u8 {
         return 0;
     }
     let mut seen = snapshot(&args.source);
+    let mut flows = args.flow_log.as_deref().map(FlowLog::open).transpose().unwrap_or_else(|e| {
+        log(&format!("cannot open the flow log: {e}; not logging flows"));
+        None
+    });
     loop {
         std::thread::sleep(Duration::from_millis(args.interval_ms));
+        if let Some(f) = flows.as_mut() {
+            f.poll(&cluster, args.netns.as_deref(), args.mode);
+        }
         let now = snapshot(&args.source);
         if now == seen {
             continue;
         }
         seen = now;
         let t = Instant::now();
-        let next = match build(&args) {
-            Ok(rs) => rs,
+        let (next_cluster, next) = match build(&args) {
+            Ok(built) => built,
             Err(e) => {
                 log(&format!("refused: {e}; the last good ruleset stays in force"));
                 continue;
@@ -159,8 +177,67 @@ pub fn run(args: Args) -> u8 {
             Ok(()) => {
                 log(&format!("updated in {} ms: {} nft commands", t.elapsed().as_millis(), delta.lines().count()));
                 current = next;
+                cluster = next_cluster;
             }
             Err(e) => log(&format!("cannot apply: {e}; the last good ruleset stays in force")),
         }
+    }
+}
+
+/// The flow log: new connections from the table's flow sets, each written once, with the
+/// engine's verdict and deciding rules for it.
+struct FlowLog {
+    out: Box<dyn std::io::Write>,
+    written: std::collections::HashSet<script::SeenFlow>,
+}
+
+impl FlowLog {
+    fn open(path: &Path) -> std::io::Result<FlowLog> {
+        let out: Box<dyn std::io::Write> = if path.as_os_str() == "-" {
+            Box::new(std::io::stdout())
+        } else {
+            Box::new(std::fs::OpenOptions::new().create(true).append(true).open(path)?)
+        };
+        Ok(FlowLog { out, written: Default::default() })
+    }
+
+    fn poll(&mut self, cluster: &Cluster, netns: Option<&str>, mode: Mode) {
+        let seen = match script::flows(netns) {
+            Ok(s) => s,
+            Err(e) => return log(&format!("cannot read flows: {e}")),
+        };
+        for f in seen {
+            if self.written.contains(&f) {
+                continue;
+            }
+            let line = serde_json::to_string(&record(cluster, &f, mode)).expect("serializable");
+            if writeln!(self.out, "{line}").and_then(|_| self.out.flush()).is_err() {
+                return log("cannot write the flow log");
+            }
+            self.written.insert(f);
+        }
+    }
+}
+
+fn record(cluster: &Cluster, f: &script::SeenFlow, mode: Mode) -> FlowRecord {
+    let protocol = match f.protocol {
+        17 => Protocol::UDP,
+        132 => Protocol::SCTP,
+        _ => Protocol::TCP,
+    };
+    let (src, dst) = (Side::ip(cluster, f.src), Side::ip(cluster, f.dst));
+    let decision = decide(cluster, &Connection::new(src, dst, f.port, protocol));
+    let time = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    FlowRecord {
+        time,
+        src: describe(cluster, &src),
+        dst: describe(cluster, &dst),
+        src_ip: f.src.to_string(),
+        dst_ip: f.dst.to_string(),
+        port: f.port,
+        protocol,
+        verdict: decision.verdict.as_str().to_string(),
+        mode: if mode == Mode::Audit { "audit" } else { "enforce" }.to_string(),
+        decided_by: decision.trace.iter().filter_map(palisade_review::graph::deciding_rule).collect(),
     }
 }

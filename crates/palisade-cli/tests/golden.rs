@@ -103,6 +103,14 @@ const CASES: &[(&str, &[&str])] = &[
     ("lint-node-network-egress.sarif", &["lint", "--output", "sarif", "examples/node-network-egress"]),
     ("reach-lateral-movement.txt", &["reach", "--from", "shop/frontend", "--hops", "3", "examples/lateral-movement"]),
     ("graph-calico-wordpress.dot", &["graph", "examples/calico-wordpress", "-q"]),
+    (
+        "generate-lateral-movement.yaml",
+        &["generate", "--flows", "tests/generate/shop-flows.csv", "examples/lateral-movement/cluster.yaml", "-q"],
+    ),
+    (
+        "generate-complement-egress.yaml",
+        &["generate", "--complement-egress", "tests/lint/cluster.yaml", "tests/lint/one-sided.yaml", "-q"],
+    ),
 ];
 
 #[test]

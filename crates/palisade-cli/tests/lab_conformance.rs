@@ -228,3 +228,131 @@ fn agent_applies_updates_refuses_invalid_input_and_leaves_the_table_when_killed(
     assert!(counters.lines().any(|l| l.ends_with("end of tier default")), "{counters}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Issue 6's proof: play an application's traffic in a lab with no policy while the agent
+/// records it (audit mode, flow log), generate policies from the log, enforce them, and probe
+/// every pair: the recorded connections (and DNS) pass, everything else is denied.
+#[test]
+fn generated_policies_allow_exactly_the_recorded_traffic() {
+    use palisade_core::port::Protocol;
+    use palisade_lab::{traffic, Topology};
+    let Some(_one) = lab_slot() else { return };
+    let example = repo().join("tests/lab/generate");
+    let load = palisade_load::load_paths(&[example.join("cluster.yaml")], &Default::default()).unwrap();
+    let cluster = load.cluster.expect("the lab cluster loads");
+    let pods = cluster.pods_sorted();
+    let layout: Vec<_> = pods.iter().map(|&p| (cluster.pods[p].ips.clone(), false)).collect();
+    let topo = Topology::build(&layout).unwrap();
+    for (k, &p) in pods.iter().enumerate() {
+        let ports: Vec<(u16, Protocol)> = cluster.pods[p].ports.iter().map(|c| (c.port, c.protocol)).collect();
+        traffic::serve(&topo.pods[k].netns, &ports, false, None).unwrap();
+    }
+    let at = |key: &str| pods.iter().position(|&p| cluster.pod_key(p) == key).unwrap_or_else(|| panic!("no pod {key}"));
+    let dir = std::env::temp_dir().join(format!("palisade-generate-lab-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("source")).unwrap();
+    std::fs::copy(example.join("cluster.yaml"), dir.join("source/cluster.yaml")).unwrap();
+    let log = dir.join("flows.jsonl");
+    let source = dir.join("source");
+    let agent = |extra: &[&str]| {
+        let mut c = palisade();
+        c.args(["agent", "--source", source.to_str().unwrap(), "--netns", &topo.node, "--interval-ms", "50"])
+            .args(extra);
+        c
+    };
+    // Record: nothing is isolated yet, and the agent notes each new connection.
+    let recorder = Agent(
+        agent(&["--mode", "audit", "--flow-log", log.to_str().unwrap()])
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let flows_set = || {
+        let out = std::process::Command::new("ip")
+            .args(["netns", "exec", &topo.node, "nft", "list", "set", "inet", "palisade", "flows_4"])
+            .output()
+            .unwrap();
+        out.status.success()
+    };
+    wait_for("the recording table", flows_set);
+    let traffic_csv = std::fs::read_to_string(example.join("traffic.csv")).unwrap();
+    let pattern: Vec<(usize, usize, u16, Protocol)> = traffic_csv
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.starts_with("src,"))
+        .map(|l| {
+            let f: Vec<&str> = l.split(',').collect();
+            (at(f[0]), at(f[1]), f[2].parse().unwrap(), f[3].parse().unwrap())
+        })
+        .collect();
+    let timeout = std::time::Duration::from_millis(500);
+    let reach = |s: usize, d: usize, port: u16, proto: Protocol| {
+        let dst = cluster.pods[pods[d]].ips[0];
+        let first = traffic::probe(&topo.pods[s].netns, None, dst, port, proto, timeout).unwrap();
+        first || traffic::probe(&topo.pods[s].netns, None, dst, port, proto, timeout).unwrap()
+    };
+    for &(s, d, port, proto) in &pattern {
+        assert!(reach(s, d, port, proto), "before any policy, {s} -> {d} {port}/{proto} must pass");
+    }
+    let lines = || std::fs::read_to_string(&log).unwrap_or_default().lines().count();
+    wait_for("the flow log", || lines() >= pattern.len());
+    drop(recorder);
+    assert_eq!(lines(), pattern.len(), "one record per connection:\n{}", std::fs::read_to_string(&log).unwrap());
+    // Generate, and let the engine check the result.
+    let generated = dir.join("source/generated");
+    let out = palisade()
+        .args(["generate", "--flows", log.to_str().unwrap(), "--out", generated.to_str().unwrap()])
+        .arg(example.join("cluster.yaml"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("nothing beyond what was observed"), "{err}");
+    let written: String = std::fs::read_dir(generated.join("shop"))
+        .unwrap()
+        .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
+        .collect();
+    assert!(!written.contains("pod-template-hash") && !written.contains("controller-revision-hash"), "{written}");
+    // Enforce the generated set, then probe every pair on every port of the pattern.
+    let applied = agent(&["--once"]).output().unwrap();
+    assert!(applied.status.success(), "{}", String::from_utf8_lossy(&applied.stderr));
+    let dns = at("kube-system/coredns-1");
+    let mut ports: Vec<(u16, Protocol)> = pattern.iter().map(|&(_, _, p, pr)| (p, pr)).collect();
+    ports.sort();
+    ports.dedup();
+    let cases: Vec<(usize, usize, u16, Protocol)> = ports
+        .iter()
+        .flat_map(|&(port, proto)| {
+            let n = pods.len();
+            (0..n).flat_map(move |s| (0..n).filter(move |&d| d != s).map(move |d| (s, d, port, proto)))
+        })
+        .collect();
+    // Denied probes wait for their timeout: run them all at once.
+    let wrong: Vec<String> = std::thread::scope(|scope| {
+        let handles: Vec<_> = cases
+            .iter()
+            .map(|&(s, d, port, proto)| {
+                let reach = &reach;
+                scope.spawn(move || (s, d, port, proto, reach(s, d, port, proto)))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .filter_map(|h| {
+                let (s, d, port, proto, got) = h.join().unwrap();
+                let recorded = pattern.contains(&(s, d, port, proto));
+                let shop = cluster.pod_key(pods[s]).starts_with("shop/");
+                let expected = recorded || (d == dns && port == 53 && shop);
+                (got != expected).then(|| {
+                    format!(
+                        "{} -> {} {port}/{proto}: expected {expected}",
+                        cluster.pod_key(pods[s]),
+                        cluster.pod_key(pods[d])
+                    )
+                })
+            })
+            .collect()
+    });
+    drop(topo);
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(wrong.is_empty(), "the kernel with the generated policies:\n{}", wrong.join("\n"));
+}

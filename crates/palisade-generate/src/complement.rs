@@ -41,9 +41,13 @@ pub fn complement(cluster: &Cluster, inputs: &[Input]) -> (Vec<File>, Vec<String
                     continue;
                 }
                 for source_ns in source_namespaces(cluster, ns, peer) {
-                    if !egress_isolated(cluster, &source_ns, peer) {
-                        notes.push(format!("{ns}/{name} ingress rule [{i}] peer [{j}]: its pods in {source_ns} are not isolated for egress, so they can connect already (an egress policy would isolate them)"));
-                        continue;
+                    match egress_isolated(cluster, &source_ns, peer) {
+                        Some(true) => {}
+                        Some(false) => {
+                            notes.push(format!("{ns}/{name} ingress rule [{i}] peer [{j}]: its pods in {source_ns} are not isolated for egress, so they can connect already (an egress policy would isolate them)"));
+                            continue;
+                        }
+                        None => continue,
                     }
                     let to = NetworkPolicyPeer {
                         namespace_selector: (source_ns != ns).then(|| LabelSelector {
@@ -74,7 +78,7 @@ pub fn complement(cluster: &Cluster, inputs: &[Input]) -> (Vec<File>, Vec<String
                         header: vec![format!("The egress side of {ns}/{name} ingress rule [{i}] peer [{j}].")],
                         rule_flows: vec![vec![format!("lets these pods open the pods {ns}/{name} selects")]],
                     };
-                    files.entry((source_ns, format!("{name}-egress"))).or_default().push(g);
+                    files.entry((source_ns, g.policy.metadata.name.clone().unwrap_or_default())).or_default().push(g);
                 }
             }
         }
@@ -94,14 +98,17 @@ fn source_namespaces(cluster: &Cluster, own: &str, peer: &NetworkPolicyPeer) -> 
 
 /// Whether some pod the peer selects in `ns` is isolated for egress (only then does it need
 /// an egress allow; a new egress policy would otherwise isolate it and cut its other traffic).
-fn egress_isolated(cluster: &Cluster, ns: &str, peer: &NetworkPolicyPeer) -> bool {
+/// `None` when the peer selects no pod there.
+fn egress_isolated(cluster: &Cluster, ns: &str, peer: &NetworkPolicyPeer) -> Option<bool> {
     let mut problems = Problems::new(String::new(), &Nowhere);
     let sel = match &peer.pod_selector {
         Some(s) => Selector::compile(s, &FieldPath::root(), &mut problems),
         None => Selector::everything(),
     };
     let egress: Vec<&palisade_core::policy::Policy> = cluster.policies.iter().filter(|p| p.egress.is_some()).collect();
-    (0..cluster.pods.len())
+    let pods: Vec<usize> = (0..cluster.pods.len())
         .filter(|&p| cluster.namespaces[cluster.pods[p].namespace].name == ns && sel.matches(&cluster.pods[p].labels))
-        .any(|p| egress.iter().any(|pol| selects(cluster, pol, &Side::pod(cluster, p))))
+        .collect();
+    (!pods.is_empty())
+        .then(|| pods.iter().any(|&p| egress.iter().any(|pol| selects(cluster, pol, &Side::pod(cluster, p)))))
 }

@@ -13,7 +13,7 @@ pub enum Format {
 }
 
 /// Keys in the order people write them; others keep their place after these.
-const KEY_ORDER: [&str; 16] = [
+const KEY_ORDER: [&str; 17] = [
     "apiVersion",
     "kind",
     "metadata",
@@ -21,6 +21,7 @@ const KEY_ORDER: [&str; 16] = [
     "namespace",
     "labels",
     "spec",
+    "namespaceSelector",
     "podSelector",
     "selector",
     "policyTypes",
