@@ -44,6 +44,9 @@ struct Args {
     /// Size of the extra address set for the second throughput figure.
     #[arg(long, default_value_t = 100_000)]
     big_set: usize,
+    /// Also time the review tools: connectivity over every probe port, lint, graph, diff.
+    #[arg(long)]
+    review: bool,
 }
 
 /// Peak resident memory of this process (VmHWM), in MiB.
@@ -110,7 +113,38 @@ fn main() {
     }
     println!("index         {indexed:>9.3} s");
     println!("matrix total  {:>9.3} s  (index + 3 matrices)", indexed + total);
+    if a.review {
+        review(&cluster);
+    }
     println!("peak memory   {:>9.1} MiB", peak_rss_mib());
+}
+
+/// The review tools on the same cluster (no source files: lint checks that read fields as
+/// written are skipped, the semantic ones all run).
+fn review(cluster: &palisade_core::cluster::Cluster) {
+    use palisade_review::{connectivity::Connectivity, diff, graph::Graph, lint, probe, workload::Workloads};
+    let t = Instant::now();
+    let workloads = Workloads::new(cluster);
+    let probes = probe::probes(cluster);
+    let n = probes.len();
+    let conn = Connectivity::compute(cluster, probes, || {});
+    println!("connectivity  {:>9.3} s  ({n} probe ports, {} address blocks)", t.elapsed().as_secs_f64(), conn.externals.len());
+    let t = Instant::now();
+    let findings = lint::lint(cluster, &[], &conn, &workloads);
+    println!("lint          {:>9.3} s  ({} findings)", t.elapsed().as_secs_f64(), findings.len());
+    // A graph explains every edge on every port; past a few thousand workloads that is more
+    // than anyone draws (and gigabytes), so it is measured on smaller clusters only.
+    if workloads.list.len() <= 2_000 {
+        let t = Instant::now();
+        let g = Graph::new(cluster, &conn, &workloads);
+        println!("graph         {:>9.3} s  ({} nodes, {} edges)", t.elapsed().as_secs_f64(), g.nodes.len(), g.edges.len());
+    } else {
+        println!("graph         skipped ({} workloads)", workloads.list.len());
+    }
+    let t = Instant::now();
+    let v = diff::Version { cluster, conn: &conn, workloads: &workloads };
+    let d = diff::diff(&v, &v);
+    println!("diff (self)   {:>9.3} s  ({} changes)", t.elapsed().as_secs_f64(), d.gained.len() + d.lost.len());
 }
 
 fn enforce(mut objects: Vec<palisade_core::build::Object>, a: &Args) {

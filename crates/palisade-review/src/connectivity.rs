@@ -1,7 +1,7 @@
 //! Who can open what: every pod pair on every probe (through the bitset index), and every pod
 //! against the address blocks the policies name (through the engine, one address per block).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -10,7 +10,8 @@ use ipnet::IpNet;
 use palisade_core::cluster::{Cluster, PodId};
 use palisade_core::index::{Index, Matrix};
 use palisade_core::peer::{IpBlock, Peer};
-use palisade_core::policy::Match;
+use palisade_core::policy::{Direction, Match};
+use palisade_core::port::ContainerPort;
 use palisade_core::verdict::{decide, Connection, Side, Verdict};
 
 use crate::probe::Probe;
@@ -45,6 +46,7 @@ impl Connectivity {
     pub fn compute(cluster: &Cluster, probes: Vec<Probe>, mut tick: impl FnMut()) -> Connectivity {
         let mut index = Index::new(cluster);
         let externals = externals(cluster);
+        let classes = classes(cluster, &mut index);
         let mut matrices = Vec::with_capacity(probes.len());
         let (mut to_external, mut from_external) = (Vec::new(), Vec::new());
         for probe in &probes {
@@ -54,7 +56,7 @@ impl Connectivity {
                 .iter()
                 .map(|e| {
                     tick();
-                    external_sides(cluster, e.address, probe)
+                    external_sides(cluster, &classes, e.address, probe)
                 })
                 .unzip();
             to_external.push(to);
@@ -75,15 +77,35 @@ impl Connectivity {
     }
 }
 
-fn external_sides(cluster: &Cluster, address: IpAddr, probe: &Probe) -> (FixedBitSet, FixedBitSet) {
+/// Pods that any outside address sees alike: the same policies apply to them in each
+/// direction and they have the same container ports (named ports). Calico rules can also
+/// name the pod's own labels and address, so there every pod is its own class.
+fn classes(cluster: &Cluster, index: &mut Index) -> Vec<Vec<PodId>> {
+    let n = cluster.pods.len();
+    if cluster.uses_calico() || !cluster.host_endpoints.is_empty() {
+        return (0..n).map(|p| vec![p]).collect();
+    }
+    let (egress, ingress) = (index.applicable(Direction::Egress), index.applicable(Direction::Ingress));
+    let mut by_key: HashMap<(&[usize], &[usize], &[ContainerPort], bool), Vec<PodId>> = HashMap::new();
+    for p in 0..n {
+        let pod = &cluster.pods[p];
+        by_key.entry((&egress[p], &ingress[p], &pod.ports, pod.host_network)).or_default().push(p);
+    }
+    by_key.into_values().collect()
+}
+
+fn external_sides(cluster: &Cluster, classes: &[Vec<PodId>], address: IpAddr, probe: &Probe) -> (FixedBitSet, FixedBitSet) {
     let n = cluster.pods.len();
     let (mut to, mut from) = (FixedBitSet::with_capacity(n), FixedBitSet::with_capacity(n));
     let outside = Side::ip(cluster, address);
-    for p in 0..n {
-        let pod = Side::pod(cluster, p);
+    for class in classes {
+        let pod = Side::pod(cluster, class[0]);
         let allowed = |src, dst| decide(cluster, &Connection::new(src, dst, probe.port, probe.protocol)).verdict;
-        to.set(p, allowed(pod, outside) == Verdict::Allow);
-        from.set(p, allowed(outside, pod) == Verdict::Allow);
+        let (t, f) = (allowed(pod, outside) == Verdict::Allow, allowed(outside, pod) == Verdict::Allow);
+        for &p in class {
+            to.set(p, t);
+            from.set(p, f);
+        }
     }
     (to, from)
 }

@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use palisade_core::cluster::{Cluster, PodId};
 use palisade_core::field::FieldPath;
+use fixedbitset::FixedBitSet;
 use palisade_core::index::{Admitted, Index};
 use palisade_core::peer::Peer;
 use palisade_core::policy::{Action, Direction, Match};
@@ -23,7 +24,61 @@ pub(super) fn run(cx: &mut Context) {
     partly_isolated(cx, &dns);
     let probes = cx.conn.probes.clone();
     let sides: Vec<Sides> = probes.iter().map(|p| index.sides(p.port, p.protocol)).collect();
-    one_sided(cx, &probes, &sides);
+    let named = (!cx.cluster.uses_calico()).then(|| Named::new(cx.cluster, &mut index));
+    one_sided(cx, &probes, &sides, named.as_ref());
+}
+
+/// Kubernetes rules that name pods by selector, with the pods they name (from the index), so
+/// that the rule allowing a connection by name is found without tracing it.
+struct Named {
+    /// `[direction][policy]`: (rule index, pods its pod peers cover).
+    rules: [Vec<Vec<(usize, FixedBitSet)>>; 2],
+    /// `[direction][pod]`: the policies that apply, in order.
+    applicable: [Vec<Vec<usize>>; 2],
+}
+
+fn slot(dir: Direction) -> usize {
+    usize::from(dir == Direction::Ingress)
+}
+
+impl Named {
+    fn new(cluster: &Cluster, index: &mut Index) -> Named {
+        let mut rules: [Vec<Vec<(usize, FixedBitSet)>>; 2] = Default::default();
+        for dir in [Direction::Egress, Direction::Ingress] {
+            rules[slot(dir)] = cluster
+                .policies
+                .iter()
+                .map(|pol| {
+                    let list = pol.rules(dir).into_iter().flatten().enumerate();
+                    list.filter_map(|(i, r)| {
+                        let Match::Kubernetes { peers: Some(peers), .. } = &r.matches else { return None };
+                        let mut pods = FixedBitSet::with_capacity(cluster.pods.len());
+                        for peer in peers.iter().filter(|p| matches!(p, Peer::Pods { .. })) {
+                            pods.union_with(&index.peer_pods(peer));
+                        }
+                        (!pods.is_clear()).then_some((i, pods))
+                    })
+                    .collect()
+                })
+                .collect();
+        }
+        let applicable = [index.applicable(Direction::Egress), index.applicable(Direction::Ingress)];
+        Named { rules, applicable }
+    }
+
+    /// The first rule of `pod`'s policies in `dir` that names `other` and admits the probe
+    /// (the destination's named ports resolve against `dst`).
+    fn rule(&self, cluster: &Cluster, dir: Direction, pod: PodId, other: PodId, dst: PodId, probe: &Probe) -> Option<(usize, usize)> {
+        let s = slot(dir);
+        self.applicable[s][pod].iter().find_map(|&pol| {
+            self.rules[s][pol].iter().find_map(|(i, pods)| {
+                let Match::Kubernetes { ports, .. } = &cluster.policies[pol].rules(dir)?[*i].matches else { return None };
+                let dst_ports = Some(cluster.pods[dst].ports.as_slice());
+                let port_ok = ports.as_ref().is_none_or(|ps| ps.iter().any(|p| p.matches(probe.port, probe.protocol, dst_ports)));
+                (pods.contains(other) && port_ok).then_some((pol, *i))
+            })
+        })
+    }
 }
 
 /// The policies selecting pod `p` in `dir`, in evaluation order.
@@ -145,16 +200,22 @@ fn explicit(
     })
 }
 
-/// The probes a one-sided allow covers, one pod pair, and the allowing (policy, rule).
-type OneSided = (Vec<Probe>, (PodId, PodId), (usize, usize));
+/// What one allowing rule lets through that the other side denies: the probes, the workload
+/// pairs, and one pod pair as an example.
+#[derive(Default)]
+struct OneSided {
+    probes: Vec<Probe>,
+    pairs: std::collections::BTreeSet<(usize, usize)>,
+    example: (PodId, PodId),
+}
 
-fn one_sided(cx: &mut Context, probes: &[Probe], sides: &[Sides]) {
+fn one_sided(cx: &mut Context, probes: &[Probe], sides: &[Sides], named: Option<&Named>) {
     let cluster = cx.cluster;
     let keys: HashMap<String, usize> = (0..cluster.policies.len()).map(|i| (cluster.policy_key(i), i)).collect();
-    // (direction that allows, src workload, dst workload) -> probes, a pod pair, the allowing rule.
+    // (direction that allows, policy, rule) -> what it lets through in vain.
     let mut found: BTreeMap<(Direction, usize, usize), OneSided> = BTreeMap::new();
-    // Each workload pair is traced at most once per probe.
-    let mut traced: std::collections::HashSet<(Direction, usize, usize, usize)> = Default::default();
+    // Without the index's shortcut (Calico), each workload pair is traced once per probe.
+    let mut traced: HashMap<(Direction, usize, usize, usize), Option<(usize, usize)>> = HashMap::new();
     for (n, (probe, (egress, ingress))) in probes.iter().zip(sides).enumerate() {
         for (s, out) in egress.iter().enumerate() {
             for d in (0..cluster.pods.len()).filter(|&d| d != s) {
@@ -165,29 +226,36 @@ fn one_sided(cx: &mut Context, probes: &[Probe], sides: &[Sides]) {
                     (Some(false), Some(true)) => Direction::Ingress,
                     _ => continue,
                 };
-                let key = (allowing, cx.workloads.of_pod[s], cx.workloads.of_pod[d]);
-                if let Some(entry) = found.get_mut(&key) {
-                    if entry.0.last() != Some(probe) {
-                        entry.0.push(*probe);
+                let pair = (cx.workloads.of_pod[s], cx.workloads.of_pod[d]);
+                let rule = match named {
+                    Some(named) => {
+                        let (pod, other) = if allowing == Direction::Egress { (s, d) } else { (d, s) };
+                        named.rule(cluster, allowing, pod, other, d, probe)
                     }
-                    continue;
+                    None => *traced.entry((allowing, pair.0, pair.1, n)).or_insert_with(|| {
+                        let conn = Connection::new(Side::pod(cluster, s), Side::pod(cluster, d), probe.port, probe.protocol);
+                        explicit(cluster, &keys, &decide(cluster, &conn).trace, allowing)
+                    }),
+                };
+                let Some((pol, rule)) = rule else { continue };
+                let entry = found.entry((allowing, pol, rule)).or_insert_with(|| OneSided { example: (s, d), ..Default::default() });
+                if entry.probes.last() != Some(probe) && !entry.probes.contains(probe) {
+                    entry.probes.push(*probe);
                 }
-                if !traced.insert((key.0, key.1, key.2, n)) {
-                    continue;
-                }
-                let conn = Connection::new(Side::pod(cluster, s), Side::pod(cluster, d), probe.port, probe.protocol);
-                if let Some(rule) = explicit(cluster, &keys, &decide(cluster, &conn).trace, allowing) {
-                    found.insert(key, (vec![*probe], (s, d), rule));
-                }
+                entry.pairs.insert(pair);
             }
         }
     }
-    for ((allowing, _, _), (probes, (s, d), (pol, rule))) in found {
-        let ports = crate::probe::describe(&cx.conn.probes, &probes);
-        let (src, dst) = (cluster.pod_key(s), cluster.pod_key(d));
+    for ((allowing, pol, rule), f) in found {
+        let ports = crate::probe::describe(&cx.conn.probes, &f.probes);
+        let (src, dst) = (cluster.pod_key(f.example.0), cluster.pod_key(f.example.1));
+        let others = match f.pairs.len() {
+            1 => String::new(),
+            n => format!(" (and {} more workload pair(s))", n - 1),
+        };
         let message = match allowing {
-            Direction::Egress => format!("egress rule [{rule}] lets {src} open {dst} on {ports}, but {dst} is isolated for ingress and does not admit it: the connection fails"),
-            Direction::Ingress => format!("ingress rule [{rule}] admits {src} to {dst} on {ports}, but {src} is isolated for egress and may not open it: the connection fails"),
+            Direction::Egress => format!("egress rule [{rule}] lets {src} open {dst} on {ports}{others}, but {dst} is isolated for ingress and does not admit it: the connection fails"),
+            Direction::Ingress => format!("ingress rule [{rule}] admits {src} to {dst} on {ports}{others}, but {src} is isolated for egress and may not open it: the connection fails"),
         };
         let help = match allowing {
             Direction::Egress => format!("allow it on the other side too: an ingress rule at {dst} from {src}'s pods"),
