@@ -128,7 +128,11 @@ fn review(cluster: &palisade_core::cluster::Cluster) {
     let probes = probe::probes(cluster);
     let n = probes.len();
     let conn = Connectivity::compute(cluster, probes, || {});
-    println!("connectivity  {:>9.3} s  ({n} probe ports, {} address blocks)", t.elapsed().as_secs_f64(), conn.externals.len());
+    println!(
+        "connectivity  {:>9.3} s  ({n} probe ports, {} address blocks)",
+        t.elapsed().as_secs_f64(),
+        conn.externals.len()
+    );
     let t = Instant::now();
     let findings = lint::lint(cluster, &[], &conn, &workloads);
     println!("lint          {:>9.3} s  ({} findings)", t.elapsed().as_secs_f64(), findings.len());
@@ -137,7 +141,12 @@ fn review(cluster: &palisade_core::cluster::Cluster) {
     if workloads.list.len() <= 2_000 {
         let t = Instant::now();
         let g = Graph::new(cluster, &conn, &workloads);
-        println!("graph         {:>9.3} s  ({} nodes, {} edges)", t.elapsed().as_secs_f64(), g.nodes.len(), g.edges.len());
+        println!(
+            "graph         {:>9.3} s  ({} nodes, {} edges)",
+            t.elapsed().as_secs_f64(),
+            g.nodes.len(),
+            g.edges.len()
+        );
     } else {
         println!("graph         skipped ({} workloads)", workloads.list.len());
     }

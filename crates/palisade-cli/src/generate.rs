@@ -82,6 +82,7 @@ pub fn run(args: Args) -> u8 {
         return verify_complement(cluster, &load.inputs, &rendered, &args.input);
     }
     let mut flows: Vec<Flow> = Vec::new();
+    let mut blocked = 0;
     for f in &args.flows {
         let text = match std::fs::read_to_string(f) {
             Ok(t) => t,
@@ -91,7 +92,10 @@ pub fn run(args: Args) -> u8 {
             }
         };
         match parse(&f.display().to_string(), &text) {
-            Ok(v) => flows.extend(v),
+            Ok(p) => {
+                flows.extend(p.flows);
+                blocked += p.blocked;
+            }
             Err(e) => {
                 eprintln!("error: {e}");
                 return crate::EXIT_INVALID;
@@ -105,6 +109,9 @@ pub fn run(args: Args) -> u8 {
             return crate::EXIT_INVALID;
         }
     };
+    if blocked > 0 {
+        eprintln!("note: {blocked} attempt(s) that enforcing policy dropped are not learned (record in audit mode to learn them)");
+    }
     let (conns, unresolved) = resolve(cluster, &flows);
     unresolved.iter().for_each(|u| eprintln!("warning: flow not used: {u}"));
     if conns.is_empty() {

@@ -50,6 +50,16 @@ pub fn build_options(args: &InputArgs) -> BuildOptions {
     BuildOptions { default_namespace: args.namespace.clone() }
 }
 
+/// A spinner on stderr when it is a terminal (hidden otherwise), for work without a count.
+pub fn spinner() -> indicatif::ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let s = indicatif::ProgressBar::new_spinner();
+    s.enable_steady_tick(std::time::Duration::from_millis(120));
+    s
+}
+
 /// Computes connectivity over every probe, with a progress bar on a terminal.
 pub fn connectivity(
     cluster: &Cluster,

@@ -4,7 +4,7 @@ use std::io::IsTerminal;
 
 use palisade_core::field::Severity;
 use palisade_load::diagnostic::Renderer;
-use palisade_review::lint::{check, lint, sarif::sarif, Finding, CHECKS};
+use palisade_review::lint::{check, lint_with_progress, sarif::sarif, Finding, CHECKS};
 use palisade_review::probe::probes;
 use palisade_review::workload::Workloads;
 
@@ -67,7 +67,11 @@ pub fn run(args: Args) -> u8 {
     let workloads = Workloads::new(cluster);
     let conn = connectivity(cluster, probes(cluster));
     let mut findings: Vec<Finding> = load.problems.iter().map(Finding::from_problem).collect();
-    findings.extend(lint(cluster, &load.inputs, &conn, &workloads));
+    let spinner = crate::input::spinner();
+    findings.extend(lint_with_progress(cluster, &load.inputs, &conn, &workloads, &mut |p| {
+        spinner.set_message(format!("lint: {p}"))
+    }));
+    spinner.finish_and_clear();
     let allowed: Vec<&str> = args.allow.iter().filter_map(|a| check(a)).map(|c| c.code).collect();
     findings.retain(|f| !allowed.contains(&f.code));
     match args.output {

@@ -39,10 +39,19 @@ pub struct FlowError {
     pub message: String,
 }
 
+/// Flows read from one file.
+#[derive(Debug, Default)]
+pub struct Parsed {
+    pub flows: Vec<Flow>,
+    /// Attempts that enforcing policy dropped (Palisade `enforce`/`deny`, Hubble `DROPPED`):
+    /// not learned, since nothing shows the application needs them.
+    pub blocked: usize,
+}
+
 /// Reads flows from any of the three formats, told apart by their content: JSON lines with
 /// `src`/`dst` (Palisade), JSON lines with `flow` or `IP` (Hubble), else CSV `src,dst,port,protocol`.
-pub fn parse(file: &str, text: &str) -> Result<Vec<Flow>, FlowError> {
-    let mut out = Vec::new();
+pub fn parse(file: &str, text: &str) -> Result<Parsed, FlowError> {
+    let mut out = Parsed::default();
     let err = |line: usize, message: String| FlowError { file: file.to_string(), line, message };
     for (i, raw) in text.lines().enumerate() {
         let line = raw.trim();
@@ -54,12 +63,18 @@ pub fn parse(file: &str, text: &str) -> Result<Vec<Flow>, FlowError> {
             if v.get("src").is_some() {
                 let r: FlowRecord =
                     serde_json::from_value(v).map_err(|e| err(i + 1, format!("not a Palisade flow record: {e}")))?;
-                out.push(Flow { src: r.src_ip, dst: r.dst_ip, port: r.port, protocol: r.protocol });
+                if r.mode == "enforce" && r.verdict == "deny" {
+                    out.blocked += 1;
+                    continue;
+                }
+                out.flows.push(Flow { src: r.src_ip, dst: r.dst_ip, port: r.port, protocol: r.protocol });
+            } else if v.get("flow").unwrap_or(&v)["verdict"] == "DROPPED" {
+                out.blocked += 1;
             } else {
-                out.extend(hubble(&v).map_err(|m| err(i + 1, m))?);
+                out.flows.extend(hubble(&v).map_err(|m| err(i + 1, m))?);
             }
         } else if let Some(f) = csv(line).map_err(|m| err(i + 1, m))? {
-            out.push(f);
+            out.flows.push(f);
         }
     }
     Ok(out)
@@ -132,13 +147,18 @@ mod tests {
 {"flow":{"IP":{"source":"10.244.2.10","destination":"10.244.1.10"},"l4":{"TCP":{"source_port":80,"destination_port":40000,"flags":{"SYN":true,"ACK":true}}},"is_reply":true}}
 {"flow":{"IP":{"source":"10.244.1.10","destination":"10.244.2.10"},"l4":{"TCP":{"destination_port":80,"flags":{"ACK":true,"PSH":true}}}}}"#;
         let own = r#"{"time":1,"src":"x/a","dst":"y/b","src_ip":"10.244.1.10","dst_ip":"10.244.2.10","port":80,"protocol":"TCP","verdict":"allow","mode":"audit","decided_by":[]}"#;
-        let f = parse("c.csv", csv).unwrap();
+        let f = parse("c.csv", csv).unwrap().flows;
         assert_eq!(f.len(), 2);
         assert_eq!(f[1], Flow { src: "10.0.0.1".into(), dst: "y/b".into(), port: 53, protocol: Protocol::UDP });
-        let h = parse("h.json", hubble).unwrap();
+        let h = parse("h.json", hubble).unwrap().flows;
         assert_eq!(h, vec![Flow { src: "x/a".into(), dst: "y/b".into(), port: 80, protocol: Protocol::TCP }]);
-        let p = parse("p.jsonl", own).unwrap();
+        let p = parse("p.jsonl", own).unwrap().flows;
         assert_eq!(p[0].dst, "10.244.2.10");
+        let blocked = own.replace("\"allow\",\"mode\":\"audit\"", "\"deny\",\"mode\":\"enforce\"");
+        let b = parse("p.jsonl", &format!("{own}\n{blocked}")).unwrap();
+        assert_eq!((b.flows.len(), b.blocked), (1, 1), "a dropped attempt is not learned");
+        let audit_deny = own.replace("\"allow\"", "\"deny\"");
+        assert_eq!(parse("p.jsonl", &audit_deny).unwrap().flows.len(), 1, "audit mode let it through: learned");
         let bad = parse("c.csv", "x/a,y/b,http,TCP\n").unwrap_err();
         assert_eq!(bad.line, 1);
         assert!(bad.to_string().contains("c.csv:1"));

@@ -94,7 +94,12 @@ fn classes(cluster: &Cluster, index: &mut Index) -> Vec<Vec<PodId>> {
     by_key.into_values().collect()
 }
 
-fn external_sides(cluster: &Cluster, classes: &[Vec<PodId>], address: IpAddr, probe: &Probe) -> (FixedBitSet, FixedBitSet) {
+fn external_sides(
+    cluster: &Cluster,
+    classes: &[Vec<PodId>],
+    address: IpAddr,
+    probe: &Probe,
+) -> (FixedBitSet, FixedBitSet) {
     let n = cluster.pods.len();
     let (mut to, mut from) = (FixedBitSet::with_capacity(n), FixedBitSet::with_capacity(n));
     let outside = Side::ip(cluster, address);

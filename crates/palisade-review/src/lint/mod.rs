@@ -180,10 +180,25 @@ pub(crate) fn rule_path(dir: Direction, i: usize) -> FieldPath {
 
 /// Runs every check. Findings come in code order, then by place.
 pub fn lint(cluster: &Cluster, inputs: &[Input], conn: &Connectivity, workloads: &Workloads) -> Vec<Finding> {
+    lint_with_progress(cluster, inputs, conn, workloads, &mut |_| {})
+}
+
+/// [`lint`], naming each group of checks as it starts (for a progress display).
+pub fn lint_with_progress(
+    cluster: &Cluster,
+    inputs: &[Input],
+    conn: &Connectivity,
+    workloads: &Workloads,
+    phase: &mut dyn FnMut(&'static str),
+) -> Vec<Finding> {
     let mut cx = Context::new(cluster, inputs, conn, workloads);
+    phase("selectors, peers and policyTypes");
     syntax::run(&mut cx);
+    phase("address blocks");
     address::run(&mut cx);
+    phase("DNS, isolation and one-sided allows");
     reachability::run(&mut cx);
+    phase("Calico ordering and shadowed rules");
     calico::run(&mut cx);
     let mut findings = cx.findings;
     findings.sort_by(|a, b| {

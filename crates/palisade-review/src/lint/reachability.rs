@@ -3,9 +3,9 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use fixedbitset::FixedBitSet;
 use palisade_core::cluster::{Cluster, PodId};
 use palisade_core::field::FieldPath;
-use fixedbitset::FixedBitSet;
 use palisade_core::index::{Admitted, Index};
 use palisade_core::peer::Peer;
 use palisade_core::policy::{Action, Direction, Match};
@@ -68,13 +68,24 @@ impl Named {
 
     /// The first rule of `pod`'s policies in `dir` that names `other` and admits the probe
     /// (the destination's named ports resolve against `dst`).
-    fn rule(&self, cluster: &Cluster, dir: Direction, pod: PodId, other: PodId, dst: PodId, probe: &Probe) -> Option<(usize, usize)> {
+    fn rule(
+        &self,
+        cluster: &Cluster,
+        dir: Direction,
+        pod: PodId,
+        other: PodId,
+        dst: PodId,
+        probe: &Probe,
+    ) -> Option<(usize, usize)> {
         let s = slot(dir);
         self.applicable[s][pod].iter().find_map(|&pol| {
             self.rules[s][pol].iter().find_map(|(i, pods)| {
-                let Match::Kubernetes { ports, .. } = &cluster.policies[pol].rules(dir)?[*i].matches else { return None };
+                let Match::Kubernetes { ports, .. } = &cluster.policies[pol].rules(dir)?[*i].matches else {
+                    return None;
+                };
                 let dst_ports = Some(cluster.pods[dst].ports.as_slice());
-                let port_ok = ports.as_ref().is_none_or(|ps| ps.iter().any(|p| p.matches(probe.port, probe.protocol, dst_ports)));
+                let port_ok =
+                    ports.as_ref().is_none_or(|ps| ps.iter().any(|p| p.matches(probe.port, probe.protocol, dst_ports)));
                 (pods.contains(other) && port_ok).then_some((pol, *i))
             })
         })
@@ -233,12 +244,15 @@ fn one_sided(cx: &mut Context, probes: &[Probe], sides: &[Sides], named: Option<
                         named.rule(cluster, allowing, pod, other, d, probe)
                     }
                     None => *traced.entry((allowing, pair.0, pair.1, n)).or_insert_with(|| {
-                        let conn = Connection::new(Side::pod(cluster, s), Side::pod(cluster, d), probe.port, probe.protocol);
+                        let conn =
+                            Connection::new(Side::pod(cluster, s), Side::pod(cluster, d), probe.port, probe.protocol);
                         explicit(cluster, &keys, &decide(cluster, &conn).trace, allowing)
                     }),
                 };
                 let Some((pol, rule)) = rule else { continue };
-                let entry = found.entry((allowing, pol, rule)).or_insert_with(|| OneSided { example: (s, d), ..Default::default() });
+                let entry = found
+                    .entry((allowing, pol, rule))
+                    .or_insert_with(|| OneSided { example: (s, d), ..Default::default() });
                 if entry.probes.last() != Some(probe) && !entry.probes.contains(probe) {
                     entry.probes.push(*probe);
                 }
