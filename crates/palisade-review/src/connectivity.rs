@@ -86,7 +86,9 @@ fn classes(cluster: &Cluster, index: &mut Index) -> Vec<Vec<PodId>> {
         return (0..n).map(|p| vec![p]).collect();
     }
     let (egress, ingress) = (index.applicable(Direction::Egress), index.applicable(Direction::Ingress));
-    let mut by_key: HashMap<(&[usize], &[usize], &[ContainerPort], bool), Vec<PodId>> = HashMap::new();
+    // (egress policies, ingress policies, container ports, host network)
+    type Key<'a> = (&'a [usize], &'a [usize], &'a [ContainerPort], bool);
+    let mut by_key: HashMap<Key, Vec<PodId>> = HashMap::new();
     for p in 0..n {
         let pod = &cluster.pods[p];
         by_key.entry((&egress[p], &ingress[p], &pod.ports, pod.host_network)).or_default().push(p);

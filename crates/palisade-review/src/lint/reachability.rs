@@ -226,7 +226,8 @@ fn one_sided(cx: &mut Context, probes: &[Probe], sides: &[Sides], named: Option<
     // (direction that allows, policy, rule) -> what it lets through in vain.
     let mut found: BTreeMap<(Direction, usize, usize), OneSided> = BTreeMap::new();
     // Without the index's shortcut (Calico), each workload pair is traced once per probe.
-    let mut traced: HashMap<(Direction, usize, usize, usize), Option<(usize, usize)>> = HashMap::new();
+    type Traced = HashMap<(Direction, usize, usize, usize), Option<(usize, usize)>>;
+    let mut traced: Traced = HashMap::new();
     for (n, (probe, (egress, ingress))) in probes.iter().zip(sides).enumerate() {
         for (s, out) in egress.iter().enumerate() {
             for d in (0..cluster.pods.len()).filter(|&d| d != s) {
