@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use palisade_core::build::{build, Input, Object};
+use palisade_core::build::{build, Input};
 use palisade_core::cluster::Cluster;
 use palisade_core::verdict::{decide, Connection as Conn, Side, Verdict};
 use palisade_generate::flow::{parse, Flow};
@@ -152,18 +152,6 @@ fn write(files: &[(String, String)], out: Option<&Path>) -> u8 {
     0
 }
 
-fn is_policy(o: &Object) -> bool {
-    matches!(
-        o,
-        Object::NetworkPolicy(_)
-            | Object::CalicoNetworkPolicy(_)
-            | Object::CalicoGlobalNetworkPolicy(_)
-            | Object::CalicoStagedNetworkPolicy(_)
-            | Object::CalicoStagedGlobalNetworkPolicy(_)
-            | Object::CalicoStagedKubernetesNetworkPolicy(_)
-    )
-}
-
 /// Ingress allows that egress isolation defeats (lint PAL011, ingress side).
 fn defeated_ingress(cluster: &Cluster, inputs: &[Input]) -> usize {
     let workloads = Workloads::new(cluster);
@@ -210,7 +198,7 @@ fn with_generated(
             .collect::<Vec<_>>()
             .join("; "));
     }
-    let mut all: Vec<Input> = inputs.iter().filter(|i| keep || !is_policy(&i.object)).cloned().collect();
+    let mut all: Vec<Input> = inputs.iter().filter(|i| keep || !i.object.is_policy()).cloned().collect();
     all.extend(decoded.inputs);
     build(&all, &build_options(args))
         .map_err(|ps| ps.iter().map(|p| format!("{}: {}", p.object, p.message)).collect::<Vec<_>>().join("; "))

@@ -111,6 +111,18 @@ impl Object {
             Object::CalicoHostEndpoint(o) => &o.metadata,
         }
     }
+    /// Whether the object is a policy (of any kind, staged included).
+    pub fn is_policy(&self) -> bool {
+        matches!(
+            self,
+            Object::NetworkPolicy(_)
+                | Object::CalicoNetworkPolicy(_)
+                | Object::CalicoGlobalNetworkPolicy(_)
+                | Object::CalicoStagedNetworkPolicy(_)
+                | Object::CalicoStagedGlobalNetworkPolicy(_)
+                | Object::CalicoStagedKubernetesNetworkPolicy(_)
+        )
+    }
     pub fn is_namespaced(&self) -> bool {
         !matches!(
             self,
