@@ -152,7 +152,46 @@ pub fn load_figures(objects: &[Object], netns: &str) -> Ruleset {
         }
     }
     delta_figure("one policy changed", &rs, &changed, netns);
+    agent_figure(objects, &rs, netns);
     rs
+}
+
+/// The agent's path from a file change to the kernel: the cluster as 50 files in a directory,
+/// read once; then a new file with one pod appears, and only that file is parsed again.
+fn agent_figure(objects: &[Object], old: &Ruleset, netns: &str) {
+    let dir = std::env::temp_dir().join(format!("palisade-bench-agent-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    for (i, chunk) in objects.chunks(objects.len().div_ceil(50)).enumerate() {
+        std::fs::write(dir.join(format!("part-{i:02}.json")), palisade_bench::to_list_json(chunk)).expect("write");
+    }
+    let mut watched = palisade_load::watch::Watched::new(&dir);
+    let opts = BuildOptions::default();
+    let t = Instant::now();
+    watched.refresh(&opts).expect("readable").expect("first read");
+    let first = t.elapsed().as_secs_f64();
+    let pod = objects.iter().find(|o| matches!(o, Object::Pod(p) if p.metadata.name.as_deref() == Some("pod-1")));
+    let Some(Object::Pod(p)) = pod else { return };
+    let mut p = p.clone();
+    p.metadata.name = Some("pod-new".into());
+    p.status = Some(PodStatus { pod_ip: Some("198.19.254.1".into()), ..Default::default() });
+    std::fs::write(dir.join("zz-new-pod.json"), palisade_bench::to_list_json(&[Object::Pod(p)])).expect("write");
+    let t = Instant::now();
+    let load = watched.refresh(&opts).expect("readable").expect("changed");
+    let read = t.elapsed().as_secs_f64();
+    let c = load.cluster.expect("valid");
+    let t = Instant::now();
+    let new = compile(&c, &Options::default());
+    let delta = script::update(old, &new);
+    let compiled = t.elapsed().as_secs_f64();
+    let applied = timed_apply(&delta, netns);
+    script::apply(&script::update(&new, old), Some(netns)).expect("revert");
+    println!("agent: first read {first:>9.3} s  (50 files)");
+    println!(
+        "agent: pod file  {:>9.3} s  (read 1 file + build {read:.3} + compile and diff {compiled:.3} + apply {applied:.4} s)",
+        read + compiled + applied
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 fn delta_figure(what: &str, old: &Ruleset, objects: &[Object], netns: &str) {

@@ -265,7 +265,9 @@ pub fn to_list_json(objects: &[Object]) -> String {
                 Object::CalicoNetworkPolicy(x) => ("projectcalico.org/v3", serde_json::to_value(x)),
                 Object::CalicoGlobalNetworkPolicy(x) => ("projectcalico.org/v3", serde_json::to_value(x)),
                 Object::CalicoTier(x) => ("projectcalico.org/v3", serde_json::to_value(x)),
-                _ => unreachable!("the generator makes namespaces, pods and policies"),
+                Object::CalicoGlobalNetworkSet(x) => ("projectcalico.org/v3", serde_json::to_value(x)),
+                Object::CalicoNetworkSet(x) => ("projectcalico.org/v3", serde_json::to_value(x)),
+                _ => unreachable!("the generator makes namespaces, pods, policies and network sets"),
             };
             let mut v = v.expect("serializable");
             v["apiVersion"] = api.into();

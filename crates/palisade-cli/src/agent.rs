@@ -5,7 +5,6 @@
 //! delta. Input that does not validate is refused and the last good ruleset stays in force.
 //! Stopping the agent leaves the table, and enforcement, in place.
 
-use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
@@ -15,6 +14,7 @@ use palisade_core::cluster::Cluster;
 use palisade_core::port::Protocol;
 use palisade_core::verdict::{decide, describe, Connection, Side};
 use palisade_generate::flow::FlowRecord;
+use palisade_load::watch::Watched;
 use palisade_nft::{compile, script, Options, Ruleset};
 
 #[derive(clap::Args)]
@@ -59,39 +59,23 @@ enum Mode {
     Audit,
 }
 
-/// Files under `dir` with their modification time and size: a change in any means reload.
-fn snapshot(dir: &Path) -> BTreeMap<PathBuf, (SystemTime, u64)> {
-    let mut out = BTreeMap::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else { continue };
-        for e in entries.flatten() {
-            let p = e.path();
-            let Ok(meta) = e.metadata() else { continue };
-            if meta.is_dir() {
-                stack.push(p);
-            } else {
-                out.insert(p, (meta.modified().unwrap_or(SystemTime::UNIX_EPOCH), meta.len()));
-            }
-        }
-    }
-    out
-}
-
 fn log(msg: &str) {
     eprintln!("palisade agent: {msg}");
 }
 
-/// Loads and compiles; `Err` carries the problems as one printable block.
-fn build(args: &Args) -> Result<(Cluster, Ruleset), String> {
+/// Reads what changed in the source directory (only those files are parsed again) and
+/// compiles; `Ok(None)` when nothing changed, `Err` carries the problems as one printable block.
+fn build(args: &Args, watched: &mut Watched) -> Result<Option<(Cluster, Ruleset)>, String> {
     let opts = BuildOptions { default_namespace: args.namespace.clone() };
-    let load = palisade_load::load_paths(std::slice::from_ref(&args.source), &opts).map_err(|e| e.to_string())?;
+    let Some(load) = watched.refresh(&opts).map_err(|e| e.to_string())? else { return Ok(None) };
     if crate::input::report(&load, true).is_err() {
         return Err(format!("{} error(s) in {}", load.errors(), args.source.display()));
     }
     let cluster = load.cluster.expect("report returned Ok");
-    let rs = compile(&cluster, &Options { node: args.node.clone(), audit: args.mode == Mode::Audit });
-    Ok((cluster, rs))
+    let opts =
+        Options { node: args.node.clone(), audit: args.mode == Mode::Audit, record_flows: args.flow_log.is_some() };
+    let rs = compile(&cluster, &opts);
+    Ok(Some((cluster, rs)))
 }
 
 fn print_counters(netns: Option<&str>) -> u8 {
@@ -115,8 +99,9 @@ pub fn run(args: Args) -> u8 {
     if args.counters {
         return print_counters(args.netns.as_deref());
     }
-    let (mut cluster, mut current) = match build(&args) {
-        Ok(built) => built,
+    let mut watched = Watched::new(&args.source);
+    let (mut cluster, mut current) = match build(&args, &mut watched) {
+        Ok(built) => built.expect("the first read always loads"),
         Err(e) => {
             log(&format!("refused: {e}; nothing applied"));
             return crate::EXIT_INVALID;
@@ -144,26 +129,29 @@ pub fn run(args: Args) -> u8 {
     if args.once {
         return 0;
     }
-    let mut seen = snapshot(&args.source);
     let mut flows = args.flow_log.as_deref().map(FlowLog::open).transpose().unwrap_or_else(|e| {
         log(&format!("cannot open the flow log: {e}; not logging flows"));
         None
     });
+    let mut last_error: Option<String> = None;
     loop {
         std::thread::sleep(Duration::from_millis(args.interval_ms));
         if let Some(f) = flows.as_mut() {
             f.poll(&cluster, args.netns.as_deref(), args.mode);
         }
-        let now = snapshot(&args.source);
-        if now == seen {
-            continue;
-        }
-        seen = now;
         let t = Instant::now();
-        let (next_cluster, next) = match build(&args) {
-            Ok(built) => built,
+        let (next_cluster, next) = match build(&args, &mut watched) {
+            Ok(None) => continue,
+            Ok(Some(built)) => {
+                last_error = None;
+                built
+            }
             Err(e) => {
-                log(&format!("refused: {e}; the last good ruleset stays in force"));
+                // A directory that cannot be read fails on every look: say so once.
+                if last_error.as_ref() != Some(&e) {
+                    log(&format!("refused: {e}; the last good ruleset stays in force"));
+                }
+                last_error = Some(e);
                 continue;
             }
         };

@@ -50,3 +50,17 @@ fn invalid_input_is_refused_before_anything_is_applied() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("refused:"));
     assert!(out.stdout.is_empty());
 }
+
+#[test]
+fn flow_sets_are_in_the_table_only_with_a_flow_log() {
+    let (_, plain, _) = dry_run(&[]);
+    assert!(!plain.contains("flows_4"), "no per-packet cost unless a flow log is asked for");
+    let (code, logged, _) = dry_run(&["--flow-log", "/dev/null"]);
+    assert_eq!(code, 0);
+    assert!(logged.contains("add set inet palisade flows_4 { type ipv4_addr . ipv4_addr . inet_proto . inet_service; flags dynamic, timeout;"), "{logged}");
+    for chain in ["forward", "input", "output"] {
+        let rule =
+            format!("add rule inet palisade {chain} meta l4proto {{ tcp, udp, sctp }} ct state new update @flows_6");
+        assert!(logged.contains(&rule), "{chain}: {logged}");
+    }
+}

@@ -4,6 +4,7 @@
 pub mod diagnostic;
 pub mod manifest;
 pub mod source;
+pub mod watch;
 pub mod yaml;
 
 use std::path::PathBuf;
@@ -38,6 +39,11 @@ pub fn load_paths(paths: &[PathBuf], opts: &BuildOptions) -> Result<Load, source
 
 pub fn load_sources(sources: Vec<Source>, opts: &BuildOptions) -> Load {
     let decoded = manifest::decode(&sources);
+    assemble(sources, decoded, opts)
+}
+
+/// Builds the cluster from decoded objects; problems of decoding and building, sorted by place.
+pub(crate) fn assemble(sources: Vec<Source>, decoded: manifest::Loaded, opts: &BuildOptions) -> Load {
     let mut problems = decoded.problems;
     let decode_failed = problems.iter().any(|p| p.severity == Severity::Error);
     let cluster = match build(&decoded.inputs, opts) {

@@ -37,6 +37,9 @@ pub struct Options {
     pub node: Option<String>,
     /// Log what would be denied and drop nothing.
     pub audit: bool,
+    /// Note every new connection in the flow sets (for the agent's flow log). Off by default:
+    /// traffic that stays "new" to conntrack (one-way UDP) pays for it on every packet.
+    pub record_flows: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -102,6 +105,7 @@ pub struct Ruleset {
     /// Verdict maps: `egress_4` etc. → (address → chain).
     pub maps: BTreeMap<String, BTreeMap<String, String>>,
     pub audit: bool,
+    pub record_flows: bool,
 }
 
 /// Figures about a compiled ruleset.
@@ -129,8 +133,12 @@ impl Ruleset {
 /// Compiles the cluster's policies for one node (or all pods).
 pub fn compile(cluster: &Cluster, opts: &Options) -> Ruleset {
     let mut index = Index::new(cluster);
-    let mut c =
-        Compiler { cluster, opts, rs: Ruleset { audit: opts.audit, ..Default::default() }, cache: HashMap::new() };
+    let mut c = Compiler {
+        cluster,
+        opts,
+        rs: Ruleset { audit: opts.audit, record_flows: opts.record_flows, ..Default::default() },
+        cache: HashMap::new(),
+    };
     let mut groups: HashMap<GroupKey, String> = HashMap::new();
     for dir in [Direction::Egress, Direction::Ingress] {
         let applicable = index.applicable(dir);

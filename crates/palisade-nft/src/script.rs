@@ -30,7 +30,7 @@ pub const FLOW_SETS: [&str; 2] = ["flows_4", "flows_6"];
 pub const FLOW_CAPACITY: usize = 65_536;
 
 /// The base chains: conntrack first, then one egress and one ingress lookup per family.
-fn base_chains(out: &mut Vec<String>) {
+fn base_chains(out: &mut Vec<String>, record_flows: bool) {
     let t = t();
     let head = "ct state established,related accept";
     let chains: [(&str, &str, &[&str]); 3] = [
@@ -80,7 +80,7 @@ fn base_chains(out: &mut Vec<String>) {
         // IPv6 needs neighbor discovery to work at all; it is not a connection policy decides.
         out.push(format!("add rule {t} {name} {NDP}"));
         // Every new connection is noted before policy decides it (the agent's flow log).
-        for (set, ip) in FLOW_SETS.iter().zip(["ip", "ip6"]) {
+        for (set, ip) in FLOW_SETS.iter().zip(["ip", "ip6"]).filter(|_| record_flows) {
             out.push(format!(
                 "add rule {t} {name} meta l4proto {{ tcp, udp, sctp }} ct state new update @{set} {{ {ip} saddr . {ip} daddr . meta l4proto . th dport }}"
             ));
@@ -107,7 +107,7 @@ pub fn full(rs: &Ruleset) -> String {
     for (name, f) in MAPS {
         out.push(format!("add map {t} {name} {{ type {} : verdict; }}", f.addr_type()));
     }
-    for (name, f) in FLOW_SETS.iter().zip([Family::V4, Family::V6]) {
+    for (name, f) in FLOW_SETS.iter().zip([Family::V4, Family::V6]).filter(|_| rs.record_flows) {
         let a = f.addr_type();
         out.push(format!(
             "add set {t} {name} {{ type {a} . {a} . inet_proto . inet_service; flags dynamic, timeout; timeout 1h; size {FLOW_CAPACITY}; }}"
@@ -123,7 +123,7 @@ pub fn full(rs: &Ruleset) -> String {
         let items = rs.maps.get(name).into_iter().flatten().map(|(ip, chain)| format!("{ip} : jump {chain}"));
         out.extend(elements(name, items, "add"));
     }
-    base_chains(&mut out);
+    base_chains(&mut out, rs.record_flows);
     out.join("\n") + "\n"
 }
 
