@@ -7,7 +7,7 @@ use fixedbitset::FixedBitSet;
 use palisade_core::cluster::{Cluster, PodId};
 use palisade_core::field::FieldPath;
 use palisade_core::index::{Admitted, Index};
-use palisade_core::peer::Peer;
+use palisade_core::peer::{NamespaceScope, Peer};
 use palisade_core::policy::{Action, Direction, Match};
 use palisade_core::port::Protocol;
 use palisade_core::verdict::{decide, selects, Connection, Side, Step};
@@ -20,7 +20,8 @@ type Sides = (Vec<Admitted>, Vec<Admitted>);
 pub(super) fn run(cx: &mut Context) {
     let mut index = Index::new(cx.cluster);
     let dns = index.sides(53, Protocol::UDP);
-    no_dns(cx, &dns.0);
+    let openshift_dns = index.sides(5353, Protocol::UDP);
+    no_dns(cx, &[&dns.0, &openshift_dns.0]);
     partly_isolated(cx, &dns);
     let probes = cx.conn.probes.clone();
     let sides: Vec<Sides> = probes.iter().map(|p| index.sides(p.port, p.protocol)).collect();
@@ -53,7 +54,7 @@ impl Named {
                     list.filter_map(|(i, r)| {
                         let Match::Kubernetes { peers: Some(peers), .. } = &r.matches else { return None };
                         let mut pods = FixedBitSet::with_capacity(cluster.pods.len());
-                        for peer in peers.iter().filter(|p| matches!(p, Peer::Pods { .. })) {
+                        for peer in peers.iter().filter(|p| names_pods(p)) {
                             pods.union_with(&index.peer_pods(peer));
                         }
                         (!pods.is_clear()).then_some((i, pods))
@@ -100,19 +101,20 @@ fn policies_of(cluster: &Cluster, p: PodId, dir: Direction) -> Vec<usize> {
         .collect()
 }
 
-fn no_dns(cx: &mut Context, egress: &[Admitted]) {
+/// `egress`: what each pod's egress admits on each of [`DNS_PORTS`].
+fn no_dns(cx: &mut Context, egress: &[&[Admitted]]) {
     let cluster = cx.cluster;
-    let servers: Vec<PodId> = (0..cluster.pods.len())
-        .filter(|&p| cluster.pods[p].labels.get("k8s-app").is_some_and(|v| v == "kube-dns"))
-        .collect();
+    let servers: Vec<PodId> = (0..cluster.pods.len()).filter(|&p| is_dns_server(&cluster.pods[p].labels)).collect();
     let mut blocked: BTreeMap<usize, Vec<PodId>> = BTreeMap::new();
-    for (p, allowed) in egress.iter().enumerate() {
-        let Some(allowed) = allowed else { continue };
+    for p in 0..cluster.pods.len() {
+        if egress[0][p].is_none() {
+            continue; // Not isolated for egress.
+        }
         let ok = if servers.is_empty() {
-            // DNS is not in the input: any egress rule that admits 53/UDP counts.
+            // DNS is not in the input: any egress rule that admits a DNS port counts.
             policies_of(cluster, p, Direction::Egress).iter().any(|&i| admits_dns_port(cluster, i))
         } else {
-            servers.iter().any(|&s| allowed.contains(s))
+            egress.iter().any(|port| port[p].as_ref().is_some_and(|a| servers.iter().any(|&s| a.contains(s))))
         };
         if !ok {
             blocked.entry(cx.workloads.of_pod[p]).or_default().push(p);
@@ -120,9 +122,9 @@ fn no_dns(cx: &mut Context, egress: &[Admitted]) {
     }
     for (w, pods) in blocked {
         let Some(&pol) = policies_of(cluster, pods[0], Direction::Egress).first() else { continue };
-        let target = if servers.is_empty() { "any address".to_string() } else { "kube-dns".to_string() };
+        let target = if servers.is_empty() { "any address" } else { "the cluster's DNS pods" };
         let message = format!(
-            "{} ({} pod(s)) is isolated for egress and may not reach {target} on 53/UDP: name resolution fails",
+            "{} ({} pod(s)) is isolated for egress and may not reach {target} on 53/UDP (or 5353, OpenShift's): name resolution fails",
             cx.workloads.key(cluster, w),
             pods.len()
         );
@@ -131,20 +133,25 @@ fn no_dns(cx: &mut Context, egress: &[Admitted]) {
     }
 }
 
+/// kube-dns/CoreDNS (`k8s-app: kube-dns`) or OpenShift's DNS daemon set.
+fn is_dns_server(labels: &palisade_core::label::Labels) -> bool {
+    labels.get("k8s-app").is_some_and(|v| v == "kube-dns") || labels.contains_key("dns.operator.openshift.io/daemonset-dns")
+}
+
+/// DNS as policy sees it after DNAT: 53, or 5353 where OpenShift's DNS pods listen.
+const DNS_PORTS: [u16; 2] = [53, 5353];
+
 fn admits_dns_port(cluster: &Cluster, pol: usize) -> bool {
     let rules = cluster.policies[pol].egress.iter().flatten();
     rules.filter(|r| r.action == Action::Allow).any(|r| match &r.matches {
         Match::Kubernetes { ports: None, .. } => true,
-        Match::Kubernetes { ports: Some(ps), .. } => ps.iter().any(|p| p.matches(53, Protocol::UDP, None)),
-        Match::Calico(c) => {
-            let probe = Connection::new(
-                Side::ip(cluster, [0, 0, 0, 0].into()),
-                Side::ip(cluster, [0, 0, 0, 0].into()),
-                53,
-                Protocol::UDP,
-            );
-            c.packet_matches(&probe).is_ok()
+        Match::Kubernetes { ports: Some(ps), .. } => {
+            DNS_PORTS.iter().any(|&port| ps.iter().any(|p| p.matches(port, Protocol::UDP, None)))
         }
+        Match::Calico(c) => DNS_PORTS.iter().any(|&port| {
+            let nowhere = Side::ip(cluster, [0, 0, 0, 0].into());
+            c.packet_matches(&Connection::new(nowhere, nowhere, port, Protocol::UDP)).is_ok()
+        }),
     })
 }
 
@@ -182,6 +189,17 @@ fn partly_isolated(cx: &mut Context, (egress, ingress): &Sides) {
     }
 }
 
+/// A peer that names pods: a non-empty podSelector or namespaceSelector. `podSelector: {}` or
+/// `namespaceSelector: {}` alone is a blanket allow, not an intent to reach particular pods.
+fn names_pods(peer: &Peer) -> bool {
+    match peer {
+        Peer::Pods { namespaces, pods } => {
+            !pods.is_everything() || matches!(namespaces, NamespaceScope::Matching(s) if !s.is_everything())
+        }
+        Peer::IpBlock(_) => false,
+    }
+}
+
 /// Whether the rule that decided `dir` in this trace names its peer by selector (an explicit
 /// intent to talk to that pod), rather than admitting everyone or an address block.
 fn explicit(
@@ -197,11 +215,11 @@ fn explicit(
                 let pol = *keys.get(&p.policy)?;
                 let r = &cluster.policies[pol].rules(dir)?[rule.index];
                 let named = match &r.matches {
-                    Match::Kubernetes { peers: Some(ps), .. } => ps.iter().any(|x| matches!(x, Peer::Pods { .. })),
+                    Match::Kubernetes { peers: Some(ps), .. } => ps.iter().any(names_pods),
                     Match::Kubernetes { peers: None, .. } => false,
                     Match::Calico(c) => {
                         let e = if dir == Direction::Egress { &c.destination } else { &c.source };
-                        e.selector.is_some()
+                        e.selector.as_ref().is_some_and(|s| *s != palisade_core::expr::Expr::All)
                     }
                 };
                 named.then_some((pol, rule.index))
