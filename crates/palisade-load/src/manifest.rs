@@ -119,7 +119,9 @@ fn decode_object(value: Value, loc: Arc<DocLocator>, out: &mut Loaded) {
         return;
     }
     if kind == "List" || kind.ends_with("List") && map.contains_key("items") {
-        decode_list(map.get("items"), &loc, out);
+        // A typed list (`PodList`, as the API serves it) leaves kind out of its items.
+        let implied = kind.strip_suffix("List").filter(|k| !k.is_empty()).map(|k| (k.to_string(), api.clone()));
+        decode_list(map.get("items"), &loc, implied.as_ref(), out);
         return;
     }
     if api.starts_with("projectcalico.org/") || api.starts_with("crd.projectcalico.org/") {
@@ -163,12 +165,18 @@ fn decode_object(value: Value, loc: Arc<DocLocator>, out: &mut Loaded) {
     }
 }
 
-fn decode_list(items: Option<&Value>, loc: &Arc<DocLocator>, out: &mut Loaded) {
+/// `implied`: the (kind, apiVersion) of the items of a typed list, for items that omit them.
+fn decode_list(items: Option<&Value>, loc: &Arc<DocLocator>, implied: Option<&(String, String)>, out: &mut Loaded) {
     let Some(Value::Array(items)) = items else { return };
     for (i, item) in items.iter().enumerate() {
         let base = loc.base.key("items").index(i);
         let item_loc = Arc::new(DocLocator { file: loc.file.clone(), root: loc.root.clone(), base });
-        decode_object(item.clone(), item_loc, out);
+        let mut item = item.clone();
+        if let (Some((kind, api)), Value::Object(m)) = (implied, &mut item) {
+            m.entry("kind").or_insert_with(|| kind.clone().into());
+            m.entry("apiVersion").or_insert_with(|| api.clone().into());
+        }
+        decode_object(item, item_loc, out);
     }
 }
 
@@ -256,6 +264,20 @@ fn typed<T: DeserializeOwned + Serialize>(value: Value, loc: &DocLocator, kind: 
         kind.contains("Policy") || kind.starts_with("Calico") || CALICO_STRICT.iter().any(|k| kind.starts_with(k));
     let severity = if strict { Severity::Error } else { Severity::Warning };
     for path in unknown {
+        // `kubectl get -o yaml` from 1.24-1.27 clusters writes the alpha NetworkPolicy status
+        // back: read-only, it cannot change a verdict.
+        if path.0 == [palisade_core::field::Seg::Key("status".into())] {
+            let msg = "status is read-only and ignored (an alpha NetworkPolicy field of Kubernetes 1.24-1.27)".into();
+            out.problems.push(problem(
+                loc,
+                kind,
+                path,
+                Severity::Warning,
+                msg,
+                "remove it, or keep it: it changes nothing",
+            ));
+            continue;
+        }
         let field = path.0.last().map(|s| match s {
             palisade_core::field::Seg::Key(k) => k.clone(),
             palisade_core::field::Seg::Index(i) => i.to_string(),
