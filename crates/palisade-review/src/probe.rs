@@ -10,20 +10,22 @@ use palisade_core::policy::Match;
 use palisade_core::port::{PortSpec, Protocol};
 use serde::Serialize;
 
+/// One port standing for a stretch of ports (`port..=end`) that every rule, pod and Service
+/// treats alike, so that deciding it decides them all: connectivity over the probes is exact.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 pub struct Probe {
     pub port: u16,
     pub protocol: Protocol,
-    /// Stands for every port of the protocol that no pod, Service or rule names.
-    pub other: bool,
+    /// The last port of the stretch.
+    pub end: u16,
 }
 
 impl fmt::Display for Probe {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.other {
-            write!(f, "other {}", self.protocol)
-        } else {
+        if self.port == self.end {
             write!(f, "{}/{}", self.port, self.protocol)
+        } else {
+            write!(f, "{}-{}/{}", self.port, self.end, self.protocol)
         }
     }
 }
@@ -71,48 +73,74 @@ fn named_ranges(cluster: &Cluster, out: &mut BTreeSet<(Protocol, u16, u16)>) {
     }
 }
 
-/// The probes for a cluster: each named port (both ends of a range), then one unnamed port
-/// per protocol (TCP and UDP always; SCTP when something names it).
+/// The probes for a cluster: the ports of every protocol (TCP and UDP always; SCTP when
+/// something names it) cut at each boundary of a named port or range.
 pub fn probes(cluster: &Cluster) -> Vec<Probe> {
     probes_of(&[cluster])
 }
 
-/// Probes that serve several clusters alike (to compare them): every port any of them names.
+/// Probes that serve several clusters alike (to compare them): cut at every boundary of any.
 pub fn probes_of(clusters: &[&Cluster]) -> Vec<Probe> {
     let mut ranges = BTreeSet::new();
     clusters.iter().for_each(|c| named_ranges(c, &mut ranges));
-    let mut set = BTreeSet::new();
-    for &(protocol, a, b) in &ranges {
-        set.insert(Probe { port: a, protocol, other: false });
-        set.insert(Probe { port: b, protocol, other: false });
-    }
     let mut protocols: BTreeSet<Protocol> = [Protocol::TCP, Protocol::UDP].into();
     protocols.extend(ranges.iter().map(|r| r.0));
+    let mut out = Vec::new();
     for protocol in protocols {
-        let named = |p: u16| ranges.iter().any(|&(pr, a, b)| pr == protocol && (a..=b).contains(&p));
-        if let Some(port) = (1..=u16::MAX).find(|&p| !named(p)) {
-            set.insert(Probe { port, protocol, other: true });
+        let mut starts: BTreeSet<u32> = BTreeSet::from([1]);
+        for &(_, a, b) in ranges.iter().filter(|r| r.0 == protocol) {
+            starts.insert(u32::from(a));
+            starts.insert(u32::from(b) + 1);
+        }
+        let starts: Vec<u32> = starts.into_iter().filter(|&s| (1..=65535).contains(&s)).collect();
+        for (i, &s) in starts.iter().enumerate() {
+            let end = starts.get(i + 1).map_or(65535, |&n| n - 1);
+            out.push(Probe { port: s as u16, protocol, end: end as u16 });
         }
     }
-    let mut v: Vec<Probe> = set.into_iter().collect();
-    v.sort_by_key(|p| (p.other, p.protocol, p.port));
-    v
+    out
 }
 
-/// Describes a set of probes compactly: `80/TCP, 443/TCP, any UDP` (a protocol is "any" when
-/// every probe of it, its unnamed port included, is in the set).
+/// Describes a set of probes compactly: `80/TCP, 8000-8080/TCP, any UDP` (a protocol is "any"
+/// when every probe of it is in the set; adjacent stretches merge).
 pub fn describe(all: &[Probe], chosen: &[Probe]) -> String {
     let mut parts = Vec::new();
     let mut chosen = chosen.to_vec();
-    chosen.sort_by_key(|p| (p.protocol, p.other, p.port));
+    chosen.sort_by_key(|p| (p.protocol, p.port));
     let protocols: BTreeSet<Protocol> = chosen.iter().map(|p| p.protocol).collect();
     for protocol in protocols {
         let of = |v: &[Probe]| v.iter().filter(|p| p.protocol == protocol).count();
         if of(all) == of(&chosen) {
             parts.push(format!("any {protocol}"));
-        } else {
-            parts.extend(chosen.iter().filter(|p| p.protocol == protocol).map(|p| p.to_string()));
+            continue;
         }
+        let mut merged: Vec<(u16, u16)> = Vec::new();
+        for p in chosen.iter().filter(|p| p.protocol == protocol) {
+            match merged.last_mut() {
+                Some(last) if u32::from(last.1) + 1 == u32::from(p.port) => last.1 = p.end,
+                _ => merged.push((p.port, p.end)),
+            }
+        }
+        let shown = |(a, b): (u16, u16)| if a == b { format!("{a}/{protocol}") } else { format!("{a}-{b}/{protocol}") };
+        parts.extend(merged.into_iter().map(shown));
     }
     parts.join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn probes_cover_every_port_once_and_describe_merges() {
+        let p = |port, end| Probe { port, protocol: Protocol::TCP, end };
+        let all = vec![p(1, 79), p(80, 80), p(81, 442), p(443, 443), p(444, 65535)];
+        assert_eq!(describe(&all, &[p(80, 80), p(443, 443)]), "80/TCP, 443/TCP");
+        assert_eq!(describe(&all, &[p(80, 80), p(81, 442), p(443, 443)]), "80-443/TCP");
+        assert_eq!(describe(&all, &all), "any TCP");
+        let cluster = Cluster::default();
+        let probes = probes(&cluster);
+        assert_eq!(probes.len(), 2, "one stretch per protocol when nothing is named");
+        assert!(probes.iter().all(|p| p.port == 1 && p.end == 65535));
+    }
 }
