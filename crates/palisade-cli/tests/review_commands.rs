@@ -279,3 +279,32 @@ fn html_report_works_offline_in_a_browser() {
     assert!(dom.contains("class=\"node\" data-node=\"5\""), "wordpress-0 stays");
     let _ = std::fs::remove_file(&html);
 }
+
+/// Outside addresses are decided by a shortcut for Kubernetes-only clusters; it must agree with
+/// the engine's per-connection path on every truth table and example.
+#[test]
+fn address_block_shortcut_agrees_with_deciding_each_connection() {
+    use palisade_review::probe::probes;
+    let mut clusters: Vec<(String, palisade_core::cluster::Cluster)> =
+        conformance_cases().iter().map(|c| (c.file.clone(), load_case(c))).collect();
+    let examples: [&[&str]; 3] = [
+        &["node-network-egress"],
+        &["egress-guide/cluster.yaml", "egress-guide/dns-any-ip", "egress-guide/internet-egress.yaml"],
+        &["lateral-movement"],
+    ];
+    for paths in examples {
+        let opts = palisade_core::build::BuildOptions { default_namespace: Some("app".into()) };
+        let paths: Vec<_> = paths.iter().map(|p| repo().join("examples").join(p)).collect();
+        let load = palisade_load::load_paths(&paths, &opts).unwrap();
+        clusters.push((format!("{paths:?}"), load.cluster.expect("the example loads")));
+    }
+    let mut with_blocks = 0;
+    for (name, cluster) in &clusters {
+        let fast = Connectivity::compute(cluster, probes(cluster), || {});
+        let slow = Connectivity::compute_by_decide(cluster, probes(cluster));
+        with_blocks += usize::from(!fast.externals.is_empty());
+        assert_eq!(fast.to_external, slow.to_external, "{name}: pods to address blocks");
+        assert_eq!(fast.from_external, slow.from_external, "{name}: address blocks to pods");
+    }
+    assert!(with_blocks >= 5, "only {with_blocks} inputs name address blocks");
+}

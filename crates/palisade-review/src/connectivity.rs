@@ -43,10 +43,22 @@ pub struct Connectivity {
 
 impl Connectivity {
     /// Computes everything; `tick` is called once per unit of work out of [`Connectivity::work`].
-    pub fn compute(cluster: &Cluster, probes: Vec<Probe>, mut tick: impl FnMut()) -> Connectivity {
+    pub fn compute(cluster: &Cluster, probes: Vec<Probe>, tick: impl FnMut()) -> Connectivity {
+        Connectivity::compute_with(cluster, probes, tick, true)
+    }
+
+    /// [`Connectivity::compute`] deciding every pod against every address block through the
+    /// engine's per-connection path, never the shortcut (for tests that hold the two alike).
+    pub fn compute_by_decide(cluster: &Cluster, probes: Vec<Probe>) -> Connectivity {
+        Connectivity::compute_with(cluster, probes, || {}, false)
+    }
+
+    fn compute_with(cluster: &Cluster, probes: Vec<Probe>, mut tick: impl FnMut(), shortcut: bool) -> Connectivity {
         let mut index = Index::new(cluster);
         let externals = externals(cluster);
         let classes = classes(cluster, &mut index);
+        let kubernetes = (shortcut && !cluster.uses_calico() && cluster.host_endpoints.is_empty())
+            .then(|| [index.applicable(Direction::Egress), index.applicable(Direction::Ingress)]);
         let mut matrices = Vec::with_capacity(probes.len());
         let (mut to_external, mut from_external) = (Vec::new(), Vec::new());
         for probe in &probes {
@@ -56,7 +68,10 @@ impl Connectivity {
                 .iter()
                 .map(|e| {
                     tick();
-                    external_sides(cluster, &classes, e.address, probe)
+                    match &kubernetes {
+                        Some(applicable) => kubernetes_sides(cluster, applicable, e.address, probe),
+                        None => external_sides(cluster, &classes, e.address, probe),
+                    }
                 })
                 .unzip();
             to_external.push(to);
@@ -114,6 +129,44 @@ fn external_sides(
             from.set(p, f);
         }
     }
+    (to, from)
+}
+
+/// Kubernetes policy only: a pod may open (or be opened by) an outside address when that side
+/// is not isolated, or one of its policies has a rule whose peers include the address (or are
+/// absent) and whose ports admit the probe. No trace, no scan over unrelated policies.
+fn kubernetes_sides(
+    cluster: &Cluster,
+    applicable: &[Vec<Vec<usize>>; 2],
+    address: IpAddr,
+    probe: &Probe,
+) -> (FixedBitSet, FixedBitSet) {
+    let n = cluster.pods.len();
+    let mut sides = [FixedBitSet::with_capacity(n), FixedBitSet::with_capacity(n)];
+    for (k, dir) in [Direction::Egress, Direction::Ingress].into_iter().enumerate() {
+        for p in 0..n {
+            let pod = &cluster.pods[p];
+            // Named ports resolve against the destination: the pod on ingress, none on egress.
+            let dst_ports = (dir == Direction::Ingress).then_some(pod.ports.as_slice());
+            let admits = |pol: &usize| {
+                cluster.policies[*pol].rules(dir).into_iter().flatten().any(|r| match &r.matches {
+                    Match::Kubernetes { peers, ports } => {
+                        let peer_ok = peers
+                            .as_ref()
+                            .is_none_or(|ps| ps.iter().any(|x| matches!(x, Peer::IpBlock(b) if b.contains(address))));
+                        let port_ok = ports
+                            .as_ref()
+                            .is_none_or(|ps| ps.iter().any(|rp| rp.matches(probe.port, probe.protocol, dst_ports)));
+                        peer_ok && port_ok
+                    }
+                    Match::Calico(_) => unreachable!("only for Kubernetes-only clusters"),
+                })
+            };
+            let list = &applicable[k][p];
+            sides[k].set(p, !cluster.is_policy_subject(p) || list.is_empty() || list.iter().any(admits));
+        }
+    }
+    let [to, from] = sides;
     (to, from)
 }
 
