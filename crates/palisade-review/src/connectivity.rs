@@ -144,7 +144,7 @@ fn kubernetes_sides(
     let n = cluster.pods.len();
     let mut sides = [FixedBitSet::with_capacity(n), FixedBitSet::with_capacity(n)];
     for (k, dir) in [Direction::Egress, Direction::Ingress].into_iter().enumerate() {
-        for p in 0..n {
+        for (p, list) in applicable[k].iter().enumerate() {
             let pod = &cluster.pods[p];
             // Named ports resolve against the destination: the pod on ingress, none on egress.
             let dst_ports = (dir == Direction::Ingress).then_some(pod.ports.as_slice());
@@ -162,7 +162,6 @@ fn kubernetes_sides(
                     Match::Calico(_) => unreachable!("only for Kubernetes-only clusters"),
                 })
             };
-            let list = &applicable[k][p];
             sides[k].set(p, !cluster.is_policy_subject(p) || list.is_empty() || list.iter().any(admits));
         }
     }

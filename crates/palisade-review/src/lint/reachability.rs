@@ -66,31 +66,6 @@ impl Named {
         let applicable = [index.applicable(Direction::Egress), index.applicable(Direction::Ingress)];
         Named { rules, applicable }
     }
-
-    /// The first rule of `pod`'s policies in `dir` that names `other` and admits the probe
-    /// (the destination's named ports resolve against `dst`).
-    fn rule(
-        &self,
-        cluster: &Cluster,
-        dir: Direction,
-        pod: PodId,
-        other: PodId,
-        dst: PodId,
-        probe: &Probe,
-    ) -> Option<(usize, usize)> {
-        let s = slot(dir);
-        self.applicable[s][pod].iter().find_map(|&pol| {
-            self.rules[s][pol].iter().find_map(|(i, pods)| {
-                let Match::Kubernetes { ports, .. } = &cluster.policies[pol].rules(dir)?[*i].matches else {
-                    return None;
-                };
-                let dst_ports = Some(cluster.pods[dst].ports.as_slice());
-                let port_ok =
-                    ports.as_ref().is_none_or(|ps| ps.iter().any(|p| p.matches(probe.port, probe.protocol, dst_ports)));
-                (pods.contains(other) && port_ok).then_some((pol, *i))
-            })
-        })
-    }
 }
 
 /// The policies selecting pod `p` in `dir`, in evaluation order.
@@ -241,44 +216,11 @@ struct OneSided {
 
 fn one_sided(cx: &mut Context, probes: &[Probe], sides: &[Sides], named: Option<&Named>) {
     let cluster = cx.cluster;
-    let keys: HashMap<String, usize> = (0..cluster.policies.len()).map(|i| (cluster.policy_key(i), i)).collect();
     // (direction that allows, policy, rule) -> what it lets through in vain.
-    let mut found: BTreeMap<(Direction, usize, usize), OneSided> = BTreeMap::new();
-    // Without the index's shortcut (Calico), each workload pair is traced once per probe.
-    type Traced = HashMap<(Direction, usize, usize, usize), Option<(usize, usize)>>;
-    let mut traced: Traced = HashMap::new();
-    for (n, (probe, (egress, ingress))) in probes.iter().zip(sides).enumerate() {
-        for (s, out) in egress.iter().enumerate() {
-            for d in (0..cluster.pods.len()).filter(|&d| d != s) {
-                let e = out.as_ref().map(|x| x.contains(d));
-                let i = ingress[d].as_ref().map(|x| x.contains(s));
-                let allowing = match (e, i) {
-                    (Some(true), Some(false)) => Direction::Egress,
-                    (Some(false), Some(true)) => Direction::Ingress,
-                    _ => continue,
-                };
-                let pair = (cx.workloads.of_pod[s], cx.workloads.of_pod[d]);
-                let rule = match named {
-                    Some(named) => {
-                        let (pod, other) = if allowing == Direction::Egress { (s, d) } else { (d, s) };
-                        named.rule(cluster, allowing, pod, other, d, probe)
-                    }
-                    None => *traced.entry((allowing, pair.0, pair.1, n)).or_insert_with(|| {
-                        let conn =
-                            Connection::new(Side::pod(cluster, s), Side::pod(cluster, d), probe.port, probe.protocol);
-                        explicit(cluster, &keys, &decide(cluster, &conn).trace, allowing)
-                    }),
-                };
-                let Some((pol, rule)) = rule else { continue };
-                let entry = found
-                    .entry((allowing, pol, rule))
-                    .or_insert_with(|| OneSided { example: (s, d), ..Default::default() });
-                if entry.probes.last() != Some(probe) && !entry.probes.contains(probe) {
-                    entry.probes.push(*probe);
-                }
-                entry.pairs.insert(pair);
-            }
-        }
+    let mut found: Found = BTreeMap::new();
+    match named {
+        Some(named) => one_sided_by_index(cx, probes, sides, named, &mut found),
+        None => one_sided_by_trace(cx, probes, sides, &mut found),
     }
     for ((allowing, pol, rule), f) in found {
         let ports = crate::probe::describe(&cx.conn.probes, &f.probes);
@@ -296,5 +238,99 @@ fn one_sided(cx: &mut Context, probes: &[Probe], sides: &[Sides], named: Option<
             Direction::Ingress => format!("allow it on the other side too: an egress rule at {src} to {dst}'s pods (palisade generate --complement-egress)"),
         };
         cx.at_policy(&ONE_SIDED, pol, super::rule_path(allowing, rule), message, help);
+    }
+}
+
+type Found = BTreeMap<(Direction, usize, usize), OneSided>;
+
+fn record(found: &mut Found, key: (Direction, usize, usize), pair: (usize, usize), example: (PodId, PodId), probe: &Probe) {
+    let entry = found.entry(key).or_insert_with(|| OneSided { example, ..Default::default() });
+    if !entry.probes.contains(probe) {
+        entry.probes.push(*probe);
+    }
+    entry.pairs.insert(pair);
+}
+
+/// Kubernetes only: with each side's admitted sets transposed, the pairs one side allows and
+/// the other denies are bitset differences; each is charged to the first rule of the allowing
+/// pod's policies that names the other pod (a rule's pods, from the index, are one bitset).
+fn one_sided_by_index(cx: &Context, probes: &[Probe], sides: &[Sides], named: &Named, found: &mut Found) {
+    let cluster = cx.cluster;
+    let n = cluster.pods.len();
+    for (probe, (egress, ingress)) in probes.iter().zip(sides) {
+        for (allowing, (this, that)) in [(Direction::Egress, (egress, ingress)), (Direction::Ingress, (ingress, egress))] {
+            // isolated: pods whose other side is isolated; admits[x]: the pods whose other side lets x in.
+            let mut isolated = FixedBitSet::with_capacity(n);
+            let mut admits = vec![FixedBitSet::with_capacity(n); n];
+            for (y, set) in that.iter().enumerate() {
+                if let Some(set) = set {
+                    isolated.insert(y);
+                    set.ones().for_each(|x| admits[x].insert(y));
+                }
+            }
+            for (x, own) in this.iter().enumerate() {
+                let Some(own) = own else { continue };
+                let mut refused = FixedBitSet::clone(own);
+                refused.intersect_with(&isolated);
+                refused.difference_with(&admits[x]);
+                refused.set(x, false);
+                if refused.is_clear() {
+                    continue;
+                }
+                for &pol in &named.applicable[slot(allowing)][x] {
+                    for (rule, pods) in &named.rules[slot(allowing)][pol] {
+                        let mut hit = refused.clone();
+                        hit.intersect_with(pods);
+                        for y in hit.ones() {
+                            let (src, dst) = if allowing == Direction::Egress { (x, y) } else { (y, x) };
+                            if !rule_ports_admit(cluster, pol, allowing, *rule, dst, probe) {
+                                continue;
+                            }
+                            refused.set(y, false);
+                            let pair = (cx.workloads.of_pod[src], cx.workloads.of_pod[dst]);
+                            record(found, (allowing, pol, *rule), pair, (src, dst), probe);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Whether a Kubernetes rule's ports admit the probe to `dst` (named ports resolve there).
+fn rule_ports_admit(cluster: &Cluster, pol: usize, dir: Direction, rule: usize, dst: PodId, probe: &Probe) -> bool {
+    let Some(Match::Kubernetes { ports, .. }) = cluster.policies[pol].rules(dir).map(|r| &r[rule].matches) else {
+        return false;
+    };
+    let dst_ports = Some(cluster.pods[dst].ports.as_slice());
+    ports.as_ref().is_none_or(|ps| ps.iter().any(|p| p.matches(probe.port, probe.protocol, dst_ports)))
+}
+
+/// Calico: the deciding rule comes from a trace, once per workload pair and probe.
+fn one_sided_by_trace(cx: &Context, probes: &[Probe], sides: &[Sides], found: &mut Found) {
+    let cluster = cx.cluster;
+    let keys: HashMap<String, usize> = (0..cluster.policies.len()).map(|i| (cluster.policy_key(i), i)).collect();
+    type Traced = HashMap<(Direction, usize, usize, usize), Option<(usize, usize)>>;
+    let mut traced: Traced = HashMap::new();
+    for (n, (probe, (egress, ingress))) in probes.iter().zip(sides).enumerate() {
+        for (s, out) in egress.iter().enumerate() {
+            for d in (0..cluster.pods.len()).filter(|&d| d != s) {
+                let e = out.as_ref().map(|x| x.contains(d));
+                let i = ingress[d].as_ref().map(|x| x.contains(s));
+                let allowing = match (e, i) {
+                    (Some(true), Some(false)) => Direction::Egress,
+                    (Some(false), Some(true)) => Direction::Ingress,
+                    _ => continue,
+                };
+                let pair = (cx.workloads.of_pod[s], cx.workloads.of_pod[d]);
+                let rule = *traced.entry((allowing, pair.0, pair.1, n)).or_insert_with(|| {
+                    let conn = Connection::new(Side::pod(cluster, s), Side::pod(cluster, d), probe.port, probe.protocol);
+                    explicit(cluster, &keys, &decide(cluster, &conn).trace, allowing)
+                });
+                if let Some((pol, rule)) = rule {
+                    record(found, (allowing, pol, rule), pair, (s, d), probe);
+                }
+            }
+        }
     }
 }
