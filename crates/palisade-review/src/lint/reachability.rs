@@ -243,7 +243,13 @@ fn one_sided(cx: &mut Context, probes: &[Probe], sides: &[Sides], named: Option<
 
 type Found = BTreeMap<(Direction, usize, usize), OneSided>;
 
-fn record(found: &mut Found, key: (Direction, usize, usize), pair: (usize, usize), example: (PodId, PodId), probe: &Probe) {
+fn record(
+    found: &mut Found,
+    key: (Direction, usize, usize),
+    pair: (usize, usize),
+    example: (PodId, PodId),
+    probe: &Probe,
+) {
     let entry = found.entry(key).or_insert_with(|| OneSided { example, ..Default::default() });
     if !entry.probes.contains(probe) {
         entry.probes.push(*probe);
@@ -258,7 +264,9 @@ fn one_sided_by_index(cx: &Context, probes: &[Probe], sides: &[Sides], named: &N
     let cluster = cx.cluster;
     let n = cluster.pods.len();
     for (probe, (egress, ingress)) in probes.iter().zip(sides) {
-        for (allowing, (this, that)) in [(Direction::Egress, (egress, ingress)), (Direction::Ingress, (ingress, egress))] {
+        for (allowing, (this, that)) in
+            [(Direction::Egress, (egress, ingress)), (Direction::Ingress, (ingress, egress))]
+        {
             // isolated: pods whose other side is isolated; admits[x]: the pods whose other side lets x in.
             let mut isolated = FixedBitSet::with_capacity(n);
             let mut admits = vec![FixedBitSet::with_capacity(n); n];
@@ -324,7 +332,8 @@ fn one_sided_by_trace(cx: &Context, probes: &[Probe], sides: &[Sides], found: &m
                 };
                 let pair = (cx.workloads.of_pod[s], cx.workloads.of_pod[d]);
                 let rule = *traced.entry((allowing, pair.0, pair.1, n)).or_insert_with(|| {
-                    let conn = Connection::new(Side::pod(cluster, s), Side::pod(cluster, d), probe.port, probe.protocol);
+                    let conn =
+                        Connection::new(Side::pod(cluster, s), Side::pod(cluster, d), probe.port, probe.protocol);
                     explicit(cluster, &keys, &decide(cluster, &conn).trace, allowing)
                 });
                 if let Some((pol, rule)) = rule {
