@@ -69,7 +69,7 @@ impl Connectivity {
                 .map(|e| {
                     tick();
                     match &kubernetes {
-                        Some(applicable) => kubernetes_sides(cluster, applicable, e.address, probe),
+                        Some(applicable) => kubernetes_sides(cluster, &classes, applicable, e.address, probe),
                         None => external_sides(cluster, &classes, e.address, probe),
                     }
                 })
@@ -137,6 +137,7 @@ fn external_sides(
 /// absent) and whose ports admit the probe. No trace, no scan over unrelated policies.
 fn kubernetes_sides(
     cluster: &Cluster,
+    classes: &[Vec<PodId>],
     applicable: &[Vec<Vec<usize>>; 2],
     address: IpAddr,
     probe: &Probe,
@@ -144,7 +145,10 @@ fn kubernetes_sides(
     let n = cluster.pods.len();
     let mut sides = [FixedBitSet::with_capacity(n), FixedBitSet::with_capacity(n)];
     for (k, dir) in [Direction::Egress, Direction::Ingress].into_iter().enumerate() {
-        for (p, list) in applicable[k].iter().enumerate() {
+        // Pods of one class have the same policies and ports: one answer serves them all.
+        for class in classes {
+            let p = class[0];
+            let list = &applicable[k][p];
             let pod = &cluster.pods[p];
             // Named ports resolve against the destination: the pod on ingress, none on egress.
             let dst_ports = (dir == Direction::Ingress).then_some(pod.ports.as_slice());
@@ -162,7 +166,8 @@ fn kubernetes_sides(
                     Match::Calico(_) => unreachable!("only for Kubernetes-only clusters"),
                 })
             };
-            sides[k].set(p, !cluster.is_policy_subject(p) || list.is_empty() || list.iter().any(admits));
+            let allowed = !cluster.is_policy_subject(p) || list.is_empty() || list.iter().any(admits);
+            class.iter().for_each(|&q| sides[k].set(q, allowed));
         }
     }
     let [to, from] = sides;

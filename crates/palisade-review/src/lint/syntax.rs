@@ -16,9 +16,10 @@ use super::{
 };
 
 pub(super) fn run(cx: &mut Context) {
+    let carried = Labelled::new(cx.cluster);
     for pol in 0..cx.cluster.policies.len() {
         selects_nothing(cx, pol);
-        unknown_labels(cx, pol);
+        unknown_labels(cx, pol, &carried);
         open_rules(cx, pol);
         if let Some(spec) = cx.written(pol).and_then(|np| np.spec.as_ref()) {
             peer_shapes(cx, pol, spec);
@@ -74,31 +75,52 @@ impl Carried {
     }
 }
 
-fn unknown_labels(cx: &mut Context, pol: usize) {
-    let cluster = cx.cluster;
-    let pods = Carried::of(cluster.pods.iter().map(|p| &p.labels));
-    let namespaces = Carried::of(cluster.namespaces.iter().map(|n| &n.labels));
+/// The labels things in the cluster carry, gathered once for every policy's selectors.
+struct Labelled {
+    pods: Carried,
+    namespaces: Carried,
+    /// Keys Calico selectors can see: endpoints (pseudo-labels included), host endpoints, network sets.
+    calico: BTreeSet<String>,
+}
+
+impl Labelled {
+    fn new(cluster: &palisade_core::cluster::Cluster) -> Labelled {
+        let sets = cluster
+            .calico_labels
+            .iter()
+            .chain(cluster.host_endpoints.iter().map(|h| &h.labels))
+            .chain(cluster.network_sets.iter().map(|s| &s.labels));
+        Labelled {
+            pods: Carried::of(cluster.pods.iter().map(|p| &p.labels)),
+            namespaces: Carried::of(cluster.namespaces.iter().map(|n| &n.labels)),
+            calico: sets.flat_map(|l| l.keys().cloned()).collect(),
+        }
+    }
+}
+
+fn unknown_labels(cx: &mut Context, pol: usize, labelled: &Labelled) {
+    let (pods, namespaces) = (&labelled.pods, &labelled.namespaces);
     let mut found: Vec<(FieldPath, String)> = Vec::new();
     if let Some(spec) = cx.written(pol).and_then(|np| np.spec.as_ref()) {
         let spec_path = FieldPath::root().key("spec");
         if let Some(s) = &spec.pod_selector {
-            missing_labels(s, &pods, "pod", &spec_path.key("podSelector"), &mut found);
+            missing_labels(s, pods, "pod", &spec_path.key("podSelector"), &mut found);
         }
         for (dir, rules) in written_rules(spec) {
             for (i, peers) in rules.iter().enumerate() {
                 for (j, peer) in peers.iter().flat_map(|p| p.iter()).enumerate() {
                     let path = rule_path(dir, i).key(dir.peers_field()).index(j);
                     if let Some(s) = &peer.pod_selector {
-                        missing_labels(s, &pods, "pod", &path.key("podSelector"), &mut found);
+                        missing_labels(s, pods, "pod", &path.key("podSelector"), &mut found);
                     }
                     if let Some(s) = &peer.namespace_selector {
-                        missing_labels(s, &namespaces, "namespace", &path.key("namespaceSelector"), &mut found);
+                        missing_labels(s, namespaces, "namespace", &path.key("namespaceSelector"), &mut found);
                     }
                 }
             }
         }
     } else {
-        calico_unknown_keys(cx, pol, &mut found);
+        calico_unknown_keys(cx, pol, &labelled.calico, &mut found);
     }
     for (path, message) in found {
         cx.at_policy(
@@ -147,17 +169,8 @@ fn missing_labels(
 }
 
 /// Calico selectors: label keys that no endpoint, namespace, service account or network set carries.
-fn calico_unknown_keys(cx: &Context, pol: usize, found: &mut Vec<(FieldPath, String)>) {
+fn calico_unknown_keys(cx: &Context, pol: usize, carried: &BTreeSet<String>, found: &mut Vec<(FieldPath, String)>) {
     let cluster = cx.cluster;
-    let mut carried: BTreeSet<String> = BTreeSet::new();
-    let sets = cluster
-        .calico_labels
-        .iter()
-        .chain(cluster.host_endpoints.iter().map(|h| &h.labels))
-        .chain(cluster.network_sets.iter().map(|s| &s.labels));
-    for labels in sets {
-        carried.extend(labels.keys().cloned());
-    }
     let p: &Policy = &cluster.policies[pol];
     let mut keys = BTreeSet::new();
     if let Subject::Endpoints(e) = &p.subject {
