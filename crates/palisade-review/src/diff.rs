@@ -1,6 +1,8 @@
 //! What changes between two policy sets: connections gained and lost, by workload pair and port.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+
+use fixedbitset::FixedBitSet;
 
 use palisade_core::cluster::Cluster;
 use serde::Serialize;
@@ -15,9 +17,6 @@ pub struct Version<'a> {
     pub conn: &'a Connectivity,
     pub workloads: &'a Workloads,
 }
-
-/// A connection by name, so that the same pod in two inputs is the same endpoint.
-type Pair = (String, String, Probe);
 
 #[derive(Debug, Serialize)]
 pub struct Group {
@@ -36,58 +35,91 @@ pub struct Diff {
     pub lost: Vec<Group>,
 }
 
-impl Version<'_> {
-    /// Every allowed connection between two different endpoints, with the workload of each end.
-    fn pairs(&self) -> BTreeMap<Pair, (String, String)> {
-        let (c, conn, w) = (self.cluster, self.conn, self.workloads);
-        let pod = |p: usize| (c.pod_key(p), w.key(c, w.of_pod[p]));
-        let block = |e: usize| {
-            let b = format!("ip:{}", conn.externals[e].block);
-            (b.clone(), b)
-        };
-        let mut out = BTreeMap::new();
-        for (i, probe) in conn.probes.iter().enumerate() {
-            for s in 0..c.pods.len() {
-                for d in conn.matrices[i].rows[s].ones().filter(|&d| d != s) {
-                    let ((a, wa), (b, wb)) = (pod(s), pod(d));
-                    out.insert((a, b, *probe), (wa, wb));
-                }
-            }
-            for (e, pods) in conn.to_external[i].iter().enumerate() {
-                for p in pods.ones() {
-                    let ((a, wa), (b, wb)) = (pod(p), block(e));
-                    out.insert((a, b, *probe), (wa, wb));
-                }
-            }
-            for (e, pods) in conn.from_external[i].iter().enumerate() {
-                for p in pods.ones() {
-                    let ((a, wa), (b, wb)) = (block(e), pod(p));
-                    out.insert((a, b, *probe), (wa, wb));
-                }
-            }
+/// Endpoints by name across both versions, so that the same pod in two inputs is one endpoint.
+#[derive(Default)]
+struct Space {
+    names: Vec<String>,
+    /// The workload (or `ip:BLOCK`) each endpoint belongs to.
+    workloads: Vec<String>,
+    index: HashMap<String, usize>,
+}
+
+impl Space {
+    fn add(&mut self, name: String, workload: String) -> usize {
+        if let Some(&i) = self.index.get(&name) {
+            return i;
         }
-        out
+        self.names.push(name.clone());
+        self.workloads.push(workload);
+        self.index.insert(name, self.names.len() - 1);
+        self.names.len() - 1
+    }
+}
+
+impl Version<'_> {
+    /// Each pod and each address block of this version, as endpoints of `space`.
+    fn place(&self, space: &mut Space) -> (Vec<usize>, Vec<usize>) {
+        let (c, w) = (self.cluster, self.workloads);
+        let pods = (0..c.pods.len()).map(|p| space.add(c.pod_key(p), w.key(c, w.of_pod[p]))).collect();
+        let blocks = self
+            .conn
+            .externals
+            .iter()
+            .map(|e| space.add(format!("ip:{}", e.block), format!("ip:{}", e.block)))
+            .collect();
+        (pods, blocks)
+    }
+
+    /// Every allowed connection on probe `i` between two different endpoints, as rows of `space`.
+    fn rows(&self, i: usize, n: usize, (pods, blocks): &(Vec<usize>, Vec<usize>)) -> Vec<FixedBitSet> {
+        let mut rows = vec![FixedBitSet::with_capacity(n); n];
+        let conn = self.conn;
+        for (s, row) in conn.matrices[i].rows.iter().enumerate() {
+            row.ones().filter(|&d| d != s).for_each(|d| rows[pods[s]].insert(pods[d]));
+        }
+        for (e, set) in conn.to_external[i].iter().enumerate() {
+            set.ones().for_each(|p| rows[pods[p]].insert(blocks[e]));
+        }
+        for (e, set) in conn.from_external[i].iter().enumerate() {
+            set.ones().for_each(|p| rows[blocks[e]].insert(pods[p]));
+        }
+        rows
     }
 }
 
 /// Compares two versions; both connectivities must use the same probes ([`crate::probe::probes_of`]).
 pub fn diff(old: &Version, new: &Version) -> Diff {
-    let (before, after) = (old.pairs(), new.pairs());
-    let gained = group(after.iter().filter(|(k, _)| !before.contains_key(*k)), &new.conn.probes);
-    let lost = group(before.iter().filter(|(k, _)| !after.contains_key(*k)), &old.conn.probes);
+    let mut space = Space::default();
+    let (new_ids, old_ids) = (new.place(&mut space), old.place(&mut space));
+    let n = space.names.len();
+    let mut changes: [Changes; 2] = Default::default();
+    for (i, probe) in new.conn.probes.iter().enumerate() {
+        let (before, after) = (old.rows(i, n, &old_ids), new.rows(i, n, &new_ids));
+        for (src, (b, a)) in before.iter().zip(&after).enumerate() {
+            for (k, (has, lacks)) in [(a, b), (b, a)].into_iter().enumerate() {
+                for dst in has.difference(lacks) {
+                    let key = (space.workloads[src].clone(), space.workloads[dst].clone());
+                    let entry = changes[k].entry(key).or_insert_with(|| {
+                        let example = (
+                            space.names[src].clone(),
+                            space.names[dst].clone(),
+                            format!("{}/{}", probe.port, probe.protocol),
+                        );
+                        (BTreeMap::new(), example)
+                    });
+                    *entry.0.entry(*probe).or_default() += 1;
+                }
+            }
+        }
+    }
+    let [gained, lost] = changes.map(|c| group(c, &new.conn.probes));
     Diff { gained, lost }
 }
 
-fn group<'a>(changes: impl Iterator<Item = (&'a Pair, &'a (String, String))>, all: &[Probe]) -> Vec<Group> {
-    // (from workload, to workload) -> pod pairs per probe, and one example.
-    type Example = (String, String, String);
-    let mut by: BTreeMap<(String, String), (BTreeMap<Probe, usize>, Example)> = BTreeMap::new();
-    for ((a, b, probe), (wa, wb)) in changes {
-        let entry = by
-            .entry((wa.clone(), wb.clone()))
-            .or_insert_with(|| (BTreeMap::new(), (a.clone(), b.clone(), format!("{}/{}", probe.port, probe.protocol))));
-        *entry.0.entry(*probe).or_default() += 1;
-    }
+/// (from workload, to workload) -> pod pairs per probe, and one example pair.
+type Changes = BTreeMap<(String, String), (BTreeMap<Probe, usize>, (String, String, String))>;
+
+fn group(by: Changes, all: &[Probe]) -> Vec<Group> {
     by.into_iter()
         .map(|((from, to), (counts, example))| {
             let probes: Vec<Probe> = counts.keys().copied().collect();
