@@ -10,7 +10,7 @@ use palisade_core::index::{Admitted, Index};
 use palisade_core::peer::{NamespaceScope, Peer};
 use palisade_core::policy::{Action, Direction, Match};
 use palisade_core::port::Protocol;
-use palisade_core::verdict::{decide, selects, Connection, Side, Step};
+use palisade_core::verdict::{decide, Connection, Side, Step};
 
 use super::{some_of, Context, NO_DNS, ONE_SIDED, PARTLY_ISOLATED};
 use crate::probe::Probe;
@@ -19,13 +19,14 @@ type Sides = (Vec<Admitted>, Vec<Admitted>);
 
 pub(super) fn run(cx: &mut Context) {
     let mut index = Index::new(cx.cluster);
+    let applicable = [index.applicable(Direction::Egress), index.applicable(Direction::Ingress)];
     let dns = index.sides(53, Protocol::UDP);
     let openshift_dns = index.sides(5353, Protocol::UDP);
-    no_dns(cx, &[&dns.0, &openshift_dns.0]);
-    partly_isolated(cx, &dns);
+    no_dns(cx, &[&dns.0, &openshift_dns.0], &applicable[0]);
+    partly_isolated(cx, &dns, &applicable);
     let probes = cx.conn.probes.clone();
     let sides: Vec<Sides> = probes.iter().map(|p| index.sides(p.port, p.protocol)).collect();
-    let named = (!cx.cluster.uses_calico()).then(|| Named::new(cx.cluster, &mut index));
+    let named = (!cx.cluster.uses_calico()).then(|| Named::new(cx.cluster, &mut index, applicable));
     one_sided(cx, &probes, &sides, named.as_ref());
 }
 
@@ -43,7 +44,7 @@ fn slot(dir: Direction) -> usize {
 }
 
 impl Named {
-    fn new(cluster: &Cluster, index: &mut Index) -> Named {
+    fn new(cluster: &Cluster, index: &mut Index, applicable: [Vec<Vec<usize>>; 2]) -> Named {
         let mut rules: [Vec<Vec<(usize, FixedBitSet)>>; 2] = Default::default();
         for dir in [Direction::Egress, Direction::Ingress] {
             rules[slot(dir)] = cluster
@@ -63,21 +64,12 @@ impl Named {
                 })
                 .collect();
         }
-        let applicable = [index.applicable(Direction::Egress), index.applicable(Direction::Ingress)];
         Named { rules, applicable }
     }
 }
 
-/// The policies selecting pod `p` in `dir`, in evaluation order.
-fn policies_of(cluster: &Cluster, p: PodId, dir: Direction) -> Vec<usize> {
-    let side = Side::pod(cluster, p);
-    (0..cluster.policies.len())
-        .filter(|&i| cluster.policies[i].rules(dir).is_some() && selects(cluster, &cluster.policies[i], &side))
-        .collect()
-}
-
 /// `egress`: what each pod's egress admits on each of [`DNS_PORTS`].
-fn no_dns(cx: &mut Context, egress: &[&[Admitted]]) {
+fn no_dns(cx: &mut Context, egress: &[&[Admitted]], applicable: &[Vec<usize>]) {
     let cluster = cx.cluster;
     let servers: Vec<PodId> = (0..cluster.pods.len()).filter(|&p| is_dns_server(&cluster.pods[p].labels)).collect();
     let mut blocked: BTreeMap<usize, Vec<PodId>> = BTreeMap::new();
@@ -87,7 +79,7 @@ fn no_dns(cx: &mut Context, egress: &[&[Admitted]]) {
         }
         let ok = if servers.is_empty() {
             // DNS is not in the input: any egress rule that admits a DNS port counts.
-            policies_of(cluster, p, Direction::Egress).iter().any(|&i| admits_dns_port(cluster, i))
+            applicable[p].iter().any(|&i| admits_dns_port(cluster, i))
         } else {
             egress.iter().any(|port| port[p].as_ref().is_some_and(|a| servers.iter().any(|&s| a.contains(s))))
         };
@@ -96,7 +88,7 @@ fn no_dns(cx: &mut Context, egress: &[&[Admitted]]) {
         }
     }
     for (w, pods) in blocked {
-        let Some(&pol) = policies_of(cluster, pods[0], Direction::Egress).first() else { continue };
+        let Some(&pol) = applicable[pods[0]].first() else { continue };
         let target = if servers.is_empty() { "any address" } else { "the cluster's DNS pods" };
         let message = format!(
             "{} ({} pod(s)) is isolated for egress and may not reach {target} on 53/UDP (or 5353, OpenShift's): name resolution fails",
@@ -131,7 +123,7 @@ fn admits_dns_port(cluster: &Cluster, pol: usize) -> bool {
     })
 }
 
-fn partly_isolated(cx: &mut Context, (egress, ingress): &Sides) {
+fn partly_isolated(cx: &mut Context, (egress, ingress): &Sides, applicable: &[Vec<Vec<usize>>; 2]) {
     let cluster = cx.cluster;
     for dir in [Direction::Ingress, Direction::Egress] {
         let side = if dir == Direction::Ingress { ingress } else { egress };
@@ -151,7 +143,7 @@ fn partly_isolated(cx: &mut Context, (egress, ingress): &Sides) {
             let mut open_workloads: Vec<String> =
                 open.iter().map(|&p| cx.workloads.key(cluster, cx.workloads.of_pod[p])).collect();
             open_workloads.dedup();
-            let pol = policies_of(cluster, isolated[0], dir)[0];
+            let pol = applicable[slot(dir)][isolated[0]][0];
             let message = format!(
                 "in namespace {ns}, {} pod(s) are isolated for {dir} but {} are not: {}",
                 isolated.len(),
