@@ -180,12 +180,7 @@ fn agent_figure(objects: &[Object], old: &Ruleset, netns: &str) {
     let load = watched.refresh(&opts).expect("readable").expect("changed");
     let read = t.elapsed().as_secs_f64();
     let c = load.cluster.expect("valid");
-    let t = Instant::now();
-    let new = compile(&c, &Options::default());
-    let delta = script::update(old, &new);
-    let compiled = t.elapsed().as_secs_f64();
-    let applied = timed_apply(&delta, netns);
-    script::apply(&script::update(&new, old), Some(netns)).expect("revert");
+    let (compiled, applied, _) = delta_and_back(old, &c, netns);
     println!("agent: first read {first:>9.3} s  (50 files)");
     println!(
         "agent: pod file  {:>9.3} s  (read 1 file + build {read:.3} + compile and diff {compiled:.3} + apply {applied:.4} s)",
@@ -194,21 +189,26 @@ fn agent_figure(objects: &[Object], old: &Ruleset, netns: &str) {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// Compiles `c`, applies the delta from `old` (timed), and goes back to `old`, so that each
+/// figure starts from the same table: (compile and diff s, apply s, nft commands).
+fn delta_and_back(old: &Ruleset, c: &Cluster, netns: &str) -> (f64, f64, usize) {
+    let t = Instant::now();
+    let new = compile(c, &Options::default());
+    let delta = script::update(old, &new);
+    let compiled = t.elapsed().as_secs_f64();
+    let applied = timed_apply(&delta, netns);
+    script::apply(&script::update(&new, old), Some(netns)).expect("revert");
+    (compiled, applied, delta.lines().count())
+}
+
 fn delta_figure(what: &str, old: &Ruleset, objects: &[Object], netns: &str) {
     let t = Instant::now();
     let c = cluster(objects);
     let built = t.elapsed().as_secs_f64();
-    let t = Instant::now();
-    let new = compile(&c, &Options::default());
-    let delta = script::update(old, &new);
-    let compiled = t.elapsed().as_secs_f64();
-    let applied = timed_apply(&delta, netns);
-    // Back to the original, so each delta starts from the same table.
-    script::apply(&script::update(&new, old), Some(netns)).expect("revert");
+    let (compiled, applied, commands) = delta_and_back(old, &c, netns);
     println!(
-        "{what:<18}{:>9.3} s  (build {built:.3} + compile and diff {compiled:.3} + apply {applied:.4} s; {} nft commands)",
+        "{what:<18}{:>9.3} s  (build {built:.3} + compile and diff {compiled:.3} + apply {applied:.4} s; {commands} nft commands)",
         built + compiled + applied,
-        delta.lines().count()
     );
 }
 
