@@ -159,16 +159,32 @@ fn review(cluster: &palisade_core::cluster::Cluster) {
 fn enforce(mut objects: Vec<palisade_core::build::Object>, a: &Args) {
     palisade_lab::install_interrupt_cleanup();
     enforcer::bench_pods(&mut objects);
-    let netns = format!("pal-bench-{}", std::process::id());
-    let ok = std::process::Command::new("ip").args(["netns", "add", &netns]).status().is_ok_and(|s| s.success());
-    assert!(ok, "cannot create a network namespace: the enforcer benchmark needs root");
-    enforcer::load_figures(&objects, &netns);
+    let scratch = Scratch::new();
+    let netns = scratch.0.as_str();
+    enforcer::load_figures(&objects, netns);
     enforcer::throughput(&objects, a.rounds);
     println!("-- with a {}-element address set in the bench pods' rule path --", a.big_set);
     enforcer::add_big_set(&mut objects, a.big_set);
-    enforcer::load_figures(&objects, &netns);
+    enforcer::load_figures(&objects, netns);
     enforcer::throughput(&objects, a.rounds);
-    let _ = std::process::Command::new("ip").args(["netns", "del", &netns]).status();
+}
+
+/// The namespace the load figures use, removed however the benchmark ends (a panic included).
+struct Scratch(String);
+
+impl Scratch {
+    fn new() -> Scratch {
+        let name = format!("pal-bench-{}", std::process::id());
+        let ok = std::process::Command::new("ip").args(["netns", "add", &name]).status().is_ok_and(|s| s.success());
+        assert!(ok, "cannot create a network namespace: the enforcer benchmark needs root");
+        Scratch(name)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("ip").args(["netns", "del", &self.0]).status();
+    }
 }
 
 fn invalid(problems: usize) -> ! {
