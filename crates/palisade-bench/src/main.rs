@@ -159,7 +159,9 @@ fn review(cluster: &palisade_core::cluster::Cluster) {
 fn enforce(mut objects: Vec<palisade_core::build::Object>, a: &Args) {
     palisade_lab::install_interrupt_cleanup();
     enforcer::bench_pods(&mut objects);
-    let scratch = Scratch::new();
+    // Removed however the benchmark ends: normally, on a panic, or on Ctrl-C.
+    let scratch = palisade_lab::topology::ScratchNetns::new(format!("pal-bench-{}", std::process::id()))
+        .expect("cannot create a network namespace: the enforcer benchmark needs root");
     let netns = scratch.0.as_str();
     enforcer::load_figures(&objects, netns);
     enforcer::throughput(&objects, a.rounds);
@@ -167,24 +169,6 @@ fn enforce(mut objects: Vec<palisade_core::build::Object>, a: &Args) {
     enforcer::add_big_set(&mut objects, a.big_set);
     enforcer::load_figures(&objects, netns);
     enforcer::throughput(&objects, a.rounds);
-}
-
-/// The namespace the load figures use, removed however the benchmark ends (a panic included).
-struct Scratch(String);
-
-impl Scratch {
-    fn new() -> Scratch {
-        let name = format!("pal-bench-{}", std::process::id());
-        let ok = std::process::Command::new("ip").args(["netns", "add", &name]).status().is_ok_and(|s| s.success());
-        assert!(ok, "cannot create a network namespace: the enforcer benchmark needs root");
-        Scratch(name)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("ip").args(["netns", "del", &self.0]).status();
-    }
 }
 
 fn invalid(problems: usize) -> ! {

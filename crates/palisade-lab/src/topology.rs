@@ -79,6 +79,26 @@ fn batch(netns: Option<&str>, lines: &[String]) -> Result<(), LabError> {
     }
 }
 
+/// A network namespace named `pal-...` that exists as long as the value does, and that the
+/// Ctrl-C handler ([`crate::install_interrupt_cleanup`]) removes too.
+pub struct ScratchNetns(pub String);
+
+impl ScratchNetns {
+    pub fn new(name: String) -> Result<ScratchNetns, LabError> {
+        LIVE.lock().unwrap_or_else(|e| e.into_inner()).push(name.clone());
+        let scratch = ScratchNetns(name);
+        run(&["ip", "netns", "add", &scratch.0], None)?;
+        Ok(scratch)
+    }
+}
+
+impl Drop for ScratchNetns {
+    fn drop(&mut self) {
+        let _ = run(&["ip", "netns", "del", &self.0], None);
+        LIVE.lock().unwrap_or_else(|e| e.into_inner()).retain(|x| *x != self.0);
+    }
+}
+
 /// Removes every lab namespace still alive (used on Ctrl-C).
 pub fn remove_all_live() {
     let names = std::mem::take(&mut *LIVE.lock().unwrap_or_else(|e| e.into_inner()));
