@@ -208,11 +208,8 @@ impl FlowLog {
 }
 
 fn record(cluster: &Cluster, f: &script::SeenFlow, mode: Mode) -> FlowRecord {
-    let protocol = match f.protocol {
-        17 => Protocol::UDP,
-        132 => Protocol::SCTP,
-        _ => Protocol::TCP,
-    };
+    // The flow sets only note TCP, UDP and SCTP.
+    let protocol = Protocol::from_number(f.protocol).unwrap_or(Protocol::TCP);
     let (src, dst) = (Side::ip(cluster, f.src), Side::ip(cluster, f.dst));
     let decision = decide(cluster, &Connection::new(src, dst, f.port, protocol));
     let time = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);

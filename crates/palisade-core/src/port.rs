@@ -40,6 +40,12 @@ impl Protocol {
         }
     }
     /// The IP protocol number.
+    /// The protocol with IP protocol number `n`, if it is one of these.
+    pub fn from_number(n: u8) -> Option<Protocol> {
+        [Protocol::TCP, Protocol::UDP, Protocol::SCTP, Protocol::ICMP, Protocol::ICMPv6]
+            .into_iter()
+            .find(|p| p.number() == n)
+    }
     pub fn number(self) -> u8 {
         match self {
             Protocol::TCP => 6,

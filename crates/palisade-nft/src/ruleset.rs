@@ -657,7 +657,7 @@ impl Compiler<'_> {
     }
 
     fn named_peer_ports(&mut self, e: &Entity, s: Sides, proto: Option<u8>, alts: Vec<Alt>) -> Vec<Alt> {
-        let protocol = proto.and_then(protocol_of);
+        let protocol = proto.and_then(Protocol::from_number);
         let pairs_for = |c: &Compiler, ports: &[CalicoPort]| -> Vec<(IpAddr, u16)> {
             let mut pairs = Vec::new();
             for p in ports {
@@ -745,12 +745,6 @@ fn named(c: &ContainerPort, name: &str, protocol: Protocol) -> bool {
     c.protocol == protocol && c.name.as_deref() == Some(name)
 }
 
-fn protocol_of(n: u8) -> Option<Protocol> {
-    [Protocol::TCP, Protocol::UDP, Protocol::SCTP, Protocol::ICMP, Protocol::ICMPv6]
-        .into_iter()
-        .find(|p| p.number() == n)
-}
-
 /// nft's name for an IP protocol number.
 fn l4(n: u8) -> String {
     match n {
@@ -788,7 +782,7 @@ fn port_expr(
     if ports.is_empty() {
         return Ok(None);
     }
-    let protocol = proto.and_then(protocol_of);
+    let protocol = proto.and_then(Protocol::from_number);
     let mut items = Vec::new();
     for p in ports {
         match p {

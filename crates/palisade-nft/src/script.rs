@@ -4,6 +4,8 @@
 use std::io::Write;
 use std::process::{Command, Stdio};
 
+use palisade_core::port::Protocol;
+
 use crate::ruleset::{Family, Ruleset, TABLE};
 
 fn t() -> String {
@@ -270,11 +272,9 @@ fn parse_flow_set(v: &serde_json::Value) -> Vec<SeenFlow> {
             let [src, dst, proto, port] = concat.as_slice() else { return None };
             let protocol = match proto {
                 serde_json::Value::Number(n) => u8::try_from(n.as_u64()?).ok()?,
-                serde_json::Value::String(s) => match s.as_str() {
-                    "tcp" => 6,
-                    "udp" => 17,
-                    "sctp" => 132,
-                    other => other.parse().ok()?,
+                serde_json::Value::String(s) => match Protocol::from_api(&s.to_ascii_uppercase()) {
+                    Some(p) => p.number(),
+                    None => s.parse().ok()?,
                 },
                 _ => return None,
             };

@@ -57,7 +57,7 @@ fn named_ranges(cluster: &Cluster, out: &mut BTreeSet<(Protocol, u16, u16)>) {
                 }
                 Match::Calico(c) => {
                     let protos: Vec<Protocol> = match c.protocol.as_ref() {
-                        Some((n, _)) => Protocol::ALL.into_iter().filter(|p| p.number() == *n).collect(),
+                        Some((n, _)) => Protocol::from_number(*n).filter(|p| p.has_ports()).into_iter().collect(),
                         None => vec![Protocol::TCP, Protocol::UDP],
                     };
                     let entities = [&c.source, &c.destination];
