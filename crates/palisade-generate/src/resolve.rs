@@ -37,7 +37,6 @@ pub fn resolve(cluster: &Cluster, flows: &[Flow]) -> (Vec<Connection>, Vec<Strin
     for f in flows {
         let shown = format!("{} -> {} {}/{}", f.src, f.dst, f.port, f.protocol);
         let src = match endpoint(cluster, &f.src) {
-            Ok(End::Pod(p)) if !cluster.is_policy_subject(p) => End::Address(address(cluster, p)),
             Ok(e) => e,
             Err(m) => {
                 problems.push(format!("{shown}: {m}"));
@@ -68,8 +67,12 @@ pub fn resolve(cluster: &Cluster, flows: &[Flow]) -> (Vec<Connection>, Vec<Strin
     (conns, problems)
 }
 
-fn address(cluster: &Cluster, p: PodId) -> IpAddr {
-    cluster.primary_ip(p).unwrap_or(IpAddr::from([0, 0, 0, 0]))
+/// A pod as policy sees it: itself, or for a host-network pod (no policy side) its address.
+fn pod_end(cluster: &Cluster, p: PodId) -> End {
+    match cluster.is_policy_subject(p) {
+        true => End::Pod(p),
+        false => End::Address(cluster.primary_ip(p).unwrap_or(IpAddr::from([0, 0, 0, 0]))),
+    }
 }
 
 /// `ns/pod` or an address (a pod's address is that pod).
@@ -81,7 +84,7 @@ fn endpoint(cluster: &Cluster, name: &str) -> Result<End, String> {
         });
     }
     let (ns, pod) = name.split_once('/').ok_or_else(|| format!("{name:?} is neither namespace/pod nor an IP"))?;
-    cluster.pod(ns, pod).map(End::Pod).ok_or_else(|| format!("no pod {name} in the cluster"))
+    cluster.pod(ns, pod).map(|p| pod_end(cluster, p)).ok_or_else(|| format!("no pod {name} in the cluster"))
 }
 
 /// The destinations policy sees: a Service address (or `ns/svc/NAME`) becomes its backends
@@ -95,12 +98,7 @@ fn targets(cluster: &Cluster, name: &str, port: u16, protocol: Protocol) -> Resu
         },
     };
     let Some(id) = service else {
-        let end = endpoint(cluster, name)?;
-        let end = match end {
-            End::Pod(p) if !cluster.is_policy_subject(p) => End::Address(address(cluster, p)),
-            e => e,
-        };
-        return Ok(vec![(end, port)]);
+        return Ok(vec![(endpoint(cluster, name)?, port)]);
     };
     let (list, _) = backends(cluster, id, port, protocol)?;
     if list.is_empty() {
