@@ -129,23 +129,25 @@ fn equal_order(cx: &mut Context) {
     }
 }
 
-/// Tiers that hold a policy and come after `tier`.
-fn later_tiers(cluster: &Cluster, tier: usize) -> bool {
+/// Whether a tier has a later tier that holds policies (ranks computed once).
+fn later_tiers(cluster: &Cluster) -> impl Fn(usize) -> bool {
     let rank = cluster.tier_ranks();
-    cluster.policies.iter().any(|p| rank[p.tier] > rank[tier])
+    let last = cluster.policies.iter().map(|p| rank[p.tier]).max();
+    move |tier| last.is_some_and(|last| last > rank[tier])
 }
 
 fn pass_last(cx: &mut Context) {
     let cluster = cx.cluster;
     let help = "with no later tier, a passed connection goes to the endpoint's profile (which allows Kubernetes pods): use Allow or Deny, or add the tier it should go to";
+    let later_tiers = later_tiers(cluster);
     for pol in 0..cluster.policies.len() {
         let p = &cluster.policies[pol];
-        if later_tiers(cluster, p.tier) {
+        if later_tiers(p.tier) {
             continue;
         }
         for dir in [Direction::Ingress, Direction::Egress] {
-            for (i, r) in p.rules(dir).into_iter().flatten().enumerate().filter(|(_, r)| r.action == Action::Pass) {
-                let _ = r;
+            let passes = p.rules(dir).into_iter().flatten().enumerate().filter(|(_, r)| r.action == Action::Pass);
+            for (i, _) in passes {
                 let message = format!(
                     "{dir} rule [{i}] passes, but tier {} is the last tier that holds policies",
                     cluster.tiers[p.tier].name
@@ -156,7 +158,7 @@ fn pass_last(cx: &mut Context) {
     }
     for (t, tier) in cluster.tiers.iter().enumerate() {
         let used = cluster.policies.iter().any(|p| p.tier == t);
-        if tier.pass_at_end && used && !later_tiers(cluster, t) {
+        if tier.pass_at_end && used && !later_tiers(t) {
             let message =
                 format!("tier {} ends in Pass (defaultAction: Pass), but no later tier holds policies", tier.name);
             cx.push(
