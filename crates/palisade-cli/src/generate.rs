@@ -275,7 +275,7 @@ fn extras(cluster: &Cluster, conns: &[Connection], files: &[File]) -> Vec<String
                 if !covered.contains(ns(s)) && !covered.contains(ns(d)) {
                     continue;
                 }
-                let dns = probe.port == 53 && cluster.pods[d].labels.get("k8s-app").is_some_and(|v| v == "kube-dns");
+                let dns = probe.port == 53 && palisade_core::label::is_kube_dns(&cluster.pods[d].labels);
                 let (ws, wd) = (workloads.of_pod[s], workloads.of_pod[d]);
                 if !dns && !observed.contains(&(ws, wd, probe.port, probe.protocol)) {
                     out.insert(format!("{} -> {} on {probe}", workloads.key(cluster, ws), workloads.key(cluster, wd)));

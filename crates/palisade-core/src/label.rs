@@ -19,6 +19,12 @@ pub const PER_ROLLOUT_LABELS: [&str; 7] = [
     "batch.kubernetes.io/controller-uid",
 ];
 
+/// Whether a pod is cluster DNS as kubeadm, kops and most distributions deploy it
+/// (CoreDNS or kube-dns, labelled `k8s-app: kube-dns`).
+pub fn is_kube_dns(labels: &Labels) -> bool {
+    labels.get("k8s-app").is_some_and(|v| v == "kube-dns")
+}
+
 /// Whether a label key is one of [`PER_ROLLOUT_LABELS`] (or a Job's per-run labels).
 pub fn is_per_rollout(key: &str) -> bool {
     PER_ROLLOUT_LABELS.contains(&key) || key == "job-name" || key == "batch.kubernetes.io/job-name"

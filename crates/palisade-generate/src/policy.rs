@@ -58,9 +58,8 @@ struct Dns {
 }
 
 fn dns(cluster: &Cluster) -> Dns {
-    let pods: BTreeSet<PodId> = (0..cluster.pods.len())
-        .filter(|&p| cluster.pods[p].labels.get("k8s-app").is_some_and(|v| v == "kube-dns"))
-        .collect();
+    let pods: BTreeSet<PodId> =
+        (0..cluster.pods.len()).filter(|&p| palisade_core::label::is_kube_dns(&cluster.pods[p].labels)).collect();
     let namespace = pods
         .first()
         .map(|&p| cluster.namespaces[cluster.pods[p].namespace].name.clone())

@@ -102,8 +102,7 @@ fn no_dns(cx: &mut Context, egress: &[&[Admitted]], applicable: &[Vec<usize>]) {
 
 /// kube-dns/CoreDNS (`k8s-app: kube-dns`) or OpenShift's DNS daemon set.
 fn is_dns_server(labels: &palisade_core::label::Labels) -> bool {
-    labels.get("k8s-app").is_some_and(|v| v == "kube-dns")
-        || labels.contains_key("dns.operator.openshift.io/daemonset-dns")
+    palisade_core::label::is_kube_dns(labels) || labels.contains_key("dns.operator.openshift.io/daemonset-dns")
 }
 
 /// DNS as policy sees it after DNAT: 53, or 5353 where OpenShift's DNS pods listen.
