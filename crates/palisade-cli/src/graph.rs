@@ -3,7 +3,6 @@
 use std::path::PathBuf;
 
 use palisade_review::graph::Graph;
-use palisade_review::lint::{lint, Finding};
 use palisade_review::probe::probes;
 use palisade_review::report::{html, svg};
 use palisade_review::workload::Workloads;
@@ -43,8 +42,7 @@ pub fn run(args: Args) -> u8 {
         Format::Svg => svg(&graph),
         Format::Json => serde_json::to_string_pretty(&graph).expect("serializable") + "\n",
         Format::Html => {
-            let mut findings: Vec<Finding> = load.problems.iter().map(Finding::from_problem).collect();
-            findings.extend(lint(cluster, &load.inputs, &conn, &workloads));
+            let findings = crate::lint::findings(&load, &conn, &workloads);
             let shown: Vec<String> = args.input.paths.iter().map(|p| p.display().to_string()).collect();
             html(&format!("Palisade report: {}", shown.join(" ")), &graph, &findings)
         }

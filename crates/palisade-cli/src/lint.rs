@@ -4,6 +4,7 @@ use std::io::IsTerminal;
 
 use palisade_core::field::Severity;
 use palisade_load::diagnostic::Renderer;
+use palisade_review::connectivity::Connectivity;
 use palisade_review::lint::{check, lint_with_progress, sarif::sarif, Finding, CHECKS};
 use palisade_review::probe::probes;
 use palisade_review::workload::Workloads;
@@ -66,12 +67,7 @@ pub fn run(args: Args) -> u8 {
     let cluster = load.cluster.as_ref().expect("loaded");
     let workloads = Workloads::new(cluster);
     let conn = connectivity(cluster, probes(cluster));
-    let mut findings: Vec<Finding> = load.problems.iter().map(Finding::from_problem).collect();
-    let spinner = crate::input::spinner();
-    findings.extend(lint_with_progress(cluster, &load.inputs, &conn, &workloads, &mut |p| {
-        spinner.set_message(format!("lint: {p}"))
-    }));
-    spinner.finish_and_clear();
+    let mut findings = findings(&load, &conn, &workloads);
     let allowed: Vec<&str> = args.allow.iter().filter_map(|a| check(a)).map(|c| c.code).collect();
     findings.retain(|f| !allowed.contains(&f.code));
     match args.output {
@@ -86,6 +82,18 @@ pub fn run(args: Args) -> u8 {
         FailOn::Error => worst == Some(Severity::Error),
     };
     u8::from(fails)
+}
+
+/// The loader's warnings (as PAL000) and every check's findings, with a spinner on a terminal.
+pub fn findings(load: &palisade_load::Load, conn: &Connectivity, workloads: &Workloads) -> Vec<Finding> {
+    let cluster = load.cluster.as_ref().expect("only a loaded cluster is linted");
+    let mut findings: Vec<Finding> = load.problems.iter().map(Finding::from_problem).collect();
+    let spinner = crate::input::spinner();
+    findings.extend(lint_with_progress(cluster, &load.inputs, conn, workloads, &mut |p| {
+        spinner.set_message(format!("lint: {p}"))
+    }));
+    spinner.finish_and_clear();
+    findings
 }
 
 fn severity(s: Severity) -> &'static str {
