@@ -138,6 +138,7 @@ pub fn compile(cluster: &Cluster, opts: &Options) -> Ruleset {
         opts,
         rs: Ruleset { audit: opts.audit, record_flows: opts.record_flows, ..Default::default() },
         cache: HashMap::new(),
+        address_sets: HashMap::new(),
     };
     let mut groups: HashMap<GroupKey, String> = HashMap::new();
     for dir in [Direction::Egress, Direction::Ingress] {
@@ -262,6 +263,8 @@ struct Compiler<'c> {
     opts: &'c Options,
     rs: Ruleset,
     cache: HashMap<String, String>,
+    /// Address set definition → (base name, families present).
+    address_sets: HashMap<String, (String, Present)>,
 }
 
 /// The endpoint a group chain protects: who it is, and its named ports.
@@ -332,18 +335,23 @@ impl Compiler<'_> {
     /// Registers a named address set, computing its addresses only the first time a definition
     /// is seen (groups share peers); returns its base name (family suffix added on use) and
     /// whether it holds IPv4 and IPv6 addresses.
+    /// Only families with addresses get a set: the kernel finds a rule's set by walking the
+    /// table's list of sets, so every empty set would slow down every load.
     fn address_set(&mut self, definition: &str, build: impl FnOnce() -> Addrs) -> (String, Present) {
+        if let Some(known) = self.address_sets.get(definition) {
+            return known.clone();
+        }
         let base = format!("a_{}", short_hash(definition));
-        if !self.rs.sets.contains_key(&format!("{base}_4")) {
-            let addrs = build();
-            for f in [Family::V4, Family::V6] {
-                let elements = addrs.elements(f);
+        let addrs = build();
+        for f in [Family::V4, Family::V6] {
+            let elements = addrs.elements(f);
+            if !elements.is_empty() {
                 let set = NamedSet { family: f, with_port: false, elements };
                 self.rs.sets.insert(format!("{base}_{}", f.suffix()), set);
             }
         }
-        let has = |f: Family| !self.rs.sets[&format!("{base}_{}", f.suffix())].elements.is_empty();
-        let present = Present { v4: has(Family::V4), v6: has(Family::V6) };
+        let present = Present { v4: !addrs.v4.is_empty(), v6: !addrs.v6.is_empty() };
+        self.address_sets.insert(definition.to_string(), (base.clone(), present));
         (base, present)
     }
 
@@ -351,9 +359,13 @@ impl Compiler<'_> {
     fn named_port_set(&mut self, definition: &str, pairs: &[(IpAddr, u16)]) -> String {
         let base = format!("n_{}", short_hash(definition));
         for f in [Family::V4, Family::V6] {
-            let elements =
+            let elements: BTreeSet<String> =
                 pairs.iter().filter(|(ip, _)| Family::of(ip) == f).map(|(ip, port)| format!("{ip} . {port}")).collect();
-            self.rs.sets.insert(format!("{base}_{}", f.suffix()), NamedSet { family: f, with_port: true, elements });
+            if !elements.is_empty() {
+                self.rs
+                    .sets
+                    .insert(format!("{base}_{}", f.suffix()), NamedSet { family: f, with_port: true, elements });
+            }
         }
         base
     }
@@ -402,14 +414,22 @@ impl Compiler<'_> {
             lines.push(format!("counter {end} comment \"end of tier {}\"", tier.name));
             self.rs.chains.insert(names[i].clone(), lines);
         }
-        let mut top: Vec<String> = failsafe.into_iter().collect();
-        top.push(match names.first() {
-            Some(first) => format!("goto {first}"),
-            None => format!("counter {after} comment \"no policy selects this host endpoint\""),
-        });
-        self.rs.chains.insert(name.clone(), top);
-        self.cache.insert(key, name.clone());
-        name
+        // Without failsafe ports the group's entry is its first tier chain: a chain holding
+        // only `goto` would cost a rule and a chain per group in every load.
+        let entry = match (failsafe, names.first()) {
+            (None, Some(first)) => first.clone(),
+            (failsafe, first) => {
+                let mut top: Vec<String> = failsafe.into_iter().collect();
+                top.push(match first {
+                    Some(first) => format!("goto {first}"),
+                    None => format!("counter {after} comment \"no policy selects this host endpoint\""),
+                });
+                self.rs.chains.insert(name.clone(), top);
+                name
+            }
+        };
+        self.cache.insert(key, entry.clone());
+        entry
     }
 
     fn allow(&self, dir: Direction) -> String {
@@ -683,7 +703,7 @@ impl Compiler<'_> {
                 let kw = f.keyword();
                 let mut a = Alt { family: Some(f), exprs: alt.exprs.clone() };
                 a.exprs.extend(port_expr(&numeric(&e.not_ports), s.peer_port, proto, &[], true).ok().flatten());
-                if !neg_pairs.is_empty() {
+                if neg_pairs.iter().any(|(ip, _)| Family::of(ip) == f) {
                     a.exprs.push(format!("{kw} {} . th {} != @{neg_set}_{}", s.peer_addr, s.peer_port, f.suffix()));
                 }
                 if e.ports.is_empty() {

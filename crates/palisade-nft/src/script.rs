@@ -98,11 +98,27 @@ fn elements(name: &str, items: impl IntoIterator<Item = String>, verb: &str) -> 
     (!list.is_empty()).then(|| format!("{verb} element {} {name} {{ {} }}", t(), list.join(", ")))
 }
 
+/// Named sets, the most referenced first: the kernel resolves a rule's `@set` by walking the
+/// table's sets in creation order, which dominates loading when thousands of rules use a few
+/// popular sets (DNS, a namespace's pods).
+fn sets_by_use(rs: &Ruleset) -> Vec<(&String, &crate::ruleset::NamedSet)> {
+    let mut uses: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    for rule in rs.chains.values().flatten() {
+        for part in rule.split('@').skip(1) {
+            let name = part.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).next().unwrap_or("");
+            *uses.entry(name).or_default() += 1;
+        }
+    }
+    let mut sets: Vec<_> = rs.sets.iter().collect();
+    sets.sort_by_key(|(name, _)| std::cmp::Reverse(uses.get(name.as_str()).copied().unwrap_or(0)));
+    sets
+}
+
 /// Replaces the whole table in one transaction (first load, or adopting an unknown table).
 pub fn full(rs: &Ruleset) -> String {
     let t = t();
     let mut out = vec![format!("add table {t}"), format!("delete table {t}"), format!("add table {t}")];
-    for (name, set) in &rs.sets {
+    for (name, set) in sets_by_use(rs) {
         out.push(format!("add {}", set.declaration_in(&t, name)));
         out.extend(elements(name, set.elements.iter().cloned(), "add"));
     }
