@@ -18,6 +18,7 @@ use palisade_core::calico::resource::{GlobalNetworkSet, NetworkSetSpec};
 use palisade_core::cluster::Cluster;
 use palisade_core::field::Nowhere;
 use palisade_lab::Topology;
+use palisade_nft::kernel::Kernel;
 use palisade_nft::{compile, script, Options, Ruleset};
 
 const A: &str = "198.19.255.1";
@@ -129,7 +130,21 @@ pub fn load_figures(objects: &[Object], netns: &str) -> Ruleset {
         text.len() / 1024
     );
     let loads: Vec<f64> = (0..3).map(|_| timed_apply(&text, netns)).collect();
-    println!("nft load (full)   {:>9.3} s  (median of 3, one transaction)", median(loads));
+    println!("nft -f load (full){:>9.3} s  (median of 3, one transaction)", median(loads));
+    let kernel = Kernel::open(Some(netns)).expect("netlink");
+    let commands = script::full_commands(&rs);
+    let loads: Vec<f64> = (0..3)
+        .map(|_| {
+            let t = Instant::now();
+            kernel.apply(&commands).expect("the kernel takes the ruleset");
+            t.elapsed().as_secs_f64()
+        })
+        .collect();
+    let load = median(loads);
+    println!(
+        "netlink load      {load:>9.3} s  (median of 3, one transaction; compile + load {:.3} s)",
+        compiled + load
+    );
     // One pod more: a copy of pod-1 with a new name and address.
     let mut more = objects.to_vec();
     if let Some(Object::Pod(p)) =
@@ -192,13 +207,16 @@ fn agent_figure(objects: &[Object], old: &Ruleset, netns: &str) {
 /// Compiles `c`, applies the delta from `old` (timed), and goes back to `old`, so that each
 /// figure starts from the same table: (compile and diff s, apply s, nft commands).
 fn delta_and_back(old: &Ruleset, c: &Cluster, netns: &str) -> (f64, f64, usize) {
+    let kernel = Kernel::open(Some(netns)).expect("netlink");
     let t = Instant::now();
     let new = compile(c, &Options::default());
-    let delta = script::update(old, &new);
+    let delta = script::update_commands(old, &new);
     let compiled = t.elapsed().as_secs_f64();
-    let applied = timed_apply(&delta, netns);
-    script::apply(&script::update(&new, old), Some(netns)).expect("revert");
-    (compiled, applied, delta.lines().count())
+    let t = Instant::now();
+    kernel.apply(&delta).expect("the kernel takes the delta");
+    let applied = t.elapsed().as_secs_f64();
+    kernel.apply(&script::update_commands(&new, old)).expect("revert");
+    (compiled, applied, delta.len())
 }
 
 fn delta_figure(what: &str, old: &Ruleset, objects: &[Object], netns: &str) {
@@ -207,7 +225,7 @@ fn delta_figure(what: &str, old: &Ruleset, objects: &[Object], netns: &str) {
     let built = t.elapsed().as_secs_f64();
     let (compiled, applied, commands) = delta_and_back(old, &c, netns);
     println!(
-        "{what:<18}{:>9.3} s  (build {built:.3} + compile and diff {compiled:.3} + apply {applied:.4} s; {commands} nft commands)",
+        "{what:<18}{:>9.3} s  (build {built:.3} + compile and diff {compiled:.3} + apply {applied:.4} s; {commands} commands)",
         built + compiled + applied,
     );
 }
@@ -233,7 +251,7 @@ fn iperf(client_ns: &str, udp: bool) -> f64 {
 pub fn throughput(objects: &[Object], rounds: usize) {
     let c = cluster(objects);
     let rs = compile(&c, &Options::default());
-    let full = script::full(&rs);
+    let full = script::full_commands(&rs);
     let topo =
         Topology::build(&[(vec![A.parse().expect("ip")], false), (vec![B.parse().expect("ip")], false)]).expect("lab");
     let server = Command::new("ip")
@@ -249,7 +267,7 @@ pub fn throughput(objects: &[Object], rounds: usize) {
         for _ in 0..rounds {
             nft_in(&topo.node, &["delete", "table", "inet", "palisade"]);
             bare.push(iperf(&topo.pods[0].netns, udp) / scale);
-            script::apply(&full, Some(&topo.node)).expect("ruleset");
+            Kernel::open(Some(&topo.node)).and_then(|k| k.apply(&full)).expect("ruleset");
             ruled.push(iperf(&topo.pods[0].netns, udp) / scale);
         }
         let (b, r) = (median(bare.clone()), median(ruled.clone()));

@@ -38,7 +38,7 @@ struct Args {
     /// deltas, and iperf3 throughput between two lab pods with and without the table.
     #[arg(long)]
     enforcer: bool,
-    /// Interleaved bare/ruled iperf3 rounds per figure (medians are reported).
+    /// Interleaved bare/ruled iperf3 rounds per figure (medians are reported); 0 skips throughput.
     #[arg(long, default_value_t = 5)]
     rounds: usize,
     /// Size of the extra address set for the second throughput figure.
@@ -163,12 +163,17 @@ fn enforce(mut objects: Vec<palisade_core::build::Object>, a: &Args) {
     let scratch = palisade_lab::topology::ScratchNetns::new(format!("pal-bench-{}", std::process::id()))
         .expect("cannot create a network namespace: the enforcer benchmark needs root");
     let netns = scratch.0.as_str();
+    // `--rounds 0`: load and update figures only.
     enforcer::load_figures(&objects, netns);
-    enforcer::throughput(&objects, a.rounds);
+    if a.rounds > 0 {
+        enforcer::throughput(&objects, a.rounds);
+    }
     println!("-- with a {}-element address set in the bench pods' rule path --", a.big_set);
     enforcer::add_big_set(&mut objects, a.big_set);
     enforcer::load_figures(&objects, netns);
-    enforcer::throughput(&objects, a.rounds);
+    if a.rounds > 0 {
+        enforcer::throughput(&objects, a.rounds);
+    }
 }
 
 fn invalid(problems: usize) -> ! {

@@ -15,7 +15,9 @@ use palisade_core::port::Protocol;
 use palisade_core::verdict::{decide, describe, Connection, Side};
 use palisade_generate::flow::FlowRecord;
 use palisade_load::watch::Watched;
+use palisade_nft::kernel::Kernel;
 use palisade_nft::{compile, script, Options, Ruleset};
+use std::sync::mpsc::Receiver;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -40,7 +42,8 @@ pub struct Args {
     /// Print packets and bytes per policy rule from the table in force, and exit.
     #[arg(long)]
     counters: bool,
-    /// How often to look for changes, in milliseconds.
+    /// How often to look again without a file event (inotify wakes the agent at once), and to
+    /// read the flow sets, in milliseconds.
     #[arg(long, default_value_t = 200)]
     interval_ms: u64,
     /// Namespace for manifests that name none.
@@ -112,7 +115,14 @@ pub fn run(args: Args) -> u8 {
         return 0;
     }
     let t = Instant::now();
-    if let Err(e) = script::apply(&script::full(&current), args.netns.as_deref()) {
+    let kernel = match Kernel::open(args.netns.as_deref()) {
+        Ok(k) => k,
+        Err(e) => {
+            log(&format!("cannot reach nf_tables: {e}"));
+            return crate::EXIT_INVALID;
+        }
+    };
+    if let Err(e) = kernel.apply(&script::full_commands(&current)) {
         log(&format!("cannot apply: {e}"));
         return crate::EXIT_INVALID;
     }
@@ -134,8 +144,9 @@ pub fn run(args: Args) -> u8 {
         None
     });
     let mut last_error: Option<String> = None;
+    let changes = watch_directory(&args.source);
     loop {
-        std::thread::sleep(Duration::from_millis(args.interval_ms));
+        wait_for_change(changes.as_ref(), Duration::from_millis(args.interval_ms));
         if let Some(f) = flows.as_mut() {
             f.poll(&cluster, args.netns.as_deref(), args.mode);
         }
@@ -155,20 +166,49 @@ pub fn run(args: Args) -> u8 {
                 continue;
             }
         };
-        let delta = script::update(&current, &next);
-        let applied = script::apply(&delta, args.netns.as_deref()).or_else(|e| {
+        let delta = script::update_commands(&current, &next);
+        let applied = kernel.apply(&delta).or_else(|e| {
             // The table changed under us (or the delta did not fit): replace it whole, still atomically.
             log(&format!("delta refused ({e}); replacing the table"));
-            script::apply(&script::full(&next), args.netns.as_deref())
+            kernel.apply(&script::full_commands(&next))
         });
         match applied {
             Ok(()) => {
-                log(&format!("updated in {} ms: {} nft commands", t.elapsed().as_millis(), delta.lines().count()));
+                log(&format!("updated in {:.1} ms: {} commands", t.elapsed().as_secs_f64() * 1e3, delta.len()));
                 current = next;
                 cluster = next_cluster;
             }
             Err(e) => log(&format!("cannot apply: {e}; the last good ruleset stays in force")),
         }
+    }
+}
+
+/// File events in the source directory (inotify), so that a change reaches the kernel at once
+/// instead of at the next poll; `None` (polling only) when the watch cannot be set up.
+fn watch_directory(dir: &std::path::Path) -> Option<(notify::RecommendedWatcher, Receiver<()>)> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        if event.is_ok_and(|e| !e.kind.is_access()) {
+            let _ = tx.send(());
+        }
+    })
+    .ok()?;
+    notify::Watcher::watch(&mut watcher, dir, notify::RecursiveMode::Recursive).ok()?;
+    Some((watcher, rx))
+}
+
+/// Returns on a file event or after `interval` (the poll that catches anything missed, and
+/// the flow log's pace). Events that came together are taken together.
+fn wait_for_change(changes: Option<&(notify::RecommendedWatcher, Receiver<()>)>, interval: Duration) {
+    match changes {
+        Some((_, rx)) => {
+            if rx.recv_timeout(interval).is_ok() {
+                // An editor's save is several events; let them land, then read once.
+                std::thread::sleep(Duration::from_millis(2));
+                while rx.try_recv().is_ok() {}
+            }
+        }
+        None => std::thread::sleep(interval),
     }
 }
 

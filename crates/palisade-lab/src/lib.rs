@@ -137,7 +137,9 @@ pub fn run(
     let topo = Topology::build(&layout)?;
     let ruleset = palisade_nft::compile(cluster, &palisade_nft::Options::default());
     report.ruleset_stats = ruleset.stats();
-    palisade_nft::script::apply(&palisade_nft::script::full(&ruleset), Some(&topo.node))
+    // As the agent does: one netlink transaction in the node's namespace.
+    palisade_nft::kernel::Kernel::open(Some(&topo.node))
+        .and_then(|k| k.apply(&palisade_nft::script::full_commands(&ruleset)))
         .map_err(|e| LabError::Refused(e.to_string()))?;
     start_servers(cluster, &pods, &topo, &probes)?;
     let mut index = Index::new(cluster);

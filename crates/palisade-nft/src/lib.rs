@@ -1,6 +1,9 @@
 //! Palisade's nftables adapter: compile the engine's decisions to one table, render it as an
 //! atomic `nft -f` transaction (whole, or as the delta from the table in force), apply it.
 
+pub mod bytecode;
+pub mod kernel;
+pub mod netlink;
 pub mod ruleset;
 pub mod script;
 

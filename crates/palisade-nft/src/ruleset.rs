@@ -84,18 +84,6 @@ pub struct NamedSet {
     pub elements: BTreeSet<String>,
 }
 
-impl NamedSet {
-    /// `set <table> <name> { ... }` for an `add` command.
-    pub fn declaration_in(&self, table: &str, name: &str) -> String {
-        let t = self.family.addr_type();
-        if self.with_port {
-            format!("set {table} {name} {{ type {t} . inet_service; }}")
-        } else {
-            format!("set {table} {name} {{ type {t}; flags interval; }}")
-        }
-    }
-}
-
 /// The whole table, in parts that can be compared for incremental updates.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Ruleset {

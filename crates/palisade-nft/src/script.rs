@@ -2,11 +2,11 @@
 //! applies all of it or none, so no packet ever sees a half-updated table.
 
 use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
 use palisade_core::port::Protocol;
 
-use crate::ruleset::{Family, Ruleset, TABLE};
+use crate::ruleset::{Family, NamedSet, Ruleset, TABLE};
 
 fn t() -> String {
     format!("inet {TABLE}")
@@ -31,9 +31,104 @@ pub const FLOW_SETS: [&str; 2] = ["flows_4", "flows_6"];
 /// Distinct connections remembered at once (an hour each since last seen); more are not noted.
 pub const FLOW_CAPACITY: usize = 65_536;
 
+/// What a set holds; decides its nft declaration and how its elements are encoded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SetKind {
+    /// Addresses and CIDRs (`flags interval`).
+    Addresses(Family),
+    /// `address . port` pairs (peers' named ports).
+    AddressPorts(Family),
+    /// Address → `jump chain` (the egress/ingress/host verdict maps).
+    Map(Family),
+    /// New connections seen, filled by the base chains (`--flow-log`).
+    Flows(Family),
+}
+
+impl SetKind {
+    pub fn of(set: &NamedSet) -> SetKind {
+        if set.with_port {
+            SetKind::AddressPorts(set.family)
+        } else {
+            SetKind::Addresses(set.family)
+        }
+    }
+
+    fn declaration(self, name: &str) -> String {
+        let t = t();
+        match self {
+            SetKind::Addresses(f) => format!("set {t} {name} {{ type {}; flags interval; }}", f.addr_type()),
+            SetKind::AddressPorts(f) => format!("set {t} {name} {{ type {} . inet_service; }}", f.addr_type()),
+            SetKind::Map(f) => format!("map {t} {name} {{ type {} : verdict; }}", f.addr_type()),
+            SetKind::Flows(f) => {
+                let a = f.addr_type();
+                format!(
+                    "set {t} {name} {{ type {a} . {a} . inet_proto . inet_service; flags dynamic, timeout; timeout 1h; size {FLOW_CAPACITY}; }}"
+                )
+            }
+        }
+    }
+}
+
+/// One step of a transaction, rendered as an `nft -f` line or encoded as netlink messages.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Command {
+    /// Create the table, or empty an existing one (`add`, `delete`, `add` in one transaction).
+    ReplaceTable,
+    AddSet {
+        name: String,
+        kind: SetKind,
+    },
+    Elements {
+        set: String,
+        kind: SetKind,
+        items: Vec<String>,
+        add: bool,
+    },
+    /// A chain; base chains name their hook.
+    AddChain {
+        name: String,
+        hook: Option<&'static str>,
+    },
+    AddRule {
+        chain: String,
+        rule: String,
+    },
+    FlushChain(String),
+    DeleteChain(String),
+    DeleteSet(String),
+}
+
+impl Command {
+    pub fn text(&self) -> String {
+        let t = t();
+        match self {
+            Command::ReplaceTable => format!("add table {t}\ndelete table {t}\nadd table {t}"),
+            Command::AddSet { name, kind } => format!("add {}", kind.declaration(name)),
+            Command::Elements { set, items, add, .. } => {
+                format!("{} element {t} {set} {{ {} }}", if *add { "add" } else { "delete" }, items.join(", "))
+            }
+            Command::AddChain { name, hook: None } => format!("add chain {t} {name}"),
+            Command::AddChain { name, hook: Some(hook) } => {
+                format!("add chain {t} {name} {{ type filter hook {hook} priority filter; policy accept; }}")
+            }
+            Command::AddRule { chain, rule } => format!("add rule {t} {chain} {rule}"),
+            Command::FlushChain(c) => format!("flush chain {t} {c}"),
+            Command::DeleteChain(c) => format!("delete chain {t} {c}"),
+            Command::DeleteSet(s) => format!("delete set {t} {s}"),
+        }
+    }
+}
+
+/// The commands as one `nft -f` script.
+pub fn text(commands: &[Command]) -> String {
+    if commands.is_empty() {
+        return String::new();
+    }
+    commands.iter().map(Command::text).collect::<Vec<_>>().join("\n") + "\n"
+}
+
 /// The base chains: conntrack first, then one egress and one ingress lookup per family.
-fn base_chains(out: &mut Vec<String>, record_flows: bool) {
-    let t = t();
+fn base_chains(out: &mut Vec<Command>, record_flows: bool) {
     let head = "ct state established,related accept";
     let chains: [(&str, &str, &[&str]); 3] = [
         (
@@ -70,38 +165,37 @@ fn base_chains(out: &mut Vec<String>, record_flows: bool) {
         ),
     ];
     for (name, hook, lookups) in chains {
-        out.push(format!("add chain {t} {name} {{ type filter hook {hook} priority filter; policy accept; }}"));
-        out.push(format!("add rule {t} {name} {head}"));
+        out.push(Command::AddChain { name: name.into(), hook: Some(hook) });
+        let mut rules = vec![head.to_string()];
         // The node talking to itself never leaves it (as a pod to its own IP).
         match hook {
-            "input" => out.push(format!("add rule {t} {name} meta iif lo accept")),
-            "output" => out.push(format!("add rule {t} {name} meta oif lo accept")),
+            "input" => rules.push("meta iif lo accept".into()),
+            "output" => rules.push("meta oif lo accept".into()),
             _ => {}
         }
-        out.push(format!("add rule {t} {name} ct state invalid counter drop"));
+        rules.push("ct state invalid counter drop".into());
         // IPv6 needs neighbor discovery to work at all; it is not a connection policy decides.
-        out.push(format!("add rule {t} {name} {NDP}"));
+        rules.push(NDP.into());
         // Every new connection is noted before policy decides it (the agent's flow log).
         for (set, ip) in FLOW_SETS.iter().zip(["ip", "ip6"]).filter(|_| record_flows) {
-            out.push(format!(
-                "add rule {t} {name} meta l4proto {{ tcp, udp, sctp }} ct state new update @{set} {{ {ip} saddr . {ip} daddr . meta l4proto . th dport }}"
+            rules.push(format!(
+                "meta l4proto {{ tcp, udp, sctp }} ct state new update @{set} {{ {ip} saddr . {ip} daddr . meta l4proto . th dport }}"
             ));
         }
-        for l in lookups {
-            out.push(format!("add rule {t} {name} {l}"));
-        }
+        rules.extend(lookups.iter().map(|l| l.to_string()));
+        out.extend(rules.into_iter().map(|rule| Command::AddRule { chain: name.into(), rule }));
     }
 }
 
-fn elements(name: &str, items: impl IntoIterator<Item = String>, verb: &str) -> Option<String> {
-    let list: Vec<String> = items.into_iter().collect();
-    (!list.is_empty()).then(|| format!("{verb} element {} {name} {{ {} }}", t(), list.join(", ")))
+fn elements(set: &str, kind: SetKind, items: impl IntoIterator<Item = String>, add: bool) -> Option<Command> {
+    let items: Vec<String> = items.into_iter().collect();
+    (!items.is_empty()).then(|| Command::Elements { set: set.into(), kind, items, add })
 }
 
 /// Named sets, the most referenced first: the kernel resolves a rule's `@set` by walking the
 /// table's sets in creation order, which dominates loading when thousands of rules use a few
 /// popular sets (DNS, a namespace's pods).
-fn sets_by_use(rs: &Ruleset) -> Vec<(&String, &crate::ruleset::NamedSet)> {
+fn sets_by_use(rs: &Ruleset) -> Vec<(&String, &NamedSet)> {
     let mut uses: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
     for rule in rs.chains.values().flatten() {
         for part in rule.split('@').skip(1) {
@@ -115,80 +209,84 @@ fn sets_by_use(rs: &Ruleset) -> Vec<(&String, &crate::ruleset::NamedSet)> {
 }
 
 /// Replaces the whole table in one transaction (first load, or adopting an unknown table).
-pub fn full(rs: &Ruleset) -> String {
-    let t = t();
-    let mut out = vec![format!("add table {t}"), format!("delete table {t}"), format!("add table {t}")];
+pub fn full_commands(rs: &Ruleset) -> Vec<Command> {
+    let mut out = vec![Command::ReplaceTable];
     for (name, set) in sets_by_use(rs) {
-        out.push(format!("add {}", set.declaration_in(&t, name)));
-        out.extend(elements(name, set.elements.iter().cloned(), "add"));
+        let kind = SetKind::of(set);
+        out.push(Command::AddSet { name: name.clone(), kind });
+        out.extend(elements(name, kind, set.elements.iter().cloned(), true));
     }
     for (name, f) in MAPS {
-        out.push(format!("add map {t} {name} {{ type {} : verdict; }}", f.addr_type()));
+        out.push(Command::AddSet { name: name.into(), kind: SetKind::Map(f) });
     }
     for (name, f) in FLOW_SETS.iter().zip([Family::V4, Family::V6]).filter(|_| rs.record_flows) {
-        let a = f.addr_type();
-        out.push(format!(
-            "add set {t} {name} {{ type {a} . {a} . inet_proto . inet_service; flags dynamic, timeout; timeout 1h; size {FLOW_CAPACITY}; }}"
-        ));
+        out.push(Command::AddSet { name: name.to_string(), kind: SetKind::Flows(f) });
     }
     for name in rs.chains.keys() {
-        out.push(format!("add chain {t} {name}"));
+        out.push(Command::AddChain { name: name.clone(), hook: None });
     }
     for (name, rules) in &rs.chains {
-        out.extend(rules.iter().map(|r| format!("add rule {t} {name} {r}")));
+        out.extend(rules.iter().map(|r| Command::AddRule { chain: name.clone(), rule: r.clone() }));
     }
-    for (name, _) in MAPS {
+    for (name, f) in MAPS {
         let items = rs.maps.get(name).into_iter().flatten().map(|(ip, chain)| format!("{ip} : jump {chain}"));
-        out.extend(elements(name, items, "add"));
+        out.extend(elements(name, SetKind::Map(f), items, true));
     }
     base_chains(&mut out, rs.record_flows);
-    out.join("\n") + "\n"
+    out
+}
+
+/// The whole table as an `nft -f` script.
+pub fn full(rs: &Ruleset) -> String {
+    text(&full_commands(rs))
 }
 
 /// The delta from `old` (the table in force) to `new`, as one transaction: only set and map
 /// elements and the chains that changed. Chains are named by content, so a changed group is a
 /// new chain; the old one is deleted once nothing jumps to it.
-pub fn update(old: &Ruleset, new: &Ruleset) -> String {
-    let t = t();
+pub fn update_commands(old: &Ruleset, new: &Ruleset) -> Vec<Command> {
     let mut out = Vec::new();
     for (name, set) in &new.sets {
+        let kind = SetKind::of(set);
         match old.sets.get(name) {
             None => {
-                out.push(format!("add {}", set.declaration_in(&t, name)));
-                out.extend(elements(name, set.elements.iter().cloned(), "add"));
+                out.push(Command::AddSet { name: name.clone(), kind });
+                out.extend(elements(name, kind, set.elements.iter().cloned(), true));
             }
             Some(prev) => {
-                out.extend(elements(name, prev.elements.difference(&set.elements).cloned(), "delete"));
-                out.extend(elements(name, set.elements.difference(&prev.elements).cloned(), "add"));
+                out.extend(elements(name, kind, prev.elements.difference(&set.elements).cloned(), false));
+                out.extend(elements(name, kind, set.elements.difference(&prev.elements).cloned(), true));
             }
         }
     }
     let added: Vec<&String> = new.chains.keys().filter(|c| !old.chains.contains_key(*c)).collect();
     for name in &added {
-        out.push(format!("add chain {t} {name}"));
+        out.push(Command::AddChain { name: name.to_string(), hook: None });
     }
     for name in &added {
-        out.extend(new.chains[*name].iter().map(|r| format!("add rule {t} {name} {r}")));
+        out.extend(new.chains[*name].iter().map(|r| Command::AddRule { chain: name.to_string(), rule: r.clone() }));
     }
-    for (name, _) in MAPS {
+    for (name, f) in MAPS {
         let empty = Default::default();
         let (was, now) = (old.maps.get(name).unwrap_or(&empty), new.maps.get(name).unwrap_or(&empty));
         let gone = was.iter().filter(|(ip, c)| now.get(*ip) != Some(*c)).map(|(ip, _)| ip.clone());
-        out.extend(elements(name, gone, "delete"));
+        out.extend(elements(name, SetKind::Map(f), gone, false));
         let came = now.iter().filter(|(ip, c)| was.get(*ip) != Some(*c)).map(|(ip, c)| format!("{ip} : jump {c}"));
-        out.extend(elements(name, came, "add"));
+        out.extend(elements(name, SetKind::Map(f), came, true));
     }
     // Chains that left: empty them first (they may jump to each other), then delete.
     let removed: Vec<&String> = old.chains.keys().filter(|c| !new.chains.contains_key(*c)).collect();
-    out.extend(removed.iter().map(|c| format!("flush chain {t} {c}")));
-    out.extend(removed.iter().map(|c| format!("delete chain {t} {c}")));
+    out.extend(removed.iter().map(|c| Command::FlushChain(c.to_string())));
+    out.extend(removed.iter().map(|c| Command::DeleteChain(c.to_string())));
     for name in old.sets.keys().filter(|s| !new.sets.contains_key(*s)) {
-        out.push(format!("delete set {t} {name}"));
+        out.push(Command::DeleteSet(name.clone()));
     }
-    if out.is_empty() {
-        return String::new();
-    }
-    out.join("\n") + "\n"
+    out
+}
+
+/// The delta as an `nft -f` script (empty when nothing changed).
+pub fn update(old: &Ruleset, new: &Ruleset) -> String {
+    text(&update_commands(old, new))
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -200,14 +298,14 @@ pub enum ApplyError {
 }
 
 /// `nft`, run inside network namespace `netns` when given; append its arguments.
-pub fn nft(netns: Option<&str>) -> Command {
+pub fn nft(netns: Option<&str>) -> std::process::Command {
     match netns {
         Some(ns) => {
-            let mut c = Command::new("ip");
+            let mut c = std::process::Command::new("ip");
             c.args(["netns", "exec", ns, "nft"]);
             c
         }
-        None => Command::new("nft"),
+        None => std::process::Command::new("nft"),
     }
 }
 

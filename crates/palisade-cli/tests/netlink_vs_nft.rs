@@ -1,0 +1,126 @@
+//! Palisade's netlink encoder against nft's own: every truth table's and example's ruleset,
+//! loaded once with `nft -f` and once over netlink into two scratch namespaces, must list the
+//! same (`nft list table`, nft's reading of what the kernel holds). The delta path must too:
+//! a table moved from one case to the next over netlink lists like the next case loaded whole.
+//! Needs root and `nft`; PALISADE_SKIP_LAB=1 skips it.
+
+mod common;
+
+use common::{conformance_cases, load_case, repo};
+use palisade_core::build::BuildOptions;
+use palisade_core::cluster::Cluster;
+use palisade_lab::topology::ScratchNetns;
+use palisade_nft::kernel::Kernel;
+use palisade_nft::{compile, script, Options, Ruleset};
+
+fn possible() -> bool {
+    if std::env::var_os("PALISADE_SKIP_LAB").is_some() {
+        eprintln!("PALISADE_SKIP_LAB is set: netlink tests skipped");
+        return false;
+    }
+    true
+}
+
+fn listing(netns: &str) -> String {
+    let out = script::nft(Some(netns)).args(["list", "table", "inet", "palisade"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+/// A listing's sets, maps and chains, sorted.
+fn blocks(listing: &str) -> Vec<String> {
+    let body = listing.trim().trim_start_matches("table inet palisade {").trim_end_matches('}');
+    let mut out: Vec<String> = body.split("\n\n").map(|b| b.trim().to_string()).collect();
+    out.sort();
+    out
+}
+
+fn example(dir: &str) -> Cluster {
+    let mut paths: Vec<_> = walk(&repo().join("examples").join(dir));
+    paths.retain(|p| p.extension().is_some_and(|e| e == "yaml" || e == "yml" || e == "json"));
+    paths.sort();
+    let sources = palisade_load::source::read_paths(&paths).unwrap();
+    // One seed article leaves its namespace to `kubectl apply -n`.
+    let opts = BuildOptions { default_namespace: Some("default".into()) };
+    let load = palisade_load::load_sources(sources, &opts);
+    let problems: Vec<String> = load.problems.iter().map(|p| p.message.clone()).collect();
+    load.cluster.unwrap_or_else(|| panic!("example {dir} does not load: {problems:?}"))
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+fn rulesets() -> Vec<(String, Ruleset)> {
+    let mut out = Vec::new();
+    for case in conformance_cases() {
+        let cluster = load_case(&case);
+        out.push((case.file.clone(), compile(&cluster, &Options::default())));
+    }
+    for dir in ["calico-wordpress", "lateral-movement", "node-network-egress", "enforcing-network-policies"] {
+        let cluster = example(dir);
+        out.push((dir.to_string(), compile(&cluster, &Options::default())));
+        let audit = Options { audit: true, record_flows: true, ..Default::default() };
+        out.push((format!("{dir} (audit, flow log)"), compile(&cluster, &audit)));
+    }
+    out
+}
+
+#[test]
+fn netlink_loads_and_updates_tables_that_list_like_nft_loaded_ones() {
+    if !possible() {
+        return;
+    }
+    let pid = std::process::id();
+    let by_nft = ScratchNetns::new(format!("pal-nlt-a-{pid}")).unwrap();
+    let by_netlink = ScratchNetns::new(format!("pal-nlt-b-{pid}")).unwrap();
+    let kernel = Kernel::open(Some(&by_netlink.0)).unwrap();
+    let mut previous: Option<Ruleset> = None;
+    for (name, rs) in rulesets() {
+        script::apply(&script::full(&rs), Some(&by_nft.0)).unwrap_or_else(|e| panic!("{name}: nft: {e}"));
+        let expected = listing(&by_nft.0);
+        // Whole, then (from the previous case's table) as a delta.
+        kernel.apply(&script::full_commands(&rs)).unwrap_or_else(|e| panic!("{name}: netlink: {e}"));
+        assert_eq!(listing(&by_netlink.0), expected, "{name}: loaded whole over netlink");
+        // Deltas never change the base chains: only between tables with the same flow log.
+        if let Some(prev) = previous.take().filter(|p| p.record_flows == rs.record_flows) {
+            kernel.apply(&script::full_commands(&prev)).unwrap();
+            let delta = script::update_commands(&prev, &rs);
+            kernel.apply(&delta).unwrap_or_else(|e| panic!("{name}: netlink delta: {e}"));
+            // A delta appends new chains and sets: compare them in any order.
+            let (got, want) = (blocks(&listing(&by_netlink.0)), blocks(&expected));
+            let differ: Vec<_> = got.iter().zip(&want).filter(|(a, b)| a != b).collect();
+            assert_eq!(got, want, "{name}: reached by a delta over netlink; first difference: {:#?}", differ.first());
+        }
+        previous = Some(rs);
+    }
+}
+
+#[test]
+fn a_refused_transaction_names_the_command_and_changes_nothing() {
+    if !possible() {
+        return;
+    }
+    let ns = ScratchNetns::new(format!("pal-nlt-c-{}", std::process::id())).unwrap();
+    let kernel = Kernel::open(Some(&ns.0)).unwrap();
+    let case = &conformance_cases()[0];
+    let rs = compile(&load_case(case), &Options::default());
+    kernel.apply(&script::full_commands(&rs)).unwrap();
+    let before = listing(&ns.0);
+    let bad = vec![
+        script::Command::AddChain { name: "fine".into(), hook: None },
+        script::Command::AddRule { chain: "fine".into(), rule: "counter goto no_such_chain".into() },
+    ];
+    let err = kernel.apply(&bad).unwrap_err().to_string();
+    assert!(err.contains("no_such_chain") && err.contains("nothing was changed"), "{err}");
+    assert_eq!(listing(&ns.0), before);
+}
