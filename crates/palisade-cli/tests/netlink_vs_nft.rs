@@ -119,8 +119,12 @@ fn a_refused_transaction_names_the_command_and_changes_nothing() {
     let bad = vec![
         script::Command::AddChain { name: "fine".into(), hook: None },
         script::Command::AddRule { chain: "fine".into(), rule: "counter goto no_such_chain".into() },
+        script::Command::AddRule { chain: "fine".into(), rule: "counter goto nor_this_one".into() },
     ];
     let err = kernel.apply(&bad).unwrap_err().to_string();
     assert!(err.contains("no_such_chain") && err.contains("nothing was changed"), "{err}");
+    assert_eq!(listing(&ns.0), before);
+    // The same socket goes on working: leftovers of the refusal are not taken for its answer.
+    kernel.apply(&script::full_commands(&rs)).unwrap();
     assert_eq!(listing(&ns.0), before);
 }

@@ -280,11 +280,19 @@ impl Socket {
         if batch.is_empty() {
             return Ok(());
         }
+        self.drain();
         let (buf, what, last) = batch.finish();
         // The whole batch must fit the send buffer: the kernel takes a transaction in one skb.
         setsockopt_int(&self.fd, libc::SOL_SOCKET, libc::SO_SNDBUFFORCE, (buf.len() + 65536) as i32);
         socket::send(self.fd.as_raw_fd(), &buf, socket::MsgFlags::empty()).map_err(std::io::Error::from)?;
         self.outcome(&what, last)
+    }
+
+    /// Drops replies a refused batch left behind (the kernel reports every failing message,
+    /// and we stop reading at the first), so they are never taken for this batch's outcome.
+    fn drain(&self) {
+        let mut buf = vec![0u8; 1 << 16];
+        while socket::recv(self.fd.as_raw_fd(), &mut buf, socket::MsgFlags::MSG_DONTWAIT).is_ok_and(|n| n > 0) {}
     }
 
     /// Reads acknowledgements until the last message's, or the first error.
