@@ -15,6 +15,8 @@ use crate::script::{Command, SetKind};
 pub enum KernelError {
     #[error(transparent)]
     Netlink(#[from] NetlinkError),
+    #[error("the kernel refused the transaction (nothing was changed): {command}: {reason}")]
+    Refused { command: String, reason: String },
     #[error(transparent)]
     Unsupported(#[from] Unsupported),
     #[error("bad set element {0:?}")]
@@ -38,6 +40,11 @@ impl Kernel {
             match self.socket.transact(encode(commands)?) {
                 // A missing expression module: the kernel loads it and asks for the batch again.
                 Err(NetlinkError::Refused { errno, .. }) if errno == libc::EAGAIN && replays < 3 => replays += 1,
+                // Only a refusal pays for rendering the command it names.
+                Err(NetlinkError::Refused { owner, reason, .. }) => {
+                    let command = owner.map_or_else(|| "the batch".into(), |i| brief(&commands[i].text()));
+                    return Err(KernelError::Refused { command, reason });
+                }
                 other => return Ok(other?),
             }
         }
@@ -47,8 +54,8 @@ impl Kernel {
 /// The commands as one nf_tables batch.
 pub fn encode(commands: &[Command]) -> Result<Batch, KernelError> {
     let mut e = Encoder { batch: Batch::new(), next_set_id: 1 };
-    for c in commands {
-        e.command(c)?;
+    for (i, c) in commands.iter().enumerate() {
+        e.command(i, c)?;
     }
     Ok(e.batch)
 }
@@ -69,16 +76,15 @@ impl Encoder {
         self.next_set_id
     }
 
-    fn command(&mut self, c: &Command) -> Result<(), KernelError> {
-        let what = brief(&c.text());
+    fn command(&mut self, what: usize, c: &Command) -> Result<(), KernelError> {
         match c {
             Command::ReplaceTable => {
                 let table = |a: &mut Attrs| {
                     a.str(attr::TABLE_NAME, TABLE);
                 };
-                self.batch.msg(&what, libc::NFT_MSG_NEWTABLE, CREATE, table);
-                self.batch.msg(&what, libc::NFT_MSG_DELTABLE, 0, table);
-                self.batch.msg(&what, libc::NFT_MSG_NEWTABLE, CREATE, table);
+                self.batch.msg(what, libc::NFT_MSG_NEWTABLE, CREATE, table);
+                self.batch.msg(what, libc::NFT_MSG_DELTABLE, 0, table);
+                self.batch.msg(what, libc::NFT_MSG_NEWTABLE, CREATE, table);
             }
             Command::AddSet { name, kind } => {
                 let id = self.set_id();
@@ -92,7 +98,7 @@ impl Encoder {
                 let kind_msg = if *add { libc::NFT_MSG_NEWSETELEM } else { libc::NFT_MSG_DELSETELEM };
                 // An attribute's length is 16 bits: large sets take several messages.
                 for chunk in elements.chunks(ELEMENTS_PER_MESSAGE) {
-                    self.batch.msg(&what, kind_msg, if *add { CREATE } else { 0 }, |a| {
+                    self.batch.msg(what, kind_msg, if *add { CREATE } else { 0 }, |a| {
                         a.str(attr::SET_ELEM_LIST_TABLE, TABLE).str(attr::SET_ELEM_LIST_SET, set);
                         write_elements(a, chunk);
                     });
@@ -114,7 +120,7 @@ impl Encoder {
                     }
                 });
             }
-            Command::AddRule { chain, rule } => self.rule(&what, chain, rule)?,
+            Command::AddRule { chain, rule } => self.rule(what, chain, rule)?,
             Command::FlushChain(chain) => self.batch.msg(what, libc::NFT_MSG_DELRULE, 0, |a| {
                 a.str(attr::RULE_TABLE, TABLE).str(attr::RULE_CHAIN, chain);
             }),
@@ -128,7 +134,7 @@ impl Encoder {
         Ok(())
     }
 
-    fn rule(&mut self, what: &str, chain: &str, text: &str) -> Result<(), KernelError> {
+    fn rule(&mut self, what: usize, chain: &str, text: &str) -> Result<(), KernelError> {
         let rule = bytecode::parse(text)?;
         let mut anon = Vec::new();
         for set in &rule.anonymous {
@@ -175,30 +181,17 @@ fn brief(text: &str) -> String {
     }
 }
 
-fn family_types(f: Family) -> (u32, u32) {
-    match f {
-        Family::V4 => (dtype::IPADDR, 4),
-        Family::V6 => (dtype::IP6ADDR, 16),
-    }
-}
-
 fn set_attrs(a: &mut Attrs, name: &str, kind: SetKind, id: u32) {
     a.str(attr::SET_TABLE, TABLE).str(attr::SET_NAME, name);
+    let (t, l) = match kind.family() {
+        Family::V4 => (dtype::IPADDR, 4),
+        Family::V6 => (dtype::IP6ADDR, 16),
+    };
     let (flags, key_type, key_len) = match kind {
-        SetKind::Addresses(f) => {
-            let (t, l) = family_types(f);
-            (libc::NFT_SET_INTERVAL, t, l)
-        }
-        SetKind::AddressPorts(f) => {
-            let (t, l) = family_types(f);
-            (0, dtype::concat(&[t, dtype::INET_SERVICE]), l + 4)
-        }
-        SetKind::Map(f) => {
-            let (t, l) = family_types(f);
-            (libc::NFT_SET_MAP, t, l)
-        }
-        SetKind::Flows(f) => {
-            let (t, l) = family_types(f);
+        SetKind::Addresses(_) => (libc::NFT_SET_INTERVAL, t, l),
+        SetKind::AddressPorts(_) => (0, dtype::concat(&[t, dtype::INET_SERVICE]), l + 4),
+        SetKind::Map(_) => (libc::NFT_SET_MAP, t, l),
+        SetKind::Flows(_) => {
             let key = dtype::concat(&[t, t, dtype::INET_PROTOCOL, dtype::INET_SERVICE]);
             (libc::NFT_SET_EVAL | libc::NFT_SET_TIMEOUT, key, 2 * l + 8)
         }

@@ -135,11 +135,12 @@ fn pad(buf: &mut Vec<u8>) {
 }
 
 /// One transaction: `NFNL_MSG_BATCH_BEGIN`, messages, `NFNL_MSG_BATCH_END`. Every message
-/// remembers what it was for, so that a refusal can say which command the kernel rejected.
+/// remembers which command it came from (an index the caller gives), so that a refusal can
+/// name the command without every message carrying its text.
 pub struct Batch {
     buf: Vec<u8>,
     seq: u32,
-    what: Vec<String>,
+    owners: Vec<usize>,
     last_seq: u32,
 }
 
@@ -151,7 +152,7 @@ impl Default for Batch {
 
 impl Batch {
     pub fn new() -> Batch {
-        let mut b = Batch { buf: Vec::new(), seq: 0, what: Vec::new(), last_seq: 0 };
+        let mut b = Batch { buf: Vec::new(), seq: 0, owners: Vec::new(), last_seq: 0 };
         b.header(libc::NFNL_MSG_BATCH_BEGIN as u16, 0, libc::AF_UNSPEC as u8, |_| {});
         b
     }
@@ -177,32 +178,32 @@ impl Batch {
     }
 
     /// An nf_tables message (`NFT_MSG_*`) for the `inet` family.
-    pub fn msg(&mut self, what: impl Into<String>, kind: i32, flags: i32, f: impl FnOnce(&mut Attrs)) {
+    pub fn msg(&mut self, owner: usize, kind: i32, flags: i32, f: impl FnOnce(&mut Attrs)) {
         let kind = ((libc::NFNL_SUBSYS_NFTABLES as u16) << 8) | kind as u16;
         let seq = self.header(kind, flags as u16, libc::NFPROTO_INET as u8, f);
-        self.what.push(what.into());
-        debug_assert_eq!(self.what.len() as u32, seq);
+        self.owners.push(owner);
+        debug_assert_eq!(self.owners.len() as u32, seq);
         self.last_seq = seq;
     }
 
     pub fn len(&self) -> usize {
-        self.what.len()
+        self.owners.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.what.is_empty()
+        self.owners.is_empty()
     }
 
     /// The bytes to send; the last message asks for an acknowledgement (errors are always
     /// reported), so a transaction is known to be in force when its ack arrives.
-    fn finish(mut self) -> (Vec<u8>, Vec<String>, u32) {
+    fn finish(mut self) -> (Vec<u8>, Vec<usize>, u32) {
         let last = self.last_seq;
         if let Some(offset) = message_offset(&self.buf, last) {
             let flags = u16::from_ne_bytes([self.buf[offset + 6], self.buf[offset + 7]]) | libc::NLM_F_ACK as u16;
             self.buf[offset + 6..offset + 8].copy_from_slice(&flags.to_ne_bytes());
         }
         self.header(libc::NFNL_MSG_BATCH_END as u16, 0, libc::AF_UNSPEC as u8, |_| {});
-        (self.buf, self.what, last)
+        (self.buf, self.owners, last)
     }
 }
 
@@ -222,8 +223,9 @@ fn message_offset(buf: &[u8], seq: u32) -> Option<usize> {
 pub enum NetlinkError {
     #[error("netlink socket: {0}")]
     Io(#[from] std::io::Error),
-    #[error("the kernel refused the transaction (nothing was changed): {what}: {reason}")]
-    Refused { what: String, reason: String, errno: i32 },
+    /// `owner`: the failing message's owner, `None` when the batch as a whole failed.
+    #[error("the kernel refused the transaction (nothing was changed): {reason}")]
+    Refused { owner: Option<usize>, reason: String, errno: i32 },
 }
 
 /// A netfilter netlink socket, bound in one network namespace for its whole life.
@@ -281,11 +283,11 @@ impl Socket {
             return Ok(());
         }
         self.drain();
-        let (buf, what, last) = batch.finish();
+        let (buf, owners, last) = batch.finish();
         // The whole batch must fit the send buffer: the kernel takes a transaction in one skb.
         setsockopt_int(&self.fd, libc::SOL_SOCKET, libc::SO_SNDBUFFORCE, (buf.len() + 65536) as i32);
         socket::send(self.fd.as_raw_fd(), &buf, socket::MsgFlags::empty()).map_err(std::io::Error::from)?;
-        self.outcome(&what, last)
+        self.outcome(&owners, last)
     }
 
     /// Drops replies a refused batch left behind (the kernel reports every failing message,
@@ -296,7 +298,7 @@ impl Socket {
     }
 
     /// Reads acknowledgements until the last message's, or the first error.
-    fn outcome(&self, what: &[String], last: u32) -> Result<(), NetlinkError> {
+    fn outcome(&self, owners: &[usize], last: u32) -> Result<(), NetlinkError> {
         let mut buf = vec![0u8; 1 << 16];
         loop {
             let n =
@@ -315,9 +317,8 @@ impl Socket {
                             Some(m) => format!("{errno} ({m})"),
                             None => errno.to_string(),
                         };
-                        let what = seq.checked_sub(1).and_then(|i| what.get(i as usize)).cloned();
-                        let what = what.unwrap_or_else(|| "the batch".into());
-                        return Err(NetlinkError::Refused { what, reason, errno: -code });
+                        let owner = seq.checked_sub(1).and_then(|i| owners.get(i as usize)).copied();
+                        return Err(NetlinkError::Refused { owner, reason, errno: -code });
                     }
                     if seq == last {
                         return Ok(());

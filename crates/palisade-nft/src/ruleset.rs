@@ -323,6 +323,7 @@ impl Compiler<'_> {
     /// Registers a named address set, computing its addresses only the first time a definition
     /// is seen (groups share peers); returns its base name (family suffix added on use) and
     /// whether it holds IPv4 and IPv6 addresses.
+    ///
     /// Only families with addresses get a set: the kernel finds a rule's set by walking the
     /// table's list of sets, so every empty set would slow down every load.
     fn address_set(&mut self, definition: &str, build: impl FnOnce() -> Addrs) -> (String, Present) {

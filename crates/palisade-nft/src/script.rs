@@ -53,6 +53,12 @@ impl SetKind {
         }
     }
 
+    pub fn family(self) -> Family {
+        match self {
+            SetKind::Addresses(f) | SetKind::AddressPorts(f) | SetKind::Map(f) | SetKind::Flows(f) => f,
+        }
+    }
+
     fn declaration(self, name: &str) -> String {
         let t = t();
         match self {
