@@ -13,13 +13,14 @@ use k8s_openapi::api::networking::v1::{
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use palisade_core::build::{build, BuildOptions, Input, Object};
+use palisade_core::build::{build, pod_patch, policy_patch, BuildOptions, Input, Object};
 use palisade_core::calico::resource::{GlobalNetworkSet, NetworkSetSpec};
 use palisade_core::cluster::Cluster;
 use palisade_core::field::Nowhere;
 use palisade_lab::Topology;
+use palisade_load::watch::Watched;
 use palisade_nft::kernel::Kernel;
-use palisade_nft::{compile, script, Options, Ruleset};
+use palisade_nft::{compile, script, Compiled, Options, Ruleset};
 
 const A: &str = "198.19.255.1";
 const B: &str = "198.19.255.2";
@@ -167,41 +168,109 @@ pub fn load_figures(objects: &[Object], netns: &str) -> Ruleset {
         }
     }
     delta_figure("one policy changed", &rs, &changed, netns);
-    agent_figure(objects, &rs, netns);
+    agent_figure(objects, netns);
     rs
 }
 
 /// The agent's path from a file change to the kernel: the cluster as 50 files in a directory,
-/// read once; then a new file with one pod appears, and only that file is parsed again.
-fn agent_figure(objects: &[Object], old: &Ruleset, netns: &str) {
+/// read, built, compiled and loaded once; then pod files come, change and go, each taking the
+/// agent's pod path (read the changed file, patch the cluster and the ruleset, send the delta).
+fn agent_figure(objects: &[Object], netns: &str) {
     let dir = std::env::temp_dir().join(format!("palisade-bench-agent-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("temp dir");
     for (i, chunk) in objects.chunks(objects.len().div_ceil(50)).enumerate() {
         std::fs::write(dir.join(format!("part-{i:02}.json")), palisade_bench::to_list_json(chunk)).expect("write");
     }
-    let mut watched = palisade_load::watch::Watched::new(&dir);
+    let mut watched = Watched::new(&dir);
     let opts = BuildOptions::default();
     let t = Instant::now();
-    watched.refresh(&opts).expect("readable").expect("first read");
-    let first = t.elapsed().as_secs_f64();
+    watched.poll().expect("readable");
+    let mut cluster = watched.load(&opts).cluster.expect("valid");
+    let mut compiled = Compiled::new(&cluster, &Options::default());
+    let kernel = Kernel::open(Some(netns)).expect("netlink");
+    kernel.apply(&script::full_commands(compiled.ruleset())).expect("the kernel takes the ruleset");
+    println!("agent: first load {:>9.3} s  (50 files read, built, compiled, loaded)", t.elapsed().as_secs_f64());
     let pod = objects.iter().find(|o| matches!(o, Object::Pod(p) if p.metadata.name.as_deref() == Some("pod-1")));
-    let Some(Object::Pod(p)) = pod else { return };
-    let mut p = p.clone();
-    p.metadata.name = Some("pod-new".into());
-    p.status = Some(PodStatus { pod_ip: Some("198.19.254.1".into()), ..Default::default() });
-    std::fs::write(dir.join("zz-new-pod.json"), palisade_bench::to_list_json(&[Object::Pod(p)])).expect("write");
-    let t = Instant::now();
-    let load = watched.refresh(&opts).expect("readable").expect("changed");
-    let read = t.elapsed().as_secs_f64();
-    let c = load.cluster.expect("valid");
-    let (compiled, applied, _) = delta_and_back(old, &c, netns);
-    println!("agent: first read {first:>9.3} s  (50 files)");
-    println!(
-        "agent: pod file  {:>9.3} s  (read 1 file + build {read:.3} + compile and diff {compiled:.3} + apply {applied:.4} s)",
-        read + compiled + applied
-    );
+    let Some(Object::Pod(template)) = pod else { return };
+    let other = objects.iter().rev().find_map(|o| match o {
+        Object::Pod(p) if p.metadata.labels != template.metadata.labels => p.metadata.labels.clone(),
+        _ => None,
+    });
+    let file = dir.join("zz-change.json");
+    let edited = objects.iter().find_map(|o| match o {
+        Object::NetworkPolicy(n)
+            if n.spec.as_ref().is_some_and(|s| s.ingress.iter().flatten().any(|r| r.ports.is_some())) =>
+        {
+            Some(n.clone())
+        }
+        _ => None,
+    });
+    let mut samples: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
+    for round in 0..5 {
+        let mut p = template.clone();
+        p.metadata.name = Some("pod-new".into());
+        p.status = Some(PodStatus { pod_ip: Some(format!("198.19.254.{}", 1 + round)), ..Default::default() });
+        let relabelled = Pod { metadata: ObjectMeta { labels: other.clone(), ..p.metadata.clone() }, ..p.clone() };
+        let mut steps = vec![
+            ("pod added", Some(Object::Pod(p))),
+            ("pod relabelled", Some(Object::Pod(relabelled))),
+            ("pod removed", None),
+        ];
+        // A policy like the synthetic ones, added, edited (a port moves) and removed.
+        if let Some(mut np) = edited.clone() {
+            np.metadata.name = Some("bench-edit".into());
+            let mut moved = np.clone();
+            for r in moved.spec.iter_mut().flat_map(|s| s.ingress.iter_mut().flatten()) {
+                for p in r.ports.iter_mut().flatten() {
+                    p.port = Some(IntOrString::Int(8181 + round));
+                }
+            }
+            steps.push(("policy added", Some(Object::NetworkPolicy(np))));
+            steps.push(("policy changed", Some(Object::NetworkPolicy(moved))));
+            steps.push(("policy removed", None));
+        }
+        for (what, object) in steps {
+            match object {
+                Some(o) => std::fs::write(&file, palisade_bench::to_list_json(&[o])),
+                None => std::fs::remove_file(&file),
+            }
+            .expect("write");
+            let t = Instant::now();
+            patch_from_files(&mut watched, &mut cluster, &mut compiled, &kernel);
+            samples.entry(what).or_default().push(t.elapsed().as_secs_f64());
+        }
+    }
+    for (what, times) in samples {
+        let ms: Vec<String> = times.iter().map(|t| format!("{:.1}", t * 1e3)).collect();
+        println!(
+            "agent: {what:<15}{:>8.1} ms  (file read, cluster and ruleset patched, delta applied; 5 runs: {})",
+            median(times) * 1e3,
+            ms.join(" ")
+        );
+    }
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The agent's object path for whatever changed in the directory: read it, patch the cluster
+/// and the ruleset, send the delta.
+fn patch_from_files(watched: &mut Watched, cluster: &mut Cluster, compiled: &mut Compiled, kernel: &Kernel) {
+    let opts = BuildOptions::default();
+    let changes = watched.poll().expect("readable").expect("changed");
+    let pods = changes.gone.iter().chain(&changes.came).all(|i| matches!(i.object, Object::Pod(_)));
+    let delta = if pods {
+        let gone: Vec<(String, String)> = changes
+            .gone
+            .iter()
+            .map(|i| (i.object.metadata().namespace.clone().unwrap(), i.object.metadata().name.clone().unwrap()))
+            .collect();
+        let patch = pod_patch(cluster, &gone, &changes.came, &opts).expect("a plain pod change");
+        compiled.patch_pods(cluster, patch)
+    } else {
+        let patch = policy_patch(cluster, &changes.gone, &changes.came, &opts).expect("a plain policy change");
+        compiled.patch_policies(cluster, patch)
+    };
+    kernel.apply(&delta.expect("no set changes family")).expect("the kernel takes the delta");
 }
 
 /// Compiles `c`, applies the delta from `old` (timed), and goes back to `old`, so that each

@@ -9,17 +9,18 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
-use palisade_core::build::BuildOptions;
+use palisade_core::build::{pod_patch, policy_patch, BuildOptions, Input, Object};
 use palisade_core::cluster::Cluster;
 use palisade_core::port::Protocol;
 use palisade_core::verdict::{decide, describe, Connection, Side};
 use palisade_generate::flow::FlowRecord;
-use palisade_load::watch::Watched;
+use palisade_load::watch::{Changes, Watched};
 use palisade_nft::kernel::Kernel;
-use palisade_nft::{compile, script, Options, Ruleset};
+use palisade_nft::script::Command;
+use palisade_nft::{script, Compiled, NeedsFullCompile, Options, Ruleset};
 use std::sync::mpsc::Receiver;
 
-#[derive(clap::Args)]
+#[derive(clap::Args, Clone)]
 pub struct Args {
     /// Directory of manifests (cluster and policies), watched for changes.
     #[arg(long)]
@@ -46,6 +47,10 @@ pub struct Args {
     /// read the flow sets, in milliseconds.
     #[arg(long, default_value_t = 200)]
     interval_ms: u64,
+    /// After changes took the pod or policy path, build and compile everything again (on
+    /// another thread, once the directory has been quiet this long) and mend any difference.
+    #[arg(long, default_value_t = 30_000, value_name = "MS")]
+    verify_after_ms: u64,
     /// Namespace for manifests that name none.
     #[arg(short = 'n', long)]
     namespace: Option<String>,
@@ -66,19 +71,86 @@ fn log(msg: &str) {
     eprintln!("palisade agent: {msg}");
 }
 
-/// Reads what changed in the source directory (only those files are parsed again) and
-/// compiles; `Ok(None)` when nothing changed, `Err` carries the problems as one printable block.
-fn build(args: &Args, watched: &mut Watched) -> Result<Option<(Cluster, Ruleset)>, String> {
-    let opts = BuildOptions { default_namespace: args.namespace.clone() };
-    let Some(load) = watched.refresh(&opts).map_err(|e| e.to_string())? else { return Ok(None) };
+fn build_options(args: &Args) -> BuildOptions {
+    BuildOptions { default_namespace: args.namespace.clone() }
+}
+
+fn compile_options(args: &Args) -> Options {
+    Options { node: args.node.clone(), audit: args.mode == Mode::Audit, record_flows: args.flow_log.is_some() }
+}
+
+/// The cluster and its compiled ruleset: what the kernel holds.
+struct Enforced {
+    cluster: Cluster,
+    compiled: Compiled,
+    /// The cluster and the compiled state no longer match the files (a patch fell back
+    /// half-way, or the directory does not validate): only the ruleset is right, and the next
+    /// change takes the full path.
+    stale: bool,
+}
+
+/// Builds every file's objects and compiles them; `Err` carries the problems, printed.
+fn full(args: &Args, watched: &Watched) -> Result<Enforced, String> {
+    let load = watched.load(&build_options(args));
     if crate::input::report(&load, true).is_err() {
         return Err(format!("{} error(s) in {}", load.errors(), args.source.display()));
     }
     let cluster = load.cluster.expect("report returned Ok");
-    let opts =
-        Options { node: args.node.clone(), audit: args.mode == Mode::Audit, record_flows: args.flow_log.is_some() };
-    let rs = compile(&cluster, &opts);
-    Ok(Some((cluster, rs)))
+    let compiled = Compiled::new(&cluster, &compile_options(args));
+    Ok(Enforced { cluster, compiled, stale: false })
+}
+
+/// A full build and compile running on another thread, of the files as they were after change
+/// number `generation`.
+struct Check {
+    generation: u64,
+    result: Receiver<Option<Enforced>>,
+}
+
+impl Check {
+    fn start(args: &Args, watched: &Watched, generation: u64) -> Check {
+        let (tx, result) = std::sync::mpsc::channel();
+        let (snapshot, args) = (watched.snapshot(), args.clone());
+        std::thread::spawn(move || {
+            let load = snapshot.load(&build_options(&args));
+            let built = load.cluster.map(|cluster| {
+                let compiled = Compiled::new(&cluster, &compile_options(&args));
+                Enforced { cluster, compiled, stale: false }
+            });
+            let _ = tx.send(built);
+        });
+        Check { generation, result }
+    }
+}
+
+/// The object paths: when only Pods, or only enforced policies, came, went or changed, and
+/// the full build would take them as they are, patch the cluster and the ruleset instead of
+/// building and compiling everything (a change then costs what it touches, not what the
+/// cluster holds). `None`: take the full path.
+fn object_change(args: &Args, state: &mut Enforced, changes: &Changes) -> Option<(Vec<Command>, &'static str)> {
+    if state.stale || changes.problems {
+        return None;
+    }
+    let all = |f: fn(&Object) -> bool| changes.gone.iter().chain(&changes.came).all(|i| f(&i.object));
+    let opts = build_options(args);
+    let patched = if all(|o| matches!(o, Object::Pod(_))) {
+        let namespace = |i: &Input| i.object.metadata().namespace.clone().or_else(|| args.namespace.clone());
+        let gone: Option<Vec<(String, String)>> =
+            changes.gone.iter().map(|i| Some((namespace(i)?, i.object.metadata().name.clone()?))).collect();
+        let patch = pod_patch(&state.cluster, &gone?, &changes.came, &opts)?;
+        (state.compiled.patch_pods(&mut state.cluster, patch), "pod path")
+    } else {
+        let patch = policy_patch(&state.cluster, &changes.gone, &changes.came, &opts)?;
+        (state.compiled.patch_policies(&mut state.cluster, patch), "policy path")
+    };
+    match patched {
+        (Ok(delta), how) => Some((delta, how)),
+        (Err(NeedsFullCompile), _) => {
+            state.compiled.rollback();
+            state.stale = true;
+            None
+        }
+    }
 }
 
 fn print_counters(netns: Option<&str>) -> u8 {
@@ -103,15 +175,16 @@ pub fn run(args: Args) -> u8 {
         return print_counters(args.netns.as_deref());
     }
     let mut watched = Watched::new(&args.source);
-    let (mut cluster, mut current) = match build(&args, &mut watched) {
-        Ok(built) => built.expect("the first read always loads"),
+    let first = watched.poll().map_err(|e| e.to_string()).and_then(|_| full(&args, &watched));
+    let mut state = match first {
+        Ok(state) => state,
         Err(e) => {
             log(&format!("refused: {e}; nothing applied"));
             return crate::EXIT_INVALID;
         }
     };
     if args.dry_run {
-        crate::emit(&script::full(&current));
+        crate::emit(&script::full(state.compiled.ruleset()));
         return 0;
     }
     let t = Instant::now();
@@ -122,11 +195,11 @@ pub fn run(args: Args) -> u8 {
             return crate::EXIT_INVALID;
         }
     };
-    if let Err(e) = kernel.apply(&script::full_commands(&current)) {
+    if let Err(e) = kernel.apply(&script::full_commands(state.compiled.ruleset())) {
         log(&format!("cannot apply: {e}"));
         return crate::EXIT_INVALID;
     }
-    let s = current.stats();
+    let s = state.compiled.ruleset().stats();
     log(&format!(
         "applied: {} pods enforced, {} chains, {} rules, {} set elements ({} ms, mode {:?})",
         s.enforced_pods,
@@ -144,43 +217,118 @@ pub fn run(args: Args) -> u8 {
         None
     });
     let mut last_error: Option<String> = None;
+    // Counts applied changes; a check compiled from an older state is of no use.
+    let mut generation = 0u64;
+    // Changes patched in since the last full compile, and when the directory last changed.
+    let (mut unverified, mut quiet_since) = (false, Instant::now());
+    let mut check: Option<Check> = None;
+    // The kernel refused a change: the next one replaces the table whole.
+    let mut replace = false;
     let changes = watch_directory(&args.source);
     loop {
         wait_for_change(changes.as_ref(), Duration::from_millis(args.interval_ms));
         if let Some(f) = flows.as_mut() {
-            f.poll(&cluster, args.netns.as_deref(), args.mode);
+            f.poll(&state.cluster, args.netns.as_deref(), args.mode);
+        }
+        if let Some(done) = check.as_ref().and_then(|c| c.result.try_recv().ok().map(|r| (c.generation, r))) {
+            check = None;
+            if let (true, Some(full)) = (done.0 == generation, done.1) {
+                replace = !adopt(&kernel, &mut state, full);
+                unverified = false;
+            }
         }
         let t = Instant::now();
-        let (next_cluster, next) = match build(&args, &mut watched) {
-            Ok(None) => continue,
-            Ok(Some(built)) => {
-                last_error = None;
-                built
-            }
+        let changed = match watched.poll() {
+            Ok(c) => c,
             Err(e) => {
-                // A directory that cannot be read fails on every look: say so once.
-                if last_error.as_ref() != Some(&e) {
-                    log(&format!("refused: {e}; the last good ruleset stays in force"));
-                }
-                last_error = Some(e);
+                refused(&mut last_error, e.to_string());
                 continue;
             }
         };
-        let delta = script::update_commands(&current, &next);
-        let applied = kernel.apply(&delta).or_else(|e| {
-            // The table changed under us (or the delta did not fit): replace it whole, still atomically.
-            log(&format!("delta refused ({e}); replacing the table"));
-            kernel.apply(&script::full_commands(&next))
-        });
-        match applied {
-            Ok(()) => {
-                log(&format!("updated in {:.1} ms: {} commands", t.elapsed().as_secs_f64() * 1e3, delta.len()));
-                current = next;
-                cluster = next_cluster;
+        let Some(changed) = changed else {
+            let quiet = quiet_since.elapsed() >= Duration::from_millis(args.verify_after_ms);
+            if unverified && quiet && check.is_none() && last_error.is_none() {
+                check = Some(Check::start(&args, &watched, generation));
             }
-            Err(e) => log(&format!("cannot apply: {e}; the last good ruleset stays in force")),
+            continue;
+        };
+        quiet_since = Instant::now();
+        generation += 1;
+        // While the directory does not validate, only the full build may say when it does.
+        state.stale |= last_error.is_some();
+        if let Some((delta, path)) = object_change(&args, &mut state, &changed) {
+            unverified = true;
+            let how = format!("{path}, {} objects", changed.gone.len() + changed.came.len());
+            replace = !apply(&kernel, &delta, state.compiled.ruleset(), replace, t, &how);
+            continue;
+        }
+        let next = match full(&args, &watched) {
+            Ok(next) => {
+                last_error = None;
+                next
+            }
+            Err(e) => {
+                refused(&mut last_error, e);
+                continue;
+            }
+        };
+        let delta = script::update_commands(state.compiled.ruleset(), next.compiled.ruleset());
+        replace = !apply(&kernel, &delta, next.compiled.ruleset(), replace, t, "full compile");
+        state = next;
+        unverified = false;
+    }
+}
+
+/// Logs why a change is refused; a directory that cannot be read (or a file left broken)
+/// fails on every look, so the same reason is said once.
+fn refused(last_error: &mut Option<String>, e: String) {
+    if last_error.as_ref() != Some(&e) {
+        log(&format!("refused: {e}; the last good ruleset stays in force"));
+    }
+    *last_error = Some(e);
+}
+
+/// Sends a delta (or, after a refusal, the whole table) in one transaction; whether the kernel
+/// now holds `target`.
+fn apply(kernel: &Kernel, delta: &[Command], target: &Ruleset, replace: bool, t: Instant, how: &str) -> bool {
+    let applied = if replace { Err(None) } else { kernel.apply(delta).map_err(Some) };
+    let applied = applied.or_else(|e| {
+        // The table changed under us (or the delta did not fit): replace it whole, still atomically.
+        if let Some(e) = e {
+            log(&format!("delta refused ({e}); replacing the table"));
+        }
+        kernel.apply(&script::full_commands(target))
+    });
+    match applied {
+        Ok(()) => {
+            log(&format!("updated in {:.1} ms: {} commands ({how})", t.elapsed().as_secs_f64() * 1e3, delta.len()));
+            true
+        }
+        Err(e) => {
+            log(&format!("cannot apply: {e}; the last good ruleset stays in force"));
+            false
         }
     }
+}
+
+/// Takes a full compile of the same files as the patched state: the kernel must then hold
+/// exactly it (a difference would be a bug in the object paths: it is logged and mended). The
+/// full build also brings back what the object paths do not keep up to date in the cluster
+/// (workloads' stand-in pods, warnings).
+fn adopt(kernel: &Kernel, state: &mut Enforced, full: Enforced) -> bool {
+    let delta = script::update_commands(state.compiled.ruleset(), full.compiled.ruleset());
+    let held = if delta.is_empty() {
+        log("checked against a full compile: no difference");
+        true
+    } else {
+        log(&format!(
+            "the object paths left {} differences to the full compile; applying the full compile",
+            delta.len()
+        ));
+        apply(kernel, &delta, full.compiled.ruleset(), false, Instant::now(), "full compile")
+    };
+    *state = full;
+    held
 }
 
 /// File events in the source directory (inotify), so that a change reaches the kernel at once

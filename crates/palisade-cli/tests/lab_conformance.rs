@@ -199,6 +199,7 @@ fn agent_applies_updates_refuses_invalid_input_and_leaves_the_table_when_killed(
     let mut agent = Agent(
         palisade()
             .args(["agent", "--source", dir.to_str().unwrap(), "--netns", &ns.0, "--interval-ms", "50"])
+            .args(["--verify-after-ms", "100"])
             .stderr(std::process::Stdio::piped())
             .spawn()
             .unwrap(),
@@ -210,9 +211,21 @@ fn agent_applies_updates_refuses_invalid_input_and_leaves_the_table_when_killed(
         std::fs::read_to_string(&policy).unwrap().replace("podSelector: {}", "podSelector: {matchLabels: {pod: a}}");
     std::fs::write(&policy, text).unwrap();
     wait_for("the update", || ns.table().matches("jump in_").count() == 1);
-    // Invalid input is refused; the table stays as it was.
+    // A pod comes that the policy selects, and goes (the pod path).
+    let pod = dir.join("pod.yaml");
+    let pod_text = "apiVersion: v1\nkind: Pod\nmetadata: {name: d, namespace: x, labels: {pod: a}}\nspec: {containers: [{name: s, image: agnhost}]}\nstatus: {podIP: 198.18.99.1}\n";
+    std::fs::write(&pod, pod_text).unwrap();
+    wait_for("the new pod", || ns.table().contains("198.18.99.1 : jump in_"));
+    std::fs::remove_file(&pod).unwrap();
+    wait_for("the pod gone", || !ns.table().contains("198.18.99.1"));
+    // Quiet now: the agent checks the patched table against a full compile.
+    std::thread::sleep(std::time::Duration::from_millis(600));
+    // Invalid input is refused; the table stays as it was, and so it does for a pod change
+    // while the directory does not validate.
     let before = ns.table();
     std::fs::write(dir.join("broken.yaml"), "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: b, namespace: x}\nspec:\n  podSelector: {}\n  ingress: [{from: [{}]}]\n").unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    std::fs::write(&pod, pod_text).unwrap();
     std::thread::sleep(std::time::Duration::from_millis(500));
     assert_eq!(ns.table(), before, "a refused change must not touch the table");
     agent.0.kill().unwrap();
@@ -221,6 +234,11 @@ fn agent_applies_updates_refuses_invalid_input_and_leaves_the_table_when_killed(
     std::io::Read::read_to_string(&mut agent.0.stderr.take().unwrap(), &mut log).unwrap();
     assert!(log.contains("refused") && log.contains("the last good ruleset stays in force"), "{log}");
     assert!(log.contains("updated in"), "{log}");
+    // The policy edit and the pod churn took their paths, and the full compile after them
+    // (when the directory went quiet) found nothing to mend.
+    assert!(log.contains("(policy path, 2 objects)") && log.contains("(pod path, 1 objects)"), "{log}");
+    assert!(log.contains("checked against a full compile: no difference"), "{log}");
+    assert!(!log.contains("differences to the full compile"), "{log}");
     assert!(ns.table().contains("jump in_"), "killing the agent leaves enforcement in place");
     let counters =
         palisade().args(["agent", "--source", dir.to_str().unwrap(), "--netns", &ns.0, "--counters"]).output().unwrap();

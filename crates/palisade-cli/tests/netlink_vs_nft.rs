@@ -36,28 +36,13 @@ fn blocks(listing: &str) -> Vec<String> {
 }
 
 fn example(dir: &str) -> Cluster {
-    let mut paths: Vec<_> = walk(&repo().join("examples").join(dir));
-    paths.retain(|p| p.extension().is_some_and(|e| e == "yaml" || e == "yml" || e == "json"));
-    paths.sort();
+    let paths = common::manifest_paths(&repo().join("examples").join(dir));
     let sources = palisade_load::source::read_paths(&paths).unwrap();
     // One seed article leaves its namespace to `kubectl apply -n`.
     let opts = BuildOptions { default_namespace: Some("default".into()) };
     let load = palisade_load::load_sources(sources, &opts);
     let problems: Vec<String> = load.problems.iter().map(|p| p.message.clone()).collect();
     load.cluster.unwrap_or_else(|| panic!("example {dir} does not load: {problems:?}"))
-}
-
-fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).unwrap() {
-        let p = e.unwrap().path();
-        if p.is_dir() {
-            out.extend(walk(&p));
-        } else {
-            out.push(p);
-        }
-    }
-    out
 }
 
 fn rulesets() -> Vec<(String, Ruleset)> {

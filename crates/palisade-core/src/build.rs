@@ -32,7 +32,7 @@ use crate::selector::Selector;
 /// The kinds the engine uses.
 // Objects are decoded once and read in place; boxing each variant would only add noise.
 #[allow(clippy::large_enum_variant)]
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum Object {
     Namespace(core::Namespace),
     Pod(core::Pod),
@@ -284,26 +284,7 @@ impl Builder {
         for item in items {
             let Object::Pod(pod) = &item.input.object else { continue };
             let ns = self.ns_id(item);
-            let built = self.with_problems(item, |p| {
-                let labels = pod.metadata.labels.clone().unwrap_or_default();
-                check_labels(&labels, p);
-                let spec = pod.spec.clone().unwrap_or_default();
-                let ips = pod_ips(pod, p);
-                let ports = container_ports(&spec, &root().key("spec"), p);
-                Pod {
-                    namespace: ns,
-                    name: item.name.clone(),
-                    labels,
-                    ips,
-                    ports,
-                    host_network: spec.host_network.unwrap_or(false),
-                    node: spec.node_name.clone(),
-                    service_account: spec.service_account_name.clone().unwrap_or_else(|| "default".into()),
-                    workload: owner_workload(&pod.metadata),
-                    derived: false,
-                    location: item.input.locate.locate(&root()),
-                }
-            });
+            let built = self.with_problems(item, |p| pod_from(pod, item, ns, p));
             self.add_pod(built, item);
         }
     }
@@ -457,37 +438,7 @@ impl Builder {
             self.cluster.tiers.iter().enumerate().map(|(i, t)| (t.name.clone(), i)).collect();
         let tier_id = |name: &str| tiers.get(name).copied();
         for item in items {
-            let ns = item.namespace.as_deref().map(|_| self.ns_id(item));
-            // Calico policies, staged or not: (spec, kind, staged).
-            let calico = match &item.input.object {
-                Object::CalicoNetworkPolicy(o) => Some((o.spec.as_ref(), PolicyKind::Calico, false)),
-                Object::CalicoGlobalNetworkPolicy(o) => Some((o.spec.as_ref(), PolicyKind::CalicoGlobal, false)),
-                Object::CalicoStagedNetworkPolicy(o) => Some((o.spec.as_ref(), PolicyKind::Calico, true)),
-                Object::CalicoStagedGlobalNetworkPolicy(o) => Some((o.spec.as_ref(), PolicyKind::CalicoGlobal, true)),
-                _ => None,
-            };
-            let (compiled, staged) = match (&item.input.object, calico) {
-                (_, Some((spec, kind, staged))) => {
-                    let ctx = PolicyContext {
-                        kind,
-                        name: &item.name,
-                        namespace: ns.map(|id| (id, item.namespace.as_deref().unwrap_or_default())),
-                        staged,
-                    };
-                    let pol = self.with_problems(item, |p| calico_compile::compile_policy(spec, &ctx, &tier_id, p));
-                    (pol, staged.then(|| spec.and_then(|s| s.staged_action.clone())))
-                }
-                (Object::NetworkPolicy(np), None) => {
-                    (self.with_problems(item, |p| policy::compile(np, ns.expect("namespaced"), p)), None)
-                }
-                (Object::CalicoStagedKubernetesNetworkPolicy(o), None) => {
-                    let spec = o.spec.clone().unwrap_or_default();
-                    let np = NetworkPolicy { metadata: o.metadata.clone(), spec: Some(spec.spec) };
-                    let pol = self.with_problems(item, |p| policy::compile(&np, ns.expect("namespaced"), p));
-                    (pol, Some(spec.staged_action))
-                }
-                _ => continue,
-            };
+            let Some((compiled, staged)) = self.policy_of(item, &tier_id) else { continue };
             match staged {
                 None => self.cluster.policies.push(compiled),
                 Some(action) => {
@@ -497,6 +448,47 @@ impl Builder {
                 }
             }
         }
+    }
+
+    /// One policy object compiled, with its staged action when it is staged; `None` for other
+    /// kinds.
+    #[allow(clippy::type_complexity)]
+    fn policy_of(
+        &mut self,
+        item: &Item,
+        tier_id: &dyn Fn(&str) -> Option<usize>,
+    ) -> Option<(policy::Policy, Option<Option<String>>)> {
+        let ns = item.namespace.as_deref().map(|_| self.ns_id(item));
+        // Calico policies, staged or not: (spec, kind, staged).
+        let calico = match &item.input.object {
+            Object::CalicoNetworkPolicy(o) => Some((o.spec.as_ref(), PolicyKind::Calico, false)),
+            Object::CalicoGlobalNetworkPolicy(o) => Some((o.spec.as_ref(), PolicyKind::CalicoGlobal, false)),
+            Object::CalicoStagedNetworkPolicy(o) => Some((o.spec.as_ref(), PolicyKind::Calico, true)),
+            Object::CalicoStagedGlobalNetworkPolicy(o) => Some((o.spec.as_ref(), PolicyKind::CalicoGlobal, true)),
+            _ => None,
+        };
+        Some(match (&item.input.object, calico) {
+            (_, Some((spec, kind, staged))) => {
+                let ctx = PolicyContext {
+                    kind,
+                    name: &item.name,
+                    namespace: ns.map(|id| (id, item.namespace.as_deref().unwrap_or_default())),
+                    staged,
+                };
+                let pol = self.with_problems(item, |p| calico_compile::compile_policy(spec, &ctx, tier_id, p));
+                (pol, staged.then(|| spec.and_then(|s| s.staged_action.clone())))
+            }
+            (Object::NetworkPolicy(np), None) => {
+                (self.with_problems(item, |p| policy::compile(np, ns.expect("namespaced"), p)), None)
+            }
+            (Object::CalicoStagedKubernetesNetworkPolicy(o), None) => {
+                let spec = o.spec.clone().unwrap_or_default();
+                let np = NetworkPolicy { metadata: o.metadata.clone(), spec: Some(spec.spec) };
+                let pol = self.with_problems(item, |p| policy::compile(&np, ns.expect("namespaced"), p));
+                (pol, Some(spec.staged_action))
+            }
+            _ => return None,
+        })
     }
 
     /// Labels as Calico selectors see pods: pseudo-labels, `pcns.` and `pcsa.` labels.
@@ -509,24 +501,9 @@ impl Builder {
             accounts.insert((self.ns_id(item), item.name.clone()), labels);
         }
         let c = &self.cluster;
-        let all = c
-            .pods
-            .iter()
-            .map(|pod| {
-                let ns = &c.namespaces[pod.namespace];
-                let mut l = pod.labels.clone();
-                calico_compile::namespace_pseudo_labels(&ns.name, &ns.labels, &mut l);
-                l.insert(expr::ORCHESTRATOR_LABEL.into(), "k8s".into());
-                l.insert(expr::SERVICE_ACCOUNT_LABEL.into(), pod.service_account.clone());
-                let sa = expr::SERVICE_ACCOUNT_PREFIX;
-                for (k, v) in accounts.get(&(pod.namespace, pod.service_account.clone())).into_iter().flatten() {
-                    l.insert(format!("{sa}{k}"), v.clone());
-                }
-                l.insert(format!("{sa}{}", expr::NAME_LABEL), pod.service_account.clone());
-                l
-            })
-            .collect();
+        let all = c.pods.iter().map(|pod| pod_calico_labels(c, pod, &accounts)).collect();
         self.cluster.calico_labels = all;
+        self.cluster.service_accounts = accounts;
     }
 
     fn tiers(&mut self, items: &[Item]) {
@@ -580,6 +557,168 @@ impl Builder {
             self.cluster.host_endpoints.push(hep);
         }
     }
+}
+
+fn pod_from(pod: &core::Pod, item: &Item, ns: NsId, p: &mut Problems) -> Pod {
+    let labels = pod.metadata.labels.clone().unwrap_or_default();
+    check_labels(&labels, p);
+    let spec = pod.spec.clone().unwrap_or_default();
+    let ips = pod_ips(pod, p);
+    let ports = container_ports(&spec, &root().key("spec"), p);
+    Pod {
+        namespace: ns,
+        name: item.name.clone(),
+        labels,
+        ips,
+        ports,
+        host_network: spec.host_network.unwrap_or(false),
+        node: spec.node_name.clone(),
+        service_account: spec.service_account_name.clone().unwrap_or_else(|| "default".into()),
+        workload: owner_workload(&pod.metadata),
+        derived: false,
+        location: item.input.locate.locate(&root()),
+    }
+}
+
+/// A pod's labels as Calico selectors see them.
+pub(crate) fn pod_calico_labels(c: &Cluster, pod: &Pod, accounts: &HashMap<(NsId, String), Labels>) -> Labels {
+    let ns = &c.namespaces[pod.namespace];
+    let mut l = pod.labels.clone();
+    calico_compile::namespace_pseudo_labels(&ns.name, &ns.labels, &mut l);
+    l.insert(expr::ORCHESTRATOR_LABEL.into(), "k8s".into());
+    l.insert(expr::SERVICE_ACCOUNT_LABEL.into(), pod.service_account.clone());
+    let sa = expr::SERVICE_ACCOUNT_PREFIX;
+    for (k, v) in accounts.get(&(pod.namespace, pod.service_account.clone())).into_iter().flatten() {
+        l.insert(format!("{sa}{k}"), v.clone());
+    }
+    l.insert(format!("{sa}{}", expr::NAME_LABEL), pod.service_account.clone());
+    l
+}
+
+/// Pod objects that came, changed or went, applied to a built cluster without building it
+/// again (the agent's path for pod churn).
+pub struct PodPatch {
+    /// Pods that leave (gone, or replaced by a new version).
+    pub remove: Vec<PodId>,
+    pub add: Vec<Pod>,
+}
+
+/// Works out a [`PodPatch`] when the change is one a full build would take without a word:
+/// only Pods, each valid and warning-free, in namespaces that exist, none on the host network,
+/// no name or address clash. `None` when anything else is the case: the full build then
+/// decides (and reports what is wrong, with its code frames).
+pub fn pod_patch(
+    cluster: &Cluster,
+    gone: &[(String, String)],
+    came: &[Input],
+    opts: &BuildOptions,
+) -> Option<PodPatch> {
+    let mut remove = Vec::new();
+    for (ns, name) in gone {
+        let id = cluster.pod(ns, name)?;
+        let pod = &cluster.pods[id];
+        if pod.host_network || pod.derived {
+            return None;
+        }
+        remove.push(id);
+    }
+    let mut b = Builder { cluster: Cluster::default(), problems: Vec::new() };
+    let items = b.check_metadata(came, opts);
+    if items.len() != came.len() || !b.problems.is_empty() {
+        return None;
+    }
+    let mut add = Vec::new();
+    let mut taken_ips: HashMap<IpAddr, ()> = HashMap::new();
+    for item in &items {
+        let Object::Pod(obj) = &item.input.object else { return None };
+        let ns = cluster.namespace(item.namespace.as_deref()?)?;
+        let pod = b.with_problems(item, |p| pod_from(obj, item, ns, p));
+        if !b.problems.is_empty() || pod.host_network {
+            return None;
+        }
+        let clash = |id: PodId| !remove.contains(&id);
+        if cluster.pod_by_name.get(&(ns, pod.name.clone())).is_some_and(|&id| clash(id)) {
+            return None;
+        }
+        for ip in &pod.ips {
+            if cluster.pod_by_ip(*ip).is_some_and(clash) || taken_ips.insert(*ip, ()).is_some() {
+                return None;
+            }
+        }
+        add.push(pod);
+    }
+    Some(PodPatch { remove, add })
+}
+
+/// Enforced policy objects that came, changed or went, applied to a built cluster without
+/// building it again (the agent's path for a policy edit).
+pub struct PolicyPatch {
+    /// Indexes in `Cluster::policies` of the policies that leave.
+    pub remove: Vec<usize>,
+    pub add: Vec<policy::Policy>,
+}
+
+fn enforced_policy_kind(o: &Object) -> Option<PolicyKind> {
+    match o {
+        Object::NetworkPolicy(_) => Some(PolicyKind::Kubernetes),
+        Object::CalicoNetworkPolicy(_) => Some(PolicyKind::Calico),
+        Object::CalicoGlobalNetworkPolicy(_) => Some(PolicyKind::CalicoGlobal),
+        _ => None,
+    }
+}
+
+/// Works out a [`PolicyPatch`] when the change is one a full build would take without a word:
+/// only enforced policies (Kubernetes, Calico, global), valid and warning-free, in namespaces
+/// and tiers that exist, no name clash. `None` otherwise: the full build decides.
+pub fn policy_patch(cluster: &Cluster, gone: &[Input], came: &[Input], opts: &BuildOptions) -> Option<PolicyPatch> {
+    let namespace = |i: &Input| {
+        let ns = i.object.metadata().namespace.clone().or_else(|| opts.default_namespace.clone());
+        i.object.is_namespaced().then_some(ns)
+    };
+    let mut remove = Vec::new();
+    for i in gone {
+        let kind = enforced_policy_kind(&i.object)?;
+        let ns = namespace(i).map(|ns| ns.and_then(|n| cluster.namespace(&n)));
+        let ns = match ns {
+            Some(None) => return None,
+            Some(id) => id,
+            None => None,
+        };
+        let name = i.object.metadata().name.as_deref()?;
+        remove.push(cluster.policies.iter().position(|p| p.kind == kind && p.namespace == ns && p.name == name)?);
+    }
+    let context = Cluster {
+        namespaces: cluster.namespaces.clone(),
+        ns_by_name: cluster.ns_by_name.clone(),
+        tiers: cluster.tiers.clone(),
+        ..Cluster::default()
+    };
+    let mut b = Builder { cluster: context, problems: Vec::new() };
+    let items = b.check_metadata(came, opts);
+    if items.len() != came.len() || !b.problems.is_empty() {
+        return None;
+    }
+    let tiers: HashMap<String, usize> = cluster.tiers.iter().enumerate().map(|(i, t)| (t.name.clone(), i)).collect();
+    let tier_id = |name: &str| tiers.get(name).copied();
+    let mut add = Vec::new();
+    for item in &items {
+        enforced_policy_kind(&item.input.object)?;
+        if item.namespace.as_ref().is_some_and(|ns| cluster.namespace(ns).is_none()) {
+            return None;
+        }
+        let (pol, _) = b.policy_of(item, &tier_id)?;
+        if !b.problems.is_empty() {
+            return None;
+        }
+        let clash = cluster.policies.iter().enumerate().any(|(i, p)| {
+            p.kind == pol.kind && p.namespace == pol.namespace && p.name == pol.name && !remove.contains(&i)
+        });
+        if clash {
+            return None;
+        }
+        add.push(pol);
+    }
+    Some(PolicyPatch { remove, add })
 }
 
 fn check_meta(item: &Item, meta: &ObjectMeta, p: &mut Problems) -> bool {

@@ -167,6 +167,8 @@ pub struct Cluster {
     pub(crate) service_by_name: HashMap<(NsId, String), ServiceId>,
     pub(crate) service_by_ip: HashMap<IpAddr, ServiceId>,
     pub(crate) host_by_ip: HashMap<IpAddr, usize>,
+    /// ServiceAccount labels by (namespace, name), for pods' Calico labels.
+    pub(crate) service_accounts: HashMap<(NsId, String), Labels>,
 }
 
 impl Cluster {
@@ -216,15 +218,18 @@ impl Cluster {
     }
     /// The tier rank, order and tie-break name that put policies in evaluation order.
     pub fn sort_policies(&mut self) {
-        let tier_rank = self.tier_ranks();
-        let ns_names: Vec<String> = self.namespaces.iter().map(|n| n.name.clone()).collect();
-        let name = |p: &Policy| p.sort_name(p.namespace.map(|n| ns_names[n].as_str()));
-        self.policies.sort_by(|a, b| {
-            tier_rank[a.tier]
-                .cmp(&tier_rank[b.tier])
-                .then_with(|| order_cmp(a.order, b.order))
-                .then_with(|| name(a).cmp(&name(b)))
-        });
+        let order = policy_order(self.tier_ranks(), &self.namespaces);
+        self.policies.sort_by(order);
+    }
+    /// Adds a policy in its place in evaluation order (after any it ties with); returns its index.
+    pub fn insert_policy(&mut self, policy: Policy) -> usize {
+        let order = policy_order(self.tier_ranks(), &self.namespaces);
+        let at = self.policies.partition_point(|p| order(p, &policy) != std::cmp::Ordering::Greater);
+        self.policies.insert(at, policy);
+        at
+    }
+    pub fn remove_policy(&mut self, index: usize) -> Policy {
+        self.policies.remove(index)
     }
     /// Rank of each tier in evaluation order.
     pub fn tier_ranks(&self) -> Vec<usize> {
@@ -269,9 +274,58 @@ impl Cluster {
     pub fn primary_ip(&self, id: PodId) -> Option<IpAddr> {
         self.pods[id].ips.first().copied()
     }
+    /// Takes a pod out; the last pod moves into its place (its id becomes `id`).
+    pub fn remove_pod(&mut self, id: PodId) {
+        let pod = &self.pods[id];
+        self.pod_by_name.remove(&(pod.namespace, pod.name.clone()));
+        for ip in &pod.ips {
+            if self.pod_by_ip.get(ip) == Some(&id) {
+                self.pod_by_ip.remove(ip);
+            }
+        }
+        self.pods.swap_remove(id);
+        self.calico_labels.swap_remove(id);
+        if let Some(moved) = self.pods.get(id) {
+            self.pod_by_name.insert((moved.namespace, moved.name.clone()), id);
+            for ip in &moved.ips {
+                if !moved.host_network {
+                    self.pod_by_ip.insert(*ip, id);
+                }
+            }
+        }
+    }
+
+    /// Adds a pod built on its own (see [`crate::build::pod_patch`]); returns its id.
+    pub fn add_pod(&mut self, pod: Pod) -> PodId {
+        let id = self.pods.len();
+        if !pod.host_network {
+            for ip in &pod.ips {
+                self.pod_by_ip.insert(*ip, id);
+            }
+        }
+        self.pod_by_name.insert((pod.namespace, pod.name.clone()), id);
+        self.calico_labels.push(crate::build::pod_calico_labels(self, &pod, &self.service_accounts));
+        self.pods.push(pod);
+        id
+    }
+
     /// Whether NetworkPolicy applies to this pod (host-network pods share the node's stack).
     pub fn is_policy_subject(&self, id: PodId) -> bool {
         !self.pods[id].host_network
+    }
+}
+
+/// Evaluation order: tier rank, then order, then name.
+fn policy_order(
+    tier_rank: Vec<usize>,
+    namespaces: &[Namespace],
+) -> impl Fn(&Policy, &Policy) -> std::cmp::Ordering + '_ {
+    let name = |p: &Policy| p.sort_name(p.namespace.map(|n| namespaces[n].name.as_str()));
+    move |a: &Policy, b: &Policy| {
+        tier_rank[a.tier]
+            .cmp(&tier_rank[b.tier])
+            .then_with(|| order_cmp(a.order, b.order))
+            .then_with(|| name(a).cmp(&name(b)))
     }
 }
 

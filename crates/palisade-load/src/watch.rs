@@ -1,11 +1,12 @@
 //! A directory that is read again whenever it changes, decoding only the files that changed
 //! (for the agent: parsing every manifest again on each change costs seconds in a big cluster).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::SystemTime;
 
-use palisade_core::build::BuildOptions;
+use palisade_core::build::{BuildOptions, Input};
 
 use crate::manifest::{decode, Loaded};
 use crate::source::{ReadError, Source};
@@ -22,8 +23,13 @@ struct Entry {
 
 pub struct Watched {
     root: PathBuf,
-    files: BTreeMap<PathBuf, Entry>,
+    files: BTreeMap<PathBuf, Arc<Entry>>,
 }
+
+/// The directory's files as last read, cheap to take and to build from elsewhere (the agent
+/// checks its patched ruleset against a full build on another thread).
+#[derive(Clone)]
+pub struct Snapshot(Vec<Arc<Entry>>);
 
 fn manifests(root: &Path) -> Result<BTreeMap<PathBuf, Stamp>, ReadError> {
     let shown = root.display().to_string();
@@ -55,24 +61,54 @@ impl Watched {
     /// Reads the files that changed since the last call (all of them the first time) and
     /// builds the cluster from every file; `None` when nothing changed.
     pub fn refresh(&mut self, opts: &BuildOptions) -> Result<Option<Load>, ReadError> {
+        Ok(self.poll()?.map(|_| self.load(opts)))
+    }
+
+    /// Reads the files that changed since the last call (all of them the first time) and says
+    /// which objects went and came; `None` when no file changed.
+    pub fn poll(&mut self) -> Result<Option<Changes>, ReadError> {
         let now = manifests(&self.root)?;
         let same =
             now.len() == self.files.len() && now.iter().all(|(p, s)| self.files.get(p).is_some_and(|e| e.stamp == *s));
         if same {
             return Ok(None);
         }
-        self.files.retain(|p, _| now.contains_key(p));
+        let mut changes = Changes::default();
+        let gone: Vec<PathBuf> = self.files.keys().filter(|p| !now.contains_key(*p)).cloned().collect();
+        for path in gone {
+            let e = self.files.remove(&path).expect("listed");
+            changes.gone.extend(e.loaded.inputs.iter().cloned());
+        }
         for (path, stamp) in now {
             if self.files.get(&path).is_some_and(|e| e.stamp == stamp) {
                 continue;
             }
             let source = crate::source::read_paths(std::slice::from_ref(&path))?.remove(0);
             let loaded = decode(std::slice::from_ref(&source));
-            self.files.insert(path, Entry { stamp, source, loaded });
+            changes.problems |= !loaded.problems.is_empty();
+            let old = self.files.remove(&path);
+            changes.add_file(old.as_ref().map_or(&[][..], |e| &e.loaded.inputs), &loaded.inputs);
+            self.files.insert(path, Arc::new(Entry { stamp, source, loaded }));
         }
+        Ok(Some(changes))
+    }
+
+    /// Builds the cluster from every file as last read.
+    pub fn load(&self, opts: &BuildOptions) -> Load {
+        self.snapshot().load(opts)
+    }
+
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot(self.files.values().cloned().collect())
+    }
+}
+
+impl Snapshot {
+    /// Builds the cluster from every file.
+    pub fn load(&self, opts: &BuildOptions) -> Load {
         let mut all = Loaded::default();
-        let mut sources = Vec::with_capacity(self.files.len());
-        for e in self.files.values() {
+        let mut sources = Vec::with_capacity(self.0.len());
+        for e in &self.0 {
             all.inputs.extend(e.loaded.inputs.iter().cloned());
             all.problems.extend(e.loaded.problems.iter().cloned());
             for (k, n) in &e.loaded.ignored {
@@ -80,13 +116,69 @@ impl Watched {
             }
             sources.push(e.source.clone());
         }
-        Ok(Some(assemble(sources, all, opts)))
+        assemble(sources, all, opts)
+    }
+}
+
+/// Objects that went and came between two looks at the directory; a changed object is in
+/// both (old and new version), an unchanged one in neither.
+#[derive(Default)]
+pub struct Changes {
+    pub gone: Vec<Input>,
+    pub came: Vec<Input>,
+    /// A changed file did not decode cleanly (errors or warnings).
+    pub problems: bool,
+}
+
+fn key(i: &Input) -> (&'static str, Option<String>, Option<String>) {
+    let m = i.object.metadata();
+    (i.object.kind(), m.namespace.clone(), m.name.clone())
+}
+
+impl Changes {
+    fn add_file(&mut self, old: &[Input], new: &[Input]) {
+        let before: HashMap<_, &Input> = old.iter().map(|i| (key(i), i)).collect();
+        let after: HashMap<_, &Input> = new.iter().map(|i| (key(i), i)).collect();
+        self.gone.extend(old.iter().filter(|i| after.get(&key(i)).is_none_or(|n| n.object != i.object)).cloned());
+        self.came.extend(new.iter().filter(|i| before.get(&key(i)).is_none_or(|o| o.object != i.object)).cloned());
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn names(inputs: &[Input]) -> Vec<String> {
+        let mut v: Vec<String> = inputs.iter().map(|i| i.object.metadata().name.clone().unwrap()).collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn poll_names_the_objects_that_went_and_came() {
+        let dir = std::env::temp_dir().join(format!("palisade-poll-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let pod = |name: &str, app: &str| {
+            format!("apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, namespace: a, labels: {{app: {app}}}}}\n")
+        };
+        std::fs::write(dir.join("one.yaml"), format!("{}---\n{}", pod("p", "x"), pod("q", "x"))).unwrap();
+        let mut w = Watched::new(&dir);
+        let first = w.poll().unwrap().expect("the first read");
+        assert_eq!((names(&first.gone), names(&first.came)), (vec![], vec!["p".into(), "q".into()]));
+        // q changes, p stays as it was: only q's old and new versions are named.
+        std::fs::write(dir.join("one.yaml"), format!("{}---\n{}", pod("p", "x"), pod("q", "y"))).unwrap();
+        let changed = w.poll().unwrap().expect("a change");
+        assert_eq!((names(&changed.gone), names(&changed.came)), (vec!["q".into()], vec!["q".into()]));
+        assert!(!changed.problems);
+        std::fs::remove_file(dir.join("one.yaml")).unwrap();
+        std::fs::write(dir.join("two.yaml"), pod("r", "x")).unwrap();
+        let moved = w.poll().unwrap().expect("a change");
+        assert_eq!((names(&moved.gone), names(&moved.came)), (vec!["p".into(), "q".into()], vec!["r".into()]));
+        std::fs::write(dir.join("two.yaml"), "kind: Pod\nmetadata: [\n").unwrap();
+        assert!(w.poll().unwrap().expect("a change").problems, "a file that does not decode");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn only_changes_are_reported_and_files_come_and_go() {

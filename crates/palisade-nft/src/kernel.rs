@@ -111,6 +111,8 @@ impl Encoder {
                         let num = match *hook {
                             "input" => libc::NF_INET_LOCAL_IN,
                             "output" => libc::NF_INET_LOCAL_OUT,
+                            "prerouting" => libc::NF_INET_PRE_ROUTING,
+                            "postrouting" => libc::NF_INET_POST_ROUTING,
                             _ => libc::NF_INET_FORWARD,
                         };
                         a.nest(attr::CHAIN_HOOK, |h| {

@@ -3,8 +3,9 @@
 
 pub mod bytecode;
 pub mod kernel;
+mod membership;
 pub mod netlink;
 pub mod ruleset;
 pub mod script;
 
-pub use ruleset::{compile, Options, Ruleset, Stats};
+pub use ruleset::{compile, Compiled, NeedsFullCompile, Options, Ruleset, Stats};

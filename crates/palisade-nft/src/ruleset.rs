@@ -1,15 +1,20 @@
 //! The engine's model compiled to one nftables table (`inet`, IPv4 and IPv6).
 //!
 //! Shape, per node:
-//! - `forward`, `input` and `output` base chains accept established/related traffic first,
-//!   drop invalid, then look the source up in an egress verdict map and the destination in an
-//!   ingress verdict map (one hash lookup each, whatever the number of pods or policies);
+//! - base chains accept established/related traffic first, drop invalid, then look a pod's
+//!   source up in an egress verdict map (on `prerouting`) and its destination in an ingress
+//!   verdict map (on `postrouting`): one hash lookup each, whatever the number of pods or
+//!   policies; host endpoints have their own maps on `input` and `output`;
 //! - each map element jumps to the chain of the pod's *group*: pods with the same applicable
 //!   policies and the same own-side rule conditions share one chain, named by a hash of its
 //!   content so that recompiling gives the same names;
 //! - a group chain holds, per tier, the rules of the policies selecting the group in order;
 //!   peers are matched through named sets of addresses (named by what they select, so a pod
 //!   change only changes set elements), ports through anonymous sets.
+//!
+//! [`Compiled`] keeps what the ruleset was built from (groups, set contents as counted
+//! contributions, which chains and sets each group uses), so that a pod or policy change is
+//! compiled by what it touches and yields its delta directly.
 //!
 //! Egress "allow" returns to the base chain (ingress still has to agree); ingress "allow"
 //! accepts; deny drops (or, in audit mode, logs and lets the packet pass).
@@ -20,10 +25,11 @@ use std::fmt::Write as _;
 use std::hash::{Hash, Hasher};
 use std::net::IpAddr;
 
-use ipnet::IpNet;
 use palisade_core::calico::rule::{address_matches, CalicoPort, CalicoRule, Entity};
 use palisade_core::cluster::{Cluster, PodId};
 use palisade_core::index::Index;
+
+use crate::membership::{Addrs, Member, Pairs, Present, Source, Tally, Wanted};
 use palisade_core::peer::Peer;
 use palisade_core::policy::{Action, Direction, Match, Rule};
 use palisade_core::port::{ContainerPort, PortSpec, Protocol, RulePort};
@@ -49,7 +55,7 @@ pub enum Family {
 }
 
 impl Family {
-    fn of(ip: &IpAddr) -> Family {
+    pub(crate) fn of(ip: &IpAddr) -> Family {
         if ip.is_ipv4() {
             Family::V4
         } else {
@@ -68,7 +74,7 @@ impl Family {
             Family::V6 => "ipv6_addr",
         }
     }
-    fn suffix(self) -> &'static str {
+    pub(crate) fn suffix(self) -> &'static str {
         match self {
             Family::V4 => "4",
             Family::V6 => "6",
@@ -120,39 +126,7 @@ impl Ruleset {
 
 /// Compiles the cluster's policies for one node (or all pods).
 pub fn compile(cluster: &Cluster, opts: &Options) -> Ruleset {
-    let mut index = Index::new(cluster);
-    let mut c = Compiler {
-        cluster,
-        opts,
-        rs: Ruleset { audit: opts.audit, record_flows: opts.record_flows, ..Default::default() },
-        cache: HashMap::new(),
-        address_sets: HashMap::new(),
-    };
-    let mut groups: HashMap<GroupKey, String> = HashMap::new();
-    for dir in [Direction::Egress, Direction::Ingress] {
-        let applicable = index.applicable(dir);
-        for (p, pols) in applicable.iter().enumerate() {
-            if pols.is_empty() || !c.enforced_here(&index, p) {
-                continue;
-            }
-            let key = c.group_key(&index, dir, pols, p);
-            let chain = match groups.get(&key) {
-                Some(chain) => chain.clone(),
-                None => {
-                    let own = Own { side: index.side(p), ports: cluster.pods[p].ports.clone(), host: None };
-                    let chain = c.group_chain(&mut index, dir, pols, &own);
-                    groups.insert(key, chain.clone());
-                    chain
-                }
-            };
-            for ip in &cluster.pods[p].ips {
-                let map = format!("{}_{}", dir_name(dir), Family::of(ip).suffix());
-                c.rs.maps.entry(map).or_default().insert(ip.to_string(), chain.clone());
-            }
-        }
-        c.host_endpoints(&mut index, dir);
-    }
-    c.rs
+    Compiled::new(cluster, opts).rs
 }
 
 fn dir_name(dir: Direction) -> &'static str {
@@ -196,63 +170,14 @@ impl Alt {
     }
 }
 
-/// Addresses split by family.
-#[derive(Clone, Debug, Default, Hash)]
-struct Addrs {
-    v4: BTreeSet<IpNet>,
-    v6: BTreeSet<IpNet>,
-}
-
-impl Addrs {
-    fn add_net(&mut self, n: &IpNet) {
-        match n {
-            IpNet::V4(_) => self.v4.insert(n.trunc()),
-            IpNet::V6(_) => self.v6.insert(n.trunc()),
-        };
-    }
-    fn add_ip(&mut self, ip: &IpAddr) {
-        self.add_net(&IpNet::from(*ip));
-    }
-    fn get(&self, f: Family) -> &BTreeSet<IpNet> {
-        match f {
-            Family::V4 => &self.v4,
-            Family::V6 => &self.v6,
-        }
-    }
-    /// Non-overlapping elements (nft rejects overlapping intervals), so that updates can
-    /// delete exactly the elements they added.
-    fn elements(&self, f: Family) -> BTreeSet<String> {
-        let nets: Vec<IpNet> = self.get(f).iter().copied().collect();
-        IpNet::aggregate(&nets)
-            .into_iter()
-            .map(|n| if n.prefix_len() == n.max_prefix_len() { n.addr().to_string() } else { n.to_string() })
-            .collect()
-    }
-}
-
-/// Which families a named address set holds addresses of.
-#[derive(Clone, Copy, Debug)]
-struct Present {
-    v4: bool,
-    v6: bool,
-}
-
-impl Present {
-    fn has(self, f: Family) -> bool {
-        match f {
-            Family::V4 => self.v4,
-            Family::V6 => self.v6,
-        }
-    }
-}
-
-struct Compiler<'c> {
+/// One pass of compiling over the persistent state: the cluster as it is now and, in the full
+/// compile, its index (a pod change evaluates pod by pod instead).
+struct Compiler<'a, 'c> {
     cluster: &'c Cluster,
-    opts: &'c Options,
-    rs: Ruleset,
-    cache: HashMap<String, String>,
-    /// Address set definition → (base name, families present).
-    address_sets: HashMap<String, (String, Present)>,
+    st: &'a mut Compiled,
+    index: Option<&'a mut Index<'c>>,
+    /// Named sets (by definition) the group being compiled uses.
+    touched: Vec<Def>,
 }
 
 /// The endpoint a group chain protects: who it is, and its named ports.
@@ -273,13 +198,555 @@ struct GroupKey {
     ports: Vec<ContainerPort>,
 }
 
-impl Compiler<'_> {
+/// A named set, by the definition it was built from.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+enum Def {
+    Address(String),
+    Port(String),
+}
+
+struct AddressSet {
+    base: String,
+    source: Source,
+    addrs: Addrs,
+    /// Groups (and host endpoints) whose chains were compiled with this set.
+    users: usize,
+}
+
+struct PortSet {
+    base: String,
+    wanted: Wanted,
+    pairs: Pairs,
+    users: usize,
+}
+
+/// A group chain's entry: the chains it consists of and how many groups use it.
+struct Entry {
+    chains: Vec<String>,
+    /// Its content key (in `Compiled::cache`).
+    key: String,
+    refs: usize,
+}
+
+struct Group {
+    key: GroupKey,
+    entry: String,
+    defs: Vec<Def>,
+    /// Pods in the group (with addresses, enforced here).
+    pods: usize,
+}
+
+/// What a delta has to send: the old value of everything touched since [`Compiled::begin`].
+#[derive(Default)]
+struct Journal {
+    sets: HashMap<String, Option<NamedSet>>,
+    chains: HashMap<String, Option<Vec<String>>>,
+    maps: HashMap<(String, String), Option<String>>,
+}
+
+/// A change the object paths do not follow: a pod gave a named set in use its first (or took
+/// its last) address of a family, which changes rules and not only elements; or a policy
+/// changed while there are host endpoints. Compile in full instead.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NeedsFullCompile;
+
+/// The compiled ruleset and what it was built from, so that a pod or policy change updates
+/// only what it touches: groups' chains and map elements, and shares of named sets.
+pub struct Compiled {
+    opts: Options,
+    rs: Ruleset,
+    /// Chain content → entry chain name, for entries in use.
+    cache: HashMap<String, String>,
+    entries: HashMap<String, Entry>,
+    address_sets: HashMap<String, AddressSet>,
+    port_sets: HashMap<String, PortSet>,
+    groups: HashMap<GroupKey, usize>,
+    /// Groups by id (`None`: a free slot).
+    slab: Vec<Option<Group>>,
+    /// Each pod's egress and ingress group, when it has one.
+    pod_groups: Vec<[Option<usize>; 2]>,
+    /// Sets and entries whose last user left during a patch: dropped at its end unless a new
+    /// group took them up again (saves compiling them again when a group is only re-formed).
+    garbage: (Vec<Def>, Vec<String>),
+    journal: Option<Journal>,
+}
+
+fn slot(dir: Direction) -> usize {
+    match dir {
+        Direction::Egress => 0,
+        Direction::Ingress => 1,
+    }
+}
+
+impl Compiled {
+    /// Compiles the whole cluster.
+    pub fn new(cluster: &Cluster, opts: &Options) -> Compiled {
+        let mut st = Compiled {
+            opts: opts.clone(),
+            rs: Ruleset { audit: opts.audit, record_flows: opts.record_flows, ..Default::default() },
+            cache: HashMap::new(),
+            entries: HashMap::new(),
+            address_sets: HashMap::new(),
+            port_sets: HashMap::new(),
+            groups: HashMap::new(),
+            slab: Vec::new(),
+            garbage: Default::default(),
+            pod_groups: vec![[None, None]; cluster.pods.len()],
+            journal: None,
+        };
+        let mut index = Index::new(cluster);
+        for dir in [Direction::Egress, Direction::Ingress] {
+            let applicable = index.applicable(dir);
+            let mut c = Compiler { cluster, st: &mut st, index: Some(&mut index), touched: Vec::new() };
+            for (p, pols) in applicable.iter().enumerate() {
+                c.join(dir, pols, p);
+            }
+            c.host_endpoints(dir);
+        }
+        st
+    }
+
+    pub fn ruleset(&self) -> &Ruleset {
+        &self.rs
+    }
+
+    pub fn into_ruleset(self) -> Ruleset {
+        self.rs
+    }
+
+    /// Starts recording what changes, for [`Compiled::delta`].
+    fn begin(&mut self) {
+        self.journal = Some(Journal::default());
+    }
+
+    /// The commands that take the kernel from the ruleset at [`Compiled::begin`] to this one
+    /// (what `script::update_commands` would find, looking only at what was touched).
+    fn delta(&mut self) -> Vec<crate::script::Command> {
+        let j = self.journal.take().unwrap_or_default();
+        let (mut old, mut new) = (Ruleset::default(), Ruleset::default());
+        for (name, was) in j.sets {
+            old.sets.extend(was.map(|s| (name.clone(), s)));
+            new.sets.extend(self.rs.sets.get(&name).map(|s| (name, s.clone())));
+        }
+        for (name, was) in j.chains {
+            old.chains.extend(was.map(|c| (name.clone(), c)));
+            new.chains.extend(self.rs.chains.get(&name).map(|c| (name, c.clone())));
+        }
+        for ((map, ip), was) in j.maps {
+            if let Some(c) = was {
+                old.maps.entry(map.clone()).or_default().insert(ip.clone(), c);
+            }
+            if let Some(c) = self.rs.maps.get(&map).and_then(|m| m.get(&ip)) {
+                new.maps.entry(map).or_default().insert(ip, c.clone());
+            }
+        }
+        crate::script::update_commands(&old, &new)
+    }
+
+    /// Undoes everything since [`Compiled::begin`] in the ruleset (after [`NeedsFullCompile`]).
+    /// Only [`Compiled::ruleset`] means anything afterwards: the ruleset in force, to diff a
+    /// full compile against.
+    pub fn rollback(&mut self) {
+        self.garbage = Default::default();
+        let j = self.journal.take().unwrap_or_default();
+        for (name, was) in j.sets {
+            match was {
+                Some(s) => self.rs.sets.insert(name, s),
+                None => self.rs.sets.remove(&name),
+            };
+        }
+        for (name, was) in j.chains {
+            match was {
+                Some(c) => self.rs.chains.insert(name, c),
+                None => self.rs.chains.remove(&name),
+            };
+        }
+        for ((map, ip), was) in j.maps {
+            let m = self.rs.maps.entry(map).or_default();
+            match was {
+                Some(c) => m.insert(ip, c),
+                None => m.remove(&ip),
+            };
+        }
+        self.rs.maps.retain(|_, m| !m.is_empty());
+    }
+
+    /// Applies pod churn to the cluster and to this ruleset, and returns the delta for the
+    /// kernel. On [`NeedsFullCompile`] the cluster holds part of the change and this ruleset
+    /// must be rolled back ([`Compiled::rollback`]) and compiled again in full.
+    pub fn patch_pods(
+        &mut self,
+        cluster: &mut Cluster,
+        patch: palisade_core::build::PodPatch,
+    ) -> Result<Vec<crate::script::Command>, NeedsFullCompile> {
+        self.begin();
+        let mut remove = patch.remove;
+        // Highest first: the cluster fills each hole with its last pod, never a pending one.
+        remove.sort_unstable_by(|a, b| b.cmp(a));
+        for id in remove {
+            self.remove_pod(cluster, id)?;
+            cluster.remove_pod(id);
+            self.pod_removed(id);
+        }
+        for pod in patch.add {
+            let id = cluster.add_pod(pod);
+            self.add_pod(cluster, id)?;
+        }
+        self.collect_garbage();
+        Ok(self.delta())
+    }
+
+    /// Applies a policy edit to the cluster and to this ruleset: only the pods the policy
+    /// selected or selects change groups. Host endpoints take the full compile.
+    pub fn patch_policies(
+        &mut self,
+        cluster: &mut Cluster,
+        patch: palisade_core::build::PolicyPatch,
+    ) -> Result<Vec<crate::script::Command>, NeedsFullCompile> {
+        self.begin();
+        if !cluster.host_endpoints.is_empty() {
+            return Err(NeedsFullCompile);
+        }
+        let mut remove = patch.remove;
+        remove.sort_unstable_by(|a, b| b.cmp(a));
+        for i in remove {
+            let shift = |j: usize| if j > i { j - 1 } else { j };
+            // Every pod whose group holds the policy, and its policies without it.
+            let mut moved = Vec::new();
+            for (p, groups) in self.pod_groups.iter().enumerate() {
+                for (dir, id) in [Direction::Egress, Direction::Ingress].into_iter().zip(groups) {
+                    let Some(g) = id.and_then(|id| self.slab[id].as_ref()) else { continue };
+                    if g.key.policies.contains(&i) {
+                        let pols = g.key.policies.iter().filter(|&&j| j != i).map(|&j| shift(j)).collect();
+                        moved.push((p, dir, pols));
+                    }
+                }
+            }
+            moved.iter().for_each(|(p, dir, _)| self.leave(cluster, *p, *dir));
+            cluster.remove_policy(i);
+            self.renumber(shift);
+            self.rejoin(cluster, moved);
+        }
+        for pol in patch.add {
+            let k = cluster.insert_policy(pol);
+            self.renumber(|j| if j >= k { j + 1 } else { j });
+            let pol = &cluster.policies[k];
+            let mut moved = Vec::new();
+            for p in 0..cluster.pods.len() {
+                if !palisade_core::verdict::selects(cluster, pol, &Side::pod(cluster, p)) {
+                    continue;
+                }
+                for dir in [Direction::Egress, Direction::Ingress].into_iter().filter(|d| pol.rules(*d).is_some()) {
+                    let id = self.pod_groups.get(p).and_then(|g| g[slot(dir)]);
+                    let current = id.and_then(|id| self.slab[id].as_ref()).map(|g| g.key.policies.clone());
+                    let mut pols = current.unwrap_or_default();
+                    pols.insert(pols.partition_point(|&j| j < k), k);
+                    moved.push((p, dir, pols));
+                }
+            }
+            moved.iter().for_each(|(p, dir, _)| self.leave(cluster, *p, *dir));
+            self.rejoin(cluster, moved);
+        }
+        self.collect_garbage();
+        Ok(self.delta())
+    }
+
+    fn rejoin(&mut self, cluster: &Cluster, moved: Vec<(PodId, Direction, Vec<usize>)>) {
+        for (p, dir, pols) in moved {
+            Compiler { cluster, st: self, index: None, touched: Vec::new() }.join(dir, &pols, p);
+        }
+    }
+
+    /// Takes pod `p` out (call before the cluster drops it; `cluster` still holds it).
+    fn remove_pod(&mut self, cluster: &Cluster, p: PodId) -> Result<(), NeedsFullCompile> {
+        for dir in [Direction::Egress, Direction::Ingress] {
+            self.leave(cluster, p, dir);
+        }
+        self.contribute(cluster, p, false)?;
+        Ok(())
+    }
+
+    /// The cluster dropped pod `removed`, moving its last pod into that place.
+    fn pod_removed(&mut self, removed: PodId) {
+        self.pod_groups.swap_remove(removed);
+    }
+
+    /// Adds pod `p`, which the cluster already holds.
+    fn add_pod(&mut self, cluster: &Cluster, p: PodId) -> Result<(), NeedsFullCompile> {
+        if self.pod_groups.len() <= p {
+            self.pod_groups.resize(p + 1, [None, None]);
+        }
+        self.contribute(cluster, p, true)?;
+        for dir in [Direction::Egress, Direction::Ingress] {
+            let pols = applicable_to(cluster, p, dir);
+            let mut c = Compiler { cluster, st: self, index: None, touched: Vec::new() };
+            c.join(dir, &pols, p);
+        }
+        Ok(())
+    }
+
+    /// Adds (or takes out) pod `p`'s addresses and named ports in every set.
+    fn contribute(&mut self, cluster: &Cluster, p: PodId, add: bool) -> Result<(), NeedsFullCompile> {
+        let mut changed = Vec::new();
+        for (def, set) in &mut self.address_sets {
+            if tally(&mut set.addrs, set.source.pod_nets(cluster, p), add, set.users)? {
+                changed.push(Def::Address(def.clone()));
+            }
+        }
+        for (def, set) in &mut self.port_sets {
+            if tally(&mut set.pairs, set.wanted.pod_pairs(cluster, p), add, set.users)? {
+                changed.push(Def::Port(def.clone()));
+            }
+        }
+        for def in changed {
+            self.write_sets(&def);
+        }
+        Ok(())
+    }
+
+    /// Writes a definition's sets (one per family with elements) into the ruleset.
+    fn write_sets(&mut self, def: &Def) {
+        let (base, per_family, with_port): (String, Vec<(Family, BTreeSet<String>)>, bool) = match def {
+            Def::Address(d) => {
+                let set = &self.address_sets[d];
+                (set.base.clone(), [Family::V4, Family::V6].map(|f| (f, set.addrs.elements(f))).to_vec(), false)
+            }
+            Def::Port(d) => {
+                let set = &self.port_sets[d];
+                (set.base.clone(), [Family::V4, Family::V6].map(|f| (f, set.pairs.elements(f))).to_vec(), true)
+            }
+        };
+        for (family, elements) in per_family {
+            let name = format!("{base}_{}", family.suffix());
+            let set = (!elements.is_empty()).then_some(NamedSet { family, with_port, elements });
+            self.set_put(name, set);
+        }
+    }
+
+    fn drop_sets(&mut self, def: &Def) {
+        let base = match def {
+            Def::Address(d) => self.address_sets.remove(d).map(|s| s.base),
+            Def::Port(d) => self.port_sets.remove(d).map(|s| s.base),
+        };
+        for f in [Family::V4, Family::V6] {
+            if let Some(base) = &base {
+                self.set_put(format!("{base}_{}", f.suffix()), None);
+            }
+        }
+    }
+
+    fn set_put(&mut self, name: String, set: Option<NamedSet>) {
+        if let Some(j) = &mut self.journal {
+            j.sets.entry(name.clone()).or_insert_with(|| self.rs.sets.get(&name).cloned());
+        }
+        match set {
+            Some(s) => self.rs.sets.insert(name, s),
+            None => self.rs.sets.remove(&name),
+        };
+    }
+
+    fn chain_put(&mut self, name: String, rules: Option<Vec<String>>) {
+        if let Some(j) = &mut self.journal {
+            j.chains.entry(name.clone()).or_insert_with(|| self.rs.chains.get(&name).cloned());
+        }
+        match rules {
+            Some(r) => self.rs.chains.insert(name, r),
+            None => self.rs.chains.remove(&name),
+        };
+    }
+
+    fn map_put(&mut self, map: String, ip: String, chain: Option<String>) {
+        if let Some(j) = &mut self.journal {
+            let was = self.rs.maps.get(&map).and_then(|m| m.get(&ip)).cloned();
+            j.maps.entry((map.clone(), ip.clone())).or_insert(was);
+        }
+        match chain {
+            Some(c) => {
+                self.rs.maps.entry(map).or_default().insert(ip, c);
+            }
+            None => {
+                let m = self.rs.maps.get_mut(&map);
+                m.map(|m| m.remove(&ip));
+                // As a full compile: no map entry without elements.
+                if self.rs.maps.get(&map).is_some_and(|m| m.is_empty()) {
+                    self.rs.maps.remove(&map);
+                }
+            }
+        }
+    }
+
+    /// Pod `p` leaves its group in `dir`; a group nobody is in any more takes its chains and
+    /// the sets only it used along.
+    fn leave(&mut self, cluster: &Cluster, p: PodId, dir: Direction) {
+        let Some(id) = self.pod_groups.get_mut(p).and_then(|g| g[slot(dir)].take()) else { return };
+        for ip in &cluster.pods[p].ips {
+            self.map_put(map_name(dir, ip), ip.to_string(), None);
+        }
+        let group = self.slab[id].as_mut().expect("a pod's group exists");
+        group.pods -= 1;
+        if group.pods > 0 {
+            return;
+        }
+        let group = self.slab[id].take().expect("present");
+        self.groups.remove(&group.key);
+        self.release(&group.entry, &group.defs);
+    }
+
+    /// One user fewer for an entry and its sets; those left without users go at the end of
+    /// the patch ([`Compiled::collect_garbage`]).
+    fn release(&mut self, entry: &str, defs: &[Def]) {
+        for def in defs {
+            let users = match def {
+                Def::Address(d) => self.address_sets.get_mut(d).map(|s| &mut s.users),
+                Def::Port(d) => self.port_sets.get_mut(d).map(|s| &mut s.users),
+            };
+            if let Some(u) = users {
+                *u -= 1;
+                if *u == 0 {
+                    self.garbage.0.push(def.clone());
+                }
+            }
+        }
+        let e = self.entries.get_mut(entry).expect("a group's entry exists");
+        e.refs -= 1;
+        if e.refs == 0 {
+            self.garbage.1.push(entry.to_string());
+        }
+    }
+
+    fn collect_garbage(&mut self) {
+        let (defs, entries) = std::mem::take(&mut self.garbage);
+        for def in defs {
+            let users = match &def {
+                Def::Address(d) => self.address_sets.get(d).map(|s| s.users),
+                Def::Port(d) => self.port_sets.get(d).map(|s| s.users),
+            };
+            if users == Some(0) {
+                self.drop_sets(&def);
+            }
+        }
+        for entry in entries {
+            if self.entries.get(&entry).is_some_and(|e| e.refs == 0) {
+                let e = self.entries.remove(&entry).expect("present");
+                self.cache.remove(&e.key);
+                for c in e.chains {
+                    self.chain_put(c, None);
+                }
+            }
+        }
+    }
+
+    /// Rewrites every group's policy ids through `f` (ids shift when a policy comes or goes).
+    fn renumber(&mut self, f: impl Fn(usize) -> usize) {
+        self.groups.clear();
+        for (id, g) in self.slab.iter_mut().enumerate() {
+            if let Some(g) = g {
+                g.key.policies.iter_mut().for_each(|i| *i = f(*i));
+                self.groups.insert(g.key.clone(), id);
+            }
+        }
+    }
+}
+
+/// Counts one contributor's members in or out; whether anything changed. Rules only depend on
+/// a set's families while a group uses it: a family appearing or vanishing then needs the full
+/// compile.
+fn tally<K: Member>(t: &mut Tally<K>, members: Vec<K>, add: bool, users: usize) -> Result<bool, NeedsFullCompile> {
+    if members.is_empty() {
+        return Ok(false);
+    }
+    let before = t.present();
+    for m in members {
+        if add {
+            t.add(m);
+        } else {
+            t.remove(m);
+        }
+    }
+    if t.present() != before && users > 0 {
+        return Err(NeedsFullCompile);
+    }
+    Ok(true)
+}
+
+/// `egress_4` and the like: the verdict map an address of a pod is looked up in.
+fn map_name(dir: Direction, ip: &IpAddr) -> String {
+    format!("{}_{}", dir_name(dir), Family::of(ip).suffix())
+}
+
+/// The policies (in evaluation order) that apply to pod `p` in `dir`, found pod by pod; the
+/// full compile gets the same lists from the index.
+fn applicable_to(cluster: &Cluster, p: PodId, dir: Direction) -> Vec<usize> {
+    let side = Side::pod(cluster, p);
+    (0..cluster.policies.len())
+        .filter(|&i| {
+            let pol = &cluster.policies[i];
+            pol.rules(dir).is_some() && palisade_core::verdict::selects(cluster, pol, &side)
+        })
+        .collect()
+}
+
+impl Compiler<'_, '_> {
+    /// Pod `p` joins the group of pods with its policies in `dir` (compiled on first use).
+    fn join(&mut self, dir: Direction, pols: &[usize], p: PodId) {
+        let cluster = self.cluster;
+        if pols.is_empty() || cluster.pods[p].ips.is_empty() || !self.enforced_here(p) {
+            return;
+        }
+        let key = self.group_key(dir, pols, p);
+        let id = match self.st.groups.get(&key) {
+            Some(&id) => id,
+            None => {
+                let own = Own { side: Side::pod(cluster, p), ports: cluster.pods[p].ports.clone(), host: None };
+                self.touched.clear();
+                let entry = self.group_chain(dir, pols, &own);
+                let defs = self.claim(&entry);
+                let group = Some(Group { key: key.clone(), entry, defs, pods: 0 });
+                let id = match self.st.slab.iter().position(Option::is_none) {
+                    Some(free) => {
+                        self.st.slab[free] = group;
+                        free
+                    }
+                    None => {
+                        self.st.slab.push(group);
+                        self.st.slab.len() - 1
+                    }
+                };
+                self.st.groups.insert(key, id);
+                id
+            }
+        };
+        let group = self.st.slab[id].as_mut().expect("live");
+        group.pods += 1;
+        let entry = group.entry.clone();
+        for ip in &cluster.pods[p].ips {
+            self.st.map_put(map_name(dir, ip), ip.to_string(), Some(entry.clone()));
+        }
+        self.st.pod_groups[p][slot(dir)] = Some(id);
+    }
+
+    /// The entry and sets the group just compiled uses, each counted once more.
+    fn claim(&mut self, entry: &str) -> Vec<Def> {
+        self.st.entries.get_mut(entry).expect("compiled").refs += 1;
+        let mut defs = std::mem::take(&mut self.touched);
+        defs.sort_by(|a, b| format!("{a:?}").cmp(&format!("{b:?}")));
+        defs.dedup();
+        for def in &defs {
+            match def {
+                Def::Address(d) => self.st.address_sets.get_mut(d).expect("registered").users += 1,
+                Def::Port(d) => self.st.port_sets.get_mut(d).expect("registered").users += 1,
+            }
+        }
+        defs
+    }
+
     /// Host endpoints (all of them: Palisade's node is the lab's one node, or `--node`'s
     /// endpoints) get chains in the `host_*` maps, hooked on input (ingress) and output (egress).
-    fn host_endpoints(&mut self, index: &mut Index, dir: Direction) {
+    /// Pod changes never touch them: their chains and sets stay claimed.
+    fn host_endpoints(&mut self, dir: Direction) {
         let cluster = self.cluster;
         for (h, hep) in cluster.host_endpoints.iter().enumerate() {
-            if self.opts.node.as_ref().is_some_and(|n| *n != hep.node) {
+            if self.st.opts.node.as_ref().is_some_and(|n| *n != hep.node) {
                 continue;
             }
             let side = Side { endpoint: Endpoint::Host(h), ip: hep.ips.first().copied() };
@@ -290,16 +757,18 @@ impl Compiler<'_> {
                 })
                 .collect();
             let own = Own { side, ports: hep.ports.clone(), host: Some(h) };
-            let chain = self.group_chain(index, dir, &pols, &own);
+            self.touched.clear();
+            let chain = self.group_chain(dir, &pols, &own);
+            self.claim(&chain);
             for ip in &hep.ips {
                 let map = format!("host_{}_{}", dir_name(dir), Family::of(ip).suffix());
-                self.rs.maps.entry(map).or_default().insert(ip.to_string(), chain.clone());
+                self.st.map_put(map, ip.to_string(), Some(chain.clone()));
             }
         }
     }
 
-    fn group_key(&self, index: &Index, dir: Direction, pols: &[usize], x: PodId) -> GroupKey {
-        let own = index.side(x);
+    fn group_key(&self, dir: Direction, pols: &[usize], x: PodId) -> GroupKey {
+        let own = Side::pod(self.cluster, x);
         let mut bits = Vec::new();
         let mut named = false;
         for &pi in pols {
@@ -315,9 +784,9 @@ impl Compiler<'_> {
         GroupKey { dir, policies: pols.to_vec(), own: bits, ports }
     }
 
-    fn enforced_here(&self, index: &Index, p: PodId) -> bool {
-        matches!(index.side(p).endpoint, Endpoint::Pod(_))
-            && self.opts.node.as_ref().is_none_or(|n| self.cluster.pods[p].node.as_deref() == Some(n.as_str()))
+    fn enforced_here(&self, p: PodId) -> bool {
+        matches!(Side::pod(self.cluster, p).endpoint, Endpoint::Pod(_))
+            && self.st.opts.node.as_ref().is_none_or(|n| self.cluster.pods[p].node.as_deref() == Some(n.as_str()))
     }
 
     /// Registers a named address set, computing its addresses only the first time a definition
@@ -326,41 +795,40 @@ impl Compiler<'_> {
     ///
     /// Only families with addresses get a set: the kernel finds a rule's set by walking the
     /// table's list of sets, so every empty set would slow down every load.
-    fn address_set(&mut self, definition: &str, build: impl FnOnce() -> Addrs) -> (String, Present) {
-        if let Some(known) = self.address_sets.get(definition) {
-            return known.clone();
+    fn address_set(&mut self, definition: String, source: impl FnOnce() -> Source) -> (String, Present) {
+        self.touched.push(Def::Address(definition.clone()));
+        if let Some(known) = self.st.address_sets.get(&definition) {
+            return (known.base.clone(), known.addrs.present());
         }
-        let base = format!("a_{}", short_hash(definition));
-        let addrs = build();
-        for f in [Family::V4, Family::V6] {
-            let elements = addrs.elements(f);
-            if !elements.is_empty() {
-                let set = NamedSet { family: f, with_port: false, elements };
-                self.rs.sets.insert(format!("{base}_{}", f.suffix()), set);
-            }
-        }
-        let present = Present { v4: !addrs.v4.is_empty(), v6: !addrs.v6.is_empty() };
-        self.address_sets.insert(definition.to_string(), (base.clone(), present));
+        let base = format!("a_{}", short_hash(&definition));
+        let source = source();
+        let addrs = match self.index.as_deref_mut() {
+            Some(index) => source.collect(self.cluster, index),
+            None => source.scan(self.cluster),
+        };
+        let present = addrs.present();
+        self.st.address_sets.insert(definition.clone(), AddressSet { base: base.clone(), source, addrs, users: 0 });
+        self.st.write_sets(&Def::Address(definition));
         (base, present)
     }
 
-    /// Registers a named address . port set for a named port.
-    fn named_port_set(&mut self, definition: &str, pairs: &[(IpAddr, u16)]) -> String {
-        let base = format!("n_{}", short_hash(definition));
-        for f in [Family::V4, Family::V6] {
-            let elements: BTreeSet<String> =
-                pairs.iter().filter(|(ip, _)| Family::of(ip) == f).map(|(ip, port)| format!("{ip} . {port}")).collect();
-            if !elements.is_empty() {
-                self.rs
-                    .sets
-                    .insert(format!("{base}_{}", f.suffix()), NamedSet { family: f, with_port: true, elements });
-            }
+    /// Registers a named address . port set for named ports; returns its base name and the
+    /// families it has pairs in.
+    fn named_port_set(&mut self, definition: String, wanted: Wanted) -> (String, Present) {
+        self.touched.push(Def::Port(definition.clone()));
+        if let Some(known) = self.st.port_sets.get(&definition) {
+            return (known.base.clone(), known.pairs.present());
         }
-        base
+        let base = format!("n_{}", short_hash(&definition));
+        let pairs = wanted.scan(self.cluster);
+        let present = pairs.present();
+        self.st.port_sets.insert(definition.clone(), PortSet { base: base.clone(), wanted, pairs, users: 0 });
+        self.st.write_sets(&Def::Port(definition));
+        (base, present)
     }
 
     /// The chain for one group of pods: built once per distinct content.
-    fn group_chain(&mut self, index: &mut Index, dir: Direction, pols: &[usize], own: &Own) -> String {
+    fn group_chain(&mut self, dir: Direction, pols: &[usize], own: &Own) -> String {
         let tiers: Vec<(usize, &[usize])> = self.cluster.tier_runs(pols).collect();
         let mut bodies: Vec<Vec<String>> = Vec::new();
         for &(_, members) in &tiers {
@@ -368,7 +836,7 @@ impl Compiler<'_> {
             for &pi in members {
                 for (ri, rule) in self.cluster.policies[pi].rules(dir).into_iter().flatten().enumerate() {
                     let comment = format!("{} {}[{ri}] {}", self.cluster.policy_key(pi), dir_name(dir), rule.action);
-                    for alt in self.rule_alts(index, dir, rule, own) {
+                    for alt in self.rule_alts(dir, rule, own) {
                         rules.push((alt, rule.action, comment.clone()));
                     }
                 }
@@ -389,7 +857,7 @@ impl Compiler<'_> {
             "{dir:?}{bodies:?}{tiers:?}{after}{failsafe:?}",
             tiers = tiers.iter().map(|t| t.0).collect::<Vec<_>>()
         );
-        if let Some(name) = self.cache.get(&key) {
+        if let Some(name) = self.st.cache.get(&key) {
             return name.clone();
         }
         let name = format!("{}_{}", &dir_name(dir)[..2], short_hash(&key));
@@ -401,7 +869,7 @@ impl Compiler<'_> {
                 if tier.pass_at_end { next.clone() } else { self.deny(dir, &format!("end of tier {}", tier.name)) };
             let mut lines: Vec<String> = body.into_iter().map(|l| l.replace("{PASS}", &next)).collect();
             lines.push(format!("counter {end} comment \"end of tier {}\"", tier.name));
-            self.rs.chains.insert(names[i].clone(), lines);
+            self.st.chain_put(names[i].clone(), Some(lines));
         }
         // Without failsafe ports the group's entry is its first tier chain: a chain holding
         // only `goto` would cost a rule and a chain per group in every load.
@@ -413,11 +881,16 @@ impl Compiler<'_> {
                     Some(first) => format!("goto {first}"),
                     None => format!("counter {after} comment \"no policy selects this host endpoint\""),
                 });
-                self.rs.chains.insert(name.clone(), top);
-                name
+                self.st.chain_put(name.clone(), Some(top));
+                name.clone()
             }
         };
-        self.cache.insert(key, entry.clone());
+        let mut chains = names;
+        if entry == name {
+            chains.push(name);
+        }
+        self.st.cache.insert(key.clone(), entry.clone());
+        self.st.entries.insert(entry.clone(), Entry { chains, key, refs: 0 });
         entry
     }
 
@@ -429,7 +902,7 @@ impl Compiler<'_> {
     }
 
     fn deny(&self, dir: Direction, why: &str) -> String {
-        if self.rs.audit {
+        if self.st.rs.audit {
             format!("log prefix \"palisade audit deny {}: \" {}", why.replace('"', "'"), self.allow(dir))
         } else {
             "drop".into()
@@ -460,16 +933,15 @@ impl Compiler<'_> {
     }
 
     /// Every way `rule` can match for pod `x` (already known to be selected).
-    fn rule_alts(&mut self, index: &mut Index, dir: Direction, rule: &Rule, own: &Own) -> Vec<Alt> {
+    fn rule_alts(&mut self, dir: Direction, rule: &Rule, own: &Own) -> Vec<Alt> {
         match &rule.matches {
-            Match::Kubernetes { peers, ports } => self.k8s_alts(index, dir, peers, ports, &own.ports),
-            Match::Calico(c) => self.calico_alts(index, dir, c, own),
+            Match::Kubernetes { peers, ports } => self.k8s_alts(dir, peers, ports, &own.ports),
+            Match::Calico(c) => self.calico_alts(dir, c, own),
         }
     }
 
     fn k8s_alts(
         &mut self,
-        index: &mut Index,
         dir: Direction,
         peers: &Option<Vec<Peer>>,
         ports: &Option<Vec<RulePort>>,
@@ -478,7 +950,7 @@ impl Compiler<'_> {
         let s = sides(dir);
         let peer_alts: Vec<Alt> = match peers {
             None => vec![Alt::default()],
-            Some(list) => list.iter().flat_map(|p| self.k8s_peer(index, p, s.peer_addr)).collect(),
+            Some(list) => list.iter().flat_map(|p| self.k8s_peer(p, s.peer_addr)).collect(),
         };
         let port_alts = match ports {
             None => vec![Alt::default()],
@@ -495,13 +967,12 @@ impl Compiler<'_> {
         out
     }
 
-    fn k8s_peer(&mut self, index: &mut Index, peer: &Peer, addr: &str) -> Vec<Alt> {
+    fn k8s_peer(&mut self, peer: &Peer, addr: &str) -> Vec<Alt> {
         match peer {
             Peer::IpBlock(b) => {
-                let (a, _) =
-                    self.address_set(&format!("cidr {}", b.cidr), || nets_addrs(std::slice::from_ref(&b.cidr)));
+                let (a, _) = self.address_set(format!("cidr {}", b.cidr), || Source::Nets(vec![b.cidr]));
                 let e = (!b.except.is_empty())
-                    .then(|| self.address_set(&format!("except {b}"), || nets_addrs(&b.except)).0);
+                    .then(|| self.address_set(format!("except {b}"), || Source::Nets(b.except.clone())).0);
                 let f = if b.cidr.addr().is_ipv4() { Family::V4 } else { Family::V6 };
                 let kw = f.keyword();
                 let mut alt = Alt { family: Some(f), exprs: vec![format!("{kw} {addr} @{a}_{}", f.suffix())] };
@@ -511,9 +982,7 @@ impl Compiler<'_> {
                 vec![alt]
             }
             Peer::Pods { .. } => {
-                let cluster = self.cluster;
-                let (set, present) = self
-                    .address_set(&format!("k8s peer {peer:?}"), || pod_addrs(cluster, index.peer_pods(peer).ones()));
+                let (set, present) = self.address_set(format!("k8s peer {peer:?}"), || Source::Peer(peer.clone()));
                 family_alts(&set, addr, present)
             }
         }
@@ -543,11 +1012,11 @@ impl Compiler<'_> {
                     }
                 }
                 PortSpec::Named(name) => {
-                    let pairs = self.named_pairs(name, rp.protocol);
-                    let set = self.named_port_set(&format!("named {name} {}", rp.protocol), &pairs);
+                    let wanted = Wanted(vec![(name.clone(), rp.protocol)]);
+                    let (set, present) = self.named_port_set(format!("named {name} {}", rp.protocol), wanted);
                     let proto = l4(rp.protocol.number());
                     for f in [Family::V4, Family::V6] {
-                        if pairs.iter().any(|(ip, _)| Family::of(ip) == f) {
+                        if present.has(f) {
                             let e = format!(
                                 "meta l4proto {proto} {} {peer_addr} . th dport @{set}_{}",
                                 f.keyword(),
@@ -570,18 +1039,7 @@ impl Compiler<'_> {
         out
     }
 
-    /// (pod address, port) for every pod with a container port of that name and protocol.
-    fn named_pairs(&self, name: &str, protocol: Protocol) -> Vec<(IpAddr, u16)> {
-        let mut out = Vec::new();
-        for pod in &self.cluster.pods {
-            for c in pod.ports.iter().filter(|c| named(c, name, protocol)) {
-                out.extend(pod.ips.iter().map(|ip| (*ip, c.port)));
-            }
-        }
-        out
-    }
-
-    fn calico_alts(&mut self, index: &mut Index, dir: Direction, c: &CalicoRule, own: &Own) -> Vec<Alt> {
+    fn calico_alts(&mut self, dir: Direction, c: &CalicoRule, own: &Own) -> Vec<Alt> {
         let (own_ports, own) = (&own.ports, &own.side);
         let (own_e, peer_e) = match dir {
             Direction::Egress => (&c.source, &c.destination),
@@ -611,32 +1069,23 @@ impl Compiler<'_> {
             }
         }
         let mut alts = icmp_alts(c, base);
-        alts = self.peer_entity(index, peer_e, dir, proto, alts);
+        alts = self.peer_entity(peer_e, dir, proto, alts);
         alts
     }
 
     /// Conditions on the peer: nets, selectors (as address sets), ports (named per peer).
-    fn peer_entity(
-        &mut self,
-        index: &mut Index,
-        e: &Entity,
-        dir: Direction,
-        proto: Option<u8>,
-        alts: Vec<Alt>,
-    ) -> Vec<Alt> {
+    fn peer_entity(&mut self, e: &Entity, dir: Direction, proto: Option<u8>, alts: Vec<Alt>) -> Vec<Alt> {
         let s = sides(dir);
         let mut sets: Vec<(String, Present, bool)> = Vec::new();
         for (nets, positive) in [(&e.nets, true), (&e.not_nets, false)] {
             if !nets.is_empty() {
-                let (name, present) = self.address_set(&format!("nets {nets:?}"), || nets_addrs(nets));
+                let (name, present) = self.address_set(format!("nets {nets:?}"), || Source::Nets(nets.clone()));
                 sets.push((name, present, positive));
             }
         }
-        let cluster = self.cluster;
         for (sel, positive) in [(&e.selector, true), (&e.not_selector, false)] {
             if let Some(sel) = sel {
-                let (name, present) =
-                    self.address_set(&format!("selector {sel}"), || selector_addrs(cluster, index, sel));
+                let (name, present) = self.address_set(format!("selector {sel}"), || Source::Selector(sel.clone()));
                 sets.push((name, present, positive));
             }
         }
@@ -667,22 +1116,19 @@ impl Compiler<'_> {
 
     fn named_peer_ports(&mut self, e: &Entity, s: Sides, proto: Option<u8>, alts: Vec<Alt>) -> Vec<Alt> {
         let protocol = proto.and_then(Protocol::from_number);
-        let pairs_for = |c: &Compiler, ports: &[CalicoPort]| -> Vec<(IpAddr, u16)> {
-            let mut pairs = Vec::new();
-            for p in ports {
-                if let (CalicoPort::Named(n), Some(pr)) = (p, protocol) {
-                    pairs.extend(c.named_pairs(n, pr));
-                }
-            }
-            pairs
+        let wanted = |ports: &[CalicoPort]| {
+            let named = ports.iter().filter_map(|p| match (p, protocol) {
+                (CalicoPort::Named(n), Some(pr)) => Some((n.clone(), pr)),
+                _ => None,
+            });
+            Wanted(named.collect())
         };
         let numeric = |ports: &[CalicoPort]| {
             ports.iter().filter(|p| matches!(p, CalicoPort::Range(..))).cloned().collect::<Vec<_>>()
         };
-        let pos_pairs = pairs_for(self, &e.ports);
-        let neg_pairs = pairs_for(self, &e.not_ports);
-        let pos_set = self.named_port_set(&format!("calico named {:?} {proto:?}", e.ports), &pos_pairs);
-        let neg_set = self.named_port_set(&format!("calico named {:?} {proto:?}", e.not_ports), &neg_pairs);
+        let (pos_set, pos) = self.named_port_set(format!("calico named {:?} {proto:?}", e.ports), wanted(&e.ports));
+        let (neg_set, neg) =
+            self.named_port_set(format!("calico named {:?} {proto:?}", e.not_ports), wanted(&e.not_ports));
         let mut out = Vec::new();
         for alt in alts {
             for f in [Family::V4, Family::V6] {
@@ -692,7 +1138,7 @@ impl Compiler<'_> {
                 let kw = f.keyword();
                 let mut a = Alt { family: Some(f), exprs: alt.exprs.clone() };
                 a.exprs.extend(port_expr(&numeric(&e.not_ports), s.peer_port, proto, &[], true).ok().flatten());
-                if neg_pairs.iter().any(|(ip, _)| Family::of(ip) == f) {
+                if neg.has(f) {
                     a.exprs.push(format!("{kw} {} . th {} != @{neg_set}_{}", s.peer_addr, s.peer_port, f.suffix()));
                 }
                 if e.ports.is_empty() {
@@ -704,50 +1150,13 @@ impl Compiler<'_> {
                 if let Ok(Some(e)) = port_expr(&nums, s.peer_port, proto, &[], false) {
                     out.push(a.clone().with(e));
                 }
-                if pos_pairs.iter().any(|(ip, _)| Family::of(ip) == f) {
+                if pos.has(f) {
                     out.push(a.with(format!("{kw} {} . th {} @{pos_set}_{}", s.peer_addr, s.peer_port, f.suffix())));
                 }
             }
         }
         out
     }
-}
-
-/// Addresses of some pods.
-fn pod_addrs(cluster: &Cluster, pods: impl Iterator<Item = PodId>) -> Addrs {
-    let mut a = Addrs::default();
-    for p in pods {
-        cluster.pods[p].ips.iter().for_each(|ip| a.add_ip(ip));
-    }
-    a
-}
-
-fn nets_addrs(nets: &[IpNet]) -> Addrs {
-    let mut a = Addrs::default();
-    nets.iter().for_each(|n| a.add_net(n));
-    a
-}
-
-/// Addresses a Calico selector matches: pods and host endpoints by labels, network sets by labels.
-fn selector_addrs(cluster: &Cluster, index: &Index, sel: &palisade_core::expr::Expr) -> Addrs {
-    let mut a = Addrs::default();
-    for p in index.calico_label_pods(sel).ones() {
-        if let Some(ip) = index.side(p).ip {
-            a.add_ip(&ip);
-        }
-        for ip in cluster.pods[p].ips.iter().skip(1) {
-            a.add_ip(ip);
-        }
-    }
-    for h in &cluster.host_endpoints {
-        if sel.matches(&h.labels) {
-            h.ips.iter().for_each(|ip| a.add_ip(ip));
-        }
-    }
-    for set in cluster.network_sets.iter().filter(|s| sel.matches(&s.labels)) {
-        set.nets.iter().for_each(|n| a.add_net(n));
-    }
-    a
 }
 
 fn named(c: &ContainerPort, name: &str, protocol: Protocol) -> bool {

@@ -133,63 +133,43 @@ pub fn text(commands: &[Command]) -> String {
     commands.iter().map(Command::text).collect::<Vec<_>>().join("\n") + "\n"
 }
 
-/// The base chains: conntrack first, then one egress and one ingress lookup per family.
+/// The base chains: conntrack first, then the lookups. A pod's egress is decided in
+/// `prerouting` and its ingress in `postrouting`, which every packet from or to a pod passes
+/// (forwarded, to the node or from it): each verdict map is then referenced from one base chain,
+/// and the kernel, which re-walks every element's chain from every base chain that reaches the
+/// map whenever a transaction adds a jump, walks the pods once instead of twice. Host endpoints
+/// are decided on `input` (ingress) and `output` (egress). Both run after NAT's `dstnat` and
+/// before `srcnat`, so they see pod addresses and target ports, never a ClusterIP.
 fn base_chains(out: &mut Vec<Command>, record_flows: bool) {
     let head = "ct state established,related accept";
-    let chains: [(&str, &str, &[&str]); 3] = [
-        (
-            "forward",
-            "forward",
-            &[
-                "ip saddr vmap @egress_4",
-                "ip6 saddr vmap @egress_6",
-                "ip daddr vmap @ingress_4",
-                "ip6 daddr vmap @ingress_6",
-            ],
-        ),
-        // Pod to node: the pod's egress, then the host endpoint's ingress; node to pod: the host
-        // endpoint's egress, then the pod's ingress.
-        (
-            "input",
-            "input",
-            &[
-                "ip saddr vmap @egress_4",
-                "ip6 saddr vmap @egress_6",
-                "ip daddr vmap @host_ingress_4",
-                "ip6 daddr vmap @host_ingress_6",
-            ],
-        ),
-        (
-            "output",
-            "output",
-            &[
-                "ip saddr vmap @host_egress_4",
-                "ip6 saddr vmap @host_egress_6",
-                "ip daddr vmap @ingress_4",
-                "ip6 daddr vmap @ingress_6",
-            ],
-        ),
+    let chains: [(&str, &[&str]); 4] = [
+        ("prerouting", &["ip saddr vmap @egress_4", "ip6 saddr vmap @egress_6"]),
+        ("input", &["ip daddr vmap @host_ingress_4", "ip6 daddr vmap @host_ingress_6"]),
+        ("output", &["ip saddr vmap @host_egress_4", "ip6 saddr vmap @host_egress_6"]),
+        ("postrouting", &["ip daddr vmap @ingress_4", "ip6 daddr vmap @ingress_6"]),
     ];
-    for (name, hook, lookups) in chains {
-        out.push(Command::AddChain { name: name.into(), hook: Some(hook) });
+    for (hook, lookups) in chains {
+        out.push(Command::AddChain { name: hook.into(), hook: Some(hook) });
         let mut rules = vec![head.to_string()];
         // The node talking to itself never leaves it (as a pod to its own IP).
         match hook {
             "input" => rules.push("meta iif lo accept".into()),
-            "output" => rules.push("meta oif lo accept".into()),
+            "output" | "postrouting" => rules.push("meta oif lo accept".into()),
             _ => {}
         }
         rules.push("ct state invalid counter drop".into());
         // IPv6 needs neighbor discovery to work at all; it is not a connection policy decides.
         rules.push(NDP.into());
-        // Every new connection is noted before policy decides it (the agent's flow log).
-        for (set, ip) in FLOW_SETS.iter().zip(["ip", "ip6"]).filter(|_| record_flows) {
+        // Every new connection is noted before policy decides it (the agent's flow log): those
+        // from pods on prerouting, the node's own on output.
+        let first_seen = matches!(hook, "prerouting" | "output");
+        for (set, ip) in FLOW_SETS.iter().zip(["ip", "ip6"]).filter(|_| record_flows && first_seen) {
             rules.push(format!(
                 "meta l4proto {{ tcp, udp, sctp }} ct state new update @{set} {{ {ip} saddr . {ip} daddr . meta l4proto . th dport }}"
             ));
         }
         rules.extend(lookups.iter().map(|l| l.to_string()));
-        out.extend(rules.into_iter().map(|rule| Command::AddRule { chain: name.into(), rule }));
+        out.extend(rules.into_iter().map(|rule| Command::AddRule { chain: hook.into(), rule }));
     }
 }
 

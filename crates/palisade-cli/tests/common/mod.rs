@@ -123,3 +123,18 @@ pub fn grid_text(cluster: &Cluster, order: &[PodId], grid: &[Vec<bool>]) -> Stri
     }
     s
 }
+
+/// Manifest files (`.yaml`, `.yml`, `.json`) under a directory, sorted.
+pub fn manifest_paths(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(manifest_paths(&p));
+        } else if p.extension().is_some_and(|e| e == "yaml" || e == "yml" || e == "json") {
+            out.push(p);
+        }
+    }
+    out.sort();
+    out
+}

@@ -1,0 +1,315 @@
+//! The agent's pod and policy paths against the full compile: starting from every truth table
+//! and example, random pods come, go and change labels and addresses, and policies (drawn from
+//! every truth table) come, go and change; after each step the ruleset kept up to date object by
+//! object must equal the full compile of the cluster built again from all objects, and the
+//! delta it sends must equal the one `update_commands` finds between the two full compiles.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::{conformance_cases, load_case, repo};
+use k8s_openapi::api::core::v1::{Pod, PodIP};
+use palisade_core::build::{build, pod_patch, policy_patch, BuildOptions, Input, Object};
+use palisade_core::cluster::Cluster;
+use palisade_core::field::Nowhere;
+use palisade_nft::{compile, script, Compiled, Options};
+use proptest::prelude::*;
+use proptest::test_runner::{Config, TestRunner};
+
+/// One step of pod churn; indexes are taken modulo what exists.
+#[derive(Clone, Debug)]
+enum Step {
+    Remove(usize),
+    /// A new pod: template pod, namespace, labels from the cluster's own, address number, IPv6 too.
+    Add {
+        template: usize,
+        ns: usize,
+        labels: Vec<usize>,
+        ip: u8,
+        dual: bool,
+    },
+    Relabel {
+        pod: usize,
+        labels: Vec<usize>,
+    },
+    /// Same pod, new address.
+    Readdress {
+        pod: usize,
+        ip: u8,
+    },
+    DropPolicy(usize),
+    /// A policy from the pool, under a new name.
+    AddPolicy(usize),
+    /// A policy takes the content of one from the pool (same kind), keeping its name.
+    ReplacePolicy {
+        policy: usize,
+        with: usize,
+    },
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    let labels = proptest::collection::vec(0usize..64, 0..4);
+    prop_oneof![
+        any::<usize>().prop_map(Step::Remove),
+        (any::<usize>(), any::<usize>(), labels.clone(), any::<u8>(), any::<bool>())
+            .prop_map(|(template, ns, labels, ip, dual)| Step::Add { template, ns, labels, ip, dual }),
+        (any::<usize>(), labels).prop_map(|(pod, labels)| Step::Relabel { pod, labels }),
+        (any::<usize>(), any::<u8>()).prop_map(|(pod, ip)| Step::Readdress { pod, ip }),
+        any::<usize>().prop_map(Step::DropPolicy),
+        any::<usize>().prop_map(Step::AddPolicy),
+        (any::<usize>(), any::<usize>()).prop_map(|(policy, with)| Step::ReplacePolicy { policy, with }),
+    ]
+}
+
+struct World {
+    name: String,
+    inputs: Vec<Input>,
+    opts: BuildOptions,
+    /// (key, value) pairs seen on pods, to draw labels from.
+    vocabulary: Vec<(String, String)>,
+    namespaces: Vec<String>,
+    /// Enforced policy objects of every truth table and example.
+    pool: Arc<Vec<Input>>,
+}
+
+fn is_policy(i: &Input) -> bool {
+    matches!(i.object, Object::NetworkPolicy(_) | Object::CalicoNetworkPolicy(_) | Object::CalicoGlobalNetworkPolicy(_))
+}
+
+fn policies(inputs: &[Input]) -> Vec<usize> {
+    (0..inputs.len()).filter(|&i| is_policy(&inputs[i])).collect()
+}
+
+/// The object with another name (and namespace, for namespaced ones).
+fn renamed(i: &Input, name: &str, ns: Option<String>) -> Input {
+    let mut o = i.object.clone();
+    let meta = match &mut o {
+        Object::NetworkPolicy(p) => &mut p.metadata,
+        Object::CalicoNetworkPolicy(p) => &mut p.metadata,
+        Object::CalicoGlobalNetworkPolicy(p) => &mut p.metadata,
+        _ => unreachable!("a policy"),
+    };
+    meta.name = Some(name.into());
+    if ns.is_some() {
+        meta.namespace = ns;
+    }
+    Input { object: o, locate: Arc::new(Nowhere) }
+}
+
+fn pods(inputs: &[Input]) -> Vec<usize> {
+    (0..inputs.len()).filter(|&i| matches!(&inputs[i].object, Object::Pod(p) if !host_network(p))).collect()
+}
+
+fn host_network(p: &Pod) -> bool {
+    p.spec.as_ref().and_then(|s| s.host_network).unwrap_or(false)
+}
+
+fn pod_of(i: &Input) -> &Pod {
+    match &i.object {
+        Object::Pod(p) => p,
+        _ => unreachable!("a pod"),
+    }
+}
+
+fn set_ips(pod: &mut Pod, ips: Vec<String>) {
+    let status = pod.status.get_or_insert_with(Default::default);
+    status.pod_ip = ips.first().cloned();
+    status.pod_ips = Some(ips.into_iter().map(|ip| PodIP { ip }).collect());
+}
+
+fn labels(w: &World, picks: &[usize]) -> std::collections::BTreeMap<String, String> {
+    picks.iter().filter(|_| !w.vocabulary.is_empty()).map(|&i| w.vocabulary[i % w.vocabulary.len()].clone()).collect()
+}
+
+/// The objects that go and come for a step: `None` when the step does not apply here.
+fn change(w: &World, s: &Step, serial: usize) -> Option<(Vec<Input>, Vec<Input>)> {
+    let ps = pods(&w.inputs);
+    let input = |pod: Pod| Input { object: Object::Pod(pod), locate: Arc::new(Nowhere) };
+    match s {
+        Step::Remove(i) => {
+            let i = *ps.get(i % ps.len().max(1))?;
+            Some((vec![w.inputs[i].clone()], vec![]))
+        }
+        Step::Add { template, ns, labels: l, ip, dual } => {
+            let t = *ps.get(template % ps.len().max(1))?;
+            let mut pod = pod_of(&w.inputs[t]).clone();
+            pod.metadata.name = Some(format!("churn-{serial}"));
+            pod.metadata.namespace = Some(w.namespaces[ns % w.namespaces.len()].clone());
+            pod.metadata.labels = Some(labels(w, l));
+            let mut ips = vec![format!("198.18.222.{ip}")];
+            if *dual {
+                ips.push(format!("fd00::222:{ip}"));
+            }
+            set_ips(&mut pod, ips);
+            Some((vec![], vec![input(pod)]))
+        }
+        Step::Relabel { pod, labels: l } => {
+            let i = *ps.get(pod % ps.len().max(1))?;
+            let mut p = pod_of(&w.inputs[i]).clone();
+            p.metadata.labels = Some(labels(w, l));
+            Some((vec![w.inputs[i].clone()], vec![input(p)]))
+        }
+        Step::DropPolicy(i) => {
+            let ps = policies(&w.inputs);
+            let i = *ps.get(i % ps.len().max(1))?;
+            Some((vec![w.inputs[i].clone()], vec![]))
+        }
+        Step::AddPolicy(j) => {
+            let new = &w.pool[j % w.pool.len()];
+            Some((vec![], vec![renamed(new, &format!("churn-{serial}"), None)]))
+        }
+        Step::ReplacePolicy { policy, with } => {
+            let ps = policies(&w.inputs);
+            let old = &w.inputs[*ps.get(policy % ps.len().max(1))?];
+            let new = &w.pool[with % w.pool.len()];
+            if std::mem::discriminant(&old.object) != std::mem::discriminant(&new.object) {
+                return None;
+            }
+            let m = old.object.metadata();
+            let new = renamed(new, m.name.as_deref().unwrap(), m.namespace.clone());
+            Some((vec![old.clone()], vec![new]))
+        }
+        Step::Readdress { pod, ip } => {
+            let i = *ps.get(pod % ps.len().max(1))?;
+            let mut p = pod_of(&w.inputs[i]).clone();
+            set_ips(&mut p, vec![format!("198.18.223.{ip}")]);
+            Some((vec![w.inputs[i].clone()], vec![input(p)]))
+        }
+    }
+}
+
+enum Patch {
+    Pods(palisade_core::build::PodPatch),
+    Policies(palisade_core::build::PolicyPatch),
+}
+
+fn key(i: &Input) -> (&'static str, Option<String>, Option<String>) {
+    (i.object.kind(), i.object.metadata().namespace.clone(), i.object.metadata().name.clone())
+}
+
+fn full(w: &World) -> Option<Cluster> {
+    build(&w.inputs, &w.opts).ok()
+}
+
+/// Runs the steps; returns how many took the pod path and the policy path.
+fn run(w: &mut World, steps: &[Step], options: &Options) -> Result<[usize; 2], TestCaseError> {
+    let mut cluster = full(w).expect("the fixture builds");
+    let mut compiled = Compiled::new(&cluster, options);
+    let mut taken = [0, 0];
+    for (n, s) in steps.iter().enumerate() {
+        let Some((gone, came)) = change(w, s, n) else { continue };
+        // Steps the paths leave to the full build (a clash, a missing namespace) are skipped.
+        let pods_only = gone.iter().chain(&came).all(|i| matches!(i.object, Object::Pod(_)));
+        let patch = if pods_only {
+            let ns = |i: &Input| i.object.metadata().namespace.clone().or(w.opts.default_namespace.clone());
+            let gone_keys: Vec<(String, String)> =
+                gone.iter().map(|i| (ns(i).unwrap(), i.object.metadata().name.clone().unwrap())).collect();
+            pod_patch(&cluster, &gone_keys, &came, &w.opts).map(Patch::Pods)
+        } else {
+            policy_patch(&cluster, &gone, &came, &w.opts).map(Patch::Policies)
+        };
+        let Some(patch) = patch else { continue };
+        let before = compiled.ruleset().clone();
+        // The world moves on.
+        w.inputs.retain(|i| !gone.iter().any(|g| key(g) == key(i)));
+        w.inputs.extend(came.iter().cloned());
+        let rebuilt = full(w).expect("a patch the pod path accepts builds in full");
+        let expected = compile(&rebuilt, options);
+        let outcome = match patch {
+            Patch::Pods(p) => compiled.patch_pods(&mut cluster, p),
+            Patch::Policies(p) => compiled.patch_policies(&mut cluster, p),
+        };
+        if outcome.is_err() {
+            // A set gained or lost a family: the agent compiles in full; the rollback must
+            // give back the ruleset in force.
+            compiled.rollback();
+            prop_assert!(compiled.ruleset() == &before, "{}: step {} rollback", w.name, n);
+            cluster = rebuilt;
+            compiled = Compiled::new(&cluster, options);
+            continue;
+        }
+        taken[usize::from(!pods_only)] += 1;
+        let delta = outcome.expect("not a fallback");
+        prop_assert!(
+            compiled.ruleset() == &expected,
+            "{}: step {} {:?}: patched ruleset differs from the full compile",
+            w.name,
+            n,
+            s
+        );
+        prop_assert_eq!(
+            script::text(&delta),
+            script::update(&before, &expected),
+            "{}: step {} {:?}: delta",
+            &w.name,
+            n,
+            s
+        );
+    }
+    Ok(taken)
+}
+
+fn worlds() -> Vec<World> {
+    let mut out = Vec::new();
+    let pool = Arc::new(Vec::new());
+    for case in conformance_cases() {
+        let cluster = load_case(&case);
+        let sources = vec![
+            palisade_load::Source { name: "model.yaml".into(), text: common::model_text().into() },
+            palisade_load::Source { name: case.file.clone().into(), text: case.text.clone().into() },
+        ];
+        let load = palisade_load::load_sources(sources, &BuildOptions::default());
+        out.push(world(case.file.clone(), load.inputs, &cluster, BuildOptions::default(), &pool));
+    }
+    for dir in ["calico-wordpress", "lateral-movement", "enforcing-network-policies", "node-network-egress"] {
+        let paths = common::manifest_paths(&repo().join("examples").join(dir));
+        let sources = palisade_load::source::read_paths(&paths).unwrap();
+        let opts = BuildOptions { default_namespace: Some("default".into()) };
+        let load = palisade_load::load_sources(sources, &opts);
+        let cluster = load.cluster.clone().expect("example loads");
+        out.push(world(dir.into(), load.inputs, &cluster, opts, &pool));
+    }
+    let pool: Arc<Vec<Input>> =
+        Arc::new(out.iter().flat_map(|w| w.inputs.iter().filter(|i| is_policy(i)).cloned()).collect());
+    out.into_iter().map(|w| World { pool: pool.clone(), ..w }).collect()
+}
+
+fn world(name: String, inputs: Vec<Input>, cluster: &Cluster, opts: BuildOptions, pool: &Arc<Vec<Input>>) -> World {
+    let mut vocabulary: Vec<(String, String)> =
+        cluster.pods.iter().flat_map(|p| p.labels.iter().map(|(k, v)| (k.clone(), v.clone()))).collect();
+    vocabulary.sort();
+    vocabulary.dedup();
+    let namespaces = cluster.namespaces.iter().map(|n| n.name.clone()).collect();
+    World { name, inputs, opts, vocabulary, namespaces, pool: pool.clone() }
+}
+
+#[test]
+fn pod_churn_compiled_pod_by_pod_equals_the_full_compile() {
+    let taken = std::cell::Cell::new([0, 0]);
+    let audit = Options { audit: true, record_flows: true, ..Default::default() };
+    for base in worlds() {
+        for options in [Options::default(), audit.clone()] {
+            TestRunner::new(Config { cases: 8, failure_persistence: None, ..Config::default() })
+                .run(&proptest::collection::vec(step(), 1..12), |steps| {
+                    let mut w = World {
+                        inputs: base.inputs.clone(),
+                        name: base.name.clone(),
+                        opts: base.opts.clone(),
+                        vocabulary: base.vocabulary.clone(),
+                        namespaces: base.namespaces.clone(),
+                        pool: base.pool.clone(),
+                    };
+                    let [pods, policies] = run(&mut w, &steps, &options)?;
+                    let [a, b] = taken.get();
+                    taken.set([a + pods, b + policies]);
+                    Ok(())
+                })
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+    }
+    // Most steps must take the pod path, or this test proves little.
+    let [pods, policies] = taken.get();
+    eprintln!("pod path {pods} steps, policy path {policies} steps");
+    assert!(pods > 1000 && policies > 1000, "only {pods} steps took the pod path and {policies} the policy path");
+}
