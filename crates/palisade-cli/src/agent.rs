@@ -233,7 +233,7 @@ pub fn run(args: Args) -> u8 {
         if let Some(done) = check.as_ref().and_then(|c| c.result.try_recv().ok().map(|r| (c.generation, r))) {
             check = None;
             if let (true, Some(full)) = (done.0 == generation, done.1) {
-                replace = !adopt(&kernel, &mut state, full);
+                replace = !adopt(&kernel, &mut state, full, replace);
                 unverified = false;
             }
         }
@@ -315,9 +315,12 @@ fn apply(kernel: &Kernel, delta: &[Command], target: &Ruleset, replace: bool, t:
 /// exactly it (a difference would be a bug in the object paths: it is logged and mended). The
 /// full build also brings back what the object paths do not keep up to date in the cluster
 /// (workloads' stand-in pods, warnings).
-fn adopt(kernel: &Kernel, state: &mut Enforced, full: Enforced) -> bool {
+fn adopt(kernel: &Kernel, state: &mut Enforced, full: Enforced, replace: bool) -> bool {
     let delta = script::update_commands(state.compiled.ruleset(), full.compiled.ruleset());
-    let held = if delta.is_empty() {
+    let held = if replace {
+        // The kernel refused the last change: it does not hold the patched state.
+        apply(kernel, &delta, full.compiled.ruleset(), true, Instant::now(), "full compile")
+    } else if delta.is_empty() {
         log("checked against a full compile: no difference");
         true
     } else {
@@ -360,8 +363,8 @@ fn wait_for_change(changes: Option<&(notify::RecommendedWatcher, Receiver<()>)>,
     }
 }
 
-/// The flow log: new connections from the table's flow sets, each written once, with the
-/// engine's verdict and deciding rules for it.
+/// The flow log: new connections from the table's flow sets, each written once while the set
+/// holds it (an hour since it was last seen), with the engine's verdict and deciding rules.
 struct FlowLog {
     out: Box<dyn std::io::Write>,
     written: std::collections::HashSet<script::SeenFlow>,
@@ -382,6 +385,10 @@ impl FlowLog {
             Ok(s) => s,
             Err(e) => return log(&format!("cannot read flows: {e}")),
         };
+        // Remember only what the kernel still holds: bounded by the sets' size, and a connection
+        // seen again after its element timed out is logged again.
+        let held: std::collections::HashSet<&script::SeenFlow> = seen.iter().collect();
+        self.written.retain(|f| held.contains(f));
         for f in seen {
             if self.written.contains(&f) {
                 continue;

@@ -35,6 +35,10 @@ impl Kernel {
 
     /// Applies the commands as one transaction: all of them or, on any error, none.
     pub fn apply(&self, commands: &[Command]) -> Result<(), KernelError> {
+        // Nothing to change (a file saved as it was): no transaction at all.
+        if commands.is_empty() {
+            return Ok(());
+        }
         let mut replays = 0;
         loop {
             match self.socket.transact(encode(commands)?) {

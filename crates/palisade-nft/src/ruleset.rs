@@ -310,10 +310,6 @@ impl Compiled {
         &self.rs
     }
 
-    pub fn into_ruleset(self) -> Ruleset {
-        self.rs
-    }
-
     /// Starts recording what changes, for [`Compiled::delta`].
     fn begin(&mut self) {
         self.journal = Some(Journal::default());
