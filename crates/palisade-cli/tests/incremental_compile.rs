@@ -270,10 +270,35 @@ fn worlds() -> Vec<World> {
         let cluster = load.cluster.clone().expect("example loads");
         out.push(world(dir.into(), load.inputs, &cluster, opts, &pool));
     }
+    // Namespaces no Namespace object declares: the full build infers them from their members
+    // (and drops one whose members are gone, renumbering the rest).
+    let sources = vec![palisade_load::Source { name: "inferred.yaml".into(), text: INFERRED.into() }];
+    let load = palisade_load::load_sources(sources, &BuildOptions::default());
+    let cluster = load.cluster.clone().expect("inferred namespaces load");
+    out.push(world("inferred namespaces".into(), load.inputs, &cluster, BuildOptions::default(), &pool));
     let pool: Arc<Vec<Input>> =
         Arc::new(out.iter().flat_map(|w| w.inputs.iter().filter(|i| is_policy(i)).cloned()).collect());
     out.into_iter().map(|w| World { pool: pool.clone(), ..w }).collect()
 }
+
+const INFERRED: &str = "\
+apiVersion: v1
+kind: Pod
+metadata: {name: p1, namespace: first, labels: {app: a}}
+status: {podIP: 198.18.1.1}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: p2, namespace: second, labels: {app: b}}
+status: {podIP: 198.18.1.2}
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: from-own, namespace: second}
+spec:
+  podSelector: {}
+  ingress: [{from: [{podSelector: {}}]}]
+";
 
 fn world(name: String, inputs: Vec<Input>, cluster: &Cluster, opts: BuildOptions, pool: &Arc<Vec<Input>>) -> World {
     let mut vocabulary: Vec<(String, String)> =

@@ -604,8 +604,8 @@ pub struct PodPatch {
 }
 
 /// Works out a [`PodPatch`] when the change is one a full build would take without a word:
-/// only Pods, each valid and warning-free, in namespaces that exist, none on the host network,
-/// no name or address clash. `None` when anything else is the case: the full build then
+/// only Pods, each valid and warning-free, in namespaces that exist (and are declared, for the
+/// pods that go), none on the host network, no name or address clash. `None` when anything else is the case: the full build then
 /// decides (and reports what is wrong, with its code frames).
 pub fn pod_patch(
     cluster: &Cluster,
@@ -617,7 +617,8 @@ pub fn pod_patch(
     for (ns, name) in gone {
         let id = cluster.pod(ns, name)?;
         let pod = &cluster.pods[id];
-        if pod.host_network || pod.derived {
+        // A namespace only inferred from its members may go with this pod, renumbering the rest.
+        if pod.host_network || pod.derived || !cluster.namespaces[pod.namespace].declared {
             return None;
         }
         remove.push(id);
@@ -684,6 +685,10 @@ pub fn policy_patch(cluster: &Cluster, gone: &[Input], came: &[Input], opts: &Bu
             Some(id) => id,
             None => None,
         };
+        // As for pods: a namespace only inferred from its members may go with this policy.
+        if ns.is_some_and(|n| !cluster.namespaces[n].declared) {
+            return None;
+        }
         let name = i.object.metadata().name.as_deref()?;
         remove.push(cluster.policies.iter().position(|p| p.kind == kind && p.namespace == ns && p.name == name)?);
     }
