@@ -73,17 +73,21 @@ impl Watched {
         if same {
             return Ok(None);
         }
+        // Every changed file is read before any is taken in: a read that fails leaves the
+        // directory as it was last seen, so the next look finds (and reports) all of it again.
+        let mut read = Vec::new();
+        for (path, stamp) in &now {
+            if self.files.get(path).is_none_or(|e| e.stamp != *stamp) {
+                read.push((path.clone(), *stamp, crate::source::read_paths(std::slice::from_ref(path))?.remove(0)));
+            }
+        }
         let mut changes = Changes::default();
         let gone: Vec<PathBuf> = self.files.keys().filter(|p| !now.contains_key(*p)).cloned().collect();
         for path in gone {
             let e = self.files.remove(&path).expect("listed");
             changes.gone.extend(e.loaded.inputs.iter().cloned());
         }
-        for (path, stamp) in now {
-            if self.files.get(&path).is_some_and(|e| e.stamp == stamp) {
-                continue;
-            }
-            let source = crate::source::read_paths(std::slice::from_ref(&path))?.remove(0);
+        for (path, stamp, source) in read {
             let loaded = decode(std::slice::from_ref(&source));
             changes.problems |= !loaded.problems.is_empty();
             let old = self.files.remove(&path);
