@@ -360,18 +360,29 @@ pub fn throughput(objects: &[Object], rounds: usize) {
         .expect("iperf3 server");
     std::thread::sleep(Duration::from_millis(300));
     let mut server = Guard(server);
+    // What statefulness costs by itself: the same hooks holding nothing but the conntrack rule.
+    let mut stateful = vec![script::Command::ReplaceTable];
+    for hook in ["prerouting", "postrouting"] {
+        stateful.push(script::Command::AddChain { name: hook.into(), hook: Some(hook) });
+        let rule = "ct state established,related accept".to_string();
+        stateful.push(script::Command::AddRule { chain: hook.into(), rule });
+    }
+    let kernel = Kernel::open(Some(&topo.node)).expect("netlink");
     for (udp, unit, scale) in [(false, "Gbit/s", 1e9), (true, "packets/s (64-byte UDP)", 1.0)] {
-        let (mut bare, mut ruled) = (Vec::new(), Vec::new());
+        let (mut bare, mut ct, mut ruled) = (Vec::new(), Vec::new(), Vec::new());
         for _ in 0..rounds {
             nft_in(&topo.node, &["delete", "table", "inet", "palisade"]);
             bare.push(iperf(&topo.pods[0].netns, udp) / scale);
-            Kernel::open(Some(&topo.node)).and_then(|k| k.apply(&full)).expect("ruleset");
+            kernel.apply(&stateful).expect("conntrack-only table");
+            ct.push(iperf(&topo.pods[0].netns, udp) / scale);
+            kernel.apply(&full).expect("ruleset");
             ruled.push(iperf(&topo.pods[0].netns, udp) / scale);
         }
-        let (b, r) = (median(bare.clone()), median(ruled.clone()));
+        let (b, c, r) = (median(bare.clone()), median(ct.clone()), median(ruled.clone()));
         println!(
-            "{:<18}{b:>12.2} bare, {r:>12.2} with the ruleset = {:.1}% {unit}  (medians of {rounds} interleaved runs; bare {bare:.2?}, ruled {ruled:.2?})",
+            "{:<18}{b:>12.2} bare, {c:>12.2} conntrack only ({:.1}%), {r:>12.2} with the ruleset = {:.1}% {unit}  (medians of {rounds} interleaved runs; bare {bare:.2?}, conntrack only {ct:.2?}, ruled {ruled:.2?})",
             if udp { "UDP 64 B" } else { "TCP" },
+            100.0 * c / b,
             100.0 * r / b
         );
     }
