@@ -174,7 +174,7 @@ pub fn load_figures(objects: &[Object], netns: &str) -> Ruleset {
 
 /// The agent's path from a file change to the kernel: the cluster as 50 files in a directory,
 /// read, built, compiled and loaded once; then pod files come, change and go, each taking the
-/// agent's pod path (read the changed file, patch the cluster and the ruleset, send the delta).
+/// agent's object path (read the changed file, patch the cluster and the ruleset, send the delta).
 fn agent_figure(objects: &[Object], netns: &str) {
     let dir = std::env::temp_dir().join(format!("palisade-bench-agent-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -235,7 +235,7 @@ fn agent_figure(objects: &[Object], netns: &str) {
             samples.entry(what).or_default().push(took);
         }
     }
-    // The worst case for the policy path, after the others (the kernel frees a big transaction's
+    // The worst case for the object path, after the others (the kernel frees a big transaction's
     // old chains for a while after it, which would weigh on the next small change): a global
     // policy every pod joins and leaves.
     for round in 0..5 {
@@ -286,19 +286,16 @@ fn write_and_patch(
 fn patch_from_files(watched: &mut Watched, cluster: &mut Cluster, compiled: &mut Compiled, kernel: &Kernel) {
     let opts = BuildOptions::default();
     let changes = watched.poll().expect("readable").expect("changed");
-    let pods = changes.gone.iter().chain(&changes.came).all(|i| matches!(i.object, Object::Pod(_)));
-    let delta = if pods {
-        let gone: Vec<(String, String)> = changes
-            .gone
-            .iter()
-            .map(|i| (i.object.metadata().namespace.clone().unwrap(), i.object.metadata().name.clone().unwrap()))
-            .collect();
-        let patch = pod_patch(cluster, &gone, &changes.came, &opts).expect("a plain pod change");
-        compiled.patch_pods(cluster, patch)
-    } else {
-        let patch = policy_patch(cluster, &changes.gone, &changes.came, &opts).expect("a plain policy change");
-        compiled.patch_policies(cluster, patch)
-    };
+    let is_pod = |i: &Input| matches!(i.object, Object::Pod(_));
+    let (pods_gone, policies_gone): (Vec<Input>, Vec<Input>) = changes.gone.into_iter().partition(is_pod);
+    let (pods_came, policies_came): (Vec<Input>, Vec<Input>) = changes.came.into_iter().partition(is_pod);
+    let gone: Vec<(String, String)> = pods_gone
+        .iter()
+        .map(|i| (i.object.metadata().namespace.clone().unwrap(), i.object.metadata().name.clone().unwrap()))
+        .collect();
+    let pods = pod_patch(cluster, &gone, &pods_came, &opts).expect("a plain pod change");
+    let policies = policy_patch(cluster, &policies_gone, &policies_came, &opts).expect("a plain policy change");
+    let delta = compiled.patch(cluster, policies, pods);
     kernel.apply(&delta.expect("no set changes family")).expect("the kernel takes the delta");
 }
 

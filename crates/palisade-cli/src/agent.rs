@@ -47,7 +47,7 @@ pub struct Args {
     /// read the flow sets, in milliseconds.
     #[arg(long, default_value_t = 200)]
     interval_ms: u64,
-    /// After changes took the pod or policy path, build and compile everything again (on
+    /// After changes took the object path, build and compile everything again (on
     /// another thread, once the directory has been quiet this long) and mend any difference.
     #[arg(long, default_value_t = 30_000, value_name = "MS")]
     verify_after_ms: u64,
@@ -123,29 +123,32 @@ impl Check {
     }
 }
 
-/// The object paths: when only Pods, or only enforced policies, came, went or changed, and
-/// the full build would take them as they are, patch the cluster and the ruleset instead of
-/// building and compiling everything (a change then costs what it touches, not what the
-/// cluster holds). `None`: take the full path.
-fn object_change(args: &Args, state: &mut Enforced, changes: &Changes) -> Option<(Vec<Command>, &'static str)> {
+/// The object path: when only Pods and enforced policies came, went or changed, and the full
+/// build would take them as they are, patch the cluster and the ruleset instead of building and
+/// compiling everything (a change then costs what it touches, not what the cluster holds).
+/// `None`: take the full path.
+fn object_change(args: &Args, state: &mut Enforced, changes: &Changes) -> Option<(Vec<Command>, String)> {
     if state.stale || changes.problems {
         return None;
     }
-    let all = |f: fn(&Object) -> bool| changes.gone.iter().chain(&changes.came).all(|i| f(&i.object));
+    let is_pod = |i: &&Input| matches!(i.object, Object::Pod(_));
+    let (pods_gone, policies_gone): (Vec<&Input>, Vec<&Input>) = changes.gone.iter().partition(is_pod);
+    let (pods_came, policies_came): (Vec<&Input>, Vec<&Input>) = changes.came.iter().partition(is_pod);
+    let owned = |v: &[&Input]| v.iter().map(|i| (*i).clone()).collect::<Vec<Input>>();
     let opts = build_options(args);
-    let patched = if all(|o| matches!(o, Object::Pod(_))) {
-        let namespace = |i: &Input| i.object.metadata().namespace.clone().or_else(|| args.namespace.clone());
-        let gone: Option<Vec<(String, String)>> =
-            changes.gone.iter().map(|i| Some((namespace(i)?, i.object.metadata().name.clone()?))).collect();
-        let patch = pod_patch(&state.cluster, &gone?, &changes.came, &opts)?;
-        (state.compiled.patch_pods(&mut state.cluster, patch), "pod path")
-    } else {
-        let patch = policy_patch(&state.cluster, &changes.gone, &changes.came, &opts)?;
-        (state.compiled.patch_policies(&mut state.cluster, patch), "policy path")
-    };
-    match patched {
-        (Ok(delta), how) => Some((delta, how)),
-        (Err(NeedsFullCompile), _) => {
+    let namespace = |i: &Input| i.object.metadata().namespace.clone().or_else(|| args.namespace.clone());
+    let gone: Option<Vec<(String, String)>> =
+        pods_gone.iter().map(|i| Some((namespace(i)?, i.object.metadata().name.clone()?))).collect();
+    let pods = pod_patch(&state.cluster, &gone?, &owned(&pods_came), &opts)?;
+    let policies = policy_patch(&state.cluster, &owned(&policies_gone), &owned(&policies_came), &opts)?;
+    let how = format!(
+        "object path: {} pod and {} policy objects",
+        pods_gone.len() + pods_came.len(),
+        policies_gone.len() + policies_came.len()
+    );
+    match state.compiled.patch(&mut state.cluster, policies, pods) {
+        Ok(delta) => Some((delta, how)),
+        Err(NeedsFullCompile) => {
             state.compiled.rollback();
             state.stale = true;
             None
@@ -256,9 +259,8 @@ pub fn run(args: Args) -> u8 {
         generation += 1;
         // While the directory does not validate, only the full build may say when it does.
         state.stale |= last_error.is_some();
-        if let Some((delta, path)) = object_change(&args, &mut state, &changed) {
+        if let Some((delta, how)) = object_change(&args, &mut state, &changed) {
             unverified = true;
-            let how = format!("{path}, {} objects", changed.gone.len() + changed.came.len());
             replace = !apply(&kernel, &delta, state.compiled.ruleset(), replace, t, &how);
             continue;
         }

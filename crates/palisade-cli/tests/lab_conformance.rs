@@ -211,7 +211,7 @@ fn agent_applies_updates_refuses_invalid_input_and_leaves_the_table_when_killed(
         std::fs::read_to_string(&policy).unwrap().replace("podSelector: {}", "podSelector: {matchLabels: {pod: a}}");
     std::fs::write(&policy, text).unwrap();
     wait_for("the update", || ns.table().matches("jump in_").count() == 1);
-    // A pod comes that the policy selects, and goes (the pod path).
+    // A pod comes that the policy selects, and goes (the object path).
     let pod = dir.join("pod.yaml");
     let pod_text = "apiVersion: v1\nkind: Pod\nmetadata: {name: d, namespace: x, labels: {pod: a}}\nspec: {containers: [{name: s, image: agnhost}]}\nstatus: {podIP: 198.18.99.1}\n";
     std::fs::write(&pod, pod_text).unwrap();
@@ -236,7 +236,8 @@ fn agent_applies_updates_refuses_invalid_input_and_leaves_the_table_when_killed(
     assert!(log.contains("updated in"), "{log}");
     // The policy edit and the pod churn took their paths, and the full compile after them
     // (when the directory went quiet) found nothing to mend.
-    assert!(log.contains("(policy path, 2 objects)") && log.contains("(pod path, 1 objects)"), "{log}");
+    assert!(log.contains("(object path: 0 pod and 2 policy objects)"), "{log}");
+    assert!(log.contains("(object path: 1 pod and 0 policy objects)"), "{log}");
     assert!(log.contains("checked against a full compile: no difference"), "{log}");
     assert!(!log.contains("differences to the full compile"), "{log}");
     assert!(ns.table().contains("jump in_"), "killing the agent leaves enforcement in place");

@@ -597,6 +597,7 @@ pub(crate) fn pod_calico_labels(c: &Cluster, pod: &Pod, accounts: &HashMap<(NsId
 
 /// Pod objects that came, changed or went, applied to a built cluster without building it
 /// again (the agent's path for pod churn).
+#[derive(Default)]
 pub struct PodPatch {
     /// Pods that leave (gone, or replaced by a new version).
     pub remove: Vec<PodId>,
@@ -653,13 +654,15 @@ pub fn pod_patch(
 
 /// Enforced policy objects that came, changed or went, applied to a built cluster without
 /// building it again (the agent's path for a policy edit).
+#[derive(Default)]
 pub struct PolicyPatch {
     /// Indexes in `Cluster::policies` of the policies that leave.
     pub remove: Vec<usize>,
     pub add: Vec<policy::Policy>,
 }
 
-fn enforced_policy_kind(o: &Object) -> Option<PolicyKind> {
+/// Kubernetes, Calico and Calico global policies: the kinds [`policy_patch`] takes.
+pub fn enforced_policy_kind(o: &Object) -> Option<PolicyKind> {
     match o {
         Object::NetworkPolicy(_) => Some(PolicyKind::Kubernetes),
         Object::CalicoNetworkPolicy(_) => Some(PolicyKind::Calico),

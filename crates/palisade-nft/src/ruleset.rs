@@ -193,7 +193,8 @@ struct Own {
 #[derive(Clone, PartialEq, Eq, Hash)]
 struct GroupKey {
     dir: Direction,
-    policies: Vec<usize>,
+    /// Stable policy ids (see `Compiled::policy_ids`), in evaluation order.
+    policies: Vec<u32>,
     own: Vec<bool>,
     ports: Vec<ContainerPort>,
 }
@@ -265,6 +266,10 @@ pub struct Compiled {
     slab: Vec<Option<Group>>,
     /// Each pod's egress and ingress group, when it has one.
     pod_groups: Vec<[Option<usize>; 2]>,
+    /// A stable id for each policy of the cluster (by index): a policy coming or going shifts
+    /// the indexes of the others but not their ids, so groups keep their keys.
+    policy_ids: Vec<u32>,
+    next_policy_id: u32,
     /// Sets and entries whose last user left during a patch: dropped at its end unless a new
     /// group took them up again (saves compiling them again when a group is only re-formed).
     garbage: (Vec<Def>, Vec<String>),
@@ -292,6 +297,8 @@ impl Compiled {
             slab: Vec::new(),
             garbage: Default::default(),
             pod_groups: vec![[None, None]; cluster.pods.len()],
+            policy_ids: (0..cluster.policies.len() as u32).collect(),
+            next_policy_id: cluster.policies.len() as u32,
             journal: None,
         };
         let mut index = Index::new(cluster);
@@ -367,15 +374,29 @@ impl Compiled {
         self.rs.maps.retain(|_, m| !m.is_empty());
     }
 
-    /// Applies pod churn to the cluster and to this ruleset, and returns the delta for the
-    /// kernel. On [`NeedsFullCompile`] the cluster holds part of the change and this ruleset
-    /// must be rolled back ([`Compiled::rollback`]) and compiled again in full.
-    pub fn patch_pods(
+    /// Applies policy and pod changes (policies first) to the cluster and to this ruleset, and
+    /// returns the delta for the kernel. On [`NeedsFullCompile`] the cluster holds part of the
+    /// change and this ruleset must be rolled back ([`Compiled::rollback`]) and compiled again
+    /// in full.
+    pub fn patch(
+        &mut self,
+        cluster: &mut Cluster,
+        policies: palisade_core::build::PolicyPatch,
+        pods: palisade_core::build::PodPatch,
+    ) -> Result<Vec<crate::script::Command>, NeedsFullCompile> {
+        self.begin();
+        self.patch_policies(cluster, policies)?;
+        self.patch_pods(cluster, pods)?;
+        self.collect_garbage();
+        Ok(self.delta())
+    }
+
+    /// Pod churn: pods leave their groups and sets, and join others.
+    fn patch_pods(
         &mut self,
         cluster: &mut Cluster,
         patch: palisade_core::build::PodPatch,
-    ) -> Result<Vec<crate::script::Command>, NeedsFullCompile> {
-        self.begin();
+    ) -> Result<(), NeedsFullCompile> {
         let mut remove = patch.remove;
         // Highest first: the cluster fills each hole with its last pod, never a pending one.
         remove.sort_unstable_by(|a, b| b.cmp(a));
@@ -388,44 +409,49 @@ impl Compiled {
             let id = cluster.add_pod(pod);
             self.add_pod(cluster, id)?;
         }
-        self.collect_garbage();
-        Ok(self.delta())
+        Ok(())
     }
 
-    /// Applies a policy edit to the cluster and to this ruleset: only the pods the policy
-    /// selected or selects change groups. Host endpoints take the full compile.
-    pub fn patch_policies(
+    /// A policy edit: only the pods the policy selected or selects change groups. Host
+    /// endpoints take the full compile.
+    fn patch_policies(
         &mut self,
         cluster: &mut Cluster,
         patch: palisade_core::build::PolicyPatch,
-    ) -> Result<Vec<crate::script::Command>, NeedsFullCompile> {
-        self.begin();
+    ) -> Result<(), NeedsFullCompile> {
+        if patch.remove.is_empty() && patch.add.is_empty() {
+            return Ok(());
+        }
         if !cluster.host_endpoints.is_empty() {
             return Err(NeedsFullCompile);
         }
         let mut remove = patch.remove;
         remove.sort_unstable_by(|a, b| b.cmp(a));
         for i in remove {
-            let shift = |j: usize| if j > i { j - 1 } else { j };
-            // Every pod whose group holds the policy, and its policies without it.
+            let gone = self.policy_ids[i];
+            // Every pod whose group holds the policy, and the others it keeps.
             let mut moved = Vec::new();
             for (p, groups) in self.pod_groups.iter().enumerate() {
                 for (dir, id) in [Direction::Egress, Direction::Ingress].into_iter().zip(groups) {
                     let Some(g) = id.and_then(|id| self.slab[id].as_ref()) else { continue };
-                    if g.key.policies.contains(&i) {
-                        let pols = g.key.policies.iter().filter(|&&j| j != i).map(|&j| shift(j)).collect();
-                        moved.push((p, dir, pols));
+                    if g.key.policies.contains(&gone) {
+                        let kept: Vec<u32> = g.key.policies.iter().copied().filter(|&j| j != gone).collect();
+                        moved.push((p, dir, kept));
                     }
                 }
             }
             moved.iter().for_each(|(p, dir, _)| self.leave(cluster, *p, *dir));
             cluster.remove_policy(i);
-            self.renumber(shift);
-            self.rejoin(cluster, moved);
+            self.policy_ids.remove(i);
+            let index = self.policy_index();
+            let moved = moved.into_iter().map(|(p, dir, ids)| (p, dir, ids.iter().map(|id| index[id]).collect()));
+            self.rejoin(cluster, moved.collect());
         }
         for pol in patch.add {
             let k = cluster.insert_policy(pol);
-            self.renumber(|j| if j >= k { j + 1 } else { j });
+            self.policy_ids.insert(k, self.next_policy_id);
+            self.next_policy_id += 1;
+            let index = self.policy_index();
             let pol = &cluster.policies[k];
             let mut moved = Vec::new();
             for p in 0..cluster.pods.len() {
@@ -434,8 +460,9 @@ impl Compiled {
                 }
                 for dir in [Direction::Egress, Direction::Ingress].into_iter().filter(|d| pol.rules(*d).is_some()) {
                     let id = self.pod_groups.get(p).and_then(|g| g[slot(dir)]);
-                    let current = id.and_then(|id| self.slab[id].as_ref()).map(|g| g.key.policies.clone());
-                    let mut pols = current.unwrap_or_default();
+                    let group = id.and_then(|id| self.slab[id].as_ref());
+                    let mut pols: Vec<usize> =
+                        group.map(|g| g.key.policies.iter().map(|id| index[id]).collect()).unwrap_or_default();
                     pols.insert(pols.partition_point(|&j| j < k), k);
                     moved.push((p, dir, pols));
                 }
@@ -443,8 +470,12 @@ impl Compiled {
             moved.iter().for_each(|(p, dir, _)| self.leave(cluster, *p, *dir));
             self.rejoin(cluster, moved);
         }
-        self.collect_garbage();
-        Ok(self.delta())
+        Ok(())
+    }
+
+    /// Policy id → its index in the cluster now.
+    fn policy_index(&self) -> HashMap<u32, usize> {
+        self.policy_ids.iter().enumerate().map(|(i, &id)| (id, i)).collect()
     }
 
     fn rejoin(&mut self, cluster: &Cluster, moved: Vec<(PodId, Direction, Vec<usize>)>) {
@@ -631,17 +662,6 @@ impl Compiled {
             }
         }
     }
-
-    /// Rewrites every group's policy ids through `f` (ids shift when a policy comes or goes).
-    fn renumber(&mut self, f: impl Fn(usize) -> usize) {
-        self.groups.clear();
-        for (id, g) in self.slab.iter_mut().enumerate() {
-            if let Some(g) = g {
-                g.key.policies.iter_mut().for_each(|i| *i = f(*i));
-                self.groups.insert(g.key.clone(), id);
-            }
-        }
-    }
 }
 
 /// Counts one contributor's members in or out; whether anything changed. Rules only depend on
@@ -777,7 +797,8 @@ impl Compiler<'_, '_> {
             }
         }
         let ports = if named { self.cluster.pods[x].ports.clone() } else { Vec::new() };
-        GroupKey { dir, policies: pols.to_vec(), own: bits, ports }
+        let policies = pols.iter().map(|&i| self.st.policy_ids[i]).collect();
+        GroupKey { dir, policies, own: bits, ports }
     }
 
     fn enforced_here(&self, p: PodId) -> bool {
