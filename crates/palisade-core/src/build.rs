@@ -630,7 +630,7 @@ pub fn pod_patch(
         return None;
     }
     let mut add = Vec::new();
-    let mut taken_ips: HashMap<IpAddr, ()> = HashMap::new();
+    let mut taken_ips = std::collections::HashSet::new();
     for item in &items {
         let Object::Pod(obj) = &item.input.object else { return None };
         let ns = cluster.namespace(item.namespace.as_deref()?)?;
@@ -643,7 +643,7 @@ pub fn pod_patch(
             return None;
         }
         for ip in &pod.ips {
-            if cluster.pod_by_ip(*ip).is_some_and(clash) || taken_ips.insert(*ip, ()).is_some() {
+            if cluster.pod_by_ip(*ip).is_some_and(clash) || !taken_ips.insert(*ip) {
                 return None;
             }
         }
