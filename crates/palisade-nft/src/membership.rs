@@ -3,8 +3,8 @@
 //!
 //! A set's addresses come from a [`Source`]: fixed networks, a Kubernetes pod peer, or a Calico
 //! selector (pods, host endpoints and network sets); `address . port` sets from the named
-//! ports [`Wanted`]. Members are kept in a [`Tally`]. The full compile fills the counts from the index; a pod change evaluates
-//! the same predicates for that one pod.
+//! ports [`Wanted`]. Members are kept in a [`Tally`]. The full compile fills the counts from
+//! the index; a pod change evaluates the same predicates for that one pod.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
