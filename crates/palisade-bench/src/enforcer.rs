@@ -13,7 +13,7 @@ use k8s_openapi::api::networking::v1::{
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use palisade_core::build::{build, pod_patch, policy_patch, BuildOptions, Input, Object};
+use palisade_core::build::{build, BuildOptions, Input, Object};
 use palisade_core::calico::resource::{GlobalNetworkSet, NetworkSetSpec};
 use palisade_core::cluster::Cluster;
 use palisade_core::field::Nowhere;
@@ -286,15 +286,7 @@ fn write_and_patch(
 fn patch_from_files(watched: &mut Watched, cluster: &mut Cluster, compiled: &mut Compiled, kernel: &Kernel) {
     let opts = BuildOptions::default();
     let changes = watched.poll().expect("readable").expect("changed");
-    let is_pod = |i: &Input| matches!(i.object, Object::Pod(_));
-    let (pods_gone, policies_gone): (Vec<Input>, Vec<Input>) = changes.gone.into_iter().partition(is_pod);
-    let (pods_came, policies_came): (Vec<Input>, Vec<Input>) = changes.came.into_iter().partition(is_pod);
-    let gone: Vec<(String, String)> = pods_gone
-        .iter()
-        .map(|i| (i.object.metadata().namespace.clone().unwrap(), i.object.metadata().name.clone().unwrap()))
-        .collect();
-    let pods = pod_patch(cluster, &gone, &pods_came, &opts).expect("a plain pod change");
-    let policies = policy_patch(cluster, &policies_gone, &policies_came, &opts).expect("a plain policy change");
+    let (policies, pods) = changes.patches(cluster, &opts).expect("a plain pod or policy change");
     let delta = compiled.patch(cluster, policies, pods);
     kernel.apply(&delta.expect("no set changes family")).expect("the kernel takes the delta");
 }
@@ -359,10 +351,10 @@ pub fn throughput(objects: &[Object], rounds: usize) {
     let mut server = Guard(server);
     // What statefulness costs by itself: the same hooks holding nothing but the conntrack rule.
     let mut stateful = vec![script::Command::ReplaceTable];
-    for hook in ["prerouting", "postrouting"] {
-        stateful.push(script::Command::AddChain { name: hook.into(), hook: Some(hook) });
+    for hook in [script::Hook::Prerouting, script::Hook::Postrouting] {
+        stateful.push(script::Command::AddChain { name: hook.name().into(), hook: Some(hook) });
         let rule = "ct state established,related accept".to_string();
-        stateful.push(script::Command::AddRule { chain: hook.into(), rule });
+        stateful.push(script::Command::AddRule { chain: hook.name().into(), rule });
     }
     let kernel = Kernel::open(Some(&topo.node)).expect("netlink");
     for (udp, unit, scale) in [(false, "Gbit/s", 1e9), (true, "packets/s (64-byte UDP)", 1.0)] {

@@ -9,7 +9,7 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
-use palisade_core::build::{pod_patch, policy_patch, BuildOptions, Input, Object};
+use palisade_core::build::BuildOptions;
 use palisade_core::cluster::Cluster;
 use palisade_core::port::Protocol;
 use palisade_core::verdict::{decide, describe, Connection, Side};
@@ -128,24 +128,12 @@ impl Check {
 /// compiling everything (a change then costs what it touches, not what the cluster holds).
 /// `None`: take the full path.
 fn object_change(args: &Args, state: &mut Enforced, changes: &Changes) -> Option<(Vec<Command>, String)> {
-    if state.stale || changes.problems {
+    if state.stale {
         return None;
     }
-    let is_pod = |i: &&Input| matches!(i.object, Object::Pod(_));
-    let (pods_gone, policies_gone): (Vec<&Input>, Vec<&Input>) = changes.gone.iter().partition(is_pod);
-    let (pods_came, policies_came): (Vec<&Input>, Vec<&Input>) = changes.came.iter().partition(is_pod);
-    let owned = |v: &[&Input]| v.iter().map(|i| (*i).clone()).collect::<Vec<Input>>();
-    let opts = build_options(args);
-    let namespace = |i: &Input| i.object.metadata().namespace.clone().or_else(|| args.namespace.clone());
-    let gone: Option<Vec<(String, String)>> =
-        pods_gone.iter().map(|i| Some((namespace(i)?, i.object.metadata().name.clone()?))).collect();
-    let pods = pod_patch(&state.cluster, &gone?, &owned(&pods_came), &opts)?;
-    let policies = policy_patch(&state.cluster, &owned(&policies_gone), &owned(&policies_came), &opts)?;
-    let how = format!(
-        "object path: {} pod and {} policy objects",
-        pods_gone.len() + pods_came.len(),
-        policies_gone.len() + policies_came.len()
-    );
+    let (policies, pods) = changes.patches(&state.cluster, &build_options(args))?;
+    let (pod_objects, policy_objects) = changes.counts();
+    let how = format!("object path: {pod_objects} pod and {policy_objects} policy objects");
     match state.compiled.patch(&mut state.cluster, policies, pods) {
         Ok(delta) => Some((delta, how)),
         Err(NeedsFullCompile) => {

@@ -11,9 +11,10 @@ use std::sync::Arc;
 
 use common::{conformance_cases, load_case, repo};
 use k8s_openapi::api::core::v1::{Pod, PodIP};
-use palisade_core::build::{build, pod_patch, policy_patch, BuildOptions, Input, Object};
+use palisade_core::build::{build, BuildOptions, Input, Object};
 use palisade_core::cluster::Cluster;
 use palisade_core::field::Nowhere;
+use palisade_load::watch::Changes;
 use palisade_nft::{compile, script, Compiled, Options};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
@@ -209,17 +210,9 @@ fn run(w: &mut World, steps: &[Vec<Step>], options: &Options) -> Result<[usize; 
         if gone.is_empty() && came.is_empty() || keys.len() + gone.len().min(came.len()) < all {
             continue;
         }
-        let is_pod = |i: &Input| matches!(i.object, Object::Pod(_));
-        let pods = |v: &[Input]| v.iter().filter(|i| is_pod(i)).cloned().collect::<Vec<_>>();
-        let policies = |v: &[Input]| v.iter().filter(|i| !is_pod(i)).cloned().collect::<Vec<_>>();
-        let ns = |i: &Input| i.object.metadata().namespace.clone().or(w.opts.default_namespace.clone());
-        let gone_keys: Vec<(String, String)> =
-            pods(&gone).iter().map(|i| (ns(i).unwrap(), i.object.metadata().name.clone().unwrap())).collect();
         // Changes the object path leaves to the full build (a clash, a missing namespace) are skipped.
-        let Some(pod_patch) = pod_patch(&cluster, &gone_keys, &pods(&came), &w.opts) else { continue };
-        let Some(policy_patch) = policy_patch(&cluster, &policies(&gone), &policies(&came), &w.opts) else {
-            continue;
-        };
+        let changes = Changes { gone: gone.clone(), came: came.clone(), problems: false };
+        let Some((policy_patch, pod_patch)) = changes.patches(&cluster, &w.opts) else { continue };
         let before = compiled.ruleset().clone();
         // The world moves on.
         w.inputs.retain(|i| !gone.iter().any(|g| key(g) == key(i)));
@@ -236,9 +229,9 @@ fn run(w: &mut World, steps: &[Vec<Step>], options: &Options) -> Result<[usize; 
             compiled = Compiled::new(&cluster, options);
             continue;
         }
-        let touched = |f: &dyn Fn(&Input) -> bool| gone.iter().chain(&came).any(f);
-        taken[0] += usize::from(touched(&is_pod));
-        taken[1] += usize::from(touched(&|i| !is_pod(i)));
+        let (pods, policies) = changes.counts();
+        taken[0] += usize::from(pods > 0);
+        taken[1] += usize::from(policies > 0);
         let delta = outcome.expect("not a fallback");
         prop_assert!(
             compiled.ruleset() == &expected,

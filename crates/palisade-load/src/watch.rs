@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use palisade_core::build::{BuildOptions, Input};
+use palisade_core::build::{pod_patch, policy_patch, BuildOptions, Input, Object, PodPatch, PolicyPatch};
+use palisade_core::cluster::Cluster;
 
 use crate::manifest::{decode, Loaded};
 use crate::source::{ReadError, Source};
@@ -140,6 +141,34 @@ fn key(i: &Input) -> (&'static str, Option<String>, Option<String>) {
 }
 
 impl Changes {
+    /// The change as patches for the cluster built before it (policies, pods) when the object
+    /// path can take it: only Pods and enforced policies, each one the full build would take
+    /// as it is (see `pod_patch` and `policy_patch`). `None`: build and compile in full.
+    pub fn patches(&self, cluster: &Cluster, opts: &BuildOptions) -> Option<(PolicyPatch, PodPatch)> {
+        if self.problems {
+            return None;
+        }
+        let is_pod = |i: &Input| matches!(i.object, Object::Pod(_));
+        let (pods_gone, policies_gone): (Vec<Input>, Vec<Input>) = self.gone.iter().cloned().partition(is_pod);
+        let (pods_came, policies_came): (Vec<Input>, Vec<Input>) = self.came.iter().cloned().partition(is_pod);
+        let gone: Option<Vec<(String, String)>> = pods_gone
+            .iter()
+            .map(|i| {
+                let m = i.object.metadata();
+                Some((m.namespace.clone().or_else(|| opts.default_namespace.clone())?, m.name.clone()?))
+            })
+            .collect();
+        let pods = pod_patch(cluster, &gone?, &pods_came, opts)?;
+        let policies = policy_patch(cluster, &policies_gone, &policies_came, opts)?;
+        Some((policies, pods))
+    }
+
+    /// Pod objects and other objects among those that went or came.
+    pub fn counts(&self) -> (usize, usize) {
+        let pods = self.gone.iter().chain(&self.came).filter(|i| matches!(i.object, Object::Pod(_))).count();
+        (pods, self.gone.len() + self.came.len() - pods)
+    }
+
     fn add_file(&mut self, old: &[Input], new: &[Input]) {
         let before: HashMap<_, &Input> = old.iter().map(|i| (key(i), i)).collect();
         let after: HashMap<_, &Input> = new.iter().map(|i| (key(i), i)).collect();

@@ -9,7 +9,7 @@ use nix::libc;
 use crate::bytecode::{self, dtype, AnonSet, Unsupported};
 use crate::netlink::{attr, Attrs, Batch, NetlinkError, Socket};
 use crate::ruleset::{Family, TABLE};
-use crate::script::{Command, SetKind};
+use crate::script::{Command, Hook, SetKind};
 
 #[derive(Debug, thiserror::Error)]
 pub enum KernelError {
@@ -112,12 +112,11 @@ impl Encoder {
                 self.batch.msg(what, libc::NFT_MSG_NEWCHAIN, CREATE, |a| {
                     a.str(attr::CHAIN_TABLE, TABLE).str(attr::CHAIN_NAME, name);
                     if let Some(hook) = hook {
-                        let num = match *hook {
-                            "input" => libc::NF_INET_LOCAL_IN,
-                            "output" => libc::NF_INET_LOCAL_OUT,
-                            "prerouting" => libc::NF_INET_PRE_ROUTING,
-                            "postrouting" => libc::NF_INET_POST_ROUTING,
-                            _ => libc::NF_INET_FORWARD,
+                        let num = match hook {
+                            Hook::Prerouting => libc::NF_INET_PRE_ROUTING,
+                            Hook::Input => libc::NF_INET_LOCAL_IN,
+                            Hook::Output => libc::NF_INET_LOCAL_OUT,
+                            Hook::Postrouting => libc::NF_INET_POST_ROUTING,
                         };
                         a.nest(attr::CHAIN_HOOK, |h| {
                             h.u32(attr::HOOK_HOOKNUM, num as u32).u32(attr::HOOK_PRIORITY, 0);

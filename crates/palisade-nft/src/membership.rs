@@ -196,13 +196,18 @@ impl Source {
     }
 }
 
+/// Whether a container port has this name and protocol.
+pub(crate) fn named(c: &ContainerPort, name: &str, protocol: Protocol) -> bool {
+    c.protocol == protocol && c.name.as_deref() == Some(name)
+}
+
 /// The named ports an `address . port` set is about.
 #[derive(Clone, Debug)]
 pub(crate) struct Wanted(pub Vec<(String, Protocol)>);
 
 impl Wanted {
     fn matches(&self, c: &ContainerPort) -> bool {
-        self.0.iter().any(|(name, protocol)| c.protocol == *protocol && c.name.as_deref() == Some(name.as_str()))
+        self.0.iter().any(|(name, protocol)| named(c, name, *protocol))
     }
     /// One pod's pairs (every pod with such a port, host network included, as Felix does).
     pub fn pod_pairs(&self, cluster: &Cluster, p: PodId) -> Vec<(IpAddr, u16)> {

@@ -29,7 +29,7 @@ use palisade_core::calico::rule::{address_matches, CalicoPort, CalicoRule, Entit
 use palisade_core::cluster::{Cluster, PodId};
 use palisade_core::index::Index;
 
-use crate::membership::{Addrs, Member, Pairs, Present, Source, Tally, Wanted};
+use crate::membership::{named, Addrs, Member, Pairs, Present, Source, Tally, Wanted};
 use palisade_core::peer::Peer;
 use palisade_core::policy::{Action, Direction, Match, Rule};
 use palisade_core::port::{ContainerPort, PortSpec, Protocol, RulePort};
@@ -200,7 +200,7 @@ struct GroupKey {
 }
 
 /// A named set, by the definition it was built from.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 enum Def {
     Address(String),
     Port(String),
@@ -351,27 +351,17 @@ impl Compiled {
     /// full compile against.
     pub fn rollback(&mut self) {
         self.garbage = Default::default();
+        // With the journal taken, the puts below record nothing.
         let j = self.journal.take().unwrap_or_default();
         for (name, was) in j.sets {
-            match was {
-                Some(s) => self.rs.sets.insert(name, s),
-                None => self.rs.sets.remove(&name),
-            };
+            self.set_put(name, was);
         }
         for (name, was) in j.chains {
-            match was {
-                Some(c) => self.rs.chains.insert(name, c),
-                None => self.rs.chains.remove(&name),
-            };
+            self.chain_put(name, was);
         }
         for ((map, ip), was) in j.maps {
-            let m = self.rs.maps.entry(map).or_default();
-            match was {
-                Some(c) => m.insert(ip, c),
-                None => m.remove(&ip),
-            };
+            self.map_put(map, ip, was);
         }
-        self.rs.maps.retain(|_, m| !m.is_empty());
     }
 
     /// Applies policy and pod changes (policies first) to the cluster and to this ruleset, and
@@ -505,7 +495,7 @@ impl Compiled {
         }
         self.contribute(cluster, p, true)?;
         for dir in [Direction::Egress, Direction::Ingress] {
-            let pols = applicable_to(cluster, p, dir);
+            let pols = applicable_to(cluster, &Side::pod(cluster, p), dir);
             let mut c = Compiler { cluster, st: self, index: None, touched: Vec::new() };
             c.join(dir, &pols, p);
         }
@@ -619,15 +609,19 @@ impl Compiled {
         self.release(&group.entry, &group.defs);
     }
 
+    /// How many groups use a set (`None`: no such set).
+    fn users(&mut self, def: &Def) -> Option<&mut usize> {
+        match def {
+            Def::Address(d) => self.address_sets.get_mut(d).map(|s| &mut s.users),
+            Def::Port(d) => self.port_sets.get_mut(d).map(|s| &mut s.users),
+        }
+    }
+
     /// One user fewer for an entry and its sets; those left without users go at the end of
     /// the patch ([`Compiled::collect_garbage`]).
     fn release(&mut self, entry: &str, defs: &[Def]) {
         for def in defs {
-            let users = match def {
-                Def::Address(d) => self.address_sets.get_mut(d).map(|s| &mut s.users),
-                Def::Port(d) => self.port_sets.get_mut(d).map(|s| &mut s.users),
-            };
-            if let Some(u) = users {
+            if let Some(u) = self.users(def) {
                 *u -= 1;
                 if *u == 0 {
                     self.garbage.0.push(def.clone());
@@ -644,11 +638,7 @@ impl Compiled {
     fn collect_garbage(&mut self) {
         let (defs, entries) = std::mem::take(&mut self.garbage);
         for def in defs {
-            let users = match &def {
-                Def::Address(d) => self.address_sets.get(d).map(|s| s.users),
-                Def::Port(d) => self.port_sets.get(d).map(|s| s.users),
-            };
-            if users == Some(0) {
+            if self.users(&def).is_some_and(|u| *u == 0) {
                 self.drop_sets(&def);
             }
         }
@@ -690,14 +680,13 @@ fn map_name(dir: Direction, ip: &IpAddr) -> String {
     format!("{}_{}", dir_name(dir), Family::of(ip).suffix())
 }
 
-/// The policies (in evaluation order) that apply to pod `p` in `dir`, found pod by pod; the
-/// full compile gets the same lists from the index.
-fn applicable_to(cluster: &Cluster, p: PodId, dir: Direction) -> Vec<usize> {
-    let side = Side::pod(cluster, p);
+/// The policies (in evaluation order) that apply to an endpoint in `dir`, found one endpoint
+/// at a time (a pod the full compile has the index for; host endpoints always).
+fn applicable_to(cluster: &Cluster, side: &Side, dir: Direction) -> Vec<usize> {
     (0..cluster.policies.len())
         .filter(|&i| {
             let pol = &cluster.policies[i];
-            pol.rules(dir).is_some() && palisade_core::verdict::selects(cluster, pol, &side)
+            pol.rules(dir).is_some() && palisade_core::verdict::selects(cluster, pol, side)
         })
         .collect()
 }
@@ -745,13 +734,10 @@ impl Compiler<'_, '_> {
     fn claim(&mut self, entry: &str) -> Vec<Def> {
         self.st.entries.get_mut(entry).expect("compiled").refs += 1;
         let mut defs = std::mem::take(&mut self.touched);
-        defs.sort_by(|a, b| format!("{a:?}").cmp(&format!("{b:?}")));
+        defs.sort();
         defs.dedup();
         for def in &defs {
-            match def {
-                Def::Address(d) => self.st.address_sets.get_mut(d).expect("registered").users += 1,
-                Def::Port(d) => self.st.port_sets.get_mut(d).expect("registered").users += 1,
-            }
+            *self.st.users(def).expect("registered") += 1;
         }
         defs
     }
@@ -766,12 +752,7 @@ impl Compiler<'_, '_> {
                 continue;
             }
             let side = Side { endpoint: Endpoint::Host(h), ip: hep.ips.first().copied() };
-            let pols: Vec<usize> = (0..cluster.policies.len())
-                .filter(|&i| {
-                    cluster.policies[i].rules(dir).is_some()
-                        && palisade_core::verdict::selects(cluster, &cluster.policies[i], &side)
-                })
-                .collect();
+            let pols = applicable_to(cluster, &side, dir);
             let own = Own { side, ports: hep.ports.clone(), host: Some(h) };
             self.touched.clear();
             let chain = self.group_chain(dir, &pols, &own);
@@ -1174,10 +1155,6 @@ impl Compiler<'_, '_> {
         }
         out
     }
-}
-
-fn named(c: &ContainerPort, name: &str, protocol: Protocol) -> bool {
-    c.protocol == protocol && c.name.as_deref() == Some(name)
 }
 
 /// nft's name for an IP protocol number.

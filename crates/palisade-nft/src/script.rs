@@ -75,6 +75,26 @@ impl SetKind {
     }
 }
 
+/// The netfilter hooks Palisade's base chains sit on (each chain is named after its hook).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Hook {
+    Prerouting,
+    Input,
+    Output,
+    Postrouting,
+}
+
+impl Hook {
+    pub fn name(self) -> &'static str {
+        match self {
+            Hook::Prerouting => "prerouting",
+            Hook::Input => "input",
+            Hook::Output => "output",
+            Hook::Postrouting => "postrouting",
+        }
+    }
+}
+
 /// One step of a transaction, rendered as an `nft -f` line or encoded as netlink messages.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Command {
@@ -93,7 +113,7 @@ pub enum Command {
     /// A chain; base chains name their hook.
     AddChain {
         name: String,
-        hook: Option<&'static str>,
+        hook: Option<Hook>,
     },
     AddRule {
         chain: String,
@@ -115,6 +135,7 @@ impl Command {
             }
             Command::AddChain { name, hook: None } => format!("add chain {t} {name}"),
             Command::AddChain { name, hook: Some(hook) } => {
+                let hook = hook.name();
                 format!("add chain {t} {name} {{ type filter hook {hook} priority filter; policy accept; }}")
             }
             Command::AddRule { chain, rule } => format!("add rule {t} {chain} {rule}"),
@@ -142,34 +163,35 @@ pub fn text(commands: &[Command]) -> String {
 /// before `srcnat`, so they see pod addresses and target ports, never a ClusterIP.
 fn base_chains(out: &mut Vec<Command>, record_flows: bool) {
     let head = "ct state established,related accept";
-    let chains: [(&str, &[&str]); 4] = [
-        ("prerouting", &["ip saddr vmap @egress_4", "ip6 saddr vmap @egress_6"]),
-        ("input", &["ip daddr vmap @host_ingress_4", "ip6 daddr vmap @host_ingress_6"]),
-        ("output", &["ip saddr vmap @host_egress_4", "ip6 saddr vmap @host_egress_6"]),
-        ("postrouting", &["ip daddr vmap @ingress_4", "ip6 daddr vmap @ingress_6"]),
+    let chains: [(Hook, &[&str]); 4] = [
+        (Hook::Prerouting, &["ip saddr vmap @egress_4", "ip6 saddr vmap @egress_6"]),
+        (Hook::Input, &["ip daddr vmap @host_ingress_4", "ip6 daddr vmap @host_ingress_6"]),
+        (Hook::Output, &["ip saddr vmap @host_egress_4", "ip6 saddr vmap @host_egress_6"]),
+        (Hook::Postrouting, &["ip daddr vmap @ingress_4", "ip6 daddr vmap @ingress_6"]),
     ];
     for (hook, lookups) in chains {
-        out.push(Command::AddChain { name: hook.into(), hook: Some(hook) });
+        let chain = hook.name();
+        out.push(Command::AddChain { name: chain.into(), hook: Some(hook) });
         let mut rules = vec![head.to_string()];
         // The node talking to itself never leaves it (as a pod to its own IP).
         match hook {
-            "input" => rules.push("meta iif lo accept".into()),
-            "output" | "postrouting" => rules.push("meta oif lo accept".into()),
-            _ => {}
+            Hook::Input => rules.push("meta iif lo accept".into()),
+            Hook::Output | Hook::Postrouting => rules.push("meta oif lo accept".into()),
+            Hook::Prerouting => {}
         }
         rules.push("ct state invalid counter drop".into());
         // IPv6 needs neighbor discovery to work at all; it is not a connection policy decides.
         rules.push(NDP.into());
         // Every new connection is noted before policy decides it (the agent's flow log): those
         // from pods on prerouting, the node's own on output.
-        let first_seen = matches!(hook, "prerouting" | "output");
+        let first_seen = matches!(hook, Hook::Prerouting | Hook::Output);
         for (set, ip) in FLOW_SETS.iter().zip(["ip", "ip6"]).filter(|_| record_flows && first_seen) {
             rules.push(format!(
                 "meta l4proto {{ tcp, udp, sctp }} ct state new update @{set} {{ {ip} saddr . {ip} daddr . meta l4proto . th dport }}"
             ));
         }
         rules.extend(lookups.iter().map(|l| l.to_string()));
-        out.extend(rules.into_iter().map(|rule| Command::AddRule { chain: hook.into(), rule }));
+        out.extend(rules.into_iter().map(|rule| Command::AddRule { chain: chain.into(), rule }));
     }
 }
 
