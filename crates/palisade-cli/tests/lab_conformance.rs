@@ -137,11 +137,22 @@ fn lab_json_has_the_matrix_shape_with_the_engine_beside_it() {
 #[test]
 fn lab_refuses_addresses_outside_its_ranges() {
     let Some(_one) = lab_slot() else { return };
-    let (code, _, err) = lab(&["examples/node-network-egress/cluster.yaml"]);
-    assert_eq!(code, 2);
+    let child = palisade()
+        .current_dir(repo())
+        .args(["lab", "examples/node-network-egress/cluster.yaml", "-q"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The lab names its namespaces `pal-<its pid>-...`: only those are this test's to check.
+    let own = format!("pal-{}-", child.id());
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2));
     assert!(err.contains("lab pods may only use 198.18.0.0/15 or fd00::/8"), "{err}");
     let names = std::process::Command::new("ip").args(["netns", "list"]).output().unwrap();
-    assert!(!String::from_utf8_lossy(&names.stdout).contains("pal-"), "no lab namespace is left behind");
+    let names = String::from_utf8_lossy(&names.stdout);
+    assert!(!names.lines().any(|l| l.starts_with(&own)), "no namespace of this lab run is left behind: {names}");
 }
 
 /// The agent under test, killed whatever happens to the test.

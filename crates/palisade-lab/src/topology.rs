@@ -118,7 +118,8 @@ impl Topology {
                 )));
             }
         }
-        let id = format!("{}{}", std::process::id() % 100_000, COUNTER.fetch_add(1, Ordering::SeqCst));
+        // `pal-<pid>-<n>-`: unique per process and topology, so a test can find exactly its own.
+        let id = format!("{}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::SeqCst));
         let node = format!("pal-{id}-node");
         let lab_pods: Vec<LabPod> = pods
             .iter()
