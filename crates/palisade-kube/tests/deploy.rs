@@ -121,7 +121,10 @@ fn the_agent_role_grants_exactly_what_the_code_reads_and_events() {
     let binding: ClusterRoleBinding = strict(docs.iter().find(|d| d["kind"] == "ClusterRoleBinding").unwrap());
     assert_eq!((binding.role_ref.kind.as_str(), binding.role_ref.name.as_str()), ("ClusterRole", "palisade-agent"));
     let subject = &binding.subjects.as_ref().unwrap()[0];
-    assert_eq!((subject.kind.as_str(), subject.namespace.as_deref(), subject.name.as_str()), ("ServiceAccount", Some("palisade"), "palisade"));
+    assert_eq!(
+        (subject.kind.as_str(), subject.namespace.as_deref(), subject.name.as_str()),
+        ("ServiceAccount", Some("palisade"), "palisade")
+    );
 }
 
 #[test]
@@ -160,7 +163,10 @@ fn the_daemonset_runs_with_net_admin_only_on_every_node() {
     assert_eq!(env("NODE_NAME"), "spec.nodeName");
     assert_eq!(env("NODE_IP"), "status.hostIP");
     let args = c.args.as_ref().unwrap().join(" ");
-    assert!(args.starts_with("agent ") && args.contains("--source kubernetes") && args.contains("--node $(NODE_NAME)"), "{args}");
+    assert!(
+        args.starts_with("agent ") && args.contains("--source kubernetes") && args.contains("--node $(NODE_NAME)"),
+        "{args}"
+    );
 
     // Probes on the agent's port, which the agent binds to the node's address.
     let port = c.ports.as_ref().unwrap().iter().find(|p| p.name.as_deref() == Some("health")).unwrap();
