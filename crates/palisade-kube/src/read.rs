@@ -1,7 +1,7 @@
 //! Reading a cluster once (what the read-only commands do): every served kind listed in pages,
 //! all kinds at once, each object decoded as a file's would be.
 
-use futures::future::join_all;
+use futures::stream::{self, StreamExt};
 use kube::api::{Api, DynamicObject, ListParams};
 use kube::Client;
 use palisade_load::manifest::Loaded;
@@ -12,6 +12,9 @@ use crate::{discover, message, SourceError};
 
 /// Objects per list page (client-go's default).
 pub const PAGE: u32 = 500;
+
+/// How many kinds are listed at once.
+pub const LISTS_AT_ONCE: usize = 2;
 
 /// Lists every object of one kind, page by page.
 pub async fn list_kind(client: &Client, kind: &'static Kind) -> Result<Vec<DynamicObject>, SourceError> {
@@ -35,7 +38,9 @@ pub async fn list_kind(client: &Client, kind: &'static Kind) -> Result<Vec<Dynam
 /// say) is an error, since a partial cluster would give wrong verdicts.
 pub async fn read(client: &Client) -> Result<Loaded, SourceError> {
     let kinds = discover::served(client).await?;
-    let lists = join_all(kinds.iter().map(|k| list_kind(client, k))).await;
+    // A few lists at a time: each concurrent request is a connection (and a TLS handshake).
+    let lists: Vec<_> =
+        stream::iter(kinds.iter().map(|k| list_kind(client, k))).buffered(LISTS_AT_ONCE).collect().await;
     let mut loaded = Loaded::default();
     for (kind, list) in kinds.iter().zip(lists) {
         for obj in list? {
