@@ -47,20 +47,28 @@ pub fn split(paths: &[PathBuf]) -> (Vec<PathBuf>, bool) {
     (files, cluster)
 }
 
+/// Why the cluster was not read.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("cannot start the Kubernetes client: {0}")]
+    Runtime(#[source] std::io::Error),
+    #[error("no paths given and {0}")]
+    NoKubeconfig(#[source] SourceError),
+    #[error("cluster ({cluster}): {source}")]
+    Cluster { cluster: String, source: SourceError },
+}
+
 /// Reads every kind Palisade uses from the cluster, once.
-pub fn read(args: &ClusterArgs) -> Result<Loaded, String> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| format!("cannot start the Kubernetes client: {e}"))?;
+pub fn read(args: &ClusterArgs) -> Result<Loaded, ReadError> {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(ReadError::Runtime)?;
     let target = args.target();
     let result: Result<Loaded, SourceError> = runtime.block_on(async {
         let client = target.client().await?;
         palisade_kube::read::read(&client).await
     });
     result.map_err(|e| match e {
-        SourceError::NoKubeconfig => format!("no paths given and {e}"),
-        other => format!("cluster ({}): {other}", args.shown()),
+        SourceError::NoKubeconfig => ReadError::NoKubeconfig(e),
+        source => ReadError::Cluster { cluster: args.shown(), source },
     })
 }
 

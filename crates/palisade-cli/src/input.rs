@@ -50,7 +50,7 @@ pub fn load_all(args: &InputArgs) -> Result<palisade_load::Load, u8> {
     let mut decoded = palisade_load::manifest::decode(&sources);
     if from_cluster {
         decoded = crate::cluster::apply_files(
-            crate::cluster::read(&args.cluster).map_err(fail)?,
+            crate::cluster::read(&args.cluster).map_err(|e| fail(e.to_string()))?,
             decoded,
             args.namespace.as_deref(),
         );

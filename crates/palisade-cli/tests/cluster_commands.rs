@@ -251,3 +251,30 @@ fn every_example_decides_the_same_from_the_cluster_as_from_its_files() {
     assert!(compared > 50, "{compared} comparisons");
     let _ = std::fs::remove_dir_all(&scratch);
 }
+
+#[test]
+fn no_paths_and_no_kubeconfig_is_an_error_that_says_so() {
+    let home = std::env::temp_dir().join(format!("palisade-no-kubeconfig-{}", std::process::id()));
+    std::fs::create_dir_all(&home).unwrap();
+    let out = palisade()
+        .args(["check", "--from", "x/a", "--to", "x/b", "--port", "80"])
+        .env("HOME", &home)
+        .env_remove("KUBECONFIG")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr.contains("no paths given and no kubeconfig found"), "{stderr}");
+
+    // A context the kubeconfig does not have is named in the error.
+    let api = FakeApi::start(Config::default()).unwrap();
+    let kubeconfig = api.write_kubeconfig(&home).unwrap();
+    let out = palisade()
+        .args(["matrix", "--kubeconfig", kubeconfig.to_str().unwrap(), "--context", "elsewhere"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr.contains("context elsewhere"), "{stderr}");
+    let _ = std::fs::remove_dir_all(&home);
+}
