@@ -11,13 +11,16 @@ use crate::input::{connectivity, load, InputArgs, Output};
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// The policy set before: a file, a directory, or git:REV:PATH.
+    /// The policy set before: a file, a directory, git:REV:PATH, or cluster: (the live cluster).
     old: PathBuf,
     /// The policy set after (same forms).
     new: PathBuf,
     /// Manifests both sides share (the cluster, say), added to OLD and to NEW; repeatable.
+    /// `--with cluster:` puts the live cluster under both sides (files are applied over it).
     #[arg(long = "with", value_name = "PATH")]
     with: Vec<PathBuf>,
+    #[command(flatten)]
+    cluster: crate::cluster::ClusterArgs,
     /// Namespace for namespaced objects that name none.
     #[arg(short = 'n', long)]
     namespace: Option<String>,
@@ -34,7 +37,7 @@ pub struct Args {
 pub fn run(args: Args) -> u8 {
     let side = |path: &PathBuf| {
         let paths = std::iter::once(path.clone()).chain(args.with.iter().cloned()).collect();
-        InputArgs { paths, namespace: args.namespace.clone(), quiet: args.quiet }
+        InputArgs { paths, cluster: args.cluster.clone(), namespace: args.namespace.clone(), quiet: args.quiet }
     };
     let (old, new) = match (load(&side(&args.old)), load(&side(&args.new))) {
         (Ok(o), Ok(n)) => (o, n),

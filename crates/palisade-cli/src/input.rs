@@ -11,9 +11,13 @@ use palisade_load::diagnostic::Renderer;
 /// Options every command that reads manifests shares.
 #[derive(clap::Args, Clone, Debug)]
 pub struct InputArgs {
-    /// Manifests: files, directories (recursive), or - for stdin. YAML or JSON, multi-document, kind: List.
-    #[arg(required = true, value_name = "PATHS")]
+    /// Manifests: files, directories (recursive), - for stdin, or cluster: for the live cluster
+    /// (files are then applied over it). YAML or JSON, multi-document, kind: List. None: the
+    /// cluster of the current kubeconfig context.
+    #[arg(value_name = "PATHS")]
     pub paths: Vec<PathBuf>,
+    #[command(flatten)]
+    pub cluster: crate::cluster::ClusterArgs,
     /// Namespace for namespaced objects that name none (as kubectl apply -n).
     #[arg(short = 'n', long)]
     pub namespace: Option<String>,
@@ -37,11 +41,21 @@ pub fn load(args: &InputArgs) -> Result<Cluster, u8> {
 
 /// Like [`load`], keeping the sources and decoded objects (for commands that point into them).
 pub fn load_all(args: &InputArgs) -> Result<palisade_load::Load, u8> {
-    let sources = crate::revision::read(&args.paths).map_err(|e| {
+    let fail = |e: String| {
         eprintln!("error: {e}");
         crate::EXIT_INVALID
-    })?;
-    let load = palisade_load::load_sources(sources, &build_options(args));
+    };
+    let (files, from_cluster) = crate::cluster::split(&args.paths);
+    let sources = crate::revision::read(&files).map_err(fail)?;
+    let mut decoded = palisade_load::manifest::decode(&sources);
+    if from_cluster {
+        decoded = crate::cluster::apply_files(
+            crate::cluster::read(&args.cluster).map_err(|e| fail(e.to_string()))?,
+            decoded,
+            args.namespace.as_deref(),
+        );
+    }
+    let load = palisade_load::object::load_decoded(sources, decoded, &build_options(args));
     report(&load, args.quiet)?;
     Ok(load)
 }

@@ -2,6 +2,7 @@
 
 mod agent;
 mod check;
+mod cluster;
 mod convert;
 mod diff;
 mod generate;

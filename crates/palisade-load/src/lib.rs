@@ -3,6 +3,7 @@
 
 pub mod diagnostic;
 pub mod manifest;
+pub mod object;
 pub mod source;
 pub mod watch;
 pub mod yaml;

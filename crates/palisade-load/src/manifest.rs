@@ -373,3 +373,16 @@ fn field_path(p: &serde_path_to_error::Path) -> FieldPath {
     }
     out
 }
+
+/// Decodes one object given as JSON (an API server's list item or watch event, with `kind` and
+/// `apiVersion`) with exactly the checks a file's object gets. Its problems name the object
+/// (`Kind ns/name`) and the field path; there is no file position. A `List` is decoded item by
+/// item; kinds the engine does not use are counted in `ignored`.
+pub fn decode_json(value: Value) -> Loaded {
+    let root = Arc::new(crate::object::tree(&value));
+    let loc = Arc::new(DocLocator { file: "".into(), root, base: FieldPath::root() });
+    let mut out = Loaded::default();
+    decode_object(value, loc, &mut out);
+    crate::object::unplace(&mut out);
+    out
+}

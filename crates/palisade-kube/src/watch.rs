@@ -1,0 +1,164 @@
+//! Watching every served kind: kube-runtime's watcher per kind (paged relist, relist after 410
+//! Gone, bookmarks, the default exponential backoff after errors) turned into one stream of
+//! [`Change`]s that a consumer applies one object at a time.
+
+use std::collections::HashMap;
+
+use futures::stream::{self, BoxStream, StreamExt};
+use kube::api::{Api, DynamicObject};
+use kube::runtime::watcher::{self, watcher, Event};
+use kube::runtime::WatchStreamExt;
+use kube::Client;
+
+use crate::decode::{decode, key_of, Decoded, ObjectKey, Refused};
+use crate::kinds::Kind;
+
+/// One thing a consumer must apply, in order.
+#[derive(Debug)]
+pub enum Change {
+    /// An object was added or changed.
+    Apply(Box<Decoded>),
+    /// An object went away.
+    Delete(ObjectKey),
+    /// A (re)list of `kind` finished: exactly the objects that came or changed since what was
+    /// known before it, and the keys that went. The first list reports every object.
+    Relisted { kind: &'static Kind, applied: Vec<Decoded>, deleted: Vec<ObjectKey> },
+    /// The first list of `kind` is complete: from here on its view is whole (the barrier a
+    /// consumer waits for, for every kind, before it acts).
+    Synced(&'static Kind),
+    /// An object that does not decode or validate; its watch goes on. A later version that is
+    /// valid comes as `Apply`, its deletion as `Delete`.
+    Refused(Refused),
+    /// The watch of a kind failed (403 for a kind the role does not grant, 5xx, a lost
+    /// connection); it retries with backoff while the other kinds go on.
+    Error(WatchError),
+}
+
+/// A failed list or watch of one kind.
+#[derive(Clone, Debug)]
+pub struct WatchError {
+    pub kind: &'static Kind,
+    /// The API server's status code, when it answered.
+    pub code: Option<u16>,
+    pub message: String,
+}
+
+impl std::fmt::Display for WatchError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "watch of {} failed: {}", self.kind, self.message)
+    }
+}
+
+fn watch_error(kind: &'static Kind, e: &watcher::Error) -> WatchError {
+    let (code, message) = match e {
+        watcher::Error::InitialListFailed(e) | watcher::Error::WatchStartFailed(e) | watcher::Error::WatchFailed(e) => {
+            crate::message(e)
+        }
+        watcher::Error::WatchError(status) => (Some(status.code), status.message.clone()),
+        other => (None, other.to_string()),
+    };
+    WatchError { kind, code, message }
+}
+
+/// What one kind's watch has seen: every key (valid or refused) at its resourceVersion, and
+/// the objects of a relist in progress.
+struct KindState {
+    kind: &'static Kind,
+    known: HashMap<ObjectKey, String>,
+    relist: Option<Vec<DynamicObject>>,
+    synced: bool,
+}
+
+fn version(obj: &DynamicObject) -> String {
+    obj.metadata.resource_version.clone().unwrap_or_default()
+}
+
+fn decoded(result: Result<Decoded, Refused>) -> Change {
+    match result {
+        Ok(d) => Change::Apply(Box::new(d)),
+        Err(r) => Change::Refused(r),
+    }
+}
+
+impl KindState {
+    fn step(&mut self, event: Result<Event<DynamicObject>, watcher::Error>) -> Vec<Change> {
+        match event {
+            Ok(Event::Apply(obj)) => {
+                self.known.insert(key_of(self.kind, &obj), version(&obj));
+                vec![decoded(decode(self.kind, obj))]
+            }
+            Ok(Event::Delete(obj)) => {
+                let key = key_of(self.kind, &obj);
+                self.known.remove(&key);
+                vec![Change::Delete(key)]
+            }
+            Ok(Event::Init) => {
+                self.relist = Some(Vec::new());
+                Vec::new()
+            }
+            Ok(Event::InitApply(obj)) => {
+                self.relist.get_or_insert_with(Vec::new).push(obj);
+                Vec::new()
+            }
+            Ok(Event::InitDone) => self.relisted(),
+            Err(e) => vec![Change::Error(watch_error(self.kind, &e))],
+        }
+    }
+
+    /// The exact difference between what was known and what the relist returned.
+    fn relisted(&mut self) -> Vec<Change> {
+        let listed = self.relist.take().unwrap_or_default();
+        let mut before = std::mem::take(&mut self.known);
+        let mut out = Vec::new();
+        let mut applied = Vec::new();
+        for obj in listed {
+            let key = key_of(self.kind, &obj);
+            let rv = version(&obj);
+            let unchanged = before.remove(&key).is_some_and(|old| old == rv);
+            self.known.insert(key, rv);
+            if unchanged {
+                continue;
+            }
+            match decode(self.kind, obj) {
+                Ok(d) => applied.push(d),
+                Err(r) => out.push(Change::Refused(r)),
+            }
+        }
+        let mut deleted: Vec<ObjectKey> = before.into_keys().collect();
+        deleted.sort();
+        out.push(Change::Relisted { kind: self.kind, applied, deleted });
+        if !self.synced {
+            self.synced = true;
+            out.push(Change::Synced(self.kind));
+        }
+        out
+    }
+}
+
+/// Watcher settings for every kind.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// `timeoutSeconds` of each watch call (the watcher then resumes from its last version).
+    pub timeout_seconds: u32,
+    /// Objects per page of a (re)list.
+    pub page_size: u32,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings { timeout_seconds: 290, page_size: crate::read::PAGE }
+    }
+}
+
+/// One kind's changes.
+pub fn watch_kind(client: Client, kind: &'static Kind, settings: &Settings) -> BoxStream<'static, Change> {
+    let api: Api<DynamicObject> = Api::all_with(client, &kind.api_resource());
+    let config = watcher::Config::default().timeout(settings.timeout_seconds).page_size(settings.page_size);
+    let mut state = KindState { kind, known: HashMap::new(), relist: None, synced: false };
+    watcher(api, config).default_backoff().map(move |event| stream::iter(state.step(event))).flatten().boxed()
+}
+
+/// Every kind's changes, merged (each kind's in its own order).
+pub fn watch(client: Client, kinds: &[&'static Kind], settings: &Settings) -> BoxStream<'static, Change> {
+    stream::select_all(kinds.iter().map(|k| watch_kind(client.clone(), k, settings))).boxed()
+}

@@ -1,0 +1,95 @@
+//! Objects that come as JSON values (from an API server), not as files: decoded and validated
+//! by the same code as manifests ([`crate::manifest::decode_json`]); their problems name the
+//! object (`Kind ns/name`) and the field path, and carry no file position.
+
+use std::sync::Arc;
+
+use palisade_core::build::BuildOptions;
+use palisade_core::field::Nowhere;
+use serde_json::Value;
+
+use crate::manifest::Loaded;
+use crate::source::Source;
+use crate::yaml::{Kind, Node, Pos};
+
+/// A positionless tree of a JSON value, so the manifest decoder can walk it. Strings are
+/// quoted scalars: JSON's types are exact, so no plain-scalar retyping applies.
+pub(crate) fn tree(value: &Value) -> Node {
+    let scalar =
+        |text: String, plain: bool| Node { kind: Kind::Scalar { text, plain, tag: None }, pos: Pos::default(), len: 1 };
+    match value {
+        Value::Object(m) => Node {
+            kind: Kind::Map(m.iter().map(|(k, v)| (scalar(k.clone(), false), tree(v))).collect()),
+            pos: Pos::default(),
+            len: 1,
+        },
+        Value::Array(a) => Node { kind: Kind::Seq(a.iter().map(tree).collect()), pos: Pos::default(), len: 1 },
+        Value::String(s) => scalar(s.clone(), false),
+        Value::Null => scalar("null".into(), true),
+        other => scalar(other.to_string(), false),
+    }
+}
+
+/// Drops the positions a JSON tree cannot have: objects get the [`Nowhere`] locator, problems
+/// no location (they still name the object and field path).
+pub(crate) fn unplace(loaded: &mut Loaded) {
+    for input in &mut loaded.inputs {
+        input.locate = Arc::new(Nowhere);
+    }
+    for p in &mut loaded.problems {
+        p.location = None;
+    }
+}
+
+/// Builds the cluster from objects decoded elsewhere (files and API objects together), as
+/// [`crate::load_sources`] does for files: any error anywhere means no cluster.
+pub fn load_decoded(sources: Vec<Source>, decoded: Loaded, opts: &BuildOptions) -> crate::Load {
+    crate::assemble(sources, decoded, opts)
+}
+
+impl Loaded {
+    /// Appends another batch of decoded objects, problems and ignored kinds.
+    pub fn extend(&mut self, other: Loaded) {
+        self.inputs.extend(other.inputs);
+        self.problems.extend(other.problems);
+        for (k, n) in other.ignored {
+            *self.ignored.entry(k).or_insert(0) += n;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use crate::manifest::decode_json;
+
+    #[test]
+    fn api_objects_decode_like_files_and_name_object_and_path() {
+        let ok = decode_json(json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "a", "namespace": "x"}}));
+        assert_eq!(ok.inputs.len(), 1);
+        assert!(ok.problems.is_empty());
+        let bad = decode_json(json!({
+            "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+            "metadata": {"name": "p", "namespace": "x"},
+            "spec": {"podSelector": {}, "ingress": [{"prots": []}]},
+        }));
+        assert_eq!(bad.problems.len(), 1, "{:?}", bad.problems);
+        let p = &bad.problems[0];
+        assert_eq!((p.object.as_str(), p.path.to_string().as_str()), ("NetworkPolicy x/p", "spec.ingress[0].prots"));
+        assert!(p.location.is_none());
+        let ignored = decode_json(
+            json!({"apiVersion": "policy.networking.k8s.io/v1alpha2", "kind": "ClusterNetworkPolicy", "metadata": {"name": "c"}}),
+        );
+        assert_eq!(ignored.ignored.len(), 1);
+    }
+
+    #[test]
+    fn json_types_are_kept_as_the_api_server_sent_them() {
+        // A number where a string belongs is an error, not retyped as a plain YAML scalar would be.
+        let bad = decode_json(
+            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "n", "labels": {"a": 1}}}),
+        );
+        assert!(bad.has_errors());
+    }
+}
