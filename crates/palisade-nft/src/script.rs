@@ -194,7 +194,8 @@ fn base_chains(out: &mut Vec<Command>, rs: &Ruleset) {
         rules.push("ct state invalid counter drop".into());
         // IPv6 needs neighbor discovery to work at all; it is not a connection policy decides.
         rules.push(NDP.into());
-        if hook == Hook::Prerouting {
+        // (In audit mode nothing is enforced, so there is no exception to borrow.)
+        if hook == Hook::Prerouting && !rs.audit {
             rules.push("meta iif != lo fib saddr type local counter drop".into());
         }
         // Every new connection is noted before policy decides it (the agent's flow log): those
