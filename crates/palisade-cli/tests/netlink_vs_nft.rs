@@ -83,10 +83,11 @@ fn netlink_loads_and_updates_tables_that_list_like_nft_loaded_ones() {
         // Whole, then (from the previous case's table) as a delta.
         kernel.apply(&script::full_commands(&rs)).unwrap_or_else(|e| panic!("{name}: netlink: {e}"));
         assert_eq!(listing(&by_netlink.0), expected, "{name}: loaded whole over netlink");
-        // Deltas never change the base chains: only between tables with the same flow log
-        // and the same own-node shape (the agent's `--node` is fixed).
-        let same_base =
-            |p: &Ruleset| p.record_flows == rs.record_flows && p.own_node.by_address == rs.own_node.by_address;
+        // Deltas never change the base chains: only between tables with the same flow log,
+        // mode and own-node shape (the agent's options are fixed).
+        let same_base = |p: &Ruleset| {
+            (p.record_flows, p.audit, p.own_node.by_address) == (rs.record_flows, rs.audit, rs.own_node.by_address)
+        };
         if let Some(prev) = previous.take().filter(same_base) {
             kernel.apply(&script::full_commands(&prev)).unwrap();
             let delta = script::update_commands(&prev, &rs);
