@@ -1,6 +1,6 @@
 //! `palisade convert`: Kubernetes NetworkPolicy ⇄ Calico NetworkPolicy.
 
-use palisade_core::build::{BuildOptions, Object};
+use palisade_core::build::Object;
 use palisade_core::calico::convert::{to_calico, to_kubernetes};
 use serde_json::Value;
 
@@ -23,13 +23,9 @@ enum Target {
 
 /// Exit codes: 0 everything converted, 1 some policies could not be, 2 invalid input.
 pub fn run(args: Args) -> u8 {
-    let opts = BuildOptions { default_namespace: args.input.namespace.clone() };
-    let load = match palisade_load::load_paths(&args.input.paths, &opts) {
+    let load = match crate::input::read(&args.input) {
         Ok(l) => l,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return crate::EXIT_INVALID;
-        }
+        Err(code) => return code,
     };
     // Only a fully valid input is converted: the same checks as every other command.
     if crate::input::report(&load, args.input.quiet).is_err() {

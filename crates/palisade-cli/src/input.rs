@@ -20,6 +20,10 @@ pub struct InputArgs {
     /// Do not print warnings.
     #[arg(short, long)]
     pub quiet: bool,
+    /// Leave out files and directories matching GLOB (a path as walked, `charts/**`, or a
+    /// file name, `values.yaml`); repeatable.
+    #[arg(long = "exclude", value_name = "GLOB")]
+    pub exclude: Vec<String>,
 }
 
 /// Output of commands that print for people or for programs.
@@ -37,13 +41,21 @@ pub fn load(args: &InputArgs) -> Result<Cluster, u8> {
 
 /// Like [`load`], keeping the sources and decoded objects (for commands that point into them).
 pub fn load_all(args: &InputArgs) -> Result<palisade_load::Load, u8> {
-    let sources = crate::revision::read(&args.paths).map_err(|e| {
-        eprintln!("error: {e}");
-        crate::EXIT_INVALID
-    })?;
-    let load = palisade_load::load_sources(sources, &build_options(args));
+    let load = read(args)?;
     report(&load, args.quiet)?;
     Ok(load)
+}
+
+/// Reads and decodes the paths (files, directories, `-`, `git:REV:PATH`, minus `--exclude`)
+/// without reporting problems; `Err(exit code)` when they cannot be read.
+pub fn read(args: &InputArgs) -> Result<palisade_load::Load, u8> {
+    let fail = |e: String| {
+        eprintln!("error: {e}");
+        crate::EXIT_INVALID
+    };
+    let exclude = palisade_load::source::Exclude::new(&args.exclude).map_err(|e| fail(e.to_string()))?;
+    let sources = crate::revision::read(&args.paths, &exclude).map_err(fail)?;
+    Ok(palisade_load::load_sources(sources, &build_options(args)))
 }
 
 pub fn build_options(args: &InputArgs) -> BuildOptions {
