@@ -205,7 +205,7 @@ fn resolve_port(cluster: &Cluster, port: &str, protocol: Protocol, dst: &Target)
 
 fn render(args: &Args, port: u16, d: &Decision, tiers: bool) -> String {
     let mut out = String::new();
-    let head = if d.verdict == Verdict::Allow { "ALLOW" } else { "DENY" };
+    let head = d.verdict.as_str().to_ascii_uppercase();
     let what = if args.protocol.has_ports() {
         format!("port {port}/{}", args.protocol)
     } else {
@@ -228,6 +228,15 @@ fn render_steps(out: &mut String, steps: &[Step], depth: usize, tiers: bool) {
         match step {
             Step::SelfConnection { pod, reason } => {
                 let _ = writeln!(out, "{pad}self: {pod} to itself is always allowed: {reason}");
+            }
+            Step::OwnNode { node, reason, .. } => {
+                let _ = writeln!(out, "{pad}from its own node {node}: always allowed: {reason}");
+            }
+            Step::Replicas { reason, .. } => {
+                let _ = writeln!(out, "{pad}replicas: {reason}");
+            }
+            Step::ExternalName { reason, .. } => {
+                let _ = writeln!(out, "{pad}no backends: {reason}");
             }
             Step::NotEnforced { direction, endpoint, reason } => {
                 let _ = writeln!(out, "{pad}{direction} at {endpoint}: not enforced ({reason})");

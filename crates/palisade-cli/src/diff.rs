@@ -27,6 +27,9 @@ pub struct Args {
     /// Do not print warnings.
     #[arg(short, long)]
     quiet: bool,
+    /// Leave out files and directories matching GLOB, on both sides; repeatable.
+    #[arg(long = "exclude", value_name = "GLOB")]
+    exclude: Vec<String>,
     #[arg(long, value_enum, default_value_t = Output::Text)]
     output: Output,
     /// Exit with 1 when any connection is gained (for pull-request checks).
@@ -37,7 +40,13 @@ pub struct Args {
 pub fn run(args: Args) -> u8 {
     let side = |path: &PathBuf| {
         let paths = std::iter::once(path.clone()).chain(args.with.iter().cloned()).collect();
-        InputArgs { paths, cluster: args.cluster.clone(), namespace: args.namespace.clone(), quiet: args.quiet }
+        InputArgs {
+            paths,
+            cluster: args.cluster.clone(),
+            namespace: args.namespace.clone(),
+            quiet: args.quiet,
+            exclude: args.exclude.clone(),
+        }
     };
     let (old, new) = match (load(&side(&args.old)), load(&side(&args.new))) {
         (Ok(o), Ok(n)) => (o, n),

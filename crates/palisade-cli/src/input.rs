@@ -24,6 +24,10 @@ pub struct InputArgs {
     /// Do not print warnings.
     #[arg(short, long)]
     pub quiet: bool,
+    /// Leave out files and directories matching GLOB (a path as walked, `charts/**`, or a
+    /// file name, `values.yaml`); repeatable.
+    #[arg(long = "exclude", value_name = "GLOB")]
+    pub exclude: Vec<String>,
 }
 
 /// Output of commands that print for people or for programs.
@@ -41,12 +45,21 @@ pub fn load(args: &InputArgs) -> Result<Cluster, u8> {
 
 /// Like [`load`], keeping the sources and decoded objects (for commands that point into them).
 pub fn load_all(args: &InputArgs) -> Result<palisade_load::Load, u8> {
+    let load = read(args)?;
+    report(&load, args.quiet)?;
+    Ok(load)
+}
+
+/// Reads and decodes the paths (files, directories, `-`, `git:REV:PATH`, `cluster:`, minus `--exclude`)
+/// without reporting problems; `Err(exit code)` when they cannot be read.
+pub fn read(args: &InputArgs) -> Result<palisade_load::Load, u8> {
     let fail = |e: String| {
         eprintln!("error: {e}");
         crate::EXIT_INVALID
     };
+    let exclude = palisade_load::source::Exclude::new(&args.exclude).map_err(|e| fail(e.to_string()))?;
     let (files, from_cluster) = crate::cluster::split(&args.paths);
-    let sources = crate::revision::read(&files).map_err(fail)?;
+    let sources = crate::revision::read(&files, &exclude).map_err(fail)?;
     let mut decoded = palisade_load::manifest::decode(&sources);
     if from_cluster {
         decoded = crate::cluster::apply_files(
@@ -55,9 +68,7 @@ pub fn load_all(args: &InputArgs) -> Result<palisade_load::Load, u8> {
             args.namespace.as_deref(),
         );
     }
-    let load = palisade_load::object::load_decoded(sources, decoded, &build_options(args));
-    report(&load, args.quiet)?;
-    Ok(load)
+    Ok(palisade_load::object::load_decoded(sources, decoded, &build_options(args)))
 }
 
 pub fn build_options(args: &InputArgs) -> BuildOptions {

@@ -50,8 +50,8 @@ pub fn run(args: Args) -> u8 {
             return crate::EXIT_INVALID;
         }
     };
-    for (p, why) in &report.skipped {
-        eprintln!("note: {} is not in the lab: {why}", cluster.pod_key(*p));
+    for (end, why) in &report.skipped {
+        eprintln!("note: {} is not in the lab: {why}", end.key(&cluster));
     }
     for s in &report.skipped_probes {
         eprintln!("note: {s}");
@@ -65,7 +65,7 @@ pub fn run(args: Args) -> u8 {
 }
 
 fn allowed_map(cluster: &Cluster, report: &LabReport, grid: &[Vec<bool>]) -> BTreeMap<String, Vec<String>> {
-    let keys: Vec<String> = report.pods.iter().map(|&p| cluster.pod_key(p)).collect();
+    let keys: Vec<String> = report.ends.iter().map(|e| e.key(cluster)).collect();
     keys.iter()
         .enumerate()
         .map(|(i, k)| {
@@ -83,7 +83,7 @@ fn json(cluster: &Cluster, report: &LabReport) -> serde_json::Value {
         .results
         .iter()
         .map(|r| {
-            let keys: Vec<String> = report.pods.iter().map(|&p| cluster.pod_key(p)).collect();
+            let keys: Vec<String> = report.ends.iter().map(|e| e.key(cluster)).collect();
             let diffs: Vec<serde_json::Value> = r
                 .differences()
                 .into_iter()
@@ -102,12 +102,18 @@ fn json(cluster: &Cluster, report: &LabReport) -> serde_json::Value {
 }
 
 fn text(cluster: &Cluster, report: &LabReport) -> String {
-    let keys: Vec<String> = report.pods.iter().map(|&p| cluster.pod_key(p)).collect();
+    let keys: Vec<String> = report.ends.iter().map(|e| e.key(cluster)).collect();
     let width = keys.iter().map(String::len).max().unwrap_or(1);
     let s = &report.ruleset_stats;
+    let nodes = report.ends.iter().filter(|e| matches!(e, palisade_lab::LabEnd::Node(_))).count();
+    let node_text = match nodes {
+        0 => String::new(),
+        1 => ", 1 node".into(),
+        n => format!(", {n} nodes"),
+    };
     let mut out = format!(
-        "lab: {} pods; ruleset {} chains, {} rules, {} sets ({} elements)\n",
-        keys.len(),
+        "lab: {} pods{node_text}; ruleset {} chains, {} rules, {} sets ({} elements)\n",
+        keys.len() - nodes,
         s.chains,
         s.rules,
         s.sets,

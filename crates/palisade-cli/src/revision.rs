@@ -4,16 +4,21 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-use palisade_load::source::{read_paths, Source};
+use palisade_load::source::{read_paths_excluding, refuse_foreign, Exclude, Source};
 
-/// Reads every path; `git:REV:PATH` reads from the repository the current directory is in.
-pub fn read(paths: &[PathBuf]) -> Result<Vec<Source>, String> {
+/// Reads every path, leaving out what `exclude` matches; `git:REV:PATH` reads from the
+/// repository the current directory is in. Inputs that are not manifests are refused.
+pub fn read(paths: &[PathBuf], exclude: &Exclude) -> Result<Vec<Source>, String> {
     let mut out = Vec::new();
     for p in paths {
         let shown = p.display().to_string();
         match shown.strip_prefix("git:") {
-            Some(spec) => out.extend(from_git(spec)?),
-            None => out.extend(read_paths(std::slice::from_ref(p)).map_err(|e| e.to_string())?),
+            Some(spec) => {
+                let files = from_git(spec, exclude)?;
+                refuse_foreign(&files).map_err(|e| e.to_string())?;
+                out.extend(files);
+            }
+            None => out.extend(read_paths_excluding(std::slice::from_ref(p), exclude).map_err(|e| e.to_string())?),
         }
     }
     Ok(out)
@@ -28,13 +33,16 @@ fn git(args: &[&str]) -> Result<String, String> {
 }
 
 /// `REV:PATH` (PATH relative to the current directory; empty or `.` for all of it).
-fn from_git(spec: &str) -> Result<Vec<Source>, String> {
+fn from_git(spec: &str, exclude: &Exclude) -> Result<Vec<Source>, String> {
     let (rev, path) =
         spec.split_once(':').ok_or_else(|| format!("git:{spec}: write git:REV:PATH, e.g. git:main:policies/"))?;
     let path = if path.is_empty() { "." } else { path };
     let listed = git(&["ls-tree", "-r", "--name-only", rev, "--", path])?;
-    let files: Vec<&str> =
-        listed.lines().filter(|f| f.ends_with(".yaml") || f.ends_with(".yml") || f.ends_with(".json")).collect();
+    let files: Vec<&str> = listed
+        .lines()
+        .filter(|f| f.ends_with(".yaml") || f.ends_with(".yml") || f.ends_with(".json"))
+        .filter(|f| !exclude.excludes(std::path::Path::new(f)))
+        .collect();
     if files.is_empty() {
         return Err(format!("git:{spec}: no .yaml, .yml or .json file at {path} in {rev}"));
     }

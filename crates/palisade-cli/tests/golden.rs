@@ -48,6 +48,32 @@ const CASES: &[(&str, &[&str])] = &[
         ],
     ),
     (
+        "check-own-node.txt",
+        &["check", "--from", "198.18.50.1", "--to", "shop/web-1", "--port", "80", "tests/dumps/cluster.yaml", "-q"],
+    ),
+    (
+        "check-other-node.txt",
+        &["check", "--from", "198.18.50.2", "--to", "shop/web-1", "--port", "80", "tests/dumps/cluster.yaml", "-q"],
+    ),
+    (
+        "check-replicas.txt",
+        &["check", "--from", "shop/api", "--to", "shop/api", "--port", "http", "tests/dumps/cluster.yaml", "-q"],
+    ),
+    (
+        "check-external-name.txt",
+        &[
+            "check",
+            "--from",
+            "shop/web-1",
+            "--to",
+            "shop/svc/payments",
+            "--port",
+            "443",
+            "tests/dumps/cluster.yaml",
+            "-q",
+        ],
+    ),
+    (
         "matrix-table-and-selectors.txt",
         &["matrix", "tests/conformance/model.yaml", "tests/conformance/cases/10-pod-and-namespace-selector.yaml", "-q"],
     ),

@@ -44,6 +44,7 @@ fn every_truth_table_holds_in_the_kernel() {
     let mut cases: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
     cases.sort();
     let mut failures = Vec::new();
+    let mut node_rows = 0;
     for case in &cases {
         let case = case.to_str().unwrap();
         let probes = ["--port", "80", "--port", "81", "--protocol", "TCP", "--protocol", "UDP", "--protocol", "SCTP"];
@@ -53,8 +54,11 @@ fn every_truth_table_holds_in_the_kernel() {
         if code != 0 {
             failures.push(format!("{case}: exit {code}\n{out}{err}"));
         }
+        // Nodes probe every pod from their own address (and are probed).
+        node_rows += out.lines().filter(|l| l.trim_start().starts_with("node:")).count();
     }
-    assert!(cases.len() >= 59, "only {} cases", cases.len());
+    assert!(cases.len() >= 61, "only {} cases", cases.len());
+    assert!(node_rows >= 12, "the cases with nodes probe from them: {node_rows} node rows");
     assert!(
         failures.is_empty(),
         "{} of {} cases differ in the kernel:\n{}",
@@ -93,7 +97,10 @@ fn ipv6_pods_hold_in_the_kernel() {
     let (code, out, err) = lab(&args);
     assert_eq!(code, 0, "{out}{err}");
     assert_eq!(out.matches("kernel == engine").count(), 4, "{out}");
-    assert!(out.contains("8080/TCP: kernel == engine  (7 of 9 pairs allowed"), "{out}");
+    assert!(out.contains("lab: 3 pods, 1 node;"), "{out}");
+    // Node six reaches c though c admits only a; c's egress keeps c from its node.
+    assert!(out.contains("8080/TCP: kernel == engine  (13 of 16 pairs allowed"), "{out}");
+    assert!(out.contains("  node:six  ++++\n"), "{out}");
 }
 
 /// A host-network pod on a host endpoint: it lives in the node namespace; GlobalNetworkPolicy
@@ -153,6 +160,48 @@ fn lab_refuses_addresses_outside_its_ranges() {
     let names = std::process::Command::new("ip").args(["netns", "list"]).output().unwrap();
     let names = String::from_utf8_lossy(&names.stdout);
     assert!(!names.lines().any(|l| l.starts_with(&own)), "no namespace of this lab run is left behind: {names}");
+}
+
+/// A node's own address opens its pods whatever the policies say; a pod that puts that address
+/// on its packets must not: IPv6 forwards such packets (IPv4 drops them as martians), so the
+/// table drops what arrives from outside with a local source. One-way UDP shows it (a spoofed
+/// TCP handshake fails anyway: the answer goes to the node).
+#[test]
+fn a_pod_cannot_borrow_its_nodes_exception() {
+    use palisade_lab::{traffic, Topology};
+    use std::net::{IpAddr, SocketAddr, UdpSocket};
+    let Some(_one) = lab_slot() else { return };
+    let load = palisade_load::load_paths(&[repo().join("tests/lab/ipv6.yaml")], &Default::default()).unwrap();
+    let cluster = load.cluster.expect("loads");
+    let pods = cluster.pods_sorted();
+    let layout: Vec<_> = pods.iter().map(|&p| (cluster.pods[p].ips.clone(), false)).collect();
+    let node: IpAddr = "fd00::100".parse().unwrap();
+    let topo = Topology::build_with_node_addresses(&layout, &[node]).unwrap();
+    let rs = palisade_nft::compile(&cluster, &palisade_nft::Options::default());
+    palisade_nft::kernel::Kernel::open(Some(&topo.node))
+        .unwrap()
+        .apply(&palisade_nft::script::full_commands(&rs))
+        .unwrap();
+    let at = |key: &str| pods.iter().position(|&p| cluster.pod_key(p) == key).unwrap();
+    let (b, c) = (at("six/b"), at("six/c"));
+    let to = SocketAddr::new(cluster.pods[pods[c]].ips[0], 9999);
+    let inbox = traffic::in_netns(&topo.pods[c].netns, move || UdpSocket::bind("[::]:9999")).unwrap().unwrap();
+    inbox.set_read_timeout(Some(std::time::Duration::from_millis(500))).unwrap();
+    // Whether a datagram sent from `netns`, from the node's address, reaches c (three tries).
+    let arrives = |netns: &str| {
+        (0..3).any(|_| {
+            let sent = traffic::in_netns(netns, move || UdpSocket::bind(SocketAddr::new(node, 0))?.send_to(b"x", to));
+            sent.unwrap().unwrap();
+            inbox.recv_from(&mut [0u8; 16]).is_ok()
+        })
+    };
+    assert!(arrives(&topo.node), "node six opens its pod c (by policy, only six/a may)");
+    let spoof = std::process::Command::new("ip")
+        .args(["-n", &topo.pods[b].netns, "addr", "add", "fd00::100/128", "dev", "eth0", "nodad"])
+        .status()
+        .unwrap();
+    assert!(spoof.success());
+    assert!(!arrives(&topo.pods[b].netns), "six/b sending from node six's address is still six/b");
 }
 
 /// The agent under test, killed whatever happens to the test.

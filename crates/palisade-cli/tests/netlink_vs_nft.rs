@@ -50,7 +50,14 @@ fn rulesets() -> Vec<(String, Ruleset)> {
     for case in conformance_cases() {
         let cluster = load_case(&case);
         out.push((case.file.clone(), compile(&cluster, &Options::default())));
+        // A node's own table: its pods' addresses in the own-node sets, not address pairs.
+        if cluster.nodes.iter().any(|n| n.name == "node-1") {
+            let opts = Options { node: Some("node-1".into()), ..Default::default() };
+            out.push((format!("{} (--node node-1)", case.file), compile(&cluster, &opts)));
+        }
     }
+    let six = palisade_load::load_paths(&[repo().join("tests/lab/ipv6.yaml")], &BuildOptions::default()).unwrap();
+    out.push(("tests/lab/ipv6.yaml".into(), compile(six.cluster.as_ref().expect("loads"), &Options::default())));
     for dir in ["calico-wordpress", "lateral-movement", "node-network-egress", "enforcing-network-policies"] {
         let cluster = example(dir);
         out.push((dir.to_string(), compile(&cluster, &Options::default())));
@@ -76,8 +83,12 @@ fn netlink_loads_and_updates_tables_that_list_like_nft_loaded_ones() {
         // Whole, then (from the previous case's table) as a delta.
         kernel.apply(&script::full_commands(&rs)).unwrap_or_else(|e| panic!("{name}: netlink: {e}"));
         assert_eq!(listing(&by_netlink.0), expected, "{name}: loaded whole over netlink");
-        // Deltas never change the base chains: only between tables with the same flow log.
-        if let Some(prev) = previous.take().filter(|p| p.record_flows == rs.record_flows) {
+        // Deltas never change the base chains: only between tables with the same flow log,
+        // mode and own-node shape (the agent's options are fixed).
+        let same_base = |p: &Ruleset| {
+            (p.record_flows, p.audit, p.own_node.by_address) == (rs.record_flows, rs.audit, rs.own_node.by_address)
+        };
+        if let Some(prev) = previous.take().filter(same_base) {
             kernel.apply(&script::full_commands(&prev)).unwrap();
             let delta = script::update_commands(&prev, &rs);
             kernel.apply(&delta).unwrap_or_else(|e| panic!("{name}: netlink delta: {e}"));

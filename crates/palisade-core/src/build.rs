@@ -281,12 +281,42 @@ impl Builder {
     }
 
     fn pods(&mut self, items: &[Item]) {
+        let mut finished = Vec::new();
         for item in items {
             let Object::Pod(pod) = &item.input.object else { continue };
+            if let Some(phase) = finished_phase(pod) {
+                finished.push((item, phase));
+                continue;
+            }
             let ns = self.ns_id(item);
             let built = self.with_problems(item, |p| pod_from(pod, item, ns, p));
             self.add_pod(built, item);
         }
+        self.note_finished(&finished);
+    }
+
+    /// One warning for all pods left out because they finished.
+    fn note_finished(&mut self, finished: &[(&Item, &str)]) {
+        let Some((first, _)) = finished.first() else { return };
+        let names: Vec<String> = finished
+            .iter()
+            .take(5)
+            .map(|(i, phase)| format!("{}/{} ({phase})", i.namespace.as_deref().unwrap_or_default(), i.name))
+            .collect();
+        let more = if finished.len() > 5 { format!(" and {} more", finished.len() - 5) } else { String::new() };
+        let path = root().key("status").key("phase");
+        self.problems.push(Problem {
+            severity: Severity::Warning,
+            object: "input".into(),
+            path: path.clone(),
+            message: format!(
+                "left out {} finished pod(s) (phase Succeeded or Failed: they hold no address and send nothing): {}{more}",
+                finished.len(),
+                names.join(", ")
+            ),
+            help: Some("a finished pod's IP may already belong to a running pod; only running and pending pods are decided".into()),
+            location: first.input.locate.locate(&path),
+        });
     }
 
     fn add_pod(&mut self, pod: Pod, item: &Item) {
@@ -324,11 +354,13 @@ impl Builder {
             .iter()
             .filter_map(|i| i.namespace.clone().map(|ns| (i.input.object.kind().to_string(), ns, i.name.clone())))
             .collect();
+        let mut scaled_to_zero = Vec::new();
         for item in items {
             let Some((selector, template)) = workload_template(&item.input.object) else { continue };
             if owned_by_present_object(item.input.object.metadata(), item.namespace.as_deref(), &owned) {
                 continue;
             }
+            let replicas = workload_replicas(&item.input.object);
             let ns = self.ns_id(item);
             let kind = item.input.object.kind().to_string();
             let template_labels = template.metadata.as_ref().and_then(|m| m.labels.clone()).unwrap_or_default();
@@ -350,6 +382,10 @@ impl Builder {
             if represented {
                 continue;
             }
+            if replicas == Some(0) {
+                scaled_to_zero.push(format!("{kind} {}/{}", item.namespace.as_deref().unwrap_or_default(), item.name));
+                continue;
+            }
             let spec = template.spec.clone().unwrap_or_default();
             let tpath = template_path(&item.input.object).key("spec");
             let ports = self.with_problems(item, |p| container_ports(&spec, &tpath, p));
@@ -369,9 +405,24 @@ impl Builder {
                 service_account: spec.service_account_name.clone().unwrap_or_else(|| "default".into()),
                 workload: Some(workload),
                 derived: true,
+                replicas,
                 location: item.input.locate.locate(&root()),
             };
             self.add_pod(pod, item);
+        }
+        if !scaled_to_zero.is_empty() {
+            self.problems.push(Problem {
+                severity: Severity::Warning,
+                object: "input".into(),
+                path: root(),
+                message: format!(
+                    "left out {} workload(s) scaled to zero replicas (no pods to decide): {}",
+                    scaled_to_zero.len(),
+                    scaled_to_zero.join(", ")
+                ),
+                help: None,
+                location: None,
+            });
         }
     }
 
@@ -576,8 +627,15 @@ fn pod_from(pod: &core::Pod, item: &Item, ns: NsId, p: &mut Problems) -> Pod {
         service_account: spec.service_account_name.clone().unwrap_or_else(|| "default".into()),
         workload: owner_workload(&pod.metadata),
         derived: false,
+        replicas: Some(1),
         location: item.input.locate.locate(&root()),
     }
+}
+
+/// `Succeeded` or `Failed`: a pod whose containers all terminated. It holds no address any
+/// more (its IP may already be another pod's) and sends nothing.
+fn finished_phase(pod: &core::Pod) -> Option<&str> {
+    pod.status.as_ref()?.phase.as_deref().filter(|p| matches!(*p, "Succeeded" | "Failed"))
 }
 
 /// A pod's labels as Calico selectors see them.
@@ -633,6 +691,9 @@ pub fn pod_patch(
     let mut taken_ips = std::collections::HashSet::new();
     for item in &items {
         let Object::Pod(obj) = &item.input.object else { return None };
+        if finished_phase(obj).is_some() {
+            return None;
+        }
         let ns = cluster.namespace(item.namespace.as_deref()?)?;
         let pod = b.with_problems(item, |p| pod_from(obj, item, ns, p));
         if !b.problems.is_empty() || pod.host_network {
@@ -880,6 +941,23 @@ fn workload_template(obj: &Object) -> Option<(Option<LabelSelector>, PodTemplate
             let job = s.job_template.spec.as_ref()?;
             Some((job.selector.clone(), job.template.clone()))
         }),
+        _ => None,
+    }
+}
+
+/// How many pods a workload runs: `replicas` (Deployment, ReplicaSet, StatefulSet; default 1),
+/// `parallelism` (Job, CronJob's job template; default 1); `None` for a DaemonSet (one per
+/// node). Negative counts are the API server's to reject; they count as none.
+fn workload_replicas(obj: &Object) -> Option<u32> {
+    let count = |n: Option<i32>| Some(u32::try_from(n.unwrap_or(1)).unwrap_or(0));
+    match obj {
+        Object::Deployment(d) => count(d.spec.as_ref().and_then(|s| s.replicas)),
+        Object::ReplicaSet(r) => count(r.spec.as_ref().and_then(|s| s.replicas)),
+        Object::StatefulSet(s) => count(s.spec.as_ref().and_then(|s| s.replicas)),
+        Object::Job(j) => count(j.spec.as_ref().and_then(|s| s.parallelism)),
+        Object::CronJob(c) => {
+            count(c.spec.as_ref().and_then(|s| s.job_template.spec.as_ref()).and_then(|s| s.parallelism))
+        }
         _ => None,
     }
 }

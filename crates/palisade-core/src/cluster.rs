@@ -43,7 +43,18 @@ pub struct Pod {
     pub workload: Option<WorkloadRef>,
     /// Stands for a workload's pods: built from its template, no Pod object was given.
     pub derived: bool,
+    /// How many pods this one stands for: 1 for a Pod object; a workload's replica count for a
+    /// derived pod (`None` when unknown: a DaemonSet runs one per node). Replicas are distinct
+    /// pods, so traffic between two of them is decided by policy, never a self connection.
+    pub replicas: Option<u32>,
     pub location: Option<Location>,
+}
+
+impl Pod {
+    /// Whether this pod stands for several distinct pods (a workload's replicas).
+    pub fn is_replica_group(&self) -> bool {
+        self.replicas != Some(1)
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -312,6 +323,11 @@ impl Cluster {
     /// Whether NetworkPolicy applies to this pod (host-network pods share the node's stack).
     pub fn is_policy_subject(&self, id: PodId) -> bool {
         !self.pods[id].host_network
+    }
+
+    /// Pods on the pod network (policy subjects) that run on node `name` (`spec.nodeName`).
+    pub fn pods_on_node<'a>(&'a self, name: &'a str) -> impl Iterator<Item = PodId> + 'a {
+        (0..self.pods.len()).filter(move |&p| self.is_policy_subject(p) && self.pods[p].node.as_deref() == Some(name))
     }
 }
 

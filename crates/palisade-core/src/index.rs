@@ -5,7 +5,9 @@
 //! select (and that meet the same rule conditions themselves) share one evaluation. Tiers and
 //! ordered actions are bitset operations on the still-undecided peers. Pods that stand for a
 //! Calico host endpoint are decided one pair at a time by [`crate::verdict::decide`]; the
-//! result agrees with it for every pair.
+//! result agrees with it for every pair. A node's (or host-network pod's) connections to the
+//! pods that run on it are always allowed, and a workload's template pod standing for several
+//! replicas is decided against itself like any two pods.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -20,7 +22,7 @@ use crate::peer::{IpBlock, NamespaceScope, Peer};
 use crate::policy::{Action, Direction, Match, Rule, Subject};
 use crate::port::{ContainerPort, Protocol, RulePort};
 use crate::selector::{Op, Selector};
-use crate::verdict::{decide, Connection, Endpoint, Side, Verdict};
+use crate::verdict::{decide, node_of, Connection, Endpoint, Side, Verdict};
 
 /// `rows[src]` holds the destination pods `src` may open the connection to.
 pub struct Matrix {
@@ -581,9 +583,13 @@ impl<'c> Index<'c> {
             if let Some(e) = e {
                 row.intersect_with(&e);
             }
-            row.insert(s);
+            // A pod reaches itself on loopback; a workload's replicas are decided as pods.
+            if !cluster.pods[s].is_replica_group() {
+                row.insert(s);
+            }
             rows.push(row);
         }
+        self.own_nodes(&mut rows);
         for &h in &self.hosts {
             for x in 0..self.n {
                 let pair = |a: PodId, b: PodId| {
@@ -596,6 +602,25 @@ impl<'c> Index<'c> {
             }
         }
         Matrix { port, protocol, rows }
+    }
+}
+
+impl Index<'_> {
+    /// Nodes (host-network pods, which are their node's stack) reach the pods that run on
+    /// them whatever the policies say; see [`crate::verdict::own_node`].
+    fn own_nodes(&self, rows: &mut [FixedBitSet]) {
+        let cluster = self.cluster;
+        let mut on_node: HashMap<&str, FixedBitSet> = HashMap::new();
+        for p in self.subjects.ones() {
+            if let Some(node) = cluster.pods[p].node.as_deref() {
+                on_node.entry(node).or_insert_with(|| FixedBitSet::with_capacity(self.n)).insert(p);
+            }
+        }
+        for (s, row) in rows.iter_mut().enumerate() {
+            if let Some(local) = node_of(cluster, &self.sides[s]).and_then(|node| on_node.get(node)) {
+                row.union_with(local);
+            }
+        }
     }
 }
 

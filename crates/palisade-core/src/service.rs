@@ -24,7 +24,7 @@ pub fn backends(
 ) -> Result<(Vec<Backend>, String), String> {
     let svc = &cluster.services[id];
     if let Some(name) = &svc.external_name {
-        return Err(format!("Service is ExternalName ({name}): DNS points elsewhere, there is no DNAT to decide"));
+        return Err(format!("Service is ExternalName ({name}): it has no backends"));
     }
     let Some(sp) = svc.ports.iter().find(|p| p.port == port && p.protocol == protocol) else {
         let offered: Vec<String> = svc.ports.iter().map(|p| format!("{}/{}", p.port, p.protocol)).collect();
@@ -80,6 +80,14 @@ pub fn decide_service(cluster: &Cluster, conn: &Connection, id: ServiceId, addre
     let (port, protocol) = (conn.port, conn.protocol);
     let svc = &cluster.services[id];
     let service = format!("{}/{}", cluster.namespaces[svc.namespace].name, svc.name);
+    if let Some(name) = &svc.external_name {
+        let reason = format!(
+            "{service} is an ExternalName Service: DNS answers with {name}, there is no ClusterIP, no DNAT and no backend; \
+             the connection goes to whatever {name} resolves to (decide that address: check --to ADDRESS)"
+        );
+        let step = Step::ExternalName { service, external_name: name.clone(), reason };
+        return Decision { verdict: Verdict::Undecided, trace: vec![step] };
+    }
     let address = address
         .or_else(|| svc.cluster_ips.first().copied())
         .map(|a| a.to_string())

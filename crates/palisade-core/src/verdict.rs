@@ -6,6 +6,13 @@
 //! the next tier). An endpoint some policy of a tier selects, where no rule matched, is denied
 //! at the end of that tier; an endpoint no policy selects is allowed.
 //!
+//! Two connections no policy sees: a pod's packets to itself (they never leave its namespace),
+//! and a node's to the pods that run on it (the NetworkPolicy API reference: ingress is
+//! allowed "if the traffic source is the pod's local node"; Calico: "traffic from a host to its
+//! workload endpoints is always allowed, despite any policy in place"), which kubelet probes
+//! depend on. A host-network pod is its node's network stack. The other direction, a pod to
+//! its own node, is decided by the pod's egress policy as Calico and Cilium enforce it.
+//!
 //! This path scans policies directly and explains itself; [`crate::index`] decides all pairs
 //! with bitsets. Property tests require the two to agree.
 
@@ -49,6 +56,13 @@ impl Side {
             }
         }
         Side { endpoint: Endpoint::Pod(id), ip }
+    }
+    /// A node as it sends: from its first address, which may be a Calico host endpoint's.
+    pub fn node(cluster: &Cluster, n: NodeId) -> Side {
+        match cluster.nodes[n].addresses.first() {
+            Some(&ip) => Side::ip(cluster, ip),
+            None => Side { endpoint: Endpoint::Node(n), ip: None },
+        }
     }
     /// The endpoint behind an IP: a pod, a host endpoint, a node, or something outside.
     pub fn ip(cluster: &Cluster, ip: IpAddr) -> Side {
@@ -147,6 +161,9 @@ pub struct BackendEval {
 pub enum Verdict {
     Allow,
     Deny,
+    /// No address to decide for: an `ExternalName` Service is a DNS alias with no backends;
+    /// the connection goes wherever the name resolves.
+    Undecided,
 }
 
 impl Verdict {
@@ -161,6 +178,7 @@ impl Verdict {
         match self {
             Verdict::Allow => "allow",
             Verdict::Deny => "deny",
+            Verdict::Undecided => "undecided",
         }
     }
 }
@@ -171,6 +189,11 @@ impl Verdict {
 pub enum Step {
     /// A pod talking to its own IP never leaves its network namespace.
     SelfConnection { pod: String, reason: String },
+    /// A node (or a host-network pod, its network stack) opening a pod that runs on it.
+    OwnNode { node: String, pod: String, reason: String },
+    /// Both ends are one workload's template pod standing for its replicas: two distinct
+    /// pods, so policy decides (the steps that follow).
+    Replicas { workload: String, replicas: Option<u32>, reason: String },
     /// Policy is enforced on this side: which policies select the endpoint, tier by tier,
     /// and what they said.
     Policies {
@@ -191,6 +214,9 @@ pub enum Step {
     Backend(BackendEval),
     /// The connection cannot happen at all (Service without that port or without backends).
     Unreachable { reason: String },
+    /// An `ExternalName` Service: DNS answers with another name, there is no ClusterIP, no
+    /// DNAT and no backend, so there is nothing here to decide.
+    ExternalName { service: String, external_name: String, reason: String },
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -212,22 +238,73 @@ pub fn describe(cluster: &Cluster, side: &Side) -> String {
 
 /// Decides a connection between two concrete endpoints (after any Service DNAT).
 pub fn decide(cluster: &Cluster, conn: &Connection) -> Decision {
-    // The same pod, host endpoint or node on both ends: the packets stay on loopback.
+    let mut trace = Vec::new();
+    // The same pod, host endpoint or node on both ends: the packets stay on loopback, unless
+    // the pod stands for a workload's replicas (two of them are two pods).
     if conn.src.endpoint == conn.dst.endpoint && conn.src.endpoint != Endpoint::External {
+        match conn.src.pod_id().filter(|&p| cluster.pods[p].is_replica_group()) {
+            Some(p) => trace.push(replicas_step(cluster, p)),
+            None => {
+                return Decision {
+                    verdict: Verdict::Allow,
+                    trace: vec![Step::SelfConnection {
+                        pod: describe(cluster, &conn.src),
+                        reason: "packets to its own IP stay inside its network namespace (loopback); no plugin sees or filters them"
+                            .into(),
+                    }],
+                }
+            }
+        }
+    }
+    if let Some(node) = own_node(cluster, &conn.src, &conn.dst) {
+        let pod = describe(cluster, &conn.dst);
+        let reason = format!(
+            "{pod} runs on {node}; a node's traffic to its own pods is never filtered (kubelet probes depend on it)"
+        );
         return Decision {
             verdict: Verdict::Allow,
-            trace: vec![Step::SelfConnection {
-                pod: describe(cluster, &conn.src),
-                reason:
-                    "packets to its own IP stay inside its network namespace (loopback); no plugin sees or filters them"
-                        .into(),
-            }],
+            trace: vec![Step::OwnNode { node: node.to_string(), pod, reason }],
         };
     }
     let egress = side_step(cluster, conn, Direction::Egress);
     let ingress = side_step(cluster, conn, Direction::Ingress);
     let allowed = step_allows(&egress) && step_allows(&ingress);
-    Decision { verdict: Verdict::from_bool(allowed), trace: vec![egress, ingress] }
+    trace.extend([egress, ingress]);
+    Decision { verdict: Verdict::from_bool(allowed), trace }
+}
+
+fn replicas_step(cluster: &Cluster, p: PodId) -> Step {
+    let pod = &cluster.pods[p];
+    let workload = match &pod.workload {
+        Some(w) => format!("{} {}/{}", w.kind, cluster.namespaces[pod.namespace].name, w.name),
+        None => cluster.pod_key(p),
+    };
+    let count = pod.replicas.map_or("one per node".to_string(), |n| format!("{n} replicas"));
+    let reason = format!(
+        "{} stands for the {count} of {workload} (no Pod objects were given): one replica to another is a connection between two pods",
+        cluster.pod_key(p)
+    );
+    Step::Replicas { workload, replicas: pod.replicas, reason }
+}
+
+/// The node whose own network stack an endpoint is: a node, a Calico host endpoint, or a
+/// host-network pod (by its `spec.nodeName`). `None` for pods on the pod network and outside
+/// addresses.
+pub fn node_of<'c>(cluster: &'c Cluster, side: &Side) -> Option<&'c str> {
+    match side.endpoint {
+        Endpoint::Node(n) => Some(&cluster.nodes[n].name),
+        Endpoint::Host(h) => Some(&cluster.host_endpoints[h].node).filter(|n| !n.is_empty()).map(String::as_str),
+        Endpoint::Pod(p) if cluster.pods[p].host_network => cluster.pods[p].node.as_deref(),
+        _ => None,
+    }
+}
+
+/// The node `src` is, when `dst` is a pod on the pod network that runs on it: such traffic is
+/// always allowed. Pods without `spec.nodeName` are on no known node.
+pub fn own_node<'c>(cluster: &'c Cluster, src: &Side, dst: &Side) -> Option<&'c str> {
+    let d = dst.pod_id().filter(|&d| cluster.is_policy_subject(d))?;
+    let node = node_of(cluster, src)?;
+    (cluster.pods[d].node.as_deref() == Some(node)).then_some(node)
 }
 
 fn step_allows(step: &Step) -> bool {

@@ -1,10 +1,15 @@
 //! Property: for random clusters and policies, the per-connection verdict (`check`) and the
-//! bitset matrix decide every pod pair the same way.
+//! bitset matrix decide every pod pair the same way. Clusters have nodes, pods scheduled to
+//! them (or to none), host-network pods on a node's address or their own, and workloads with
+//! no Pod objects standing for their replicas.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::{Container, ContainerPort, Namespace, Pod, PodSpec, PodStatus};
+use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
+use k8s_openapi::api::core::v1::{
+    Container, ContainerPort, Namespace, Node, NodeAddress, NodeStatus, Pod, PodSpec, PodStatus, PodTemplateSpec,
+};
 use k8s_openapi::api::networking::v1::{
     IPBlock, NetworkPolicy, NetworkPolicyEgressRule, NetworkPolicyIngressRule, NetworkPolicyPeer, NetworkPolicyPort,
     NetworkPolicySpec,
@@ -23,6 +28,12 @@ const NAMESPACES: [&str; 3] = ["n0", "n1", "n2"];
 const KEYS: [&str; 3] = ["app", "tier", "env"];
 const VALUES: [&str; 3] = ["a", "b", "c"];
 const PORTS: [u16; 3] = [80, 81, 8080];
+const NODES: [&str; 2] = ["node-0", "node-1"];
+
+/// Node `i`'s address, inside the blocks policies cut (198.18.<ns>.x) so ipBlocks match nodes too.
+fn node_ip(i: usize) -> String {
+    format!("198.18.{i}.250")
+}
 
 fn labels() -> impl Strategy<Value = BTreeMap<String, String>> {
     prop::collection::btree_map(
@@ -145,8 +156,9 @@ fn pod(i: usize) -> impl Strategy<Value = Pod> {
         ),
         0..3,
     );
-    (0..3usize, labels(), ports, prop::bool::weighted(0.85), prop::bool::weighted(0.1)).prop_map(
-        move |(ns, l, ports, has_ip, host)| {
+    let node = prop::option::weighted(0.7, 0..NODES.len());
+    (0..3usize, labels(), ports, prop::bool::weighted(0.85), prop::bool::weighted(0.15), node, any::<bool>()).prop_map(
+        move |(ns, l, ports, has_ip, host, node, node_address)| {
             let ports: Vec<ContainerPort> = ports
                 .into_iter()
                 .enumerate()
@@ -157,34 +169,85 @@ fn pod(i: usize) -> impl Strategy<Value = Pod> {
                     ..Default::default()
                 })
                 .collect();
+            // A host-network pod sends from its node's address, or (some) from one of its own.
+            let ip = match node {
+                Some(n) if host && node_address => node_ip(n),
+                _ => format!("198.18.{ns}.{}", 10 + i),
+            };
             Pod {
                 metadata: meta(format!("pod{i}"), Some(NAMESPACES[ns]), l),
                 spec: Some(PodSpec {
                     containers: vec![Container { name: "c".into(), ports: Some(ports), ..Default::default() }],
                     host_network: Some(host),
+                    node_name: node.map(|n| NODES[n].to_string()),
                     ..Default::default()
                 }),
-                status: has_ip
-                    .then(|| PodStatus { pod_ip: Some(format!("198.18.{ns}.{}", 10 + i)), ..Default::default() }),
+                status: has_ip.then(|| PodStatus { pod_ip: Some(ip), ..Default::default() }),
             }
         },
     )
 }
 
+/// A Deployment whose pods were not given: one template pod stands for its replicas.
+fn deployment(i: usize) -> impl Strategy<Value = Deployment> {
+    (0..3usize, labels(), 1..4i32).prop_map(move |(ns, mut l, replicas)| {
+        l.insert("workload".into(), format!("w{i}"));
+        let selector = LabelSelector {
+            match_labels: Some(BTreeMap::from([("workload".to_string(), format!("w{i}"))])),
+            match_expressions: None,
+        };
+        Deployment {
+            metadata: meta(format!("deploy{i}"), Some(NAMESPACES[ns]), BTreeMap::new()),
+            spec: Some(DeploymentSpec {
+                replicas: Some(replicas),
+                selector,
+                template: PodTemplateSpec {
+                    metadata: Some(ObjectMeta { labels: Some(l), ..Default::default() }),
+                    spec: Some(PodSpec {
+                        containers: vec![Container { name: "c".into(), ..Default::default() }],
+                        ..Default::default()
+                    }),
+                },
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    })
+}
+
+fn node(i: usize) -> Node {
+    Node {
+        metadata: meta(NODES[i].to_string(), None, BTreeMap::new()),
+        status: Some(NodeStatus {
+            addresses: Some(vec![NodeAddress { type_: "InternalIP".into(), address: node_ip(i) }]),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
 fn scenario() -> impl Strategy<Value = Vec<Object>> {
     let pods = (2..14usize).prop_flat_map(|n| (0..n).map(pod).collect::<Vec<_>>());
     let policies = (1..8usize).prop_flat_map(|n| (0..n).map(policy).collect::<Vec<_>>());
+    let deployments = (0..3usize).prop_flat_map(|n| (0..n).map(deployment).collect::<Vec<_>>());
     let ns_labels = prop::collection::vec(labels(), 3);
-    (pods, policies, ns_labels).prop_map(|(pods, policies, ns_labels)| {
-        let mut objs: Vec<Object> = NAMESPACES
-            .iter()
-            .zip(ns_labels)
-            .map(|(n, l)| Object::Namespace(Namespace { metadata: meta(n.to_string(), None, l), ..Default::default() }))
-            .collect();
-        objs.extend(pods.into_iter().map(Object::Pod));
-        objs.extend(policies.into_iter().map(Object::NetworkPolicy));
-        objs
-    })
+    (pods, policies, deployments, ns_labels, any::<bool>()).prop_map(
+        |(pods, policies, deployments, ns_labels, with_nodes)| {
+            let mut objs: Vec<Object> = NAMESPACES
+                .iter()
+                .zip(ns_labels)
+                .map(|(n, l)| {
+                    Object::Namespace(Namespace { metadata: meta(n.to_string(), None, l), ..Default::default() })
+                })
+                .collect();
+            // Without Node objects, nodes are known only by the pods scheduled to them.
+            objs.extend((0..NODES.len()).filter(|_| with_nodes).map(|i| Object::Node(node(i))));
+            objs.extend(pods.into_iter().map(Object::Pod));
+            objs.extend(deployments.into_iter().map(Object::Deployment));
+            objs.extend(policies.into_iter().map(Object::NetworkPolicy));
+            objs
+        },
+    )
 }
 
 proptest! {

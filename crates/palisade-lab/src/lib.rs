@@ -1,6 +1,10 @@
 //! Palisade's lab: the cluster the manifests describe, built on this machine from network
 //! namespaces, enforced by Palisade's nftables table in the node namespace, and probed pair by
 //! pair, so that what the kernel does can be compared with what the engine decides.
+//!
+//! The node namespace stands for every node at once: it holds the nodes' addresses (and the
+//! host-network pods'), and a node's probes leave from its own address, so the table tells
+//! nodes apart by address (see `palisade_nft::own_node`).
 
 pub mod topology;
 pub mod traffic;
@@ -10,10 +14,10 @@ use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use palisade_core::cluster::{Cluster, PodId};
+use palisade_core::cluster::{Cluster, NodeId, PodId};
 use palisade_core::index::Index;
 use palisade_core::port::Protocol;
-use palisade_core::verdict::Side;
+use palisade_core::verdict::{decide, Connection, Side, Verdict};
 
 pub use topology::{allowed_address, LabError, Topology};
 
@@ -32,12 +36,42 @@ impl Default for LabOptions {
     }
 }
 
+/// One row and column of the lab: a pod, or a node (from its first address).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LabEnd {
+    Pod(PodId),
+    Node(NodeId),
+}
+
+impl LabEnd {
+    /// `namespace/pod`, or `node:NAME`.
+    pub fn key(self, cluster: &Cluster) -> String {
+        match self {
+            LabEnd::Pod(p) => cluster.pod_key(p),
+            LabEnd::Node(n) => format!("node:{}", cluster.nodes[n].name),
+        }
+    }
+    fn side(self, cluster: &Cluster) -> Side {
+        match self {
+            LabEnd::Pod(p) => Side::pod(cluster, p),
+            LabEnd::Node(n) => Side::node(cluster, n),
+        }
+    }
+    /// The address probes go to (and, from the node namespace, leave from).
+    fn address(self, cluster: &Cluster) -> IpAddr {
+        match self {
+            LabEnd::Pod(p) => cluster.pods[p].ips[0],
+            LabEnd::Node(n) => cluster.nodes[n].addresses[0],
+        }
+    }
+}
+
 /// What one probe (port, protocol) showed.
 #[derive(Clone, Debug)]
 pub struct ProbeResult {
     pub port: u16,
     pub protocol: Protocol,
-    /// `observed[i][j]`: lab pod i reached lab pod j.
+    /// `observed[i][j]`: lab endpoint i reached lab endpoint j.
     pub observed: Vec<Vec<bool>>,
     pub expected: Vec<Vec<bool>>,
 }
@@ -58,10 +92,10 @@ impl ProbeResult {
 
 #[derive(Clone, Debug, Default)]
 pub struct LabReport {
-    /// The pods in the lab, in output order.
-    pub pods: Vec<PodId>,
-    /// Pods left out, and why.
-    pub skipped: Vec<(PodId, String)>,
+    /// The pods in the lab, in output order, then its nodes: the grids' rows and columns.
+    pub ends: Vec<LabEnd>,
+    /// Pods and nodes left out, and why.
+    pub skipped: Vec<(LabEnd, String)>,
     /// Probes not run, and why (SCTP on a kernel without it).
     pub skipped_probes: Vec<String>,
     pub results: Vec<ProbeResult>,
@@ -77,21 +111,41 @@ pub fn install_interrupt_cleanup() {
     });
 }
 
-/// Which pods the lab can build: pods with addresses, on the pod network.
-fn plan(cluster: &Cluster) -> (Vec<PodId>, Vec<(PodId, String)>) {
-    let mut pods = Vec::new();
+/// What the lab can build: pods with addresses, then nodes whose first address is a lab one.
+fn plan(cluster: &Cluster) -> (Vec<LabEnd>, Vec<(LabEnd, String)>) {
+    let mut ends = Vec::new();
     let mut skipped = Vec::new();
     for p in cluster.pods_sorted() {
-        let why = match Side::pod(cluster, p).endpoint {
-            _ if cluster.pods[p].ips.is_empty() => Some("no IP (built from a workload template)"),
-            _ => None,
-        };
-        match why {
-            None => pods.push(p),
-            Some(w) => skipped.push((p, w.to_string())),
+        match cluster.pods[p].ips.is_empty() {
+            false => ends.push(LabEnd::Pod(p)),
+            true => skipped.push((LabEnd::Pod(p), "no IP (built from a workload template)".to_string())),
         }
     }
-    (pods, skipped)
+    let mut nodes: Vec<NodeId> = (0..cluster.nodes.len()).collect();
+    nodes.sort_by_key(|&n| cluster.nodes[n].name.clone());
+    for n in nodes {
+        match cluster.nodes[n].addresses.first() {
+            Some(ip) if allowed_address(ip) => ends.push(LabEnd::Node(n)),
+            Some(ip) => skipped.push((LabEnd::Node(n), format!("its address {ip} is outside the lab's ranges"))),
+            None => skipped.push((LabEnd::Node(n), "no address".to_string())),
+        }
+    }
+    (ends, skipped)
+}
+
+/// The engine's answer for every ordered pair: the matrix between pods, the per-connection
+/// path where a node is one end.
+fn expected(cluster: &Cluster, index: &mut Index, ends: &[LabEnd], port: u16, protocol: Protocol) -> Vec<Vec<bool>> {
+    let m = index.matrix(port, protocol);
+    let pair = |s: LabEnd, d: LabEnd| match (s, d) {
+        (LabEnd::Pod(s), LabEnd::Pod(d)) => m.allowed(s, d),
+        _ if s == d => true,
+        _ => {
+            let conn = Connection::new(s.side(cluster), d.side(cluster), port, protocol);
+            decide(cluster, &conn).verdict == Verdict::Allow
+        }
+    };
+    ends.iter().map(|&s| ends.iter().map(|&d| pair(s, d)).collect()).collect()
 }
 
 /// Builds the lab, enforces, probes, compares with the engine, and tears everything down.
@@ -100,7 +154,8 @@ pub fn run(
     opts: &LabOptions,
     progress: &(dyn Fn(usize, usize) + Sync),
 ) -> Result<LabReport, LabError> {
-    let (pods, skipped) = plan(cluster);
+    let (ends, skipped) = plan(cluster);
+    let pods: Vec<PodId> = ends.iter().filter_map(|e| if let LabEnd::Pod(p) = e { Some(*p) } else { None }).collect();
     for &p in &pods {
         if let Some(ip) = cluster.pods[p].ips.iter().find(|ip| !allowed_address(ip)) {
             return Err(LabError::Refused(format!(
@@ -109,7 +164,7 @@ pub fn run(
             )));
         }
     }
-    let mut report = LabReport { pods: pods.clone(), skipped, ..Default::default() };
+    let mut report = LabReport { ends: ends.clone(), skipped, ..Default::default() };
     let sctp = traffic::sctp_available();
     let probes: Vec<(u16, Protocol)> = opts
         .probes
@@ -134,21 +189,25 @@ pub fn run(
         .collect();
     let layout: Vec<(Vec<IpAddr>, bool)> =
         pods.iter().map(|&p| (cluster.pods[p].ips.clone(), cluster.pods[p].host_network)).collect();
-    let topo = Topology::build(&layout)?;
+    let node_addresses: Vec<IpAddr> = ends
+        .iter()
+        .filter_map(|e| if let LabEnd::Node(n) = e { Some(*n) } else { None })
+        .flat_map(|n| cluster.nodes[n].addresses.iter().copied().filter(allowed_address))
+        .collect();
+    let topo = Topology::build_with_node_addresses(&layout, &node_addresses)?;
     let ruleset = palisade_nft::compile(cluster, &palisade_nft::Options::default());
     report.ruleset_stats = ruleset.stats();
     // As the agent does: one netlink transaction in the node's namespace.
     palisade_nft::kernel::Kernel::open(Some(&topo.node))
         .and_then(|k| k.apply(&palisade_nft::script::full_commands(&ruleset)))
         .map_err(|e| LabError::Refused(e.to_string()))?;
-    start_servers(cluster, &pods, &topo, &probes)?;
+    start_servers(cluster, &ends, &topo, &probes)?;
     let mut index = Index::new(cluster);
-    let total = probes.len() * pods.len() * pods.len();
+    let total = probes.len() * ends.len() * ends.len();
     let done = AtomicUsize::new(0);
     for &(port, protocol) in &probes {
-        let m = index.matrix(port, protocol);
-        let expected = pods.iter().map(|&s| pods.iter().map(|&d| m.allowed(s, d)).collect()).collect();
-        let observed = probe_all(cluster, &pods, &topo, port, protocol, opts, &|| {
+        let expected = expected(cluster, &mut index, &ends, port, protocol);
+        let observed = probe_all(cluster, &ends, &topo, port, protocol, opts, &|| {
             progress(done.fetch_add(1, Ordering::SeqCst) + 1, total)
         })?;
         report.results.push(ProbeResult { port, protocol, observed, expected });
@@ -157,31 +216,46 @@ pub fn run(
     Ok(report)
 }
 
+/// Where an endpoint lives: its namespace, and the address it is bound to when it shares the
+/// node's namespace (host-network pods, nodes).
+fn place(cluster: &Cluster, topo: &Topology, ends: &[LabEnd], k: usize) -> (String, Option<IpAddr>) {
+    match ends[k] {
+        LabEnd::Pod(_) => {
+            let lab = &topo.pods[k];
+            (lab.netns.clone(), lab.on_node.then(|| ends[k].address(cluster)))
+        }
+        LabEnd::Node(_) => (topo.node.clone(), Some(ends[k].address(cluster))),
+    }
+}
+
 fn start_servers(
     cluster: &Cluster,
-    pods: &[PodId],
+    ends: &[LabEnd],
     topo: &Topology,
     probes: &[(u16, Protocol)],
 ) -> Result<(), LabError> {
     let mut node_addresses = BTreeSet::new();
-    for (k, &p) in pods.iter().enumerate() {
-        // Host-network pods share the node: one set of servers per address.
-        let addr = topo.pods[k].on_node.then(|| cluster.pods[p].ips[0]);
+    for (k, &end) in ends.iter().enumerate() {
+        // Host-network pods and nodes share the node namespace: one set of servers per address.
+        let (netns, addr) = place(cluster, topo, ends, k);
         if addr.is_some_and(|a| !node_addresses.insert(a)) {
             continue;
         }
         let mut ports: BTreeSet<(u16, Protocol)> = probes.iter().copied().collect();
+        let (declared, ips) = match end {
+            LabEnd::Pod(p) => (cluster.pods[p].ports.as_slice(), cluster.pods[p].ips.as_slice()),
+            LabEnd::Node(n) => (&[][..], cluster.nodes[n].addresses.as_slice()),
+        };
         ports.extend(
-            cluster.pods[p]
-                .ports
+            declared
                 .iter()
                 .filter(|c| matches!(c.protocol, Protocol::TCP | Protocol::UDP))
                 .map(|c| (c.port, c.protocol)),
         );
         let ports: Vec<(u16, Protocol)> = ports.into_iter().filter(|(_, pr)| *pr != Protocol::SCTP).collect();
-        let dual = cluster.pods[p].ips.iter().any(IpAddr::is_ipv6);
-        traffic::serve(&topo.pods[k].netns, &ports, dual, addr)
-            .map_err(|e| LabError::Refused(format!("cannot start servers in {}: {e}", cluster.pod_key(p))))?;
+        let dual = ips.iter().any(IpAddr::is_ipv6);
+        traffic::serve(&netns, &ports, dual, addr)
+            .map_err(|e| LabError::Refused(format!("cannot start servers in {}: {e}", end.key(cluster))))?;
     }
     Ok(())
 }
@@ -189,14 +263,14 @@ fn start_servers(
 /// Probes every ordered pair, `parallel` at a time; a silent probe is tried once more.
 fn probe_all(
     cluster: &Cluster,
-    pods: &[PodId],
+    ends: &[LabEnd],
     topo: &Topology,
     port: u16,
     protocol: Protocol,
     opts: &LabOptions,
     tick: &(dyn Fn() + Sync),
 ) -> Result<Vec<Vec<bool>>, LabError> {
-    let n = pods.len();
+    let n = ends.len();
     let pairs: Vec<(usize, usize)> = (0..n).flat_map(|i| (0..n).map(move |j| (i, j))).collect();
     let mut results = vec![vec![false; n]; n];
     let mut error = None;
@@ -205,9 +279,8 @@ fn probe_all(
             let handles: Vec<_> = chunk
                 .iter()
                 .map(|&(i, j)| {
-                    let netns = topo.pods[i].netns.clone();
-                    let src = topo.pods[i].on_node.then(|| cluster.pods[pods[i]].ips[0]);
-                    let dst = cluster.pods[pods[j]].ips[0];
+                    let (netns, src) = place(cluster, topo, ends, i);
+                    let dst = ends[j].address(cluster);
                     let timeout = opts.timeout;
                     scope.spawn(move || {
                         let first = traffic::probe(&netns, src, dst, port, protocol, timeout)?;

@@ -111,7 +111,16 @@ impl Topology {
     /// Builds the node and one namespace per pod (addresses from `pods`; host-network pods,
     /// marked `true`, get their addresses on the node instead).
     pub fn build(pods: &[(Vec<IpAddr>, bool)]) -> Result<Topology, LabError> {
-        for ip in pods.iter().flat_map(|(ips, _)| ips) {
+        Topology::build_with_node_addresses(pods, &[])
+    }
+
+    /// [`Topology::build`], the node namespace also holding `node_addresses` (the cluster's
+    /// nodes' own, which it sends from when it stands for them).
+    pub fn build_with_node_addresses(
+        pods: &[(Vec<IpAddr>, bool)],
+        node_addresses: &[IpAddr],
+    ) -> Result<Topology, LabError> {
+        for ip in pods.iter().flat_map(|(ips, _)| ips).chain(node_addresses) {
             if !allowed_address(ip) {
                 return Err(LabError::Refused(format!(
                     "address {ip} is outside the lab's ranges: lab pods may only use 198.18.0.0/15 or fd00::/8"
@@ -131,6 +140,7 @@ impl Topology {
             })
             .collect();
         let mut topo = Topology { node: node.clone(), pods: lab_pods, created: Vec::new() };
+        let node_addresses = node_addresses.to_vec();
         let names: Vec<String> = std::iter::once(node.clone())
             .chain(topo.pods.iter().filter(|p| !p.on_node).map(|p| p.netns.clone()))
             .collect();
@@ -138,11 +148,11 @@ impl Topology {
         topo.created = names.clone();
         LIVE.lock().unwrap_or_else(|e| e.into_inner()).extend(names.iter().cloned());
         batch(None, &names.iter().map(|n| format!("netns add {n}")).collect::<Vec<_>>())?;
-        topo.wire()?;
+        topo.wire(&node_addresses)?;
         Ok(topo)
     }
 
-    fn wire(&self) -> Result<(), LabError> {
+    fn wire(&self, node_addresses: &[IpAddr]) -> Result<(), LabError> {
         let veths: Vec<String> = self
             .pods
             .iter()
@@ -155,6 +165,7 @@ impl Topology {
         }
         let mut node = vec!["link set lo up".to_string()];
         let mut on_node: Vec<IpAddr> = self.pods.iter().filter(|p| p.on_node).flat_map(|p| p.ips.clone()).collect();
+        on_node.extend(node_addresses);
         on_node.sort();
         on_node.dedup();
         for ip in on_node {

@@ -1,7 +1,9 @@
 //! Palisade's file adapter: reads manifests (YAML/JSON, files, directories, stdin) into the
 //! engine's model and reports problems with file, line, column and field path.
 
+pub mod crd;
 pub mod diagnostic;
+pub mod foreign;
 pub mod manifest;
 pub mod object;
 pub mod source;
@@ -44,8 +46,9 @@ pub fn load_sources(sources: Vec<Source>, opts: &BuildOptions) -> Load {
 }
 
 /// Builds the cluster from decoded objects; problems of decoding and building, sorted by place.
-pub(crate) fn assemble(sources: Vec<Source>, decoded: manifest::Loaded, opts: &BuildOptions) -> Load {
+pub(crate) fn assemble(sources: Vec<Source>, mut decoded: manifest::Loaded, opts: &BuildOptions) -> Load {
     let mut problems = decoded.problems;
+    problems.extend(crd::both_forms(&mut decoded.inputs));
     let decode_failed = problems.iter().any(|p| p.severity == Severity::Error);
     let cluster = match build(&decoded.inputs, opts) {
         Ok(c) => {

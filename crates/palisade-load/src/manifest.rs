@@ -197,7 +197,13 @@ fn decode_calico(value: Value, api: &str, kind: &str, loc: Arc<DocLocator>, out:
         *out.ignored.entry(format!("{api} {kind}")).or_insert(0) += 1;
         return;
     }
-    if api != "projectcalico.org/v3" {
+    let mut value = value;
+    if api == crate::crd::STORAGE_API {
+        if let Err(e) = crate::crd::to_v3(&mut value, kind) {
+            out.problems.push(problem(&loc, &object_label(&value, kind), e.path, Severity::Error, e.message, &e.help));
+            return;
+        }
+    } else if api != "projectcalico.org/v3" {
         let msg = format!("Calico {kind} is written as apiVersion projectcalico.org/v3, not {api}");
         out.problems.push(problem(
             &loc,
@@ -205,7 +211,7 @@ fn decode_calico(value: Value, api: &str, kind: &str, loc: Arc<DocLocator>, out:
             FieldPath::root().key("apiVersion"),
             Severity::Error,
             msg,
-            "crd.projectcalico.org/v1 is Calico's internal storage format; apply policies as projectcalico.org/v3 (calicoctl or the Calico API server)",
+            "Calico objects are projectcalico.org/v3 (or crd.projectcalico.org/v1, Calico's storage form, as kubectl prints it)",
         ));
         return;
     }

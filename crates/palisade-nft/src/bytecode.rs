@@ -27,22 +27,69 @@ pub mod dtype {
 }
 
 const REG_1: u32 = libc::NFT_REG_1 as u32;
+/// `NFTA_FIB_F_SADDR` and `NFT_FIB_RESULT_ADDRTYPE` (linux/netfilter/nf_tables.h).
+const FIB_F_SADDR: u32 = 1;
+const FIB_RESULT_ADDRTYPE: u32 = 3;
 const REG32_00: u32 = libc::NFT_REG32_00 as u32;
 
 /// One expression of a rule.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Expr {
-    Meta { key: u32, dreg: u32 },
-    Cmp { sreg: u32, op: u32, data: Vec<u8> },
-    Payload { base: u32, offset: u32, len: u32, dreg: u32 },
-    Lookup { set: SetRef, sreg: u32, dreg: Option<u32>, invert: bool },
-    Range { sreg: u32, op: u32, from: Vec<u8>, to: Vec<u8> },
-    Bitwise { reg: u32, len: u32, mask: Vec<u8>, xor: Vec<u8> },
-    Ct { key: u32, dreg: u32 },
+    Meta {
+        key: u32,
+        dreg: u32,
+    },
+    Cmp {
+        sreg: u32,
+        op: u32,
+        data: Vec<u8>,
+    },
+    Payload {
+        base: u32,
+        offset: u32,
+        len: u32,
+        dreg: u32,
+    },
+    Lookup {
+        set: SetRef,
+        sreg: u32,
+        dreg: Option<u32>,
+        invert: bool,
+    },
+    Range {
+        sreg: u32,
+        op: u32,
+        from: Vec<u8>,
+        to: Vec<u8>,
+    },
+    Bitwise {
+        reg: u32,
+        len: u32,
+        mask: Vec<u8>,
+        xor: Vec<u8>,
+    },
+    Ct {
+        key: u32,
+        dreg: u32,
+    },
+    /// `fib saddr type`: the route type of the source address (`local` for the namespace's own).
+    Fib {
+        flags: u32,
+        result: u32,
+        dreg: u32,
+    },
     Counter,
-    Log { prefix: String },
-    Dynset { set: String, sreg: u32 },
-    Verdict { code: i32, chain: Option<String> },
+    Log {
+        prefix: String,
+    },
+    Dynset {
+        set: String,
+        sreg: u32,
+    },
+    Verdict {
+        code: i32,
+        chain: Option<String>,
+    },
 }
 
 /// A named set, or an anonymous one built in the same batch (index into `Rule::anonymous`).
@@ -258,6 +305,7 @@ impl Parser {
             "ip" | "ip6" => self.address(w),
             "th" | "icmp" | "icmpv6" => self.scalar(w),
             "ct" => self.ct(),
+            "fib" => self.fib(),
             "counter" => {
                 self.push(Expr::Counter);
                 Ok(())
@@ -326,13 +374,15 @@ impl Parser {
                 Ok(())
             }
             "iif" | "oif" => {
+                let negate = self.negated();
                 if self.next()? != "lo" {
                     return Err(self.err("only the loopback interface is matched"));
                 }
                 let k = if key == "iif" { libc::NFT_META_IIF } else { libc::NFT_META_OIF };
                 self.push(Expr::Meta { key: k as u32, dreg: REG_1 });
                 // Interface indexes are host-endian; lo is 1 in every namespace.
-                self.push(Expr::Cmp { sreg: REG_1, op: libc::NFT_CMP_EQ as u32, data: 1u32.to_ne_bytes().to_vec() });
+                let op = if negate { libc::NFT_CMP_NEQ } else { libc::NFT_CMP_EQ };
+                self.push(Expr::Cmp { sreg: REG_1, op: op as u32, data: 1u32.to_ne_bytes().to_vec() });
                 Ok(())
             }
             other => Err(self.err(format!("meta {other}"))),
@@ -368,14 +418,27 @@ impl Parser {
         self.push(Expr::Lookup { set, sreg, dreg: None, invert });
     }
 
-    /// `ip saddr @set`, `ip daddr != @set`, `ip saddr vmap @map`, `ip daddr . th dport @set`.
+    /// `fib saddr type local`: the source is one of this namespace's own addresses.
+    fn fib(&mut self) -> Result<(), Unsupported> {
+        let (field, what, value) = (self.next()?, self.next()?, self.next()?);
+        if (field.as_str(), what.as_str(), value.as_str()) != ("saddr", "type", "local") {
+            return Err(self.err("only fib saddr type local"));
+        }
+        self.push(Expr::Fib { flags: FIB_F_SADDR, result: FIB_RESULT_ADDRTYPE, dreg: REG_1 });
+        let local = u32::from(libc::RTN_LOCAL);
+        self.push(Expr::Cmp { sreg: REG_1, op: libc::NFT_CMP_EQ as u32, data: local.to_ne_bytes().to_vec() });
+        Ok(())
+    }
+
+    /// `ip saddr @set`, `ip daddr != @set`, `ip saddr vmap @map`, `ip daddr . th dport @set`,
+    /// `ip saddr . ip daddr @set`.
     fn address(&mut self, proto: &str) -> Result<(), Unsupported> {
         let name = self.next()?;
         if self.peek() == Some(".") {
             self.at += 1;
-            let (th, port) = (self.next()?, self.next()?);
+            let (second, field) = (self.next()?, self.next()?);
             let len = self.payload(proto, &name, REG_1)?;
-            self.payload(&th, &port, REG32_00 + words_of(len))?;
+            self.payload(&second, &field, REG32_00 + words_of(len))?;
             let negate = self.negated();
             let set = self.set_name()?;
             self.push(Expr::Lookup { set: SetRef::Named(set), sreg: REG_1, dreg: None, invert: negate });
@@ -521,6 +584,7 @@ impl Expr {
             Expr::Range { .. } => "range",
             Expr::Bitwise { .. } => "bitwise",
             Expr::Ct { .. } => "ct",
+            Expr::Fib { .. } => "fib",
             Expr::Counter => "counter",
             Expr::Log { .. } => "log",
             Expr::Dynset { .. } => "dynset",
@@ -591,6 +655,9 @@ impl Expr {
             Expr::Ct { key, dreg } => {
                 d.u32(attr::CT_KEY, *key).u32(attr::CT_DREG, *dreg);
             }
+            Expr::Fib { flags, result, dreg } => {
+                d.u32(attr::FIB_DREG, *dreg).u32(attr::FIB_RESULT, *result).u32(attr::FIB_FLAGS, *flags);
+            }
             Expr::Counter => {}
             Expr::Log { prefix } => {
                 d.str(attr::LOG_PREFIX, prefix);
@@ -646,6 +713,9 @@ mod tests {
             "meta l4proto icmp icmp type 8 icmp code != 0 counter drop comment \"icmp\"",
             "ct state established,related accept",
             "meta iif lo accept",
+            "meta iif != lo fib saddr type local counter drop",
+            "fib saddr type local ip saddr . ip daddr @own_node_4 counter accept",
+            "fib saddr type local ip6 daddr @own_node_6 counter accept",
             "ip saddr vmap @egress_4",
             "icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert, nd-router-solicit, nd-router-advert, nd-redirect } accept",
             "meta l4proto { tcp, udp, sctp } ct state new update @flows_6 { ip6 saddr . ip6 daddr . meta l4proto . th dport }",

@@ -195,6 +195,7 @@ fn set_attrs(a: &mut Attrs, name: &str, kind: SetKind, id: u32) {
     let (flags, key_type, key_len) = match kind {
         SetKind::Addresses(_) => (libc::NFT_SET_INTERVAL, t, l),
         SetKind::AddressPorts(_) => (0, dtype::concat(&[t, dtype::INET_SERVICE]), l + 4),
+        SetKind::AddressPairs(_) => (0, dtype::concat(&[t, t]), 2 * l),
         SetKind::Map(_) => (libc::NFT_SET_MAP, t, l),
         SetKind::Flows(_) => {
             let key = dtype::concat(&[t, t, dtype::INET_PROTOCOL, dtype::INET_SERVICE]);
@@ -281,6 +282,12 @@ fn element(kind: SetKind, item: &str) -> Option<Vec<Element>> {
             let mut key = bytecode::addr_bytes(&ip.trim().parse().ok()?);
             key.extend_from_slice(&port.trim().parse::<u16>().ok()?.to_be_bytes());
             key.extend_from_slice(&[0, 0]);
+            Some(vec![Element { key, end: false, jump: None }])
+        }
+        SetKind::AddressPairs(_) => {
+            let (a, b) = item.split_once(" . ")?;
+            let mut key = bytecode::addr_bytes(&a.trim().parse().ok()?);
+            key.extend(bytecode::addr_bytes(&b.trim().parse().ok()?));
             Some(vec![Element { key, end: false, jump: None }])
         }
         SetKind::Map(_) => {

@@ -5,6 +5,7 @@ pub mod bytecode;
 pub mod kernel;
 mod membership;
 pub mod netlink;
+pub mod own_node;
 pub mod ruleset;
 pub mod script;
 

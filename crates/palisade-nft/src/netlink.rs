@@ -85,6 +85,9 @@ pub mod attr {
     pub const DYNSET_SET_ID: u16 = 2;
     pub const DYNSET_OP: u16 = 3;
     pub const DYNSET_SREG_KEY: u16 = 4;
+    pub const FIB_DREG: u16 = 1;
+    pub const FIB_RESULT: u16 = 2;
+    pub const FIB_FLAGS: u16 = 3;
 }
 
 const NLA_F_NESTED: u16 = 1 << 15;

@@ -30,6 +30,7 @@ use palisade_core::cluster::{Cluster, PodId};
 use palisade_core::index::Index;
 
 use crate::membership::{named, Addrs, Member, Pairs, Present, Source, Tally, Wanted};
+use crate::own_node::{self, OwnNode};
 use palisade_core::peer::Peer;
 use palisade_core::policy::{Action, Direction, Match, Rule};
 use palisade_core::port::{ContainerPort, PortSpec, Protocol, RulePort};
@@ -62,7 +63,7 @@ impl Family {
             Family::V6
         }
     }
-    fn keyword(self) -> &'static str {
+    pub(crate) fn keyword(self) -> &'static str {
         match self {
             Family::V4 => "ip",
             Family::V6 => "ip6",
@@ -98,6 +99,8 @@ pub struct Ruleset {
     pub chains: BTreeMap<String, Vec<String>>,
     /// Verdict maps: `egress_4` etc. → (address → chain).
     pub maps: BTreeMap<String, BTreeMap<String, String>>,
+    /// A node's traffic to its own pods, accepted whatever the policies say.
+    pub own_node: OwnNode,
     pub audit: bool,
     pub record_flows: bool,
 }
@@ -243,6 +246,8 @@ struct Journal {
     sets: HashMap<String, Option<NamedSet>>,
     chains: HashMap<String, Option<Vec<String>>>,
     maps: HashMap<(String, String), Option<String>>,
+    /// `own_node_*` elements touched, and whether each was there.
+    own_node: HashMap<(Family, String), bool>,
 }
 
 /// A change the object paths do not follow: a pod gave a named set in use its first (or took
@@ -274,6 +279,9 @@ pub struct Compiled {
     /// group took them up again (saves compiling them again when a group is only re-formed).
     garbage: (Vec<Def>, Vec<String>),
     journal: Option<Journal>,
+    /// Each node's addresses, for the `own_node_*` pairs (a full compile works them out; pod
+    /// changes on the object path never change them).
+    node_addresses: HashMap<String, BTreeSet<IpAddr>>,
 }
 
 fn slot(dir: Direction) -> usize {
@@ -300,7 +308,12 @@ impl Compiled {
             policy_ids: (0..cluster.policies.len() as u32).collect(),
             next_policy_id: cluster.policies.len() as u32,
             journal: None,
+            node_addresses: own_node::node_addresses(cluster),
         };
+        st.rs.own_node.by_address = opts.node.is_none();
+        for p in 0..cluster.pods.len() {
+            st.own_node_pod(cluster, p, true);
+        }
         let mut index = Index::new(cluster);
         for dir in [Direction::Egress, Direction::Ingress] {
             let applicable = index.applicable(dir);
@@ -343,6 +356,15 @@ impl Compiled {
                 new.maps.entry(map).or_default().insert(ip, c.clone());
             }
         }
+        (old.own_node.by_address, new.own_node.by_address) = (self.rs.own_node.by_address, self.rs.own_node.by_address);
+        for ((family, element), was) in j.own_node {
+            let now = self.rs.own_node.elements.get(&family).is_some_and(|e| e.contains(&element));
+            for (side, present) in [(&mut old, was), (&mut new, now)] {
+                if present {
+                    side.own_node.elements.entry(family).or_default().insert(element.clone());
+                }
+            }
+        }
         crate::script::update_commands(&old, &new)
     }
 
@@ -361,6 +383,9 @@ impl Compiled {
         }
         for ((map, ip), was) in j.maps {
             self.map_put(map, ip, was);
+        }
+        for ((family, element), was) in j.own_node {
+            self.own_node_put(family, element, was);
         }
     }
 
@@ -480,6 +505,7 @@ impl Compiled {
             self.leave(cluster, p, dir);
         }
         self.contribute(cluster, p, false)?;
+        self.own_node_pod(cluster, p, false);
         Ok(())
     }
 
@@ -494,6 +520,7 @@ impl Compiled {
             self.pod_groups.resize(p + 1, [None, None]);
         }
         self.contribute(cluster, p, true)?;
+        self.own_node_pod(cluster, p, true);
         for dir in [Direction::Egress, Direction::Ingress] {
             let pols = applicable_to(cluster, &Side::pod(cluster, p), dir);
             let mut c = Compiler { cluster, st: self, index: None, touched: Vec::new() };
@@ -560,6 +587,29 @@ impl Compiled {
             Some(s) => self.rs.sets.insert(name, s),
             None => self.rs.sets.remove(&name),
         };
+    }
+
+    /// Pod `p`'s `own_node_*` elements in (or out).
+    fn own_node_pod(&mut self, cluster: &Cluster, p: PodId, add: bool) {
+        for (family, element) in own_node::pod_elements(cluster, p, self.opts.node.as_deref(), &self.node_addresses) {
+            self.own_node_put(family, element, add);
+        }
+    }
+
+    fn own_node_put(&mut self, family: Family, element: String, present: bool) {
+        let set = self.rs.own_node.elements.entry(family).or_default();
+        if let Some(j) = &mut self.journal {
+            j.own_node.entry((family, element.clone())).or_insert_with(|| set.contains(&element));
+        }
+        if present {
+            set.insert(element);
+        } else {
+            set.remove(&element);
+        }
+        // As a full compile: no family without elements.
+        if set.is_empty() {
+            self.rs.own_node.elements.remove(&family);
+        }
     }
 
     fn chain_put(&mut self, name: String, rules: Option<Vec<String>>) {

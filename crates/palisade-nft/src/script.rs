@@ -6,6 +6,7 @@ use std::process::Stdio;
 
 use palisade_core::port::Protocol;
 
+use crate::own_node::OwnNode;
 use crate::ruleset::{Family, NamedSet, Ruleset, TABLE};
 
 fn t() -> String {
@@ -38,6 +39,8 @@ pub enum SetKind {
     Addresses(Family),
     /// `address . port` pairs (peers' named ports).
     AddressPorts(Family),
+    /// `address . address` pairs (a node's address and one of its pods').
+    AddressPairs(Family),
     /// Address → `jump chain` (the egress/ingress/host verdict maps).
     Map(Family),
     /// New connections seen, filled by the base chains (`--flow-log`).
@@ -55,7 +58,11 @@ impl SetKind {
 
     pub fn family(self) -> Family {
         match self {
-            SetKind::Addresses(f) | SetKind::AddressPorts(f) | SetKind::Map(f) | SetKind::Flows(f) => f,
+            SetKind::Addresses(f)
+            | SetKind::AddressPorts(f)
+            | SetKind::AddressPairs(f)
+            | SetKind::Map(f)
+            | SetKind::Flows(f) => f,
         }
     }
 
@@ -64,6 +71,7 @@ impl SetKind {
         match self {
             SetKind::Addresses(f) => format!("set {t} {name} {{ type {}; flags interval; }}", f.addr_type()),
             SetKind::AddressPorts(f) => format!("set {t} {name} {{ type {} . inet_service; }}", f.addr_type()),
+            SetKind::AddressPairs(f) => format!("set {t} {name} {{ type {a} . {a}; }}", a = f.addr_type()),
             SetKind::Map(f) => format!("map {t} {name} {{ type {} : verdict; }}", f.addr_type()),
             SetKind::Flows(f) => {
                 let a = f.addr_type();
@@ -161,7 +169,11 @@ pub fn text(commands: &[Command]) -> String {
 /// map whenever a transaction adds a jump, walks the pods once instead of twice. Host endpoints
 /// are decided on `input` (ingress) and `output` (egress). Both run after NAT's `dstnat` and
 /// before `srcnat`, so they see pod addresses and target ports, never a ClusterIP.
-fn base_chains(out: &mut Vec<Command>, record_flows: bool) {
+/// A node's packets to its own pods are accepted (see [`crate::own_node`]) before a host
+/// endpoint's egress and before the ingress lookup; a packet from outside with a local source
+/// address is dropped before anything else looks at it, so none can pass for the node's.
+fn base_chains(out: &mut Vec<Command>, rs: &Ruleset) {
+    let (record_flows, own_node) = (rs.record_flows, &rs.own_node);
     let head = "ct state established,related accept";
     let chains: [(Hook, &[&str]); 4] = [
         (Hook::Prerouting, &["ip saddr vmap @egress_4", "ip6 saddr vmap @egress_6"]),
@@ -182,6 +194,10 @@ fn base_chains(out: &mut Vec<Command>, record_flows: bool) {
         rules.push("ct state invalid counter drop".into());
         // IPv6 needs neighbor discovery to work at all; it is not a connection policy decides.
         rules.push(NDP.into());
+        // (In audit mode nothing is enforced, so there is no exception to borrow.)
+        if hook == Hook::Prerouting && !rs.audit {
+            rules.push("meta iif != lo fib saddr type local counter drop".into());
+        }
         // Every new connection is noted before policy decides it (the agent's flow log): those
         // from pods on prerouting, the node's own on output.
         let first_seen = matches!(hook, Hook::Prerouting | Hook::Output);
@@ -189,6 +205,9 @@ fn base_chains(out: &mut Vec<Command>, record_flows: bool) {
             rules.push(format!(
                 "meta l4proto {{ tcp, udp, sctp }} ct state new update @{set} {{ {ip} saddr . {ip} daddr . meta l4proto . th dport }}"
             ));
+        }
+        if matches!(hook, Hook::Output | Hook::Postrouting) {
+            rules.extend([Family::V4, Family::V6].map(|f| own_node.accept_rule(f)));
         }
         rules.extend(lookups.iter().map(|l| l.to_string()));
         out.extend(rules.into_iter().map(|rule| Command::AddRule { chain: chain.into(), rule }));
@@ -227,6 +246,11 @@ pub fn full_commands(rs: &Ruleset) -> Vec<Command> {
     for (name, f) in MAPS {
         out.push(Command::AddSet { name: name.into(), kind: SetKind::Map(f) });
     }
+    for f in [Family::V4, Family::V6] {
+        let (name, kind) = (OwnNode::set_name(f), own_node_kind(&rs.own_node, f));
+        out.push(Command::AddSet { name: name.clone(), kind });
+        out.extend(elements(&name, kind, rs.own_node.elements.get(&f).into_iter().flatten().cloned(), true));
+    }
     for (name, f) in FLOW_SETS.iter().zip([Family::V4, Family::V6]).filter(|_| rs.record_flows) {
         out.push(Command::AddSet { name: name.to_string(), kind: SetKind::Flows(f) });
     }
@@ -240,8 +264,17 @@ pub fn full_commands(rs: &Ruleset) -> Vec<Command> {
         let items = rs.maps.get(name).into_iter().flatten().map(|(ip, chain)| format!("{ip} : jump {chain}"));
         out.extend(elements(name, SetKind::Map(f), items, true));
     }
-    base_chains(&mut out, rs.record_flows);
+    base_chains(&mut out, rs);
     out
+}
+
+/// The `own_node_*` sets hold pod addresses, or node and pod address pairs.
+fn own_node_kind(own: &OwnNode, f: Family) -> SetKind {
+    if own.by_address {
+        SetKind::AddressPairs(f)
+    } else {
+        SetKind::Addresses(f)
+    }
 }
 
 /// The whole table as an `nft -f` script.
@@ -281,6 +314,16 @@ pub fn update_commands(old: &Ruleset, new: &Ruleset) -> Vec<Command> {
         out.extend(elements(name, SetKind::Map(f), gone, false));
         let came = now.iter().filter(|(ip, c)| was.get(*ip) != Some(*c)).map(|(ip, c)| format!("{ip} : jump {c}"));
         out.extend(elements(name, SetKind::Map(f), came, true));
+    }
+    // The agent's `--node` never changes, nor the sets' shape with it.
+    debug_assert_eq!(old.own_node.by_address, new.own_node.by_address);
+    for f in [Family::V4, Family::V6] {
+        let empty = Default::default();
+        let (was, now) =
+            (old.own_node.elements.get(&f).unwrap_or(&empty), new.own_node.elements.get(&f).unwrap_or(&empty));
+        let (name, kind) = (OwnNode::set_name(f), own_node_kind(&new.own_node, f));
+        out.extend(elements(&name, kind, was.difference(now).cloned(), false));
+        out.extend(elements(&name, kind, now.difference(was).cloned(), true));
     }
     // Chains that left: empty them first (they may jump to each other), then delete.
     let removed: Vec<&String> = old.chains.keys().filter(|c| !new.chains.contains_key(*c)).collect();

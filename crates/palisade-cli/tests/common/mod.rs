@@ -4,8 +4,9 @@
 use std::path::{Path, PathBuf};
 
 use palisade_core::build::BuildOptions;
-use palisade_core::cluster::{Cluster, PodId};
+use palisade_core::cluster::{Cluster, NodeId, PodId};
 use palisade_core::port::Protocol;
+use palisade_core::verdict::Side;
 use serde_json::Value;
 
 pub fn repo() -> PathBuf {
@@ -79,17 +80,52 @@ pub fn load_case(case: &Case) -> Cluster {
     load.cluster.unwrap_or_else(|| panic!("{} does not load: {errors:#?}", case.file))
 }
 
-/// `*`, `ns/*`, `*/pod` or `ns/pod`.
+/// One row and column of a truth table: a pod (`ns/name`) or a node (`node:name`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum End {
+    Pod(PodId),
+    Node(NodeId),
+}
+
+impl End {
+    pub fn key(self, cluster: &Cluster) -> String {
+        match self {
+            End::Pod(p) => cluster.pod_key(p),
+            End::Node(n) => format!("node:{}", cluster.nodes[n].name),
+        }
+    }
+    pub fn side(self, cluster: &Cluster) -> Side {
+        match self {
+            End::Pod(p) => Side::pod(cluster, p),
+            End::Node(n) => Side::node(cluster, n),
+        }
+    }
+}
+
+/// Pods in output order, then nodes by name.
+pub fn ends(cluster: &Cluster) -> Vec<End> {
+    let mut nodes: Vec<NodeId> = (0..cluster.nodes.len()).collect();
+    nodes.sort_by_key(|&n| cluster.nodes[n].name.clone());
+    cluster.pods_sorted().into_iter().map(End::Pod).chain(nodes.into_iter().map(End::Node)).collect()
+}
+
+/// `*` (everything), `ns/*`, `*/pod`, `ns/pod` (pods), `node:*` or `node:name` (nodes).
 pub fn pattern_matches(pattern: &str, key: &str) -> bool {
-    let (pn, pp) = pattern.split_once('/').unwrap_or((pattern, "*"));
+    if pattern == "*" {
+        return true;
+    }
+    if let Some(node) = key.strip_prefix("node:") {
+        return pattern == "node:*" || pattern.strip_prefix("node:") == Some(node);
+    }
+    let Some((pn, pp)) = pattern.split_once('/') else { return false };
     let (kn, kp) = key.split_once('/').unwrap();
     (pn == "*" || pn == kn) && (pp == "*" || pp == kp)
 }
 
 /// The expected grid in `order`: everything allowed, the case's expectations applied in
 /// order, then every pod to itself allowed (its packets never leave its namespace).
-pub fn expected_grid(cluster: &Cluster, order: &[PodId], probe: &Probe) -> Vec<Vec<bool>> {
-    let keys: Vec<String> = order.iter().map(|&p| cluster.pod_key(p)).collect();
+pub fn expected_grid(cluster: &Cluster, order: &[End], probe: &Probe) -> Vec<Vec<bool>> {
+    let keys: Vec<String> = order.iter().map(|e| e.key(cluster)).collect();
     let mut grid = vec![vec![true; order.len()]; order.len()];
     for (from, to, allow) in &probe.expect {
         for (i, s) in keys.iter().enumerate() {
@@ -107,17 +143,18 @@ pub fn expected_grid(cluster: &Cluster, order: &[PodId], probe: &Probe) -> Vec<V
 }
 
 /// The e2e suite's notation: `.` connected, `X` blocked; rows are sources.
-pub fn grid_text(cluster: &Cluster, order: &[PodId], grid: &[Vec<bool>]) -> String {
-    let keys: Vec<String> = order.iter().map(|&p| cluster.pod_key(p)).collect();
-    let mut s = format!("{:5}", "-");
+pub fn grid_text(cluster: &Cluster, order: &[End], grid: &[Vec<bool>]) -> String {
+    let keys: Vec<String> = order.iter().map(|e| e.key(cluster)).collect();
+    let w = keys.iter().map(String::len).max().unwrap_or(1) + 1;
+    let mut s = format!("{:w$}", "-");
     for k in &keys {
-        s.push_str(&format!("{k:>5}"));
+        s.push_str(&format!("{k:>w$}"));
     }
     s.push('\n');
     for (i, row) in grid.iter().enumerate() {
-        s.push_str(&format!("{:5}", keys[i]));
+        s.push_str(&format!("{:w$}", keys[i]));
         for &a in row {
-            s.push_str(&format!("{:>5}", if a { "." } else { "X" }));
+            s.push_str(&format!("{:>w$}", if a { "." } else { "X" }));
         }
         s.push('\n');
     }

@@ -1,0 +1,179 @@
+//! Calico objects in their storage form, `crd.projectcalico.org/v1`: what `kubectl get
+//! globalnetworkpolicies.crd.projectcalico.org -o yaml` prints on a cluster without the Calico
+//! API server. They are read as the `projectcalico.org/v3` objects they store, as Calico's own
+//! backend does (libcalico-go `backend/k8s/resources`, `ConvertK8sResourceToCalicoResource`):
+//! - the `projectcalico.org/metadata` annotation (Calico 3.30+) holds the v3 metadata as JSON:
+//!   its labels and annotations are merged over the object's own, and for policies its name is
+//!   the policy's name; the annotation itself goes;
+//! - without it, a policy stored in the default tier carries the backend's `default.` prefix,
+//!   which is not part of its name (`determinePolicyName`); other tiers' policies were named
+//!   `<tier>.<name>` in v3 as well, so their name stays;
+//! - the spec is the v3 spec.
+//!
+//! The same object given in both forms is an error (see [`both_forms`]): one is the other's
+//! storage, and deciding it twice would hide which one the user meant to change.
+
+use palisade_core::build::{Input, Object};
+use palisade_core::field::{FieldPath, Location, Problem, Severity};
+use serde_json::{Map, Value};
+
+/// Calico's storage group and version.
+pub const STORAGE_API: &str = "crd.projectcalico.org/v1";
+/// Where Calico 3.30+ keeps an object's v3 metadata.
+pub const METADATA_ANNOTATION: &str = "projectcalico.org/metadata";
+/// Palisade's note on objects read from the storage form (for [`both_forms`]).
+const READ_FROM: &str = "palisade.dev/read-from";
+
+/// Kinds whose stored name carries the tier (`default.<name>`).
+const TIERED: &[&str] = &["NetworkPolicy", "GlobalNetworkPolicy", "StagedNetworkPolicy", "StagedGlobalNetworkPolicy"];
+
+/// Why a stored object cannot be read.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct CrdError {
+    pub path: FieldPath,
+    pub message: String,
+    pub help: String,
+}
+
+/// Rewrites a `crd.projectcalico.org/v1` object of `kind` into its `projectcalico.org/v3` form.
+pub fn to_v3(value: &mut Value, kind: &str) -> Result<(), CrdError> {
+    let Some(object) = value.as_object_mut() else { return Ok(()) };
+    object.insert("apiVersion".into(), "projectcalico.org/v3".into());
+    let tier = object.get("spec").and_then(|s| s.get("tier")).and_then(Value::as_str).unwrap_or("").to_string();
+    let meta = object.entry("metadata").or_insert_with(|| Value::Object(Map::new()));
+    let Some(meta) = meta.as_object_mut() else { return Ok(()) };
+    let stored = take_stored_metadata(meta)?;
+    for field in ["labels", "annotations"] {
+        if let Some(Value::Object(extra)) = stored.get(field) {
+            let own = meta.entry(field).or_insert_with(|| Value::Object(Map::new()));
+            if let Value::Object(own) = own {
+                own.extend(extra.iter().map(|(k, v)| (k.clone(), v.clone())));
+            }
+        }
+    }
+    if TIERED.contains(&kind) {
+        let name = match stored.get("name").and_then(Value::as_str) {
+            Some(n) => Some(n.to_string()),
+            None => meta.get("name").and_then(Value::as_str).map(|n| v3_name(n, &tier)),
+        };
+        if let Some(n) = name {
+            meta.insert("name".into(), n.into());
+        }
+    }
+    let notes = meta.entry("annotations").or_insert_with(|| Value::Object(Map::new()));
+    if let Value::Object(notes) = notes {
+        notes.insert(READ_FROM.into(), STORAGE_API.into());
+    }
+    Ok(())
+}
+
+/// The v3 metadata the annotation holds (empty when there is none); removes the annotation.
+fn take_stored_metadata(meta: &mut Map<String, Value>) -> Result<Map<String, Value>, CrdError> {
+    let Some(Value::Object(annotations)) = meta.get_mut("annotations") else { return Ok(Map::new()) };
+    let Some(text) = annotations.remove(METADATA_ANNOTATION) else { return Ok(Map::new()) };
+    let path = FieldPath::root().key("metadata").key("annotations").key(METADATA_ANNOTATION);
+    let bad = |why: String| CrdError {
+        path: path.clone(),
+        message: format!("{METADATA_ANNOTATION} is not the JSON object metadata Calico stores: {why}"),
+        help: "Calico writes this annotation itself; take the object as kubectl prints it, or remove the annotation"
+            .into(),
+    };
+    let text = text.as_str().ok_or_else(|| bad("not a string".into()))?;
+    match serde_json::from_str::<Value>(text) {
+        Ok(Value::Object(m)) => Ok(m),
+        Ok(_) => Err(bad("not an object".into())),
+        Err(e) => Err(bad(e.to_string())),
+    }
+}
+
+/// A policy's v3 name from its stored name when no annotation gives it: the default tier's
+/// `default.` prefix is the backend's, not the policy's.
+fn v3_name(stored: &str, tier: &str) -> String {
+    match tier {
+        "" | "default" => stored.strip_prefix("default.").unwrap_or(stored).to_string(),
+        _ => stored.to_string(),
+    }
+}
+
+/// Errors for objects given both as `projectcalico.org/v3` and in their storage form; the
+/// stored copies are taken out of `inputs` so that nothing else reports them again.
+pub fn both_forms(inputs: &mut Vec<Input>) -> Vec<Problem> {
+    let key = |o: &Object| {
+        let m = o.metadata();
+        (o.kind(), m.namespace.clone(), m.name.clone())
+    };
+    let stored =
+        |o: &Object| o.metadata().annotations.as_ref().and_then(|a| a.get(READ_FROM)).is_some_and(|v| v == STORAGE_API);
+    let mut problems = Vec::new();
+    let mut drop = Vec::new();
+    for (i, input) in inputs.iter().enumerate().filter(|(_, i)| stored(&i.object)) {
+        let twin = inputs.iter().find(|o| !stored(&o.object) && key(&o.object) == key(&input.object));
+        let Some(twin) = twin else { continue };
+        let (kind, ns, name) = key(&input.object);
+        let label = match ns {
+            Some(ns) => format!("{kind} {ns}/{}", name.unwrap_or_default()),
+            None => format!("{kind} {}", name.unwrap_or_default()),
+        };
+        let at = |i: &Input| i.locate.locate(&FieldPath::root()).map(|l: Location| l.to_string());
+        let path = FieldPath::root().key("apiVersion");
+        problems.push(Problem {
+            severity: Severity::Error,
+            object: label.clone(),
+            path: path.clone(),
+            message: format!(
+                "given twice: as projectcalico.org/v3 ({}) and in Calico's storage form {STORAGE_API} (here); one is the other's storage",
+                at(twin).unwrap_or_else(|| "elsewhere".into())
+            ),
+            help: Some("pass one form only: the projectcalico.org/v3 object, or the kubectl dump of the CRD".into()),
+            location: input.locate.locate(&path),
+        });
+        drop.push(i);
+    }
+    for i in drop.into_iter().rev() {
+        inputs.remove(i);
+    }
+    problems
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn stored_names_lose_the_default_tier_prefix_unless_the_annotation_names_them() {
+        let mut old = json!({"apiVersion": STORAGE_API, "kind": "GlobalNetworkPolicy",
+            "metadata": {"name": "default.deny", "labels": {"a": "1"}}, "spec": {}});
+        to_v3(&mut old, "GlobalNetworkPolicy").unwrap();
+        assert_eq!(old["metadata"]["name"], "deny");
+        assert_eq!(old["apiVersion"], "projectcalico.org/v3");
+        let mut tiered =
+            json!({"kind": "NetworkPolicy", "metadata": {"name": "security.dns"}, "spec": {"tier": "security"}});
+        to_v3(&mut tiered, "NetworkPolicy").unwrap();
+        assert_eq!(tiered["metadata"]["name"], "security.dns");
+        let stored = r#"{"name":"dns","labels":{"team":"net"},"annotations":{"note":"x"}}"#;
+        let mut new = json!({"kind": "NetworkPolicy",
+            "metadata": {"name": "security.dns", "annotations": {METADATA_ANNOTATION: stored}},
+            "spec": {"tier": "security"}});
+        to_v3(&mut new, "NetworkPolicy").unwrap();
+        assert_eq!(new["metadata"]["name"], "dns");
+        assert_eq!(new["metadata"]["labels"]["team"], "net");
+        assert_eq!(new["metadata"]["annotations"]["note"], "x");
+        assert!(new["metadata"]["annotations"].get(METADATA_ANNOTATION).is_none());
+        // Other kinds keep their name; labels still come from the annotation.
+        let mut set = json!({"kind": "GlobalNetworkSet",
+            "metadata": {"name": "default.nets", "annotations": {METADATA_ANNOTATION: r#"{"labels":{"k":"v"}}"#}}});
+        to_v3(&mut set, "GlobalNetworkSet").unwrap();
+        assert_eq!(set["metadata"]["name"], "default.nets");
+        assert_eq!(set["metadata"]["labels"]["k"], "v");
+    }
+
+    #[test]
+    fn a_broken_metadata_annotation_is_an_error() {
+        let mut v =
+            json!({"kind": "NetworkPolicy", "metadata": {"name": "x", "annotations": {METADATA_ANNOTATION: "{"}}});
+        let e = to_v3(&mut v, "NetworkPolicy").unwrap_err();
+        assert!(e.message.contains("not the JSON object metadata"), "{e}");
+    }
+}
