@@ -122,16 +122,17 @@ fn main() {
 /// The review tools on the same cluster (no source files: lint checks that read fields as
 /// written are skipped, the semantic ones all run).
 fn review(cluster: &palisade_core::cluster::Cluster) {
-    use palisade_review::{connectivity::Connectivity, diff, graph::Graph, lint, probe, workload::Workloads};
+    use palisade_review::connectivity::{Connectivity, Cuts};
+    use palisade_review::{diff, graph::Graph, lint, workload::Workloads};
     let t = Instant::now();
     let workloads = Workloads::new(cluster);
-    let probes = probe::probes(cluster);
-    let n = probes.len();
-    let conn = Connectivity::compute(cluster, probes, || {});
+    let cuts = Cuts::of(&[cluster]);
+    let n = cuts.probes.len();
+    let conn = Connectivity::compute(cluster, cuts, || {});
     println!(
-        "connectivity  {:>9.3} s  ({n} probe ports, {} address blocks)",
+        "connectivity  {:>9.3} s  ({n} probe ports, {} address endpoints)",
         t.elapsed().as_secs_f64(),
-        conn.externals.len()
+        conn.addresses.len()
     );
     let t = Instant::now();
     let findings = lint::lint(cluster, &[], &conn, &workloads);

@@ -13,7 +13,7 @@ use palisade_generate::policy::{generate, File, Options};
 use palisade_generate::render::{render, Format};
 use palisade_generate::resolve::{resolve, Connection, End};
 use palisade_load::source::Source;
-use palisade_review::probe::probes;
+use palisade_review::connectivity::Cuts;
 use palisade_review::workload::Workloads;
 
 use crate::input::{build_options, connectivity, load_all, InputArgs};
@@ -155,7 +155,7 @@ fn write(files: &[(String, String)], out: Option<&Path>) -> u8 {
 /// Ingress allows that egress isolation defeats (lint PAL011, ingress side).
 fn defeated_ingress(cluster: &Cluster, inputs: &[Input]) -> usize {
     let workloads = Workloads::new(cluster);
-    let conn = connectivity(cluster, probes(cluster));
+    let conn = connectivity(cluster, Cuts::of(&[cluster]));
     let findings = palisade_review::lint::lint(cluster, inputs, &conn, &workloads);
     let one_sided = findings.iter().filter(|f| f.code == palisade_review::lint::ONE_SIDED.code);
     one_sided.filter(|f| f.path.contains("ingress")).count()
@@ -267,7 +267,7 @@ fn extras(cluster: &Cluster, conns: &[Connection], files: &[File]) -> Vec<String
             _ => None,
         })
         .collect();
-    let conn = connectivity(cluster, probes(cluster));
+    let conn = connectivity(cluster, Cuts::of(&[cluster]));
     let mut out = BTreeSet::new();
     for (i, probe) in conn.probes.iter().enumerate() {
         for s in 0..cluster.pods.len() {

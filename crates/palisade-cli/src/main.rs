@@ -4,6 +4,7 @@ mod agent;
 mod check;
 mod convert;
 mod diff;
+mod endpoint;
 mod generate;
 mod graph;
 mod input;

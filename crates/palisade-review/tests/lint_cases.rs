@@ -4,9 +4,8 @@
 use std::path::{Path, PathBuf};
 
 use palisade_core::build::BuildOptions;
-use palisade_review::connectivity::Connectivity;
+use palisade_review::connectivity::{Connectivity, Cuts};
 use palisade_review::lint::{lint, CHECKS};
-use palisade_review::probe::probes;
 use palisade_review::workload::Workloads;
 
 fn dir() -> PathBuf {
@@ -19,7 +18,7 @@ fn findings(case: &Path) -> Vec<String> {
     let cluster =
         load.cluster.as_ref().unwrap_or_else(|| panic!("{}: does not load: {:?}", case.display(), load.problems));
     let workloads = Workloads::new(cluster);
-    let conn = Connectivity::compute(cluster, probes(cluster), || {});
+    let conn = Connectivity::compute(cluster, Cuts::of(&[cluster]), || {});
     let mut out: Vec<String> = load
         .problems
         .iter()

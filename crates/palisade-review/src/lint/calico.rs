@@ -19,16 +19,23 @@ pub(super) fn run(cx: &mut Context) {
     pass_last(cx);
 }
 
-/// The endpoints rules are tried on: one pod per workload, every host endpoint, and one
-/// address per block the policies name.
-fn endpoints(cx: &Context) -> Vec<Side> {
+/// The endpoints rules are tried on, with their names: one pod per workload, every host
+/// endpoint, and every address endpoint (each piece of the outside world, each node).
+fn endpoints(cx: &Context) -> Vec<(Side, String)> {
     let cluster = cx.cluster;
-    let mut out: Vec<Side> = cx.workloads.list.iter().map(|w| Side::pod(cluster, w.pods[0])).collect();
-    out.extend(
-        (0..cluster.host_endpoints.len())
-            .map(|h| Side { endpoint: Endpoint::Host(h), ip: cluster.host_endpoints[h].ips.first().copied() }),
-    );
-    out.extend(cx.conn.externals.iter().map(|e| Side::ip(cluster, e.address)));
+    let mut out: Vec<(Side, String)> =
+        cx.workloads.list.iter().map(|w| (Side::pod(cluster, w.pods[0]), cluster.pod_key(w.pods[0]))).collect();
+    out.extend((0..cluster.host_endpoints.len()).map(|h| {
+        let side = Side { endpoint: Endpoint::Host(h), ip: cluster.host_endpoints[h].ips.first().copied() };
+        (side, format!("host endpoint {}", cluster.host_endpoints[h].name))
+    }));
+    let known: Vec<Side> = out.iter().map(|(s, _)| *s).collect();
+    for a in &cx.conn.addresses {
+        let side = Side::ip(cluster, a.address);
+        if !known.contains(&side) {
+            out.push((side, a.name.clone()));
+        }
+    }
     out
 }
 
@@ -47,8 +54,8 @@ fn shadowed(cx: &mut Context) {
     let mut seen: BTreeMap<(usize, Direction, usize), Seen> = BTreeMap::new();
     let ends = endpoints(cx);
     for probe in &cx.conn.probes {
-        for (a, src) in ends.iter().enumerate() {
-            for (b, dst) in ends.iter().enumerate() {
+        for (a, (src, from)) in ends.iter().enumerate() {
+            for (b, (dst, to)) in ends.iter().enumerate() {
                 if a == b {
                     continue;
                 }
@@ -66,7 +73,9 @@ fn shadowed(cx: &mut Context) {
                             s.decided |= r.decisive;
                             if s.matched.is_none() && !r.decisive {
                                 let by = winner.clone().unwrap_or_else(|| "the end of an earlier tier".into());
-                                s.matched = Some(format!("{direction} at {endpoint} on {probe}: {by} decided first"));
+                                s.matched = Some(format!(
+                                    "{from} -> {to} on {probe}, {direction} at {endpoint}: {by} decided first"
+                                ));
                             }
                         }
                     }
