@@ -1,14 +1,15 @@
-//! Checks on Calico's ordered evaluation: rules that never get to decide, policies ordered
-//! only by name, and Pass with nowhere to go.
+//! Checks on Calico's ordered evaluation: rules that never get to decide, rules that can never
+//! match, policies ordered only by name, and Pass with nowhere to go.
 
 use std::collections::{BTreeMap, HashMap};
 
+use palisade_core::calico::rule::address_matches;
 use palisade_core::cluster::Cluster;
 use palisade_core::field::FieldPath;
-use palisade_core::policy::{Action, Direction, PolicyKind};
-use palisade_core::verdict::{decide, selects, Connection, Endpoint, Side, Step};
+use palisade_core::policy::{Action, Direction, Match, PolicyKind};
+use palisade_core::verdict::{decide, describe, selects, Connection, Endpoint, Side, Step};
 
-use super::{rule_path, Context, EQUAL_ORDER, PASS_LAST, SHADOWED};
+use super::{rule_path, Context, EQUAL_ORDER, NEVER_MATCHES, PASS_LAST, SHADOWED};
 
 pub(super) fn run(cx: &mut Context) {
     if !cx.cluster.uses_calico() {
@@ -17,6 +18,54 @@ pub(super) fn run(cx: &mut Context) {
     shadowed(cx);
     equal_order(cx);
     pass_last(cx);
+    never_matches(cx);
+}
+
+/// A rule whose own side (destination on ingress, source on egress) excludes every endpoint
+/// its policy applies to: it narrows the policy's endpoints to none, so it never matches.
+fn never_matches(cx: &mut Context) {
+    let cluster = cx.cluster;
+    let ends: Vec<Side> = (0..cluster.pods.len())
+        .map(|p| Side::pod(cluster, p))
+        .chain(
+            (0..cluster.host_endpoints.len())
+                .map(|h| Side { endpoint: Endpoint::Host(h), ip: cluster.host_endpoints[h].ips.first().copied() }),
+        )
+        .collect();
+    let mut found = Vec::new();
+    for (pol, p) in cluster.policies.iter().enumerate() {
+        let selected: Vec<&Side> = ends.iter().filter(|s| selects(cluster, p, s)).collect();
+        if selected.is_empty() {
+            continue; // PAL001 says so.
+        }
+        for dir in [Direction::Ingress, Direction::Egress] {
+            for (i, rule) in p.rules(dir).into_iter().flatten().enumerate() {
+                let Match::Calico(c) = &rule.matches else { continue };
+                let (field, own) = match dir {
+                    Direction::Ingress => ("destination", &c.destination),
+                    Direction::Egress => ("source", &c.source),
+                };
+                if selected.iter().any(|s| c.version_ok(s.ip) && address_matches(cluster, own, s)) {
+                    continue;
+                }
+                let names: Vec<String> = selected.iter().map(|s| describe(cluster, s)).collect();
+                let message = format!(
+                    "{dir} rule [{i}] can never match: its {field} ({}) excludes every endpoint the policy applies to ({})",
+                    own.written,
+                    super::some_of(&names, 3)
+                );
+                found.push((pol, rule_path(dir, i).key(field), message, dir));
+            }
+        }
+    }
+    for (pol, path, message, dir) in found {
+        let (own, peer) = match dir {
+            Direction::Ingress => ("destination", "source"),
+            Direction::Egress => ("source", "destination"),
+        };
+        let help = format!("in an {dir} rule, {own} narrows the policy's own endpoints and {peer} names the other side: move the selector or nets to {peer}, or drop them");
+        cx.at_policy(&NEVER_MATCHES, pol, path, message, help);
+    }
 }
 
 /// The endpoints rules are tried on, with their names: one pod per workload, every host
