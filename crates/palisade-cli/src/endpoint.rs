@@ -65,13 +65,14 @@ pub fn resolve(cluster: &Cluster, pieces: &[Piece], s: &str) -> Result<Resolved,
     };
     let pods = &workloads.list[w].pods;
     let pod = pods[0];
-    let note = (pods.len() > 1 || workloads.key(cluster, w) != cluster.pod_key(pod)).then(|| {
-        format!(
-            "{s} stands for its pod {} (1 of {} pod(s); name a pod to decide for another)",
-            cluster.pod_key(pod),
-            pods.len()
-        )
-    });
+    let note = match pods.len() {
+        1 if workloads.key(cluster, w) == cluster.pod_key(pod) => None,
+        1 => Some(format!("{s} stands for its pod {}", cluster.pod_key(pod))),
+        n => Some(format!(
+            "{s} stands for its pod {} (1 of {n}; name a pod to decide for another)",
+            cluster.pod_key(pod)
+        )),
+    };
     Ok(Resolved { named: Named::Pod(pod), note })
 }
 

@@ -132,7 +132,16 @@ pub fn run(args: Args) -> u8 {
         conns.len(),
         flows.len()
     );
-    verify(&load.inputs, &rendered, &conns, &set.files, &args.input)
+    let code = verify(&load.inputs, &rendered, &conns, &set.files, &args.input, unresolved.len());
+    if !unresolved.is_empty() {
+        // Policies that leave out observed traffic would break it once enforced.
+        eprintln!(
+            "error: {} observed flow(s) could not be resolved to pods or addresses (see the warnings above): the generated policies do not cover them, so they are not verified",
+            unresolved.len()
+        );
+        return 1;
+    }
+    code
 }
 
 fn write(files: &[(String, String)], out: Option<&Path>) -> u8 {
@@ -219,6 +228,7 @@ fn verify(
     conns: &[Connection],
     files: &[File],
     args: &InputArgs,
+    unresolved: usize,
 ) -> u8 {
     let cluster = match with_generated(inputs, rendered, args, false) {
         Ok(c) => c,
@@ -240,7 +250,13 @@ fn verify(
     if !denied.is_empty() {
         return 1;
     }
-    let mut report = format!("verified: the generated policies allow all {} observed connection(s)\n", conns.len());
+    let mut report = match unresolved {
+        0 => format!("verified: the generated policies allow all {} observed connection(s)\n", conns.len()),
+        n => format!(
+            "the generated policies allow the {} resolved connection(s); {n} flow(s) were not resolved\n",
+            conns.len()
+        ),
+    };
     let extras = extras(&cluster, conns, files);
     if extras.is_empty() {
         report.push_str("also allowed between the covered workloads: nothing beyond what was observed (and DNS)\n");
