@@ -135,8 +135,22 @@ fn review(cluster: &palisade_core::cluster::Cluster) {
         conn.addresses.len()
     );
     let t = Instant::now();
-    let findings = lint::lint(cluster, &[], &conn, &workloads);
+    // Each group of checks timed apart: (phase, seconds).
+    let mut phases: Vec<(&str, f64)> = Vec::new();
+    let mut last = (None, Instant::now());
+    let findings = lint::lint_with_progress(cluster, &[], &conn, &workloads, &mut |phase| {
+        if let Some(done) = last.0.replace(phase) {
+            phases.push((done, last.1.elapsed().as_secs_f64()));
+        }
+        last.1 = Instant::now();
+    });
+    if let Some(done) = last.0 {
+        phases.push((done, last.1.elapsed().as_secs_f64()));
+    }
     println!("lint          {:>9.3} s  ({} findings)", t.elapsed().as_secs_f64(), findings.len());
+    for (phase, secs) in phases {
+        println!("  {phase:<40}{secs:>9.3} s");
+    }
     // A graph explains every edge on every port; past a few thousand workloads that is more
     // than anyone draws (and gigabytes), so it is measured on smaller clusters only.
     if workloads.list.len() <= 2_000 {

@@ -4,14 +4,8 @@
 
 mod common;
 
-use common::{palisade, repo};
+use common::run;
 use serde_json::Value;
-
-fn run(args: &[&str]) -> (i32, String, String) {
-    let out = palisade().current_dir(repo()).args(args).output().unwrap();
-    let text = |b: &[u8]| String::from_utf8_lossy(b).to_string();
-    (out.status.code().unwrap_or(-1), text(&out.stdout), text(&out.stderr))
-}
 
 const LINT: [&str; 2] = ["tests/lint/cluster.yaml", "tests/lint/one-sided.yaml"];
 

@@ -5,13 +5,7 @@ mod common;
 
 use std::path::PathBuf;
 
-use common::{palisade, repo};
-
-fn run(args: &[&str]) -> (i32, String, String) {
-    let out = palisade().current_dir(repo()).args(args).output().unwrap();
-    let text = |b: &[u8]| String::from_utf8_lossy(b).to_string();
-    (out.status.code().unwrap_or(-1), text(&out.stdout), text(&out.stderr))
-}
+use common::run;
 
 fn scratch(tag: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("palisade-generate-{tag}-{}", std::process::id()));

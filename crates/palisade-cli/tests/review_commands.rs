@@ -7,18 +7,12 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
 
-use common::{conformance_cases, load_case, palisade, repo};
+use common::{conformance_cases, load_case, palisade, repo, run};
 use palisade_core::verdict::{decide, Connection, Side, Verdict};
 use palisade_review::connectivity::{Connectivity, Cuts};
 use palisade_review::diff::{diff, Version};
 use palisade_review::workload::Workloads;
 use serde_json::Value;
-
-fn run(args: &[&str]) -> (i32, String, String) {
-    let out = palisade().current_dir(repo()).args(args).output().unwrap();
-    let text = |b: &[u8]| String::from_utf8_lossy(b).to_string();
-    (out.status.code().unwrap_or(-1), text(&out.stdout), text(&out.stderr))
-}
 
 const ONE_SIDED: [&str; 2] = ["tests/lint/cluster.yaml", "tests/lint/one-sided.yaml"];
 

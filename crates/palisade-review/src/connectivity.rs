@@ -85,13 +85,15 @@ impl Connectivity {
     fn compute_with(cluster: &Cluster, cuts: Cuts, mut tick: impl FnMut(), shortcut: bool) -> Connectivity {
         let mut index = Index::new(cluster);
         let addresses = addresses(cluster, &cuts.pieces);
-        let each: Vec<Vec<PodId>> = (0..cluster.pods.len()).map(|p| vec![p]).collect();
-        let (outside, nodes) = match shortcut {
-            true => (classes(cluster, &mut index, false), classes(cluster, &mut index, true)),
-            false => (each.clone(), each),
+        let applicable = [index.applicable(Direction::Egress), index.applicable(Direction::Ingress)];
+        let each = || (0..cluster.pods.len()).map(|p| vec![p]).collect::<Vec<_>>();
+        let outside = if shortcut { classes(cluster, &applicable, false) } else { each() };
+        let nodes = match addresses.iter().any(|a| a.kind == AddressKind::Node) {
+            false => Vec::new(),
+            true if shortcut => classes(cluster, &applicable, true),
+            true => each(),
         };
-        let kubernetes = (shortcut && !cluster.uses_calico() && cluster.host_endpoints.is_empty())
-            .then(|| [index.applicable(Direction::Egress), index.applicable(Direction::Ingress)]);
+        let kubernetes = shortcut && !cluster.uses_calico() && cluster.host_endpoints.is_empty();
         let mut matrices = Vec::with_capacity(cuts.probes.len());
         let (mut to_address, mut from_address) = (Vec::new(), Vec::new());
         for probe in &cuts.probes {
@@ -101,11 +103,11 @@ impl Connectivity {
                 .iter()
                 .map(|a| {
                     tick();
-                    match (&kubernetes, a.kind) {
-                        (Some(applicable), AddressKind::Outside) => {
-                            kubernetes_sides(cluster, &outside, applicable, a.address, probe)
+                    match (kubernetes, a.kind) {
+                        (true, AddressKind::Outside) => {
+                            kubernetes_sides(cluster, &outside, &applicable, a.address, probe)
                         }
-                        (None, AddressKind::Outside) => decided_sides(cluster, &outside, a.address, probe),
+                        (false, AddressKind::Outside) => decided_sides(cluster, &outside, a.address, probe),
                         // Nodes always through the engine: traffic between a pod and its own
                         // node follows rules of its own that a shortcut would have to repeat.
                         (_, AddressKind::Node) => decided_sides(cluster, &nodes, a.address, probe),
@@ -160,12 +162,12 @@ fn addresses(cluster: &Cluster, pieces: &[Piece]) -> Vec<Address> {
 /// direction and they have the same container ports (named ports). Seen from a node, pods
 /// also differ by the node they run on, and a host-network pod is the node itself. Calico
 /// rules can also name the pod's own labels and address, so there every pod is its own class.
-fn classes(cluster: &Cluster, index: &mut Index, by_node: bool) -> Vec<Vec<PodId>> {
+fn classes(cluster: &Cluster, applicable: &[Vec<Vec<usize>>; 2], by_node: bool) -> Vec<Vec<PodId>> {
     let n = cluster.pods.len();
     if cluster.uses_calico() || !cluster.host_endpoints.is_empty() {
         return (0..n).map(|p| vec![p]).collect();
     }
-    let (egress, ingress) = (index.applicable(Direction::Egress), index.applicable(Direction::Ingress));
+    let [egress, ingress] = applicable;
     // (egress policies, ingress policies, container ports, host network, node, the pod itself)
     type Key<'a> = (&'a [usize], &'a [usize], &'a [ContainerPort], bool, Option<&'a str>, Option<PodId>);
     let mut by_key: HashMap<Key, Vec<PodId>> = HashMap::new();

@@ -11,6 +11,10 @@ use super::{is_calico, rule_path, some_of, Context, HOST_NETWORK_PEER};
 
 pub(super) fn run(cx: &mut Context) {
     let cluster = cx.cluster;
+    let hosted: Vec<PodId> = (0..cluster.pods.len()).filter(|&p| !cluster.is_policy_subject(p)).collect();
+    if hosted.is_empty() {
+        return;
+    }
     let mut found = Vec::new();
     for pol in 0..cluster.policies.len() {
         for dir in [Direction::Ingress, Direction::Egress] {
@@ -18,7 +22,7 @@ pub(super) fn run(cx: &mut Context) {
                 match &rule.matches {
                     Match::Kubernetes { peers: Some(peers), .. } => {
                         for (j, peer) in peers.iter().enumerate() {
-                            let Some(pods) = kubernetes_peer(cx, peer) else { continue };
+                            let Some(pods) = kubernetes_peer(cx, &hosted, peer) else { continue };
                             let path = rule_path(dir, i).key(dir.peers_field()).index(j);
                             found.push((pol, path, format!("{}[{j}]", dir.peers_field()), pods));
                         }
@@ -28,7 +32,9 @@ pub(super) fn run(cx: &mut Context) {
                             Direction::Ingress => ("source", &c.source),
                             Direction::Egress => ("destination", &c.destination),
                         };
-                        let Some(pods) = e.selector.as_ref().and_then(|s| calico_selector(cx, s)) else { continue };
+                        let Some(pods) = e.selector.as_ref().and_then(|s| calico_selector(cx, &hosted, s)) else {
+                            continue;
+                        };
                         let path = rule_path(dir, i).key(field).key("selector");
                         found.push((pol, path, format!("{field} ({})", e.written), pods));
                     }
@@ -52,34 +58,41 @@ pub(super) fn run(cx: &mut Context) {
     }
 }
 
-/// The pods a Kubernetes peer's selectors match by labels, when every one of them is on the
-/// host network (and there is at least one).
-fn kubernetes_peer(cx: &Context, peer: &Peer) -> Option<Vec<PodId>> {
+/// The host-network pods a Kubernetes peer's selectors match by labels, when they match no
+/// other pod.
+fn kubernetes_peer(cx: &Context, hosted: &[PodId], peer: &Peer) -> Option<Vec<PodId>> {
     let cluster = cx.cluster;
     let Peer::Pods { namespaces, pods } = peer else { return None };
-    let matched = (0..cluster.pods.len()).filter(|&p| {
+    let matches = |p: PodId| {
         let pod = &cluster.pods[p];
         let ns_ok = match namespaces {
             NamespaceScope::Own(n) => pod.namespace == *n,
             NamespaceScope::Matching(sel) => sel.matches(&cluster.namespaces[pod.namespace].labels),
         };
         ns_ok && pods.matches(&pod.labels)
-    });
-    only_host_network(cx, matched.collect())
+    };
+    only_hosted(cx, hosted, matches)
 }
 
-/// The pods a Calico selector matches by their labels, when all are on the host network and
-/// no host endpoint or network set matches it either.
-fn calico_selector(cx: &Context, sel: &Expr) -> Option<Vec<PodId>> {
+/// The host-network pods a Calico selector matches by their labels, when it matches no other
+/// pod, host endpoint or network set.
+fn calico_selector(cx: &Context, hosted: &[PodId], sel: &Expr) -> Option<Vec<PodId>> {
     let cluster = cx.cluster;
     let others = cluster.host_endpoints.iter().map(|h| &h.labels).chain(cluster.network_sets.iter().map(|s| &s.labels));
     if others.into_iter().any(|l| sel.matches(l)) {
         return None;
     }
-    only_host_network(cx, (0..cluster.pods.len()).filter(|&p| sel.matches(&cluster.calico_labels[p])).collect())
+    only_hosted(cx, hosted, |p| sel.matches(&cluster.calico_labels[p]))
 }
 
-fn only_host_network(cx: &Context, pods: Vec<PodId>) -> Option<Vec<PodId>> {
-    let all = !pods.is_empty() && pods.iter().all(|&p| !cx.cluster.is_policy_subject(p));
-    all.then_some(pods)
+/// The host-network pods `matches`, if some and no pod that selectors can match. The few
+/// host-network pods are tried first, so most peers never look at the others.
+fn only_hosted(cx: &Context, hosted: &[PodId], matches: impl Fn(PodId) -> bool) -> Option<Vec<PodId>> {
+    let hit: Vec<PodId> = hosted.iter().copied().filter(|&p| matches(p)).collect();
+    if hit.is_empty() {
+        return None;
+    }
+    let cluster = cx.cluster;
+    let others = (0..cluster.pods.len()).any(|p| cluster.is_policy_subject(p) && matches(p));
+    (!others).then_some(hit)
 }
