@@ -122,20 +122,35 @@ fn main() {
 /// The review tools on the same cluster (no source files: lint checks that read fields as
 /// written are skipped, the semantic ones all run).
 fn review(cluster: &palisade_core::cluster::Cluster) {
-    use palisade_review::{connectivity::Connectivity, diff, graph::Graph, lint, probe, workload::Workloads};
+    use palisade_review::connectivity::{Connectivity, Cuts};
+    use palisade_review::{diff, graph::Graph, lint, workload::Workloads};
     let t = Instant::now();
     let workloads = Workloads::new(cluster);
-    let probes = probe::probes(cluster);
-    let n = probes.len();
-    let conn = Connectivity::compute(cluster, probes, || {});
+    let cuts = Cuts::of(&[cluster]);
+    let n = cuts.probes.len();
+    let conn = Connectivity::compute(cluster, cuts, || {});
     println!(
-        "connectivity  {:>9.3} s  ({n} probe ports, {} address blocks)",
+        "connectivity  {:>9.3} s  ({n} probe ports, {} address endpoints)",
         t.elapsed().as_secs_f64(),
-        conn.externals.len()
+        conn.addresses.len()
     );
     let t = Instant::now();
-    let findings = lint::lint(cluster, &[], &conn, &workloads);
+    // Each group of checks timed apart: (phase, seconds).
+    let mut phases: Vec<(&str, f64)> = Vec::new();
+    let mut last = (None, Instant::now());
+    let findings = lint::lint_with_progress(cluster, &[], &conn, &workloads, &mut |phase| {
+        if let Some(done) = last.0.replace(phase) {
+            phases.push((done, last.1.elapsed().as_secs_f64()));
+        }
+        last.1 = Instant::now();
+    });
+    if let Some(done) = last.0 {
+        phases.push((done, last.1.elapsed().as_secs_f64()));
+    }
     println!("lint          {:>9.3} s  ({} findings)", t.elapsed().as_secs_f64(), findings.len());
+    for (phase, secs) in phases {
+        println!("  {phase:<40}{secs:>9.3} s");
+    }
     // A graph explains every edge on every port; past a few thousand workloads that is more
     // than anyone draws (and gigabytes), so it is measured on smaller clusters only.
     if workloads.list.len() <= 2_000 {

@@ -9,20 +9,24 @@ use palisade_core::service::decide_service;
 use palisade_core::verdict::{decide, Connection, Decision, Endpoint, PolicyEval, Side, Step, Verdict};
 use serde::Serialize;
 
+use crate::endpoint::{resolve, Named};
 use crate::input::{load, InputArgs, Output};
+use palisade_review::outside::pieces;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Source: ns/pod, or an IP.
+    /// Source: ns/pod, a workload (ns/deployment/web: one of its pods), node NAME, a piece of
+    /// the outside world (outside CIDR [except CIDR, ...]), or an IP.
     #[arg(long)]
     from: String,
-    /// Destination: ns/pod, ns/svc/NAME for a Service, or an IP (a ClusterIP is DNATed).
+    /// Destination: the same forms as --from, or ns/svc/NAME for a Service (an IP that is a
+    /// ClusterIP is DNATed).
     #[arg(long)]
     to: String,
     /// Destination port: a number, or a port name of the destination pod or Service
-    /// (not needed for ICMP).
-    #[arg(long, required_unless_present_any = ["icmp_type"], default_value = "0", hide_default_value = true)]
-    port: String,
+    /// (required for TCP, UDP and SCTP; ICMP has none).
+    #[arg(long)]
+    port: Option<String>,
     /// TCP, UDP, SCTP, ICMP or ICMPv6.
     #[arg(long, default_value = "TCP")]
     protocol: Protocol,
@@ -139,7 +143,14 @@ fn evaluate(cluster: &Cluster, args: &Args) -> Result<(Decision, u16), String> {
         }
     };
     let dst = parse_target(cluster, &args.to, "--to")?;
-    let port = if args.protocol.has_ports() { resolve_port(cluster, &args.port, args.protocol, &dst)? } else { 0 };
+    let port = match (&args.port, args.protocol.has_ports()) {
+        (Some(p), true) => resolve_port(cluster, p, args.protocol, &dst)?,
+        (None, true) => return Err(format!("--port is required for {}", args.protocol)),
+        (Some(p), false) => {
+            return Err(format!("--port {p}: {} has no ports (use --icmp-type and --icmp-code)", args.protocol))
+        }
+        (None, false) => 0,
+    };
     let placeholder = Side { endpoint: Endpoint::External, ip: None };
     let mut conn = Connection::new(src, placeholder, port, args.protocol);
     conn.src_port = args.source_port;
@@ -153,34 +164,21 @@ fn evaluate(cluster: &Cluster, args: &Args) -> Result<(Decision, u16), String> {
 }
 
 fn parse_target(cluster: &Cluster, s: &str, flag: &str) -> Result<Target, String> {
-    if let Ok(ip) = s.parse::<IpAddr>() {
-        if let Some(id) = cluster.service_by_ip(ip) {
-            return Ok(Target::Service { id, address: Some(ip) });
-        }
-        return Ok(Target::Side(Side::ip(cluster, ip)));
+    if let Some(id) = s.parse::<IpAddr>().ok().and_then(|ip| cluster.service_by_ip(ip)) {
+        return Ok(Target::Service { id, address: s.parse().ok() });
     }
-    let parts: Vec<&str> = s.split('/').collect();
-    match parts.as_slice() {
-        [ns, "svc" | "service", name] => cluster
+    if let [ns, "svc" | "service", name] = s.split('/').collect::<Vec<_>>().as_slice() {
+        return cluster
             .service(ns, name)
             .map(|id| Target::Service { id, address: None })
-            .ok_or_else(|| format!("{flag} {s}: no Service {name} in namespace {ns}")),
-        [ns, name] => match cluster.pod(ns, name) {
-            Some(id) => Ok(Target::Side(Side::pod(cluster, id))),
-            None => Err(format!("{flag} {s}: no pod {name} in namespace {ns}{}", suggest(cluster, ns))),
-        },
-        _ => Err(format!("{flag} {s}: expected ns/pod, ns/svc/NAME or an IP address")),
+            .ok_or_else(|| format!("{flag} {s}: no Service {name} in namespace {ns}"));
     }
-}
-
-fn suggest(cluster: &Cluster, ns: &str) -> String {
-    let Some(nid) = cluster.namespace(ns) else {
-        let all: Vec<&str> = cluster.namespaces.iter().map(|n| n.name.as_str()).collect();
-        return format!(" (namespaces: {})", all.join(", "));
-    };
-    let pods: Vec<&str> =
-        cluster.pods.iter().filter(|p| p.namespace == nid).map(|p| p.name.as_str()).take(12).collect();
-    format!(" (pods there: {})", if pods.is_empty() { "none".into() } else { pods.join(", ") })
+    let resolved = resolve(cluster, &pieces(cluster), s).map_err(|e| format!("{flag} {e}"))?;
+    resolved.tell(flag);
+    Ok(Target::Side(match resolved.named {
+        Named::Pod(p) => Side::pod(cluster, p),
+        Named::Address(ip) => Side::ip(cluster, ip),
+    }))
 }
 
 fn resolve_port(cluster: &Cluster, port: &str, protocol: Protocol, dst: &Target) -> Result<u16, String> {

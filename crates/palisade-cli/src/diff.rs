@@ -3,8 +3,8 @@
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
-use palisade_review::diff::{diff, Diff, Version};
-use palisade_review::probe::probes_of;
+use palisade_review::connectivity::Cuts;
+use palisade_review::diff::{diff, Diff, Group, Version};
 use palisade_review::workload::Workloads;
 
 use crate::input::{connectivity, load, InputArgs, Output};
@@ -52,8 +52,22 @@ pub fn run(args: Args) -> u8 {
         (Ok(o), Ok(n)) => (o, n),
         (Err(code), _) | (_, Err(code)) => return code,
     };
-    let probes = probes_of(&[&old, &new]);
-    let (old_conn, new_conn) = (connectivity(&old, probes.clone()), connectivity(&new, probes));
+    // Every connection has a pod at one end: without pods nothing is compared, and an
+    // empty diff would pass a pull-request check it never made.
+    let empty: Vec<String> = [(&args.old, &old), (&args.new, &new)]
+        .iter()
+        .filter(|(_, c)| c.pods.is_empty())
+        .map(|(p, _)| p.display().to_string())
+        .collect();
+    if !empty.is_empty() {
+        eprintln!(
+            "error: no pods in {}: a diff compares connections of pods, so it needs the cluster (add it to both sides with --with cluster.yaml; kubectl get pods,namespaces -A -o yaml)",
+            empty.join(" and ")
+        );
+        return crate::EXIT_INVALID;
+    }
+    let cuts = Cuts::of(&[&old, &new]);
+    let (old_conn, new_conn) = (connectivity(&old, cuts.clone()), connectivity(&new, cuts));
     let (old_w, new_w) = (Workloads::new(&old), Workloads::new(&new));
     let d = diff(
         &Version { cluster: &old, conn: &old_conn, workloads: &old_w },
@@ -66,22 +80,23 @@ pub fn run(args: Args) -> u8 {
     u8::from(args.exit_code && !d.gained.is_empty())
 }
 
+/// One line per workload pair: `+ from -> to  ports  (N connection(s) between M endpoint
+/// pair(s); e.g. ...)`. A connection is one endpoint pair on one port and protocol.
 fn text(d: &Diff) -> String {
     let mut out = String::new();
     for (sign, groups) in [("+", &d.gained), ("-", &d.lost)] {
         for g in groups {
-            let pairs: usize = g.pairs.values().sum();
             let _ = writeln!(
                 out,
-                "{sign} {} -> {}  {}  ({pairs} connection(s); e.g. {} -> {} on {})",
-                g.from, g.to, g.ports, g.example.0, g.example.1, g.example.2
+                "{sign} {} -> {}  {}  ({} connection(s) between {} endpoint pair(s); e.g. {} -> {} on {})",
+                g.from, g.to, g.ports, g.connections, g.endpoint_pairs, g.example.0, g.example.1, g.example.2
             );
         }
     }
-    let total = |gs: &[palisade_review::diff::Group]| gs.iter().map(|g| g.pairs.values().sum::<usize>()).sum::<usize>();
+    let total = |gs: &[Group]| gs.iter().map(|g| g.connections).sum::<u64>();
     let _ = writeln!(
         out,
-        "gained {} connection(s) in {} workload pair(s); lost {} in {}",
+        "gained {} connection(s) in {} workload pair(s); lost {} in {} (a connection: one source, destination, port and protocol)",
         total(&d.gained),
         d.gained.len(),
         total(&d.lost),

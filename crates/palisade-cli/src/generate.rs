@@ -13,7 +13,7 @@ use palisade_generate::policy::{generate, File, Options};
 use palisade_generate::render::{render, Format};
 use palisade_generate::resolve::{resolve, Connection, End};
 use palisade_load::source::Source;
-use palisade_review::probe::probes;
+use palisade_review::connectivity::Cuts;
 use palisade_review::workload::Workloads;
 
 use crate::input::{build_options, connectivity, load_all, InputArgs};
@@ -132,7 +132,16 @@ pub fn run(args: Args) -> u8 {
         conns.len(),
         flows.len()
     );
-    verify(&load.inputs, &rendered, &conns, &set.files, &args.input)
+    let code = verify(&load.inputs, &rendered, &conns, &set.files, &args.input, unresolved.len());
+    if !unresolved.is_empty() {
+        // Policies that leave out observed traffic would break it once enforced.
+        eprintln!(
+            "error: {} observed flow(s) could not be resolved to pods or addresses (see the warnings above): the generated policies do not cover them, so they are not verified",
+            unresolved.len()
+        );
+        return 1;
+    }
+    code
 }
 
 fn write(files: &[(String, String)], out: Option<&Path>) -> u8 {
@@ -155,7 +164,7 @@ fn write(files: &[(String, String)], out: Option<&Path>) -> u8 {
 /// Ingress allows that egress isolation defeats (lint PAL011, ingress side).
 fn defeated_ingress(cluster: &Cluster, inputs: &[Input]) -> usize {
     let workloads = Workloads::new(cluster);
-    let conn = connectivity(cluster, probes(cluster));
+    let conn = connectivity(cluster, Cuts::of(&[cluster]));
     let findings = palisade_review::lint::lint(cluster, inputs, &conn, &workloads);
     let one_sided = findings.iter().filter(|f| f.code == palisade_review::lint::ONE_SIDED.code);
     one_sided.filter(|f| f.path.contains("ingress")).count()
@@ -219,6 +228,7 @@ fn verify(
     conns: &[Connection],
     files: &[File],
     args: &InputArgs,
+    unresolved: usize,
 ) -> u8 {
     let cluster = match with_generated(inputs, rendered, args, false) {
         Ok(c) => c,
@@ -240,7 +250,13 @@ fn verify(
     if !denied.is_empty() {
         return 1;
     }
-    let mut report = format!("verified: the generated policies allow all {} observed connection(s)\n", conns.len());
+    let mut report = match unresolved {
+        0 => format!("verified: the generated policies allow all {} observed connection(s)\n", conns.len()),
+        n => format!(
+            "the generated policies allow the {} resolved connection(s); {n} flow(s) were not resolved\n",
+            conns.len()
+        ),
+    };
     let extras = extras(&cluster, conns, files);
     if extras.is_empty() {
         report.push_str("also allowed between the covered workloads: nothing beyond what was observed (and DNS)\n");
@@ -267,7 +283,7 @@ fn extras(cluster: &Cluster, conns: &[Connection], files: &[File]) -> Vec<String
             _ => None,
         })
         .collect();
-    let conn = connectivity(cluster, probes(cluster));
+    let conn = connectivity(cluster, Cuts::of(&[cluster]));
     let mut out = BTreeSet::new();
     for (i, probe) in conn.probes.iter().enumerate() {
         for s in 0..cluster.pods.len() {

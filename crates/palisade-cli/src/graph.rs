@@ -2,8 +2,8 @@
 
 use std::path::PathBuf;
 
+use palisade_review::connectivity::Cuts;
 use palisade_review::graph::Graph;
-use palisade_review::probe::probes;
 use palisade_review::report::{html, svg};
 use palisade_review::workload::Workloads;
 
@@ -35,7 +35,7 @@ pub fn run(args: Args) -> u8 {
     };
     let cluster = load.cluster.as_ref().expect("loaded");
     let workloads = Workloads::new(cluster);
-    let conn = connectivity(cluster, probes(cluster));
+    let conn = connectivity(cluster, Cuts::of(&[cluster]));
     let graph = Graph::new(cluster, &conn, &workloads);
     let text = match args.output {
         Format::Dot => graph.dot(),

@@ -85,14 +85,14 @@ pub fn spinner() -> indicatif::ProgressBar {
     s
 }
 
-/// Computes connectivity over every probe, with a progress bar on a terminal.
+/// Computes connectivity over every probe and address endpoint, with a progress bar on a terminal.
 pub fn connectivity(
     cluster: &Cluster,
-    probes: Vec<palisade_review::probe::Probe>,
+    cuts: palisade_review::connectivity::Cuts,
 ) -> palisade_review::connectivity::Connectivity {
     use palisade_review::connectivity::Connectivity;
     let bar = if std::io::stderr().is_terminal() {
-        indicatif::ProgressBar::new(Connectivity::work(cluster, &probes))
+        indicatif::ProgressBar::new(Connectivity::work(cluster, &cuts))
     } else {
         indicatif::ProgressBar::hidden()
     };
@@ -100,7 +100,7 @@ pub fn connectivity(
         indicatif::ProgressStyle::with_template("{msg} {bar:30} {pos}/{len} ({eta})").expect("valid template"),
     );
     bar.set_message("deciding every pair on every port");
-    let c = Connectivity::compute(cluster, probes, || bar.inc(1));
+    let c = Connectivity::compute(cluster, cuts, || bar.inc(1));
     bar.finish_and_clear();
     c
 }

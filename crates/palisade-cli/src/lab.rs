@@ -33,6 +33,15 @@ pub fn run(args: Args) -> u8 {
         Ok(c) => c,
         Err(code) => return code,
     };
+    // Probing no pod would pass as "0 of 0 pairs": a lab with nothing in it proves nothing.
+    let addressed = cluster.pods.iter().filter(|p| !p.ips.is_empty()).count();
+    if addressed == 0 {
+        let templates = cluster.pods.len();
+        eprintln!(
+            "error: lab: no pod with an address in the input ({templates} pod(s) without one, built from workload templates): there is nothing to build and probe; give the Pods (kubectl get pods -A -o yaml)"
+        );
+        return crate::EXIT_INVALID;
+    }
     palisade_lab::install_interrupt_cleanup();
     let probes = args.ports.iter().flat_map(|&p| args.protocols.iter().map(move |&pr| (p, pr))).collect();
     let opts = LabOptions { probes, timeout: std::time::Duration::from_millis(args.timeout_ms), ..Default::default() };
@@ -55,6 +64,10 @@ pub fn run(args: Args) -> u8 {
     }
     for s in &report.skipped_probes {
         eprintln!("note: {s}");
+    }
+    if !report.ends.iter().any(|e| matches!(e, palisade_lab::LabEnd::Pod(_))) {
+        eprintln!("error: lab: no pod could be built, so nothing was probed");
+        return crate::EXIT_INVALID;
     }
     let diffs: usize = report.results.iter().map(|r| r.differences().len()).sum();
     match args.output {

@@ -5,8 +5,8 @@ use std::io::IsTerminal;
 use palisade_core::field::Severity;
 use palisade_load::diagnostic::Renderer;
 use palisade_review::connectivity::Connectivity;
+use palisade_review::connectivity::Cuts;
 use palisade_review::lint::{check, lint_with_progress, sarif::sarif, Finding, CHECKS};
-use palisade_review::probe::probes;
 use palisade_review::workload::Workloads;
 
 use crate::input::{connectivity, load_all, InputArgs};
@@ -66,7 +66,7 @@ pub fn run(args: Args) -> u8 {
     };
     let cluster = load.cluster.as_ref().expect("loaded");
     let workloads = Workloads::new(cluster);
-    let conn = connectivity(cluster, probes(cluster));
+    let conn = connectivity(cluster, Cuts::of(&[cluster]));
     let mut findings = findings(&load, &conn, &workloads);
     let allowed: Vec<&str> = args.allow.iter().filter_map(|a| check(a)).map(|c| c.code).collect();
     findings.retain(|f| !allowed.contains(&f.code));

@@ -5,6 +5,7 @@ mod check;
 mod cluster;
 mod convert;
 mod diff;
+mod endpoint;
 mod generate;
 mod graph;
 mod input;

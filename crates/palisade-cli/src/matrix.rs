@@ -12,10 +12,12 @@ use crate::input::{load, InputArgs};
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Destination port of the connections.
-    #[arg(long, default_value_t = 80)]
-    port: u16,
-    /// TCP, UDP or SCTP.
+    /// Destination port of the connections: a number (default 80), or a container port name,
+    /// resolved per destination pod (pods that declare no such port are not opened on it).
+    /// None for ICMP.
+    #[arg(long)]
+    port: Option<String>,
+    /// TCP, UDP, SCTP, ICMP or ICMPv6.
     #[arg(long, default_value = "TCP")]
     protocol: Protocol,
     #[arg(long, value_enum, default_value_t = Output::Table)]
@@ -31,15 +33,24 @@ enum Output {
     Csv,
 }
 
-/// The JSON shape: `{"port": 80, "protocol": "TCP", "allowed": {"x/a": ["x/a", ...]}}`.
+/// The JSON shape: `{"port": 80, "protocol": "TCP", "allowed": {"x/a": ["x/a", ...]}}`
+/// (`"port": "http"` for a port name, `0` for ICMP).
 #[derive(Serialize)]
 pub struct JsonMatrix {
-    pub port: u16,
+    pub port: Port,
     pub protocol: Protocol,
     pub allowed: BTreeMap<String, Vec<String>>,
 }
 
-pub fn to_json(cluster: &Cluster, m: &Matrix) -> JsonMatrix {
+/// The port a matrix is for, as the user gave it.
+#[derive(Clone, Debug, Serialize)]
+#[serde(untagged)]
+pub enum Port {
+    Number(u16),
+    Name(String),
+}
+
+pub fn to_json(cluster: &Cluster, m: &Matrix, port: Port) -> JsonMatrix {
     let order = cluster.pods_sorted();
     let keys: Vec<String> = (0..cluster.pods.len()).map(|p| cluster.pod_key(p)).collect();
     let mut allowed = BTreeMap::new();
@@ -47,27 +58,91 @@ pub fn to_json(cluster: &Cluster, m: &Matrix) -> JsonMatrix {
         let dsts: Vec<String> = order.iter().filter(|&&d| m.allowed(s, d)).map(|&d| keys[d].clone()).collect();
         allowed.insert(keys[s].clone(), dsts);
     }
-    JsonMatrix { port: m.port, protocol: m.protocol, allowed }
+    JsonMatrix { port, protocol: m.protocol, allowed }
 }
 
 pub fn run(args: Args) -> u8 {
-    if args.port == 0 {
-        eprintln!("error: --port must be 1-65535");
-        return crate::EXIT_INVALID;
-    }
+    let port = match (args.port.as_deref(), args.protocol.has_ports()) {
+        (Some(p), false) => {
+            eprintln!("error: --port {p}: {} has no ports", args.protocol);
+            return crate::EXIT_INVALID;
+        }
+        (None, false) => Port::Number(0),
+        (None, true) => Port::Number(80),
+        (Some(p), true) => match p.parse::<u16>() {
+            Ok(0) => {
+                eprintln!("error: --port must be 1-65535 or a port name");
+                return crate::EXIT_INVALID;
+            }
+            Ok(n) => Port::Number(n),
+            Err(_) => Port::Name(p.to_string()),
+        },
+    };
     let cluster = match load(&args.input) {
         Ok(c) => c,
         Err(code) => return code,
     };
-    let m = matrix(&cluster, args.port, args.protocol);
+    if cluster.pods.is_empty() {
+        eprintln!("error: the input holds no pods, so there is no pod pair to decide; add the cluster (kubectl get pods,namespaces -A -o yaml)");
+        return crate::EXIT_INVALID;
+    }
+    let m = match &port {
+        Port::Number(n) => matrix(&cluster, *n, args.protocol),
+        Port::Name(name) => match named_matrix(&cluster, name, args.protocol) {
+            Ok(m) => m,
+            Err(e) => {
+                eprintln!("error: --port {name}: {e}");
+                return crate::EXIT_INVALID;
+            }
+        },
+    };
+    let shown = match &port {
+        Port::Number(_) if !args.protocol.has_ports() => args.protocol.to_string(),
+        Port::Number(n) => format!("{}/{n}", args.protocol),
+        Port::Name(name) => format!("{}/{name}", args.protocol),
+    };
     match args.output {
         Output::Json => {
-            crate::emit(&(serde_json::to_string_pretty(&to_json(&cluster, &m)).expect("serializable") + "\n"))
+            crate::emit(&(serde_json::to_string_pretty(&to_json(&cluster, &m, port)).expect("serializable") + "\n"))
         }
         Output::Csv => crate::emit(&csv(&cluster, &m)),
-        Output::Table => crate::emit(&table(&cluster, &m)),
+        Output::Table => crate::emit(&table(&cluster, &m, &shown)),
     }
     0
+}
+
+/// The matrix for a port name: each destination pod on the number its own container port of
+/// that name has (as a rule's named port resolves); pods without one are opened by nobody.
+fn named_matrix(cluster: &Cluster, name: &str, protocol: Protocol) -> Result<Matrix, String> {
+    let number = |d: PodId| {
+        let ports = &cluster.pods[d].ports;
+        ports.iter().find(|c| c.name.as_deref() == Some(name) && c.protocol == protocol).map(|c| c.port)
+    };
+    let numbers: std::collections::BTreeSet<u16> = (0..cluster.pods.len()).filter_map(number).collect();
+    if numbers.is_empty() {
+        return Err(format!("no pod declares a {protocol} container port named {name:?}"));
+    }
+    let mut index = palisade_core::index::Index::new(cluster);
+    let by_number: BTreeMap<u16, Matrix> = numbers.iter().map(|&n| (n, index.matrix(n, protocol))).collect();
+    let n = cluster.pods.len();
+    // Rows of the same shape as the index's, emptied.
+    let template = by_number.values().next().expect("one number at least");
+    let mut rows: Vec<_> = template
+        .rows
+        .iter()
+        .map(|r| {
+            let mut r = r.clone();
+            r.clear();
+            r
+        })
+        .collect();
+    for d in 0..n {
+        let Some(m) = number(d).map(|p| &by_number[&p]) else { continue };
+        for (s, row) in rows.iter_mut().enumerate() {
+            row.set(d, m.allowed(s, d));
+        }
+    }
+    Ok(Matrix { port: 0, protocol, rows })
 }
 
 fn csv(cluster: &Cluster, m: &Matrix) -> String {
@@ -147,16 +222,14 @@ fn interchangeable(m: &Matrix, p: PodId, q: PodId) -> bool {
 /// Beyond this many groups a grid is too wide to read; rows become lists of column ranges.
 const GRID_MAX_GROUPS: usize = 40;
 
-fn table(cluster: &Cluster, m: &Matrix) -> String {
+fn table(cluster: &Cluster, m: &Matrix, shown: &str) -> String {
     let gs = groups(cluster, m);
     let n = cluster.pods.len();
     let allowed: usize = m.rows.iter().map(|r| r.count_ones(..)).sum();
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{}/{}: {allowed} of {} pod pairs allowed ({n} pods in {} groups, {} namespaces)",
-        m.protocol,
-        m.port,
+        "{shown}: {allowed} of {} pod pairs allowed ({n} pods in {} groups, {} namespaces)",
         n * n,
         gs.len(),
         cluster.namespaces.len()

@@ -1,20 +1,24 @@
-//! `palisade reach`: what a pod can open, what can open it, and lateral-movement paths.
+//! `palisade reach`: what an endpoint can open, what can open it, and lateral-movement paths.
 
 use std::fmt::Write as _;
 
-use palisade_review::probe::probes;
-use palisade_review::reach::{hops, reach};
+use palisade_review::connectivity::{AddressKind, Connectivity, Cuts};
+use palisade_review::reach::{hops, reach, Subject, Target};
 use palisade_review::workload::Workloads;
 use serde_json::json;
 
+use crate::endpoint::{resolve, Named};
 use crate::input::{connectivity, load, InputArgs, Output};
 
 #[derive(clap::Args)]
+#[command(group(clap::ArgGroup::new("endpoint").required(true).args(["from", "to"])))]
 pub struct Args {
-    /// Everything this pod (ns/pod) can open: what an attacker who owns it reaches.
-    #[arg(long, conflicts_with = "to", required_unless_present = "to")]
+    /// Everything this endpoint can open: what an attacker who owns it reaches. A pod (ns/pod),
+    /// a workload (ns/deployment/web: one of its pods), node NAME, or a piece of the outside
+    /// world as reach and diff print it (outside 0.0.0.0/0 ...).
+    #[arg(long)]
     from: Option<String>,
-    /// Everything that can open this pod (ns/pod).
+    /// Everything that can open this endpoint (the same forms as --from).
     #[arg(long)]
     to: Option<String>,
     /// With --from: follow connections through the pods reached, up to N hops.
@@ -31,28 +35,58 @@ pub fn run(args: Args) -> u8 {
         Ok(c) => c,
         Err(code) => return code,
     };
-    let (name, outbound) = match (&args.from, &args.to) {
-        (Some(f), _) => (f.clone(), true),
-        (_, Some(t)) => (t.clone(), false),
+    let (flag, name, outbound) = match (&args.from, &args.to) {
+        (Some(f), _) => ("--from", f.clone(), true),
+        (_, Some(t)) => ("--to", t.clone(), false),
         _ => unreachable!("clap requires one"),
     };
-    let Some(pod) = name.split_once('/').and_then(|(ns, p)| cluster.pod(ns, p)) else {
-        eprintln!("error: no pod {name} (write namespace/pod)");
+    if cluster.pods.is_empty() {
+        eprintln!("error: the input holds no pods: reach needs the cluster (kubectl get pods,namespaces -A -o yaml)");
         return crate::EXIT_INVALID;
+    }
+    let cuts = Cuts::of(&[&cluster]);
+    let resolved = match resolve(&cluster, &cuts.pieces, &name) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {flag} {e}");
+            return crate::EXIT_INVALID;
+        }
     };
+    if let Named::Pod(_) = resolved.named {
+        resolved.tell(flag); // a workload stands for one of its pods; an address for its endpoint
+    }
     let workloads = Workloads::new(&cluster);
-    let conn = connectivity(&cluster, probes(&cluster));
-    let targets = reach(&cluster, &conn, &workloads, pod, outbound);
-    let paths = args.hops.map(|n| hops(&cluster, &conn, &workloads, pod, n));
+    let pieces = cuts.pieces.clone();
+    let conn = connectivity(&cluster, cuts);
+    let subject = match resolved.named {
+        Named::Pod(p) => Subject::Pod(p),
+        Named::Address(ip) => {
+            // The address endpoint the address stands in: a node, else the piece holding it.
+            let by_node = conn.addresses.iter().position(|a| a.kind == AddressKind::Node && a.address == ip);
+            let piece = pieces.iter().find(|p| p.contains(ip)).and_then(|p| conn.address(&p.to_string()));
+            match by_node.or(piece) {
+                Some(e) => Subject::Address(e),
+                None => {
+                    eprintln!(
+                        "error: {flag} {name}: {ip} is no pod, node or piece of the outside world of this cluster"
+                    );
+                    return crate::EXIT_INVALID;
+                }
+            }
+        }
+    };
+    let shown = subject.name(&cluster, &conn);
+    let targets = reach(&cluster, &conn, &workloads, subject, outbound);
+    let paths = args.hops.map(|n| hops(&cluster, &conn, &workloads, subject, n));
     if args.output == Output::Json {
         let key = if outbound { "reaches" } else { "reached_by" };
-        let v = json!({ "pod": name, key: targets, "hops": paths });
+        let v = json!({ "endpoint": shown, key: targets, "hops": paths });
         crate::emit(&(serde_json::to_string_pretty(&v).expect("serializable") + "\n"));
         return 0;
     }
     let mut out = String::new();
     let verb = if outbound { "can open" } else { "can be opened by" };
-    let _ = writeln!(out, "{name} {verb} {} workload(s) and address block(s):", targets.len());
+    let _ = writeln!(out, "{shown} {verb} {}{}", count(&targets, &conn), if targets.is_empty() { "" } else { ":" });
     for t in &targets {
         let pods = if t.of > 1 { format!(" ({}/{} pods)", t.pods, t.of) } else { String::new() };
         let _ = writeln!(out, "  {}{pods}: {}", t.name, t.ports);
@@ -67,4 +101,24 @@ pub fn run(args: Args) -> u8 {
     }
     crate::emit(&out);
     0
+}
+
+/// `3 workload(s), 1 node(s) and 2 piece(s) of the outside world` (parts that are zero left out).
+fn count(targets: &[Target], conn: &Connectivity) -> String {
+    let kind = |t: &Target| conn.address(&t.name).map(|e| conn.addresses[e].kind);
+    let of = |k: Option<AddressKind>| targets.iter().filter(|t| kind(t) == k).count();
+    let parts: Vec<String> = [
+        (None, "workload(s)"),
+        (Some(AddressKind::Node), "node(s)"),
+        (Some(AddressKind::Outside), "piece(s) of the outside world"),
+    ]
+    .into_iter()
+    .filter(|(k, _)| of(*k) > 0)
+    .map(|(k, what)| format!("{} {what}", of(k)))
+    .collect();
+    match parts.as_slice() {
+        [] => "nothing".into(),
+        [one] => one.clone(),
+        [init @ .., last] => format!("{} and {last}", init.join(", ")),
+    }
 }

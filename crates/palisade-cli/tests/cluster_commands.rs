@@ -86,6 +86,32 @@ fn without_references(text: &str) -> String {
     out
 }
 
+/// The example's files, with every workload scaled to one replica (copied under `home` when
+/// any is scaled otherwise): a cluster runs a workload of N replicas as N pods with names of
+/// their own, which no file side names; one pod named after the workload is what both share.
+/// Replicas themselves are held by `real_dumps.rs`.
+fn one_replica(dir: &Path, home: &Path) -> PathBuf {
+    let files: Vec<PathBuf> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
+    let scaled = |t: &str| t.lines().any(|l| l.trim_start().starts_with("replicas:") && l.trim() != "replicas: 1");
+    if !files.iter().any(|f| std::fs::read_to_string(f).is_ok_and(|t| scaled(&t))) {
+        return dir.to_path_buf();
+    }
+    let copy = home.join("example");
+    std::fs::create_dir_all(&copy).unwrap();
+    for f in files.iter().filter(|f| f.is_file()) {
+        let text = std::fs::read_to_string(f).unwrap();
+        let text: Vec<String> = text
+            .lines()
+            .map(|l| match l.split_once("replicas:") {
+                Some((indent, _)) if indent.trim().is_empty() => format!("{indent}replicas: 1"),
+                _ => l.to_string(),
+            })
+            .collect();
+        std::fs::write(copy.join(f.file_name().unwrap()), text.join("\n") + "\n").unwrap();
+    }
+    copy
+}
+
 /// The pod the loader derives from a workload's template (named after the workload), owned
 /// as the controllers own theirs: a Deployment's through a ReplicaSet `<name>-<pod-template-hash>`.
 fn pod_of(workload: &Value) -> Value {
@@ -129,6 +155,7 @@ fn run(dir: &Path, args: &[String]) -> (Value, String) {
     (json, stderr)
 }
 
+#[derive(Clone)]
 struct Set {
     dir: PathBuf,
     paths: Vec<String>,
@@ -173,9 +200,11 @@ fn strings(v: &[&str]) -> Vec<String> {
 /// Runs every command of one set on its files and on the fake; the number of comparisons.
 fn compare_set(i: usize, set: &Set, widest: &BTreeMap<PathBuf, usize>, scratch: &Path) -> usize {
     let mut compared = 0;
-    let api = serve(&set.dir, &set.paths, set.namespace.as_deref());
     let home = scratch.join(i.to_string());
     std::fs::create_dir_all(&home).unwrap();
+    let dir = one_replica(&set.dir, &home);
+    let set = &Set { dir, ..set.clone() };
+    let api = serve(&set.dir, &set.paths, set.namespace.as_deref());
     let kubeconfig = api.write_kubeconfig(&home).unwrap().display().to_string();
     let mut files = set.paths.clone();
     if let Some(ns) = &set.namespace {

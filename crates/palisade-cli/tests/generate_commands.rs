@@ -5,13 +5,7 @@ mod common;
 
 use std::path::PathBuf;
 
-use common::{palisade, repo};
-
-fn run(args: &[&str]) -> (i32, String, String) {
-    let out = palisade().current_dir(repo()).args(args).output().unwrap();
-    let text = |b: &[u8]| String::from_utf8_lossy(b).to_string();
-    (out.status.code().unwrap_or(-1), text(&out.stdout), text(&out.stderr))
-}
+use common::run;
 
 fn scratch(tag: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("palisade-generate-{tag}-{}", std::process::id()));
@@ -121,9 +115,12 @@ fn aggregation_calico_output_and_bad_input() {
     assert_eq!(code, 2);
     assert!(err.contains("flows.csv:2: port \"http\""), "{err}");
     std::fs::write(&csv, "shop/frontend,shop/backend,9090,TCP\nshop/ghost,shop/backend,9090,TCP\n").unwrap();
+    // A flow it cannot resolve is traffic the policies leave out: not verified, exit 1.
     let (code, _, err) = run(&["generate", "--flows", csv.to_str().unwrap(), CLUSTER]);
-    assert_eq!(code, 0);
+    assert_eq!(code, 1, "{err}");
     assert!(err.contains("flow not used: shop/ghost -> shop/backend 9090/TCP: no pod shop/ghost"), "{err}");
+    assert!(err.contains("1 observed flow(s) could not be resolved"), "{err}");
+    assert!(!err.contains("verified:"), "{err}");
     let (code, _, err) = run(&["generate", "--flows", "tests/generate/shop-flows.csv", CLUSTER, "--aggregate", "/40"]);
     assert_eq!(code, 2, "{err}");
     let _ = std::fs::remove_dir_all(&bad);

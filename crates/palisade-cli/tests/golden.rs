@@ -1,4 +1,4 @@
-//! Golden outputs for what people read: `check` traces and the `matrix` table.
+//! Golden outputs for what people read: `check` traces, the `matrix` table, lint, diff, reach, graph.
 //! Regenerate after an intended change with `PALISADE_BLESS=1 cargo test --test golden`, then review the diff.
 
 mod common;
@@ -126,9 +126,26 @@ const CASES: &[(&str, &[&str])] = &[
     ),
     ("lint-one-sided.txt", &["lint", "tests/lint/cluster.yaml", "tests/lint/one-sided.yaml"]),
     ("lint-calico-wordpress.txt", &["lint", "examples/calico-wordpress"]),
+    ("lint-calico-egress-deny.txt", &["lint", "tests/lint/cluster.yaml", "tests/lint/calico-egress-deny.yaml"]),
+    ("lint-dns-server.txt", &["lint", "tests/lint/cluster.yaml", "tests/lint/dns-server.yaml"]),
+    ("lint-dns-wrong-port.txt", &["lint", "tests/lint/cluster.yaml", "tests/lint/dns-wrong-port.yaml"]),
+    ("lint-no-pods.txt", &["lint", "tests/lint/no-pods.yaml"]),
     ("lint-node-network-egress.sarif", &["lint", "--output", "sarif", "examples/node-network-egress"]),
     ("reach-lateral-movement.txt", &["reach", "--from", "shop/frontend", "--hops", "3", "examples/lateral-movement"]),
     ("graph-calico-wordpress.dot", &["graph", "examples/calico-wordpress", "-q"]),
+    (
+        "diff-opened-to-the-world.txt",
+        &["diff", "tests/review/deny.yaml", "tests/review/open.yaml", "--with", "tests/review/cluster.yaml"],
+    ),
+    (
+        "diff-except-changed.txt",
+        &["diff", "tests/review/except-7.yaml", "tests/review/except-8.yaml", "--with", "tests/review/cluster.yaml"],
+    ),
+    (
+        "reach-from-the-world.txt",
+        &["reach", "--from", "outside 0.0.0.0/0", "--hops", "2", "tests/review/cluster.yaml", "tests/review/open.yaml"],
+    ),
+    ("reach-no-policy.txt", &["reach", "--from", "app/db", "tests/review/cluster.yaml"]),
     (
         "generate-lateral-movement.yaml",
         &["generate", "--flows", "tests/generate/shop-flows.csv", "examples/lateral-movement/cluster.yaml", "-q"],

@@ -7,19 +7,12 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
 
-use common::{conformance_cases, load_case, palisade, repo};
+use common::{conformance_cases, load_case, palisade, repo, run};
 use palisade_core::verdict::{decide, Connection, Side, Verdict};
-use palisade_review::connectivity::Connectivity;
+use palisade_review::connectivity::{Connectivity, Cuts};
 use palisade_review::diff::{diff, Version};
-use palisade_review::probe::probes_of;
 use palisade_review::workload::Workloads;
 use serde_json::Value;
-
-fn run(args: &[&str]) -> (i32, String, String) {
-    let out = palisade().current_dir(repo()).args(args).output().unwrap();
-    let text = |b: &[u8]| String::from_utf8_lossy(b).to_string();
-    (out.status.code().unwrap_or(-1), text(&out.stdout), text(&out.stderr))
-}
 
 const ONE_SIDED: [&str; 2] = ["tests/lint/cluster.yaml", "tests/lint/one-sided.yaml"];
 
@@ -126,11 +119,13 @@ fn diff_compares_a_git_revision_with_the_working_tree() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// The diff's counts equal a brute-force comparison of per-connection verdicts.
+/// The diff's counts equal a brute-force comparison of per-connection verdicts: between pods,
+/// and between each pod and each piece of the outside world (at the piece's address).
 #[test]
 fn diff_agrees_with_deciding_every_connection() {
     let cases = conformance_cases();
     let mut compared = 0;
+    let mut outside = 0;
     for pair in cases.windows(2).filter(|w| !w[0].file.contains("calico") || !w[1].file.contains("calico")) {
         let (old, new) = (load_case(&pair[0]), load_case(&pair[1]));
         // Pod ids must name the same pods on both sides (a case may add pods of its own).
@@ -138,9 +133,9 @@ fn diff_agrees_with_deciding_every_connection() {
         if keys(&old) != keys(&new) {
             continue;
         }
-        let probes = probes_of(&[&old, &new]);
+        let cuts = Cuts::of(&[&old, &new]);
         let (oc, nc) =
-            (Connectivity::compute(&old, probes.clone(), || {}), Connectivity::compute(&new, probes.clone(), || {}));
+            (Connectivity::compute(&old, cuts.clone(), || {}), Connectivity::compute(&new, cuts.clone(), || {}));
         let (ow, nw) = (Workloads::new(&old), Workloads::new(&new));
         let d = diff(
             &Version { cluster: &old, conn: &oc, workloads: &ow },
@@ -148,24 +143,32 @@ fn diff_agrees_with_deciding_every_connection() {
         );
         let mut from_diff: BTreeMap<(bool, String, String, String), usize> = BTreeMap::new();
         for (gained, groups) in [(true, &d.gained), (false, &d.lost)] {
-            for g in groups.iter().filter(|g| !g.from.starts_with("ip:") && !g.to.starts_with("ip:")) {
+            for g in groups.iter() {
                 for (probe, n) in &g.pairs {
                     from_diff.insert((gained, g.from.clone(), g.to.clone(), probe.clone()), *n);
                 }
             }
         }
+        // Endpoints by name and how each version sees them: every pod, then every piece.
+        let mut ends: Vec<(String, Side, Side)> =
+            (0..new.pods.len()).map(|p| (nw.key(&new, nw.of_pod[p]), Side::pod(&old, p), Side::pod(&new, p))).collect();
+        ends.extend(cuts.pieces.iter().map(|x| (x.to_string(), Side::ip(&old, x.address), Side::ip(&new, x.address))));
+        let pods = new.pods.len();
         let mut brute: BTreeMap<(bool, String, String, String), usize> = BTreeMap::new();
-        for probe in &probes {
-            for s in 0..new.pods.len() {
-                for t in (0..new.pods.len()).filter(|&t| t != s) {
-                    let allowed = |c: &palisade_core::cluster::Cluster| {
-                        let conn = Connection::new(Side::pod(c, s), Side::pod(c, t), probe.port, probe.protocol);
-                        decide(c, &conn).verdict == Verdict::Allow
+        for probe in &cuts.probes {
+            for (s, (from, old_s, new_s)) in ends.iter().enumerate() {
+                for (t, (to, old_t, new_t)) in ends.iter().enumerate() {
+                    // Pod to pod, pod to piece, piece to pod; never a piece to a piece.
+                    if s == t || (s >= pods && t >= pods) {
+                        continue;
+                    }
+                    let allowed = |c: &palisade_core::cluster::Cluster, a: Side, b: Side| {
+                        decide(c, &Connection::new(a, b, probe.port, probe.protocol)).verdict == Verdict::Allow
                     };
-                    let (before, after) = (allowed(&old), allowed(&new));
+                    let (before, after) = (allowed(&old, *old_s, *old_t), allowed(&new, *new_s, *new_t));
                     if before != after {
-                        let key = (after, nw.key(&new, nw.of_pod[s]), nw.key(&new, nw.of_pod[t]), probe.to_string());
-                        *brute.entry(key).or_default() += 1;
+                        outside += usize::from(s >= pods || t >= pods);
+                        *brute.entry((after, from.clone(), to.clone(), probe.to_string())).or_default() += 1;
                     }
                 }
             }
@@ -174,6 +177,44 @@ fn diff_agrees_with_deciding_every_connection() {
         compared += 1;
     }
     assert!(compared > 40, "only {compared} case pairs compared");
+    assert!(outside > 100, "only {outside} changes with the outside world compared");
+}
+
+/// The pull-request gate sees a pod opened to the whole internet; a changed `except` is
+/// judged on its own piece, not as the loss of `0.0.0.0/0`.
+#[test]
+fn diff_sees_the_outside_world() {
+    let (code, out, err) = run(&[
+        "diff",
+        "--exit-code",
+        "tests/review/deny.yaml",
+        "tests/review/open.yaml",
+        "--with",
+        "tests/review/cluster.yaml",
+    ]);
+    assert_eq!(code, 1, "opening web to everyone is a gain: {out}{err}");
+    for line in
+        ["+ outside 0.0.0.0/0 -> app/web  any TCP, any UDP", "+ outside ::/0 -> app/web", "+ node n2 -> app/web"]
+    {
+        assert!(out.contains(line), "{line:?} missing:\n{out}");
+    }
+    let (code, out, _) = run(&[
+        "diff",
+        "tests/review/except-7.yaml",
+        "tests/review/except-8.yaml",
+        "--with",
+        "tests/review/cluster.yaml",
+    ]);
+    assert_eq!(code, 0);
+    let changes: Vec<&str> = out.lines().filter(|l| l.starts_with(['+', '-'])).collect();
+    assert_eq!(changes.len(), 2, "{out}");
+    assert!(changes[0].starts_with("+ app/web -> outside 203.0.113.7/32  443/TCP  (1 connection(s)"), "{out}");
+    assert!(changes[1].starts_with("- app/web -> outside 203.0.113.8/32  443/TCP  (1 connection(s)"), "{out}");
+    assert!(!out.contains("0.0.0.0/0"), "the rest of the world is the same in both: {out}");
+    // Without the pods nothing is compared, and the gate says so instead of passing.
+    let (code, _, err) = run(&["diff", "--exit-code", "tests/review/deny.yaml", "tests/review/open.yaml"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("no pods in tests/review/deny.yaml and tests/review/open.yaml"), "{err}");
 }
 
 #[test]
@@ -182,10 +223,13 @@ fn reach_follows_lateral_movement() {
         run(&["reach", "--from", "shop/frontend", "--hops", "2", "--output", "json", "examples/lateral-movement"]);
     assert_eq!(code, 0);
     let v: Value = serde_json::from_str(&out).unwrap();
-    let reaches = v["reaches"].as_array().unwrap();
-    assert_eq!(reaches.len(), 1, "least privilege: the frontend opens only the backend: {out}");
+    let reaches: Vec<&Value> =
+        v["reaches"].as_array().unwrap().iter().filter(|t| t["name"].as_str().unwrap().starts_with("shop/")).collect();
+    assert_eq!(reaches.len(), 1, "least privilege: the frontend opens only the backend in the cluster: {out}");
     assert_eq!(reaches[0]["name"], "shop/deployment/backend");
     assert_eq!(reaches[0]["ports"], "9090/TCP");
+    let world = v["reaches"].as_array().unwrap().iter().find(|t| t["name"] == "outside 0.0.0.0/0");
+    assert!(world.is_some(), "no egress policy: the frontend opens the internet: {out}");
     let db = v["hops"].as_array().unwrap().iter().find(|h| h["workload"] == "shop/statefulset/db").unwrap();
     assert_eq!(db["hops"], 2, "the database is two hops away, through the backend");
     let (_, out, _) = run(&["reach", "--to", "shop/db", "--output", "json", "examples/lateral-movement"]);
@@ -194,6 +238,52 @@ fn reach_follows_lateral_movement() {
     assert_eq!(names, ["shop/deployment/backend"]);
     let (code, _, err) = run(&["reach", "--from", "shop/nope", "examples/lateral-movement"]);
     assert_eq!(code, 2, "{err}");
+}
+
+/// A pod no policy selects can open the whole world, in both families; the world can open it;
+/// and every name reach prints is taken back as input.
+#[test]
+fn reach_counts_the_outside_world_and_takes_its_own_names() {
+    let json = |args: &[&str]| -> Value {
+        let (code, out, err) = run(args);
+        assert_eq!(code, 0, "{args:?}: {err}");
+        serde_json::from_str(&out).unwrap()
+    };
+    let names = |v: &Value, key: &str| -> Vec<String> {
+        v[key].as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap().to_string()).collect()
+    };
+    let v = json(&["reach", "--from", "app/db", "--output", "json", "tests/review/cluster.yaml"]);
+    let reached = names(&v, "reaches");
+    for want in ["outside 0.0.0.0/0", "outside ::/0", "node n1", "node n2", "app/web"] {
+        assert!(reached.iter().any(|n| n == want), "{want} missing from {reached:?}");
+    }
+    let by = names(
+        &json(&["reach", "--to", "app/web", "--output", "json", "tests/review/cluster.yaml", "tests/review/open.yaml"]),
+        "reached_by",
+    );
+    assert!(by.iter().any(|n| n == "outside 0.0.0.0/0"), "{by:?}");
+    // Each printed name is an endpoint reach and check accept.
+    for name in &by {
+        let v =
+            json(&["reach", "--from", name, "--output", "json", "tests/review/cluster.yaml", "tests/review/open.yaml"]);
+        assert_eq!(v["endpoint"], name.as_str());
+        let (code, out, err) = run(&[
+            "check",
+            "--from",
+            name,
+            "--to",
+            "app/web",
+            "--port",
+            "80",
+            "tests/review/cluster.yaml",
+            "tests/review/open.yaml",
+        ]);
+        assert_eq!(code, 0, "check --from {name}: {err}");
+        assert!(out.starts_with("ALLOW"), "{name}: {out}");
+    }
+    let (code, _, err) = run(&["reach", "tests/review/cluster.yaml"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("<--from <FROM>|--to <TO>>"), "both are named: {err}");
 }
 
 #[test]
@@ -285,11 +375,12 @@ fn html_report_works_offline_in_a_browser() {
     let _ = std::fs::remove_file(&html);
 }
 
-/// Outside addresses are decided by a shortcut for Kubernetes-only clusters; it must agree with
-/// the engine's per-connection path on every truth table and example.
+/// Outside addresses are decided once per class of pods (and by a shortcut for Kubernetes-only
+/// clusters); that must agree with the engine's per-connection path, pod by pod, on every truth
+/// table, example and review case, for every piece of the outside world and every node.
 #[test]
 fn address_block_shortcut_agrees_with_deciding_each_connection() {
-    use palisade_review::probe::probes;
+    use palisade_review::connectivity::AddressKind;
     let mut clusters: Vec<(String, palisade_core::cluster::Cluster)> =
         conformance_cases().iter().map(|c| (c.file.clone(), load_case(c))).collect();
     let examples: [&[&str]; 3] = [
@@ -303,13 +394,25 @@ fn address_block_shortcut_agrees_with_deciding_each_connection() {
         let load = palisade_load::load_paths(&paths, &opts).unwrap();
         clusters.push((format!("{paths:?}"), load.cluster.expect("the example loads")));
     }
-    let mut with_blocks = 0;
+    for paths in [&["tests/review/cluster.yaml", "tests/review/open.yaml"][..], &["tests/review/nodes.yaml"]] {
+        let paths: Vec<_> = paths.iter().map(|p| repo().join(p)).collect();
+        let load = palisade_load::load_paths(&paths, &Default::default()).unwrap();
+        clusters.push((format!("{paths:?}"), load.cluster.expect("the review case loads")));
+    }
+    let (mut with_blocks, mut with_nodes) = (0, 0);
     for (name, cluster) in &clusters {
-        let fast = Connectivity::compute(cluster, probes(cluster), || {});
-        let slow = Connectivity::compute_by_decide(cluster, probes(cluster));
-        with_blocks += usize::from(!fast.externals.is_empty());
-        assert_eq!(fast.to_external, slow.to_external, "{name}: pods to address blocks");
-        assert_eq!(fast.from_external, slow.from_external, "{name}: address blocks to pods");
+        let fast = Connectivity::compute(cluster, Cuts::of(&[cluster]), || {});
+        let slow = Connectivity::compute_by_decide(cluster, Cuts::of(&[cluster]));
+        with_blocks += usize::from(fast.addresses.iter().filter(|a| a.kind == AddressKind::Outside).count() > 2);
+        with_nodes += usize::from(fast.addresses.iter().any(|a| a.kind == AddressKind::Node));
+        assert_eq!(fast.addresses, slow.addresses);
+        // [probe][address]: the pods, as lists.
+        let ones = |v: &[Vec<fixedbitset::FixedBitSet>]| -> Vec<Vec<Vec<usize>>> {
+            v.iter().map(|per| per.iter().map(|s| s.ones().collect()).collect()).collect()
+        };
+        assert_eq!(ones(&fast.to_address), ones(&slow.to_address), "{name}: pods to address endpoints");
+        assert_eq!(ones(&fast.from_address), ones(&slow.from_address), "{name}: address endpoints to pods");
     }
     assert!(with_blocks >= 5, "only {with_blocks} inputs name address blocks");
+    assert!(with_nodes >= 2, "only {with_nodes} inputs have nodes");
 }

@@ -294,6 +294,18 @@ fn label_len(s: &str) -> usize {
     s.find(|c: char| !is_label_char(c)).unwrap_or(s.len())
 }
 
+/// The longest label name a Calico selector may hold: Calico's tokenizer rejects a longer one
+/// as "label too long" (`MaxLabelLength`, libcalico-go/lib/selector/tokenizer).
+pub const MAX_LABEL_LENGTH: usize = 512;
+
+/// A label name of `n` characters at `offset`, or Calico's refusal of a longer one.
+fn label_fits(n: usize, offset: usize) -> Result<(), ParseError> {
+    if n > MAX_LABEL_LENGTH {
+        return err(offset, format!("label name too long: {n} characters, Calico allows at most {MAX_LABEL_LENGTH}"));
+    }
+    Ok(())
+}
+
 fn err<T>(offset: usize, message: impl Into<String>) -> Result<T, ParseError> {
     Err(ParseError { offset, message: message.into() })
 }
@@ -349,6 +361,7 @@ fn tokenize(input: &str) -> Result<Vec<Token>, ParseError> {
                     if n == 0 {
                         return err(at(start), format!("unexpected character {c:?}"));
                     }
+                    label_fits(n, at(start))?;
                     (Tok::Label(rest[..n].to_string()), n)
                 }
             },
@@ -387,6 +400,7 @@ fn function_call(rest: &str, offset: usize) -> Result<Option<(Tok, usize)>, Pars
         if n == 0 {
             return err(offset + 4 + w1, "expected a label name inside has(...)");
         }
+        label_fits(n, offset + 4 + w1)?;
         let after = &r[w1 + n..];
         let w2 = ws(after);
         if !after[w2..].starts_with(')') {
@@ -531,6 +545,23 @@ mod tests {
         assert!(matches!(e, Expr::Or(_)));
         let e = Expr::parse("(a == 'x' || b == 'y') && c == 'z'").unwrap();
         assert_eq!(e.to_string(), "(a == \"x\" || b == \"y\") && c == \"z\"");
+    }
+
+    #[test]
+    fn label_names_longer_than_calico_allows_are_rejected() {
+        let fits = "a".repeat(MAX_LABEL_LENGTH);
+        assert!(Expr::parse(&format!("{fits} == 'x'")).is_ok());
+        assert!(Expr::parse(&format!("has({fits})")).is_ok());
+        let long = "a".repeat(MAX_LABEL_LENGTH + 1);
+        for (text, column) in [(format!("{long} == 'x'"), 0), (format!("app == 'x' && has( {long})"), 19)] {
+            let e = Expr::parse(&text).unwrap_err();
+            assert_eq!(e.offset, column, "{text}");
+            assert!(
+                e.message.contains("label name too long: 513 characters, Calico allows at most 512"),
+                "{}",
+                e.message
+            );
+        }
     }
 
     #[test]

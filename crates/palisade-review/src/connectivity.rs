@@ -1,32 +1,60 @@
 //! Who can open what: every pod pair on every probe (through the bitset index), and every pod
-//! against the address blocks the policies name (through the engine, one address per block).
+//! against every address endpoint: each piece of the outside world and each node (through the
+//! engine, one address per endpoint).
 
-use std::collections::{BTreeSet, HashMap};
-use std::fmt;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::collections::HashMap;
+use std::net::IpAddr;
 
 use fixedbitset::FixedBitSet;
-use ipnet::IpNet;
 use palisade_core::cluster::{Cluster, PodId};
 use palisade_core::index::{Index, Matrix};
-use palisade_core::peer::{IpBlock, Peer};
+use palisade_core::peer::Peer;
 use palisade_core::policy::{Direction, Match};
 use palisade_core::port::ContainerPort;
 use palisade_core::verdict::{decide, Connection, Side, Verdict};
+use serde::Serialize;
 
-use crate::probe::Probe;
+use crate::outside::{pieces_of, Piece};
+use crate::probe::{probes_of, Probe};
 
-/// An address block some policy names, drawn as a node of its own.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub struct External {
-    pub block: String,
-    /// One address inside the block (and outside its exceptions) that stands for it.
-    pub address: IpAddr,
+/// Where connections are counted: the probes (the ports cut into stretches every rule treats
+/// alike) and the pieces of the outside world (the address space cut at every named CIDR).
+/// Two versions compared with each other must share one `Cuts`.
+#[derive(Clone, Debug)]
+pub struct Cuts {
+    pub probes: Vec<Probe>,
+    pub pieces: Vec<Piece>,
 }
 
-impl fmt::Display for External {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.block)
+impl Cuts {
+    /// Cut at every boundary any of the clusters names.
+    pub fn of(clusters: &[&Cluster]) -> Cuts {
+        Cuts { probes: probes_of(clusters), pieces: pieces_of(clusters) }
+    }
+}
+
+/// What an address endpoint stands for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AddressKind {
+    /// A piece of the world outside the cluster ([`Piece`]).
+    Outside,
+    /// A node (or a Calico host endpoint) of the cluster.
+    Node,
+}
+
+/// An endpoint that is an address rather than a pod, decided at that address.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct Address {
+    /// `outside 0.0.0.0/0 except 10.0.0.0/8`, `node worker-1`, `host endpoint eth0-n1`.
+    pub name: String,
+    pub address: IpAddr,
+    pub kind: AddressKind,
+}
+
+impl std::fmt::Display for Address {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.name)
     }
 }
 
@@ -34,55 +62,67 @@ pub struct Connectivity {
     pub probes: Vec<Probe>,
     /// One pod matrix per probe.
     pub matrices: Vec<Matrix>,
-    pub externals: Vec<External>,
-    /// `[probe][external]`: the pods that may open a connection to it.
-    pub to_external: Vec<Vec<FixedBitSet>>,
-    /// `[probe][external]`: the pods it may open a connection to.
-    pub from_external: Vec<Vec<FixedBitSet>>,
+    pub addresses: Vec<Address>,
+    /// `[probe][address]`: the pods that may open a connection to it.
+    pub to_address: Vec<Vec<FixedBitSet>>,
+    /// `[probe][address]`: the pods it may open a connection to.
+    pub from_address: Vec<Vec<FixedBitSet>>,
 }
 
 impl Connectivity {
     /// Computes everything; `tick` is called once per unit of work out of [`Connectivity::work`].
-    pub fn compute(cluster: &Cluster, probes: Vec<Probe>, tick: impl FnMut()) -> Connectivity {
-        Connectivity::compute_with(cluster, probes, tick, true)
+    pub fn compute(cluster: &Cluster, cuts: Cuts, tick: impl FnMut()) -> Connectivity {
+        Connectivity::compute_with(cluster, cuts, tick, true)
     }
 
-    /// [`Connectivity::compute`] deciding every pod against every address block through the
-    /// engine's per-connection path, never the shortcut (for tests that hold the two alike).
-    pub fn compute_by_decide(cluster: &Cluster, probes: Vec<Probe>) -> Connectivity {
-        Connectivity::compute_with(cluster, probes, || {}, false)
+    /// [`Connectivity::compute`] deciding every pod against every address through the engine's
+    /// per-connection path, pod by pod, never a shortcut or a class of pods (for tests that
+    /// hold the two alike).
+    pub fn compute_by_decide(cluster: &Cluster, cuts: Cuts) -> Connectivity {
+        Connectivity::compute_with(cluster, cuts, || {}, false)
     }
 
-    fn compute_with(cluster: &Cluster, probes: Vec<Probe>, mut tick: impl FnMut(), shortcut: bool) -> Connectivity {
+    fn compute_with(cluster: &Cluster, cuts: Cuts, mut tick: impl FnMut(), shortcut: bool) -> Connectivity {
         let mut index = Index::new(cluster);
-        let externals = externals(cluster);
-        let classes = classes(cluster, &mut index);
-        let kubernetes = (shortcut && !cluster.uses_calico() && cluster.host_endpoints.is_empty())
-            .then(|| [index.applicable(Direction::Egress), index.applicable(Direction::Ingress)]);
-        let mut matrices = Vec::with_capacity(probes.len());
-        let (mut to_external, mut from_external) = (Vec::new(), Vec::new());
-        for probe in &probes {
+        let addresses = addresses(cluster, &cuts.pieces);
+        let applicable = [index.applicable(Direction::Egress), index.applicable(Direction::Ingress)];
+        let each = || (0..cluster.pods.len()).map(|p| vec![p]).collect::<Vec<_>>();
+        let outside = if shortcut { classes(cluster, &applicable, false) } else { each() };
+        let nodes = match addresses.iter().any(|a| a.kind == AddressKind::Node) {
+            false => Vec::new(),
+            true if shortcut => classes(cluster, &applicable, true),
+            true => each(),
+        };
+        let kubernetes = shortcut && !cluster.uses_calico() && cluster.host_endpoints.is_empty();
+        let mut matrices = Vec::with_capacity(cuts.probes.len());
+        let (mut to_address, mut from_address) = (Vec::new(), Vec::new());
+        for probe in &cuts.probes {
             matrices.push(index.matrix(probe.port, probe.protocol));
             tick();
-            let (to, from): (Vec<_>, Vec<_>) = externals
+            let (to, from): (Vec<_>, Vec<_>) = addresses
                 .iter()
-                .map(|e| {
+                .map(|a| {
                     tick();
-                    match &kubernetes {
-                        Some(applicable) => kubernetes_sides(cluster, &classes, applicable, e.address, probe),
-                        None => external_sides(cluster, &classes, e.address, probe),
+                    match (kubernetes, a.kind) {
+                        (true, AddressKind::Outside) => {
+                            kubernetes_sides(cluster, &outside, &applicable, a.address, probe)
+                        }
+                        (false, AddressKind::Outside) => decided_sides(cluster, &outside, a.address, probe),
+                        // Nodes always through the engine: traffic between a pod and its own
+                        // node follows rules of its own that a shortcut would have to repeat.
+                        (_, AddressKind::Node) => decided_sides(cluster, &nodes, a.address, probe),
                     }
                 })
                 .unzip();
-            to_external.push(to);
-            from_external.push(from);
+            to_address.push(to);
+            from_address.push(from);
         }
-        Connectivity { probes, matrices, externals, to_external, from_external }
+        Connectivity { probes: cuts.probes, matrices, addresses, to_address, from_address }
     }
 
     /// Units of work `compute` reports, for a progress bar.
-    pub fn work(cluster: &Cluster, probes: &[Probe]) -> u64 {
-        (probes.len() * (1 + externals(cluster).len())) as u64
+    pub fn work(cluster: &Cluster, cuts: &Cuts) -> u64 {
+        (cuts.probes.len() * (1 + addresses(cluster, &cuts.pieces).len())) as u64
     }
 
     /// The probes on which `src` may open a connection to `dst` (two different pods).
@@ -90,28 +130,58 @@ impl Connectivity {
         let on = self.matrices.iter().zip(&self.probes).filter(|(m, _)| m.allowed(src, dst));
         on.map(|(_, p)| *p).collect()
     }
+
+    /// The address endpoint of this name.
+    pub fn address(&self, name: &str) -> Option<usize> {
+        self.addresses.iter().position(|a| a.name == name)
+    }
 }
 
-/// Pods that any outside address sees alike: the same policies apply to them in each
-/// direction and they have the same container ports (named ports). Calico rules can also
-/// name the pod's own labels and address, so there every pod is its own class.
-fn classes(cluster: &Cluster, index: &mut Index) -> Vec<Vec<PodId>> {
+/// The pieces of the outside world, then each node (at its first address) and each host
+/// endpoint that stands at no node's address.
+fn addresses(cluster: &Cluster, pieces: &[Piece]) -> Vec<Address> {
+    let mut out: Vec<Address> = pieces
+        .iter()
+        .map(|p| Address { name: p.to_string(), address: p.address, kind: AddressKind::Outside })
+        .collect();
+    for n in &cluster.nodes {
+        if let Some(&address) = n.addresses.first() {
+            out.push(Address { name: format!("node {}", n.name), address, kind: AddressKind::Node });
+        }
+    }
+    for h in &cluster.host_endpoints {
+        let Some(&address) = h.ips.first() else { continue };
+        if cluster.node_by_ip(address).is_none() {
+            out.push(Address { name: format!("host endpoint {}", h.name), address, kind: AddressKind::Node });
+        }
+    }
+    out
+}
+
+/// Pods that an outside address sees alike: the same policies apply to them in each
+/// direction and they have the same container ports (named ports). Seen from a node, pods
+/// also differ by the node they run on, and a host-network pod is the node itself. Calico
+/// rules can also name the pod's own labels and address, so there every pod is its own class.
+fn classes(cluster: &Cluster, applicable: &[Vec<Vec<usize>>; 2], by_node: bool) -> Vec<Vec<PodId>> {
     let n = cluster.pods.len();
     if cluster.uses_calico() || !cluster.host_endpoints.is_empty() {
         return (0..n).map(|p| vec![p]).collect();
     }
-    let (egress, ingress) = (index.applicable(Direction::Egress), index.applicable(Direction::Ingress));
-    // (egress policies, ingress policies, container ports, host network)
-    type Key<'a> = (&'a [usize], &'a [usize], &'a [ContainerPort], bool);
+    let [egress, ingress] = applicable;
+    // (egress policies, ingress policies, container ports, host network, node, the pod itself)
+    type Key<'a> = (&'a [usize], &'a [usize], &'a [ContainerPort], bool, Option<&'a str>, Option<PodId>);
     let mut by_key: HashMap<Key, Vec<PodId>> = HashMap::new();
     for p in 0..n {
         let pod = &cluster.pods[p];
-        by_key.entry((&egress[p], &ingress[p], &pod.ports, pod.host_network)).or_default().push(p);
+        let node = by_node.then_some(pod.node.as_deref()).flatten();
+        let itself = (by_node && pod.host_network).then_some(p);
+        by_key.entry((&egress[p], &ingress[p], &pod.ports, pod.host_network, node, itself)).or_default().push(p);
     }
     by_key.into_values().collect()
 }
 
-fn external_sides(
+/// Each class decided at its first pod through the engine's per-connection path, both ways.
+fn decided_sides(
     cluster: &Cluster,
     classes: &[Vec<PodId>],
     address: IpAddr,
@@ -119,11 +189,11 @@ fn external_sides(
 ) -> (FixedBitSet, FixedBitSet) {
     let n = cluster.pods.len();
     let (mut to, mut from) = (FixedBitSet::with_capacity(n), FixedBitSet::with_capacity(n));
-    let outside = Side::ip(cluster, address);
+    let other = Side::ip(cluster, address);
     for class in classes {
         let pod = Side::pod(cluster, class[0]);
         let allowed = |src, dst| decide(cluster, &Connection::new(src, dst, probe.port, probe.protocol)).verdict;
-        let (t, f) = (allowed(pod, outside) == Verdict::Allow, allowed(outside, pod) == Verdict::Allow);
+        let (t, f) = (allowed(pod, other) == Verdict::Allow, allowed(other, pod) == Verdict::Allow);
         for &p in class {
             to.set(p, t);
             from.set(p, f);
@@ -172,75 +242,4 @@ fn kubernetes_sides(
     }
     let [to, from] = sides;
     (to, from)
-}
-
-/// The distinct blocks written in ipBlocks, Calico nets and network sets, each with an
-/// address that is in it and belongs to nothing in the cluster.
-pub fn externals(cluster: &Cluster) -> Vec<External> {
-    let mut blocks: BTreeSet<(String, IpNet, Vec<IpNet>)> = BTreeSet::new();
-    let mut add = |b: &IpBlock| {
-        blocks.insert((b.to_string(), b.cidr, b.except.clone()));
-    };
-    for pol in &cluster.policies {
-        for rule in pol.ingress.iter().chain(pol.egress.iter()).flatten() {
-            match &rule.matches {
-                Match::Kubernetes { peers, .. } => {
-                    for peer in peers.iter().flatten() {
-                        if let Peer::IpBlock(b) = peer {
-                            add(b);
-                        }
-                    }
-                }
-                Match::Calico(c) => {
-                    for e in [&c.source, &c.destination] {
-                        for net in &e.nets {
-                            add(&IpBlock { cidr: *net, except: e.not_nets.clone() });
-                        }
-                    }
-                }
-            }
-        }
-    }
-    for set in &cluster.network_sets {
-        for net in &set.nets {
-            add(&IpBlock { cidr: *net, except: Vec::new() });
-        }
-    }
-    let mut out: Vec<External> = blocks
-        .into_iter()
-        .filter_map(|(block, cidr, except)| {
-            let address = representative(cluster, &IpBlock { cidr, except })?;
-            Some(External { block, address })
-        })
-        .collect();
-    out.dedup_by(|a, b| a.block == b.block);
-    out
-}
-
-/// An address of the block that is not excepted and is no pod, node or Service address:
-/// documentation addresses first, so that `0.0.0.0/0` stands for "the Internet".
-fn representative(cluster: &Cluster, block: &IpBlock) -> Option<IpAddr> {
-    let documentation: [IpAddr; 4] = [
-        Ipv4Addr::new(203, 0, 113, 10).into(),
-        Ipv4Addr::new(192, 0, 2, 10).into(),
-        Ipv4Addr::new(198, 51, 100, 10).into(),
-        Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x10).into(),
-    ];
-    let net = block.cidr;
-    let inside = [net.network(), net.broadcast()].into_iter().flat_map(|edge| near(edge, net));
-    let taken = |ip: IpAddr| {
-        cluster.pod_by_ip(ip).is_some() || cluster.node_by_ip(ip).is_some() || cluster.service_by_ip(ip).is_some()
-    };
-    documentation.into_iter().chain(inside).find(|&ip| block.contains(ip) && !taken(ip))
-}
-
-/// A few addresses next to `edge` that lie inside `net` (host addresses before the edge itself).
-fn near(edge: IpAddr, net: IpNet) -> Vec<IpAddr> {
-    let shift = |d: i32| -> Option<IpAddr> {
-        match edge {
-            IpAddr::V4(a) => u32::from(a).checked_add_signed(d).map(|v| Ipv4Addr::from(v).into()),
-            IpAddr::V6(a) => u128::from(a).checked_add_signed(d.into()).map(|v| Ipv6Addr::from(v).into()),
-        }
-    };
-    [1, -1, 2, -2, 0, 3, -3].into_iter().filter_map(shift).filter(|ip| net.contains(ip)).collect()
 }

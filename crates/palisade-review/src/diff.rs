@@ -1,10 +1,12 @@
-//! What changes between two policy sets: connections gained and lost, by workload pair and port.
+//! What changes between two policy sets: connections gained and lost, by workload pair and port,
+//! between pods, pieces of the outside world and nodes.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use fixedbitset::FixedBitSet;
 
 use palisade_core::cluster::Cluster;
+use palisade_core::port::Protocol;
 use serde::Serialize;
 
 use crate::connectivity::Connectivity;
@@ -20,12 +22,18 @@ pub struct Version<'a> {
 
 #[derive(Debug, Serialize)]
 pub struct Group {
+    /// A workload (`ns/deployment/web`), or an address endpoint (`outside 0.0.0.0/0`, `node n1`).
     pub from: String,
     pub to: String,
     pub ports: String,
-    /// Pod pairs per port.
+    /// Endpoint pairs per probe (a stretch of ports such as `81-442/TCP`).
     pub pairs: BTreeMap<String, usize>,
-    /// One pod pair, for a `palisade check`.
+    /// Endpoint pairs with some port gained (lost).
+    pub endpoint_pairs: usize,
+    /// Connections: each endpoint pair on each port and protocol counts once.
+    pub connections: u64,
+    /// One connection, as `palisade check` takes it: source, destination (pods by name,
+    /// address endpoints by their address), port.
     pub example: (String, String, String),
 }
 
@@ -37,59 +45,71 @@ pub struct Diff {
 
 /// Endpoints by name across both versions, so that the same pod in two inputs is one endpoint.
 #[derive(Default)]
-struct Space {
+struct Endpoints {
     names: Vec<String>,
-    /// The workload (or `ip:BLOCK`) each endpoint belongs to.
+    /// The workload (or the address endpoint itself) each endpoint belongs to.
     workloads: Vec<String>,
+    /// What `palisade check` takes for it: `ns/pod`, or the address.
+    checkable: Vec<String>,
+    /// The ports a pod declares (for examples on a port it serves).
+    ports: Vec<Vec<(u16, Protocol)>>,
     index: HashMap<String, usize>,
 }
 
-impl Space {
-    fn add(&mut self, name: String, workload: String) -> usize {
+impl Endpoints {
+    fn add(&mut self, name: String, workload: String, checkable: String, ports: Vec<(u16, Protocol)>) -> usize {
         if let Some(&i) = self.index.get(&name) {
             return i;
         }
         self.names.push(name.clone());
         self.workloads.push(workload);
+        self.checkable.push(checkable);
+        self.ports.push(ports);
         self.index.insert(name, self.names.len() - 1);
         self.names.len() - 1
     }
 }
 
 impl Version<'_> {
-    /// Each pod and each address block of this version, as endpoints of `space`.
-    fn place(&self, space: &mut Space) -> (Vec<usize>, Vec<usize>) {
+    /// Each pod and each address endpoint of this version, as endpoints of `all`.
+    fn place(&self, all: &mut Endpoints) -> (Vec<usize>, Vec<usize>) {
         let (c, w) = (self.cluster, self.workloads);
-        let pods = (0..c.pods.len()).map(|p| space.add(c.pod_key(p), w.key(c, w.of_pod[p]))).collect();
-        let blocks = self
-            .conn
-            .externals
-            .iter()
-            .map(|e| space.add(format!("ip:{}", e.block), format!("ip:{}", e.block)))
+        let pods = (0..c.pods.len())
+            .map(|p| {
+                let ports = c.pods[p].ports.iter().map(|cp| (cp.port, cp.protocol)).collect();
+                all.add(c.pod_key(p), w.key(c, w.of_pod[p]), c.pod_key(p), ports)
+            })
             .collect();
-        (pods, blocks)
+        let addresses = self
+            .conn
+            .addresses
+            .iter()
+            .map(|a| all.add(a.name.clone(), a.name.clone(), a.address.to_string(), Vec::new()))
+            .collect();
+        (pods, addresses)
     }
 
-    /// Every allowed connection on probe `i` between two different endpoints, as rows of `space`.
-    fn rows(&self, i: usize, n: usize, (pods, blocks): &(Vec<usize>, Vec<usize>)) -> Vec<FixedBitSet> {
+    /// Every allowed connection on probe `i` between two different endpoints, as rows of `all`.
+    fn rows(&self, i: usize, n: usize, (pods, addresses): &(Vec<usize>, Vec<usize>)) -> Vec<FixedBitSet> {
         let mut rows = vec![FixedBitSet::with_capacity(n); n];
         let conn = self.conn;
         for (s, row) in conn.matrices[i].rows.iter().enumerate() {
             row.ones().filter(|&d| d != s).for_each(|d| rows[pods[s]].insert(pods[d]));
         }
-        for (e, set) in conn.to_external[i].iter().enumerate() {
-            set.ones().for_each(|p| rows[pods[p]].insert(blocks[e]));
+        for (e, set) in conn.to_address[i].iter().enumerate() {
+            set.ones().for_each(|p| rows[pods[p]].insert(addresses[e]));
         }
-        for (e, set) in conn.from_external[i].iter().enumerate() {
-            set.ones().for_each(|p| rows[blocks[e]].insert(pods[p]));
+        for (e, set) in conn.from_address[i].iter().enumerate() {
+            set.ones().for_each(|p| rows[addresses[e]].insert(pods[p]));
         }
         rows
     }
 }
 
-/// Compares two versions; both connectivities must use the same probes ([`crate::probe::probes_of`]).
+/// Compares two versions; both connectivities must come from the same
+/// [`Cuts`](crate::connectivity::Cuts).
 pub fn diff(old: &Version, new: &Version) -> Diff {
-    let mut space = Space::default();
+    let mut space = Endpoints::default();
     let (new_ids, old_ids) = (new.place(&mut space), old.place(&mut space));
     let n = space.names.len();
     let mut changes: [Changes; 2] = Default::default();
@@ -99,33 +119,43 @@ pub fn diff(old: &Version, new: &Version) -> Diff {
             for (k, (has, lacks)) in [(a, b), (b, a)].into_iter().enumerate() {
                 for dst in has.difference(lacks) {
                     let key = (space.workloads[src].clone(), space.workloads[dst].clone());
-                    let entry = changes[k].entry(key).or_insert_with(|| {
-                        let example = (
-                            space.names[src].clone(),
-                            space.names[dst].clone(),
-                            format!("{}/{}", probe.port, probe.protocol),
-                        );
-                        (BTreeMap::new(), example)
-                    });
+                    let entry =
+                        changes[k].entry(key).or_insert_with(|| (BTreeMap::new(), BTreeSet::new(), (src, dst, *probe)));
                     *entry.0.entry(*probe).or_default() += 1;
+                    entry.1.insert((src, dst));
+                    // A port the destination serves makes the best example, then any port
+                    // someone named (a one-port probe), then a stretch's first port.
+                    let rank = |(_, d, p): (usize, usize, Probe)| {
+                        (space.ports[d].contains(&(p.port, p.protocol)), p.port == p.end)
+                    };
+                    if rank((src, dst, *probe)) > rank(entry.2) {
+                        entry.2 = (src, dst, *probe);
+                    }
                 }
             }
         }
     }
-    let [gained, lost] = changes.map(|c| group(c, &new.conn.probes));
+    let [gained, lost] = changes.map(|c| group(c, &new.conn.probes, &space));
     Diff { gained, lost }
 }
 
-/// (from workload, to workload) -> pod pairs per probe, and one example pair.
-type Changes = BTreeMap<(String, String), (BTreeMap<Probe, usize>, (String, String, String))>;
+/// (from workload, to workload) -> endpoint pairs per probe, the endpoint pairs, and one
+/// example connection.
+type Changes = BTreeMap<(String, String), (BTreeMap<Probe, usize>, BTreeSet<(usize, usize)>, (usize, usize, Probe))>;
 
-fn group(by: Changes, all: &[Probe]) -> Vec<Group> {
+fn group(by: Changes, all: &[Probe], space: &Endpoints) -> Vec<Group> {
     by.into_iter()
-        .map(|((from, to), (counts, example))| {
+        .map(|((from, to), (counts, endpoints, (src, dst, probe)))| {
+            let example = (
+                space.checkable[src].clone(),
+                space.checkable[dst].clone(),
+                format!("{}/{}", probe.port, probe.protocol),
+            );
             let probes: Vec<Probe> = counts.keys().copied().collect();
             let ports = describe(all, &probes);
+            let connections = counts.iter().map(|(p, &n)| n as u64 * u64::from(p.end - p.port + 1)).sum();
             let pairs = counts.into_iter().map(|(p, n)| (p.to_string(), n)).collect();
-            Group { from, to, ports, pairs, example }
+            Group { from, to, ports, pairs, endpoint_pairs: endpoints.len(), connections, example }
         })
         .collect()
 }

@@ -1,5 +1,5 @@
-//! The connectivity as a graph of workloads (grouped by namespace) and address blocks, with
-//! edges labelled by ports, and why each edge is allowed.
+//! The connectivity as a graph of workloads (grouped by namespace), nodes and pieces of the
+//! outside world, with edges labelled by ports, and why each edge is allowed.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -9,7 +9,7 @@ use palisade_core::policy::Action;
 use palisade_core::verdict::{decide, Connection, Side, Step};
 use serde::Serialize;
 
-use crate::connectivity::Connectivity;
+use crate::connectivity::{AddressKind, Connectivity};
 use crate::probe::{describe, Probe};
 use crate::workload::Workloads;
 
@@ -17,8 +17,10 @@ use crate::workload::Workloads;
 pub struct Node {
     pub id: String,
     pub label: String,
-    /// `None` for address blocks outside the cluster.
+    /// `None` for nodes and the outside world.
     pub namespace: Option<String>,
+    /// `workload`, `node` (a cluster node or host endpoint) or `outside`.
+    pub kind: &'static str,
     pub pods: Vec<String>,
 }
 
@@ -60,11 +62,11 @@ pub struct Graph {
 /// For each probe, the allowed pod-level pairs behind one edge.
 type PerProbe = Vec<Vec<(End, End)>>;
 
-/// One end of a pod-level edge: a pod or an address block.
+/// One end of a pod-level edge: a pod or an address endpoint.
 #[derive(Clone, Copy)]
 enum End {
     Pod(PodId),
-    External(usize),
+    Address(usize),
 }
 
 impl Graph {
@@ -76,22 +78,27 @@ impl Graph {
                     id: workloads.key(cluster, w),
                     label: wl.name.clone(),
                     namespace: Some(cluster.namespaces[wl.namespace].name.clone()),
+                    kind: "workload",
                     pods: wl.pods.iter().map(|&p| cluster.pod_key(p)).collect(),
                 }
             })
             .collect();
-        let first_external = nodes.len();
-        nodes.extend(conn.externals.iter().map(|e| Node {
-            id: format!("ip:{}", e.block),
-            label: e.block.clone(),
+        let first_address = nodes.len();
+        nodes.extend(conn.addresses.iter().map(|a| Node {
+            id: a.name.clone(),
+            label: a.name.clone(),
             namespace: None,
+            kind: match a.kind {
+                AddressKind::Outside => "outside",
+                AddressKind::Node => "node",
+            },
             pods: Vec::new(),
         }));
         let mut namespaces: Vec<String> = nodes.iter().filter_map(|n| n.namespace.clone()).collect();
         namespaces.dedup();
         let node_of = |end: End| match end {
             End::Pod(p) => workloads.of_pod[p],
-            End::External(e) => first_external + e,
+            End::Address(e) => first_address + e,
         };
         // (from node, to node) -> per probe, the allowed pod-level pairs.
         let mut pairs: BTreeMap<(usize, usize), PerProbe> = BTreeMap::new();
@@ -105,11 +112,11 @@ impl Graph {
                     add(End::Pod(s), End::Pod(d), i);
                 }
             }
-            for (e, pods) in conn.to_external[i].iter().enumerate() {
-                pods.ones().for_each(|p| add(End::Pod(p), End::External(e), i));
+            for (e, pods) in conn.to_address[i].iter().enumerate() {
+                pods.ones().for_each(|p| add(End::Pod(p), End::Address(e), i));
             }
-            for (e, pods) in conn.from_external[i].iter().enumerate() {
-                pods.ones().for_each(|p| add(End::External(e), End::Pod(p), i));
+            for (e, pods) in conn.from_address[i].iter().enumerate() {
+                pods.ones().for_each(|p| add(End::Address(e), End::Pod(p), i));
             }
         }
         let size = |n: usize| nodes[n].pods.len().max(1);
@@ -124,7 +131,7 @@ impl Graph {
         Graph { probes: conn.probes.clone(), probe_labels, namespaces, nodes, edges }
     }
 
-    /// Graphviz: a cluster per namespace, address blocks outside them.
+    /// Graphviz: a cluster per namespace, nodes and the outside world outside them.
     pub fn dot(&self) -> String {
         let mut out = String::from("digraph palisade {\n  rankdir=LR;\n  node [shape=box, style=rounded, fontname=\"sans-serif\"];\n  edge [fontname=\"sans-serif\", fontsize=10];\n");
         for (c, ns) in self.namespaces.iter().enumerate() {
@@ -135,7 +142,8 @@ impl Graph {
             out.push_str("  }\n");
         }
         for (i, n) in self.nodes.iter().enumerate().filter(|(_, n)| n.namespace.is_none()) {
-            let _ = writeln!(out, "  n{i} [label={}, shape=ellipse];", quote(&n.label));
+            let shape = if n.kind == "node" { "box3d" } else { "ellipse" };
+            let _ = writeln!(out, "  n{i} [label={}, shape={shape}];", quote(&n.label));
         }
         for e in &self.edges {
             let style = if e.unrestricted { ", style=dashed, color=gray50" } else { "" };
@@ -179,7 +187,7 @@ fn edge(
     let mut distinct: Vec<(usize, usize)> = Vec::new();
     let key = |e: End| match e {
         End::Pod(p) => p,
-        End::External(x) => usize::MAX - x,
+        End::Address(x) => usize::MAX - x,
     };
     for &i in &probes {
         distinct.extend(per_probe[i].iter().map(|&(a, b)| (key(a), key(b))));
@@ -194,9 +202,9 @@ fn edge(
 fn side(cluster: &Cluster, conn: &Connectivity, end: End) -> (Side, String) {
     match end {
         End::Pod(p) => (Side::pod(cluster, p), cluster.pod_key(p)),
-        End::External(e) => {
-            let x = &conn.externals[e];
-            (Side::ip(cluster, x.address), format!("{} (as {})", x.block, x.address))
+        End::Address(e) => {
+            let a = &conn.addresses[e];
+            (Side::ip(cluster, a.address), format!("{} (as {})", a.name, a.address))
         }
     }
 }

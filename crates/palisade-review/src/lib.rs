@@ -6,6 +6,7 @@ pub mod connectivity;
 pub mod diff;
 pub mod graph;
 pub mod lint;
+pub mod outside;
 pub mod probe;
 pub mod reach;
 pub mod report;

@@ -1,8 +1,9 @@
-//! What one pod can open (a compromised pod's blast radius), what can open it, and the
-//! multi-hop paths through pods it could take over on the way.
+//! What one endpoint can open (a compromised pod's blast radius, or what the internet reaches),
+//! what can open it, and the multi-hop paths through pods it could take over on the way.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
+use fixedbitset::FixedBitSet;
 use palisade_core::cluster::{Cluster, PodId};
 use serde::Serialize;
 
@@ -10,9 +11,27 @@ use crate::connectivity::Connectivity;
 use crate::probe::{describe, Probe};
 use crate::workload::Workloads;
 
+/// Whose reach: a pod, or an address endpoint of the connectivity (a piece of the outside
+/// world, a node).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Subject {
+    Pod(PodId),
+    Address(usize),
+}
+
+impl Subject {
+    /// `ns/pod`, or the address endpoint's name.
+    pub fn name(self, cluster: &Cluster, conn: &Connectivity) -> String {
+        match self {
+            Subject::Pod(p) => cluster.pod_key(p),
+            Subject::Address(e) => conn.addresses[e].name.clone(),
+        }
+    }
+}
+
 #[derive(Debug, Serialize)]
 pub struct Target {
-    /// A workload key, or `ip:BLOCK` for an address block.
+    /// A workload key, or an address endpoint (`outside 0.0.0.0/0`, `node n1`).
     pub name: String,
     /// Pods of that workload involved, out of its pods.
     pub pods: usize,
@@ -24,48 +43,67 @@ pub struct Target {
 pub struct Hop {
     pub hops: usize,
     pub workload: String,
-    /// One shortest path: pods and the ports each step uses.
+    /// One shortest path: the start, then pods and the ports each step uses.
     pub path: Vec<(String, String)>,
 }
 
-/// The other end of each allowed connection, per probe.
-fn ends(
-    cluster: &Cluster,
-    conn: &Connectivity,
-    pod: PodId,
-    outbound: bool,
-) -> Vec<(Option<PodId>, Option<usize>, Probe)> {
+/// One end of an allowed connection: a pod or an address endpoint.
+enum End {
+    Pod(PodId),
+    Address(usize),
+}
+
+/// Pods `subject` may open on probe `i` (`outbound`), or that may open it.
+fn pods_of(cluster: &Cluster, conn: &Connectivity, subject: Subject, i: usize, outbound: bool) -> FixedBitSet {
+    match subject {
+        Subject::Pod(pod) => {
+            let m = &conn.matrices[i];
+            let mut set = FixedBitSet::with_capacity(cluster.pods.len());
+            for other in (0..cluster.pods.len()).filter(|&o| o != pod) {
+                set.set(other, if outbound { m.allowed(pod, other) } else { m.allowed(other, pod) });
+            }
+            set
+        }
+        Subject::Address(e) if outbound => conn.from_address[i][e].clone(),
+        Subject::Address(e) => conn.to_address[i][e].clone(),
+    }
+}
+
+/// The other end of each allowed connection, per probe. Address endpoints are decided against
+/// pods only, so an address reaches pods.
+fn ends(cluster: &Cluster, conn: &Connectivity, subject: Subject, outbound: bool) -> Vec<(End, Probe)> {
     let mut out = Vec::new();
     for (i, probe) in conn.probes.iter().enumerate() {
-        let m = &conn.matrices[i];
-        for other in (0..cluster.pods.len()).filter(|&o| o != pod) {
-            let allowed = if outbound { m.allowed(pod, other) } else { m.allowed(other, pod) };
-            if allowed {
-                out.push((Some(other), None, *probe));
-            }
-        }
-        let blocks = if outbound { &conn.to_external[i] } else { &conn.from_external[i] };
-        for (e, pods) in blocks.iter().enumerate() {
-            if pods.contains(pod) {
-                out.push((None, Some(e), *probe));
+        out.extend(pods_of(cluster, conn, subject, i, outbound).ones().map(|p| (End::Pod(p), *probe)));
+        if let Subject::Pod(pod) = subject {
+            let addresses = if outbound { &conn.to_address[i] } else { &conn.from_address[i] };
+            for (e, pods) in addresses.iter().enumerate() {
+                if pods.contains(pod) {
+                    out.push((End::Address(e), *probe));
+                }
             }
         }
     }
     out
 }
 
-/// Every workload and address block `pod` may open (`outbound`) or that may open `pod`.
-pub fn reach(cluster: &Cluster, conn: &Connectivity, workloads: &Workloads, pod: PodId, outbound: bool) -> Vec<Target> {
+/// Every workload and address endpoint `subject` may open (`outbound`), or that may open it.
+pub fn reach(
+    cluster: &Cluster,
+    conn: &Connectivity,
+    workloads: &Workloads,
+    subject: Subject,
+    outbound: bool,
+) -> Vec<Target> {
     // name -> (pods of it involved, probes, pods it has)
     let mut by: BTreeMap<String, (BTreeSet<usize>, Vec<Probe>, usize)> = BTreeMap::new();
-    for (other, block, probe) in ends(cluster, conn, pod, outbound) {
-        let (name, member, of) = match (other, block) {
-            (Some(p), _) => {
+    for (end, probe) in ends(cluster, conn, subject, outbound) {
+        let (name, member, of) = match end {
+            End::Pod(p) => {
                 let w = workloads.of_pod[p];
                 (workloads.key(cluster, w), p, workloads.list[w].pods.len())
             }
-            (_, Some(e)) => (format!("ip:{}", conn.externals[e].block), 0, 1),
-            _ => unreachable!("an end is a pod or a block"),
+            End::Address(e) => (conn.addresses[e].name.clone(), 0, 1),
         };
         let entry = by.entry(name).or_insert_with(|| (BTreeSet::new(), Vec::new(), of));
         entry.0.insert(member);
@@ -81,14 +119,34 @@ pub fn reach(cluster: &Cluster, conn: &Connectivity, workloads: &Workloads, pod:
         .collect()
 }
 
-/// Breadth-first over pods: each workload first reached within `max` hops from `pod`
-/// (following connections outward), with one shortest path to it.
-pub fn hops(cluster: &Cluster, conn: &Connectivity, workloads: &Workloads, pod: PodId, max: usize) -> Vec<Hop> {
+/// Breadth-first over pods: each workload first reached within `max` hops from `subject`
+/// (following connections outward), with one shortest path to it. From an address endpoint
+/// the first hop is into the pods it may open.
+pub fn hops(cluster: &Cluster, conn: &Connectivity, workloads: &Workloads, subject: Subject, max: usize) -> Vec<Hop> {
     let n = cluster.pods.len();
-    let mut prev: Vec<Option<(PodId, Vec<Probe>)>> = vec![None; n];
+    // How each pod was first reached: from a pod, or from the start (None), and on which probes.
+    let mut prev: Vec<Option<(Option<PodId>, Vec<Probe>)>> = vec![None; n];
     let mut depth = vec![usize::MAX; n];
-    depth[pod] = 0;
-    let mut queue = VecDeque::from([pod]);
+    let mut queue = VecDeque::new();
+    match subject {
+        Subject::Pod(p) => {
+            depth[p] = 0;
+            queue.push_back(p);
+        }
+        Subject::Address(_) if max > 0 => {
+            for p in 0..n {
+                let probes: Vec<Probe> = (0..conn.probes.len())
+                    .filter(|&i| pods_of(cluster, conn, subject, i, true).contains(p))
+                    .map(|i| conn.probes[i])
+                    .collect();
+                if !probes.is_empty() {
+                    (depth[p], prev[p]) = (1, Some((None, probes)));
+                    queue.push_back(p);
+                }
+            }
+        }
+        Subject::Address(_) => {}
+    }
     while let Some(p) = queue.pop_front() {
         if depth[p] == max {
             continue;
@@ -100,13 +158,13 @@ pub fn hops(cluster: &Cluster, conn: &Connectivity, workloads: &Workloads, pod: 
             let probes: Vec<Probe> = conn.pair(p, next);
             if !probes.is_empty() {
                 depth[next] = depth[p] + 1;
-                prev[next] = Some((p, probes));
+                prev[next] = Some((Some(p), probes));
                 queue.push_back(next);
             }
         }
     }
     let mut first: BTreeMap<usize, PodId> = BTreeMap::new();
-    for p in (0..n).filter(|&p| p != pod && depth[p] != usize::MAX) {
+    for p in (0..n).filter(|&p| Subject::Pod(p) != subject && depth[p] != usize::MAX) {
         let w = workloads.of_pod[p];
         let best = first.entry(w).or_insert(p);
         if depth[p] < depth[*best] {
@@ -117,12 +175,13 @@ pub fn hops(cluster: &Cluster, conn: &Connectivity, workloads: &Workloads, pod: 
         .into_iter()
         .map(|(w, p)| {
             let mut path = Vec::new();
-            let mut at = p;
-            while let Some((from, probes)) = &prev[at] {
-                path.push((cluster.pod_key(at), describe(&conn.probes, probes)));
+            let mut at = Some(p);
+            while let Some(pod) = at {
+                let Some((from, probes)) = &prev[pod] else { break };
+                path.push((cluster.pod_key(pod), describe(&conn.probes, probes)));
                 at = *from;
             }
-            path.push((cluster.pod_key(pod), String::new()));
+            path.push((subject.name(cluster, conn), String::new()));
             path.reverse();
             Hop { hops: depth[p], workload: workloads.key(cluster, w), path }
         })

@@ -16,7 +16,7 @@ const MARGIN: f64 = 40.0;
 const TITLE: f64 = 36.0;
 const GAP: f64 = 60.0;
 
-/// Where each node sits: one box per namespace (address blocks last), laid out on a grid
+/// Where each node sits: one box per namespace (nodes, then the outside world, last), laid out on a grid
 /// of about square shape, workloads stacked inside their namespace's box.
 struct Layout {
     pos: Vec<(f64, f64)>,
@@ -29,11 +29,13 @@ struct Layout {
 fn layout(g: &Graph) -> Layout {
     let mut pos = vec![(0.0, 0.0); g.nodes.len()];
     let mut groups: Vec<(String, Vec<usize>)> = g.namespaces.iter().map(|ns| (ns.clone(), Vec::new())).collect();
+    groups.push(("nodes".into(), Vec::new()));
     groups.push(("outside the cluster".into(), Vec::new()));
     for (i, n) in g.nodes.iter().enumerate() {
-        let col = match &n.namespace {
-            Some(ns) => g.namespaces.iter().position(|x| x == ns).unwrap_or(0),
-            None => g.namespaces.len(),
+        let col = match (&n.namespace, n.kind) {
+            (Some(ns), _) => g.namespaces.iter().position(|x| x == ns).unwrap_or(0),
+            (None, "node") => g.namespaces.len(),
+            (None, _) => g.namespaces.len() + 1,
         };
         groups[col].1.push(i);
     }
@@ -295,7 +297,7 @@ const SCRIPT: &str = r#"
     document.querySelectorAll('.edge').forEach(x => x.classList.toggle('hidden', !edgeOn(g.edges[Number(x.dataset.edge)])));
     drawMatrix();
     const n = g.edges.filter(edgeOn).length;
-    document.getElementById('summary').textContent = g.nodes.length + ' workloads and address blocks, ' + g.edges.length + ' edges (' + n + ' shown), ' + data.findings.length + ' lint findings.';
+    document.getElementById('summary').textContent = g.nodes.length + ' workloads, nodes and pieces of the outside world, ' + g.edges.length + ' edges (' + n + ' shown), ' + data.findings.length + ' lint findings.';
   }
 
   const tbody = document.querySelector('#findings tbody');

@@ -1,12 +1,12 @@
-//! Every lint case in `tests/lint/` runs against `tests/lint/cluster.yaml`; its `# expect:`
-//! lines (`CODE | object | path`) must be exactly the findings, no more and no fewer.
+//! Every lint case in `tests/lint/` runs against `tests/lint/cluster.yaml` (unless it says
+//! `# without: cluster.yaml`); its `# expect:` lines (`CODE | object | path`) must be exactly
+//! the findings, no more and no fewer.
 
 use std::path::{Path, PathBuf};
 
 use palisade_core::build::BuildOptions;
-use palisade_review::connectivity::Connectivity;
+use palisade_review::connectivity::{Connectivity, Cuts};
 use palisade_review::lint::{lint, CHECKS};
-use palisade_review::probe::probes;
 use palisade_review::workload::Workloads;
 
 fn dir() -> PathBuf {
@@ -14,12 +14,17 @@ fn dir() -> PathBuf {
 }
 
 fn findings(case: &Path) -> Vec<String> {
-    let paths = vec![dir().join("cluster.yaml"), case.to_path_buf()];
+    // `# without: cluster.yaml` lints the case on its own (what lint says without the pods).
+    let alone = std::fs::read_to_string(case).expect("readable").lines().any(|l| l == "# without: cluster.yaml");
+    let mut paths = vec![case.to_path_buf()];
+    if !alone {
+        paths.insert(0, dir().join("cluster.yaml"));
+    }
     let load = palisade_load::load_paths(&paths, &BuildOptions::default()).expect("readable");
     let cluster =
         load.cluster.as_ref().unwrap_or_else(|| panic!("{}: does not load: {:?}", case.display(), load.problems));
     let workloads = Workloads::new(cluster);
-    let conn = Connectivity::compute(cluster, probes(cluster), || {});
+    let conn = Connectivity::compute(cluster, Cuts::of(&[cluster]), || {});
     let mut out: Vec<String> = load
         .problems
         .iter()

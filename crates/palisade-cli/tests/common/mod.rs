@@ -17,6 +17,13 @@ pub fn palisade() -> std::process::Command {
     std::process::Command::new(env!("CARGO_BIN_EXE_palisade"))
 }
 
+/// Runs the binary in the repository: (exit code, stdout, stderr).
+pub fn run(args: &[&str]) -> (i32, String, String) {
+    let out = palisade().current_dir(repo()).args(args).output().unwrap();
+    let text = |b: &[u8]| String::from_utf8_lossy(b).to_string();
+    (out.status.code().unwrap_or(-1), text(&out.stdout), text(&out.stderr))
+}
+
 pub struct Probe {
     pub port: u16,
     pub protocol: Protocol,

@@ -12,6 +12,7 @@ use super::{rule_path, some_of, Context, IPBLOCK_PODS, IPBLOCK_SERVICE};
 
 pub(super) fn run(cx: &mut Context) {
     let cluster = cx.cluster;
+    let sorted = cluster.pods_sorted();
     for pol in 0..cluster.policies.len() {
         for dir in [Direction::Ingress, Direction::Egress] {
             for (i, rule) in cluster.policies[pol].rules(dir).into_iter().flatten().enumerate() {
@@ -19,7 +20,7 @@ pub(super) fn run(cx: &mut Context) {
                 for (j, peer) in peers.iter().enumerate() {
                     let Peer::IpBlock(block) = peer else { continue };
                     let path = rule_path(dir, i).key(dir.peers_field()).index(j).key("ipBlock");
-                    if let Some(msg) = covers_cluster(cluster, block) {
+                    if let Some(msg) = covers_cluster(cluster, &sorted, block) {
                         cx.at_policy(&IPBLOCK_PODS, pol, path.clone(), msg,
                             "pod IPs change on every restart and plugins differ on whether ipBlock matches pod traffic; select pods and namespaces by labels, and except the pod and node networks from blocks meant for the outside");
                     }
@@ -37,13 +38,13 @@ pub(super) fn run(cx: &mut Context) {
 
 /// Pods and nodes inside a block that is narrower than "everything" (a /0 is read as "the
 /// outside" and is left to the Service check).
-fn covers_cluster(cluster: &Cluster, block: &IpBlock) -> Option<String> {
+fn covers_cluster(cluster: &Cluster, sorted: &[usize], block: &IpBlock) -> Option<String> {
     if block.cidr.prefix_len() == 0 {
         return None;
     }
-    let pods: Vec<String> = cluster
-        .pods_sorted()
-        .into_iter()
+    let pods: Vec<String> = sorted
+        .iter()
+        .copied()
         .filter(|&p| !cluster.pods[p].host_network && cluster.pods[p].ips.iter().any(|&ip| block.contains(ip)))
         .map(|p| cluster.pod_key(p))
         .collect();

@@ -1,14 +1,15 @@
-//! Checks on Calico's ordered evaluation: rules that never get to decide, policies ordered
-//! only by name, and Pass with nowhere to go.
+//! Checks on Calico's ordered evaluation: rules that never get to decide, rules that can never
+//! match, policies ordered only by name, and Pass with nowhere to go.
 
 use std::collections::{BTreeMap, HashMap};
 
+use palisade_core::calico::rule::address_matches;
 use palisade_core::cluster::Cluster;
 use palisade_core::field::FieldPath;
-use palisade_core::policy::{Action, Direction, PolicyKind};
-use palisade_core::verdict::{decide, selects, Connection, Endpoint, Side, Step};
+use palisade_core::policy::{Action, Direction, Match, PolicyKind};
+use palisade_core::verdict::{decide, describe, selects, Connection, Endpoint, Side, Step};
 
-use super::{rule_path, Context, EQUAL_ORDER, PASS_LAST, SHADOWED};
+use super::{rule_path, Context, EQUAL_ORDER, NEVER_MATCHES, PASS_LAST, SHADOWED};
 
 pub(super) fn run(cx: &mut Context) {
     if !cx.cluster.uses_calico() {
@@ -17,18 +18,73 @@ pub(super) fn run(cx: &mut Context) {
     shadowed(cx);
     equal_order(cx);
     pass_last(cx);
+    never_matches(cx);
 }
 
-/// The endpoints rules are tried on: one pod per workload, every host endpoint, and one
-/// address per block the policies name.
-fn endpoints(cx: &Context) -> Vec<Side> {
+/// A rule whose own side (destination on ingress, source on egress) excludes every endpoint
+/// its policy applies to: it narrows the policy's endpoints to none, so it never matches.
+fn never_matches(cx: &mut Context) {
     let cluster = cx.cluster;
-    let mut out: Vec<Side> = cx.workloads.list.iter().map(|w| Side::pod(cluster, w.pods[0])).collect();
-    out.extend(
-        (0..cluster.host_endpoints.len())
-            .map(|h| Side { endpoint: Endpoint::Host(h), ip: cluster.host_endpoints[h].ips.first().copied() }),
-    );
-    out.extend(cx.conn.externals.iter().map(|e| Side::ip(cluster, e.address)));
+    let ends: Vec<Side> = (0..cluster.pods.len())
+        .map(|p| Side::pod(cluster, p))
+        .chain(
+            (0..cluster.host_endpoints.len())
+                .map(|h| Side { endpoint: Endpoint::Host(h), ip: cluster.host_endpoints[h].ips.first().copied() }),
+        )
+        .collect();
+    let mut found = Vec::new();
+    for (pol, p) in cluster.policies.iter().enumerate() {
+        let selected: Vec<&Side> = ends.iter().filter(|s| selects(cluster, p, s)).collect();
+        if selected.is_empty() {
+            continue; // PAL001 says so.
+        }
+        for dir in [Direction::Ingress, Direction::Egress] {
+            for (i, rule) in p.rules(dir).into_iter().flatten().enumerate() {
+                let Match::Calico(c) = &rule.matches else { continue };
+                let (field, own) = match dir {
+                    Direction::Ingress => ("destination", &c.destination),
+                    Direction::Egress => ("source", &c.source),
+                };
+                if selected.iter().any(|s| c.version_ok(s.ip) && address_matches(cluster, own, s)) {
+                    continue;
+                }
+                let names: Vec<String> = selected.iter().map(|s| describe(cluster, s)).collect();
+                let message = format!(
+                    "{dir} rule [{i}] can never match: its {field} ({}) excludes every endpoint the policy applies to ({})",
+                    own.written,
+                    super::some_of(&names, 3)
+                );
+                found.push((pol, rule_path(dir, i).key(field), message, dir));
+            }
+        }
+    }
+    for (pol, path, message, dir) in found {
+        let (own, peer) = match dir {
+            Direction::Ingress => ("destination", "source"),
+            Direction::Egress => ("source", "destination"),
+        };
+        let help = format!("in an {dir} rule, {own} narrows the policy's own endpoints and {peer} names the other side: move the selector or nets to {peer}, or drop them");
+        cx.at_policy(&NEVER_MATCHES, pol, path, message, help);
+    }
+}
+
+/// The endpoints rules are tried on, with their names: one pod per workload, every host
+/// endpoint, and every address endpoint (each piece of the outside world, each node).
+fn endpoints(cx: &Context) -> Vec<(Side, String)> {
+    let cluster = cx.cluster;
+    let mut out: Vec<(Side, String)> =
+        cx.workloads.list.iter().map(|w| (Side::pod(cluster, w.pods[0]), cluster.pod_key(w.pods[0]))).collect();
+    out.extend((0..cluster.host_endpoints.len()).map(|h| {
+        let side = Side { endpoint: Endpoint::Host(h), ip: cluster.host_endpoints[h].ips.first().copied() };
+        (side, format!("host endpoint {}", cluster.host_endpoints[h].name))
+    }));
+    let known: Vec<Side> = out.iter().map(|(s, _)| *s).collect();
+    for a in &cx.conn.addresses {
+        let side = Side::ip(cluster, a.address);
+        if !known.contains(&side) {
+            out.push((side, a.name.clone()));
+        }
+    }
     out
 }
 
@@ -47,8 +103,8 @@ fn shadowed(cx: &mut Context) {
     let mut seen: BTreeMap<(usize, Direction, usize), Seen> = BTreeMap::new();
     let ends = endpoints(cx);
     for probe in &cx.conn.probes {
-        for (a, src) in ends.iter().enumerate() {
-            for (b, dst) in ends.iter().enumerate() {
+        for (a, (src, from)) in ends.iter().enumerate() {
+            for (b, (dst, to)) in ends.iter().enumerate() {
                 if a == b {
                     continue;
                 }
@@ -66,7 +122,9 @@ fn shadowed(cx: &mut Context) {
                             s.decided |= r.decisive;
                             if s.matched.is_none() && !r.decisive {
                                 let by = winner.clone().unwrap_or_else(|| "the end of an earlier tier".into());
-                                s.matched = Some(format!("{direction} at {endpoint} on {probe}: {by} decided first"));
+                                s.matched = Some(format!(
+                                    "{from} -> {to} on {probe}, {direction} at {endpoint}: {by} decided first"
+                                ));
                             }
                         }
                     }

@@ -3,6 +3,8 @@
 
 mod address;
 mod calico;
+mod dns;
+mod host_network;
 mod reachability;
 pub mod sarif;
 mod syntax;
@@ -52,6 +54,11 @@ checks! {
     SHADOWED = "PAL013", "shadowed-rule", Error, "A Calico rule can never decide: an earlier rule or policy always decides first.";
     EQUAL_ORDER = "PAL014", "equal-order", Warning, "Two Calico policies of one tier share an order and an endpoint: only their names order them.";
     PASS_LAST = "PAL015", "pass-without-later-tier", Warning, "A Pass has no later tier to hand the connection to: the profile decides.";
+    DNS_SERVER_ISOLATED = "PAL016", "dns-server-isolated", Error, "The DNS pods are isolated for ingress and refuse client pods on their DNS port.";
+    DNS_WRONG_PORT = "PAL017", "dns-wrong-port", Error, "Egress allows 53 to the DNS pods, but they listen on another port (the Service's targetPort): policy sees that one.";
+    HOST_NETWORK_PEER = "PAL018", "host-network-peer", Warning, "A peer's selector matches only host-network pods, which selectors never match: it admits nothing.";
+    NEVER_MATCHES = "PAL019", "rule-never-matches", Error, "A Calico rule's own side excludes every endpoint its policy applies to: it can never match.";
+    NO_PODS = "PAL020", "no-pods", Warning, "The input holds no pods: findings about what selectors select need the cluster.";
 }
 
 pub fn check(code: &str) -> Option<&'static Check> {
@@ -173,6 +180,11 @@ impl<'a> Context<'a> {
     }
 }
 
+/// Whether a policy is Calico's (its findings speak of source, destination, selector, nets).
+pub(crate) fn is_calico(cluster: &Cluster, pol: usize) -> bool {
+    cluster.policies[pol].kind != PolicyKind::Kubernetes
+}
+
 /// The path of rule `i` in direction `dir`: `spec.ingress[2]`.
 pub(crate) fn rule_path(dir: Direction, i: usize) -> FieldPath {
     FieldPath::root().key("spec").key(dir.field()).index(i)
@@ -192,8 +204,10 @@ pub fn lint_with_progress(
     phase: &mut dyn FnMut(&'static str),
 ) -> Vec<Finding> {
     let mut cx = Context::new(cluster, inputs, conn, workloads);
+    no_pods(&mut cx);
     phase("selectors, peers and policyTypes");
     syntax::run(&mut cx);
+    host_network::run(&mut cx);
     phase("address blocks");
     address::run(&mut cx);
     phase("DNS, isolation and one-sided allows");
@@ -206,6 +220,21 @@ pub fn lint_with_progress(
         (a.code, place(a), &a.message).cmp(&(b.code, place(b), &b.message))
     });
     findings
+}
+
+/// Policies without the cluster's pods: what selectors select cannot be judged. Said once,
+/// instead of a selects-nothing and an unknown-label finding for every policy.
+fn no_pods(cx: &mut Context) {
+    let cluster = cx.cluster;
+    if !cluster.pods.is_empty() || cluster.policies.is_empty() {
+        return;
+    }
+    let message = format!(
+        "the input holds {} polic(ies) and no pods: what their selectors select (PAL001, PAL002, PAL007, PAL011, PAL012, PAL016-PAL019) cannot be judged",
+        cluster.policies.len()
+    );
+    let help = "lint the policies together with the cluster: kubectl get pods,namespaces,services -A -o yaml > cluster.yaml; palisade lint cluster.yaml POLICIES";
+    cx.push(&NO_PODS, "input".into(), FieldPath::root(), message, help.into(), None);
 }
 
 /// "a, b, c and 4 more".

@@ -1,5 +1,5 @@
-//! Checks on what the policies let through: DNS under egress isolation, allows that the
-//! other side's isolation defeats, and namespaces where only some pods are isolated.
+//! Checks on what the policies let through: allows that the other side's isolation defeats,
+//! and namespaces where only some pods are isolated (DNS is `dns`).
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -9,10 +9,9 @@ use palisade_core::field::FieldPath;
 use palisade_core::index::{Admitted, Index};
 use palisade_core::peer::{NamespaceScope, Peer};
 use palisade_core::policy::{Action, Direction, Match};
-use palisade_core::port::Protocol;
 use palisade_core::verdict::{decide, Connection, Side, Step};
 
-use super::{some_of, Context, NO_DNS, ONE_SIDED, PARTLY_ISOLATED};
+use super::{some_of, Context, ONE_SIDED, PARTLY_ISOLATED};
 use crate::probe::Probe;
 
 type Sides = (Vec<Admitted>, Vec<Admitted>);
@@ -20,9 +19,7 @@ type Sides = (Vec<Admitted>, Vec<Admitted>);
 pub(super) fn run(cx: &mut Context) {
     let mut index = Index::new(cx.cluster);
     let applicable = [index.applicable(Direction::Egress), index.applicable(Direction::Ingress)];
-    let dns = index.sides(53, Protocol::UDP);
-    let openshift_dns = index.sides(5353, Protocol::UDP);
-    no_dns(cx, &[&dns.0, &openshift_dns.0], &applicable[0]);
+    let dns = super::dns::run(cx, &mut index, &applicable);
     partly_isolated(cx, &dns, &applicable);
     let probes = cx.conn.probes.clone();
     let sides: Vec<Sides> = probes.iter().map(|p| index.sides(p.port, p.protocol)).collect();
@@ -68,60 +65,6 @@ impl Named {
     }
 }
 
-/// `egress`: what each pod's egress admits on each of [`DNS_PORTS`].
-fn no_dns(cx: &mut Context, egress: &[&[Admitted]], applicable: &[Vec<usize>]) {
-    let cluster = cx.cluster;
-    let servers: Vec<PodId> = (0..cluster.pods.len()).filter(|&p| is_dns_server(&cluster.pods[p].labels)).collect();
-    let mut blocked: BTreeMap<usize, Vec<PodId>> = BTreeMap::new();
-    for p in 0..cluster.pods.len() {
-        if egress[0][p].is_none() {
-            continue; // Not isolated for egress.
-        }
-        let ok = if servers.is_empty() {
-            // DNS is not in the input: any egress rule that admits a DNS port counts.
-            applicable[p].iter().any(|&i| admits_dns_port(cluster, i))
-        } else {
-            egress.iter().any(|port| port[p].as_ref().is_some_and(|a| servers.iter().any(|&s| a.contains(s))))
-        };
-        if !ok {
-            blocked.entry(cx.workloads.of_pod[p]).or_default().push(p);
-        }
-    }
-    for (w, pods) in blocked {
-        let Some(&pol) = applicable[pods[0]].first() else { continue };
-        let target = if servers.is_empty() { "any address" } else { "the cluster's DNS pods" };
-        let message = format!(
-            "{} ({} pod(s)) is isolated for egress and may not reach {target} on 53/UDP (or 5353, OpenShift's): name resolution fails",
-            cx.workloads.key(cluster, w),
-            pods.len()
-        );
-        cx.at_policy(&NO_DNS, pol, FieldPath::root().key("spec").key("egress"), message,
-            "add an egress rule to kube-dns on 53/UDP and 53/TCP: one peer with namespaceSelector kubernetes.io/metadata.name: kube-system AND podSelector k8s-app: kube-dns");
-    }
-}
-
-/// kube-dns/CoreDNS (`k8s-app: kube-dns`) or OpenShift's DNS daemon set.
-fn is_dns_server(labels: &palisade_core::label::Labels) -> bool {
-    palisade_core::label::is_kube_dns(labels) || labels.contains_key("dns.operator.openshift.io/daemonset-dns")
-}
-
-/// DNS as policy sees it after DNAT: 53, or 5353 where OpenShift's DNS pods listen.
-const DNS_PORTS: [u16; 2] = [53, 5353];
-
-fn admits_dns_port(cluster: &Cluster, pol: usize) -> bool {
-    let rules = cluster.policies[pol].egress.iter().flatten();
-    rules.filter(|r| r.action == Action::Allow).any(|r| match &r.matches {
-        Match::Kubernetes { ports: None, .. } => true,
-        Match::Kubernetes { ports: Some(ps), .. } => {
-            DNS_PORTS.iter().any(|&port| ps.iter().any(|p| p.matches(port, Protocol::UDP, None)))
-        }
-        Match::Calico(c) => DNS_PORTS.iter().any(|&port| {
-            let nowhere = Side::ip(cluster, [0, 0, 0, 0].into());
-            c.packet_matches(&Connection::new(nowhere, nowhere, port, Protocol::UDP)).is_ok()
-        }),
-    })
-}
-
 fn partly_isolated(cx: &mut Context, (egress, ingress): &Sides, applicable: &[Vec<Vec<usize>>; 2]) {
     let cluster = cx.cluster;
     for dir in [Direction::Ingress, Direction::Egress] {
@@ -150,8 +93,13 @@ fn partly_isolated(cx: &mut Context, (egress, ingress): &Sides, applicable: &[Ve
                 some_of(&open_workloads, 4)
             );
             let location = cx.locate(pol, &FieldPath::root());
-            cx.push(&PARTLY_ISOLATED, format!("namespace {ns}"), FieldPath::root(), message,
-                format!("add a default-deny {dir} policy for the namespace (podSelector: {{}}) and allow what each workload needs"), location);
+            let help = if super::is_calico(cluster, pol) {
+                let kind = if dir == Direction::Ingress { "Ingress" } else { "Egress" };
+                format!("isolate the whole namespace: a Calico NetworkPolicy there with selector: all() and types: [{kind}], ordered after the allows (no rules: the end of the tier denies; a final Pass hands the rest to a later tier)")
+            } else {
+                format!("add a default-deny {dir} policy for the namespace (podSelector: {{}}) and allow what each workload needs")
+            };
+            cx.push(&PARTLY_ISOLATED, format!("namespace {ns}"), FieldPath::root(), message, help, location);
         }
     }
 }
@@ -224,9 +172,11 @@ fn one_sided(cx: &mut Context, probes: &[Probe], sides: &[Sides], named: Option<
             Direction::Egress => format!("egress rule [{rule}] lets {src} open {dst} on {ports}{others}, but {dst} is isolated for ingress and does not admit it: the connection fails"),
             Direction::Ingress => format!("ingress rule [{rule}] admits {src} to {dst} on {ports}{others}, but {src} is isolated for egress and may not open it: the connection fails"),
         };
-        let help = match allowing {
-            Direction::Egress => format!("allow it on the other side too: an ingress rule at {dst} from {src}'s pods"),
-            Direction::Ingress => format!("allow it on the other side too: an egress rule at {src} to {dst}'s pods (palisade generate --complement-egress)"),
+        let help = match (allowing, super::is_calico(cluster, pol)) {
+            (Direction::Egress, false) => format!("allow it on the other side too: an ingress rule at {dst} from {src}'s pods"),
+            (Direction::Ingress, false) => format!("allow it on the other side too: an egress rule at {src} to {dst}'s pods (palisade generate --complement-egress)"),
+            (Direction::Egress, true) => format!("allow it on the other side too: an ingress Allow at {dst} whose source selector names {src}'s pods"),
+            (Direction::Ingress, true) => format!("allow it on the other side too: an egress Allow at {src} whose destination selector names {dst}'s pods"),
         };
         cx.at_policy(&ONE_SIDED, pol, super::rule_path(allowing, rule), message, help);
     }

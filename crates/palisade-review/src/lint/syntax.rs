@@ -17,9 +17,13 @@ use super::{
 
 pub(super) fn run(cx: &mut Context) {
     let carried = Labelled::new(cx.cluster);
+    // Without pods every selector selects nothing: PAL020 says so once instead.
+    let pods = !cx.cluster.pods.is_empty();
     for pol in 0..cx.cluster.policies.len() {
-        selects_nothing(cx, pol);
-        unknown_labels(cx, pol, &carried);
+        if pods {
+            selects_nothing(cx, pol);
+            unknown_labels(cx, pol, &carried);
+        }
         open_rules(cx, pol);
         if let Some(spec) = cx.written(pol).and_then(|np| np.spec.as_ref()) {
             peer_shapes(cx, pol, spec);
@@ -217,6 +221,7 @@ fn admits_dns(ports: &Option<Vec<RulePort>>) -> bool {
 
 fn open_rules(cx: &mut Context, pol: usize) {
     let p = &cx.cluster.policies[pol];
+    let calico = super::is_calico(cx.cluster, pol);
     let mut found = Vec::new();
     for dir in [Direction::Ingress, Direction::Egress] {
         for (i, r) in p.rules(dir).into_iter().flatten().enumerate() {
@@ -234,9 +239,16 @@ fn open_rules(cx: &mut Context, pol: usize) {
                 Match::Calico(c) => calico_open(c, dir),
             };
             let ports = rule_ports(&r.matches);
-            if dir == Direction::Egress && dns {
+            if dir == Direction::Egress && dns && calico {
+                found.push((&DNS_ANYWHERE, rule_path(dir, i), format!("egress rule [{i}] allows DNS ({ports}) to every address"),
+                    "DNS to any address lets a compromised pod tunnel data out; allow 53 only to kube-dns: destination: {namespaceSelector: kubernetes.io/metadata.name == \"kube-system\", selector: k8s-app == \"kube-dns\"}"));
+            } else if dir == Direction::Egress && dns {
                 found.push((&DNS_ANYWHERE, rule_path(dir, i), format!("egress rule [{i}] allows DNS ({ports}) to every address"),
                     "DNS to any address lets a compromised pod tunnel data out; allow 53 only to kube-dns: one peer with namespaceSelector kubernetes.io/metadata.name: kube-system AND podSelector k8s-app: kube-dns"));
+            } else if every_peer && calico {
+                let field = if dir == Direction::Ingress { "source" } else { "destination" };
+                found.push((&ANY_PEER, rule_path(dir, i), format!("{dir} rule [{i}] has no {field} selector or nets: it admits every endpoint in every namespace and every address, on {ports}"),
+                    if field == "source" { "name the peers this rule is for in its source: selector, namespaceSelector, nets; without them it means everyone" } else { "name the peers this rule is for in its destination: selector, namespaceSelector, nets; without them it means everyone" }));
             } else if every_peer {
                 let field = dir.peers_field();
                 found.push((&ANY_PEER, rule_path(dir, i), format!("{dir} rule [{i}] has no {field}: it admits every pod in every namespace and every address, on {ports}"),
