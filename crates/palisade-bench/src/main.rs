@@ -7,10 +7,10 @@ use clap::Parser;
 mod enforcer;
 
 use palisade_bench::{calicoize, generate, to_list_json, Shape};
-use palisade_core::build::{build, BuildOptions, Input};
 use palisade_core::field::Nowhere;
 use palisade_core::index::Index;
 use palisade_core::port::Protocol;
+use palisade_ingest::{build, BuildOptions, Input};
 
 #[derive(Parser)]
 #[command(about = "Benchmark Palisade on a synthetic cluster")]
@@ -171,7 +171,7 @@ fn review(cluster: &palisade_core::cluster::Cluster) {
     println!("diff (self)   {:>9.3} s  ({} changes)", t.elapsed().as_secs_f64(), d.gained.len() + d.lost.len());
 }
 
-fn enforce(mut objects: Vec<palisade_core::build::Object>, a: &Args) {
+fn enforce(mut objects: Vec<palisade_ingest::Object>, a: &Args) {
     palisade_lab::install_interrupt_cleanup();
     enforcer::bench_pods(&mut objects);
     // Removed however the benchmark ends: normally, on a panic, or on Ctrl-C.

@@ -9,11 +9,11 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
-use palisade_core::build::BuildOptions;
 use palisade_core::cluster::Cluster;
 use palisade_core::port::Protocol;
 use palisade_core::verdict::{decide, describe, Connection, Side};
 use palisade_generate::flow::FlowRecord;
+use palisade_ingest::BuildOptions;
 use palisade_load::watch::{Changes, Watched};
 use palisade_nft::kernel::Kernel;
 use palisade_nft::script::Command;

@@ -1,7 +1,7 @@
 //! `palisade convert`: Kubernetes NetworkPolicy ⇄ Calico NetworkPolicy.
 
-use palisade_core::build::Object;
-use palisade_core::calico::convert::{to_calico, to_kubernetes};
+use palisade_ingest::calico::convert::{to_calico, to_kubernetes};
+use palisade_ingest::Object;
 use serde_json::Value;
 
 use crate::input::InputArgs;

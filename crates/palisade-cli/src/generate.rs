@@ -5,13 +5,13 @@ use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use palisade_core::build::{build, Input};
 use palisade_core::cluster::Cluster;
 use palisade_core::verdict::{decide, Connection as Conn, Side, Verdict};
 use palisade_generate::flow::{parse, Flow};
 use palisade_generate::policy::{generate, File, Options};
 use palisade_generate::render::{render, Format};
 use palisade_generate::resolve::{resolve, Connection, End};
+use palisade_ingest::{build, Input};
 use palisade_load::source::Source;
 use palisade_review::connectivity::Cuts;
 use palisade_review::workload::Workloads;

@@ -3,9 +3,9 @@
 use std::io::IsTerminal;
 use std::path::PathBuf;
 
-use palisade_core::build::BuildOptions;
 use palisade_core::cluster::Cluster;
 use palisade_core::field::Severity;
+use palisade_ingest::BuildOptions;
 use palisade_load::diagnostic::Renderer;
 
 /// Options every command that reads manifests shares.

@@ -11,9 +11,9 @@ use std::sync::Arc;
 
 use common::{conformance_cases, load_case, repo};
 use k8s_openapi::api::core::v1::{Pod, PodIP};
-use palisade_core::build::{build, BuildOptions, Input, Object};
 use palisade_core::cluster::Cluster;
 use palisade_core::field::Nowhere;
+use palisade_ingest::{build, BuildOptions, Input, Object};
 use palisade_load::watch::Changes;
 use palisade_nft::{compile, script, Compiled, Options};
 use proptest::prelude::*;

@@ -7,8 +7,8 @@
 mod common;
 
 use common::{conformance_cases, load_case, repo};
-use palisade_core::build::BuildOptions;
 use palisade_core::cluster::Cluster;
+use palisade_ingest::BuildOptions;
 use palisade_lab::topology::ScratchNetns;
 use palisade_nft::kernel::Kernel;
 use palisade_nft::{compile, script, Options, Ruleset};

@@ -13,13 +13,13 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
 
 use common::repo;
-use palisade_core::build::Object;
 use palisade_core::cluster::{Cluster, PodId};
 use palisade_core::index::{Index, Matrix};
 use palisade_core::peer::Peer;
 use palisade_core::policy::{Direction, Match};
 use palisade_core::port::{PortSpec, Protocol};
 use palisade_core::verdict::{decide, Connection, Side, Verdict};
+use palisade_ingest::Object;
 
 const PROTOCOLS: [Protocol; 3] = [Protocol::SCTP, Protocol::TCP, Protocol::UDP];
 
@@ -136,7 +136,7 @@ const INVALID: &[(&str, &str)] = &[
 /// The connection list, or the first error that keeps the folder from loading.
 fn connlist(dir: &Path) -> Result<BTreeSet<String>, String> {
     // np-guard places objects without a namespace in `default`.
-    let opts = palisade_core::build::BuildOptions { default_namespace: Some("default".into()) };
+    let opts = palisade_ingest::BuildOptions { default_namespace: Some("default".into()) };
     let load = palisade_load::load_paths(&[dir.to_path_buf()], &opts).unwrap();
     let Some(loaded) = load.cluster.as_ref() else {
         let first = load.problems.iter().find(|p| p.severity == palisade_core::field::Severity::Error);

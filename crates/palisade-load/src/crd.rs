@@ -13,8 +13,8 @@
 //! The same object given in both forms is an error (see [`both_forms`]): one is the other's
 //! storage, and deciding it twice would hide which one the user meant to change.
 
-use palisade_core::build::{Input, Object};
 use palisade_core::field::{FieldPath, Location, Problem, Severity};
+use palisade_ingest::{Input, Object};
 use serde_json::{Map, Value};
 
 /// Calico's storage group and version.

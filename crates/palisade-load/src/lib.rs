@@ -12,9 +12,9 @@ pub mod yaml;
 
 use std::path::PathBuf;
 
-use palisade_core::build::{build, BuildOptions};
 use palisade_core::cluster::Cluster;
 use palisade_core::field::{Problem, Severity};
+use palisade_ingest::{build, BuildOptions};
 
 pub use source::Source;
 
@@ -25,7 +25,7 @@ pub struct Load {
     pub problems: Vec<Problem>,
     pub ignored: std::collections::BTreeMap<String, usize>,
     /// The decoded objects, in input order (for commands that rewrite them).
-    pub inputs: Vec<palisade_core::build::Input>,
+    pub inputs: Vec<palisade_ingest::Input>,
 }
 
 impl Load {

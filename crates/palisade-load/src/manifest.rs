@@ -3,8 +3,8 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use palisade_core::build::{Input, Object};
 use palisade_core::field::{FieldPath, Locate, Location, Problem, Severity};
+use palisade_ingest::{Input, Object};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;

@@ -4,8 +4,8 @@
 
 use std::sync::Arc;
 
-use palisade_core::build::BuildOptions;
 use palisade_core::field::Nowhere;
+use palisade_ingest::BuildOptions;
 use serde_json::Value;
 
 use crate::manifest::Loaded;

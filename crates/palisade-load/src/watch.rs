@@ -6,8 +6,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use palisade_core::build::{pod_patch, policy_patch, BuildOptions, Input, Object, PodPatch, PolicyPatch};
 use palisade_core::cluster::Cluster;
+use palisade_ingest::patch::{pod_patch, policy_patch, PodPatch, PolicyPatch};
+use palisade_ingest::{BuildOptions, Input, Object};
 
 use crate::manifest::{decode, Loaded};
 use crate::source::{ReadError, Source};

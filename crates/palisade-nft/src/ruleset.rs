@@ -25,9 +25,10 @@ use std::fmt::Write as _;
 use std::hash::{Hash, Hasher};
 use std::net::IpAddr;
 
-use palisade_core::calico::rule::{address_matches, CalicoPort, CalicoRule, Entity};
 use palisade_core::cluster::{Cluster, PodId};
 use palisade_core::index::Index;
+use palisade_core::matching::address_matches;
+use palisade_core::rule::{CalicoPort, CalicoRule, Entity};
 
 use crate::membership::{named, Addrs, Member, Pairs, Present, Source, Tally, Wanted};
 use crate::own_node::{self, OwnNode};
@@ -396,8 +397,8 @@ impl Compiled {
     pub fn patch(
         &mut self,
         cluster: &mut Cluster,
-        policies: palisade_core::build::PolicyPatch,
-        pods: palisade_core::build::PodPatch,
+        policies: palisade_core::change::PolicyPatch,
+        pods: palisade_core::change::PodPatch,
     ) -> Result<Vec<crate::script::Command>, NeedsFullCompile> {
         self.begin();
         self.patch_policies(cluster, policies)?;
@@ -410,7 +411,7 @@ impl Compiled {
     fn patch_pods(
         &mut self,
         cluster: &mut Cluster,
-        patch: palisade_core::build::PodPatch,
+        patch: palisade_core::change::PodPatch,
     ) -> Result<(), NeedsFullCompile> {
         let mut remove = patch.remove;
         // Highest first: the cluster fills each hole with its last pod, never a pending one.
@@ -432,7 +433,7 @@ impl Compiled {
     fn patch_policies(
         &mut self,
         cluster: &mut Cluster,
-        patch: palisade_core::build::PolicyPatch,
+        patch: palisade_core::change::PolicyPatch,
     ) -> Result<(), NeedsFullCompile> {
         if patch.remove.is_empty() && patch.add.is_empty() {
             return Ok(());

@@ -4,10 +4,10 @@
 use std::collections::BTreeSet;
 use std::fmt;
 
-use palisade_core::calico::rule::CalicoPort;
 use palisade_core::cluster::{Cluster, TargetPort};
 use palisade_core::policy::Match;
 use palisade_core::port::{PortSpec, Protocol};
+use palisade_core::rule::CalicoPort;
 use serde::Serialize;
 
 /// One port standing for a stretch of ports (`port..=end`) that every rule, pod and Service

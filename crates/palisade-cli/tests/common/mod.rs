@@ -3,10 +3,10 @@
 
 use std::path::{Path, PathBuf};
 
-use palisade_core::build::BuildOptions;
 use palisade_core::cluster::{Cluster, NodeId, PodId};
 use palisade_core::port::Protocol;
 use palisade_core::verdict::Side;
+use palisade_ingest::BuildOptions;
 use serde_json::Value;
 
 pub fn repo() -> PathBuf {

@@ -3,9 +3,9 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use palisade_core::calico::rule::address_matches;
 use palisade_core::cluster::Cluster;
 use palisade_core::field::FieldPath;
+use palisade_core::matching::address_matches;
 use palisade_core::policy::{Action, Direction, Match, PolicyKind};
 use palisade_core::verdict::{decide, describe, selects, Connection, Endpoint, Side, Step};
 

@@ -11,10 +11,10 @@ mod syntax;
 
 use std::sync::Arc;
 
-use palisade_core::build::{Input, Object};
 use palisade_core::cluster::Cluster;
 use palisade_core::field::{FieldPath, Location, Problem, Severity};
 use palisade_core::policy::{Direction, PolicyKind};
+use palisade_ingest::{Input, Object};
 use serde::Serialize;
 
 use crate::connectivity::Connectivity;

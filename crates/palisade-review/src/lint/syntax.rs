@@ -4,11 +4,11 @@ use std::collections::BTreeSet;
 
 use k8s_openapi::api::networking::v1::{NetworkPolicyPeer, NetworkPolicySpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
-use palisade_core::calico::rule::{CalicoRule, Entity};
 use palisade_core::field::FieldPath;
 use palisade_core::peer::Peer;
 use palisade_core::policy::{Action, Direction, Match, Policy, Subject};
 use palisade_core::port::{Protocol, RulePort};
+use palisade_core::rule::{CalicoRule, Entity};
 use palisade_core::verdict::{selects, Endpoint, Side};
 
 use super::{
@@ -294,7 +294,7 @@ fn calico_open(c: &CalicoRule, dir: Direction) -> (bool, bool) {
         && c.destination
             .ports
             .iter()
-            .any(|p| matches!(p, palisade_core::calico::rule::CalicoPort::Range(a, b) if (*a..=*b).contains(&53)));
+            .any(|p| matches!(p, palisade_core::rule::CalicoPort::Range(a, b) if (*a..=*b).contains(&53)));
     (no_peer, everywhere && dns)
 }
 

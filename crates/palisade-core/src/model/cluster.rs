@@ -5,11 +5,12 @@ use std::net::IpAddr;
 
 use serde::Serialize;
 
-use crate::field::{Location, Problem};
-use crate::label::Labels;
-use crate::peer::NsId;
-use crate::policy::Policy;
-use crate::port::{ContainerPort, Protocol};
+use crate::model::expr;
+use crate::model::field::{Location, Problem};
+use crate::model::label::{namespace_pseudo_labels, Labels};
+pub use crate::model::peer::NsId;
+use crate::model::policy::{Policy, PolicyKind};
+use crate::model::port::{ContainerPort, Protocol};
 
 pub type PodId = usize;
 pub type NodeId = usize;
@@ -171,15 +172,15 @@ pub struct Cluster {
     pub calico_labels: Vec<Labels>,
     /// Warnings found while building (errors prevent a Cluster from existing).
     pub warnings: Vec<Problem>,
-    pub(crate) ns_by_name: HashMap<String, NsId>,
-    pub(crate) pod_by_name: HashMap<(NsId, String), PodId>,
-    pub(crate) pod_by_ip: HashMap<IpAddr, PodId>,
-    pub(crate) node_by_ip: HashMap<IpAddr, NodeId>,
-    pub(crate) service_by_name: HashMap<(NsId, String), ServiceId>,
-    pub(crate) service_by_ip: HashMap<IpAddr, ServiceId>,
-    pub(crate) host_by_ip: HashMap<IpAddr, usize>,
+    ns_by_name: HashMap<String, NsId>,
+    pod_by_name: HashMap<(NsId, String), PodId>,
+    pod_by_ip: HashMap<IpAddr, PodId>,
+    node_by_ip: HashMap<IpAddr, NodeId>,
+    service_by_name: HashMap<(NsId, String), ServiceId>,
+    service_by_ip: HashMap<IpAddr, ServiceId>,
+    host_by_ip: HashMap<IpAddr, usize>,
     /// ServiceAccount labels by (namespace, name), for pods' Calico labels.
-    pub(crate) service_accounts: HashMap<(NsId, String), Labels>,
+    service_accounts: HashMap<(NsId, String), Labels>,
 }
 
 impl Cluster {
@@ -195,6 +196,14 @@ impl Cluster {
     }
     pub fn node_by_ip(&self, ip: IpAddr) -> Option<NodeId> {
         self.node_by_ip.get(&ip).copied()
+    }
+    /// A pod by namespace id and name.
+    pub fn pod_in(&self, ns: NsId, name: &str) -> Option<PodId> {
+        self.pod_by_name.get(&(ns, name.to_string())).copied()
+    }
+    /// A Service by namespace id and name.
+    pub fn service_in(&self, ns: NsId, name: &str) -> Option<ServiceId> {
+        self.service_by_name.get(&(ns, name.to_string())).copied()
     }
     pub fn service(&self, ns: &str, name: &str) -> Option<ServiceId> {
         let ns = self.namespace(ns)?;
@@ -225,7 +234,7 @@ impl Cluster {
     pub fn uses_calico(&self) -> bool {
         self.tiers.len() > 1
             || !self.host_endpoints.is_empty()
-            || self.policies.iter().any(|p| p.kind != crate::policy::PolicyKind::Kubernetes)
+            || self.policies.iter().any(|p| p.kind != PolicyKind::Kubernetes)
     }
     /// The tier rank, order and tie-break name that put policies in evaluation order.
     pub fn sort_policies(&mut self) {
@@ -306,7 +315,7 @@ impl Cluster {
         }
     }
 
-    /// Adds a pod built on its own (see [`crate::build::pod_patch`]); returns its id.
+    /// Adds a pod (its addresses replace any other pod's in the address lookup); returns its id.
     pub fn add_pod(&mut self, pod: Pod) -> PodId {
         let id = self.pods.len();
         if !pod.host_network {
@@ -315,9 +324,65 @@ impl Cluster {
             }
         }
         self.pod_by_name.insert((pod.namespace, pod.name.clone()), id);
-        self.calico_labels.push(crate::build::pod_calico_labels(self, &pod, &self.service_accounts));
+        self.calico_labels.push(pod_calico_labels(self, &pod));
         self.pods.push(pod);
         id
+    }
+
+    /// Adds a namespace (its name label set as the API server sets it); returns its id.
+    pub fn add_namespace(&mut self, name: &str, mut labels: Labels, declared: bool) -> NsId {
+        labels.insert(crate::model::label::NAMESPACE_NAME_LABEL.to_string(), name.to_string());
+        let id = self.namespaces.len();
+        self.namespaces.push(Namespace { name: name.to_string(), labels, declared });
+        self.ns_by_name.insert(name.to_string(), id);
+        id
+    }
+
+    /// Adds a node, found by its addresses from then on; returns its id.
+    pub fn add_node(&mut self, node: Node) -> NodeId {
+        let id = self.nodes.len();
+        for ip in &node.addresses {
+            self.node_by_ip.insert(*ip, id);
+        }
+        self.nodes.push(node);
+        id
+    }
+
+    /// Adds a Service, found by name and ClusterIPs from then on; returns its id.
+    pub fn add_service(&mut self, service: Service) -> ServiceId {
+        let id = self.services.len();
+        for ip in &service.cluster_ips {
+            self.service_by_ip.insert(*ip, id);
+        }
+        self.service_by_name.insert((service.namespace, service.name.clone()), id);
+        self.services.push(service);
+        id
+    }
+
+    /// Adds a Calico host endpoint, found by its expected IPs from then on; returns its id.
+    pub fn add_host_endpoint(&mut self, hep: HostEndpoint) -> usize {
+        let id = self.host_endpoints.len();
+        for ip in &hep.ips {
+            self.host_by_ip.insert(*ip, id);
+        }
+        self.host_endpoints.push(hep);
+        id
+    }
+
+    /// ServiceAccount labels by (namespace, name); pods' Calico labels are worked out anew.
+    pub fn set_service_accounts(&mut self, accounts: HashMap<(NsId, String), Labels>) {
+        self.service_accounts = accounts;
+        self.calico_labels = self.pods.iter().map(|pod| pod_calico_labels(self, pod)).collect();
+    }
+
+    /// A cluster holding only this one's namespaces and tiers: what compiling a policy needs.
+    pub fn namespaces_and_tiers(&self) -> Cluster {
+        Cluster {
+            namespaces: self.namespaces.clone(),
+            ns_by_name: self.ns_by_name.clone(),
+            tiers: self.tiers.clone(),
+            ..Cluster::default()
+        }
     }
 
     /// Whether NetworkPolicy applies to this pod (host-network pods share the node's stack).
@@ -353,4 +418,20 @@ pub fn order_cmp(a: Option<f64>, b: Option<f64>) -> std::cmp::Ordering {
         (None, Some(_)) => std::cmp::Ordering::Greater,
         (None, None) => std::cmp::Ordering::Equal,
     }
+}
+
+/// A pod's labels as Calico selectors see them: its own, its namespace's (`pcns.`), its
+/// service account's (`pcsa.`) and the `projectcalico.org/*` pseudo-labels.
+fn pod_calico_labels(c: &Cluster, pod: &Pod) -> Labels {
+    let ns = &c.namespaces[pod.namespace];
+    let mut l = pod.labels.clone();
+    namespace_pseudo_labels(&ns.name, &ns.labels, &mut l);
+    l.insert(expr::ORCHESTRATOR_LABEL.into(), "k8s".into());
+    l.insert(expr::SERVICE_ACCOUNT_LABEL.into(), pod.service_account.clone());
+    let sa = expr::SERVICE_ACCOUNT_PREFIX;
+    for (k, v) in c.service_accounts.get(&(pod.namespace, pod.service_account.clone())).into_iter().flatten() {
+        l.insert(format!("{sa}{k}"), v.clone());
+    }
+    l.insert(format!("{sa}{}", expr::NAME_LABEL), pod.service_account.clone());
+    l
 }

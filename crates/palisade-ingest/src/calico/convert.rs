@@ -16,15 +16,18 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, LabelSelecto
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::resource::{self, EntityRule, NumOrString, PolicySpec};
-use crate::expr::{Expr, ORCHESTRATOR_LABEL};
-use crate::field::{FieldPath, Nowhere, Problems};
-use crate::selector::{Op, Selector};
+use palisade_core::expr::{Expr, ORCHESTRATOR_LABEL};
+use palisade_core::field::{FieldPath, Nowhere, Problems};
+use palisade_core::policy::KUBERNETES_ORDER;
+use palisade_core::selector::Op;
+
+use crate::kubernetes::selector::compile as compile_selector;
 
 /// Kubernetes' label selector as a Calico expression.
 pub fn selector_expr(sel: Option<&LabelSelector>) -> Expr {
     let Some(sel) = sel else { return Expr::All };
     let mut problems = Problems::new(String::new(), &Nowhere);
-    let compiled = Selector::compile(sel, &FieldPath::root(), &mut problems);
+    let compiled = compile_selector(sel, &FieldPath::root(), &mut problems);
     Expr::and(compiled.requirements.iter().map(|r| match r.op {
         Op::In if r.values.len() == 1 => Expr::Eq(r.key.clone(), r.values.iter().next().cloned().unwrap_or_default()),
         Op::In => Expr::In(r.key.clone(), r.values.clone()),
@@ -62,7 +65,7 @@ pub fn to_calico(np: &K8sPolicy) -> resource::NetworkPolicy {
             ..Default::default()
         },
         spec: Some(PolicySpec {
-            order: Some(crate::policy::KUBERNETES_ORDER),
+            order: Some(KUBERNETES_ORDER),
             selector: Some(k8s_pods(spec.pod_selector.as_ref())),
             types: Some(types.iter().filter(|t| *t == "Ingress" || *t == "Egress").cloned().collect()),
             ingress: has("Ingress").then_some(ingress),

@@ -14,15 +14,17 @@ use std::net::IpAddr;
 
 use fixedbitset::FixedBitSet;
 
-use crate::calico::rule::{entity_matches, ports_match, CalicoPort, CalicoRule, Entity};
-use crate::cluster::{Cluster, PodId};
-use crate::expr::Expr;
-use crate::label::Labels;
-use crate::peer::{IpBlock, NamespaceScope, Peer};
-use crate::policy::{Action, Direction, Match, Rule, Subject};
-use crate::port::{ContainerPort, Protocol, RulePort};
-use crate::selector::{Op, Selector};
-use crate::verdict::{decide, node_of, Connection, Endpoint, Side, Verdict};
+use crate::decide::matching::{entity_matches, ports_match};
+use crate::decide::verdict::{decide, node_of, Verdict};
+use crate::model::cluster::{Cluster, PodId};
+use crate::model::endpoint::{Connection, Endpoint, Side};
+use crate::model::expr::Expr;
+use crate::model::label::Labels;
+use crate::model::peer::{IpBlock, NamespaceScope, Peer};
+use crate::model::policy::{Action, Direction, Match, Rule, Subject};
+use crate::model::port::{ContainerPort, Protocol, RulePort};
+use crate::model::rule::{CalicoPort, CalicoRule, Entity};
+use crate::model::selector::{Op, Selector};
 
 /// `rows[src]` holds the destination pods `src` may open the connection to.
 pub struct Matrix {

@@ -16,12 +16,12 @@ use k8s_openapi::api::networking::v1::{
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, LabelSelectorRequirement, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use palisade_core::build::{build, BuildOptions, Input, Object};
-use palisade_core::calico::convert::{to_calico, to_kubernetes};
 use palisade_core::field::Nowhere;
 use palisade_core::index::Index;
 use palisade_core::port::Protocol;
 use palisade_core::verdict::{decide, Connection, Side, Verdict};
+use palisade_ingest::calico::convert::{to_calico, to_kubernetes};
+use palisade_ingest::{build, BuildOptions, Input, Object};
 use proptest::prelude::*;
 
 const NAMESPACES: [&str; 3] = ["n0", "n1", "n2"];

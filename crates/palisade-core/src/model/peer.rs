@@ -5,7 +5,7 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 
-use crate::selector::Selector;
+use crate::model::selector::Selector;
 
 /// Index of a namespace in the cluster.
 pub type NsId = usize;

@@ -3,10 +3,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde::Serialize;
-
-use crate::field::{FieldPath, Problems};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, serde::Deserialize)]
 pub enum Protocol {
@@ -58,20 +55,6 @@ impl Protocol {
     /// Whether connections of this protocol have ports.
     pub fn has_ports(self) -> bool {
         matches!(self, Protocol::TCP | Protocol::UDP | Protocol::SCTP)
-    }
-    /// Parses an API protocol field (defaulting to TCP), reporting unknown values.
-    pub fn compile(value: Option<&str>, path: &FieldPath, problems: &mut Problems) -> Protocol {
-        match value {
-            None => Protocol::TCP,
-            Some(s) => Protocol::from_api(s).unwrap_or_else(|| {
-                problems.error(
-                    path,
-                    format!("unsupported protocol {s:?}"),
-                    "the protocol must be one of TCP, UDP, SCTP (upper case); it defaults to TCP when omitted",
-                );
-                Protocol::TCP
-            }),
-        }
     }
 }
 
@@ -150,92 +133,6 @@ impl fmt::Display for RulePort {
     }
 }
 
-/// IANA service name, as the API server checks named ports: at most 15 characters of
-/// `[a-z0-9-]`, at least one letter, no leading, trailing or doubled '-'.
-pub fn check_port_name(s: &str) -> Result<(), String> {
-    let ok = !s.is_empty()
-        && s.len() <= 15
-        && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-        && s.chars().any(|c| c.is_ascii_lowercase())
-        && !s.starts_with('-')
-        && !s.ends_with('-')
-        && !s.contains("--");
-    if ok {
-        Ok(())
-    } else {
-        Err(format!("invalid port name {s:?}"))
-    }
-}
-
-const PORT_NAME_HELP: &str = "a named port is at most 15 characters of a-z, 0-9 and '-', with at least one letter and no leading, trailing or doubled '-'; a number must be 1-65535 written without quotes";
-
-/// Compiles `port`/`endPort` of a NetworkPolicyPort, with the API server's checks.
-pub fn compile_port_spec(
-    port: Option<&IntOrString>,
-    end_port: Option<i32>,
-    path: &FieldPath,
-    problems: &mut Problems,
-) -> PortSpec {
-    let spec = match port {
-        None => PortSpec::Any,
-        Some(IntOrString::Int(n)) => match check_port_number(*n) {
-            Ok(p) => PortSpec::Range(p, p),
-            Err(e) => {
-                problems.error(&path.key("port"), e, "a port number must be between 1 and 65535");
-                PortSpec::Any
-            }
-        },
-        Some(IntOrString::String(s)) => {
-            if let Err(e) = check_port_name(s) {
-                problems.error(&path.key("port"), e, PORT_NAME_HELP);
-            }
-            PortSpec::Named(s.clone())
-        }
-    };
-    let Some(end) = end_port else { return spec };
-    let end_path = path.key("endPort");
-    match &spec {
-        PortSpec::Range(p, _) => {
-            let p = *p;
-            if end < i32::from(p) || end > 65535 {
-                problems.error(
-                    &end_path,
-                    format!("endPort {end} must be between port ({p}) and 65535"),
-                    "endPort closes the range that starts at port; it must be >= port and <= 65535",
-                );
-                return spec;
-            }
-            PortSpec::Range(p, end as u16)
-        }
-        PortSpec::Named(n) => {
-            problems.error(
-                &end_path,
-                format!("endPort may not be used with a named port ({n:?})"),
-                "endPort needs a numeric port: write the range as port: <first> and endPort: <last>",
-            );
-            spec
-        }
-        PortSpec::Any => {
-            if port.is_none() {
-                problems.error(
-                    &end_path,
-                    "endPort requires port to be set",
-                    "set port to the first number of the range, endPort to the last",
-                );
-            }
-            spec
-        }
-    }
-}
-
-pub fn check_port_number(n: i32) -> Result<u16, String> {
-    if (1..=65535).contains(&n) {
-        Ok(n as u16)
-    } else {
-        Err(format!("port {n} is out of range"))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -247,13 +144,5 @@ mod tests {
         assert!(!rp.matches(80, Protocol::TCP, Some(&ports)));
         assert!(!rp.matches(8080, Protocol::UDP, Some(&ports)));
         assert!(!rp.matches(8080, Protocol::TCP, None), "named ports never match a non-pod destination");
-    }
-    #[test]
-    fn port_names() {
-        assert!(check_port_name("serve-80-tcp").is_ok());
-        assert!(check_port_name("80").is_err());
-        assert!(check_port_name("a--b").is_err());
-        assert!(check_port_name("abcdefghijklmnop").is_err());
-        assert!(check_port_name("HTTP").is_err());
     }
 }

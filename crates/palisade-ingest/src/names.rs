@@ -1,34 +1,4 @@
-//! Labels and the API server's rules for label keys, label values and object names.
-
-use std::collections::BTreeMap;
-
-pub type Labels = BTreeMap<String, String>;
-
-/// The label the API server puts on every namespace (since Kubernetes 1.21).
-pub const NAMESPACE_NAME_LABEL: &str = "kubernetes.io/metadata.name";
-
-/// Labels that controllers set per rollout or per replica: they differ between pods of one
-/// workload and say nothing about its role, so nothing should select by them.
-pub const PER_ROLLOUT_LABELS: [&str; 7] = [
-    "pod-template-hash",
-    "controller-revision-hash",
-    "statefulset.kubernetes.io/pod-name",
-    "apps.kubernetes.io/pod-index",
-    "pod-template-generation",
-    "controller-uid",
-    "batch.kubernetes.io/controller-uid",
-];
-
-/// Whether a pod is cluster DNS as kubeadm, kops and most distributions deploy it
-/// (CoreDNS or kube-dns, labelled `k8s-app: kube-dns`).
-pub fn is_kube_dns(labels: &Labels) -> bool {
-    labels.get("k8s-app").is_some_and(|v| v == "kube-dns")
-}
-
-/// Whether a label key is one of [`PER_ROLLOUT_LABELS`] (or a Job's per-run labels).
-pub fn is_per_rollout(key: &str) -> bool {
-    PER_ROLLOUT_LABELS.contains(&key) || key == "job-name" || key == "batch.kubernetes.io/job-name"
-}
+//! The API server's rules for object names, label keys and label values.
 
 fn is_alnum(c: char) -> bool {
     c.is_ascii_alphanumeric()

@@ -3,10 +3,11 @@
 
 use std::net::IpAddr;
 
-use crate::cluster::{Cluster, ServiceId, TargetPort};
-use crate::port::Protocol;
-use crate::selector::Selector;
-use crate::verdict::{decide, describe, BackendEval, Connection, Decision, Side, Step, Verdict};
+use crate::decide::verdict::{decide, BackendEval, Decision, Step, Verdict};
+use crate::model::cluster::{Cluster, ServiceId, TargetPort};
+use crate::model::endpoint::{describe, Connection, Side};
+use crate::model::port::Protocol;
+use crate::model::selector::Selector;
 
 /// One backend a Service forwards to.
 #[derive(Clone, Debug)]

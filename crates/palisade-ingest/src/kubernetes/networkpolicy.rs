@@ -1,168 +1,18 @@
-//! Kubernetes NetworkPolicy: validated like the API server, compiled to rules.
+//! Kubernetes NetworkPolicy (networking.k8s.io/v1): validated like the API server and
+//! compiled to the engine's policy.
 
-use std::fmt;
 use std::str::FromStr;
 
 use ipnet::IpNet;
 use k8s_openapi::api::networking::v1::{IPBlock, NetworkPolicy, NetworkPolicyPeer, NetworkPolicyPort};
-use serde::Serialize;
+use palisade_core::cluster::DEFAULT_TIER;
+use palisade_core::field::{FieldPath, Problems};
+use palisade_core::peer::{IpBlock, NamespaceScope, NsId, Peer};
+use palisade_core::policy::{Direction, Policy, PolicyKind, Rule, Subject, KUBERNETES_ORDER};
+use palisade_core::port::RulePort;
+use palisade_core::selector::Selector;
 
-use crate::field::{FieldPath, Location, Problems};
-use crate::peer::{IpBlock, NamespaceScope, NsId, Peer};
-use crate::port::{compile_port_spec, Protocol, RulePort};
-use crate::selector::Selector;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Direction {
-    Ingress,
-    Egress,
-}
-
-impl Direction {
-    pub fn field(self) -> &'static str {
-        match self {
-            Direction::Ingress => "ingress",
-            Direction::Egress => "egress",
-        }
-    }
-    pub fn peers_field(self) -> &'static str {
-        match self {
-            Direction::Ingress => "from",
-            Direction::Egress => "to",
-        }
-    }
-}
-
-impl fmt::Display for Direction {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.field())
-    }
-}
-
-/// What a matching rule does. Kubernetes rules only allow.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
-pub enum Action {
-    Allow,
-    Deny,
-    /// Skip the rest of this tier; the next tier that selects the endpoint decides.
-    Pass,
-    /// Record and go on to the next rule.
-    Log,
-}
-
-impl Action {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Action::Allow => "Allow",
-            Action::Deny => "Deny",
-            Action::Pass => "Pass",
-            Action::Log => "Log",
-        }
-    }
-}
-
-impl fmt::Display for Action {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// A rule's match conditions, in the language of the policy that wrote it.
-#[derive(Clone, Debug)]
-pub enum Match {
-    /// `None` peers or ports means "all" (field empty or absent).
-    Kubernetes {
-        peers: Option<Vec<Peer>>,
-        ports: Option<Vec<RulePort>>,
-    },
-    Calico(Box<crate::calico::rule::CalicoRule>),
-}
-
-/// One ingress or egress rule: when it matches, its action decides.
-#[derive(Clone, Debug)]
-pub struct Rule {
-    pub action: Action,
-    pub matches: Match,
-    pub location: Option<Location>,
-}
-
-impl Rule {
-    pub fn kubernetes(peers: Option<Vec<Peer>>, ports: Option<Vec<RulePort>>, location: Option<Location>) -> Rule {
-        Rule { action: Action::Allow, matches: Match::Kubernetes { peers, ports }, location }
-    }
-    pub fn uses_named_ports(&self) -> bool {
-        match &self.matches {
-            Match::Kubernetes { ports, .. } => ports.iter().flatten().any(RulePort::is_named),
-            Match::Calico(c) => c.uses_named_ports(),
-        }
-    }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
-pub enum PolicyKind {
-    #[serde(rename = "NetworkPolicy")]
-    Kubernetes,
-    #[serde(rename = "projectcalico.org/v3 NetworkPolicy")]
-    Calico,
-    #[serde(rename = "projectcalico.org/v3 GlobalNetworkPolicy")]
-    CalicoGlobal,
-}
-
-/// Which endpoints a policy applies to.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub enum Subject {
-    /// Kubernetes podSelector: pods of the policy's namespace.
-    Pods(Selector),
-    /// Calico: one expression over endpoint labels, pseudo-labels included, that already
-    /// holds the namespace scope, namespaceSelector and serviceAccountSelector.
-    Endpoints(crate::expr::Expr),
-}
-
-/// A compiled policy of any kind. `ingress`/`egress` is `Some` exactly when the policy
-/// applies in that direction (after policyTypes/types defaulting).
-#[derive(Clone, Debug)]
-pub struct Policy {
-    pub kind: PolicyKind,
-    /// `None` for cluster-wide (global) policies.
-    pub namespace: Option<NsId>,
-    pub name: String,
-    pub tier: usize,
-    /// Position in the tier; `None` sorts last.
-    pub order: Option<f64>,
-    pub subject: Subject,
-    pub ingress: Option<Vec<Rule>>,
-    pub egress: Option<Vec<Rule>>,
-    pub location: Option<Location>,
-}
-
-/// Kubernetes NetworkPolicies sit in Calico's default tier at this order.
-pub const KUBERNETES_ORDER: f64 = 1000.0;
-
-impl Policy {
-    pub fn rules(&self, dir: Direction) -> Option<&Vec<Rule>> {
-        match dir {
-            Direction::Ingress => self.ingress.as_ref(),
-            Direction::Egress => self.egress.as_ref(),
-        }
-    }
-    /// The name Felix breaks order ties with (Kubernetes policies carry `knp.default.`).
-    pub fn sort_name(&self, namespace: Option<&str>) -> String {
-        let name = match self.kind {
-            PolicyKind::Kubernetes => format!("knp.default.{}", self.name),
-            _ => self.name.clone(),
-        };
-        match namespace {
-            Some(ns) => format!("{ns}/{name}"),
-            None => name,
-        }
-    }
-}
-
-/// Resolves namespace names to ids while policies are compiled.
-pub trait NamespaceIds {
-    fn id(&self, name: &str) -> NsId;
-}
+use super::{port, selector};
 
 /// Validates `np` (in namespace `ns`) and compiles it; problems go to `problems`.
 pub fn compile(np: &NetworkPolicy, ns: NsId, problems: &mut Problems) -> Policy {
@@ -176,7 +26,7 @@ pub fn compile(np: &NetworkPolicy, ns: NsId, problems: &mut Problems) -> Policy 
         );
     }
     let selector = match &spec.pod_selector {
-        Some(s) => Selector::compile(s, &spec_path.key("podSelector"), problems),
+        Some(s) => selector::compile(s, &spec_path.key("podSelector"), problems),
         None => Selector::everything(),
     };
     let (isolates_ingress, isolates_egress) = policy_types(&spec, &spec_path, problems);
@@ -189,7 +39,7 @@ pub fn compile(np: &NetworkPolicy, ns: NsId, problems: &mut Problems) -> Policy 
         kind: PolicyKind::Kubernetes,
         namespace: Some(ns),
         name: np.metadata.name.clone().unwrap_or_default(),
-        tier: crate::cluster::DEFAULT_TIER,
+        tier: DEFAULT_TIER,
         order: Some(KUBERNETES_ORDER),
         subject: Subject::Pods(selector),
         ingress: isolates_ingress.then_some(ingress),
@@ -286,8 +136,8 @@ fn compile_rules<'a>(
 }
 
 fn compile_port(p: &NetworkPolicyPort, path: &FieldPath, problems: &mut Problems) -> RulePort {
-    let protocol = Protocol::compile(p.protocol.as_deref(), &path.key("protocol"), problems);
-    let port = compile_port_spec(p.port.as_ref(), p.end_port, path, problems);
+    let protocol = port::protocol(p.protocol.as_deref(), &path.key("protocol"), problems);
+    let port = port::compile_port_spec(p.port.as_ref(), p.end_port, path, problems);
     RulePort { protocol, port }
 }
 
@@ -312,11 +162,11 @@ fn compile_peer(p: &NetworkPolicyPeer, ns: NsId, path: &FieldPath, problems: &mu
         return None;
     }
     let pods = match &p.pod_selector {
-        Some(s) => Selector::compile(s, &path.key("podSelector"), problems),
+        Some(s) => selector::compile(s, &path.key("podSelector"), problems),
         None => Selector::everything(),
     };
     let namespaces = match &p.namespace_selector {
-        Some(s) => NamespaceScope::Matching(Selector::compile(s, &path.key("namespaceSelector"), problems)),
+        Some(s) => NamespaceScope::Matching(selector::compile(s, &path.key("namespaceSelector"), problems)),
         None => NamespaceScope::Own(ns),
     };
     Some(Peer::Pods { namespaces, pods })

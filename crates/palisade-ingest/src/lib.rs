@@ -1,0 +1,17 @@
+//! Palisade's way in: Kubernetes and Calico API objects become the engine's model.
+//!
+//! This crate owns the API types (k8s-openapi's and [`calico::resource`]'s) so that
+//! `palisade-core` depends on neither. [`object`] names the kinds read; [`kubernetes`] and
+//! [`calico`] validate each API's objects as its API server does and compile them;
+//! [`batch::build`] turns a whole set into a [`palisade_core::cluster::Cluster`] (any error:
+//! no cluster); [`patch`] holds the agent's pod and policy shortcuts.
+
+pub mod batch;
+pub mod calico;
+pub mod kubernetes;
+pub mod names;
+pub mod object;
+pub mod patch;
+
+pub use batch::build;
+pub use object::{count_kinds, BuildOptions, Input, Object};
