@@ -15,9 +15,9 @@ use std::path::Path;
 use common::repo;
 use palisade_core::cluster::{Cluster, PodId};
 use palisade_core::index::{Index, Matrix};
-use palisade_core::peer::Peer;
-use palisade_core::policy::{Direction, Match};
-use palisade_core::port::{PortSpec, Protocol};
+use palisade_core::policy::Direction;
+use palisade_core::port::Protocol;
+use palisade_core::rule::Port;
 use palisade_core::verdict::{decide, Connection, Side, Verdict};
 use palisade_ingest::Object;
 
@@ -63,11 +63,10 @@ fn port_segments(cluster: &Cluster) -> BTreeMap<Protocol, Vec<u16>> {
     }
     for pol in &cluster.policies {
         for rule in pol.ingress.iter().chain(pol.egress.iter()).flatten() {
-            if let Match::Kubernetes { ports: Some(ports), .. } = &rule.matches {
-                for rp in ports {
-                    if let PortSpec::Range(a, b) = rp.port {
-                        add(rp.protocol, a, b);
-                    }
+            let Some(protocol) = rule.protocol.and_then(Protocol::from_number) else { continue };
+            for port in rule.source.ports.iter().chain(&rule.destination.ports).filter(|p| **p != Port::ALL) {
+                if let Port::Range(a, b) = *port {
+                    add(protocol, a, b);
                 }
             }
         }
@@ -110,10 +109,9 @@ fn external_ranges(cluster: &Cluster, dir: Direction) -> Vec<(u32, u32)> {
     let mut cuts: BTreeSet<u64> = BTreeSet::from([0, 1 << 32]);
     for pol in &cluster.policies {
         for rule in pol.rules(dir).into_iter().flatten() {
-            let Match::Kubernetes { peers: Some(peers), .. } = &rule.matches else { continue };
-            for peer in peers {
-                let Peer::IpBlock(b) = peer else { continue };
-                for net in std::iter::once(&b.cidr).chain(&b.except) {
+            {
+                let peer = if dir == Direction::Egress { &rule.destination } else { &rule.source };
+                for net in peer.nets.iter().chain(&peer.not_nets) {
                     if let ipnet::IpNet::V4(n) = net {
                         cuts.insert(u64::from(u32::from(n.network())));
                         cuts.insert(u64::from(u32::from(n.broadcast())) + 1);

@@ -14,5 +14,5 @@
 pub mod decide;
 pub mod model;
 
-pub use decide::{index, matching, service, verdict};
-pub use model::{change, cluster, endpoint, expr, field, label, peer, policy, port, rule, selector};
+pub use decide::{index, matching, service, trace, verdict};
+pub use model::{change, cluster, endpoint, expr, field, label, policy, port, rule};

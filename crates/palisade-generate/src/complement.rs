@@ -9,9 +9,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use palisade_core::cluster::Cluster;
 use palisade_core::field::{FieldPath, Nowhere, Problems};
 use palisade_core::label::NAMESPACE_NAME_LABEL;
-use palisade_core::selector::Selector;
 use palisade_core::verdict::{selects, Side};
 use palisade_ingest::kubernetes::selector::compile as compile_selector;
+use palisade_ingest::kubernetes::selector::Selector;
 use palisade_ingest::{Input, Object};
 
 use crate::policy::{File, Generated};

@@ -5,12 +5,12 @@
 
 use std::collections::HashMap;
 
+use crate::kubernetes::selector::Selector;
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use palisade_core::cluster::*;
 use palisade_core::field::{FieldPath, Location, Problem, Problems, Severity};
 use palisade_core::label::{Labels, NAMESPACE_NAME_LABEL};
 use palisade_core::policy::{self, PolicyKind};
-use palisade_core::selector::Selector;
 
 use crate::calico::policy::{self as calico_policy, PolicyContext};
 use crate::calico::{sets, tier};
@@ -371,13 +371,28 @@ impl Builder {
                 let pol = self.with_problems(item, |p| calico_policy::compile_policy(spec, &ctx, tier_id, p));
                 (pol, staged.then(|| spec.and_then(|s| s.staged_action.clone())))
             }
-            (Object::NetworkPolicy(np), None) => {
-                (self.with_problems(item, |p| networkpolicy::compile(np, ns.expect("namespaced"), p)), None)
-            }
+            (Object::NetworkPolicy(np), None) => (
+                self.with_problems(item, |p| {
+                    networkpolicy::compile(
+                        np,
+                        ns.expect("namespaced"),
+                        item.namespace.as_deref().unwrap_or_default(),
+                        p,
+                    )
+                }),
+                None,
+            ),
             (Object::CalicoStagedKubernetesNetworkPolicy(o), None) => {
                 let spec = o.spec.clone().unwrap_or_default();
                 let np = NetworkPolicy { metadata: o.metadata.clone(), spec: Some(spec.spec) };
-                let pol = self.with_problems(item, |p| networkpolicy::compile(&np, ns.expect("namespaced"), p));
+                let pol = self.with_problems(item, |p| {
+                    networkpolicy::compile(
+                        &np,
+                        ns.expect("namespaced"),
+                        item.namespace.as_deref().unwrap_or_default(),
+                        p,
+                    )
+                });
                 (pol, Some(spec.staged_action))
             }
             _ => return None,

@@ -8,6 +8,8 @@
 
 pub mod batch;
 pub mod calico;
+#[cfg(test)]
+pub(crate) mod fixture;
 pub mod kubernetes;
 pub mod names;
 pub mod object;

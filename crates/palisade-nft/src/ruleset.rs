@@ -27,14 +27,13 @@ use std::net::IpAddr;
 
 use palisade_core::cluster::{Cluster, PodId};
 use palisade_core::index::Index;
-use palisade_core::matching::address_matches;
-use palisade_core::rule::{CalicoPort, CalicoRule, Entity};
+use palisade_core::matching::{self, address_matches};
+use palisade_core::rule::{Entity, Port, Rule};
 
 use crate::membership::{named, Addrs, Member, Pairs, Present, Source, Tally, Wanted};
 use crate::own_node::{self, OwnNode};
-use palisade_core::peer::Peer;
-use palisade_core::policy::{Action, Direction, Match, Rule};
-use palisade_core::port::{ContainerPort, PortSpec, Protocol, RulePort};
+use palisade_core::policy::{Action, Direction};
+use palisade_core::port::{ContainerPort, Protocol};
 use palisade_core::verdict::{Endpoint, Side};
 
 pub const TABLE: &str = "palisade";
@@ -822,9 +821,9 @@ impl Compiler<'_, '_> {
         for &pi in pols {
             for rule in self.cluster.policies[pi].rules(dir).into_iter().flatten() {
                 named |= rule.uses_named_ports();
-                if let Match::Calico(c) = &rule.matches {
-                    let e = if dir == Direction::Egress { &c.source } else { &c.destination };
-                    bits.push(c.version_ok(own.ip) && address_matches(self.cluster, e, &own));
+                let e = if dir == Direction::Egress { &rule.source } else { &rule.destination };
+                if e.has_address() || rule.ip_version.is_some() {
+                    bits.push(matching::version_ok(rule, own.ip) && address_matches(self.cluster, e, &own));
                 }
             }
         }
@@ -883,7 +882,8 @@ impl Compiler<'_, '_> {
         for &(_, members) in &tiers {
             let mut rules = Vec::new();
             for &pi in members {
-                for (ri, rule) in self.cluster.policies[pi].rules(dir).into_iter().flatten().enumerate() {
+                for rule in self.cluster.policies[pi].rules(dir).into_iter().flatten() {
+                    let ri = rule.origin.rule;
                     let comment = format!("{} {}[{ri}] {}", self.cluster.policy_key(pi), dir_name(dir), rule.action);
                     for alt in self.rule_alts(dir, rule, own) {
                         rules.push((alt, rule.action, comment.clone()));
@@ -981,134 +981,29 @@ impl Compiler<'_, '_> {
         out
     }
 
-    /// Every way `rule` can match for pod `x` (already known to be selected).
+    /// Every way `rule` can match for the endpoint `own` (already known to be selected).
     fn rule_alts(&mut self, dir: Direction, rule: &Rule, own: &Own) -> Vec<Alt> {
-        match &rule.matches {
-            Match::Kubernetes { peers, ports } => self.k8s_alts(dir, peers, ports, &own.ports),
-            Match::Calico(c) => self.calico_alts(dir, c, own),
-        }
-    }
-
-    fn k8s_alts(
-        &mut self,
-        dir: Direction,
-        peers: &Option<Vec<Peer>>,
-        ports: &Option<Vec<RulePort>>,
-        own_ports: &[ContainerPort],
-    ) -> Vec<Alt> {
-        let s = sides(dir);
-        let peer_alts: Vec<Alt> = match peers {
-            None => vec![Alt::default()],
-            Some(list) => list.iter().flat_map(|p| self.k8s_peer(p, s.peer_addr)).collect(),
-        };
-        let port_alts = match ports {
-            None => vec![Alt::default()],
-            Some(list) => self.k8s_ports(dir, list, own_ports, s.peer_addr),
-        };
-        let mut out = Vec::new();
-        for p in &peer_alts {
-            for q in &port_alts {
-                if let Some(a) = merge(p, q) {
-                    out.push(a);
-                }
-            }
-        }
-        out
-    }
-
-    fn k8s_peer(&mut self, peer: &Peer, addr: &str) -> Vec<Alt> {
-        match peer {
-            Peer::IpBlock(b) => {
-                let (a, _) = self.address_set(format!("cidr {}", b.cidr), || Source::Nets(vec![b.cidr]));
-                let e = (!b.except.is_empty())
-                    .then(|| self.address_set(format!("except {b}"), || Source::Nets(b.except.clone())).0);
-                let f = if b.cidr.addr().is_ipv4() { Family::V4 } else { Family::V6 };
-                let kw = f.keyword();
-                let mut alt = Alt { family: Some(f), exprs: vec![format!("{kw} {addr} @{a}_{}", f.suffix())] };
-                if let Some(e) = e {
-                    alt = alt.with(format!("{kw} {addr} != @{e}_{}", f.suffix()));
-                }
-                vec![alt]
-            }
-            Peer::Pods { .. } => {
-                let (set, present) = self.address_set(format!("k8s peer {peer:?}"), || Source::Peer(peer.clone()));
-                family_alts(&set, addr, present)
-            }
-        }
-    }
-
-    /// Kubernetes ports are destination ports: for egress they belong to the peer (named ports
-    /// resolved per peer pod), for ingress to the pod itself (resolved now).
-    fn k8s_ports(
-        &mut self,
-        dir: Direction,
-        list: &[RulePort],
-        own_ports: &[ContainerPort],
-        peer_addr: &str,
-    ) -> Vec<Alt> {
-        let mut numeric: BTreeMap<Protocol, Vec<String>> = BTreeMap::new();
-        let mut any: BTreeSet<Protocol> = BTreeSet::new();
-        let mut out = Vec::new();
-        for rp in list {
-            match &rp.port {
-                PortSpec::Any => {
-                    any.insert(rp.protocol);
-                }
-                PortSpec::Range(a, b) => numeric.entry(rp.protocol).or_default().push(range(*a, *b)),
-                PortSpec::Named(name) if dir == Direction::Ingress => {
-                    for c in own_ports.iter().filter(|c| named(c, name, rp.protocol)) {
-                        numeric.entry(rp.protocol).or_default().push(c.port.to_string());
-                    }
-                }
-                PortSpec::Named(name) => {
-                    let wanted = Wanted(vec![(name.clone(), rp.protocol)]);
-                    let (set, present) = self.named_port_set(format!("named {name} {}", rp.protocol), wanted);
-                    let proto = l4(rp.protocol.number());
-                    for f in [Family::V4, Family::V6] {
-                        if present.has(f) {
-                            let e = format!(
-                                "meta l4proto {proto} {} {peer_addr} . th dport @{set}_{}",
-                                f.keyword(),
-                                f.suffix()
-                            );
-                            out.push(Alt { family: Some(f), exprs: vec![e] });
-                        }
-                    }
-                }
-            }
-        }
-        for p in &any {
-            out.push(Alt::default().with(format!("meta l4proto {}", l4(p.number()))));
-        }
-        for (p, ports) in numeric {
-            if !any.contains(&p) {
-                out.push(Alt::default().with(format!("meta l4proto {} th dport {}", l4(p.number()), anon(&ports))));
-            }
-        }
-        out
-    }
-
-    fn calico_alts(&mut self, dir: Direction, c: &CalicoRule, own: &Own) -> Vec<Alt> {
         let (own_ports, own) = (&own.ports, &own.side);
         let (own_e, peer_e) = match dir {
-            Direction::Egress => (&c.source, &c.destination),
-            Direction::Ingress => (&c.destination, &c.source),
+            Direction::Egress => (&rule.source, &rule.destination),
+            Direction::Ingress => (&rule.destination, &rule.source),
         };
-        if !address_matches(self.cluster, own_e, own) || !c.version_ok(own.ip) {
+        if !address_matches(self.cluster, own_e, own) || !matching::version_ok(rule, own.ip) {
             return Vec::new();
         }
+        let (own_e, peer_e) = (every_port_open(own_e), every_port_open(peer_e));
         let s = sides(dir);
         let mut base = Alt::default();
-        if let Some(v) = c.ip_version {
+        if let Some(v) = rule.ip_version {
             base.family = Some(if v == 4 { Family::V4 } else { Family::V6 });
         }
-        if let Some((n, _)) = &c.protocol {
-            base = base.with(format!("meta l4proto {}", l4(*n)));
+        if let Some(n) = rule.protocol {
+            base = base.with(format!("meta l4proto {}", l4(n)));
         }
-        if let Some((n, _)) = &c.not_protocol {
-            base = base.with(format!("meta l4proto != {}", l4(*n)));
+        if let Some(n) = rule.not_protocol {
+            base = base.with(format!("meta l4proto != {}", l4(n)));
         }
-        let proto = c.protocol.as_ref().map(|p| p.0);
+        let proto = rule.protocol;
         // Own ports are packet fields: named ones resolve against this pod's ports.
         for (list, negate) in [(&own_e.ports, false), (&own_e.not_ports, true)] {
             match port_expr(list, s.own_port, proto, own_ports, negate) {
@@ -1117,9 +1012,8 @@ impl Compiler<'_, '_> {
                 Ok(None) => {}
             }
         }
-        let mut alts = icmp_alts(c, base);
-        alts = self.peer_entity(peer_e, dir, proto, alts);
-        alts
+        let alts = icmp_alts(rule, base);
+        self.peer_entity(&peer_e, dir, proto, alts)
     }
 
     /// Conditions on the peer: nets, selectors (as address sets), ports (named per peer).
@@ -1143,7 +1037,7 @@ impl Compiler<'_, '_> {
             out.extend(split_families(alt, &sets, s.peer_addr));
         }
         // Peer ports: numeric in the rule, named per peer address.
-        let has_named = e.ports.iter().chain(&e.not_ports).any(|p| matches!(p, CalicoPort::Named(_)));
+        let has_named = e.ports.iter().chain(&e.not_ports).any(|p| matches!(p, Port::Named(_)));
         if !has_named {
             let (Ok(pos), Ok(neg)) = (
                 port_expr(&e.ports, s.peer_port, proto, &[], false),
@@ -1165,16 +1059,15 @@ impl Compiler<'_, '_> {
 
     fn named_peer_ports(&mut self, e: &Entity, s: Sides, proto: Option<u8>, alts: Vec<Alt>) -> Vec<Alt> {
         let protocol = proto.and_then(Protocol::from_number);
-        let wanted = |ports: &[CalicoPort]| {
+        let wanted = |ports: &[Port]| {
             let named = ports.iter().filter_map(|p| match (p, protocol) {
-                (CalicoPort::Named(n), Some(pr)) => Some((n.clone(), pr)),
+                (Port::Named(n), Some(pr)) => Some((n.clone(), pr)),
                 _ => None,
             });
             Wanted(named.collect())
         };
-        let numeric = |ports: &[CalicoPort]| {
-            ports.iter().filter(|p| matches!(p, CalicoPort::Range(..))).cloned().collect::<Vec<_>>()
-        };
+        let numeric =
+            |ports: &[Port]| ports.iter().filter(|p| matches!(p, Port::Range(..))).cloned().collect::<Vec<_>>();
         let (pos_set, pos) = self.named_port_set(format!("calico named {:?} {proto:?}", e.ports), wanted(&e.ports));
         let (neg_set, neg) =
             self.named_port_set(format!("calico named {:?} {proto:?}", e.not_ports), wanted(&e.not_ports));
@@ -1236,7 +1129,7 @@ fn anon(items: &[String]) -> String {
 /// A port condition on `field` (`sport`/`dport`); named ports resolved against `named_ports`.
 /// `Err(())`: a positive list that resolves to no port, which can never match.
 fn port_expr(
-    ports: &[CalicoPort],
+    ports: &[Port],
     field: &str,
     proto: Option<u8>,
     named_ports: &[ContainerPort],
@@ -1249,8 +1142,8 @@ fn port_expr(
     let mut items = Vec::new();
     for p in ports {
         match p {
-            CalicoPort::Range(a, b) => items.push(range(*a, *b)),
-            CalicoPort::Named(n) => {
+            Port::Range(a, b) => items.push(range(*a, *b)),
+            Port::Named(n) => {
                 if let Some(pr) = protocol {
                     items.extend(named_ports.iter().filter(|c| named(c, n, pr)).map(|c| c.port.to_string()));
                 }
@@ -1265,8 +1158,18 @@ fn port_expr(
     }
 }
 
-fn icmp_alts(c: &CalicoRule, base: Alt) -> Vec<Alt> {
-    let proto = c.protocol.as_ref().map(|p| p.0);
+/// An entity whose positive ports admit every port sets no port condition (a Kubernetes port
+/// without a number lowers to every port of its protocol).
+fn every_port_open(e: &Entity) -> std::borrow::Cow<'_, Entity> {
+    if e.ports.contains(&Port::ALL) {
+        std::borrow::Cow::Owned(Entity { ports: Vec::new(), ..e.clone() })
+    } else {
+        std::borrow::Cow::Borrowed(e)
+    }
+}
+
+fn icmp_alts(c: &Rule, base: Alt) -> Vec<Alt> {
+    let proto = c.protocol;
     let kw = if proto == Some(58) { "icmpv6" } else { "icmp" };
     let mut alt = base;
     if let Some(i) = &c.icmp {
@@ -1286,15 +1189,6 @@ fn icmp_alts(c: &CalicoRule, base: Alt) -> Vec<Alt> {
         }
         _ => vec![alt],
     }
-}
-
-/// Alternatives matching `addr` against a set, per family with addresses in it.
-fn family_alts(set: &str, addr: &str, present: Present) -> Vec<Alt> {
-    [Family::V4, Family::V6]
-        .into_iter()
-        .filter(|f| present.has(*f))
-        .map(|f| Alt { family: Some(f), exprs: vec![format!("{} {addr} @{set}_{}", f.keyword(), f.suffix())] })
-        .collect()
 }
 
 /// Adds address-set conditions to an alternative, once per family that can still match.
@@ -1323,17 +1217,6 @@ fn split_families(alt: Alt, sets: &[(String, Present, bool)], addr: &str) -> Vec
         }
     }
     out
-}
-
-/// Both alternatives at once; `None` when their families conflict.
-fn merge(a: &Alt, b: &Alt) -> Option<Alt> {
-    let family = match (a.family, b.family) {
-        (Some(x), Some(y)) if x != y => return None,
-        (x, y) => x.or(y),
-    };
-    let mut exprs = a.exprs.clone();
-    exprs.extend(b.exprs.iter().cloned());
-    Some(Alt { family, exprs })
 }
 
 /// Felix's failsafe ports, accepted before any host endpoint policy.

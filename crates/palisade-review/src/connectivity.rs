@@ -8,8 +8,8 @@ use std::net::IpAddr;
 use fixedbitset::FixedBitSet;
 use palisade_core::cluster::{Cluster, PodId};
 use palisade_core::index::{Index, Matrix};
-use palisade_core::peer::Peer;
-use palisade_core::policy::{Direction, Match};
+use palisade_core::matching;
+use palisade_core::policy::Direction;
 use palisade_core::port::ContainerPort;
 use palisade_core::verdict::{decide, Connection, Side, Verdict};
 use serde::Serialize;
@@ -203,8 +203,8 @@ fn decided_sides(
 }
 
 /// Kubernetes policy only: a pod may open (or be opened by) an outside address when that side
-/// is not isolated, or one of its policies has a rule whose peers include the address (or are
-/// absent) and whose ports admit the probe. No trace, no scan over unrelated policies.
+/// is not isolated, or one of its policies has a rule that matches the connection (they all
+/// allow). No trace, no scan over unrelated policies.
 fn kubernetes_sides(
     cluster: &Cluster,
     classes: &[Vec<PodId>],
@@ -219,22 +219,14 @@ fn kubernetes_sides(
         for class in classes {
             let p = class[0];
             let list = &applicable[k][p];
-            let pod = &cluster.pods[p];
-            // Named ports resolve against the destination: the pod on ingress, none on egress.
-            let dst_ports = (dir == Direction::Ingress).then_some(pod.ports.as_slice());
+            let (pod, other) = (Side::pod(cluster, p), Side::ip(cluster, address));
+            let conn = match dir {
+                Direction::Egress => Connection::new(pod, other, probe.port, probe.protocol),
+                Direction::Ingress => Connection::new(other, pod, probe.port, probe.protocol),
+            };
             let admits = |pol: &usize| {
-                cluster.policies[*pol].rules(dir).into_iter().flatten().any(|r| match &r.matches {
-                    Match::Kubernetes { peers, ports } => {
-                        let peer_ok = peers
-                            .as_ref()
-                            .is_none_or(|ps| ps.iter().any(|x| matches!(x, Peer::IpBlock(b) if b.contains(address))));
-                        let port_ok = ports
-                            .as_ref()
-                            .is_none_or(|ps| ps.iter().any(|rp| rp.matches(probe.port, probe.protocol, dst_ports)));
-                        peer_ok && port_ok
-                    }
-                    Match::Calico(_) => unreachable!("only for Kubernetes-only clusters"),
-                })
+                let mut rules = cluster.policies[*pol].rules(dir).into_iter().flatten();
+                rules.any(|r| matching::matches(cluster, r, &conn))
             };
             let allowed = !cluster.is_policy_subject(p) || list.is_empty() || list.iter().any(admits);
             class.iter().for_each(|&q| sides[k].set(q, allowed));

@@ -5,9 +5,8 @@ use std::collections::BTreeSet;
 use std::fmt;
 
 use palisade_core::cluster::{Cluster, TargetPort};
-use palisade_core::policy::Match;
-use palisade_core::port::{PortSpec, Protocol};
-use palisade_core::rule::CalicoPort;
+use palisade_core::port::Protocol;
+use palisade_core::rule::Port;
 use serde::Serialize;
 
 /// One port standing for a stretch of ports (`port..=end`) that every rule, pod and Service
@@ -47,26 +46,16 @@ fn named_ranges(cluster: &Cluster, out: &mut BTreeSet<(Protocol, u16, u16)>) {
     }
     for pol in &cluster.policies {
         for rule in pol.ingress.iter().chain(pol.egress.iter()).flatten() {
-            match &rule.matches {
-                Match::Kubernetes { ports, .. } => {
-                    for rp in ports.iter().flatten() {
-                        if let PortSpec::Range(a, b) = rp.port {
-                            out.insert((rp.protocol, a, b));
-                        }
-                    }
-                }
-                Match::Calico(c) => {
-                    let protos: Vec<Protocol> = match c.protocol.as_ref() {
-                        Some((n, _)) => Protocol::from_number(*n).filter(|p| p.has_ports()).into_iter().collect(),
-                        None => vec![Protocol::TCP, Protocol::UDP],
-                    };
-                    let entities = [&c.source, &c.destination];
-                    let ports = entities.iter().flat_map(|e| e.ports.iter().chain(e.not_ports.iter()));
-                    for port in ports {
-                        if let CalicoPort::Range(a, b) = port {
-                            out.extend(protos.iter().map(|&p| (p, *a, *b)));
-                        }
-                    }
+            let protos: Vec<Protocol> = match rule.protocol {
+                Some(n) => Protocol::from_number(n).filter(|p| p.has_ports()).into_iter().collect(),
+                None => vec![Protocol::TCP, Protocol::UDP],
+            };
+            let entities = [&rule.source, &rule.destination];
+            let ports = entities.iter().flat_map(|e| e.ports.iter().chain(e.not_ports.iter()));
+            // Every port (a Kubernetes port without a number) names no boundary.
+            for port in ports.filter(|p| **p != Port::ALL) {
+                if let Port::Range(a, b) = port {
+                    out.extend(protos.iter().map(|&p| (p, *a, *b)));
                 }
             }
         }

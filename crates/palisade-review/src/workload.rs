@@ -1,8 +1,8 @@
 //! Pods grouped into the workloads people think in; every analysis stays exact per pod and
 //! only groups when it prints.
 
+use palisade_core::cluster::NsId;
 use palisade_core::cluster::{Cluster, PodId};
-use palisade_core::peer::NsId;
 
 #[derive(Clone, Debug)]
 pub struct Workload {

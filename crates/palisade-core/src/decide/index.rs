@@ -14,17 +14,15 @@ use std::net::IpAddr;
 
 use fixedbitset::FixedBitSet;
 
-use crate::decide::matching::{entity_matches, ports_match};
+use crate::decide::matching::{self, entity_matches, ports_match};
 use crate::decide::verdict::{decide, node_of, Verdict};
 use crate::model::cluster::{Cluster, PodId};
 use crate::model::endpoint::{Connection, Endpoint, Side};
 use crate::model::expr::Expr;
 use crate::model::label::Labels;
-use crate::model::peer::{IpBlock, NamespaceScope, Peer};
-use crate::model::policy::{Action, Direction, Match, Rule, Subject};
-use crate::model::port::{ContainerPort, Protocol, RulePort};
-use crate::model::rule::{CalicoPort, CalicoRule, Entity};
-use crate::model::selector::{Op, Selector};
+use crate::model::policy::{Action, Direction, Rule};
+use crate::model::port::{ContainerPort, Protocol};
+use crate::model::rule::Entity;
 
 /// `rows[src]` holds the destination pods `src` may open the connection to.
 pub struct Matrix {
@@ -72,22 +70,15 @@ impl LabelIndex {
         s
     }
 
-    fn has(&self, key: &str) -> FixedBitSet {
-        self.keys.get(key).map(|k| k.0.clone()).unwrap_or_else(|| FixedBitSet::with_capacity(self.all.len()))
+    fn value(&self, key: &str, value: &str) -> FixedBitSet {
+        match self.keys.get(key).and_then(|(_, by_value)| by_value.get(value)) {
+            Some(b) => b.clone(),
+            None => FixedBitSet::with_capacity(self.all.len()),
+        }
     }
 
-    fn eval(&self, sel: &Selector) -> FixedBitSet {
-        let mut out = self.all.clone();
-        for r in &sel.requirements {
-            let matched = match r.op {
-                Op::In => self.values(&r.key, &r.values),
-                Op::Exists => self.has(&r.key),
-                Op::NotIn => complement(&self.all, &self.values(&r.key, &r.values)),
-                Op::DoesNotExist => complement(&self.all, &self.has(&r.key)),
-            };
-            out.intersect_with(&matched);
-        }
-        out
+    fn has(&self, key: &str) -> FixedBitSet {
+        self.keys.get(key).map(|k| k.0.clone()).unwrap_or_else(|| FixedBitSet::with_capacity(self.all.len()))
     }
 }
 
@@ -105,12 +96,11 @@ impl LabelIndex {
     }
 
     fn eval_expr(&self, e: &Expr) -> FixedBitSet {
-        let one = |v: &String| std::collections::BTreeSet::from([v.clone()]);
         match e {
             Expr::All | Expr::Global => self.all.clone(),
             Expr::Has(k) => self.has(k),
-            Expr::Eq(k, v) => self.values(k, &one(v)),
-            Expr::Ne(k, v) => complement(&self.all, &self.values(k, &one(v))),
+            Expr::Eq(k, v) => self.value(k, v),
+            Expr::Ne(k, v) => complement(&self.all, &self.value(k, v)),
             Expr::In(k, vs) => self.values(k, vs),
             Expr::NotIn(k, vs) => complement(&self.all, &self.values(k, vs)),
             Expr::Contains(k, s) => self.matching_values(k, |v| v.contains(s.as_str())),
@@ -156,14 +146,12 @@ pub struct Index<'c> {
     subjects: FixedBitSet,
     /// Pods that stand for a Calico host endpoint: decided pair by pair.
     hosts: Vec<PodId>,
-    pods: LabelIndex,
-    namespaces: LabelIndex,
-    /// Labels Calico selectors see: pods' with pseudo-labels, host endpoints'.
-    calico: LabelIndex,
-    ns_pods: Vec<FixedBitSet>,
+    /// Labels selectors see: pods' with pseudo-labels, host endpoints'.
+    labels: LabelIndex,
     by_ip: Vec<(IpAddr, PodId)>,
-    pod_cache: HashMap<Selector, FixedBitSet>,
-    ns_cache: HashMap<Selector, FixedBitSet>,
+    /// Pods and host endpoints an expression matches by their labels.
+    label_cache: HashMap<Expr, FixedBitSet>,
+    /// The same, plus the pods inside the network sets it matches (rule selectors).
     expr_cache: HashMap<Expr, FixedBitSet>,
 }
 
@@ -182,34 +170,36 @@ struct Probe {
     template: Connection,
 }
 
+/// How a rule's own side (destination for ingress, source for egress) comes out for the
+/// endpoints its policy applies to.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum OwnSide {
+    /// It depends on the endpoint (nets, selectors, named ports, IP version): one bit per pod.
+    Varies,
+    /// The packet alone decides it (no conditions, or numeric ports): the same for every pod.
+    Always,
+    Never,
+}
+
 impl<'c> Index<'c> {
     pub fn new(cluster: &'c Cluster) -> Self {
         let n = cluster.pods.len();
         let sides: Vec<Side> = (0..n).map(|p| Side::pod(cluster, p)).collect();
         let mut subjects = FixedBitSet::with_capacity(n);
         let mut hosts = Vec::new();
-        let mut ns_pods = vec![FixedBitSet::with_capacity(n); cluster.namespaces.len()];
-        for p in 0..n {
-            match sides[p].endpoint {
-                Endpoint::Pod(_) if cluster.is_policy_subject(p) => {
-                    subjects.insert(p);
-                    ns_pods[cluster.pods[p].namespace].insert(p);
-                }
+        for (p, side) in sides.iter().enumerate() {
+            match side.endpoint {
+                Endpoint::Pod(_) if cluster.is_policy_subject(p) => subjects.insert(p),
                 Endpoint::Host(_) => hosts.push(p),
                 _ => {}
             }
         }
-        let pods = LabelIndex::new(n, subjects.ones().map(|p| (p, &cluster.pods[p].labels)));
-        let namespaces = LabelIndex::new(
-            cluster.namespaces.len(),
-            cluster.namespaces.iter().enumerate().map(|(i, ns)| (i, &ns.labels)),
-        );
-        let calico_items = (0..n).filter_map(|p| match sides[p].endpoint {
+        let items = (0..n).filter_map(|p| match sides[p].endpoint {
             Endpoint::Pod(_) if subjects.contains(p) => Some((p, &cluster.calico_labels[p])),
             Endpoint::Host(h) => Some((p, &cluster.host_endpoints[h].labels)),
             _ => None,
         });
-        let calico = LabelIndex::new(n, calico_items);
+        let labels = LabelIndex::new(n, items);
         let mut by_ip: Vec<(IpAddr, PodId)> =
             sides.iter().enumerate().filter_map(|(p, s)| s.ip.map(|ip| (ip, p))).collect();
         by_ip.sort();
@@ -219,46 +209,30 @@ impl<'c> Index<'c> {
             sides,
             subjects,
             hosts,
-            pods,
-            namespaces,
-            calico,
-            ns_pods,
+            labels,
             by_ip,
-            pod_cache: HashMap::new(),
-            ns_cache: HashMap::new(),
+            label_cache: HashMap::new(),
             expr_cache: HashMap::new(),
         }
     }
 
-    fn pod_selector(&mut self, sel: &Selector) -> FixedBitSet {
-        if let Some(s) = self.pod_cache.get(sel) {
+    /// Pods and host endpoints whose own labels an expression matches (no network sets).
+    fn labelled(&mut self, e: &Expr) -> FixedBitSet {
+        if let Some(s) = self.label_cache.get(e) {
             return s.clone();
         }
-        let s = self.pods.eval(sel);
-        self.pod_cache.insert(sel.clone(), s.clone());
+        let s = self.labels.eval_expr(e);
+        self.label_cache.insert(e.clone(), s.clone());
         s
     }
 
-    /// Pods in the namespaces a selector picks.
-    fn namespace_selector(&mut self, sel: &Selector) -> FixedBitSet {
-        if let Some(s) = self.ns_cache.get(sel) {
-            return s.clone();
-        }
-        let mut s = FixedBitSet::with_capacity(self.n);
-        for ns in self.namespaces.eval(sel).ones() {
-            s.union_with(&self.ns_pods[ns]);
-        }
-        self.ns_cache.insert(sel.clone(), s.clone());
-        s
-    }
-
-    /// Pods a Calico selector matches: by their own labels, or by an address inside a
+    /// Pods a rule's selector matches: by their own labels, or by an address inside a
     /// network set the selector matches (Felix matches selectors through IP sets).
-    fn calico_selector(&mut self, e: &Expr) -> FixedBitSet {
+    fn selector(&mut self, e: &Expr) -> FixedBitSet {
         if let Some(s) = self.expr_cache.get(e) {
             return s.clone();
         }
-        let mut s = self.calico.eval_expr(e);
+        let mut s = self.labelled(e);
         for set in self.cluster.network_sets.iter().filter(|set| e.matches(&set.labels)) {
             for net in &set.nets {
                 for p in self.ip_range(net) {
@@ -280,78 +254,18 @@ impl<'c> Index<'c> {
         s
     }
 
-    fn ip_block(&self, b: &IpBlock) -> FixedBitSet {
-        let mut s = self.ip_nets(std::slice::from_ref(&b.cidr));
-        s.difference_with(&self.ip_nets(&b.except));
-        s
-    }
-
     fn ip_range(&self, net: &ipnet::IpNet) -> impl Iterator<Item = PodId> + '_ {
         let (lo, hi) = (net.network(), net.broadcast());
         let start = self.by_ip.partition_point(|(ip, _)| *ip < lo);
         self.by_ip[start..].iter().take_while(move |(ip, _)| *ip <= hi).map(|(_, p)| *p)
     }
 
-    fn peer(&mut self, peer: &Peer) -> FixedBitSet {
-        match peer {
-            Peer::IpBlock(b) => self.ip_block(b),
-            Peer::Pods { namespaces, pods } => {
-                let mut s = match namespaces {
-                    NamespaceScope::Own(ns) => self.ns_pods[*ns].clone(),
-                    NamespaceScope::Matching(sel) => self.namespace_selector(sel),
-                };
-                s.intersect_with(&self.pod_selector(pods));
-                s
-            }
-        }
-    }
-
-    fn k8s_peers(&mut self, peers: &Option<Vec<Peer>>) -> FixedBitSet {
-        match peers {
-            None => full(self.n),
-            Some(list) => {
-                let mut s = FixedBitSet::with_capacity(self.n);
-                for p in list {
-                    s.union_with(&self.peer(p));
-                }
-                s
-            }
-        }
-    }
-
-    fn dst_ports(&self, d: PodId) -> Option<&[ContainerPort]> {
-        matches!(self.sides[d].endpoint, Endpoint::Pod(_)).then(|| self.cluster.pods[d].ports.as_slice())
-    }
-
-    fn k8s_port_ok(&self, ports: &Option<Vec<RulePort>>, probe: &Probe, d: PodId) -> bool {
-        ports.as_ref().is_none_or(|ps| ps.iter().any(|p| p.matches(probe.port, probe.protocol, self.dst_ports(d))))
-    }
-
-    /// Destination pods whose ports satisfy a Kubernetes rule's ports.
-    fn k8s_port_set(&self, ports: &Option<Vec<RulePort>>, probe: &Probe) -> FixedBitSet {
-        let numeric_hit = ports
-            .as_ref()
-            .is_none_or(|ps| ps.iter().any(|p| !p.is_named() && p.matches(probe.port, probe.protocol, None)));
-        if numeric_hit {
-            return full(self.n);
-        }
-        let mut s = FixedBitSet::with_capacity(self.n);
-        if ports.iter().flatten().any(RulePort::is_named) {
-            for d in 0..self.n {
-                if self.k8s_port_ok(ports, probe, d) {
-                    s.insert(d);
-                }
-            }
-        }
-        s
-    }
-
-    /// Pods (as peers) meeting one side of a Calico rule.
-    fn calico_entity(&mut self, rule: &CalicoRule, e: &Entity, port: u16, probe: &Probe) -> FixedBitSet {
+    /// Pods (as peers) meeting one end of a rule.
+    fn entity_peers(&mut self, rule: &Rule, e: &Entity, port: u16, probe: &Probe) -> FixedBitSet {
         let mut s = full(self.n);
         if rule.ip_version.is_some() {
             for p in 0..self.n {
-                s.set(p, rule.version_ok(self.sides[p].ip));
+                s.set(p, matching::version_ok(rule, self.sides[p].ip));
             }
         }
         if !e.nets.is_empty() {
@@ -359,23 +273,22 @@ impl<'c> Index<'c> {
         }
         s.difference_with(&self.ip_nets(&e.not_nets));
         if let Some(sel) = &e.selector {
-            s.intersect_with(&self.calico_selector(sel));
+            s.intersect_with(&self.selector(sel));
         }
         if let Some(sel) = &e.not_selector {
-            s.difference_with(&self.calico_selector(sel));
+            s.difference_with(&self.selector(sel));
         }
         if !e.ports.is_empty() || !e.not_ports.is_empty() {
             let cluster = self.cluster;
-            let named = e.ports.iter().chain(&e.not_ports).any(|p| matches!(p, CalicoPort::Named(_)));
-            if !named {
+            if matching::ports_are_numeric(e) {
                 // Numbers only: the same answer for every peer, so decide it once.
                 let anyone = Side { endpoint: Endpoint::External, ip: None };
-                if !ports_match(e, &anyone, cluster, port, probe.protocol) {
+                if !ports_match(cluster, e, &anyone, port, probe.protocol) {
                     s.clear();
                 }
             } else {
                 for p in s.clone().ones() {
-                    if !ports_match(e, &self.sides[p], cluster, port, probe.protocol) {
+                    if !ports_match(cluster, e, &self.sides[p], port, probe.protocol) {
                         s.set(p, false);
                     }
                 }
@@ -386,39 +299,33 @@ impl<'c> Index<'c> {
 
     /// The peers a rule matches for an endpoint in `dir` (its own side checked by the caller).
     fn rule_peers(&mut self, rule: &Rule, dir: Direction, probe: &Probe) -> FixedBitSet {
-        match &rule.matches {
-            Match::Kubernetes { peers, ports } => {
-                let mut s = self.k8s_peers(peers);
-                if dir == Direction::Egress {
-                    s.intersect_with(&self.k8s_port_set(ports, probe));
-                }
-                s
-            }
-            Match::Calico(c) => {
-                if c.packet_matches(&probe.template).is_err() {
-                    return FixedBitSet::with_capacity(self.n);
-                }
-                match dir {
-                    Direction::Ingress => self.calico_entity(c, &c.source, probe.template.src_port, probe),
-                    Direction::Egress => self.calico_entity(c, &c.destination, probe.port, probe),
-                }
-            }
+        if matching::packet(rule, &probe.template).is_err() {
+            return FixedBitSet::with_capacity(self.n);
+        }
+        match dir {
+            Direction::Ingress => self.entity_peers(rule, &rule.source, probe.template.src_port, probe),
+            Direction::Egress => self.entity_peers(rule, &rule.destination, probe.port, probe),
+        }
+    }
+
+    /// How a rule's own side comes out: per pod, or once for all.
+    fn own_kind(&self, rule: &Rule, dir: Direction, probe: &Probe) -> OwnSide {
+        let (e, port) = own_entity(rule, dir, probe);
+        if rule.ip_version.is_some() || e.has_address() || !matching::ports_are_numeric(e) {
+            return OwnSide::Varies;
+        }
+        let anyone = Side { endpoint: Endpoint::External, ip: None };
+        match ports_match(self.cluster, e, &anyone, port, probe.protocol) {
+            true => OwnSide::Always,
+            false => OwnSide::Never,
         }
     }
 
     /// Whether pod `x` meets its own side of a rule (destination for ingress, source for egress).
     fn own_side(&self, rule: &Rule, dir: Direction, probe: &Probe, x: PodId) -> bool {
-        match &rule.matches {
-            Match::Kubernetes { ports, .. } => dir == Direction::Egress || self.k8s_port_ok(ports, probe, x),
-            Match::Calico(c) => {
-                let side = &self.sides[x];
-                let (e, port) = match dir {
-                    Direction::Ingress => (&c.destination, probe.port),
-                    Direction::Egress => (&c.source, probe.template.src_port),
-                };
-                c.version_ok(side.ip) && entity_matches(self.cluster, e, side, port, probe.protocol)
-            }
-        }
+        let side = &self.sides[x];
+        let (e, port) = own_entity(rule, dir, probe);
+        matching::version_ok(rule, side.ip) && entity_matches(self.cluster, e, side, port, probe.protocol)
     }
 
     /// For each pod, the policies (in evaluation order) that apply to it in `dir`.
@@ -432,14 +339,9 @@ impl<'c> Index<'c> {
         by_pod
     }
 
-    /// Pods a Kubernetes peer (pods or IP block) covers.
-    pub fn peer_pods(&mut self, peer: &Peer) -> FixedBitSet {
-        self.peer(peer)
-    }
-
-    /// Pods and host endpoints whose own labels a Calico expression matches (no network sets).
-    pub fn calico_label_pods(&self, e: &Expr) -> FixedBitSet {
-        self.calico.eval_expr(e)
+    /// Pods and host endpoints whose own labels an expression matches (no network sets).
+    pub fn label_pods(&mut self, e: &Expr) -> FixedBitSet {
+        self.labelled(e)
     }
 
     /// The side (pod, host endpoint or node) each pod stands for.
@@ -455,18 +357,8 @@ impl<'c> Index<'c> {
             if pol.rules(dir).is_none() {
                 continue;
             }
-            let s = match &pol.subject {
-                Subject::Pods(sel) => {
-                    let mut s = self.ns_pods[pol.namespace.expect("Kubernetes policies are namespaced")].clone();
-                    s.intersect_with(&self.pod_selector(sel));
-                    s
-                }
-                Subject::Endpoints(e) => {
-                    let mut s = self.calico.eval_expr(e);
-                    s.intersect_with(&self.subjects);
-                    s
-                }
-            };
+            let mut s = self.labelled(&pol.subject);
+            s.intersect_with(&self.subjects);
             out.push((i, s));
         }
         out
@@ -475,6 +367,9 @@ impl<'c> Index<'c> {
     /// Per pod: `None` when no policy applies in `dir`, else the peers it allows.
     fn allowed(&mut self, dir: Direction, probe: &Probe) -> Vec<Admitted> {
         let by_pod = self.applicable(dir);
+        let own_kinds: Vec<Vec<OwnSide>> = (self.cluster.policies.iter())
+            .map(|pol| pol.rules(dir).into_iter().flatten().map(|r| self.own_kind(r, dir, probe)).collect())
+            .collect();
         let mut groups: HashMap<GroupKey, std::rc::Rc<FixedBitSet>> = HashMap::new();
         let mut peers_cache: HashMap<(usize, usize), FixedBitSet> = HashMap::new();
         let mut out = Vec::with_capacity(self.n);
@@ -483,25 +378,32 @@ impl<'c> Index<'c> {
                 out.push(None);
                 continue;
             }
-            let key = self.group_key(pols, dir, probe, x);
+            let key = self.group_key(pols, dir, probe, x, &own_kinds);
             if let Some(g) = groups.get(&key) {
                 out.push(Some(g.clone()));
                 continue;
             }
-            let set = std::rc::Rc::new(self.evaluate(&key, dir, probe, &mut peers_cache));
+            let set = std::rc::Rc::new(self.evaluate(&key, dir, probe, &own_kinds, &mut peers_cache));
             groups.insert(key, set.clone());
             out.push(Some(set));
         }
         out
     }
 
-    fn group_key(&self, policies: Vec<usize>, dir: Direction, probe: &Probe, x: PodId) -> GroupKey {
+    fn group_key(
+        &self,
+        policies: Vec<usize>,
+        dir: Direction,
+        probe: &Probe,
+        x: PodId,
+        own_kinds: &[Vec<OwnSide>],
+    ) -> GroupKey {
         let mut own = Vec::new();
         let mut named = false;
         for &pi in &policies {
-            for rule in self.cluster.policies[pi].rules(dir).into_iter().flatten() {
+            for (ri, rule) in self.cluster.policies[pi].rules(dir).into_iter().flatten().enumerate() {
                 named |= rule.uses_named_ports();
-                if has_own_side(rule, dir) {
+                if own_kinds[pi][ri] == OwnSide::Varies {
                     own.push(self.own_side(rule, dir, probe, x));
                 }
             }
@@ -516,6 +418,7 @@ impl<'c> Index<'c> {
         key: &GroupKey,
         dir: Direction,
         probe: &Probe,
+        own_kinds: &[Vec<OwnSide>],
         cache: &mut HashMap<(usize, usize), FixedBitSet>,
     ) -> FixedBitSet {
         let cluster = self.cluster;
@@ -527,7 +430,11 @@ impl<'c> Index<'c> {
             let mut passed = FixedBitSet::with_capacity(self.n);
             for &pi in run {
                 for (ri, rule) in cluster.policies[pi].rules(dir).into_iter().flatten().enumerate() {
-                    let own_ok = !has_own_side(rule, dir) || *own.next().expect("one own-side bit per rule");
+                    let own_ok = match own_kinds[pi][ri] {
+                        OwnSide::Varies => *own.next().expect("one own-side bit per rule that varies"),
+                        OwnSide::Always => true,
+                        OwnSide::Never => false,
+                    };
                     if !own_ok || rule.action == Action::Log || open.is_clear() {
                         continue;
                     }
@@ -626,10 +533,13 @@ impl Index<'_> {
     }
 }
 
-/// Whether the matrix tracks the pod's own side of a rule: Calico rules constrain both ends;
-/// a Kubernetes rule's ports belong to the destination, the pod itself on ingress.
-fn has_own_side(rule: &Rule, dir: Direction) -> bool {
-    matches!(rule.matches, Match::Calico(_)) || dir == Direction::Ingress
+/// A rule's own end for an endpoint in `dir` (destination for ingress, source for egress) and
+/// the port of the packet on that end.
+fn own_entity<'r>(rule: &'r Rule, dir: Direction, probe: &Probe) -> (&'r Entity, u16) {
+    match dir {
+        Direction::Ingress => (&rule.destination, probe.port),
+        Direction::Egress => (&rule.source, probe.template.src_port),
+    }
 }
 
 /// The peers one side admits (shared between pods that the same policies select).
@@ -638,4 +548,52 @@ pub type Admitted = Option<std::rc::Rc<FixedBitSet>>;
 /// Convenience: index the cluster and compute one matrix.
 pub fn matrix(cluster: &Cluster, port: u16, protocol: Protocol) -> Matrix {
     Index::new(cluster).matrix(port, protocol)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::fixture::{ports, rule, selecting, ClusterBuilder};
+
+    /// Every ordered pod pair, as the matrix and as `decide` see it.
+    fn agree(cluster: &Cluster, port: u16, protocol: Protocol) {
+        let m = matrix(cluster, port, protocol);
+        for s in 0..cluster.pods.len() {
+            for d in 0..cluster.pods.len() {
+                let c = Connection::new(Side::pod(cluster, s), Side::pod(cluster, d), port, protocol);
+                let want = decide(cluster, &c).verdict == Verdict::Allow;
+                assert_eq!(
+                    m.allowed(s, d),
+                    want,
+                    "{} -> {} on {port}/{protocol}",
+                    cluster.pod_key(s),
+                    cluster.pod_key(d)
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn own_side_ports_decided_once_agree_with_the_per_connection_path() {
+        // db's rule sets its own destination port (the packet alone decides it), web's its
+        // own source selector (decided per pod).
+        let admit = rule(Action::Allow, Some(Protocol::TCP), selecting("app == 'web'"), ports(&[5432]));
+        let own_source = rule(Action::Allow, None, selecting("app == 'web'"), Entity::default());
+        let cluster = ClusterBuilder::new()
+            .ns("shop", &[])
+            .pod("shop/web", &[("app", "web")], "10.0.0.1")
+            .pod("shop/db", &[("app", "db")], "10.0.0.2")
+            .pod("shop/batch", &[("app", "batch")], "10.0.0.3")
+            .policy("shop/db", 10.0, "app == 'db'", Some(vec![admit]), None)
+            .policy("shop/out", 20.0, "all()", None, Some(vec![own_source]))
+            .build();
+        for port in [5432, 80] {
+            agree(&cluster, port, Protocol::TCP);
+        }
+        let m = matrix(&cluster, 5432, Protocol::TCP);
+        let id = |k: &str| cluster.pod("shop", k).expect("fixture pod");
+        assert!(m.allowed(id("web"), id("db")));
+        assert!(!m.allowed(id("batch"), id("db")), "batch may not send (egress) nor is it admitted");
+        assert!(!matrix(&cluster, 80, Protocol::TCP).allowed(id("web"), id("db")));
+    }
 }

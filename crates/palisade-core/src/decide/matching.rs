@@ -1,105 +1,126 @@
-//! How a rule matches one connection.
+//! The match of a rule against a connection: the one place rule facts are read.
 //!
-//! A rule matches when every condition it sets holds: protocol, ICMP type/code, IP version,
-//! and the source and destination entity conditions (nets, selectors, ports). Selectors are
-//! matched the way Felix's IP sets work: an address matches when it belongs to an endpoint
-//! (pod or host endpoint) or a network set whose labels the selector selects.
+//! A rule matches when every condition it sets holds, checked in Felix's order: the packet's
+//! own fields (protocol, ICMP), the IP version of both ends, then the source entity and the
+//! destination entity, each first on who the endpoint is (nets, selectors) and then on its
+//! port. Selectors are matched the way Felix's IP sets work: an address matches when it
+//! belongs to an endpoint (pod or host endpoint) or a network set whose labels the selector
+//! selects. Each check says which condition failed ([`Miss`]), so traces can explain it in
+//! the words of the API that wrote the rule, and the index, the nftables compiler and the
+//! review tools use the same pieces.
 
 use std::net::IpAddr;
 
 use ipnet::IpNet;
 
 use crate::model::cluster::Cluster;
-use crate::model::endpoint::{describe, Connection, Endpoint, Side};
+use crate::model::endpoint::{Connection, Endpoint, Side};
 use crate::model::label::Labels;
 use crate::model::port::{ContainerPort, Protocol};
-use crate::model::rule::{CalicoPort, CalicoRule, Entity, Icmp};
+use crate::model::rule::{Entity, Icmp, Port, Rule};
 
-impl CalicoRule {
-    /// Whether the rule matches, and a sentence saying why (or the first reason it does not).
-    pub fn evaluate(&self, cluster: &Cluster, conn: &Connection) -> (bool, String) {
-        match self.mismatch(cluster, conn) {
-            Some(why) => (false, why),
-            None => (true, self.summary()),
-        }
-    }
+/// A condition on the packet's own fields that fails.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PacketMiss {
+    Protocol,
+    NotProtocol,
+    Icmp,
+    NotIcmp,
+}
 
-    /// The conditions that depend only on the packet, not on who sends or receives it.
-    pub fn packet_matches(&self, conn: &Connection) -> Result<(), String> {
-        let n = conn.protocol.number();
-        if let Some((p, name)) = &self.protocol {
-            if *p != n {
-                return Err(format!("protocol {} is not {name}", conn.protocol));
-            }
-        }
-        if let Some((p, name)) = &self.not_protocol {
-            if *p == n {
-                return Err(format!("protocol {} is excluded by notProtocol {name}", conn.protocol));
-            }
-        }
-        let icmp_hit = |i: &Icmp| {
-            matches!(conn.protocol, Protocol::ICMP | Protocol::ICMPv6)
-                && i.type_.is_none_or(|t| t == conn.icmp_type)
-                && i.code.is_none_or(|c| c == conn.icmp_code)
-        };
-        if let Some(i) = &self.icmp {
-            if !icmp_hit(i) {
-                return Err(format!("ICMP type/code {} is not {}", icmp_text(conn), show_icmp(i)));
-            }
-        }
-        if let Some(i) = &self.not_icmp {
-            if icmp_hit(i) {
-                return Err(format!("ICMP {} is excluded by notICMP {}", icmp_text(conn), show_icmp(i)));
-            }
-        }
-        Ok(())
-    }
+/// A condition on who an endpoint is that fails.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AddressMiss {
+    Nets,
+    /// The address is in this `not_nets` entry.
+    NotNets(IpNet),
+    Selector,
+    NotSelector,
+}
 
-    /// Whether an address may carry this rule's IP version (unknown addresses may).
-    pub fn version_ok(&self, ip: Option<IpAddr>) -> bool {
-        match (self.ip_version, ip) {
-            (Some(v), Some(ip)) => (if ip.is_ipv4() { 4 } else { 6 }) == v,
-            _ => true,
-        }
-    }
+/// A port condition that fails.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PortsMiss {
+    Ports,
+    NotPorts,
+}
 
-    fn mismatch(&self, cluster: &Cluster, conn: &Connection) -> Option<String> {
-        if let Err(e) = self.packet_matches(conn) {
-            return Some(e);
-        }
-        if !self.version_ok(conn.src.ip) || !self.version_ok(conn.dst.ip) {
-            return Some(format!("the connection is not IPv{}", self.ip_version.unwrap_or(0)));
-        }
-        let src = entity_mismatch(cluster, &self.source, &conn.src, conn.src_port, conn.protocol, "source");
-        src.or_else(|| entity_mismatch(cluster, &self.destination, &conn.dst, conn.port, conn.protocol, "destination"))
-    }
+/// Which end of the connection an entity is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum End {
+    Source,
+    Destination,
+}
 
-    fn summary(&self) -> String {
-        let mut parts = Vec::new();
-        if let Some((_, name)) = &self.protocol {
-            parts.push(format!("protocol {name}"));
-        }
-        for (side, e) in [("source", &self.source), ("destination", &self.destination)] {
-            if !e.written.is_empty() {
-                parts.push(format!("{side} {}", e.written));
-            }
-        }
-        if parts.is_empty() {
-            "everything".into()
-        } else {
-            parts.join("; ")
+impl End {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            End::Source => "source",
+            End::Destination => "destination",
         }
     }
 }
 
-fn icmp_text(conn: &Connection) -> String {
-    format!("{}/{}", conn.icmp_type, conn.icmp_code)
+/// The first condition of a rule that a connection fails.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Miss {
+    Packet(PacketMiss),
+    /// One end's address is not of the rule's IP version.
+    Version,
+    Address(End, AddressMiss),
+    Ports(End, PortsMiss),
 }
 
-fn show_icmp(i: &Icmp) -> String {
-    let t = i.type_.map_or("any".to_string(), |t| t.to_string());
-    let c = i.code.map_or("any".to_string(), |c| c.to_string());
-    format!("type {t} code {c}")
+/// Whether the rule matches the connection, or the first condition it fails.
+pub fn check(cluster: &Cluster, rule: &Rule, conn: &Connection) -> Result<(), Miss> {
+    packet(rule, conn).map_err(Miss::Packet)?;
+    if !version_ok(rule, conn.src.ip) || !version_ok(rule, conn.dst.ip) {
+        return Err(Miss::Version);
+    }
+    for (end, e, side, port) in [
+        (End::Source, &rule.source, &conn.src, conn.src_port),
+        (End::Destination, &rule.destination, &conn.dst, conn.port),
+    ] {
+        address(cluster, e, side).map_err(|m| Miss::Address(end, m))?;
+        ports(cluster, e, side, port, conn.protocol).map_err(|m| Miss::Ports(end, m))?;
+    }
+    Ok(())
+}
+
+/// Whether the rule matches the connection.
+pub fn matches(cluster: &Cluster, rule: &Rule, conn: &Connection) -> bool {
+    check(cluster, rule, conn).is_ok()
+}
+
+/// The conditions that depend only on the packet, not on who sends or receives it.
+pub fn packet(rule: &Rule, conn: &Connection) -> Result<(), PacketMiss> {
+    let n = conn.protocol.number();
+    if rule.protocol.is_some_and(|p| p != n) {
+        return Err(PacketMiss::Protocol);
+    }
+    if rule.not_protocol == Some(n) {
+        return Err(PacketMiss::NotProtocol);
+    }
+    let icmp_hit = |i: &Icmp| {
+        matches!(conn.protocol, Protocol::ICMP | Protocol::ICMPv6)
+            && i.type_.is_none_or(|t| t == conn.icmp_type)
+            && i.code.is_none_or(|c| c == conn.icmp_code)
+    };
+    if rule.icmp.as_ref().is_some_and(|i| !icmp_hit(i)) {
+        return Err(PacketMiss::Icmp);
+    }
+    if rule.not_icmp.as_ref().is_some_and(icmp_hit) {
+        return Err(PacketMiss::NotIcmp);
+    }
+    Ok(())
+}
+
+/// Whether an address may carry the rule's IP version (unknown addresses may).
+pub fn version_ok(rule: &Rule, ip: Option<IpAddr>) -> bool {
+    match (rule.ip_version, ip) {
+        (Some(v), Some(ip)) => (if ip.is_ipv4() { 4 } else { 6 }) == v,
+        _ => true,
+    }
 }
 
 /// The label sets a selector may match for an address: the endpoint's own, and those of every
@@ -126,10 +147,11 @@ pub fn named_ports<'c>(cluster: &'c Cluster, side: &Side) -> &'c [ContainerPort]
     }
 }
 
-pub fn port_matches(p: &CalicoPort, port: u16, protocol: Protocol, named: &[ContainerPort]) -> bool {
+/// Whether a port condition admits `port`/`protocol`; named ports resolve against `named`.
+pub fn port_admits(p: &Port, port: u16, protocol: Protocol, named: &[ContainerPort]) -> bool {
     match p {
-        CalicoPort::Range(a, b) => (*a..=*b).contains(&port),
-        CalicoPort::Named(n) => {
+        Port::Range(a, b) => (*a..=*b).contains(&port),
+        Port::Named(n) => {
             named.iter().any(|c| c.port == port && c.protocol == protocol && c.name.as_deref() == Some(n.as_str()))
         }
     }
@@ -139,90 +161,66 @@ fn in_nets(nets: &[IpNet], ip: Option<IpAddr>) -> bool {
     ip.is_some_and(|ip| nets.iter().any(|n| n.contains(&ip)))
 }
 
-fn list<T: std::fmt::Display>(items: &[T]) -> String {
-    items.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(", ")
-}
-
-/// The first condition of an entity that one side fails.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Miss {
-    Nets,
-    NotNets,
-    Selector,
-    NotSelector,
-    Ports,
-    NotPorts,
-}
-
-/// Whether one side of a connection meets an entity's conditions.
-pub fn entity_matches(cluster: &Cluster, e: &Entity, side: &Side, port: u16, protocol: Protocol) -> bool {
-    e.is_empty() || entity_check(cluster, e, side, port, protocol).is_ok()
-}
-
-fn entity_check(cluster: &Cluster, e: &Entity, side: &Side, port: u16, protocol: Protocol) -> Result<(), Miss> {
-    address_check(cluster, e, side)?;
-    ports_check(e, side, cluster, port, protocol)
-}
-
 /// The entity's conditions on who the side is (nets and selectors), not on its port.
-pub fn address_matches(cluster: &Cluster, e: &Entity, side: &Side) -> bool {
-    address_check(cluster, e, side).is_ok()
-}
-
-fn address_check(cluster: &Cluster, e: &Entity, side: &Side) -> Result<(), Miss> {
+pub fn address(cluster: &Cluster, e: &Entity, side: &Side) -> Result<(), AddressMiss> {
     if !e.nets.is_empty() && !in_nets(&e.nets, side.ip) {
-        return Err(Miss::Nets);
+        return Err(AddressMiss::Nets);
     }
-    if in_nets(&e.not_nets, side.ip) {
-        return Err(Miss::NotNets);
+    if let Some(net) = side.ip.and_then(|ip| e.not_nets.iter().find(|n| n.contains(&ip))) {
+        return Err(AddressMiss::NotNets(*net));
     }
     if e.selector.is_some() || e.not_selector.is_some() {
         let labels = candidates(cluster, side);
         if e.selector.as_ref().is_some_and(|s| !labels.iter().any(|l| s.matches(l))) {
-            return Err(Miss::Selector);
+            return Err(AddressMiss::Selector);
         }
         if e.not_selector.as_ref().is_some_and(|s| labels.iter().any(|l| s.matches(l))) {
-            return Err(Miss::NotSelector);
+            return Err(AddressMiss::NotSelector);
         }
     }
     Ok(())
 }
 
-/// The entity's ports and notPorts for one side's port.
-pub fn ports_match(e: &Entity, side: &Side, cluster: &Cluster, port: u16, protocol: Protocol) -> bool {
-    ports_check(e, side, cluster, port, protocol).is_ok()
+/// Whether the entity's nets and selectors admit the side.
+pub fn address_matches(cluster: &Cluster, e: &Entity, side: &Side) -> bool {
+    address(cluster, e, side).is_ok()
 }
 
-fn ports_check(e: &Entity, side: &Side, cluster: &Cluster, port: u16, protocol: Protocol) -> Result<(), Miss> {
-    let named = named_ports(cluster, side);
-    if !e.ports.is_empty() && !e.ports.iter().any(|p| port_matches(p, port, protocol, named)) {
-        return Err(Miss::Ports);
-    }
-    if e.not_ports.iter().any(|p| port_matches(p, port, protocol, named)) {
-        return Err(Miss::NotPorts);
-    }
-    Ok(())
-}
-
-/// Why one side fails an entity, in words; `None` when it meets it.
-fn entity_mismatch(
+/// The entity's ports and notPorts for one side's port: `Ok(Some(i))` when `ports[i]` is the
+/// first that admits it, `Ok(None)` when the entity sets no ports.
+pub fn ports(
     cluster: &Cluster,
     e: &Entity,
     side: &Side,
     port: u16,
     protocol: Protocol,
-    which: &str,
-) -> Option<String> {
-    let miss = entity_check(cluster, e, side, port, protocol).err()?;
-    let who = describe(cluster, side);
-    Some(match miss {
-        Miss::Nets => format!("{which} {who} is not in nets [{}]", list(&e.nets)),
-        Miss::NotNets => format!("{which} {who} is in notNets [{}]", list(&e.not_nets)),
-        Miss::Selector => format!("{which} {who} is not selected by {}", e.written),
-        Miss::NotSelector => {
-            format!("{which} {who} is excluded by notSelector {}", e.not_selector.as_ref().expect("checked"))
-        }
-        Miss::Ports => format!("{which} port {port} is not in ports [{}]", list(&e.ports)),
-        Miss::NotPorts => format!("{which} port {port} is in notPorts [{}]", list(&e.not_ports)),
-    })
+) -> Result<Option<usize>, PortsMiss> {
+    if e.ports.is_empty() && e.not_ports.is_empty() {
+        return Ok(None);
+    }
+    let named = named_ports(cluster, side);
+    let hit = e.ports.iter().position(|p| port_admits(p, port, protocol, named));
+    if !e.ports.is_empty() && hit.is_none() {
+        return Err(PortsMiss::Ports);
+    }
+    if e.not_ports.iter().any(|p| port_admits(p, port, protocol, named)) {
+        return Err(PortsMiss::NotPorts);
+    }
+    Ok(hit)
+}
+
+/// Whether the entity's ports and notPorts admit one side's port.
+pub fn ports_match(cluster: &Cluster, e: &Entity, side: &Side, port: u16, protocol: Protocol) -> bool {
+    ports(cluster, e, side, port, protocol).is_ok()
+}
+
+/// Whether one side of a connection meets all of an entity's conditions.
+pub fn entity_matches(cluster: &Cluster, e: &Entity, side: &Side, port: u16, protocol: Protocol) -> bool {
+    e.is_empty() || (address_matches(cluster, e, side) && ports_match(cluster, e, side, port, protocol))
+}
+
+/// Whether the entity's port conditions come out the same for every endpoint: no named
+/// ports, so the packet alone decides them.
+pub fn ports_are_numeric(e: &Entity) -> bool {
+    !e.uses_named_ports()
 }

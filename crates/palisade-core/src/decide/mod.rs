@@ -4,4 +4,5 @@
 pub mod index;
 pub mod matching;
 pub mod service;
+pub mod trace;
 pub mod verdict;

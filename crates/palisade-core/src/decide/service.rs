@@ -7,7 +7,6 @@ use crate::decide::verdict::{decide, BackendEval, Decision, Step, Verdict};
 use crate::model::cluster::{Cluster, ServiceId, TargetPort};
 use crate::model::endpoint::{describe, Connection, Side};
 use crate::model::port::Protocol;
-use crate::model::selector::Selector;
 
 /// One backend a Service forwards to.
 #[derive(Clone, Debug)]
@@ -52,11 +51,12 @@ pub fn backends(
     let Some(sel) = &svc.selector else {
         return Err("the Service has no selector and no EndpointSlice for it was given, so it has no backends".into());
     };
-    let sel = Selector::from_labels(sel);
+    // A Service's selector is matchLabels only: every pair must be on the pod.
+    let selected = |p: usize| sel.iter().all(|(k, v)| cluster.pods[p].labels.get(k) == Some(v));
     let list = cluster
         .pods_sorted()
         .into_iter()
-        .filter(|&p| cluster.pods[p].namespace == svc.namespace && sel.matches(&cluster.pods[p].labels))
+        .filter(|&p| cluster.pods[p].namespace == svc.namespace && selected(p))
         .filter_map(|p| {
             let port = match &sp.target {
                 TargetPort::Number(n) => *n,

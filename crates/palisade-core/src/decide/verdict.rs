@@ -17,13 +17,12 @@
 //! with bitsets. Property tests require the two to agree.
 
 use serde::Serialize;
-use std::fmt::Write as _;
 
+use crate::decide::trace;
 use crate::model::cluster::{Cluster, PodId};
 pub use crate::model::endpoint::{describe, Connection, Endpoint, Side, EPHEMERAL_PORT};
-use crate::model::peer::{NamespaceScope, Peer};
-use crate::model::policy::{Action, Direction, Match, Policy, PolicyKind, Subject as PolicySubject};
-use crate::model::port::{ContainerPort, Protocol, RulePort};
+use crate::model::policy::{Action, Direction, Policy, PolicyKind};
+use crate::model::port::Protocol;
 
 /// How one rule fared.
 #[derive(Clone, Debug, Serialize)]
@@ -240,16 +239,10 @@ fn subject_of(cluster: &Cluster, side: &Side) -> Result<Subject, &'static str> {
 
 /// Whether a policy applies to the subject endpoint.
 pub fn selects(cluster: &Cluster, pol: &Policy, side: &Side) -> bool {
-    let Ok(subject) = subject_of(cluster, side) else { return false };
-    match (&pol.subject, subject) {
-        (PolicySubject::Pods(sel), Subject::Pod(p)) => {
-            Some(cluster.pods[p].namespace) == pol.namespace && sel.matches(&cluster.pods[p].labels)
-        }
-        (PolicySubject::Pods(_), Subject::Host(_)) => false,
-        (PolicySubject::Endpoints(e), Subject::Pod(p)) => e.matches(&cluster.calico_labels[p]),
-        (PolicySubject::Endpoints(e), Subject::Host(h)) => {
-            pol.namespace.is_none() && e.matches(&cluster.host_endpoints[h].labels)
-        }
+    match subject_of(cluster, side) {
+        Ok(Subject::Pod(p)) => pol.subject.matches(&cluster.calico_labels[p]),
+        Ok(Subject::Host(h)) => pol.namespace.is_none() && pol.subject.matches(&cluster.host_endpoints[h].labels),
+        Err(_) => false,
     }
 }
 
@@ -350,23 +343,13 @@ fn eval_policy(
     live: bool,
 ) -> (PolicyEval, Option<(Action, usize)>) {
     let pol = &cluster.policies[idx];
-    let other = match dir {
-        Direction::Egress => &conn.dst,
-        Direction::Ingress => &conn.src,
-    };
-    let dst_ports = conn.dst.pod_id().map(|d| cluster.pods[d].ports.as_slice());
     let mut rules: Vec<RuleEval> = pol
-        .rules(dir)
-        .into_iter()
-        .flatten()
-        .enumerate()
-        .map(|(i, r)| {
-            let (matched, detail) = match &r.matches {
-                Match::Kubernetes { peers, ports } => eval_k8s_rule(cluster, peers, ports, other, conn, dst_ports),
-                Match::Calico(c) => c.evaluate(cluster, conn),
-            };
-            let location = r.location.as_ref().map(|l| format!("{}:{}", l.file, l.line));
-            RuleEval { index: i, action: r.action, location, matched, decisive: false, detail }
+        .written_rules(dir)
+        .map(|group| {
+            let (matched, detail) = trace::explain(cluster, group, conn, dir);
+            let origin = &group[0].origin;
+            let location = origin.written.location.as_ref().map(|l| format!("{}:{}", l.file, l.line));
+            RuleEval { index: origin.rule, action: group[0].action, location, matched, decisive: false, detail }
         })
         .collect();
     let hit = rules.iter().position(|r| r.matched && r.action != Action::Log);
@@ -374,7 +357,7 @@ fn eval_policy(
         rules[i].decisive = true;
     }
     let outcome = hit.map(|i| rules[i].action);
-    let decisive = hit.filter(|_| live).map(|i| (rules[i].action, i));
+    let decisive = hit.filter(|_| live).map(|i| (rules[i].action, rules[i].index));
     let eval = PolicyEval {
         policy: cluster.policy_key(idx),
         kind: pol.kind,
@@ -389,124 +372,87 @@ fn eval_policy(
     (eval, decisive)
 }
 
-fn eval_k8s_rule(
-    cluster: &Cluster,
-    peers: &Option<Vec<Peer>>,
-    ports: &Option<Vec<RulePort>>,
-    peer: &Side,
-    conn: &Connection,
-    dst_ports: Option<&[ContainerPort]>,
-) -> (bool, String) {
-    let mut detail = String::new();
-    let ports_ok = match ports {
-        None => {
-            detail.push_str("all ports; ");
-            true
-        }
-        Some(ports) => {
-            let hit = ports.iter().find(|p| p.matches(conn.port, conn.protocol, dst_ports));
-            let list: Vec<String> = ports.iter().map(|p| p.to_string()).collect();
-            match hit {
-                Some(p) => {
-                    let _ = write!(detail, "port {} matches {}; ", conn.port, p);
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::fixture::{ports, rule, selecting, ClusterBuilder};
+    use crate::model::rule::Entity;
+
+    /// shop: web and db; db admits web on 5432/TCP, then denies the rest at the end of its tier.
+    fn shop() -> Cluster {
+        let admit_web = rule(Action::Allow, Some(Protocol::TCP), selecting("app == 'web'"), ports(&[5432]));
+        ClusterBuilder::new()
+            .ns("shop", &[])
+            .pod("shop/web", &[("app", "web")], "10.0.0.1")
+            .pod("shop/db", &[("app", "db")], "10.0.0.2")
+            .pod("shop/batch", &[("app", "batch")], "10.0.0.3")
+            .policy("shop/db", 10.0, "app == 'db'", Some(vec![admit_web]), None)
+            .build()
+    }
+
+    fn conn(c: &Cluster, src: &str, dst: &str, port: u16) -> Connection {
+        let side = |k: &str| Side::pod(c, c.pod("shop", k).expect("fixture pod"));
+        Connection::new(side(src), side(dst), port, Protocol::TCP)
+    }
+
+    fn ingress_step(d: &Decision) -> (&str, &[PolicyEval]) {
+        d.trace
+            .iter()
+            .find_map(|s| match s {
+                Step::Policies { direction: Direction::Ingress, reason, policies, .. } => {
+                    Some((reason.as_str(), policies.as_slice()))
                 }
-                None => {
-                    let _ = write!(detail, "{}/{} is not among ports [{}]", conn.protocol, conn.port, list.join(", "));
-                    if ports.iter().any(|p| p.is_named()) && dst_ports.is_none() {
-                        detail.push_str(" (named ports only match pod destinations)");
-                    }
-                }
-            }
-            hit.is_some()
-        }
-    };
-    if !ports_ok {
-        return (false, detail);
+                _ => None,
+            })
+            .expect("db is isolated for ingress")
     }
-    let peers_ok = match peers {
-        None => {
-            detail.push_str("all peers");
-            true
-        }
-        Some(peers) => match peers.iter().position(|p| peer_matches(cluster, p, peer)) {
-            Some(j) => {
-                let _ = write!(
-                    detail,
-                    "peer [{j}] {} matches {}",
-                    describe_peer(cluster, &peers[j]),
-                    describe(cluster, peer)
-                );
-                true
-            }
-            None => {
-                let _ = write!(
-                    detail,
-                    "{} matches none of the peers: {}",
-                    describe(cluster, peer),
-                    why_no_peer(cluster, peers, peer)
-                );
-                false
-            }
-        },
-    };
-    (peers_ok, detail)
-}
 
-/// Whether a peer clause covers the endpoint on the other side.
-pub fn peer_matches(cluster: &Cluster, peer: &Peer, side: &Side) -> bool {
-    match peer {
-        Peer::IpBlock(b) => side.ip.is_some_and(|ip| b.contains(ip)),
-        Peer::Pods { namespaces, pods } => {
-            let Some(p) = side.pod_id() else { return false };
-            if !cluster.is_policy_subject(p) {
-                return false;
-            }
-            let pod = &cluster.pods[p];
-            let ns_ok = match namespaces {
-                NamespaceScope::Own(n) => pod.namespace == *n,
-                NamespaceScope::Matching(sel) => sel.matches(&cluster.namespaces[pod.namespace].labels),
-            };
-            ns_ok && pods.matches(&pod.labels)
-        }
+    #[test]
+    fn a_matching_rule_allows_and_the_end_of_its_tier_denies_the_rest() {
+        let c = shop();
+        let d = decide(&c, &conn(&c, "web", "db", 5432));
+        assert_eq!(d.verdict, Verdict::Allow);
+        let (reason, policies) = ingress_step(&d);
+        assert_eq!(reason, "rule [0] of shop/db (tier default) says Allow");
+        assert_eq!(
+            policies[0].rules[0].detail,
+            "protocol TCP; source selector app == \"web\"; destination ports [5432]"
+        );
+        let d = decide(&c, &conn(&c, "batch", "db", 5432));
+        assert_eq!(d.verdict, Verdict::Deny);
+        let (reason, policies) = ingress_step(&d);
+        assert_eq!(reason, "end of tier default: 1 policy selects shop/db and no rule matched");
+        assert_eq!(policies[0].rules[0].detail, "source shop/batch is not selected by selector app == \"web\"");
     }
-}
 
-pub fn describe_peer(cluster: &Cluster, peer: &Peer) -> String {
-    match peer {
-        Peer::IpBlock(b) => format!("ipBlock {b}"),
-        Peer::Pods { namespaces, pods } => {
-            let ns = match namespaces {
-                NamespaceScope::Own(n) => format!("namespace {}", cluster.namespaces[*n].name),
-                NamespaceScope::Matching(s) => format!("namespaces {s}"),
-            };
-            format!("pods {pods} in {ns}")
-        }
+    #[test]
+    fn the_trace_names_the_condition_that_failed() {
+        let c = shop();
+        let d = decide(&c, &conn(&c, "web", "db", 80));
+        assert_eq!(d.verdict, Verdict::Deny);
+        assert_eq!(ingress_step(&d).1[0].rules[0].detail, "destination port 80 is not in ports [5432]");
+        let udp = Connection { protocol: Protocol::UDP, ..conn(&c, "web", "db", 5432) };
+        assert_eq!(ingress_step(&decide(&c, &udp)).1[0].rules[0].detail, "protocol UDP is not TCP");
     }
-}
 
-fn why_no_peer(cluster: &Cluster, peers: &[Peer], side: &Side) -> String {
-    let reasons: Vec<String> = peers
-        .iter()
-        .enumerate()
-        .map(|(j, p)| {
-            let why = match p {
-                Peer::IpBlock(b) => match side.ip {
-                    None => "the endpoint has no IP (built from a workload template)".to_string(),
-                    Some(ip) => match b.excepted_by(ip) {
-                        Some(e) if b.cidr.contains(&ip) => format!("{ip} is excepted by {e}"),
-                        _ => format!("{ip} is outside {}", b.cidr),
-                    },
-                },
-                Peer::Pods { .. } => match side.pod_id() {
-                    None => "not a pod".to_string(),
-                    Some(pod) if !cluster.is_policy_subject(pod) => {
-                        "host-network pods are not matched by selectors".into()
-                    }
-                    Some(_) => "namespace or pod labels do not match".into(),
-                },
-            };
-            format!("[{j}] {}: {why}", describe_peer(cluster, p))
-        })
-        .collect();
-    reasons.join("; ")
+    #[test]
+    fn unselected_pods_are_not_isolated_and_a_pod_reaches_itself() {
+        let c = shop();
+        assert_eq!(decide(&c, &conn(&c, "db", "web", 80)).verdict, Verdict::Allow);
+        let to_itself = decide(&c, &conn(&c, "db", "db", 9));
+        assert!(matches!(to_itself.trace[..], [Step::SelfConnection { .. }]), "{:?}", to_itself.trace);
+        let no_rules = ClusterBuilder::new()
+            .ns("shop", &[])
+            .pod("shop/db", &[("app", "db")], "10.0.0.2")
+            .pod("shop/web", &[("app", "web")], "10.0.0.1")
+            .policy(
+                "shop/deny",
+                1.0,
+                "all()",
+                Some(vec![rule(Action::Deny, None, Entity::default(), Entity::default())]),
+                None,
+            )
+            .build();
+        assert_eq!(decide(&no_rules, &conn(&no_rules, "web", "db", 80)).verdict, Verdict::Deny);
+    }
 }

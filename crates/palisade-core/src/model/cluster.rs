@@ -8,7 +8,8 @@ use serde::Serialize;
 use crate::model::expr;
 use crate::model::field::{Location, Problem};
 use crate::model::label::{namespace_pseudo_labels, Labels};
-pub use crate::model::peer::NsId;
+/// Index of a namespace in the cluster.
+pub type NsId = usize;
 use crate::model::policy::{Policy, PolicyKind};
 use crate::model::port::{ContainerPort, Protocol};
 
@@ -421,10 +422,14 @@ pub fn order_cmp(a: Option<f64>, b: Option<f64>) -> std::cmp::Ordering {
 }
 
 /// A pod's labels as Calico selectors see them: its own, its namespace's (`pcns.`), its
-/// service account's (`pcsa.`) and the `projectcalico.org/*` pseudo-labels.
+/// service account's (`pcsa.`) and the `projectcalico.org/*` pseudo-labels. A pod's own labels
+/// under the `pcns.` and `pcsa.` prefixes are left out (the pseudo-labels override the rest):
+/// a pod sets its own labels, so it must not pass for a namespace or service account it is not
+/// in (a namespaceSelector reads the namespace's labels alone, as Kubernetes defines it).
 fn pod_calico_labels(c: &Cluster, pod: &Pod) -> Labels {
     let ns = &c.namespaces[pod.namespace];
-    let mut l = pod.labels.clone();
+    let reserved = |k: &str| k.starts_with(expr::NAMESPACE_PREFIX) || k.starts_with(expr::SERVICE_ACCOUNT_PREFIX);
+    let mut l: Labels = pod.labels.iter().filter(|(k, _)| !reserved(k)).map(|(k, v)| (k.clone(), v.clone())).collect();
     namespace_pseudo_labels(&ns.name, &ns.labels, &mut l);
     l.insert(expr::ORCHESTRATOR_LABEL.into(), "k8s".into());
     l.insert(expr::SERVICE_ACCOUNT_LABEL.into(), pod.service_account.clone());

@@ -5,9 +5,9 @@ pub mod cluster;
 pub mod endpoint;
 pub mod expr;
 pub mod field;
+#[cfg(test)]
+pub(crate) mod fixture;
 pub mod label;
-pub mod peer;
 pub mod policy;
 pub mod port;
 pub mod rule;
-pub mod selector;

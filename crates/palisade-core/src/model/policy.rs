@@ -5,10 +5,10 @@ use std::fmt;
 
 use serde::Serialize;
 
+use crate::model::cluster::NsId;
+use crate::model::expr::Expr;
 use crate::model::field::Location;
-use crate::model::peer::{NsId, Peer};
-use crate::model::port::RulePort;
-use crate::model::selector::Selector;
+pub use crate::model::rule::{Action, Rule};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -38,65 +38,6 @@ impl fmt::Display for Direction {
     }
 }
 
-/// What a matching rule does. Kubernetes rules only allow.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
-pub enum Action {
-    Allow,
-    Deny,
-    /// Skip the rest of this tier; the next tier that selects the endpoint decides.
-    Pass,
-    /// Record and go on to the next rule.
-    Log,
-}
-
-impl Action {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Action::Allow => "Allow",
-            Action::Deny => "Deny",
-            Action::Pass => "Pass",
-            Action::Log => "Log",
-        }
-    }
-}
-
-impl fmt::Display for Action {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// A rule's match conditions, in the language of the policy that wrote it.
-#[derive(Clone, Debug)]
-pub enum Match {
-    /// `None` peers or ports means "all" (field empty or absent).
-    Kubernetes {
-        peers: Option<Vec<Peer>>,
-        ports: Option<Vec<RulePort>>,
-    },
-    Calico(Box<crate::model::rule::CalicoRule>),
-}
-
-/// One ingress or egress rule: when it matches, its action decides.
-#[derive(Clone, Debug)]
-pub struct Rule {
-    pub action: Action,
-    pub matches: Match,
-    pub location: Option<Location>,
-}
-
-impl Rule {
-    pub fn kubernetes(peers: Option<Vec<Peer>>, ports: Option<Vec<RulePort>>, location: Option<Location>) -> Rule {
-        Rule { action: Action::Allow, matches: Match::Kubernetes { peers, ports }, location }
-    }
-    pub fn uses_named_ports(&self) -> bool {
-        match &self.matches {
-            Match::Kubernetes { ports, .. } => ports.iter().flatten().any(RulePort::is_named),
-            Match::Calico(c) => c.uses_named_ports(),
-        }
-    }
-}
-
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
 pub enum PolicyKind {
     #[serde(rename = "NetworkPolicy")]
@@ -107,18 +48,9 @@ pub enum PolicyKind {
     CalicoGlobal,
 }
 
-/// Which endpoints a policy applies to.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub enum Subject {
-    /// Kubernetes podSelector: pods of the policy's namespace.
-    Pods(Selector),
-    /// Calico: one expression over endpoint labels, pseudo-labels included, that already
-    /// holds the namespace scope, namespaceSelector and serviceAccountSelector.
-    Endpoints(crate::model::expr::Expr),
-}
-
 /// A compiled policy of any kind. `ingress`/`egress` is `Some` exactly when the policy
-/// applies in that direction (after policyTypes/types defaulting).
+/// applies in that direction (after policyTypes/types defaulting); its rules are lowered to
+/// the one rule language, several rules per written rule where the API lists peers.
 #[derive(Clone, Debug)]
 pub struct Policy {
     pub kind: PolicyKind,
@@ -128,7 +60,10 @@ pub struct Policy {
     pub tier: usize,
     /// Position in the tier; `None` sorts last.
     pub order: Option<f64>,
-    pub subject: Subject,
+    /// The endpoints it applies to: one expression over endpoint labels, pseudo-labels
+    /// included, that holds the namespace scope (namespaced kinds), the pod or endpoint
+    /// selector, namespaceSelector and serviceAccountSelector.
+    pub subject: Expr,
     pub ingress: Option<Vec<Rule>>,
     pub egress: Option<Vec<Rule>>,
     pub location: Option<Location>,
@@ -143,6 +78,10 @@ impl Policy {
             Direction::Ingress => self.ingress.as_ref(),
             Direction::Egress => self.egress.as_ref(),
         }
+    }
+    /// The rules of one direction grouped by the written rule they came from, in order.
+    pub fn written_rules(&self, dir: Direction) -> impl Iterator<Item = &[Rule]> {
+        self.rules(dir).map(|r| r.as_slice()).unwrap_or_default().chunk_by(|a, b| a.origin.rule == b.origin.rule)
     }
     /// The name Felix breaks order ties with (Kubernetes policies carry `knp.default.`).
     pub fn sort_name(&self, namespace: Option<&str>) -> String {

@@ -1,4 +1,4 @@
-//! Protocols, rule ports (number, range, name) and container ports.
+//! Protocols and the ports containers declare.
 
 use std::fmt;
 use std::str::FromStr;
@@ -83,66 +83,4 @@ pub struct ContainerPort {
     pub name: Option<String>,
     pub port: u16,
     pub protocol: Protocol,
-}
-
-/// Which destination ports a policy rule port admits.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub enum PortSpec {
-    /// `port` omitted: every port of the protocol.
-    Any,
-    /// `port` (and `endPort`): an inclusive range.
-    Range(u16, u16),
-    /// A named port, resolved against the destination pod's container ports.
-    Named(String),
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct RulePort {
-    pub protocol: Protocol,
-    pub port: PortSpec,
-}
-
-impl RulePort {
-    /// Whether a connection to `port`/`protocol` matches. `dst_ports` are the destination
-    /// pod's container ports (`None` when the destination is not a pod: named ports never match).
-    pub fn matches(&self, port: u16, protocol: Protocol, dst_ports: Option<&[ContainerPort]>) -> bool {
-        if self.protocol != protocol {
-            return false;
-        }
-        match &self.port {
-            PortSpec::Any => true,
-            PortSpec::Range(lo, hi) => (*lo..=*hi).contains(&port),
-            PortSpec::Named(name) => dst_ports.is_some_and(|ports| {
-                ports.iter().any(|c| c.port == port && c.protocol == protocol && c.name.as_deref() == Some(name))
-            }),
-        }
-    }
-    pub fn is_named(&self) -> bool {
-        matches!(self.port, PortSpec::Named(_))
-    }
-}
-
-impl fmt::Display for RulePort {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.port {
-            PortSpec::Any => write!(f, "{}/any", self.protocol),
-            PortSpec::Range(a, b) if a == b => write!(f, "{}/{a}", self.protocol),
-            PortSpec::Range(a, b) => write!(f, "{}/{a}-{b}", self.protocol),
-            PortSpec::Named(n) => write!(f, "{}/{n}", self.protocol),
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    #[test]
-    fn named_ports_resolve_against_destination_pod() {
-        let rp = RulePort { protocol: Protocol::TCP, port: PortSpec::Named("http".into()) };
-        let ports = [ContainerPort { name: Some("http".into()), port: 8080, protocol: Protocol::TCP }];
-        assert!(rp.matches(8080, Protocol::TCP, Some(&ports)));
-        assert!(!rp.matches(80, Protocol::TCP, Some(&ports)));
-        assert!(!rp.matches(8080, Protocol::UDP, Some(&ports)));
-        assert!(!rp.matches(8080, Protocol::TCP, None), "named ports never match a non-pod destination");
-    }
 }

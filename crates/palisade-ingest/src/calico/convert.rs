@@ -19,7 +19,6 @@ use super::resource::{self, EntityRule, NumOrString, PolicySpec};
 use palisade_core::expr::{Expr, ORCHESTRATOR_LABEL};
 use palisade_core::field::{FieldPath, Nowhere, Problems};
 use palisade_core::policy::KUBERNETES_ORDER;
-use palisade_core::selector::Op;
 
 use crate::kubernetes::selector::compile as compile_selector;
 
@@ -27,14 +26,7 @@ use crate::kubernetes::selector::compile as compile_selector;
 pub fn selector_expr(sel: Option<&LabelSelector>) -> Expr {
     let Some(sel) = sel else { return Expr::All };
     let mut problems = Problems::new(String::new(), &Nowhere);
-    let compiled = compile_selector(sel, &FieldPath::root(), &mut problems);
-    Expr::and(compiled.requirements.iter().map(|r| match r.op {
-        Op::In if r.values.len() == 1 => Expr::Eq(r.key.clone(), r.values.iter().next().cloned().unwrap_or_default()),
-        Op::In => Expr::In(r.key.clone(), r.values.clone()),
-        Op::NotIn => Expr::NotIn(r.key.clone(), r.values.clone()),
-        Op::Exists => Expr::Has(r.key.clone()),
-        Op::DoesNotExist => Expr::Not(Box::new(Expr::Has(r.key.clone()))),
-    }))
+    compile_selector(sel, &FieldPath::root(), &mut problems).to_expr()
 }
 
 fn k8s_pods(sel: Option<&LabelSelector>) -> String {

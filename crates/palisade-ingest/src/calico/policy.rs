@@ -1,11 +1,11 @@
 //! Calico NetworkPolicy and GlobalNetworkPolicy (staged or not): validated like Calico's API
 //! server and compiled to the engine's policy.
 
+use palisade_core::cluster::NsId;
 use palisade_core::cluster::{StagedAction, DEFAULT_TIER};
 use palisade_core::expr::{self, Expr};
 use palisade_core::field::{FieldPath, Problems};
-use palisade_core::peer::NsId;
-use palisade_core::policy::{Direction, Policy, PolicyKind, Rule, Subject};
+use palisade_core::policy::{Direction, Policy, PolicyKind, Rule};
 
 use super::resource::{self, PolicySpec};
 use super::rule::compile_rule;
@@ -44,14 +44,14 @@ pub fn compile_policy(
     });
     check_global_only_fields(&spec, ctx, &spec_path, problems);
     check_staged_action(&spec, ctx.staged, &spec_path, problems);
-    let subject = Subject::Endpoints(subject(&spec, ctx, &spec_path, problems));
+    let subject = subject(&spec, ctx, &spec_path, problems);
     let (ingress_on, egress_on) = types(&spec, &spec_path, problems);
     let ns_name = ctx.namespace.map(|(_, n)| n);
     let rules = |dir: Direction, list: &Option<Vec<resource::Rule>>, problems: &mut Problems| -> Vec<Rule> {
         list.iter()
             .flatten()
             .enumerate()
-            .map(|(i, r)| compile_rule(r, ns_name, &spec_path.key(dir.field()).index(i), problems))
+            .map(|(i, r)| compile_rule(r, i, ns_name, &spec_path.key(dir.field()).index(i), problems))
             .collect()
     };
     let ingress = rules(Direction::Ingress, &spec.ingress, problems);

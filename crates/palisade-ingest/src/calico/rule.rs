@@ -7,8 +7,9 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 use palisade_core::expr::{self, Expr};
 use palisade_core::field::{FieldPath, Problems};
-use palisade_core::policy::{Action, Match, Rule};
-use palisade_core::rule::{CalicoPort, CalicoRule, Entity, Icmp};
+use std::sync::Arc;
+
+use palisade_core::rule::{Action, Entity, Form, Icmp, Origin, Port, Rule, Written};
 
 use super::resource::{self, EntityRule, NumOrString};
 use super::selector::opt_selector;
@@ -67,8 +68,14 @@ fn has_ports(protocol: Option<u8>) -> bool {
     matches!(protocol, Some(6 | 17 | 132))
 }
 
-/// One rule of a Calico policy at `path`; `ns` is the policy's namespace (`None`: global).
-pub(crate) fn compile_rule(r: &resource::Rule, ns: Option<&str>, path: &FieldPath, problems: &mut Problems) -> Rule {
+/// Rule `index` of a Calico policy, at `path`; `ns` is the policy's namespace (`None`: global).
+pub(crate) fn compile_rule(
+    r: &resource::Rule,
+    index: usize,
+    ns: Option<&str>,
+    path: &FieldPath,
+    problems: &mut Problems,
+) -> Rule {
     let act = action(&r.action, &path.key("action"), problems);
     let proto = r.protocol.as_ref().and_then(|p| protocol(p, &path.key("protocol"), problems));
     let not_proto = r.not_protocol.as_ref().and_then(|p| protocol(p, &path.key("notProtocol"), problems));
@@ -91,15 +98,27 @@ pub(crate) fn compile_rule(r: &resource::Rule, ns: Option<&str>, path: &FieldPat
     }
     let side = |e: &Option<EntityRule>, field: &str, problems: &mut Problems| {
         let e = e.clone().unwrap_or_default();
-        compile_entity(&e, ns, number, ip_version, &path.key(field), problems)
+        (compile_entity(&e, ns, number, ip_version, &path.key(field), problems), written(&e))
     };
-    let source = side(&r.source, "source", problems);
-    let destination = side(&r.destination, "destination", problems);
-    let rule = CalicoRule { protocol: proto, not_protocol: not_proto, ip_version, icmp, not_icmp, source, destination };
+    let (source, source_words) = side(&r.source, "source", problems);
+    let (destination, destination_words) = side(&r.destination, "destination", problems);
+    let form = Form::Entities {
+        protocol: proto.as_ref().map(|p| p.1.clone()),
+        not_protocol: not_proto.as_ref().map(|p| p.1.clone()),
+        source: source_words,
+        destination: destination_words,
+    };
+    let written = Written { location: problems.locate.locate(&problems.base.join(path)), form };
     Rule {
         action: act,
-        matches: Match::Calico(Box::new(rule)),
-        location: problems.locate.locate(&problems.base.join(path)),
+        protocol: number,
+        not_protocol: not_proto.map(|p| p.0),
+        ip_version,
+        icmp,
+        not_icmp,
+        source,
+        destination,
+        origin: Origin { rule: index, peer: None, written: Arc::new(written) },
     }
 }
 
@@ -154,12 +173,7 @@ pub(crate) fn nets(
     out
 }
 
-fn ports(
-    list: Option<&Vec<NumOrString>>,
-    proto: Option<u8>,
-    path: &FieldPath,
-    problems: &mut Problems,
-) -> Vec<CalicoPort> {
+fn ports(list: Option<&Vec<NumOrString>>, proto: Option<u8>, path: &FieldPath, problems: &mut Problems) -> Vec<Port> {
     let Some(list) = list.filter(|l| !l.is_empty()) else { return Vec::new() };
     if !has_ports(proto) {
         problems.error(
@@ -173,7 +187,7 @@ fn ports(
 
 const PORT_HELP: &str = "a port is a number 0-65535, a range \"first:last\", or a named port of the endpoint";
 
-fn port(p: &NumOrString, path: &FieldPath, problems: &mut Problems) -> Option<CalicoPort> {
+fn port(p: &NumOrString, path: &FieldPath, problems: &mut Problems) -> Option<Port> {
     let number = |n: i64, problems: &mut Problems| -> Option<u16> {
         u16::try_from(n).ok().or_else(|| {
             problems.error(path, format!("port {n} is out of range"), PORT_HELP);
@@ -181,7 +195,7 @@ fn port(p: &NumOrString, path: &FieldPath, problems: &mut Problems) -> Option<Ca
         })
     };
     match p {
-        NumOrString::Num(n) => number(*n, problems).map(|n| CalicoPort::Range(n, n)),
+        NumOrString::Num(n) => number(*n, problems).map(|n| Port::Range(n, n)),
         NumOrString::Str(s) => {
             if let Some((a, b)) = s.split_once(':') {
                 let (Ok(a), Ok(b)) = (a.trim().parse::<u16>(), b.trim().parse::<u16>()) else {
@@ -192,16 +206,16 @@ fn port(p: &NumOrString, path: &FieldPath, problems: &mut Problems) -> Option<Ca
                     problems.error(path, format!("port range {s:?} runs backwards"), "write the lower port first");
                     return None;
                 }
-                return Some(CalicoPort::Range(a, b));
+                return Some(Port::Range(a, b));
             }
             if let Ok(n) = s.parse::<i64>() {
-                return number(n, problems).map(|n| CalicoPort::Range(n, n));
+                return number(n, problems).map(|n| Port::Range(n, n));
             }
             if let Err(e) = check_port_name(s) {
                 problems.error(path, e, PORT_HELP);
                 return None;
             }
-            Some(CalicoPort::Named(s.clone()))
+            Some(Port::Named(s.clone()))
         }
     }
 }
@@ -251,7 +265,6 @@ fn compile_entity(
         not_selector,
         ports: ports(e.ports.as_ref(), proto, &path.key("ports"), problems),
         not_ports: ports(e.not_ports.as_ref(), proto, &path.key("notPorts"), problems),
-        written: written(e),
     }
 }
 
@@ -297,4 +310,59 @@ fn written(e: &EntityRule) -> String {
         parts.push(format!("serviceAccounts {}", s.join(" ")));
     }
     parts.join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use palisade_core::field::Severity;
+    use palisade_core::rule::{Form, Port};
+    use serde_json::json;
+
+    use crate::calico::resource;
+    use crate::fixture::Objects;
+    use crate::object::Object;
+
+    fn calico(kind: &str, value: serde_json::Value) -> Object {
+        match kind {
+            "NetworkPolicy" => {
+                Object::CalicoNetworkPolicy(serde_json::from_value::<resource::NetworkPolicy>(value).unwrap())
+            }
+            _ => Object::CalicoGlobalNetworkSet(serde_json::from_value::<resource::GlobalNetworkSet>(value).unwrap()),
+        }
+    }
+
+    #[test]
+    fn a_calico_rule_lowers_one_to_one_with_its_namespace_scope_and_words() {
+        let policy = json!({"metadata": {"name": "db", "namespace": "shop"}, "spec": {
+            "selector": "app == 'db'",
+            "ingress": [{"action": "Allow", "protocol": "TCP",
+                "source": {"namespaceSelector": "team == 'ops'", "selector": "app == 'probe'"},
+                "destination": {"ports": [80, "8000:8080"]}}]}});
+        let cluster = Objects::new().ns("shop", json!({})).object(calico("NetworkPolicy", policy)).build().unwrap();
+        let rules = cluster.policies[0].ingress.as_ref().unwrap();
+        assert_eq!(rules.len(), 1);
+        let r = &rules[0];
+        assert_eq!((r.protocol, r.origin.rule, r.origin.peer), (Some(6), 0, None));
+        assert_eq!(r.source.selector.as_ref().unwrap().to_string(), "pcns.team == \"ops\" && app == \"probe\"");
+        assert_eq!(r.destination.ports, [Port::Range(80, 80), Port::Range(8000, 8080)]);
+        let Form::Entities { protocol, source, destination, .. } = &r.origin.written.form else {
+            panic!("Calico words")
+        };
+        assert_eq!(protocol.as_deref(), Some("TCP"));
+        assert_eq!(source, "selector app == 'probe', namespaceSelector team == 'ops'");
+        assert_eq!(destination, "ports [80, 8000:8080]");
+        assert_eq!(cluster.policies[0].subject.to_string(), "projectcalico.org/namespace == \"shop\" && app == \"db\"");
+    }
+
+    #[test]
+    fn a_network_set_cannot_pass_for_a_pod() {
+        let set = json!({"metadata": {"name": "partners", "labels": {"projectcalico.org/orchestrator": "k8s", "role": "partner"}},
+            "spec": {"nets": ["192.0.2.0/24"]}});
+        let cluster = Objects::new().object(calico("GlobalNetworkSet", set)).build().unwrap();
+        let labels = &cluster.network_sets[0].labels;
+        assert!(!labels.contains_key("projectcalico.org/orchestrator") && labels.contains_key("role"), "{labels:?}");
+        let warning = &cluster.warnings[0];
+        assert_eq!(warning.severity, Severity::Warning);
+        assert_eq!(warning.path.to_string(), "metadata.labels[projectcalico.org/orchestrator]");
+    }
 }

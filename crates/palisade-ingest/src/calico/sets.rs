@@ -3,10 +3,11 @@
 
 use std::net::IpAddr;
 
+use palisade_core::cluster::NsId;
 use palisade_core::cluster::{HostEndpoint, NetworkSet};
+use palisade_core::expr::ORCHESTRATOR_LABEL;
 use palisade_core::field::{FieldPath, Problems};
 use palisade_core::label::{namespace_pseudo_labels, Labels};
-use palisade_core::peer::NsId;
 use palisade_core::port::{ContainerPort, Protocol};
 
 use super::resource;
@@ -26,7 +27,7 @@ pub fn compile_network_set(
 ) -> NetworkSet {
     let path = root().key("spec").key("nets");
     let nets = nets(spec.and_then(|s| s.nets.as_ref()), None, &path, problems);
-    let mut all = labels.clone();
+    let mut all = not_a_pod(labels, problems);
     if let Some((_, ns, ns_labels)) = namespace {
         namespace_pseudo_labels(ns, ns_labels, &mut all);
     }
@@ -37,6 +38,23 @@ pub fn compile_network_set(
         nets,
         location: problems.locate.locate(&root()),
     }
+}
+
+/// Labels of something that is not a pod, without `projectcalico.org/orchestrator`: Calico
+/// gives that pseudo-label to workload endpoints, and rules lowered from Kubernetes
+/// NetworkPolicies select pods by it, so nothing else may carry it.
+fn not_a_pod(labels: &Labels, problems: &mut Problems) -> Labels {
+    let mut out = labels.clone();
+    if out.remove(ORCHESTRATOR_LABEL).is_some() {
+        problems.warn(
+            &root().key("metadata").key("labels").key(ORCHESTRATOR_LABEL),
+            format!(
+                "{ORCHESTRATOR_LABEL} is the pseudo-label Calico gives pods (workload endpoints); here it is ignored"
+            ),
+            "remove the label: selectors of Kubernetes NetworkPolicies match pods by it",
+        );
+    }
+    out
 }
 
 pub fn compile_host_endpoint(
@@ -99,7 +117,7 @@ pub fn compile_host_endpoint(
         name: name.to_string(),
         node,
         interface,
-        labels: labels.clone(),
+        labels: not_a_pod(labels, problems),
         ips,
         ports,
         default_allow,

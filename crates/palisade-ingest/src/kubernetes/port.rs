@@ -1,8 +1,59 @@
 //! Protocols and ports as the Kubernetes API writes them: validated like the API server.
 
+use std::fmt;
+
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use palisade_core::field::{FieldPath, Problems};
-use palisade_core::port::{PortSpec, Protocol};
+use palisade_core::port::Protocol;
+use palisade_core::rule::{Port, PortWords};
+
+/// Which destination ports a NetworkPolicyPort admits.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum PortSpec {
+    /// `port` omitted: every port of the protocol.
+    Any,
+    /// `port` (and `endPort`): an inclusive range.
+    Range(u16, u16),
+    /// A named port, resolved against the destination pod's container ports.
+    Named(String),
+}
+
+/// One entry of a rule's `ports`, compiled.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct RulePort {
+    pub protocol: Protocol,
+    pub port: PortSpec,
+}
+
+impl RulePort {
+    pub fn is_named(&self) -> bool {
+        matches!(self.port, PortSpec::Named(_))
+    }
+    /// The port condition it lowers to (every port of the protocol when `port` is omitted).
+    pub fn lowered(&self) -> Port {
+        match &self.port {
+            PortSpec::Any => Port::ALL,
+            PortSpec::Range(a, b) => Port::Range(*a, *b),
+            PortSpec::Named(n) => Port::Named(n.clone()),
+        }
+    }
+    /// How traces quote it.
+    pub fn words(&self) -> PortWords {
+        PortWords { text: self.to_string(), protocol: self.protocol.number(), named: self.is_named() }
+    }
+}
+
+impl fmt::Display for RulePort {
+    /// `TCP/80`, `TCP/8000-8080`, `UDP/any`, `TCP/http`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.port {
+            PortSpec::Any => write!(f, "{}/any", self.protocol),
+            PortSpec::Range(a, b) if a == b => write!(f, "{}/{a}", self.protocol),
+            PortSpec::Range(a, b) => write!(f, "{}/{a}-{b}", self.protocol),
+            PortSpec::Named(n) => write!(f, "{}/{n}", self.protocol),
+        }
+    }
+}
 
 /// Parses an API protocol field (defaulting to TCP), reporting unknown values.
 pub fn protocol(value: Option<&str>, path: &FieldPath, problems: &mut Problems) -> Protocol {

@@ -1,24 +1,51 @@
 //! Checks on address blocks: ipBlocks that hit cluster addresses, which selectors should name,
 //! and ipBlocks that name a Service's ClusterIP, which policy never sees after DNAT.
 
+use std::fmt;
 use std::net::IpAddr;
 
+use ipnet::IpNet;
 use palisade_core::cluster::Cluster;
-use palisade_core::peer::{IpBlock, Peer};
-use palisade_core::policy::{Direction, Match};
+use palisade_core::policy::Direction;
 use palisade_core::service::backends;
 
-use super::{rule_path, some_of, Context, IPBLOCK_PODS, IPBLOCK_SERVICE};
+use super::{peer_entities, rule_path, some_of, Context, IPBLOCK_PODS, IPBLOCK_SERVICE};
+
+/// A Kubernetes ipBlock peer, read from the rule it lowered to: its nets and notNets.
+struct IpBlock<'a> {
+    cidr: &'a IpNet,
+    except: &'a [IpNet],
+}
+
+impl IpBlock<'_> {
+    fn contains(&self, ip: IpAddr) -> bool {
+        self.cidr.contains(&ip) && !self.except.iter().any(|e| e.contains(&ip))
+    }
+    fn excepted_by(&self, ip: IpAddr) -> Option<&IpNet> {
+        self.except.iter().find(|e| e.contains(&ip))
+    }
+}
+
+impl fmt::Display for IpBlock<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.cidr)?;
+        if !self.except.is_empty() {
+            let ex: Vec<String> = self.except.iter().map(|e| e.to_string()).collect();
+            write!(f, " except {}", ex.join(", "))?;
+        }
+        Ok(())
+    }
+}
 
 pub(super) fn run(cx: &mut Context) {
     let cluster = cx.cluster;
     let sorted = cluster.pods_sorted();
     for pol in 0..cluster.policies.len() {
         for dir in [Direction::Ingress, Direction::Egress] {
-            for (i, rule) in cluster.policies[pol].rules(dir).into_iter().flatten().enumerate() {
-                let Match::Kubernetes { peers: Some(peers), .. } = &rule.matches else { continue };
-                for (j, peer) in peers.iter().enumerate() {
-                    let Peer::IpBlock(block) = peer else { continue };
+            for (i, j, peer) in peer_entities(&cluster.policies[pol], dir) {
+                let Some(cidr) = peer.nets.first() else { continue };
+                let block = &IpBlock { cidr, except: &peer.not_nets };
+                {
                     let path = rule_path(dir, i).key(dir.peers_field()).index(j).key("ipBlock");
                     if let Some(msg) = covers_cluster(cluster, &sorted, block) {
                         cx.at_policy(&IPBLOCK_PODS, pol, path.clone(), msg,

@@ -5,8 +5,9 @@ use std::collections::{BTreeMap, HashMap};
 
 use palisade_core::cluster::Cluster;
 use palisade_core::field::FieldPath;
-use palisade_core::matching::address_matches;
-use palisade_core::policy::{Action, Direction, Match, PolicyKind};
+use palisade_core::matching::{address_matches, version_ok};
+use palisade_core::policy::{Action, Direction, PolicyKind};
+use palisade_core::rule::Form;
 use palisade_core::verdict::{decide, describe, selects, Connection, Endpoint, Side, Step};
 
 use super::{rule_path, Context, EQUAL_ORDER, NEVER_MATCHES, PASS_LAST, SHADOWED};
@@ -39,19 +40,26 @@ fn never_matches(cx: &mut Context) {
             continue; // PAL001 says so.
         }
         for dir in [Direction::Ingress, Direction::Egress] {
-            for (i, rule) in p.rules(dir).into_iter().flatten().enumerate() {
-                let Match::Calico(c) = &rule.matches else { continue };
-                let (field, own) = match dir {
-                    Direction::Ingress => ("destination", &c.destination),
-                    Direction::Egress => ("source", &c.source),
+            for rules in p.written_rules(dir) {
+                let field = match dir {
+                    Direction::Ingress => "destination",
+                    Direction::Egress => "source",
                 };
-                if selected.iter().any(|s| c.version_ok(s.ip) && address_matches(cluster, own, s)) {
+                let admits = |s: &&Side| {
+                    rules.iter().any(|r| version_ok(r, s.ip) && address_matches(cluster, super::own_end(r, dir), s))
+                };
+                if selected.iter().any(admits) {
                     continue;
                 }
-                let names: Vec<String> = selected.iter().map(|s| describe(cluster, s)).collect();
+                let origin = &rules[0].origin;
+                let written = match &origin.written.form {
+                    Form::Entities { source, destination, .. } if dir == Direction::Egress => source.as_str(),
+                    Form::Entities { destination, .. } => destination.as_str(),
+                    Form::Peers { .. } => "",
+                };
+                let (i, names) = (origin.rule, selected.iter().map(|s| describe(cluster, s)).collect::<Vec<_>>());
                 let message = format!(
-                    "{dir} rule [{i}] can never match: its {field} ({}) excludes every endpoint the policy applies to ({})",
-                    own.written,
+                    "{dir} rule [{i}] can never match: its {field} ({written}) excludes every endpoint the policy applies to ({})",
                     super::some_of(&names, 3)
                 );
                 found.push((pol, rule_path(dir, i).key(field), message, dir));
@@ -204,8 +212,8 @@ fn pass_last(cx: &mut Context) {
             continue;
         }
         for dir in [Direction::Ingress, Direction::Egress] {
-            let passes = p.rules(dir).into_iter().flatten().enumerate().filter(|(_, r)| r.action == Action::Pass);
-            for (i, _) in passes {
+            let passes = p.written_rules(dir).filter(|r| r[0].action == Action::Pass);
+            for i in passes.map(|r| r[0].origin.rule) {
                 let message = format!(
                     "{dir} rule [{i}] passes, but tier {} is the last tier that holds policies",
                     cluster.tiers[p.tier].name

@@ -10,10 +10,11 @@ use palisade_core::cluster::{Cluster, PodId};
 use palisade_core::field::FieldPath;
 use palisade_core::index::{Admitted, Index};
 use palisade_core::label::Labels;
-use palisade_core::policy::{Action, Direction, Match, Rule};
+use palisade_core::matching;
+use palisade_core::policy::{Action, Direction};
 use palisade_core::port::Protocol;
 use palisade_core::service::backends;
-use palisade_core::verdict::{decide, peer_matches, Connection, Endpoint, Side, Step};
+use palisade_core::verdict::{decide, Connection, Endpoint, Side, Step};
 
 use super::{is_calico, some_of, Context, DNS_SERVER_ISOLATED, DNS_WRONG_PORT, NO_DNS};
 
@@ -134,33 +135,18 @@ fn no_dns(cx: &mut Context, servers: &[Server], sides: &BTreeMap<u16, Sides>, ap
     }
 }
 
+/// Whether an egress Allow rule of the policy admits a DNS port to some address: its packet
+/// conditions and destination ports (named ports name nothing without the destination).
 fn admits_dns_port(cluster: &Cluster, pol: usize) -> bool {
     let rules = cluster.policies[pol].egress.iter().flatten();
-    rules.filter(|r| r.action == Action::Allow).any(|r| match &r.matches {
-        Match::Kubernetes { ports: None, .. } => true,
-        Match::Kubernetes { ports: Some(ps), .. } => {
-            DNS_PORTS.iter().any(|&port| ps.iter().any(|p| p.matches(port, Protocol::UDP, None)))
-        }
-        Match::Calico(c) => DNS_PORTS.iter().any(|&port| {
-            let nowhere = Side::ip(cluster, [0, 0, 0, 0].into());
-            c.packet_matches(&Connection::new(nowhere, nowhere, port, Protocol::UDP)).is_ok()
-        }),
+    let nowhere = Side { endpoint: Endpoint::External, ip: None };
+    rules.filter(|r| r.action == Action::Allow).any(|r| {
+        DNS_PORTS.iter().any(|&port| {
+            let conn = Connection::new(nowhere, nowhere, port, Protocol::UDP);
+            matching::packet(r, &conn).is_ok()
+                && matching::ports_match(cluster, &r.destination, &nowhere, port, Protocol::UDP)
+        })
     })
-}
-
-/// Whether one egress rule's conditions hold for a connection (the engine's own matching).
-fn rule_matches(cluster: &Cluster, rule: &Rule, conn: &Connection) -> bool {
-    match &rule.matches {
-        Match::Kubernetes { peers, ports } => {
-            let dst_ports = match conn.dst.endpoint {
-                Endpoint::Pod(d) => Some(cluster.pods[d].ports.as_slice()),
-                _ => None,
-            };
-            ports.as_ref().is_none_or(|ps| ps.iter().any(|p| p.matches(conn.port, conn.protocol, dst_ports)))
-                && peers.as_ref().is_none_or(|ps| ps.iter().any(|p| peer_matches(cluster, p, &conn.dst)))
-        }
-        Match::Calico(c) => c.evaluate(cluster, conn).0,
-    }
 }
 
 /// PAL017: egress admits 53 to DNS pods that listen on another port, and not that port.
@@ -176,8 +162,9 @@ fn wrong_port(cx: &mut Context, servers: &[Server], sides: &BTreeMap<u16, Sides>
             }
             let conn = Connection::new(Side::pod(cluster, p), Side::pod(cluster, s.pod), 53, Protocol::UDP);
             for &pol in policies {
-                let rules = cluster.policies[pol].egress.iter().flatten().enumerate();
-                for (i, _) in rules.filter(|(_, r)| r.action == Action::Allow && rule_matches(cluster, r, &conn)) {
+                let rules = cluster.policies[pol].egress.iter().flatten();
+                let hits = rules.filter(|r| r.action == Action::Allow && matching::matches(cluster, r, &conn));
+                for i in hits.map(|r| r.origin.rule) {
                     let entry = found.entry((pol, i)).or_default();
                     entry.0.insert(p);
                     entry.1.insert(k);

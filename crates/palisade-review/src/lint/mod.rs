@@ -13,7 +13,8 @@ use std::sync::Arc;
 
 use palisade_core::cluster::Cluster;
 use palisade_core::field::{FieldPath, Location, Problem, Severity};
-use palisade_core::policy::{Direction, PolicyKind};
+use palisade_core::policy::{Direction, Policy, PolicyKind};
+use palisade_core::rule::{Entity, Form, Rule};
 use palisade_ingest::{Input, Object};
 use serde::Serialize;
 
@@ -183,6 +184,36 @@ impl<'a> Context<'a> {
 /// Whether a policy is Calico's (its findings speak of source, destination, selector, nets).
 pub(crate) fn is_calico(cluster: &Cluster, pol: usize) -> bool {
     cluster.policies[pol].kind != PolicyKind::Kubernetes
+}
+
+/// The peers of a Kubernetes-shaped policy's rules, each once, as the entities they lowered
+/// to: `(written rule, peer index, entity)`.
+pub(crate) fn peer_entities(pol: &Policy, dir: Direction) -> Vec<(usize, usize, &Entity)> {
+    let mut out: Vec<(usize, usize, &Entity)> = Vec::new();
+    for r in pol.rules(dir).into_iter().flatten() {
+        let (Form::Peers { .. }, Some(j)) = (&r.origin.written.form, r.origin.peer) else { continue };
+        if out.last().is_some_and(|&(i, k, _)| (i, k) == (r.origin.rule, j)) {
+            continue;
+        }
+        out.push((r.origin.rule, j, peer_end(r, dir)));
+    }
+    out
+}
+
+/// A rule's peer end: its source for ingress, its destination for egress.
+pub(crate) fn peer_end(r: &Rule, dir: Direction) -> &Entity {
+    match dir {
+        Direction::Ingress => &r.source,
+        Direction::Egress => &r.destination,
+    }
+}
+
+/// A rule's own end (the policy's endpoint): its destination for ingress, its source for egress.
+pub(crate) fn own_end(r: &Rule, dir: Direction) -> &Entity {
+    match dir {
+        Direction::Ingress => &r.destination,
+        Direction::Egress => &r.source,
+    }
 }
 
 /// The path of rule `i` in direction `dir`: `spec.ingress[2]`.

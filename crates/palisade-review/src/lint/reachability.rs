@@ -7,8 +7,9 @@ use fixedbitset::FixedBitSet;
 use palisade_core::cluster::{Cluster, PodId};
 use palisade_core::field::FieldPath;
 use palisade_core::index::{Admitted, Index};
-use palisade_core::peer::{NamespaceScope, Peer};
-use palisade_core::policy::{Action, Direction, Match};
+use palisade_core::matching;
+use palisade_core::policy::{Action, Direction, Policy};
+use palisade_core::rule::Form;
 use palisade_core::verdict::{decide, Connection, Side, Step};
 
 use super::{some_of, Context, ONE_SIDED, PARTLY_ISOLATED};
@@ -48,16 +49,20 @@ impl Named {
                 .policies
                 .iter()
                 .map(|pol| {
-                    let list = pol.rules(dir).into_iter().flatten().enumerate();
-                    list.filter_map(|(i, r)| {
-                        let Match::Kubernetes { peers: Some(peers), .. } = &r.matches else { return None };
-                        let mut pods = FixedBitSet::with_capacity(cluster.pods.len());
-                        for peer in peers.iter().filter(|p| names_pods(p)) {
-                            pods.union_with(&index.peer_pods(peer));
-                        }
-                        (!pods.is_clear()).then_some((i, pods))
-                    })
-                    .collect()
+                    pol.written_rules(dir)
+                        .filter_map(|rules| {
+                            let mut pods = FixedBitSet::with_capacity(cluster.pods.len());
+                            let Form::Peers { peers: Some(words), .. } = &rules[0].origin.written.form else {
+                                return None;
+                            };
+                            for r in rules.iter().filter(|r| r.origin.peer.is_some_and(|j| words[j].by_labels)) {
+                                if let Some(sel) = &super::peer_end(r, dir).selector {
+                                    pods.union_with(&index.label_pods(sel));
+                                }
+                            }
+                            (!pods.is_clear()).then_some((rules[0].origin.rule, pods))
+                        })
+                        .collect()
                 })
                 .collect();
         }
@@ -104,14 +109,16 @@ fn partly_isolated(cx: &mut Context, (egress, ingress): &Sides, applicable: &[Ve
     }
 }
 
-/// A peer that names pods: a non-empty podSelector or namespaceSelector. `podSelector: {}` or
-/// `namespaceSelector: {}` alone is a blanket allow, not an intent to reach particular pods.
-fn names_pods(peer: &Peer) -> bool {
-    match peer {
-        Peer::Pods { namespaces, pods } => {
-            !pods.is_everything() || matches!(namespaces, NamespaceScope::Matching(s) if !s.is_everything())
-        }
-        Peer::IpBlock(_) => false,
+/// Whether a written rule names its peers by labels: a Kubernetes peer with a non-empty
+/// podSelector or namespaceSelector (`podSelector: {}` or `namespaceSelector: {}` alone is a
+/// blanket allow, not an intent to reach particular pods), or a selector on the peer end.
+fn names_pods(pol: &Policy, dir: Direction, rule: usize) -> bool {
+    let Some(rules) = pol.written_rules(dir).find(|r| r[0].origin.rule == rule) else { return false };
+    match &rules[0].origin.written.form {
+        Form::Peers { peers, .. } => peers.iter().flatten().any(|p| p.by_labels),
+        Form::Entities { .. } => rules
+            .iter()
+            .any(|r| super::peer_end(r, dir).selector.as_ref().is_some_and(|s| *s != palisade_core::expr::Expr::All)),
     }
 }
 
@@ -128,16 +135,7 @@ fn explicit(
             policies.iter().filter(|p| p.reached).find_map(|p| {
                 let rule = p.rules.iter().find(|r| r.decisive && r.action == Action::Allow)?;
                 let pol = *keys.get(&p.policy)?;
-                let r = &cluster.policies[pol].rules(dir)?[rule.index];
-                let named = match &r.matches {
-                    Match::Kubernetes { peers: Some(ps), .. } => ps.iter().any(names_pods),
-                    Match::Kubernetes { peers: None, .. } => false,
-                    Match::Calico(c) => {
-                        let e = if dir == Direction::Egress { &c.destination } else { &c.source };
-                        e.selector.as_ref().is_some_and(|s| *s != palisade_core::expr::Expr::All)
-                    }
-                };
-                named.then_some((pol, rule.index))
+                names_pods(&cluster.policies[pol], dir, rule.index).then_some((pol, rule.index))
             })
         }
         _ => None,
@@ -246,13 +244,16 @@ fn one_sided_by_index(cx: &Context, probes: &[Probe], sides: &[Sides], named: &N
     }
 }
 
-/// Whether a Kubernetes rule's ports admit the probe to `dst` (named ports resolve there).
+/// Whether a written rule's ports admit the probe to `dst` (named ports resolve there): the
+/// packet conditions and destination ports of one of its rules.
 fn rule_ports_admit(cluster: &Cluster, pol: usize, dir: Direction, rule: usize, dst: PodId, probe: &Probe) -> bool {
-    let Some(Match::Kubernetes { ports, .. }) = cluster.policies[pol].rules(dir).map(|r| &r[rule].matches) else {
-        return false;
-    };
-    let dst_ports = Some(cluster.pods[dst].ports.as_slice());
-    ports.as_ref().is_none_or(|ps| ps.iter().any(|p| p.matches(probe.port, probe.protocol, dst_ports)))
+    let rules = cluster.policies[pol].rules(dir).into_iter().flatten().filter(|r| r.origin.rule == rule);
+    let dst = Side::pod(cluster, dst);
+    let conn = Connection::new(dst, dst, probe.port, probe.protocol);
+    rules.into_iter().any(|r| {
+        matching::packet(r, &conn).is_ok()
+            && matching::ports_match(cluster, &r.destination, &dst, probe.port, probe.protocol)
+    })
 }
 
 /// Calico: the deciding rule comes from a trace, once per workload pair and probe.
