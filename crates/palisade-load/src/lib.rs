@@ -1,9 +1,13 @@
 //! Palisade's file adapter: reads manifests (YAML/JSON, files, directories, stdin) into the
 //! engine's model and reports problems with file, line, column and field path.
 
+pub mod decode;
 pub mod diagnostic;
+pub mod json;
 pub mod manifest;
 pub mod source;
+pub mod text;
+pub mod tree;
 pub mod watch;
 pub mod yaml;
 
