@@ -5,7 +5,7 @@
 //! kubectl reads a file as a JSON stream when its first non-space character is `{`
 //! (`GuessJSONStream`), so [`is_json`] decides by content, not by file name.
 
-use crate::tree::{first_duplicate, Entry, Kind, Node, ParseError, Span, MAX_DEPTH};
+use crate::tree::{first_duplicate, Entry, Kind, Node, ParseError, Scratch, Span, MAX_DEPTH};
 
 /// Whether kubectl would read this text as a stream of JSON objects.
 pub fn is_json(text: &str) -> bool {
@@ -14,7 +14,7 @@ pub fn is_json(text: &str) -> bool {
 
 /// Parses a stream of JSON values (whitespace between them, as `json.Decoder` reads).
 pub fn parse(text: &str) -> Result<Vec<Node>, ParseError> {
-    let mut r = Reader { b: text.as_bytes(), i: 0, line: 1, line_start: 0, wide: 0 };
+    let mut r = Reader { b: text.as_bytes(), i: 0, line: 1, line_start: 0, wide: 0, scratch: Scratch::default() };
     if text.starts_with('\u{feff}') {
         r.i = 3;
         r.wide = 2;
@@ -36,6 +36,7 @@ struct Reader<'a> {
     line_start: usize,
     /// UTF-8 continuation bytes since the line's start (columns count characters).
     wide: usize,
+    scratch: Scratch,
 }
 
 impl Reader<'_> {
@@ -105,11 +106,11 @@ impl Reader<'_> {
     fn object(&mut self, depth: usize) -> Result<Node, ParseError> {
         let at = self.here();
         self.i += 1;
-        let mut entries = Vec::new();
+        let from = self.scratch.entries.len();
         self.skip_ws();
         if self.b.get(self.i) == Some(&b'}') {
             self.i += 1;
-            return Ok(Node { kind: Kind::Map(entries), at });
+            return Ok(Node { kind: Kind::Map(Box::new([])), at });
         }
         loop {
             self.skip_ws();
@@ -128,7 +129,7 @@ impl Reader<'_> {
             self.i += 1;
             self.skip_ws();
             let value = self.value(depth + 1)?;
-            entries.push(Entry { key, key_at, value });
+            self.scratch.entries.push(Entry { key, key_at, value });
             self.skip_ws();
             match self.b.get(self.i) {
                 Some(b',') => self.i += 1,
@@ -140,6 +141,7 @@ impl Reader<'_> {
                 _ => return self.fail("expected , or } in the object"),
             }
         }
+        let entries = self.scratch.map(from);
         if let Some(dup) = first_duplicate(&entries) {
             return Err(ParseError {
                 pos: dup.key_at.pos(),
@@ -152,24 +154,25 @@ impl Reader<'_> {
     fn array(&mut self, depth: usize) -> Result<Node, ParseError> {
         let at = self.here();
         self.i += 1;
-        let mut items = Vec::new();
+        let from = self.scratch.items.len();
         self.skip_ws();
         if self.b.get(self.i) == Some(&b']') {
             self.i += 1;
-            return Ok(Node { kind: Kind::Seq(items), at });
+            return Ok(Node { kind: Kind::Seq(Box::new([])), at });
         }
         loop {
             self.skip_ws();
             if self.b.get(self.i) == Some(&b']') {
                 return self.fail("trailing comma before ] is not JSON");
             }
-            items.push(self.value(depth + 1)?);
+            let item = self.value(depth + 1)?;
+            self.scratch.items.push(item);
             self.skip_ws();
             match self.b.get(self.i) {
                 Some(b',') => self.i += 1,
                 Some(b']') => {
                     self.i += 1;
-                    return Ok(Node { kind: Kind::Seq(items), at });
+                    return Ok(Node { kind: self.scratch.seq(from), at });
                 }
                 Some(b'/' | b'#') => return self.fail("comments are not JSON"),
                 _ => return self.fail("expected , or ] in the array"),

@@ -1,7 +1,7 @@
 //! Turning documents into typed Kubernetes objects (k8s-openapi), with positioned problems.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use palisade_core::build::{Input, Object};
 use palisade_core::field::{FieldPath, Locate, Location, Problem, Severity};
@@ -9,27 +9,63 @@ use serde::de::DeserializeOwned;
 
 use crate::decode::State;
 use crate::source::Source;
-use crate::tree::{Node, ParseError};
+use crate::tree::{Node, ParseError, Span};
 use crate::{json, text, yaml};
+
+/// A source's documents, parsed again only when a position inside one is asked for (a problem
+/// found after decoding): the trees are dropped once their objects are decoded.
+pub struct Positions {
+    text: Arc<str>,
+    docs: OnceLock<Vec<Node>>,
+}
+
+impl Positions {
+    fn doc(&self, i: usize) -> Option<&Node> {
+        self.docs.get_or_init(|| parse_source(&self.text).unwrap_or_default()).get(i)
+    }
+}
 
 /// Locates field paths inside one object of one document.
 pub struct DocLocator {
     pub file: Arc<str>,
-    pub root: Arc<Node>,
+    positions: Arc<Positions>,
+    /// Which (non-empty) document of the source.
+    doc: usize,
     /// Path of the object inside its document (`items[3]` for a List item).
     pub base: FieldPath,
+    /// Where the object starts: asked for every object, so kept.
+    root: Span,
 }
 
-impl Locate for DocLocator {
-    fn locate(&self, path: &FieldPath) -> Option<Location> {
-        let at = self.root.locate(&self.base.join(path));
-        Some(Location {
+impl DocLocator {
+    fn location(&self, at: Span) -> Location {
+        Location {
             file: self.file.clone(),
             line: at.line as usize,
             column: at.column as usize,
             offset: at.offset as usize,
             len: at.len as usize,
-        })
+        }
+    }
+
+    fn item(&self, i: usize, item: &Node) -> DocLocator {
+        DocLocator {
+            file: self.file.clone(),
+            positions: self.positions.clone(),
+            doc: self.doc,
+            base: self.base.key("items").index(i),
+            root: item.at,
+        }
+    }
+}
+
+impl Locate for DocLocator {
+    fn locate(&self, path: &FieldPath) -> Option<Location> {
+        if path.0.is_empty() {
+            return Some(self.location(self.root));
+        }
+        let at = self.positions.doc(self.doc).map_or(self.root, |d| d.locate(&self.base.join(path)));
+        Some(self.location(at))
     }
 }
 
@@ -54,12 +90,17 @@ pub fn decode(sources: &[Source]) -> Loaded {
     for src in sources {
         match parse_source(&src.text) {
             Ok(docs) => {
-                for doc in docs {
-                    let root = Arc::new(doc);
-                    let loc =
-                        Arc::new(DocLocator { file: src.name.clone(), root: root.clone(), base: FieldPath::root() });
+                let positions = Arc::new(Positions { text: src.text.clone(), docs: OnceLock::new() });
+                for (i, doc) in docs.into_iter().enumerate() {
+                    let loc = DocLocator {
+                        file: src.name.clone(),
+                        positions: positions.clone(),
+                        doc: i,
+                        base: FieldPath::root(),
+                        root: doc.at,
+                    };
                     let state = State::default();
-                    decode_object(&root, loc, None, &state, &mut loaded);
+                    decode_object(&doc, Arc::new(loc), None, &state, &mut loaded);
                 }
             }
             Err((e, help)) => loaded.problems.push(Problem {
@@ -96,15 +137,23 @@ fn parse_source(src: &str) -> Result<Vec<Node>, (ParseError, &'static str)> {
     }
 }
 
-fn problem(loc: &DocLocator, object: &str, path: FieldPath, sev: Severity, message: String, help: &str) -> Problem {
-    let location = loc.locate(&path);
+/// A problem at `path` of the object `node` (its tree still at hand while decoding).
+fn problem(
+    loc: &DocLocator,
+    node: &Node,
+    object: &str,
+    path: FieldPath,
+    sev: Severity,
+    message: String,
+    help: &str,
+) -> Problem {
     Problem {
         severity: sev,
         object: object.to_string(),
+        location: Some(loc.location(node.locate(&path))),
         path: loc.base.join(&path),
         message,
         help: Some(help.to_string()),
-        location,
     }
 }
 
@@ -113,6 +162,7 @@ fn decode_object(node: &Node, loc: Arc<DocLocator>, implied: Option<(&str, &str)
     if node.entries().is_none() {
         out.problems.push(problem(
             &loc,
+            node,
             "document",
             FieldPath::root(),
             Severity::Error,
@@ -131,6 +181,7 @@ fn decode_object(node: &Node, loc: Arc<DocLocator>, implied: Option<(&str, &str)
         let missing = if kind.is_empty() { "kind" } else { "apiVersion" };
         out.problems.push(problem(
             &loc,
+            node,
             "document",
             FieldPath::root(),
             Severity::Error,
@@ -157,6 +208,7 @@ fn decode_object(node: &Node, loc: Arc<DocLocator>, implied: Option<(&str, &str)
         let msg = format!("{kind} is served as apiVersion {expected}, not {api}");
         out.problems.push(problem(
             &loc,
+            node,
             &object_label(node, &kind),
             FieldPath::root().key("apiVersion"),
             Severity::Error,
@@ -190,9 +242,7 @@ fn decode_object(node: &Node, loc: Arc<DocLocator>, implied: Option<(&str, &str)
 fn decode_list(list: &Node, loc: &Arc<DocLocator>, implied: Option<(&str, &str)>, state: &State, out: &mut Loaded) {
     let Some(items) = list.get("items").and_then(Node::items) else { return };
     for (i, item) in items.iter().enumerate() {
-        let base = loc.base.key("items").index(i);
-        let item_loc = Arc::new(DocLocator { file: loc.file.clone(), root: loc.root.clone(), base });
-        decode_object(item, item_loc, implied, state, out);
+        decode_object(item, Arc::new(loc.item(i, item)), implied, state, out);
     }
 }
 
@@ -217,6 +267,7 @@ fn decode_calico(node: &Node, api: &str, kind: &str, loc: Arc<DocLocator>, state
         let msg = format!("Calico {kind} is written as apiVersion projectcalico.org/v3, not {api}");
         out.problems.push(problem(
             &loc,
+            node,
             &object_label(node, kind),
             FieldPath::root().key("apiVersion"),
             Severity::Error,
@@ -280,7 +331,7 @@ impl Typed<'_> {
                     "the value does not have the type the Kubernetes API defines for this field (numbers unquoted; strings quoted when they look like numbers or booleans, e.g. \"1\", \"yes\"; a list or map never stands for a string)"
                 };
                 let msg = format!("{}: {}", e.path, e.message);
-                out.problems.push(problem(loc, kind, e.path, Severity::Error, msg, help));
+                out.problems.push(problem(loc, node, kind, e.path, Severity::Error, msg, help));
                 return None;
             }
         };
@@ -296,6 +347,7 @@ impl Typed<'_> {
                     "status is read-only and ignored (an alpha NetworkPolicy field of Kubernetes 1.24-1.27)".into();
                 out.problems.push(problem(
                     loc,
+                    node,
                     kind,
                     path,
                     Severity::Warning,
@@ -309,7 +361,7 @@ impl Typed<'_> {
                 palisade_core::field::Seg::Index(i) => i.to_string(),
             });
             let msg = format!("{path}: unknown field {:?}", field.unwrap_or_default());
-            out.problems.push(problem(loc, kind, path, severity, msg, "check the spelling and indentation against the Kubernetes API reference (kubectl explain); unknown fields are rejected by kubectl's strict validation, also when their value is null"));
+            out.problems.push(problem(loc, node, kind, path, severity, msg, "check the spelling and indentation against the Kubernetes API reference (kubectl explain); unknown fields are rejected by kubectl's strict validation, also when their value is null"));
         }
         Some(obj)
     }

@@ -39,8 +39,8 @@ pub enum Kind {
     Int(i64),
     Float(f64),
     Str(Box<str>),
-    Seq(Vec<Node>),
-    Map(Vec<Entry>),
+    Seq(Box<[Node]>),
+    Map(Box<[Entry]>),
     /// An anchored node (`&a ...`), written here.
     Anchor(Arc<Node>),
     /// `*a`: the anchored node again. Decoding counts what aliases expand to.
@@ -158,6 +158,23 @@ impl Node {
             }
             Kind::Anchor(n) | Kind::Alias(n) => n.to_json(),
         }
+    }
+}
+
+/// Where parsers collect the children of open collections: one growing buffer for all levels,
+/// so each finished collection is allocated once at its exact size.
+#[derive(Default)]
+pub struct Scratch {
+    pub items: Vec<Node>,
+    pub entries: Vec<Entry>,
+}
+
+impl Scratch {
+    pub fn seq(&mut self, from: usize) -> Kind {
+        Kind::Seq(self.items.drain(from..).collect())
+    }
+    pub fn map(&mut self, from: usize) -> Box<[Entry]> {
+        self.entries.drain(from..).collect()
     }
 }
 

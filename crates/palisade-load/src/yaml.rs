@@ -13,7 +13,7 @@ use std::sync::Arc;
 use yaml_rust2::parser::{Event, Parser, Tag};
 use yaml_rust2::scanner::{Marker, TScalarStyle};
 
-use crate::tree::{first_duplicate, Entry};
+use crate::tree::{first_duplicate, Entry, Scratch};
 pub use crate::tree::{Kind, Node, ParseError, Pos, Span, MAX_DEPTH};
 
 /// Kept for callers that name the old error type.
@@ -48,15 +48,17 @@ impl Offsets {
     }
 }
 
+/// An open collection; its children so far are in the scratch buffers from `from` on.
 enum Frame {
-    Seq { items: Vec<Node>, at: Span, anchor: usize },
-    Map { entries: Vec<Entry>, key: Option<(Box<str>, Span)>, at: Span, anchor: usize },
+    Seq { from: usize, at: Span, anchor: usize },
+    Map { from: usize, key: Option<(Box<str>, Span)>, at: Span, anchor: usize },
 }
 
 struct Builder<'a> {
     text: &'a str,
     offsets: Offsets,
     stack: Vec<Frame>,
+    scratch: Scratch,
     docs: Vec<Node>,
     anchors: HashMap<usize, Arc<Node>>,
     open_anchors: HashSet<usize>,
@@ -89,10 +91,10 @@ impl Builder<'_> {
                     self.docs.push(node);
                 }
             }
-            Some(Frame::Seq { items, .. }) => items.push(node),
-            Some(Frame::Map { entries, key, .. }) => match key.take() {
+            Some(Frame::Seq { .. }) => self.scratch.items.push(node),
+            Some(Frame::Map { key, .. }) => match key.take() {
                 None => *key = Some(map_key(&node)?),
-                Some((k, key_at)) => entries.push(Entry { key: k, key_at, value: node }),
+                Some((k, key_at)) => self.scratch.entries.push(Entry { key: k, key_at, value: node }),
             },
         }
         Ok(())
@@ -110,11 +112,15 @@ impl Builder<'_> {
             Event::SequenceStart(anchor, tag) => self.open(true, &mark, anchor, tag.as_ref()),
             Event::MappingStart(anchor, tag) => self.open(false, &mark, anchor, tag.as_ref()),
             Event::SequenceEnd => match self.stack.pop() {
-                Some(Frame::Seq { items, at, anchor }) => self.finish(Node { kind: Kind::Seq(items), at }, anchor),
+                Some(Frame::Seq { from, at, anchor }) => {
+                    let kind = self.scratch.seq(from);
+                    self.finish(Node { kind, at }, anchor)
+                }
                 _ => Ok(()),
             },
             Event::MappingEnd => match self.stack.pop() {
-                Some(Frame::Map { entries, at, anchor, .. }) => {
+                Some(Frame::Map { from, at, anchor, .. }) => {
+                    let entries = self.scratch.map(from);
                     if let Some(dup) = first_duplicate(&entries) {
                         return Err(err(dup.key_at, format!("duplicate key {:?} in mapping", dup.key)));
                     }
@@ -159,9 +165,9 @@ impl Builder<'_> {
             self.open_anchors.insert(anchor);
         }
         self.stack.push(if seq {
-            Frame::Seq { items: Vec::new(), at, anchor }
+            Frame::Seq { from: self.scratch.items.len(), at, anchor }
         } else {
-            Frame::Map { entries: Vec::new(), key: None, at, anchor }
+            Frame::Map { from: self.scratch.entries.len(), key: None, at, anchor }
         });
         Ok(())
     }
@@ -195,6 +201,7 @@ pub fn parse(text: &str) -> Result<Vec<Node>, ParseError> {
         text,
         offsets: Offsets::new(text),
         stack: Vec::new(),
+        scratch: Scratch::default(),
         docs: Vec::new(),
         anchors: HashMap::new(),
         open_anchors: HashSet::new(),
