@@ -77,6 +77,8 @@ pub struct State {
     decodes: Cell<u64>,
     aliased: Cell<u64>,
     alias_depth: Cell<u32>,
+    /// The outermost alias being expanded: where an aliasing error is shown.
+    outer_alias: RefCell<Option<(FieldPath, Span)>>,
     unknown: RefCell<Vec<FieldPath>>,
 }
 
@@ -104,10 +106,10 @@ impl State {
         }
         let aliased = self.aliased.get();
         if aliased > 100 && decodes > 1000 && aliased as f64 / decodes as f64 > allowed_alias_ratio(decodes) {
-            return Err(de::Error::custom(format!(
+            return Err(Error { place: self.outer_alias.borrow().clone(), ..de::Error::custom(format!(
                 "document contains excessive aliasing: aliases expand to {aliased} of the {decodes} values decoded so far \
                  (the limit kubectl's YAML library sets)"
-            )));
+            )) });
         }
         Ok(())
     }
@@ -173,6 +175,9 @@ impl<'a, 's> De<'a, '_, 's> {
                 }
                 _ => break,
             }
+        }
+        if aliases > 0 && self.state.alias_depth.get() == 0 {
+            *self.state.outer_alias.borrow_mut() = Some((self.path.to_field_path(), self.node.at));
         }
         self.state.alias_depth.set(self.state.alias_depth.get() + aliases);
         let guard = AliasGuard(self.state, aliases);

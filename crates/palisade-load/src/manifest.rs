@@ -103,9 +103,9 @@ pub fn decode(sources: &[Source]) -> Loaded {
                     decode_object(&doc, Arc::new(loc), None, &state, &mut loaded);
                 }
             }
-            Err((e, help)) => loaded.problems.push(Problem {
+            Err((e, object, help)) => loaded.problems.push(Problem {
                 severity: Severity::Error,
-                object: "YAML".into(),
+                object: object.into(),
                 path: FieldPath::root(),
                 message: format!("cannot parse: {}", e.message),
                 help: Some(help.into()),
@@ -122,18 +122,23 @@ pub fn decode(sources: &[Source]) -> Loaded {
     loaded
 }
 
+/// Why a source could not be parsed: the error, what was being read and what helps.
+type Unparsed = (ParseError, &'static str, &'static str);
+
 /// Checks the characters, then parses as kubectl would: a JSON stream when the text starts
 /// with `{`, else YAML.
-fn parse_source(src: &str) -> Result<Vec<Node>, (ParseError, &'static str)> {
+fn parse_source(src: &str) -> Result<Vec<Node>, Unparsed> {
     if let Err(f) = text::check(src) {
         let (line, column) = text::line_column(src, f.offset);
         let pos = crate::tree::Pos { line, column, offset: f.offset };
-        return Err((ParseError { pos, message: f.message }, "manifests are UTF-8 text: remove the character (kubectl refuses it too); write it as an escape inside a double-quoted string if it is meant"));
+        let help = "manifests are UTF-8 text without control characters (kubectl refuses them too): remove it, or write it as an escape inside a double-quoted string if it is meant";
+        return Err((ParseError { pos, message: f.message }, "text", help));
     }
     if json::is_json(src) {
-        json::parse(src).map_err(|e| (e, "a file that starts with { is read as JSON, as kubectl reads it: strict JSON, no comments, trailing commas or single quotes"))
+        let help = "a file that starts with { is read as JSON, as kubectl reads it: strict JSON, without comments, trailing commas, single quotes or NaN";
+        json::parse(src).map_err(|e| (e, "JSON", help))
     } else {
-        yaml::parse(src).map_err(|e| (e, "fix the YAML/JSON syntax; documents are separated by lines of ---"))
+        yaml::parse(src).map_err(|e| (e, "YAML", "fix the YAML syntax; documents are separated by lines of ---"))
     }
 }
 
@@ -361,7 +366,9 @@ impl Typed<'_> {
                 palisade_core::field::Seg::Index(i) => i.to_string(),
             });
             let msg = format!("{path}: unknown field {:?}", field.unwrap_or_default());
-            out.problems.push(problem(loc, node, kind, path, severity, msg, "check the spelling and indentation against the Kubernetes API reference (kubectl explain); unknown fields are rejected by kubectl's strict validation, also when their value is null"));
+            let mut p = problem(loc, node, kind, path.clone(), severity, msg, "check the spelling and indentation against the Kubernetes API reference (kubectl explain); unknown fields are rejected by kubectl's strict validation, also when their value is null");
+            p.location = Some(loc.location(node.locate_key(&path)));
+            out.problems.push(p);
         }
         Some(obj)
     }

@@ -144,6 +144,24 @@ impl Node {
         shown
     }
 
+    /// Like [`Node::locate`], but a path that ends in a key shows the key (for unknown fields).
+    pub fn locate_key(&self, path: &FieldPath) -> Span {
+        let Some((Seg::Key(k), parent)) = path.0.split_last() else { return self.locate(path) };
+        let parent = FieldPath(parent.to_vec());
+        let mut node = self;
+        for seg in &parent.0 {
+            let next = match seg {
+                Seg::Key(k) => node.get(k),
+                Seg::Index(i) => node.items().and_then(|items| items.get(*i)),
+            };
+            match next {
+                Some(n) => node = n,
+                None => return self.locate(path),
+            }
+        }
+        node.entry(k).map_or_else(|| self.locate(path), |e| e.key_at)
+    }
+
     /// As JSON (tests and tools). Aliases are expanded: use it on trusted text only.
     pub fn to_json(&self) -> Value {
         match &self.kind {
