@@ -71,8 +71,10 @@ fn measure(path: &std::path::Path) -> Figure {
     Figure { decode: f[0], load: f[1], peak: f[2] }
 }
 
-/// Prints the curve up to `max_mb` megabytes of JSON.
+/// Prints the curve up to `max_mb` megabytes of JSON, then the former worst cases.
 pub fn curve(max_mb: f64) {
+    worst_cases();
+    println!();
     println!("format  input        objects  decode s  decode MB/s  load s  load MB/s  peak MiB  peak/input");
     let mut target = 1_000.0;
     while target <= max_mb * 1e6 * 1.001 {
@@ -109,5 +111,44 @@ pub fn curve(max_mb: f64) {
             );
         }
         target *= if target * 10.0 > max_mb * 1e6 && target < max_mb * 1e6 { max_mb * 1e6 / target } else { 10.0 };
+    }
+}
+
+/// Writes an input of size n.
+type Shaper = fn(usize) -> String;
+
+/// The shapes that were quadratic before (issue 14), at two sizes ten times apart: a linear
+/// loader takes about ten times as long for the larger.
+pub fn worst_cases() {
+    println!("shape                                        n        decode s   (x10 n: ~x10 time when linear)");
+    let shapes: [(&str, Shaper); 4] = [
+        ("one pod, n numeric label values (refused)", |n| {
+            let labels: String = (0..n).map(|i| format!("    l{i}: {i}\n")).collect();
+            format!("apiVersion: v1\nkind: Pod\nmetadata:\n  name: a\n  namespace: x\n  labels:\n{labels}")
+        }),
+        ("one pod, n quoted label values", |n| {
+            let labels: String = (0..n).map(|i| format!("    l{i}: \"{i}\"\n")).collect();
+            format!("apiVersion: v1\nkind: Pod\nmetadata:\n  name: a\n  namespace: x\n  labels:\n{labels}")
+        }),
+        ("one mapping of n keys (duplicate check)", |n| {
+            let keys: String = (0..n).map(|i| format!("    k{i}: v\n")).collect();
+            format!("apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: a, namespace: x}}\ndata:\n{keys}")
+        }),
+        ("block YAML list of n pods (positions)", |n| {
+            let pods: String = (0..n)
+                .map(|i| format!("- apiVersion: v1\n  kind: Pod\n  metadata:\n    name: p{i}\n    namespace: x\n    labels:\n      app: a{i}\n"))
+                .collect();
+            format!("apiVersion: v1\nkind: List\nitems:\n{pods}")
+        }),
+    ];
+    for (name, make) in shapes {
+        for n in [4_000, 40_000] {
+            let text = make(n);
+            let sources = vec![palisade_load::Source { name: "worst".into(), text: text.into() }];
+            let t = cpu_seconds();
+            let loaded = palisade_load::manifest::decode(&sources);
+            let secs = cpu_seconds() - t;
+            println!("{name:<44} {n:>6}  {secs:>10.4}   ({} problem(s))", loaded.problems.len());
+        }
     }
 }
