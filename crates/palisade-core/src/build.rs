@@ -797,13 +797,18 @@ fn check_meta(item: &Item, meta: &ObjectMeta, p: &mut Problems) -> bool {
         p.error(&name_path, format!("{kind} has no metadata.name"), "every object needs a name");
         return false;
     }
-    let check = if kind == "Namespace" { check_dns_label(&item.name) } else { check_dns_subdomain(&item.name) };
+    // The API server's name rules per kind: Namespaces are RFC 1123 labels, Services RFC 1035
+    // labels (they become DNS names), everything else RFC 1123 subdomains.
+    let (check, help) = match kind {
+        "Namespace" => (check_dns_label(&item.name), "namespace names are lowercase letters, digits and '-'"),
+        "Service" => (
+            crate::label::check_dns1035_label(&item.name),
+            "Service names are lowercase letters, digits and '-', starting with a letter (no '.')",
+        ),
+        _ => (check_dns_subdomain(&item.name), "names are lowercase letters, digits, '-' and '.'"),
+    };
     if let Err(e) = check {
-        p.error(
-            &name_path,
-            format!("invalid {kind} name: {e}"),
-            "names are lowercase letters, digits, '-' (and '.' except for Namespaces)",
-        );
+        p.error(&name_path, format!("invalid {kind} name: {e}"), help);
     }
     if item.input.object.is_namespaced() && item.namespace.is_none() {
         p.error(
@@ -1010,7 +1015,13 @@ fn compile_service(svc: &core::Service, ns: NsId, name: &str, p: &mut Problems) 
                     continue;
                 }
             },
-            Some(IntOrString::String(s)) => TargetPort::Name(s.clone()),
+            Some(IntOrString::String(s)) => match check_port_name(s) {
+                Ok(()) => TargetPort::Name(s.clone()),
+                Err(e) => {
+                    p.error(&pp.key("targetPort"), e, "targetPort is a number 1-65535 or a container port name (at most 15 characters of a-z, 0-9 and '-', with a letter)");
+                    continue;
+                }
+            },
         };
         ports.push(ServicePort { name: sp.name.clone(), port, protocol, target });
     }
