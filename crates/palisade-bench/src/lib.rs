@@ -255,6 +255,11 @@ pub fn calicoize(objects: Vec<Object>) -> Vec<Object> {
 }
 
 pub fn to_list_json(objects: &[Object]) -> String {
+    to_list(objects).to_string()
+}
+
+/// The objects as one `kind: List` value (what `kubectl get -A -o json` prints).
+pub fn to_list(objects: &[Object]) -> serde_json::Value {
     let items: Vec<serde_json::Value> = objects
         .iter()
         .map(|o| {
@@ -275,5 +280,5 @@ pub fn to_list_json(objects: &[Object]) -> String {
             v
         })
         .collect();
-    serde_json::json!({"apiVersion": "v1", "kind": "List", "items": items}).to_string()
+    serde_json::json!({"apiVersion": "v1", "kind": "List", "items": items})
 }

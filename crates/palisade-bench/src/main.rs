@@ -6,6 +6,12 @@ use std::time::Instant;
 use clap::Parser;
 mod enforcer;
 
+/// The loader and the engine allocate many small values; mimalloc frees them far faster than
+/// glibc's allocator (the same allocator as the `palisade` binary).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+mod loader;
+
 use palisade_bench::{calicoize, generate, to_list_json, Shape};
 use palisade_core::field::Nowhere;
 use palisade_core::index::Index;
@@ -47,6 +53,13 @@ struct Args {
     /// Also time the review tools: connectivity over every probe port, lint, graph, diff.
     #[arg(long)]
     review: bool,
+    /// Measure only the loader instead: a curve of JSON and block-style YAML inputs from 1 KB
+    /// up to this many megabytes (CPU seconds, MB/s, peak memory over the input's size).
+    #[arg(long, value_name = "MAX_MB", num_args = 0..=1, default_missing_value = "50")]
+    loader_curve: Option<f64>,
+    /// (Internal: one measurement of the loader curve, in its own process.)
+    #[arg(long, hide = true)]
+    loader_one: Option<std::path::PathBuf>,
 }
 
 /// Peak resident memory of this process (VmHWM), in MiB.
@@ -61,6 +74,14 @@ fn peak_rss_mib() -> f64 {
 
 fn main() {
     let a = Args::parse();
+    if let Some(path) = &a.loader_one {
+        loader::one(path);
+        return;
+    }
+    if let Some(max_mb) = a.loader_curve {
+        loader::curve(max_mb);
+        return;
+    }
     let shape = Shape {
         pods: a.pods,
         policies: a.policies,

@@ -18,6 +18,11 @@ mod select;
 
 use std::process::ExitCode;
 
+/// Loading and the engine allocate many small values: mimalloc frees them far faster than
+/// glibc's allocator (loading 2.9 MB of JSON: 0.13 s instead of 0.19 s of CPU).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]

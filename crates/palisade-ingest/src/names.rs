@@ -35,6 +35,17 @@ pub fn check_dns_subdomain(s: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// RFC 1035 label (Service names, `NameIsDNS1035Label`): an RFC 1123 label that starts with a
+/// letter.
+pub fn check_dns1035_label(s: &str) -> Result<(), String> {
+    match check_dns_label(s) {
+        Ok(()) if s.starts_with(|c: char| c.is_ascii_lowercase()) => Ok(()),
+        _ => Err(format!(
+            "{s:?} must be a lowercase RFC 1035 label: at most 63 lowercase alphanumeric characters or '-', starting with a letter and ending with an alphanumeric character"
+        )),
+    }
+}
+
 /// RFC 1123 label: lowercase alphanumerics and '-', at most 63 characters.
 pub fn check_dns_label(s: &str) -> Result<(), String> {
     let ok = !s.is_empty()

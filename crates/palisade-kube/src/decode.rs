@@ -75,7 +75,7 @@ pub fn to_json(kind: &Kind, obj: DynamicObject) -> Value {
 
 /// Decodes one API object as the loader decodes a file's, into its loader batch.
 pub fn decode_loaded(kind: &'static Kind, obj: DynamicObject) -> Loaded {
-    decode_json(to_json(kind, obj))
+    decode_json(&to_json(kind, obj))
 }
 
 /// Decodes one API object; `Err` when it has errors.

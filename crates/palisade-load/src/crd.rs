@@ -17,6 +17,8 @@ use palisade_core::field::{FieldPath, Location, Problem, Severity};
 use palisade_ingest::{Input, Object};
 use serde_json::{Map, Value};
 
+use crate::tree::{Entry, Kind, Node, Span};
+
 /// Calico's storage group and version.
 pub const STORAGE_API: &str = "crd.projectcalico.org/v1";
 /// Where Calico 3.30+ keeps an object's v3 metadata.
@@ -66,6 +68,42 @@ pub fn to_v3(value: &mut Value, kind: &str) -> Result<(), CrdError> {
         notes.insert(READ_FROM.into(), STORAGE_API.into());
     }
     Ok(())
+}
+
+/// [`to_v3`] on a parsed document: the object as its v3 form, its spec (and every other field)
+/// keeping the positions it was written at; the rewritten `apiVersion` and `metadata` point at
+/// where those were written.
+pub fn tree_to_v3(node: &Node, kind: &str) -> Result<Node, CrdError> {
+    let mut value = node.to_json();
+    to_v3(&mut value, kind)?;
+    let Some(entries) = node.entries() else { return Ok(node.clone()) };
+    let mut entries: Vec<Entry> = entries.to_vec();
+    for field in ["apiVersion", "metadata"] {
+        let new = &value[field];
+        match entries.iter_mut().find(|e| &*e.key == field) {
+            Some(e) => e.value = from_json(new, e.value.at),
+            None => entries.push(Entry { key: field.into(), key_at: node.at, value: from_json(new, node.at) }),
+        }
+    }
+    Ok(Node { kind: Kind::Map(entries.into_boxed_slice()), at: node.at })
+}
+
+/// A tree of a JSON value, every node placed at `at`.
+fn from_json(v: &Value, at: Span) -> Node {
+    let kind = match v {
+        Value::Null => Kind::Null,
+        Value::Bool(b) => Kind::Bool(*b),
+        Value::Number(n) => match n.as_i64() {
+            Some(i) => Kind::Int(i),
+            None => Kind::Float(n.as_f64().unwrap_or_default()),
+        },
+        Value::String(s) => Kind::Str(s.as_str().into()),
+        Value::Array(a) => Kind::Seq(a.iter().map(|x| from_json(x, at)).collect()),
+        Value::Object(m) => Kind::Map(
+            m.iter().map(|(k, x)| Entry { key: k.as_str().into(), key_at: at, value: from_json(x, at) }).collect(),
+        ),
+    };
+    Node { kind, at }
 }
 
 /// The v3 metadata the annotation holds (empty when there is none); removes the annotation.

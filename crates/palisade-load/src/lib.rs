@@ -2,11 +2,15 @@
 //! engine's model and reports problems with file, line, column and field path.
 
 pub mod crd;
+pub mod decode;
 pub mod diagnostic;
 pub mod foreign;
+pub mod json;
 pub mod manifest;
 pub mod object;
 pub mod source;
+pub mod text;
+pub mod tree;
 pub mod watch;
 pub mod yaml;
 

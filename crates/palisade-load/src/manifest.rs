@@ -1,35 +1,71 @@
 //! Turning documents into typed Kubernetes objects (k8s-openapi), with positioned problems.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use palisade_core::field::{FieldPath, Locate, Location, Problem, Severity};
 use palisade_ingest::{Input, Object};
 use serde::de::DeserializeOwned;
-use serde::Serialize;
-use serde_json::Value;
 
+use crate::decode::State;
 use crate::source::Source;
-use crate::yaml::{self, Node};
+use crate::tree::{Node, ParseError, Span};
+use crate::{json, text, yaml};
+
+/// A source's documents, parsed again only when a position inside one is asked for (a problem
+/// found after decoding): the trees are dropped once their objects are decoded.
+pub struct Positions {
+    text: Arc<str>,
+    docs: OnceLock<Vec<Node>>,
+}
+
+impl Positions {
+    fn doc(&self, i: usize) -> Option<&Node> {
+        self.docs.get_or_init(|| parse_source(&self.text).unwrap_or_default()).get(i)
+    }
+}
 
 /// Locates field paths inside one object of one document.
 pub struct DocLocator {
     pub file: Arc<str>,
-    pub root: Arc<Node>,
+    positions: Arc<Positions>,
+    /// Which (non-empty) document of the source.
+    doc: usize,
     /// Path of the object inside its document (`items[3]` for a List item).
     pub base: FieldPath,
+    /// Where the object starts: asked for every object, so kept.
+    root: Span,
+}
+
+impl DocLocator {
+    fn location(&self, at: Span) -> Location {
+        Location {
+            file: self.file.clone(),
+            line: at.line as usize,
+            column: at.column as usize,
+            offset: at.offset as usize,
+            len: at.len as usize,
+        }
+    }
+
+    fn item(&self, i: usize, item: &Node) -> DocLocator {
+        DocLocator {
+            file: self.file.clone(),
+            positions: self.positions.clone(),
+            doc: self.doc,
+            base: self.base.key("items").index(i),
+            root: item.at,
+        }
+    }
 }
 
 impl Locate for DocLocator {
     fn locate(&self, path: &FieldPath) -> Option<Location> {
-        let node = self.root.locate(&self.base.join(path));
-        Some(Location {
-            file: self.file.clone(),
-            line: node.pos.line,
-            column: node.pos.column,
-            offset: node.pos.offset,
-            len: node.len,
-        })
+        if path.0.is_empty() {
+            return Some(self.location(self.root));
+        }
+        let at = self.positions.doc(self.doc).map_or(self.root, |d| d.locate(&self.base.join(path)));
+        Some(self.location(at))
     }
 }
 
@@ -52,21 +88,27 @@ impl Loaded {
 pub fn decode(sources: &[Source]) -> Loaded {
     let mut loaded = Loaded::default();
     for src in sources {
-        match yaml::parse(&src.text) {
+        match parse_source(&src.text) {
             Ok(docs) => {
-                for doc in docs {
-                    let root = Arc::new(doc);
-                    let loc =
-                        Arc::new(DocLocator { file: src.name.clone(), root: root.clone(), base: FieldPath::root() });
-                    decode_object(root.to_json(), loc, &mut loaded);
+                let positions = Arc::new(Positions { text: src.text.clone(), docs: OnceLock::new() });
+                for (i, doc) in docs.into_iter().enumerate() {
+                    let loc = DocLocator {
+                        file: src.name.clone(),
+                        positions: positions.clone(),
+                        doc: i,
+                        base: FieldPath::root(),
+                        root: doc.at,
+                    };
+                    let state = State::default();
+                    decode_object(&doc, Arc::new(loc), None, &state, &mut loaded);
                 }
             }
-            Err(e) => loaded.problems.push(Problem {
+            Err((e, object, help)) => loaded.problems.push(Problem {
                 severity: Severity::Error,
-                object: "YAML".into(),
+                object: object.into(),
                 path: FieldPath::root(),
                 message: format!("cannot parse: {}", e.message),
-                help: Some("fix the YAML/JSON syntax; documents are separated by lines of ---".into()),
+                help: Some(help.into()),
                 location: Some(Location {
                     file: src.name.clone(),
                     line: e.pos.line,
@@ -80,22 +122,52 @@ pub fn decode(sources: &[Source]) -> Loaded {
     loaded
 }
 
-fn problem(loc: &DocLocator, object: &str, path: FieldPath, sev: Severity, message: String, help: &str) -> Problem {
-    let location = loc.locate(&path);
-    Problem {
-        severity: sev,
-        object: object.to_string(),
-        path: loc.base.join(&path),
-        message,
-        help: Some(help.to_string()),
-        location,
+/// Why a source could not be parsed: the error, what was being read and what helps.
+type Unparsed = (ParseError, &'static str, &'static str);
+
+/// Checks the characters, then parses as kubectl would: a JSON stream when the text starts
+/// with `{`, else YAML.
+fn parse_source(src: &str) -> Result<Vec<Node>, Unparsed> {
+    if let Err(f) = text::check(src) {
+        let (line, column) = text::line_column(src, f.offset);
+        let pos = crate::tree::Pos { line, column, offset: f.offset };
+        let help = "manifests are UTF-8 text without control characters (kubectl refuses them too): remove it, or write it as an escape inside a double-quoted string if it is meant";
+        return Err((ParseError { pos, message: f.message }, "text", help));
+    }
+    if json::is_json(src) {
+        let help = "a file that starts with { is read as JSON, as kubectl reads it: strict JSON, without comments, trailing commas, single quotes or NaN";
+        json::parse(src).map_err(|e| (e, "JSON", help))
+    } else {
+        yaml::parse(src).map_err(|e| (e, "YAML", "fix the YAML syntax; documents are separated by lines of ---"))
     }
 }
 
-fn decode_object(value: Value, loc: Arc<DocLocator>, out: &mut Loaded) {
-    let Value::Object(map) = &value else {
+/// A problem at `path` of the object `node` (its tree still at hand while decoding).
+fn problem(
+    loc: &DocLocator,
+    node: &Node,
+    object: &str,
+    path: FieldPath,
+    sev: Severity,
+    message: String,
+    help: &str,
+) -> Problem {
+    Problem {
+        severity: sev,
+        object: object.to_string(),
+        location: Some(loc.location(node.locate(&path))),
+        path: loc.base.join(&path),
+        message,
+        help: Some(help.to_string()),
+    }
+}
+
+/// `implied`: the (kind, apiVersion) of the items of a typed list, for items that omit them.
+fn decode_object(node: &Node, loc: Arc<DocLocator>, implied: Option<(&str, &str)>, state: &State, out: &mut Loaded) {
+    if node.entries().is_none() {
         out.problems.push(problem(
             &loc,
+            node,
             "document",
             FieldPath::root(),
             Severity::Error,
@@ -103,29 +175,34 @@ fn decode_object(value: Value, loc: Arc<DocLocator>, out: &mut Loaded) {
             "each YAML document is one Kubernetes object",
         ));
         return;
+    }
+    let field = |name: &str, implied: Option<&str>| match node.get(name) {
+        Some(v) => v.as_str().unwrap_or_default().to_string(),
+        None => implied.unwrap_or_default().to_string(),
     };
-    let kind = map.get("kind").and_then(Value::as_str).unwrap_or_default().to_string();
-    let api = map.get("apiVersion").and_then(Value::as_str).unwrap_or_default().to_string();
+    let kind = field("kind", implied.map(|i| i.0));
+    let api = field("apiVersion", implied.map(|i| i.1));
     if kind.is_empty() || api.is_empty() {
         let missing = if kind.is_empty() { "kind" } else { "apiVersion" };
         out.problems.push(problem(
             &loc,
+            node,
             "document",
             FieldPath::root(),
             Severity::Error,
-            format!("object has no {missing}"),
+            format!("object has no {missing} (or it is not a string)"),
             "every object needs apiVersion and kind, e.g. apiVersion: networking.k8s.io/v1, kind: NetworkPolicy",
         ));
         return;
     }
-    if kind == "List" || kind.ends_with("List") && map.contains_key("items") {
+    if kind == "List" || kind.ends_with("List") && node.get("items").is_some() {
         // A typed list (`PodList`, as the API serves it) leaves kind out of its items.
-        let implied = kind.strip_suffix("List").filter(|k| !k.is_empty()).map(|k| (k.to_string(), api.clone()));
-        decode_list(map.get("items"), &loc, implied.as_ref(), out);
+        let implied = kind.strip_suffix("List").filter(|k| !k.is_empty()).map(|k| (k, api.as_str()));
+        decode_list(node, &loc, implied, state, out);
         return;
     }
     if api.starts_with("projectcalico.org/") || api.starts_with("crd.projectcalico.org/") {
-        decode_calico(value, &api, &kind, loc, out);
+        decode_calico(node, &api, &kind, loc, state, out);
         return;
     }
     let Some(expected) = api_version_of(&kind) else {
@@ -136,7 +213,8 @@ fn decode_object(value: Value, loc: Arc<DocLocator>, out: &mut Loaded) {
         let msg = format!("{kind} is served as apiVersion {expected}, not {api}");
         out.problems.push(problem(
             &loc,
-            &object_label(&value, &kind),
+            node,
+            &object_label(node, &kind),
             FieldPath::root().key("apiVersion"),
             Severity::Error,
             msg,
@@ -144,20 +222,21 @@ fn decode_object(value: Value, loc: Arc<DocLocator>, out: &mut Loaded) {
         ));
         return;
     }
+    let cx = Typed { node, loc: &loc, kind: &kind, state };
     let object = match kind.as_str() {
-        "Namespace" => typed(value, &loc, &kind, out).map(Object::Namespace),
-        "Pod" => typed(value, &loc, &kind, out).map(Object::Pod),
-        "Deployment" => typed(value, &loc, &kind, out).map(Object::Deployment),
-        "ReplicaSet" => typed(value, &loc, &kind, out).map(Object::ReplicaSet),
-        "StatefulSet" => typed(value, &loc, &kind, out).map(Object::StatefulSet),
-        "DaemonSet" => typed(value, &loc, &kind, out).map(Object::DaemonSet),
-        "Job" => typed(value, &loc, &kind, out).map(Object::Job),
-        "CronJob" => typed(value, &loc, &kind, out).map(Object::CronJob),
-        "Service" => typed(value, &loc, &kind, out).map(Object::Service),
-        "EndpointSlice" => typed(value, &loc, &kind, out).map(Object::EndpointSlice),
-        "Node" => typed(value, &loc, &kind, out).map(Object::Node),
-        "NetworkPolicy" => typed(value, &loc, &kind, out).map(Object::NetworkPolicy),
-        "ServiceAccount" => typed(value, &loc, &kind, out).map(Object::ServiceAccount),
+        "Namespace" => cx.decode(out).map(Object::Namespace),
+        "Pod" => cx.decode(out).map(Object::Pod),
+        "Deployment" => cx.decode(out).map(Object::Deployment),
+        "ReplicaSet" => cx.decode(out).map(Object::ReplicaSet),
+        "StatefulSet" => cx.decode(out).map(Object::StatefulSet),
+        "DaemonSet" => cx.decode(out).map(Object::DaemonSet),
+        "Job" => cx.decode(out).map(Object::Job),
+        "CronJob" => cx.decode(out).map(Object::CronJob),
+        "Service" => cx.decode(out).map(Object::Service),
+        "EndpointSlice" => cx.decode(out).map(Object::EndpointSlice),
+        "Node" => cx.decode(out).map(Object::Node),
+        "NetworkPolicy" => cx.decode(out).map(Object::NetworkPolicy),
+        "ServiceAccount" => cx.decode(out).map(Object::ServiceAccount),
         _ => None,
     };
     if let Some(object) = object {
@@ -165,23 +244,15 @@ fn decode_object(value: Value, loc: Arc<DocLocator>, out: &mut Loaded) {
     }
 }
 
-/// `implied`: the (kind, apiVersion) of the items of a typed list, for items that omit them.
-fn decode_list(items: Option<&Value>, loc: &Arc<DocLocator>, implied: Option<&(String, String)>, out: &mut Loaded) {
-    let Some(Value::Array(items)) = items else { return };
+fn decode_list(list: &Node, loc: &Arc<DocLocator>, implied: Option<(&str, &str)>, state: &State, out: &mut Loaded) {
+    let Some(items) = list.get("items").and_then(Node::items) else { return };
     for (i, item) in items.iter().enumerate() {
-        let base = loc.base.key("items").index(i);
-        let item_loc = Arc::new(DocLocator { file: loc.file.clone(), root: loc.root.clone(), base });
-        let mut item = item.clone();
-        if let (Some((kind, api)), Value::Object(m)) = (implied, &mut item) {
-            m.entry("kind").or_insert_with(|| kind.clone().into());
-            m.entry("apiVersion").or_insert_with(|| api.clone().into());
-        }
-        decode_object(item, item_loc, out);
+        decode_object(item, Arc::new(loc.item(i, item)), implied, state, out);
     }
 }
 
 /// Calico's kinds, all served at projectcalico.org/v3.
-fn decode_calico(value: Value, api: &str, kind: &str, loc: Arc<DocLocator>, out: &mut Loaded) {
+fn decode_calico(node: &Node, api: &str, kind: &str, loc: Arc<DocLocator>, state: &State, out: &mut Loaded) {
     const CALICO_KINDS: &[&str] = &[
         "NetworkPolicy",
         "GlobalNetworkPolicy",
@@ -197,17 +268,28 @@ fn decode_calico(value: Value, api: &str, kind: &str, loc: Arc<DocLocator>, out:
         *out.ignored.entry(format!("{api} {kind}")).or_insert(0) += 1;
         return;
     }
-    let mut value = value;
-    if api == crate::crd::STORAGE_API {
-        if let Err(e) = crate::crd::to_v3(&mut value, kind) {
-            out.problems.push(problem(&loc, &object_label(&value, kind), e.path, Severity::Error, e.message, &e.help));
-            return;
+    let stored;
+    let node = if api == crate::crd::STORAGE_API {
+        match crate::crd::tree_to_v3(node, kind) {
+            Ok(v3) => {
+                stored = v3;
+                &stored
+            }
+            Err(e) => {
+                let label = object_label(node, kind);
+                out.problems.push(problem(&loc, node, &label, e.path, Severity::Error, e.message, &e.help));
+                return;
+            }
         }
-    } else if api != "projectcalico.org/v3" {
+    } else {
+        node
+    };
+    if api != crate::crd::STORAGE_API && api != "projectcalico.org/v3" {
         let msg = format!("Calico {kind} is written as apiVersion projectcalico.org/v3, not {api}");
         out.problems.push(problem(
             &loc,
-            &object_label(&value, kind),
+            node,
+            &object_label(node, kind),
             FieldPath::root().key("apiVersion"),
             Severity::Error,
             msg,
@@ -216,18 +298,17 @@ fn decode_calico(value: Value, api: &str, kind: &str, loc: Arc<DocLocator>, out:
         return;
     }
     let label = format!("Calico {kind}");
+    let cx = Typed { node, loc: &loc, kind, state };
     let object = match kind {
-        "NetworkPolicy" => typed(value, &loc, &label, out).map(Object::CalicoNetworkPolicy),
-        "GlobalNetworkPolicy" => typed(value, &loc, kind, out).map(Object::CalicoGlobalNetworkPolicy),
-        "StagedNetworkPolicy" => typed(value, &loc, kind, out).map(Object::CalicoStagedNetworkPolicy),
-        "StagedGlobalNetworkPolicy" => typed(value, &loc, kind, out).map(Object::CalicoStagedGlobalNetworkPolicy),
-        "StagedKubernetesNetworkPolicy" => {
-            typed(value, &loc, kind, out).map(Object::CalicoStagedKubernetesNetworkPolicy)
-        }
-        "Tier" => typed(value, &loc, kind, out).map(Object::CalicoTier),
-        "NetworkSet" => typed(value, &loc, kind, out).map(Object::CalicoNetworkSet),
-        "GlobalNetworkSet" => typed(value, &loc, kind, out).map(Object::CalicoGlobalNetworkSet),
-        _ => typed(value, &loc, kind, out).map(Object::CalicoHostEndpoint),
+        "NetworkPolicy" => Typed { kind: &label, ..cx }.decode(out).map(Object::CalicoNetworkPolicy),
+        "GlobalNetworkPolicy" => cx.decode(out).map(Object::CalicoGlobalNetworkPolicy),
+        "StagedNetworkPolicy" => cx.decode(out).map(Object::CalicoStagedNetworkPolicy),
+        "StagedGlobalNetworkPolicy" => cx.decode(out).map(Object::CalicoStagedGlobalNetworkPolicy),
+        "StagedKubernetesNetworkPolicy" => cx.decode(out).map(Object::CalicoStagedKubernetesNetworkPolicy),
+        "Tier" => cx.decode(out).map(Object::CalicoTier),
+        "NetworkSet" => cx.decode(out).map(Object::CalicoNetworkSet),
+        "GlobalNetworkSet" => cx.decode(out).map(Object::CalicoGlobalNetworkSet),
+        _ => cx.decode(out).map(Object::CalicoHostEndpoint),
     };
     if let Some(object) = object {
         out.inputs.push(Input { object, locate: loc });
@@ -248,147 +329,85 @@ pub fn api_version_of(kind: &str) -> Option<&'static str> {
 
 const CALICO_STRICT: &[&str] = &["Tier", "NetworkSet", "GlobalNetworkSet", "HostEndpoint"];
 
-fn typed<T: DeserializeOwned + Serialize>(value: Value, loc: &DocLocator, kind: &str, out: &mut Loaded) -> Option<T> {
-    let label = object_label(&value, kind);
-    let kind = label.as_str();
-    let mut value = value;
-    let obj: T = match decode_type_directed(&mut value, loc) {
-        Ok(v) => v,
-        Err(e) => {
-            let path = field_path(e.path());
-            let msg = format!("{path}: {}", e.inner());
-            out.problems.push(problem(loc, kind, path, Severity::Error, msg, "the value does not have the type the Kubernetes API defines for this field (numbers unquoted, strings quoted when they look like numbers or booleans)"));
-            return None;
-        }
-    };
-    // kubectl validates strictly: a misspelt field would otherwise vanish silently.
-    let echoed = serde_json::to_value(&obj).unwrap_or(Value::Null);
-    let mut unknown = Vec::new();
-    unknown_fields(&value, &echoed, &FieldPath::root(), &mut unknown);
-    // For policies and Calico objects a dropped field could change verdicts: reject.
-    let strict =
-        kind.contains("Policy") || kind.starts_with("Calico") || CALICO_STRICT.iter().any(|k| kind.starts_with(k));
-    let severity = if strict { Severity::Error } else { Severity::Warning };
-    for path in unknown {
-        // `kubectl get -o yaml` from 1.24-1.27 clusters writes the alpha NetworkPolicy status
-        // back: read-only, it cannot change a verdict.
-        if path.0 == [palisade_core::field::Seg::Key("status".into())] {
-            let msg = "status is read-only and ignored (an alpha NetworkPolicy field of Kubernetes 1.24-1.27)".into();
-            out.problems.push(problem(
-                loc,
-                kind,
-                path,
-                Severity::Warning,
-                msg,
-                "remove it, or keep it: it changes nothing",
-            ));
-            continue;
-        }
-        let field = path.0.last().map(|s| match s {
-            palisade_core::field::Seg::Key(k) => k.clone(),
-            palisade_core::field::Seg::Index(i) => i.to_string(),
-        });
-        let msg = format!("{path}: unknown field {:?}", field.unwrap_or_default());
-        out.problems.push(problem(loc, kind, path, severity, msg, "check the spelling and indentation against the Kubernetes API reference (kubectl explain); unknown fields are rejected by kubectl's strict validation"));
-    }
-    Some(obj)
+/// One object to decode into its type.
+#[derive(Clone, Copy)]
+struct Typed<'a> {
+    node: &'a Node,
+    loc: &'a DocLocator,
+    kind: &'a str,
+    state: &'a State,
 }
 
-/// Keys present (non-null) in the input but absent after a decode/encode round trip.
-fn unknown_fields(input: &Value, echoed: &Value, path: &FieldPath, out: &mut Vec<FieldPath>) {
-    match (input, echoed) {
-        (Value::Object(a), Value::Object(b)) => {
-            for (k, v) in a {
-                if v.is_null() {
-                    continue;
-                }
-                match b.get(k) {
-                    None => out.push(path.key(k)),
-                    Some(e) => unknown_fields(v, e, &path.key(k), out),
-                }
+impl Typed<'_> {
+    fn decode<T: DeserializeOwned>(self, out: &mut Loaded) -> Option<T> {
+        let Typed { node, loc, kind, state } = self;
+        let label = object_label(node, kind);
+        let kind = label.as_str();
+        let (obj, unknown) = match crate::decode::decode::<T>(node, state) {
+            Ok(v) => v,
+            Err(e) => {
+                let help = if State::is_alias_error(&e.message) {
+                    "YAML aliases (*name) may repeat a value, not multiply the document: write the values out"
+                } else {
+                    "the value does not have the type the Kubernetes API defines for this field (numbers unquoted; strings quoted when they look like numbers or booleans, e.g. \"1\", \"yes\"; a list or map never stands for a string)"
+                };
+                let msg = format!("{}: {}", e.path, e.message);
+                out.problems.push(problem(loc, node, kind, e.path, Severity::Error, msg, help));
+                return None;
             }
-        }
-        (Value::Array(a), Value::Array(b)) => {
-            for (i, (x, y)) in a.iter().zip(b.iter()).enumerate() {
-                unknown_fields(x, y, &path.index(i), out);
+        };
+        // For policies and Calico objects a dropped field could change verdicts: reject.
+        let strict =
+            kind.contains("Policy") || kind.starts_with("Calico") || CALICO_STRICT.iter().any(|k| kind.starts_with(k));
+        let severity = if strict { Severity::Error } else { Severity::Warning };
+        for path in unknown {
+            // `kubectl get -o yaml` from 1.24-1.27 clusters writes the alpha NetworkPolicy status
+            // back: read-only, it cannot change a verdict.
+            if path.0 == [palisade_core::field::Seg::Key("status".into())] {
+                let msg =
+                    "status is read-only and ignored (an alpha NetworkPolicy field of Kubernetes 1.24-1.27)".into();
+                out.problems.push(problem(
+                    loc,
+                    node,
+                    kind,
+                    path,
+                    Severity::Warning,
+                    msg,
+                    "remove it, or keep it: it changes nothing",
+                ));
+                continue;
             }
+            let field = path.0.last().map(|s| match s {
+                palisade_core::field::Seg::Key(k) => k.clone(),
+                palisade_core::field::Seg::Index(i) => i.to_string(),
+            });
+            let msg = format!("{path}: unknown field {:?}", field.unwrap_or_default());
+            let mut p = problem(loc, node, kind, path.clone(), severity, msg, "check the spelling and indentation against the Kubernetes API reference (kubectl explain); unknown fields are rejected by kubectl's strict validation, also when their value is null");
+            p.location = Some(loc.location(node.locate_key(&path)));
+            out.problems.push(p);
         }
-        _ => {}
+        Some(obj)
     }
 }
 
 /// `Kind ns/name` from raw metadata, for messages about objects that did not decode.
-fn object_label(value: &Value, kind: &str) -> String {
-    let meta = &value["metadata"];
-    let name = meta["name"].as_str().unwrap_or("?");
-    match meta["namespace"].as_str() {
+fn object_label(node: &Node, kind: &str) -> String {
+    let meta = node.get("metadata");
+    let name = meta.and_then(|m| m.get("name")).and_then(Node::as_str).unwrap_or("?");
+    match meta.and_then(|m| m.get("namespace")).and_then(Node::as_str) {
         Some(ns) => format!("{kind} {ns}/{name}"),
         None => format!("{kind} {name}"),
     }
 }
 
-/// Decodes like sigs.k8s.io/yaml: a plain scalar (`y`, `80`, `1.0`) read into a string field
-/// keeps its text. On each "expected a string" error at a plain scalar we substitute the text
-/// and retry; every retry fixes one scalar, so the loop is bounded by the document's size.
-fn decode_type_directed<T: DeserializeOwned>(
-    value: &mut Value,
-    loc: &DocLocator,
-) -> Result<T, serde_path_to_error::Error<serde_json::Error>> {
-    loop {
-        let err = match serde_path_to_error::deserialize::<_, T>(&*value) {
-            Ok(v) => return Ok(v),
-            Err(e) => e,
-        };
-        if !err.inner().to_string().contains("expected a string") {
-            return Err(err);
-        }
-        let path = field_path(err.path());
-        let node = loc.root.locate(&loc.base.join(&path));
-        let text = match &node.kind {
-            yaml::Kind::Scalar { text, plain: true, .. } => text.clone(),
-            _ => return Err(err),
-        };
-        match pointer_mut(value, &path) {
-            Some(slot) if !slot.is_string() && !slot.is_null() => *slot = Value::String(text),
-            _ => return Err(err),
-        }
-    }
-}
-
-fn pointer_mut<'v>(value: &'v mut Value, path: &FieldPath) -> Option<&'v mut Value> {
-    let mut v = value;
-    for seg in &path.0 {
-        v = match seg {
-            palisade_core::field::Seg::Key(k) => v.get_mut(k.as_str())?,
-            palisade_core::field::Seg::Index(i) => v.get_mut(*i)?,
-        };
-    }
-    Some(v)
-}
-
-fn field_path(p: &serde_path_to_error::Path) -> FieldPath {
-    use serde_path_to_error::Segment;
-    let mut out = FieldPath::root();
-    for seg in p.iter() {
-        out = match seg {
-            Segment::Seq { index } => out.index(*index),
-            Segment::Map { key } => out.key(key),
-            Segment::Enum { variant } => out.key(variant),
-            Segment::Unknown => out,
-        };
-    }
-    out
-}
-
 /// Decodes one object given as JSON (an API server's list item or watch event, with `kind` and
-/// `apiVersion`) with exactly the checks a file's object gets. Its problems name the object
-/// (`Kind ns/name`) and the field path; there is no file position. A `List` is decoded item by
-/// item; kinds the engine does not use are counted in `ignored`.
-pub fn decode_json(value: Value) -> Loaded {
-    let root = Arc::new(crate::object::tree(&value));
-    let loc = Arc::new(DocLocator { file: "".into(), root, base: FieldPath::root() });
-    let mut out = Loaded::default();
-    decode_object(value, loc, &mut out);
+/// `apiVersion`) with exactly the checks a file's object gets: it is written out as JSON text
+/// and read like a `.json` file. Its problems name the object (`Kind ns/name`) and the field
+/// path; there is no file position. A `List` is decoded item by item; kinds the engine does not
+/// use are counted in `ignored`.
+pub fn decode_json(value: &serde_json::Value) -> Loaded {
+    let text: Arc<str> = serde_json::to_string(value).expect("a JSON value serializes").into();
+    let mut out = decode(&[Source { name: "".into(), text }]);
     crate::object::unplace(&mut out);
     out
 }

@@ -6,29 +6,9 @@ use std::sync::Arc;
 
 use palisade_core::field::Nowhere;
 use palisade_ingest::BuildOptions;
-use serde_json::Value;
 
 use crate::manifest::Loaded;
 use crate::source::Source;
-use crate::yaml::{Kind, Node, Pos};
-
-/// A positionless tree of a JSON value, so the manifest decoder can walk it. Strings are
-/// quoted scalars: JSON's types are exact, so no plain-scalar retyping applies.
-pub(crate) fn tree(value: &Value) -> Node {
-    let scalar =
-        |text: String, plain: bool| Node { kind: Kind::Scalar { text, plain, tag: None }, pos: Pos::default(), len: 1 };
-    match value {
-        Value::Object(m) => Node {
-            kind: Kind::Map(m.iter().map(|(k, v)| (scalar(k.clone(), false), tree(v))).collect()),
-            pos: Pos::default(),
-            len: 1,
-        },
-        Value::Array(a) => Node { kind: Kind::Seq(a.iter().map(tree).collect()), pos: Pos::default(), len: 1 },
-        Value::String(s) => scalar(s.clone(), false),
-        Value::Null => scalar("null".into(), true),
-        other => scalar(other.to_string(), false),
-    }
-}
 
 /// Drops the positions a JSON tree cannot have: objects get the [`Nowhere`] locator, problems
 /// no location (they still name the object and field path).
@@ -66,10 +46,10 @@ mod tests {
 
     #[test]
     fn api_objects_decode_like_files_and_name_object_and_path() {
-        let ok = decode_json(json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "a", "namespace": "x"}}));
+        let ok = decode_json(&json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "a", "namespace": "x"}}));
         assert_eq!(ok.inputs.len(), 1);
         assert!(ok.problems.is_empty());
-        let bad = decode_json(json!({
+        let bad = decode_json(&json!({
             "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
             "metadata": {"name": "p", "namespace": "x"},
             "spec": {"podSelector": {}, "ingress": [{"prots": []}]},
@@ -79,7 +59,7 @@ mod tests {
         assert_eq!((p.object.as_str(), p.path.to_string().as_str()), ("NetworkPolicy x/p", "spec.ingress[0].prots"));
         assert!(p.location.is_none());
         let ignored = decode_json(
-            json!({"apiVersion": "policy.networking.k8s.io/v1alpha2", "kind": "ClusterNetworkPolicy", "metadata": {"name": "c"}}),
+            &json!({"apiVersion": "policy.networking.k8s.io/v1alpha2", "kind": "ClusterNetworkPolicy", "metadata": {"name": "c"}}),
         );
         assert_eq!(ignored.ignored.len(), 1);
     }
@@ -88,7 +68,7 @@ mod tests {
     fn json_types_are_kept_as_the_api_server_sent_them() {
         // A number where a string belongs is an error, not retyped as a plain YAML scalar would be.
         let bad = decode_json(
-            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "n", "labels": {"a": 1}}}),
+            &json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "n", "labels": {"a": 1}}}),
         );
         assert!(bad.has_errors());
     }

@@ -87,11 +87,11 @@ fn read_all(paths: &[PathBuf], exclude: &Exclude) -> Result<Vec<Source>, ReadErr
     for path in paths {
         let shown = path.display().to_string();
         if shown == "-" {
-            let mut text = String::new();
+            let mut bytes = Vec::new();
             std::io::stdin()
-                .read_to_string(&mut text)
+                .read_to_end(&mut bytes)
                 .map_err(|source| ReadError::Io { path: "<stdin>".into(), source })?;
-            out.push(Source { name: "<stdin>".into(), text: text.into() });
+            out.push(Source { name: "<stdin>".into(), text: crate::text::decode_bytes(bytes).into() });
         } else if path.is_dir() {
             let before = out.len();
             let walk = walkdir::WalkDir::new(path).sort_by_file_name().follow_links(true);
@@ -118,7 +118,7 @@ fn read_all(paths: &[PathBuf], exclude: &Exclude) -> Result<Vec<Source>, ReadErr
 fn read_file(path: &Path) -> Result<Source, ReadError> {
     let shown = path.display().to_string();
     let bytes = std::fs::read(path).map_err(|source| ReadError::Io { path: shown.clone(), source })?;
-    let text = String::from_utf8(bytes).map_err(|_| ReadError::NotText { path: shown.clone() })?;
+    let text = crate::text::decode_bytes(bytes);
     Ok(Source { name: shown.into(), text: text.into() })
 }
 

@@ -201,7 +201,7 @@ mod tests {
         let first = w.poll().unwrap().expect("the first read");
         assert_eq!((names(&first.gone), names(&first.came)), (vec![], vec!["p".into(), "q".into()]));
         // q changes, p stays as it was: only q's old and new versions are named.
-        std::fs::write(dir.join("one.yaml"), format!("{}---\n{}", pod("p", "x"), pod("q", "y"))).unwrap();
+        std::fs::write(dir.join("one.yaml"), format!("{}---\n{}", pod("p", "x"), pod("q", "z"))).unwrap();
         let changed = w.poll().unwrap().expect("a change");
         assert_eq!((names(&changed.gone), names(&changed.came)), (vec!["q".into()], vec!["q".into()]));
         assert!(!changed.problems);

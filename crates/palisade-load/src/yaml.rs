@@ -1,298 +1,320 @@
-//! YAML (and JSON) documents as trees that remember where every node was written.
+//! YAML into positioned trees, as kubectl's YAML library reads it.
 //!
-//! yaml-rust2's event parser gives each node its position; we build the tree ourselves, resolve
-//! plain scalars as kubectl's YAML library does (YAML 1.1 booleans included), reject duplicate
-//! keys, and convert to `serde_json::Value` for typed decoding.
+//! yaml-rust2's event parser gives each node its position; we build the tree ourselves (one
+//! pass, no recursion), resolve plain scalars as sigs.k8s.io/yaml (go-yaml v2, YAML 1.1
+//! booleans included) does, convert keys as its YAML→JSON step does, and refuse what it refuses
+//! or what could read differently there: duplicate keys, non-string keys, merge keys, recursive
+//! anchors, unknown tags and nesting deeper than [`MAX_DEPTH`]. Aliases share the anchored
+//! node; decoding bounds what they expand to.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
-use palisade_core::field::{FieldPath, Seg};
-use serde_json::{Map, Number, Value};
-use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
+use yaml_rust2::parser::{Event, Parser, Tag};
 use yaml_rust2::scanner::{Marker, TScalarStyle};
 
-/// A position: 1-based line and column, 0-based byte offset.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub struct Pos {
-    pub line: usize,
-    pub column: usize,
-    pub offset: usize,
+use crate::tree::{first_duplicate, Entry, Scratch};
+pub use crate::tree::{Kind, Node, ParseError, Pos, Span, MAX_DEPTH};
+
+/// Kept for callers that name the old error type.
+pub type YamlError = ParseError;
+
+/// Char index (yaml-rust2's markers count characters) to byte offset, in constant time:
+/// identity for ASCII text, else from a checkpoint every 64 characters.
+struct Offsets {
+    checkpoints: Option<Vec<u32>>,
+    text_len: usize,
 }
 
-#[derive(Clone, Debug)]
-pub enum Kind {
-    Scalar { text: String, plain: bool, tag: Option<String> },
-    Seq(Vec<Node>),
-    Map(Vec<(Node, Node)>),
-}
-
-#[derive(Clone, Debug)]
-pub struct Node {
-    pub kind: Kind,
-    pub pos: Pos,
-    /// Length in bytes of the node's first token (for highlighting scalars).
-    pub len: usize,
-}
-
-/// A syntax error, or a structural one (duplicate key).
-#[derive(Clone, Debug)]
-pub struct YamlError {
-    pub pos: Pos,
-    pub message: String,
-}
-
-/// Turns yaml-rust2 markers (char index, line, char column) into byte offsets. Markers arrive
-/// nearly in order, so a cursor that moves forward keeps this linear even for one-line JSON.
-struct Lines<'a> {
-    text: &'a str,
-    cursor: std::cell::Cell<(usize, usize)>,
-}
-
-impl<'a> Lines<'a> {
-    fn new(text: &'a str) -> Self {
-        Lines { text, cursor: std::cell::Cell::new((0, 0)) }
-    }
-    fn byte_of_char(&self, char_index: usize) -> usize {
-        let (mut ci, mut bi) = self.cursor.get();
-        if char_index < ci {
-            (ci, bi) = (0, 0);
+impl Offsets {
+    fn new(text: &str) -> Self {
+        if text.is_ascii() {
+            return Offsets { checkpoints: None, text_len: text.len() };
         }
-        for c in self.text[bi..].chars() {
-            if ci == char_index {
-                break;
+        let mut cps = Vec::with_capacity(text.len() / 64 + 1);
+        for (ci, (bi, _)) in text.char_indices().enumerate() {
+            if ci % 64 == 0 {
+                cps.push(bi as u32);
             }
-            ci += 1;
-            bi += c.len_utf8();
         }
-        self.cursor.set((ci, bi));
-        bi
+        Offsets { checkpoints: Some(cps), text_len: text.len() }
     }
-    fn pos(&self, m: &Marker) -> Pos {
-        Pos { line: m.line().max(1), column: m.col() + 1, offset: self.byte_of_char(m.index()) }
+
+    fn byte(&self, text: &str, char_index: usize) -> usize {
+        let Some(cps) = &self.checkpoints else { return char_index.min(self.text_len) };
+        let Some(&start) = cps.get(char_index / 64) else { return self.text_len };
+        let skip = char_index % 64;
+        text[start as usize..].char_indices().nth(skip).map_or(self.text_len, |(b, _)| start as usize + b)
     }
 }
 
+/// An open collection; its children so far are in the scratch buffers from `from` on.
 enum Frame {
-    Seq(Vec<Node>, Pos, usize),
-    Map(Vec<(Node, Node)>, Option<Node>, Pos, usize),
+    Seq { from: usize, at: Span, anchor: usize },
+    Map { from: usize, key: Option<(Box<str>, Span)>, at: Span, anchor: usize },
 }
 
 struct Builder<'a> {
-    lines: Lines<'a>,
+    text: &'a str,
+    offsets: Offsets,
     stack: Vec<Frame>,
+    scratch: Scratch,
     docs: Vec<Node>,
-    anchors: HashMap<usize, Node>,
-    error: Option<YamlError>,
+    anchors: HashMap<usize, Arc<Node>>,
+    open_anchors: HashSet<usize>,
+}
+
+fn err(at: Span, message: impl Into<String>) -> ParseError {
+    ParseError { pos: at.pos(), message: message.into() }
 }
 
 impl Builder<'_> {
-    fn finish(&mut self, node: Node, anchor: usize) {
+    fn span(&self, m: &Marker, len: usize) -> Span {
+        Span {
+            offset: self.offsets.byte(self.text, m.index()) as u32,
+            line: m.line().max(1) as u32,
+            column: (m.col() + 1) as u32,
+            len: len as u32,
+        }
+    }
+
+    fn finish(&mut self, mut node: Node, anchor: usize) -> Result<(), ParseError> {
         if anchor > 0 {
-            self.anchors.insert(anchor, node.clone());
+            let shared = Arc::new(node);
+            self.open_anchors.remove(&anchor);
+            self.anchors.insert(anchor, shared.clone());
+            node = Node { at: shared.at, kind: Kind::Anchor(shared) };
         }
         match self.stack.last_mut() {
-            None => self.docs.push(node),
-            Some(Frame::Seq(items, ..)) => items.push(node),
-            Some(Frame::Map(entries, key, ..)) => match key.take() {
-                None => *key = Some(node),
-                Some(k) => {
-                    if let Kind::Scalar { text, .. } = &k.kind {
-                        let dup =
-                            entries.iter().any(|(e, _)| matches!(&e.kind, Kind::Scalar { text: t, .. } if t == text));
-                        if dup && self.error.is_none() {
-                            self.error =
-                                Some(YamlError { pos: k.pos, message: format!("duplicate key {text:?} in mapping") });
-                        }
-                    }
-                    entries.push((k, node));
+            None => {
+                if !node.is_null() {
+                    self.docs.push(node);
                 }
+            }
+            Some(Frame::Seq { .. }) => self.scratch.items.push(node),
+            Some(Frame::Map { key, .. }) => match key.take() {
+                None => *key = Some(map_key(&node)?),
+                Some((k, key_at)) => self.scratch.entries.push(Entry { key: k, key_at, value: node }),
             },
         }
+        Ok(())
     }
-}
 
-impl MarkedEventReceiver for Builder<'_> {
-    fn on_event(&mut self, ev: Event, mark: Marker) {
-        let pos = self.lines.pos(&mark);
+    fn on_event(&mut self, ev: Event, mark: Marker) -> Result<(), ParseError> {
         match ev {
             Event::Scalar(text, style, anchor, tag) => {
-                let len = if style == TScalarStyle::Plain { text.len().max(1) } else { text.len() + 2 };
-                let tag = tag.map(|t| format!("{}{}", t.handle, t.suffix));
-                let node = Node { kind: Kind::Scalar { text, plain: style == TScalarStyle::Plain, tag }, pos, len };
-                self.finish(node, anchor);
+                let plain = style == TScalarStyle::Plain;
+                let len = if plain { text.len().max(1) } else { text.len() + 2 };
+                let at = self.span(&mark, len);
+                let kind = scalar(text, plain, tag.as_ref()).map_err(|m| err(at, m))?;
+                self.finish(Node { kind, at }, anchor)
             }
-            Event::SequenceStart(anchor, _) => self.stack.push(Frame::Seq(Vec::new(), pos, anchor)),
-            Event::MappingStart(anchor, _) => self.stack.push(Frame::Map(Vec::new(), None, pos, anchor)),
-            Event::SequenceEnd => {
-                if let Some(Frame::Seq(items, pos, anchor)) = self.stack.pop() {
-                    self.finish(Node { kind: Kind::Seq(items), pos, len: 1 }, anchor);
+            Event::SequenceStart(anchor, tag) => self.open(true, &mark, anchor, tag.as_ref()),
+            Event::MappingStart(anchor, tag) => self.open(false, &mark, anchor, tag.as_ref()),
+            Event::SequenceEnd => match self.stack.pop() {
+                Some(Frame::Seq { from, at, anchor }) => {
+                    let kind = self.scratch.seq(from);
+                    self.finish(Node { kind, at }, anchor)
                 }
-            }
-            Event::MappingEnd => {
-                if let Some(Frame::Map(entries, _, pos, anchor)) = self.stack.pop() {
+                _ => Ok(()),
+            },
+            Event::MappingEnd => match self.stack.pop() {
+                Some(Frame::Map { from, at, anchor, .. }) => {
+                    let entries = self.scratch.map(from);
+                    if let Some(dup) = first_duplicate(&entries) {
+                        return Err(err(dup.key_at, format!("duplicate key {:?} in mapping", dup.key)));
+                    }
                     // A block mapping's start event is marked after its first key: point at the key.
-                    let pos = entries.first().map(|(k, _)| k.pos).filter(|k| k.offset < pos.offset).unwrap_or(pos);
-                    let len = entries.first().map(|(k, _)| k.len).unwrap_or(1);
-                    self.finish(Node { kind: Kind::Map(entries), pos, len }, anchor);
+                    let at = entries.first().map(|e| e.key_at).filter(|k| k.offset < at.offset).unwrap_or(at);
+                    self.finish(Node { kind: Kind::Map(entries), at }, anchor)
                 }
-            }
+                _ => Ok(()),
+            },
             Event::Alias(id) => {
-                let node = self.anchors.get(&id).cloned().unwrap_or(Node {
-                    kind: Kind::Scalar { text: String::new(), plain: true, tag: None },
-                    pos,
-                    len: 1,
-                });
-                self.finish(node, 0);
-            }
-            _ => {}
-        }
-    }
-}
-
-/// Parses every document of a YAML or JSON stream. Empty documents are dropped.
-pub fn parse(text: &str) -> Result<Vec<Node>, YamlError> {
-    let mut b =
-        Builder { lines: Lines::new(text), stack: Vec::new(), docs: Vec::new(), anchors: HashMap::new(), error: None };
-    let mut parser = Parser::new_from_str(text);
-    if let Err(e) = parser.load(&mut b, true) {
-        let pos = b.lines.pos(e.marker());
-        return Err(YamlError { pos, message: e.info().to_string() });
-    }
-    if let Some(e) = b.error {
-        return Err(e);
-    }
-    Ok(b.docs.into_iter().filter(|d| !d.is_null()).collect())
-}
-
-impl Node {
-    pub fn is_null(&self) -> bool {
-        matches!(&self.kind, Kind::Scalar { text, plain: true, tag: None } if is_null_text(text))
-    }
-
-    /// Converts to JSON, resolving plain scalars to null, bool, int, float or string.
-    pub fn to_json(&self) -> Value {
-        match &self.kind {
-            Kind::Scalar { text, plain, tag } => scalar(text, *plain, tag.as_deref()),
-            Kind::Seq(items) => Value::Array(items.iter().map(Node::to_json).collect()),
-            Kind::Map(entries) => {
-                let mut m = Map::new();
-                for (k, v) in entries {
-                    let key = match &k.kind {
-                        Kind::Scalar { text, .. } => text.clone(),
-                        _ => k.to_json().to_string(),
-                    };
-                    m.insert(key, v.to_json());
+                let at = self.span(&mark, 1);
+                match self.anchors.get(&id) {
+                    Some(target) => {
+                        let node = Node { kind: Kind::Alias(target.clone()), at };
+                        self.finish(node, 0)
+                    }
+                    None if self.open_anchors.contains(&id) => {
+                        Err(err(at, "an alias refers to the anchored collection that contains it"))
+                    }
+                    None => Err(err(at, "an alias refers to an unknown anchor")),
                 }
-                Value::Object(m)
+            }
+            Event::DocumentStart => {
+                self.anchors.clear();
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn open(&mut self, seq: bool, mark: &Marker, anchor: usize, tag: Option<&Tag>) -> Result<(), ParseError> {
+        let at = self.span(mark, 1);
+        if let Some(t) = tag {
+            if core_tag(t) != Some(if seq { "seq" } else { "map" }) {
+                return Err(err(at, format!("unsupported tag {}{}", t.handle, t.suffix)));
             }
         }
-    }
-
-    pub fn get(&self, key: &str) -> Option<&Node> {
-        match &self.kind {
-            Kind::Map(entries) => entries
-                .iter()
-                .find(|(k, _)| matches!(&k.kind, Kind::Scalar { text, .. } if text == key))
-                .map(|(_, v)| v),
-            _ => None,
+        if self.stack.len() >= MAX_DEPTH {
+            return Err(err(at, format!("nested deeper than {MAX_DEPTH} levels")));
         }
-    }
-
-    /// The key node of `key` in a mapping (for pointing at a field name).
-    pub fn key_node(&self, key: &str) -> Option<&Node> {
-        match &self.kind {
-            Kind::Map(entries) => entries
-                .iter()
-                .find(|(k, _)| matches!(&k.kind, Kind::Scalar { text, .. } if text == key))
-                .map(|(k, _)| k),
-            _ => None,
+        if anchor > 0 {
+            self.open_anchors.insert(anchor);
         }
-    }
-
-    /// The node at `path`, or the deepest ancestor that exists. A mapping value that is a
-    /// collection is pointed at through its key, which is where a reader looks.
-    pub fn locate(&self, path: &FieldPath) -> &Node {
-        let mut node = self;
-        let mut shown = self;
-        for seg in &path.0 {
-            let next = match (seg, &node.kind) {
-                (Seg::Key(k), Kind::Map(_)) => node.get(k).map(|v| (v, node.key_node(k))),
-                (Seg::Index(i), Kind::Seq(items)) => items.get(*i).map(|v| (v, None)),
-                _ => None,
-            };
-            let Some((v, key)) = next else { break };
-            shown = match (&v.kind, key) {
-                (Kind::Scalar { .. }, _) => v,
-                (_, Some(k)) => k,
-                (_, None) => v,
-            };
-            node = v;
-        }
-        shown
+        self.stack.push(if seq {
+            Frame::Seq { from: self.scratch.items.len(), at, anchor }
+        } else {
+            Frame::Map { from: self.scratch.entries.len(), key: None, at, anchor }
+        });
+        Ok(())
     }
 }
 
-fn is_null_text(s: &str) -> bool {
-    matches!(s, "" | "~" | "null" | "Null" | "NULL")
+/// `str` for `!!str` (also spelt out as `tag:yaml.org,2002:str`); `None` for other tags.
+fn core_tag(t: &Tag) -> Option<&str> {
+    matches!(t.handle.as_str(), "!!" | "tag:yaml.org,2002:").then_some(t.suffix.as_str())
 }
 
-fn scalar(text: &str, plain: bool, tag: Option<&str>) -> Value {
-    match tag {
-        Some("!!str") => return Value::String(text.to_string()),
-        Some("!!int") | Some("!!float") | Some("!!bool") | Some("!!null") => {}
-        Some(_) | None if !plain => return Value::String(text.to_string()),
-        _ => {}
+/// A mapping key as sigs.k8s.io/yaml's YAML→JSON step makes it: strings as they are, integers
+/// and booleans as their text (`on:` is the key "true"); other keys are refused.
+fn map_key(node: &Node) -> Result<(Box<str>, Span), ParseError> {
+    let key = match &node.kind {
+        Kind::Str(s) if &**s == "<<" && node.at.len == 2 => {
+            return Err(err(node.at, "merge keys (<<) are not supported: write the keys out"))
+        }
+        Kind::Str(s) => s.clone(),
+        Kind::Int(i) => i.to_string().into(),
+        Kind::Bool(b) => b.to_string().into(),
+        Kind::Null => return Err(err(node.at, "a mapping key may not be null")),
+        Kind::Float(_) => return Err(err(node.at, "a mapping key may not be a floating-point number: quote it")),
+        _ => return Err(err(node.at, "a mapping key must be a string, not a collection")),
+    };
+    Ok((key, node.at))
+}
+
+/// Parses every document of a YAML stream (or JSON read as YAML). Empty documents are dropped.
+pub fn parse(text: &str) -> Result<Vec<Node>, ParseError> {
+    let mut b = Builder {
+        text,
+        offsets: Offsets::new(text),
+        stack: Vec::new(),
+        scratch: Scratch::default(),
+        docs: Vec::new(),
+        anchors: HashMap::new(),
+        open_anchors: HashSet::new(),
+    };
+    let mut parser = Parser::new_from_str(text);
+    loop {
+        let (ev, mark) = parser.next_token().map_err(|e| {
+            let m = e.marker();
+            ParseError {
+                pos: Pos { line: m.line().max(1), column: m.col() + 1, offset: b.offsets.byte(text, m.index()) },
+                message: e.info().to_string(),
+            }
+        })?;
+        if ev == Event::StreamEnd {
+            break;
+        }
+        b.on_event(ev, mark)?;
     }
-    if is_null_text(text) {
-        return Value::Null;
+    Ok(b.docs)
+}
+
+/// Resolves a scalar as go-yaml v2 does for an untyped target: explicit core tags first, quoted
+/// scalars are strings, plain ones null, bool (YAML 1.1), int, float or string.
+fn scalar(text: String, plain: bool, tag: Option<&Tag>) -> Result<Kind, String> {
+    let tag = match tag {
+        None => None,
+        Some(t) => match core_tag(t) {
+            Some(s @ ("str" | "int" | "float" | "bool" | "null")) => Some(s),
+            _ => return Err(format!("unsupported tag {}{}", t.handle, t.suffix)),
+        },
+    };
+    if tag == Some("str") || (tag.is_none() && !plain) {
+        return Ok(Kind::Str(text.into_boxed_str()));
     }
-    // YAML 1.1 booleans, as sigs.k8s.io/yaml (go-yaml v2) resolves them.
-    match text {
-        "true" | "True" | "TRUE" | "yes" | "Yes" | "YES" | "on" | "On" | "ON" | "y" | "Y" => return Value::Bool(true),
+    let kind = resolve_plain(&text);
+    match (tag, &kind) {
+        (None, Kind::Str(_)) => Ok(Kind::Str(text.into_boxed_str())),
+        (None, _) | (Some("int"), Kind::Int(_)) | (Some("bool"), Kind::Bool(_)) | (Some("null"), Kind::Null) => {
+            Ok(kind)
+        }
+        (Some("float"), Kind::Float(_)) => Ok(kind),
+        (Some("float"), Kind::Int(i)) => Ok(Kind::Float(*i as f64)),
+        (Some(t), _) => Err(format!("cannot read {text:?} as !!{t}")),
+    }
+}
+
+/// go-yaml v2's resolution of a plain scalar (`Str` for text that is none of the others).
+pub fn resolve_plain(s: &str) -> Kind {
+    let Some(first) = s.bytes().next() else { return Kind::Null };
+    if !(first.is_ascii_digit()
+        || matches!(first, b'-' | b'+' | b'.' | b'~' | b'n' | b'N' | b't' | b'T')
+        || matches!(first, b'f' | b'F' | b'y' | b'Y' | b'o' | b'O'))
+    {
+        return Kind::Str(Box::from(""));
+    }
+    match s {
+        "~" | "null" | "Null" | "NULL" => return Kind::Null,
+        "true" | "True" | "TRUE" | "yes" | "Yes" | "YES" | "on" | "On" | "ON" | "y" | "Y" => return Kind::Bool(true),
         "false" | "False" | "FALSE" | "no" | "No" | "NO" | "off" | "Off" | "OFF" | "n" | "N" => {
-            return Value::Bool(false)
+            return Kind::Bool(false)
         }
+        ".inf" | ".Inf" | ".INF" | "+.inf" | "+.Inf" | "+.INF" => return Kind::Float(f64::INFINITY),
+        "-.inf" | "-.Inf" | "-.INF" => return Kind::Float(f64::NEG_INFINITY),
+        ".nan" | ".NaN" | ".NAN" => return Kind::Float(f64::NAN),
         _ => {}
     }
-    if let Some(n) = parse_int(text) {
-        return Value::Number(n.into());
+    if let Some(i) = parse_int(s) {
+        return Kind::Int(i);
     }
-    if let Some(f) = parse_float(text) {
-        if let Some(n) = Number::from_f64(f) {
-            return Value::Number(n);
-        }
+    match parse_float(s) {
+        Some(f) => Kind::Float(f),
+        None => Kind::Str(Box::from("")),
     }
-    Value::String(text.to_string())
 }
 
 fn parse_int(s: &str) -> Option<i64> {
-    let t = s.replace('_', "");
-    let (neg, digits) = match t.strip_prefix('-') {
-        Some(r) => (true, r.to_string()),
-        None => (false, t.strip_prefix('+').unwrap_or(&t).to_string()),
+    let (neg, body) = match s.as_bytes().first()? {
+        b'-' => (true, &s[1..]),
+        b'+' => (false, &s[1..]),
+        _ => (false, s),
     };
-    let v = if let Some(h) = digits.strip_prefix("0x") {
-        i64::from_str_radix(h, 16).ok()?
-    } else if let Some(o) = digits.strip_prefix("0o") {
-        i64::from_str_radix(o, 8).ok()?
-    } else if digits.len() > 1 && digits.starts_with('0') && digits.chars().all(|c| c.is_ascii_digit()) {
-        i64::from_str_radix(&digits, 8).ok()?
-    } else if !digits.is_empty() && digits.chars().all(|c| c.is_ascii_digit()) {
-        digits.parse().ok()?
+    let (radix, digits) = if let Some(h) = body.strip_prefix("0x") {
+        (16, h)
+    } else if let Some(b) = body.strip_prefix("0b") {
+        (2, b)
+    } else if let Some(o) = body.strip_prefix("0o") {
+        (8, o)
+    } else if body.len() > 1 && body.starts_with('0') {
+        (8, &body[1..])
     } else {
+        (10, body)
+    };
+    if digits.is_empty() || !digits.bytes().all(|c| c == b'_' || (c as char).is_digit(radix)) {
         return None;
+    }
+    let v = if digits.contains('_') {
+        i64::from_str_radix(&digits.replace('_', ""), radix).ok()?
+    } else {
+        i64::from_str_radix(digits, radix).ok()?
     };
     Some(if neg { -v } else { v })
 }
 
 fn parse_float(s: &str) -> Option<f64> {
-    let looks_numeric = s.chars().next().is_some_and(|c| c.is_ascii_digit() || c == '.' || c == '-' || c == '+')
-        && s.chars().any(|c| c.is_ascii_digit())
-        && s.chars().all(|c| c.is_ascii_digit() || matches!(c, '.' | 'e' | 'E' | '-' | '+' | '_'));
-    if looks_numeric {
+    let numeric = s.bytes().any(|c| c.is_ascii_digit())
+        && s.bytes().all(|c| c.is_ascii_digit() || matches!(c, b'.' | b'e' | b'E' | b'-' | b'+' | b'_'));
+    if !numeric {
+        return None;
+    }
+    if s.contains('_') {
         s.replace('_', "").parse().ok()
     } else {
-        None
+        s.parse().ok()
     }
 }
 
@@ -330,30 +352,57 @@ pub fn emit(docs: &[serde_json::Value]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use palisade_core::field::FieldPath;
+    use serde_json::Value;
 
     #[test]
     fn positions_are_one_based_and_point_at_values() {
         let docs = parse("a: 1\nspec:\n  ports:\n  - port: \"http\"\n").unwrap();
         let n = docs[0].locate(&FieldPath::parse("spec.ports[0].port"));
-        assert_eq!((n.pos.line, n.pos.column), (4, 11));
+        assert_eq!((n.line, n.column), (4, 11));
         assert_eq!(docs[0].to_json()["spec"]["ports"][0]["port"], Value::String("http".into()));
     }
 
     #[test]
     fn scalars_resolve_like_kubectl() {
-        let v = parse("a: 80\nb: \"80\"\nc: yes\nd: ~\ne: 1.5\nf: 0x10\n").unwrap()[0].to_json();
+        let v = parse("a: 80\nb: \"80\"\nc: yes\nd: ~\ne: 1.5\nf: 0x10\ng: !!str 5\nh: 0o17\ni: 1_000\nj: 017\n")
+            .unwrap()[0]
+            .to_json();
         assert_eq!(v["a"], 80);
         assert_eq!(v["b"], "80");
         assert_eq!(v["c"], true);
         assert!(v["d"].is_null());
         assert_eq!(v["e"], 1.5);
         assert_eq!(v["f"], 16);
+        assert_eq!(v["g"], "5");
+        assert_eq!(v["h"], 15);
+        assert_eq!(v["i"], 1000);
+        assert_eq!(v["j"], 15);
+    }
+
+    #[test]
+    fn keys_convert_as_kubectl_does() {
+        let v = parse("on: a\n1: b\n\"x\": c\n").unwrap()[0].to_json();
+        assert_eq!(v["true"], "a");
+        assert_eq!(v["1"], "b");
+        for (text, line, what) in [
+            ("a: 1\n~: 2\n", 2, "null"),
+            ("a:\n  1.5: x\n", 2, "floating-point"),
+            ("? [a]\n: 1\n", 1, "collection"),
+            ("a: &b {x: 1}\nc:\n  <<: *b\n", 3, "merge keys"),
+        ] {
+            let e = parse(text).unwrap_err();
+            assert_eq!(e.pos.line, line, "{text:?}");
+            assert!(e.message.contains(what), "{text:?}: {}", e.message);
+        }
     }
 
     #[test]
     fn duplicate_keys_and_syntax_errors_have_positions() {
         let e = parse("a: 1\nb: 2\na: 3\n").unwrap_err();
-        assert_eq!(e.pos.line, 3);
+        assert_eq!((e.pos.line, e.pos.column), (3, 1));
+        let many: String = (0..100).map(|i| format!("k{i}: {i}\n")).collect::<String>() + "k7: x\n";
+        assert_eq!(parse(&many).unwrap_err().pos.line, 101);
         let e = parse("a: [1, 2\nb: 3\n").unwrap_err();
         assert!(e.pos.line >= 1);
     }
@@ -366,8 +415,30 @@ mod tests {
     }
 
     #[test]
-    fn anchors_and_aliases() {
-        let v = parse("x: &l {app: web}\ny: *l\n").unwrap()[0].to_json();
-        assert_eq!(v["y"]["app"], "web");
+    fn anchors_and_aliases_share_nodes() {
+        let docs = parse("x: &l {app: web}\nz: *l\n").unwrap();
+        assert_eq!(docs[0].to_json()["z"]["app"], "web");
+        assert!(matches!(docs[0].get("z").unwrap().kind, Kind::Alias(_)));
+        let e = parse("a: &x\n  b: *x\n").unwrap_err();
+        assert!(e.message.contains("contains it"), "{}", e.message);
+    }
+
+    #[test]
+    fn depth_and_tags_are_bounded() {
+        let deep = "[".repeat(200) + &"]".repeat(200);
+        assert!(parse(&deep).is_err());
+        let deep_block: String = (0..200).map(|i| format!("{}k:\n", "  ".repeat(i))).collect();
+        assert!(parse(&deep_block).unwrap_err().message.contains("nested deeper"));
+        assert!(parse("a: !foo x\n").unwrap_err().message.contains("unsupported tag"));
+        assert!(parse("a: !!int x\n").is_err());
+    }
+
+    #[test]
+    fn offsets_are_bytes_also_after_wide_characters() {
+        let text = format!("a: \"{}\"\nb: [x, y]\n", "é".repeat(100));
+        let docs = parse(&text).unwrap();
+        let at = docs[0].locate(&FieldPath::parse("b[1]"));
+        assert_eq!(&text[at.offset as usize..at.offset as usize + 1], "y");
+        assert_eq!((at.line, at.column), (2, 8));
     }
 }

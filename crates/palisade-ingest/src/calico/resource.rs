@@ -1,6 +1,6 @@
 //! projectcalico.org/v3 resources as written in manifests. Calico publishes no Rust types;
 //! these follow its API reference field for field, and unknown fields are rejected by the
-//! loader's round-trip check like any other kind.
+//! loader like any other kind (its decoder sees every field serde ignores).
 
 use k8s_openapi::api::networking::v1::NetworkPolicySpec as KubernetesSpec;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -84,13 +84,60 @@ pub struct PolicySpec {
     pub staged_action: Option<String>,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
+/// A Kubernetes NetworkPolicy spec with Calico's `stagedAction` beside its fields.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct StagedKubernetesSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub staged_action: Option<String>,
     #[serde(flatten)]
     pub spec: KubernetesSpec,
+}
+
+/// By hand rather than `#[serde(flatten)]`: flatten buffers the fields and drops the ones
+/// neither struct knows, where a misspelt rule must be reported. Here the spec's own decoder
+/// sees every key but `stagedAction`, unknown ones included.
+impl<'de> Deserialize<'de> for StagedKubernetesSpec {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Spec;
+        impl<'de> serde::de::Visitor<'de> for Spec {
+            type Value = StagedKubernetesSpec;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a StagedKubernetesNetworkPolicy spec (a mapping)")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+                let mut staged_action = None;
+                let fields = WithoutStagedAction { map, staged_action: &mut staged_action };
+                let spec = KubernetesSpec::deserialize(serde::de::value::MapAccessDeserializer::new(fields))?;
+                Ok(StagedKubernetesSpec { staged_action, spec })
+            }
+        }
+        d.deserialize_map(Spec)
+    }
+}
+
+/// A mapping's entries less `stagedAction`, which it keeps aside.
+struct WithoutStagedAction<'x, A> {
+    map: A,
+    staged_action: &'x mut Option<String>,
+}
+
+impl<'de, A: serde::de::MapAccess<'de>> serde::de::MapAccess<'de> for WithoutStagedAction<'_, A> {
+    type Error = A::Error;
+    fn next_key_seed<K: serde::de::DeserializeSeed<'de>>(&mut self, seed: K) -> Result<Option<K::Value>, A::Error> {
+        use serde::de::IntoDeserializer;
+        while let Some(key) = self.map.next_key::<String>()? {
+            if key == "stagedAction" {
+                *self.staged_action = self.map.next_value()?;
+                continue;
+            }
+            return seed.deserialize(key.into_deserializer()).map(Some);
+        }
+        Ok(None)
+    }
+    fn next_value_seed<V: serde::de::DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, A::Error> {
+        self.map.next_value_seed(seed)
+    }
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]

@@ -6,7 +6,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use palisade_core::field::{FieldPath, Problems};
 use palisade_core::label::Labels;
 
-use crate::names::{check_dns_label, check_dns_subdomain, check_label_key, check_label_value};
+use crate::names::{check_dns1035_label, check_dns_label, check_dns_subdomain, check_label_key, check_label_value};
 use crate::object::Item;
 
 fn root() -> FieldPath {
@@ -21,13 +21,18 @@ pub(crate) fn check_meta(item: &Item, meta: &ObjectMeta, p: &mut Problems) -> bo
         p.error(&name_path, format!("{kind} has no metadata.name"), "every object needs a name");
         return false;
     }
-    let check = if kind == "Namespace" { check_dns_label(&item.name) } else { check_dns_subdomain(&item.name) };
+    // The API server's name rules per kind: Namespaces are RFC 1123 labels, Services RFC 1035
+    // labels (they become DNS names), everything else RFC 1123 subdomains.
+    let (check, help) = match kind {
+        "Namespace" => (check_dns_label(&item.name), "namespace names are lowercase letters, digits and '-'"),
+        "Service" => (
+            check_dns1035_label(&item.name),
+            "Service names are lowercase letters, digits and '-', starting with a letter (no '.')",
+        ),
+        _ => (check_dns_subdomain(&item.name), "names are lowercase letters, digits, '-' and '.'"),
+    };
     if let Err(e) = check {
-        p.error(
-            &name_path,
-            format!("invalid {kind} name: {e}"),
-            "names are lowercase letters, digits, '-' (and '.' except for Namespaces)",
-        );
+        p.error(&name_path, format!("invalid {kind} name: {e}"), help);
     }
     if item.input.object.is_namespaced() && item.namespace.is_none() {
         p.error(

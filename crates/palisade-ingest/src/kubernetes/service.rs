@@ -7,7 +7,7 @@ use palisade_core::cluster::{NsId, Service, ServicePort, SliceEndpoint, TargetPo
 use palisade_core::field::{FieldPath, Problems};
 
 use super::meta::parse_ip;
-use super::port::{check_port_number, protocol};
+use super::port::{check_port_name, check_port_number, protocol};
 
 fn root() -> FieldPath {
     FieldPath::root()
@@ -48,7 +48,13 @@ pub(crate) fn compile_service(svc: &core::Service, ns: NsId, name: &str, p: &mut
                     continue;
                 }
             },
-            Some(IntOrString::String(s)) => TargetPort::Name(s.clone()),
+            Some(IntOrString::String(s)) => match check_port_name(s) {
+                Ok(()) => TargetPort::Name(s.clone()),
+                Err(e) => {
+                    p.error(&pp.key("targetPort"), e, "targetPort is a number 1-65535 or a container port name (at most 15 characters of a-z, 0-9 and '-', with a letter)");
+                    continue;
+                }
+            },
         };
         ports.push(ServicePort { name: sp.name.clone(), port, protocol, target });
     }
