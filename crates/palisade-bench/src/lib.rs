@@ -2,6 +2,8 @@
 //! (default deny, app-to-app ingress, cross-namespace access by team, DNS egress, IP blocks).
 //! Deterministic for a given seed.
 
+#![forbid(unsafe_code)]
+
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{Container, ContainerPort, Namespace, Pod, PodSpec, PodStatus};

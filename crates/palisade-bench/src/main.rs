@@ -1,5 +1,7 @@
 //! `palisade-bench`: figures for the README. Prints times and peak memory; asserts nothing.
 
+#![forbid(unsafe_code)]
+
 use std::sync::Arc;
 use std::time::Instant;
 

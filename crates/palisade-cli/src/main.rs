@@ -1,5 +1,7 @@
 //! `palisade`: decide, explain and enforce Kubernetes and Calico network policy.
 
+#![forbid(unsafe_code)]
+
 mod agent;
 mod check;
 mod cluster;

@@ -11,6 +11,8 @@
 //! engine knows neither API's types. The modules of both layers are re-exported at the crate
 //! root (`palisade_core::cluster`, `palisade_core::verdict`).
 
+#![forbid(unsafe_code)]
+
 pub mod decide;
 pub mod model;
 

@@ -6,6 +6,8 @@
 //! [`batch::build`] turns a whole set into a [`palisade_core::cluster::Cluster`] (any error:
 //! no cluster); [`patch`] holds the agent's pod and policy shortcuts.
 
+#![forbid(unsafe_code)]
+
 pub mod batch;
 pub mod calico;
 #[cfg(test)]

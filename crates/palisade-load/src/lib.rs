@@ -1,6 +1,8 @@
 //! Palisade's file adapter: reads manifests (YAML/JSON, files, directories, stdin) into the
 //! engine's model and reports problems with file, line, column and field path.
 
+#![forbid(unsafe_code)]
+
 pub mod crd;
 pub mod decode;
 pub mod diagnostic;

@@ -106,7 +106,7 @@ impl Builder<'_> {
                 let plain = style == TScalarStyle::Plain;
                 let len = if plain { text.len().max(1) } else { text.len() + 2 };
                 let at = self.span(&mark, len);
-                let kind = scalar(text, plain, tag.as_ref()).map_err(|m| err(at, m))?;
+                let kind = scalar(text, plain, tag.as_ref()).map_err(|m| err(at, m.to_string()))?;
                 self.finish(Node { kind, at }, anchor)
             }
             Event::SequenceStart(anchor, tag) => self.open(true, &mark, anchor, tag.as_ref()),
@@ -223,14 +223,23 @@ pub fn parse(text: &str) -> Result<Vec<Node>, ParseError> {
     Ok(b.docs)
 }
 
+/// A scalar whose tag asks for what it cannot be.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+enum ScalarError {
+    #[error("unsupported tag {0}")]
+    Tag(String),
+    #[error("cannot read {text:?} as !!{tag}")]
+    NotOfTag { text: String, tag: String },
+}
+
 /// Resolves a scalar as go-yaml v2 does for an untyped target: explicit core tags first, quoted
 /// scalars are strings, plain ones null, bool (YAML 1.1), int, float or string.
-fn scalar(text: String, plain: bool, tag: Option<&Tag>) -> Result<Kind, String> {
+fn scalar(text: String, plain: bool, tag: Option<&Tag>) -> Result<Kind, ScalarError> {
     let tag = match tag {
         None => None,
         Some(t) => match core_tag(t) {
             Some(s @ ("str" | "int" | "float" | "bool" | "null")) => Some(s),
-            _ => return Err(format!("unsupported tag {}{}", t.handle, t.suffix)),
+            _ => return Err(ScalarError::Tag(format!("{}{}", t.handle, t.suffix))),
         },
     };
     if tag == Some("str") || (tag.is_none() && !plain) {
@@ -244,7 +253,7 @@ fn scalar(text: String, plain: bool, tag: Option<&Tag>) -> Result<Kind, String> 
         }
         (Some("float"), Kind::Float(_)) => Ok(kind),
         (Some("float"), Kind::Int(i)) => Ok(Kind::Float(*i as f64)),
-        (Some(t), _) => Err(format!("cannot read {text:?} as !!{t}")),
+        (Some(tag), _) => Err(ScalarError::NotOfTag { text, tag: tag.to_string() }),
     }
 }
 

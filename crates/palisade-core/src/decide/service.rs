@@ -15,23 +15,33 @@ pub struct Backend {
     pub port: u16,
 }
 
+/// Why a Service has no backends for a connection.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum NoBackends {
+    #[error("Service is ExternalName ({0}): it has no backends")]
+    ExternalName(String),
+    /// `offered`: the ports it serves, as `80/TCP, 53/UDP` (`none` when it has none).
+    #[error("the Service has no port {port}/{protocol} (it serves {offered})")]
+    NoSuchPort { port: u16, protocol: Protocol, offered: String },
+    #[error("the Service has no selector and no EndpointSlice for it was given, so it has no backends")]
+    Unselected,
+}
+
 /// The backends of `service` for a connection to its `port`/`protocol`, and the target port text.
 pub fn backends(
     cluster: &Cluster,
     id: ServiceId,
     port: u16,
     protocol: Protocol,
-) -> Result<(Vec<Backend>, String), String> {
+) -> Result<(Vec<Backend>, String), NoBackends> {
     let svc = &cluster.services[id];
     if let Some(name) = &svc.external_name {
-        return Err(format!("Service is ExternalName ({name}): it has no backends"));
+        return Err(NoBackends::ExternalName(name.clone()));
     }
     let Some(sp) = svc.ports.iter().find(|p| p.port == port && p.protocol == protocol) else {
         let offered: Vec<String> = svc.ports.iter().map(|p| format!("{}/{}", p.port, p.protocol)).collect();
-        return Err(format!(
-            "the Service has no port {port}/{protocol} (it serves {})",
-            if offered.is_empty() { "none".into() } else { offered.join(", ") }
-        ));
+        let offered = if offered.is_empty() { "none".into() } else { offered.join(", ") };
+        return Err(NoBackends::NoSuchPort { port, protocol, offered });
     };
     let target_text = match &sp.target {
         TargetPort::Number(n) => n.to_string(),
@@ -48,9 +58,7 @@ pub fn backends(
             .collect();
         return Ok((list, target_text));
     }
-    let Some(sel) = &svc.selector else {
-        return Err("the Service has no selector and no EndpointSlice for it was given, so it has no backends".into());
-    };
+    let Some(sel) = &svc.selector else { return Err(NoBackends::Unselected) };
     // A Service's selector is matchLabels only: every pair must be on the pod.
     let selected = |p: usize| sel.iter().all(|(k, v)| cluster.pods[p].labels.get(k) == Some(v));
     let list = cluster

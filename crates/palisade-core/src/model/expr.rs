@@ -28,16 +28,11 @@ pub enum Expr {
 }
 
 /// A parse error: what was expected, at which character of the selector (0-based).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{message} at column {column}", column = .offset + 1)]
 pub struct ParseError {
     pub offset: usize,
     pub message: String,
-}
-
-impl fmt::Display for ParseError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} at column {}", self.message, self.offset + 1)
-    }
 }
 
 /// The pseudo-label every namespaced Calico endpoint carries.

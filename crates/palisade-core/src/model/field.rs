@@ -156,13 +156,14 @@ impl<'a> Problems<'a> {
         let location = self.locate.locate(&full);
         self.list.push(Problem { severity, object: self.object.clone(), path: full, message, help, location });
     }
-    pub fn error(&mut self, path: &FieldPath, message: impl Into<String>, help: impl Into<String>) {
+    /// An error at `path`: what is wrong (a sentence, or a typed error), and what is allowed.
+    pub fn error(&mut self, path: &FieldPath, message: impl std::fmt::Display, help: impl Into<String>) {
         let help = help.into();
-        self.push(Severity::Error, path, message.into(), (!help.is_empty()).then_some(help));
+        self.push(Severity::Error, path, message.to_string(), (!help.is_empty()).then_some(help));
     }
-    pub fn warn(&mut self, path: &FieldPath, message: impl Into<String>, help: impl Into<String>) {
+    pub fn warn(&mut self, path: &FieldPath, message: impl std::fmt::Display, help: impl Into<String>) {
         let help = help.into();
-        self.push(Severity::Warning, path, message.into(), (!help.is_empty()).then_some(help));
+        self.push(Severity::Warning, path, message.to_string(), (!help.is_empty()).then_some(help));
     }
     /// An error at character `at` inside the string value `text` of `path` (a selector, say):
     /// the column points into the value when it was written on one line.
@@ -171,7 +172,7 @@ impl<'a> Problems<'a> {
         path: &FieldPath,
         text: &str,
         at: usize,
-        message: impl Into<String>,
+        message: impl std::fmt::Display,
         help: impl Into<String>,
     ) {
         let before = self.list.len();

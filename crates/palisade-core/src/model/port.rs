@@ -58,15 +58,19 @@ impl Protocol {
     }
 }
 
+/// A protocol name that is none of the five.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("unknown protocol {0:?}: use TCP, UDP, SCTP, ICMP or ICMPv6")]
+pub struct UnknownProtocol(pub String);
+
 impl FromStr for Protocol {
-    type Err = String;
+    type Err = UnknownProtocol;
     /// Command-line spelling: any case.
-    fn from_str(s: &str) -> Result<Self, String> {
+    fn from_str(s: &str) -> Result<Self, UnknownProtocol> {
         match s.to_ascii_uppercase().as_str() {
             "ICMP" => Ok(Protocol::ICMP),
             "ICMPV6" => Ok(Protocol::ICMPv6),
-            u => Protocol::from_api(u)
-                .ok_or_else(|| format!("unknown protocol {s:?}: use TCP, UDP, SCTP, ICMP or ICMPv6")),
+            u => Protocol::from_api(u).ok_or_else(|| UnknownProtocol(s.to_string())),
         }
     }
 }

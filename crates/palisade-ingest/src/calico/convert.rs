@@ -142,24 +142,65 @@ fn peer(p: &NetworkPolicyPeer) -> EntityRule {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Unconvertible {
     pub path: String,
-    pub reason: String,
+    pub reason: NoEquivalent,
+}
+
+/// What of a Calico policy Kubernetes NetworkPolicy cannot express.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum NoEquivalent {
+    #[error("tiers have no Kubernetes equivalent")]
+    Tier,
+    #[error("Kubernetes selects pods by labels only")]
+    ServiceAccountSelector,
+    #[error("Kubernetes policies are unordered; with Deny or Pass rules, order changes verdicts")]
+    Order,
+    #[error("action {0}: Kubernetes rules can only allow")]
+    Action(String),
+    #[error("{0} has no Kubernetes equivalent")]
+    Field(&'static str),
+    #[error("protocol {0}: Kubernetes rules name TCP, UDP or SCTP only")]
+    Protocol(String),
+    #[error("conditions on the {0} (the policy's own pods) have no Kubernetes equivalent beyond spec.podSelector")]
+    OwnSide(&'static str),
+    #[error("source ports and notPorts have no Kubernetes equivalent")]
+    SourcePorts,
+    #[error("port range {0:?}")]
+    PortRange(String),
+    #[error("port 0 has no Kubernetes equivalent")]
+    PortZero,
+    #[error("notSelector, serviceAccounts and services have no Kubernetes peer equivalent")]
+    PeerFields,
+    #[error("a selector and nets together mean AND; Kubernetes peers are alternatives (OR)")]
+    SelectorAndNets,
+    #[error("notNets across several nets cannot be written as ipBlock.except")]
+    NotNetsAcrossNets,
+    #[error("notNets without nets (everything except) needs 0.0.0.0/0 and ::/0 ipBlocks; write them explicitly")]
+    NotNetsAlone,
+    #[error("global() selects non-namespaced endpoints, which Kubernetes peers cannot")]
+    Global,
+    #[error("selector {text:?}: {error}")]
+    Syntax { text: String, error: palisade_core::expr::ParseError },
+    #[error("selector term `{0}` has no Kubernetes label-selector equivalent")]
+    Term(String),
+    #[error("selector {0:?} uses Calico pseudo-labels")]
+    PseudoLabels(String),
 }
 
 /// Calico NetworkPolicy → Kubernetes NetworkPolicy, or every reason it cannot be.
 pub fn to_kubernetes(p: &resource::NetworkPolicy) -> Result<K8sPolicy, Vec<Unconvertible>> {
     let mut why = Vec::new();
-    let mut no = |path: &str, reason: String| why.push(Unconvertible { path: path.into(), reason });
+    let mut no = |path: &str, reason: NoEquivalent| why.push(Unconvertible { path: path.into(), reason });
     let spec = p.spec.clone().unwrap_or_default();
     if spec.tier.as_deref().is_some_and(|t| t != "default") {
-        no("spec.tier", "tiers have no Kubernetes equivalent".into());
+        no("spec.tier", NoEquivalent::Tier);
     }
     if spec.service_account_selector.is_some() {
-        no("spec.serviceAccountSelector", "Kubernetes selects pods by labels only".into());
+        no("spec.serviceAccountSelector", NoEquivalent::ServiceAccountSelector);
     }
     let denies =
         spec.ingress.iter().chain(spec.egress.iter()).flatten().any(|r| r.action != "Allow" && r.action != "Log");
     if spec.order.is_some() && denies {
-        no("spec.order", "Kubernetes policies are unordered; with Deny or Pass rules, order changes verdicts".into());
+        no("spec.order", NoEquivalent::Order);
     }
     let pod_selector = match label_selector(spec.selector.as_deref().unwrap_or("all()")) {
         Ok(s) => s,
@@ -219,11 +260,11 @@ pub fn to_kubernetes(p: &resource::NetworkPolicy) -> Result<K8sPolicy, Vec<Uncon
 type K8sRule = (Option<Vec<NetworkPolicyPeer>>, Option<Vec<NetworkPolicyPort>>);
 
 /// `Ok(None)`: a Log rule, which changes no verdict.
-fn k8s_rule(r: &resource::Rule, ingress: bool, policy_expr: &Option<Expr>) -> Result<Option<K8sRule>, String> {
+fn k8s_rule(r: &resource::Rule, ingress: bool, policy_expr: &Option<Expr>) -> Result<Option<K8sRule>, NoEquivalent> {
     match r.action.as_str() {
         "Allow" => {}
         "Log" => return Ok(None),
-        other => return Err(format!("action {other}: Kubernetes rules can only allow")),
+        other => return Err(NoEquivalent::Action(other.to_string())),
     }
     for (set, field) in [
         (r.not_protocol.is_some(), "notProtocol"),
@@ -233,7 +274,7 @@ fn k8s_rule(r: &resource::Rule, ingress: bool, policy_expr: &Option<Expr>) -> Re
         (r.http.is_some(), "http"),
     ] {
         if set {
-            return Err(format!("{field} has no Kubernetes equivalent"));
+            return Err(NoEquivalent::Field(field));
         }
     }
     let protocol = match &r.protocol {
@@ -242,7 +283,7 @@ fn k8s_rule(r: &resource::Rule, ingress: bool, policy_expr: &Option<Expr>) -> Re
             "TCP" | "6" => Some("TCP"),
             "UDP" | "17" => Some("UDP"),
             "SCTP" | "132" => Some("SCTP"),
-            other => return Err(format!("protocol {other}: Kubernetes rules name TCP, UDP or SCTP only")),
+            other => return Err(NoEquivalent::Protocol(other.to_string())),
         },
     };
     let src = r.source.clone().unwrap_or_default();
@@ -259,10 +300,10 @@ fn k8s_rule(r: &resource::Rule, ingress: bool, policy_expr: &Option<Expr>) -> Re
         || own.not_selector.is_some()
         || own.service_accounts.is_some()
     {
-        return Err(format!("conditions on the {own_side} (the policy's own pods) have no Kubernetes equivalent beyond spec.podSelector"));
+        return Err(NoEquivalent::OwnSide(own_side));
     }
     if src.ports.is_some() || src.not_ports.is_some() || dst.not_ports.is_some() {
-        return Err("source ports and notPorts have no Kubernetes equivalent".into());
+        return Err(NoEquivalent::SourcePorts);
     }
     let ports = match (&dst.ports, protocol) {
         (Some(list), Some(proto)) => Some(list.iter().map(|p| k8s_port(p, proto)).collect::<Result<Vec<_>, _>>()?),
@@ -274,12 +315,12 @@ fn k8s_rule(r: &resource::Rule, ingress: bool, policy_expr: &Option<Expr>) -> Re
     Ok(Some((k8s_peer(peer)?, ports)))
 }
 
-fn k8s_port(p: &NumOrString, proto: &str) -> Result<NetworkPolicyPort, String> {
+fn k8s_port(p: &NumOrString, proto: &str) -> Result<NetworkPolicyPort, NoEquivalent> {
     let (port, end_port) = match p {
         NumOrString::Num(n) => (IntOrString::Int(*n as i32), None),
         NumOrString::Str(s) => match s.split_once(':') {
             Some((a, b)) => {
-                let parse = |x: &str| x.trim().parse::<i32>().map_err(|_| format!("port range {s:?}"));
+                let parse = |x: &str| x.trim().parse::<i32>().map_err(|_| NoEquivalent::PortRange(s.clone()));
                 let (a, b) = (parse(a)?, parse(b)?);
                 (IntOrString::Int(a), (a != b).then_some(b))
             }
@@ -290,30 +331,27 @@ fn k8s_port(p: &NumOrString, proto: &str) -> Result<NetworkPolicyPort, String> {
         },
     };
     if matches!(port, IntOrString::Int(0)) {
-        return Err("port 0 has no Kubernetes equivalent".into());
+        return Err(NoEquivalent::PortZero);
     }
     Ok(NetworkPolicyPort { protocol: Some(proto.into()), port: Some(port), end_port })
 }
 
-fn k8s_peer(e: &EntityRule) -> Result<Option<Vec<NetworkPolicyPeer>>, String> {
+fn k8s_peer(e: &EntityRule) -> Result<Option<Vec<NetworkPolicyPeer>>, NoEquivalent> {
     if e.not_selector.is_some() || e.service_accounts.is_some() || e.services.is_some() {
-        return Err("notSelector, serviceAccounts and services have no Kubernetes peer equivalent".into());
+        return Err(NoEquivalent::PeerFields);
     }
     let selects = e.selector.is_some() || e.namespace_selector.is_some();
     let nets = e.nets.clone().unwrap_or_default();
     let not_nets = e.not_nets.clone().unwrap_or_default();
     if selects && (!nets.is_empty() || !not_nets.is_empty()) {
-        return Err("a selector and nets together mean AND; Kubernetes peers are alternatives (OR)".into());
+        return Err(NoEquivalent::SelectorAndNets);
     }
     if !nets.is_empty() || !not_nets.is_empty() {
         if nets.len() != 1 && !not_nets.is_empty() {
-            return Err("notNets across several nets cannot be written as ipBlock.except".into());
+            return Err(NoEquivalent::NotNetsAcrossNets);
         }
         if nets.is_empty() {
-            return Err(
-                "notNets without nets (everything except) needs 0.0.0.0/0 and ::/0 ipBlocks; write them explicitly"
-                    .into(),
-            );
+            return Err(NoEquivalent::NotNetsAlone);
         }
         let peers = nets
             .iter()
@@ -330,17 +368,15 @@ fn k8s_peer(e: &EntityRule) -> Result<Option<Vec<NetworkPolicyPeer>>, String> {
     let pod_selector = label_selector(e.selector.as_deref().unwrap_or("all()"))?;
     let namespace_selector = match e.namespace_selector.as_deref() {
         None => None,
-        Some(s) if s.trim() == "global()" => {
-            return Err("global() selects non-namespaced endpoints, which Kubernetes peers cannot".into())
-        }
+        Some(s) if s.trim() == "global()" => return Err(NoEquivalent::Global),
         Some(s) => Some(label_selector(s)?),
     };
     Ok(Some(vec![NetworkPolicyPeer { pod_selector: Some(pod_selector), namespace_selector, ip_block: None }]))
 }
 
 /// A Calico expression as a Kubernetes label selector, when it is a conjunction of simple terms.
-fn label_selector(text: &str) -> Result<LabelSelector, String> {
-    let e = Expr::parse(text).map_err(|e| format!("selector {text:?}: {e}"))?;
+fn label_selector(text: &str) -> Result<LabelSelector, NoEquivalent> {
+    let e = Expr::parse(text).map_err(|error| NoEquivalent::Syntax { text: text.to_string(), error })?;
     let terms = match e {
         Expr::And(ts) => ts,
         Expr::All => Vec::new(),
@@ -371,7 +407,7 @@ fn label_selector(text: &str) -> Result<LabelSelector, String> {
                 let Expr::Has(k) = &**inner else { unreachable!() };
                 exprs.push(req(k, "DoesNotExist", None));
             }
-            other => return Err(format!("selector term `{other}` has no Kubernetes label-selector equivalent")),
+            other => return Err(NoEquivalent::Term(other.to_string())),
         }
     }
     if labels
@@ -379,7 +415,7 @@ fn label_selector(text: &str) -> Result<LabelSelector, String> {
         .chain(exprs.iter().map(|r| &r.key))
         .any(|k| k.starts_with("projectcalico.org/") || k.starts_with("pcns.") || k.starts_with("pcsa."))
     {
-        return Err(format!("selector {text:?} uses Calico pseudo-labels"));
+        return Err(NoEquivalent::PseudoLabels(text.to_string()));
     }
     Ok(LabelSelector {
         match_labels: (!labels.is_empty()).then_some(labels),

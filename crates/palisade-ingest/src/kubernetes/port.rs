@@ -2,10 +2,21 @@
 
 use std::fmt;
 
+use thiserror::Error;
+
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use palisade_core::field::{FieldPath, Problems};
 use palisade_core::port::Protocol;
 use palisade_core::rule::{Port, PortWords};
+
+/// Why a port name or number is refused.
+#[derive(Clone, Debug, Error, PartialEq, Eq)]
+pub enum PortError {
+    #[error("invalid port name {0:?}")]
+    Name(String),
+    #[error("port {0} is out of range")]
+    OutOfRange(i32),
+}
 
 /// Which destination ports a NetworkPolicyPort admits.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -72,7 +83,7 @@ pub fn protocol(value: Option<&str>, path: &FieldPath, problems: &mut Problems) 
 
 /// IANA service name, as the API server checks named ports: at most 15 characters of
 /// `[a-z0-9-]`, at least one letter, no leading, trailing or doubled '-'.
-pub fn check_port_name(s: &str) -> Result<(), String> {
+pub fn check_port_name(s: &str) -> Result<(), PortError> {
     let ok = !s.is_empty()
         && s.len() <= 15
         && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
@@ -83,7 +94,7 @@ pub fn check_port_name(s: &str) -> Result<(), String> {
     if ok {
         Ok(())
     } else {
-        Err(format!("invalid port name {s:?}"))
+        Err(PortError::Name(s.to_string()))
     }
 }
 
@@ -148,12 +159,9 @@ pub fn compile_port_spec(
     }
 }
 
-pub fn check_port_number(n: i32) -> Result<u16, String> {
-    if (1..=65535).contains(&n) {
-        Ok(n as u16)
-    } else {
-        Err(format!("port {n} is out of range"))
-    }
+/// A port number as the API writes it (`int32`), when it is 1-65535.
+pub fn check_port_number(n: i32) -> Result<u16, PortError> {
+    u16::try_from(n).ok().filter(|&p| p > 0).ok_or(PortError::OutOfRange(n))
 }
 
 #[cfg(test)]
