@@ -54,7 +54,7 @@ pub struct Args {
 /// A destination as the user named it.
 enum Target {
     Side(Side),
-    Service { id: usize, address: Option<IpAddr> },
+    Service { id: palisade_core::cluster::ServiceId, address: Option<IpAddr> },
 }
 
 #[derive(Serialize)]

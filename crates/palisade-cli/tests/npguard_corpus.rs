@@ -36,7 +36,8 @@ fn workload_names(cluster: &Cluster, load: &palisade_load::Load) -> Vec<String> 
             }
         }
     }
-    (0..cluster.pods.len())
+    cluster
+        .pod_ids()
         .map(|p| {
             let pod = &cluster.pods[p];
             let ns = cluster.namespaces[pod.namespace].name.clone();
@@ -149,7 +150,7 @@ fn connlist(dir: &Path) -> Result<BTreeSet<String>, String> {
     // One pod stands for its workload (np-guard assumes a workload's pods alike).
     let mut reps: BTreeMap<&str, PodId> = BTreeMap::new();
     for p in cluster.pods_sorted() {
-        reps.entry(names[p].as_str()).or_insert(p);
+        reps.entry(names[p.index()].as_str()).or_insert(p);
     }
     let segments = port_segments(cluster);
     let mut index = Index::new(cluster);

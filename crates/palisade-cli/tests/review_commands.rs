@@ -129,7 +129,7 @@ fn diff_agrees_with_deciding_every_connection() {
     for pair in cases.windows(2).filter(|w| !w[0].file.contains("calico") || !w[1].file.contains("calico")) {
         let (old, new) = (load_case(&pair[0]), load_case(&pair[1]));
         // Pod ids must name the same pods on both sides (a case may add pods of its own).
-        let keys = |c: &palisade_core::cluster::Cluster| (0..c.pods.len()).map(|p| c.pod_key(p)).collect::<Vec<_>>();
+        let keys = |c: &palisade_core::cluster::Cluster| c.pod_ids().map(|p| c.pod_key(p)).collect::<Vec<_>>();
         if keys(&old) != keys(&new) {
             continue;
         }
@@ -150,8 +150,10 @@ fn diff_agrees_with_deciding_every_connection() {
             }
         }
         // Endpoints by name and how each version sees them: every pod, then every piece.
-        let mut ends: Vec<(String, Side, Side)> =
-            (0..new.pods.len()).map(|p| (nw.key(&new, nw.of_pod[p]), Side::pod(&old, p), Side::pod(&new, p))).collect();
+        let mut ends: Vec<(String, Side, Side)> = new
+            .pod_ids()
+            .map(|p| (nw.key(&new, nw.of_pod[p.index()]), Side::pod(&old, p), Side::pod(&new, p)))
+            .collect();
         ends.extend(cuts.pieces.iter().map(|x| (x.to_string(), Side::ip(&old, x.address), Side::ip(&new, x.address))));
         let pods = new.pods.len();
         let mut brute: BTreeMap<(bool, String, String, String), usize> = BTreeMap::new();

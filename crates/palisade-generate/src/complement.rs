@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::networking::v1::{NetworkPolicy, NetworkPolicyEgressRule, NetworkPolicyPeer, NetworkPolicySpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
-use palisade_core::cluster::Cluster;
+use palisade_core::cluster::{Cluster, PodId};
 use palisade_core::field::{FieldPath, Nowhere, Problems};
 use palisade_core::label::NAMESPACE_NAME_LABEL;
 use palisade_core::verdict::{selects, Side};
@@ -107,7 +107,8 @@ fn egress_isolated(cluster: &Cluster, ns: &str, peer: &NetworkPolicyPeer) -> Opt
         None => Selector::everything(),
     };
     let egress: Vec<&palisade_core::policy::Policy> = cluster.policies.iter().filter(|p| p.egress.is_some()).collect();
-    let pods: Vec<usize> = (0..cluster.pods.len())
+    let pods: Vec<PodId> = cluster
+        .pod_ids()
         .filter(|&p| cluster.namespaces[cluster.pods[p].namespace].name == ns && sel.matches(&cluster.pods[p].labels))
         .collect();
     (!pods.is_empty())

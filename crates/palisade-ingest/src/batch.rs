@@ -327,8 +327,8 @@ impl Builder {
     }
 
     fn policies(&mut self, items: &[Item]) {
-        let tiers: HashMap<String, usize> =
-            self.cluster.tiers.iter().enumerate().map(|(i, t)| (t.name.clone(), i)).collect();
+        let tiers: HashMap<String, TierId> =
+            self.cluster.tiers.iter().enumerate().map(|(i, t)| (t.name.clone(), TierId::new(i))).collect();
         let tier_id = |name: &str| tiers.get(name).copied();
         for item in items {
             let Some((compiled, staged)) = self.policy_of(item, &tier_id) else { continue };
@@ -349,7 +349,7 @@ impl Builder {
     pub(crate) fn policy_of(
         &mut self,
         item: &Item,
-        tier_id: &dyn Fn(&str) -> Option<usize>,
+        tier_id: &dyn Fn(&str) -> Option<TierId>,
     ) -> Option<(policy::Policy, Option<Option<String>>)> {
         let ns = item.namespace.as_deref().map(|_| self.ns_id(item));
         // Calico policies, staged or not: (spec, kind, staged).

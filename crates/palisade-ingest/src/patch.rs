@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 pub use palisade_core::change::{PodPatch, PolicyPatch};
-use palisade_core::cluster::{Cluster, PodId};
+use palisade_core::cluster::{Cluster, PodId, PolicyId, TierId};
 
 use crate::batch::Builder;
 use crate::kubernetes::pod::{finished_phase, pod_from};
@@ -83,7 +83,9 @@ pub fn policy_patch(cluster: &Cluster, gone: &[Input], came: &[Input], opts: &Bu
             return None;
         }
         let name = i.object.metadata().name.as_deref()?;
-        remove.push(cluster.policies.iter().position(|p| p.kind == kind && p.namespace == ns && p.name == name)?);
+        remove.push(PolicyId::new(
+            cluster.policies.iter().position(|p| p.kind == kind && p.namespace == ns && p.name == name)?,
+        ));
     }
     let context = cluster.namespaces_and_tiers();
     let mut b = Builder { cluster: context, problems: Vec::new() };
@@ -91,7 +93,8 @@ pub fn policy_patch(cluster: &Cluster, gone: &[Input], came: &[Input], opts: &Bu
     if items.len() != came.len() || !b.problems.is_empty() {
         return None;
     }
-    let tiers: HashMap<String, usize> = cluster.tiers.iter().enumerate().map(|(i, t)| (t.name.clone(), i)).collect();
+    let tiers: HashMap<String, TierId> =
+        cluster.tiers.iter().enumerate().map(|(i, t)| (t.name.clone(), TierId::new(i))).collect();
     let tier_id = |name: &str| tiers.get(name).copied();
     let mut add = Vec::new();
     for item in &items {
@@ -104,7 +107,10 @@ pub fn policy_patch(cluster: &Cluster, gone: &[Input], came: &[Input], opts: &Bu
             return None;
         }
         let clash = cluster.policies.iter().enumerate().any(|(i, p)| {
-            p.kind == pol.kind && p.namespace == pol.namespace && p.name == pol.name && !remove.contains(&i)
+            p.kind == pol.kind
+                && p.namespace == pol.namespace
+                && p.name == pol.name
+                && !remove.contains(&PolicyId::new(i))
         });
         if clash {
             return None;

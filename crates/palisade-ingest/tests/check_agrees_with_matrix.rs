@@ -265,8 +265,8 @@ proptest! {
         for &port in &PORTS {
             for protocol in Protocol::ALL {
                 let m = index.matrix(port, protocol);
-                for s in 0..cluster.pods.len() {
-                    for d in 0..cluster.pods.len() {
+                for s in cluster.pod_ids() {
+                    for d in cluster.pod_ids() {
                         let conn = Connection::new(Side::pod(&cluster, s), Side::pod(&cluster, d), port, protocol);
                         let checked = decide(&cluster, &conn).verdict == Verdict::Allow;
                         prop_assert_eq!(m.allowed(s, d), checked, "{} -> {} {}/{}", cluster.pod_key(s), cluster.pod_key(d), protocol, port);
@@ -305,8 +305,8 @@ proptest! {
         for &port in &PORTS {
             for protocol in Protocol::ALL {
                 let (ma, mb, mc) = (a.matrix(port, protocol), b.matrix(port, protocol), c.matrix(port, protocol));
-                for s in 0..k8s.pods.len() {
-                    for d in 0..k8s.pods.len() {
+                for s in k8s.pod_ids() {
+                    for d in k8s.pod_ids() {
                         prop_assert_eq!(ma.allowed(s, d), mb.allowed(s, d), "calico: {} -> {} {}/{}", k8s.pod_key(s), k8s.pod_key(d), protocol, port);
                         prop_assert_eq!(ma.allowed(s, d), mc.allowed(s, d), "round trip: {} -> {} {}/{}", k8s.pod_key(s), k8s.pod_key(d), protocol, port);
                         let conn = Connection::new(Side::pod(&cal, s), Side::pod(&cal, d), port, protocol);

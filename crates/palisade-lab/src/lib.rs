@@ -121,7 +121,7 @@ fn plan(cluster: &Cluster) -> (Vec<LabEnd>, Vec<(LabEnd, String)>) {
             true => skipped.push((LabEnd::Pod(p), "no IP (built from a workload template)".to_string())),
         }
     }
-    let mut nodes: Vec<NodeId> = (0..cluster.nodes.len()).collect();
+    let mut nodes: Vec<NodeId> = cluster.node_ids().collect();
     nodes.sort_by_key(|&n| cluster.nodes[n].name.clone());
     for n in nodes {
         match cluster.nodes[n].addresses.first() {

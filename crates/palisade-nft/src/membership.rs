@@ -130,7 +130,7 @@ impl Source {
             Source::Nets(nets) => nets.iter().for_each(|n| a.add_net(n)),
             Source::Selector(sel) => {
                 for p in index.label_pods(sel).ones() {
-                    if let Some(ip) = index.side(p).ip {
+                    if let Some(ip) = index.side(PodId::new(p)).ip {
                         a.add_ip(&ip);
                     }
                     cluster.pods[p].ips.iter().skip(1).for_each(|ip| a.add_ip(ip));
@@ -148,7 +148,7 @@ impl Source {
             nets.iter().for_each(|n| a.add_net(n));
             return a;
         }
-        for p in 0..cluster.pods.len() {
+        for p in cluster.pod_ids() {
             self.pod_ips(cluster, p).iter().for_each(|ip| a.add_ip(ip));
         }
         self.add_fixed(cluster, &mut a);
@@ -210,7 +210,7 @@ impl Wanted {
     }
     pub fn scan(&self, cluster: &Cluster) -> Pairs {
         let mut pairs = Pairs::default();
-        for p in 0..cluster.pods.len() {
+        for p in cluster.pod_ids() {
             self.pod_pairs(cluster, p).into_iter().for_each(|pair| pairs.add(pair));
         }
         pairs

@@ -68,7 +68,7 @@ pub fn node_addresses(cluster: &Cluster) -> HashMap<String, BTreeSet<IpAddr>> {
             add(Side::ip(cluster, ip), &[ip]);
         }
     }
-    for (p, pod) in cluster.pods.iter().enumerate().filter(|(_, pod)| pod.host_network) {
+    for (p, pod) in cluster.pod_ids().zip(&cluster.pods).filter(|(_, pod)| pod.host_network) {
         add(Side::pod(cluster, p), &pod.ips);
     }
     out

@@ -25,7 +25,7 @@ use std::fmt::Write as _;
 use std::hash::{Hash, Hasher};
 use std::net::IpAddr;
 
-use palisade_core::cluster::{Cluster, PodId};
+use palisade_core::cluster::{Cluster, PodId, PolicyId, TierId};
 use palisade_core::index::Index;
 use palisade_core::matching::{self, address_matches};
 use palisade_core::rule::{Entity, Port, Rule};
@@ -188,7 +188,7 @@ struct Own {
     side: Side,
     ports: Vec<ContainerPort>,
     /// A host endpoint: failsafe ports first, and its default when no policy decides.
-    host: Option<usize>,
+    host: Option<palisade_core::cluster::HostId>,
 }
 
 /// What makes two pods' chains identical: the policies that apply, how each Calico rule's
@@ -311,14 +311,14 @@ impl Compiled {
             node_addresses: own_node::node_addresses(cluster),
         };
         st.rs.own_node.by_address = opts.node.is_none();
-        for p in 0..cluster.pods.len() {
+        for p in cluster.pod_ids() {
             st.own_node_pod(cluster, p, true);
         }
         let mut index = Index::new(cluster);
         for dir in [Direction::Egress, Direction::Ingress] {
             let applicable = index.applicable(dir);
             let mut c = Compiler { cluster, st: &mut st, index: Some(&mut index), touched: Vec::new() };
-            for (p, pols) in applicable.iter().enumerate() {
+            for (p, pols) in cluster.pod_ids().zip(&applicable) {
                 c.join(dir, pols, p);
             }
             c.host_endpoints(dir);
@@ -443,10 +443,10 @@ impl Compiled {
         let mut remove = patch.remove;
         remove.sort_unstable_by(|a, b| b.cmp(a));
         for i in remove {
-            let gone = self.policy_ids[i];
+            let gone = self.policy_ids[i.index()];
             // Every pod whose group holds the policy, and the others it keeps.
             let mut moved = Vec::new();
-            for (p, groups) in self.pod_groups.iter().enumerate() {
+            for (p, groups) in cluster.pod_ids().zip(&self.pod_groups) {
                 for (dir, id) in [Direction::Egress, Direction::Ingress].into_iter().zip(groups) {
                     let Some(g) = id.and_then(|id| self.slab[id].as_ref()) else { continue };
                     if g.key.policies.contains(&gone) {
@@ -457,26 +457,26 @@ impl Compiled {
             }
             moved.iter().for_each(|(p, dir, _)| self.leave(cluster, *p, *dir));
             cluster.remove_policy(i);
-            self.policy_ids.remove(i);
+            self.policy_ids.remove(i.index());
             let index = self.policy_index();
             let moved = moved.into_iter().map(|(p, dir, ids)| (p, dir, ids.iter().map(|id| index[id]).collect()));
             self.rejoin(cluster, moved.collect());
         }
         for pol in patch.add {
             let k = cluster.insert_policy(pol);
-            self.policy_ids.insert(k, self.next_policy_id);
+            self.policy_ids.insert(k.index(), self.next_policy_id);
             self.next_policy_id += 1;
             let index = self.policy_index();
             let pol = &cluster.policies[k];
             let mut moved = Vec::new();
-            for p in 0..cluster.pods.len() {
+            for p in cluster.pod_ids() {
                 if !palisade_core::verdict::selects(cluster, pol, &Side::pod(cluster, p)) {
                     continue;
                 }
                 for dir in [Direction::Egress, Direction::Ingress].into_iter().filter(|d| pol.rules(*d).is_some()) {
-                    let id = self.pod_groups.get(p).and_then(|g| g[slot(dir)]);
+                    let id = self.pod_groups.get(p.index()).and_then(|g| g[slot(dir)]);
                     let group = id.and_then(|id| self.slab[id].as_ref());
-                    let mut pols: Vec<usize> =
+                    let mut pols: Vec<PolicyId> =
                         group.map(|g| g.key.policies.iter().map(|id| index[id]).collect()).unwrap_or_default();
                     pols.insert(pols.partition_point(|&j| j < k), k);
                     moved.push((p, dir, pols));
@@ -489,11 +489,11 @@ impl Compiled {
     }
 
     /// Policy id → its index in the cluster now.
-    fn policy_index(&self) -> HashMap<u32, usize> {
-        self.policy_ids.iter().enumerate().map(|(i, &id)| (id, i)).collect()
+    fn policy_index(&self) -> HashMap<u32, PolicyId> {
+        self.policy_ids.iter().enumerate().map(|(i, &id)| (id, PolicyId::new(i))).collect()
     }
 
-    fn rejoin(&mut self, cluster: &Cluster, moved: Vec<(PodId, Direction, Vec<usize>)>) {
+    fn rejoin(&mut self, cluster: &Cluster, moved: Vec<(PodId, Direction, Vec<PolicyId>)>) {
         for (p, dir, pols) in moved {
             Compiler { cluster, st: self, index: None, touched: Vec::new() }.join(dir, &pols, p);
         }
@@ -511,13 +511,13 @@ impl Compiled {
 
     /// The cluster dropped pod `removed`, moving its last pod into that place.
     fn pod_removed(&mut self, removed: PodId) {
-        self.pod_groups.swap_remove(removed);
+        self.pod_groups.swap_remove(removed.index());
     }
 
     /// Adds pod `p`, which the cluster already holds.
     fn add_pod(&mut self, cluster: &Cluster, p: PodId) -> Result<(), NeedsFullCompile> {
-        if self.pod_groups.len() <= p {
-            self.pod_groups.resize(p + 1, [None, None]);
+        if self.pod_groups.len() <= p.index() {
+            self.pod_groups.resize(p.index() + 1, [None, None]);
         }
         self.contribute(cluster, p, true)?;
         self.own_node_pod(cluster, p, true);
@@ -645,7 +645,7 @@ impl Compiled {
     /// Pod `p` leaves its group in `dir`; a group nobody is in any more takes its chains and
     /// the sets only it used along.
     fn leave(&mut self, cluster: &Cluster, p: PodId, dir: Direction) {
-        let Some(id) = self.pod_groups.get_mut(p).and_then(|g| g[slot(dir)].take()) else { return };
+        let Some(id) = self.pod_groups.get_mut(p.index()).and_then(|g| g[slot(dir)].take()) else { return };
         for ip in &cluster.pods[p].ips {
             self.map_put(map_name(dir, ip), ip.to_string(), None);
         }
@@ -732,8 +732,9 @@ fn map_name(dir: Direction, ip: &IpAddr) -> String {
 
 /// The policies (in evaluation order) that apply to an endpoint in `dir`, found one endpoint
 /// at a time (a pod the full compile has the index for; host endpoints always).
-fn applicable_to(cluster: &Cluster, side: &Side, dir: Direction) -> Vec<usize> {
-    (0..cluster.policies.len())
+fn applicable_to(cluster: &Cluster, side: &Side, dir: Direction) -> Vec<PolicyId> {
+    cluster
+        .policy_ids()
         .filter(|&i| {
             let pol = &cluster.policies[i];
             pol.rules(dir).is_some() && palisade_core::verdict::selects(cluster, pol, side)
@@ -743,7 +744,7 @@ fn applicable_to(cluster: &Cluster, side: &Side, dir: Direction) -> Vec<usize> {
 
 impl Compiler<'_, '_> {
     /// Pod `p` joins the group of pods with its policies in `dir` (compiled on first use).
-    fn join(&mut self, dir: Direction, pols: &[usize], p: PodId) {
+    fn join(&mut self, dir: Direction, pols: &[PolicyId], p: PodId) {
         let cluster = self.cluster;
         if pols.is_empty() || cluster.pods[p].ips.is_empty() || !self.enforced_here(p) {
             return;
@@ -777,7 +778,7 @@ impl Compiler<'_, '_> {
         for ip in &cluster.pods[p].ips {
             self.st.map_put(map_name(dir, ip), ip.to_string(), Some(entry.clone()));
         }
-        self.st.pod_groups[p][slot(dir)] = Some(id);
+        self.st.pod_groups[p.index()][slot(dir)] = Some(id);
     }
 
     /// The entry and sets the group just compiled uses, each counted once more.
@@ -797,7 +798,7 @@ impl Compiler<'_, '_> {
     /// Pod changes never touch them: their chains and sets stay claimed.
     fn host_endpoints(&mut self, dir: Direction) {
         let cluster = self.cluster;
-        for (h, hep) in cluster.host_endpoints.iter().enumerate() {
+        for (h, hep) in cluster.host_ids().zip(&cluster.host_endpoints) {
             if self.st.opts.node.as_ref().is_some_and(|n| *n != hep.node) {
                 continue;
             }
@@ -814,7 +815,7 @@ impl Compiler<'_, '_> {
         }
     }
 
-    fn group_key(&self, dir: Direction, pols: &[usize], x: PodId) -> GroupKey {
+    fn group_key(&self, dir: Direction, pols: &[PolicyId], x: PodId) -> GroupKey {
         let own = Side::pod(self.cluster, x);
         let mut bits = Vec::new();
         let mut named = false;
@@ -828,7 +829,7 @@ impl Compiler<'_, '_> {
             }
         }
         let ports = if named { self.cluster.pods[x].ports.clone() } else { Vec::new() };
-        let policies = pols.iter().map(|&i| self.st.policy_ids[i]).collect();
+        let policies = pols.iter().map(|&i| self.st.policy_ids[i.index()]).collect();
         GroupKey { dir, policies, own: bits, ports }
     }
 
@@ -876,8 +877,8 @@ impl Compiler<'_, '_> {
     }
 
     /// The chain for one group of pods: built once per distinct content.
-    fn group_chain(&mut self, dir: Direction, pols: &[usize], own: &Own) -> String {
-        let tiers: Vec<(usize, &[usize])> = self.cluster.tier_runs(pols).collect();
+    fn group_chain(&mut self, dir: Direction, pols: &[PolicyId], own: &Own) -> String {
+        let tiers: Vec<(TierId, &[PolicyId])> = self.cluster.tier_runs(pols).collect();
         let mut bodies: Vec<Vec<String>> = Vec::new();
         for &(_, members) in &tiers {
             let mut rules = Vec::new();

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 
 use fixedbitset::FixedBitSet;
-use palisade_core::cluster::{Cluster, PodId};
+use palisade_core::cluster::{Cluster, PodId, PolicyId};
 use palisade_core::index::{Index, Matrix};
 use palisade_core::matching;
 use palisade_core::policy::Direction;
@@ -86,7 +86,7 @@ impl Connectivity {
         let mut index = Index::new(cluster);
         let addresses = addresses(cluster, &cuts.pieces);
         let applicable = [index.applicable(Direction::Egress), index.applicable(Direction::Ingress)];
-        let each = || (0..cluster.pods.len()).map(|p| vec![p]).collect::<Vec<_>>();
+        let each = || cluster.pod_ids().map(|p| vec![p]).collect::<Vec<_>>();
         let outside = if shortcut { classes(cluster, &applicable, false) } else { each() };
         let nodes = match addresses.iter().any(|a| a.kind == AddressKind::Node) {
             false => Vec::new(),
@@ -162,20 +162,22 @@ fn addresses(cluster: &Cluster, pieces: &[Piece]) -> Vec<Address> {
 /// direction and they have the same container ports (named ports). Seen from a node, pods
 /// also differ by the node they run on, and a host-network pod is the node itself. Calico
 /// rules can also name the pod's own labels and address, so there every pod is its own class.
-fn classes(cluster: &Cluster, applicable: &[Vec<Vec<usize>>; 2], by_node: bool) -> Vec<Vec<PodId>> {
-    let n = cluster.pods.len();
+fn classes(cluster: &Cluster, applicable: &[Vec<Vec<PolicyId>>; 2], by_node: bool) -> Vec<Vec<PodId>> {
     if cluster.uses_calico() || !cluster.host_endpoints.is_empty() {
-        return (0..n).map(|p| vec![p]).collect();
+        return cluster.pod_ids().map(|p| vec![p]).collect();
     }
     let [egress, ingress] = applicable;
     // (egress policies, ingress policies, container ports, host network, node, the pod itself)
-    type Key<'a> = (&'a [usize], &'a [usize], &'a [ContainerPort], bool, Option<&'a str>, Option<PodId>);
+    type Key<'a> = (&'a [PolicyId], &'a [PolicyId], &'a [ContainerPort], bool, Option<&'a str>, Option<PodId>);
     let mut by_key: HashMap<Key, Vec<PodId>> = HashMap::new();
-    for p in 0..n {
+    for p in cluster.pod_ids() {
         let pod = &cluster.pods[p];
         let node = by_node.then_some(pod.node.as_deref()).flatten();
         let itself = (by_node && pod.host_network).then_some(p);
-        by_key.entry((&egress[p], &ingress[p], &pod.ports, pod.host_network, node, itself)).or_default().push(p);
+        by_key
+            .entry((&egress[p.index()], &ingress[p.index()], &pod.ports, pod.host_network, node, itself))
+            .or_default()
+            .push(p);
     }
     by_key.into_values().collect()
 }
@@ -195,8 +197,8 @@ fn decided_sides(
         let allowed = |src, dst| decide(cluster, &Connection::new(src, dst, probe.port, probe.protocol)).verdict;
         let (t, f) = (allowed(pod, other) == Verdict::Allow, allowed(other, pod) == Verdict::Allow);
         for &p in class {
-            to.set(p, t);
-            from.set(p, f);
+            to.set(p.index(), t);
+            from.set(p.index(), f);
         }
     }
     (to, from)
@@ -208,7 +210,7 @@ fn decided_sides(
 fn kubernetes_sides(
     cluster: &Cluster,
     classes: &[Vec<PodId>],
-    applicable: &[Vec<Vec<usize>>; 2],
+    applicable: &[Vec<Vec<PolicyId>>; 2],
     address: IpAddr,
     probe: &Probe,
 ) -> (FixedBitSet, FixedBitSet) {
@@ -218,18 +220,18 @@ fn kubernetes_sides(
         // Pods of one class have the same policies and ports: one answer serves them all.
         for class in classes {
             let p = class[0];
-            let list = &applicable[k][p];
+            let list = &applicable[k][p.index()];
             let (pod, other) = (Side::pod(cluster, p), Side::ip(cluster, address));
             let conn = match dir {
                 Direction::Egress => Connection::new(pod, other, probe.port, probe.protocol),
                 Direction::Ingress => Connection::new(other, pod, probe.port, probe.protocol),
             };
-            let admits = |pol: &usize| {
+            let admits = |pol: &PolicyId| {
                 let mut rules = cluster.policies[*pol].rules(dir).into_iter().flatten();
                 rules.any(|r| matching::matches(cluster, r, &conn))
             };
             let allowed = !cluster.is_policy_subject(p) || list.is_empty() || list.iter().any(admits);
-            class.iter().for_each(|&q| sides[k].set(q, allowed));
+            class.iter().for_each(|&q| sides[k].set(q.index(), allowed));
         }
     }
     let [to, from] = sides;

@@ -74,10 +74,11 @@ impl Version<'_> {
     /// Each pod and each address endpoint of this version, as endpoints of `all`.
     fn place(&self, all: &mut Endpoints) -> (Vec<usize>, Vec<usize>) {
         let (c, w) = (self.cluster, self.workloads);
-        let pods = (0..c.pods.len())
+        let pods = c
+            .pod_ids()
             .map(|p| {
                 let ports = c.pods[p].ports.iter().map(|cp| (cp.port, cp.protocol)).collect();
-                all.add(c.pod_key(p), w.key(c, w.of_pod[p]), c.pod_key(p), ports)
+                all.add(c.pod_key(p), w.key(c, w.of_pod[p.index()]), c.pod_key(p), ports)
             })
             .collect();
         let addresses = self

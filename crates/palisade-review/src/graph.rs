@@ -97,7 +97,7 @@ impl Graph {
         let mut namespaces: Vec<String> = nodes.iter().filter_map(|n| n.namespace.clone()).collect();
         namespaces.dedup();
         let node_of = |end: End| match end {
-            End::Pod(p) => workloads.of_pod[p],
+            End::Pod(p) => workloads.of_pod[p.index()],
             End::Address(e) => first_address + e,
         };
         // (from node, to node) -> per probe, the allowed pod-level pairs.
@@ -107,16 +107,16 @@ impl Graph {
             slot[probe].push((a, b));
         };
         for (i, m) in conn.matrices.iter().enumerate() {
-            for s in 0..cluster.pods.len() {
-                for d in m.rows[s].ones().filter(|&d| d != s) {
+            for s in cluster.pod_ids() {
+                for d in m.rows[s.index()].ones().map(PodId::new).filter(|&d| d != s) {
                     add(End::Pod(s), End::Pod(d), i);
                 }
             }
             for (e, pods) in conn.to_address[i].iter().enumerate() {
-                pods.ones().for_each(|p| add(End::Pod(p), End::Address(e), i));
+                pods.ones().for_each(|p| add(End::Pod(PodId::new(p)), End::Address(e), i));
             }
             for (e, pods) in conn.from_address[i].iter().enumerate() {
-                pods.ones().for_each(|p| add(End::Address(e), End::Pod(p), i));
+                pods.ones().for_each(|p| add(End::Address(e), End::Pod(PodId::new(p)), i));
             }
         }
         let size = |n: usize| nodes[n].pods.len().max(1);
@@ -186,7 +186,7 @@ fn edge(
     let chosen: Vec<Probe> = probes.iter().map(|&i| conn.probes[i]).collect();
     let mut distinct: Vec<(usize, usize)> = Vec::new();
     let key = |e: End| match e {
-        End::Pod(p) => p,
+        End::Pod(p) => p.index(),
         End::Address(x) => usize::MAX - x,
     };
     for &i in &probes {

@@ -111,7 +111,7 @@ impl End {
 
 /// Pods in output order, then nodes by name.
 pub fn ends(cluster: &Cluster) -> Vec<End> {
-    let mut nodes: Vec<NodeId> = (0..cluster.nodes.len()).collect();
+    let mut nodes: Vec<NodeId> = cluster.node_ids().collect();
     nodes.sort_by_key(|&n| cluster.nodes[n].name.clone());
     cluster.pods_sorted().into_iter().map(End::Pod).chain(nodes.into_iter().map(End::Node)).collect()
 }

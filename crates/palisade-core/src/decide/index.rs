@@ -16,7 +16,7 @@ use fixedbitset::FixedBitSet;
 
 use crate::decide::matching::{self, entity_matches, ports_match};
 use crate::decide::verdict::{decide, node_of, Verdict};
-use crate::model::cluster::{Cluster, PodId};
+use crate::model::cluster::{Cluster, PodId, PolicyId};
 use crate::model::endpoint::{Connection, Endpoint, Side};
 use crate::model::expr::Expr;
 use crate::model::label::Labels;
@@ -33,7 +33,7 @@ pub struct Matrix {
 
 impl Matrix {
     pub fn allowed(&self, src: PodId, dst: PodId) -> bool {
-        self.rows[src].contains(dst)
+        self.rows[src.index()].contains(dst.index())
     }
 }
 
@@ -145,10 +145,10 @@ pub struct Index<'c> {
     /// Pods that policy applies to as pods (not host network).
     subjects: FixedBitSet,
     /// Pods that stand for a Calico host endpoint: decided pair by pair.
-    hosts: Vec<PodId>,
+    hosts: Vec<usize>,
     /// Labels selectors see: pods' with pseudo-labels, host endpoints'.
     labels: LabelIndex,
-    by_ip: Vec<(IpAddr, PodId)>,
+    by_ip: Vec<(IpAddr, usize)>,
     /// Pods and host endpoints an expression matches by their labels.
     label_cache: HashMap<Expr, FixedBitSet>,
     /// The same, plus the pods inside the network sets it matches (rule selectors).
@@ -158,7 +158,7 @@ pub struct Index<'c> {
 /// Which policies apply to a pod, and how it fares on its own side of their rules.
 #[derive(Clone, PartialEq, Eq, Hash)]
 struct GroupKey {
-    policies: Vec<usize>,
+    policies: Vec<PolicyId>,
     own: Vec<bool>,
     ports: Vec<ContainerPort>,
 }
@@ -184,12 +184,12 @@ enum OwnSide {
 impl<'c> Index<'c> {
     pub fn new(cluster: &'c Cluster) -> Self {
         let n = cluster.pods.len();
-        let sides: Vec<Side> = (0..n).map(|p| Side::pod(cluster, p)).collect();
+        let sides: Vec<Side> = cluster.pod_ids().map(|p| Side::pod(cluster, p)).collect();
         let mut subjects = FixedBitSet::with_capacity(n);
         let mut hosts = Vec::new();
         for (p, side) in sides.iter().enumerate() {
             match side.endpoint {
-                Endpoint::Pod(_) if cluster.is_policy_subject(p) => subjects.insert(p),
+                Endpoint::Pod(_) if cluster.is_policy_subject(PodId::new(p)) => subjects.insert(p),
                 Endpoint::Host(_) => hosts.push(p),
                 _ => {}
             }
@@ -200,7 +200,7 @@ impl<'c> Index<'c> {
             _ => None,
         });
         let labels = LabelIndex::new(n, items);
-        let mut by_ip: Vec<(IpAddr, PodId)> =
+        let mut by_ip: Vec<(IpAddr, usize)> =
             sides.iter().enumerate().filter_map(|(p, s)| s.ip.map(|ip| (ip, p))).collect();
         by_ip.sort();
         Index {
@@ -254,7 +254,7 @@ impl<'c> Index<'c> {
         s
     }
 
-    fn ip_range(&self, net: &ipnet::IpNet) -> impl Iterator<Item = PodId> + '_ {
+    fn ip_range(&self, net: &ipnet::IpNet) -> impl Iterator<Item = usize> + '_ {
         let (lo, hi) = (net.network(), net.broadcast());
         let start = self.by_ip.partition_point(|(ip, _)| *ip < lo);
         self.by_ip[start..].iter().take_while(move |(ip, _)| *ip <= hi).map(|(_, p)| *p)
@@ -322,15 +322,15 @@ impl<'c> Index<'c> {
     }
 
     /// Whether pod `x` meets its own side of a rule (destination for ingress, source for egress).
-    fn own_side(&self, rule: &Rule, dir: Direction, probe: &Probe, x: PodId) -> bool {
+    fn own_side(&self, rule: &Rule, dir: Direction, probe: &Probe, x: usize) -> bool {
         let side = &self.sides[x];
         let (e, port) = own_entity(rule, dir, probe);
         matching::version_ok(rule, side.ip) && entity_matches(self.cluster, e, side, port, probe.protocol)
     }
 
     /// For each pod, the policies (in evaluation order) that apply to it in `dir`.
-    pub fn applicable(&mut self, dir: Direction) -> Vec<Vec<usize>> {
-        let mut by_pod: Vec<Vec<usize>> = vec![Vec::new(); self.n];
+    pub fn applicable(&mut self, dir: Direction) -> Vec<Vec<PolicyId>> {
+        let mut by_pod: Vec<Vec<PolicyId>> = vec![Vec::new(); self.n];
         for (i, s) in self.selected(dir) {
             for p in s.ones() {
                 by_pod[p].push(i);
@@ -346,14 +346,14 @@ impl<'c> Index<'c> {
 
     /// The side (pod, host endpoint or node) each pod stands for.
     pub fn side(&self, p: PodId) -> Side {
-        self.sides[p]
+        self.sides[p.index()]
     }
 
     /// Pods each policy applies to in `dir`.
-    fn selected(&mut self, dir: Direction) -> Vec<(usize, FixedBitSet)> {
+    fn selected(&mut self, dir: Direction) -> Vec<(PolicyId, FixedBitSet)> {
         let cluster = self.cluster;
         let mut out = Vec::new();
-        for (i, pol) in cluster.policies.iter().enumerate() {
+        for (i, pol) in cluster.policy_ids().zip(&cluster.policies) {
             if pol.rules(dir).is_none() {
                 continue;
             }
@@ -392,10 +392,10 @@ impl<'c> Index<'c> {
 
     fn group_key(
         &self,
-        policies: Vec<usize>,
+        policies: Vec<PolicyId>,
         dir: Direction,
         probe: &Probe,
-        x: PodId,
+        x: usize,
         own_kinds: &[Vec<OwnSide>],
     ) -> GroupKey {
         let mut own = Vec::new();
@@ -403,7 +403,7 @@ impl<'c> Index<'c> {
         for &pi in &policies {
             for (ri, rule) in self.cluster.policies[pi].rules(dir).into_iter().flatten().enumerate() {
                 named |= rule.uses_named_ports();
-                if own_kinds[pi][ri] == OwnSide::Varies {
+                if own_kinds[pi.index()][ri] == OwnSide::Varies {
                     own.push(self.own_side(rule, dir, probe, x));
                 }
             }
@@ -430,7 +430,7 @@ impl<'c> Index<'c> {
             let mut passed = FixedBitSet::with_capacity(self.n);
             for &pi in run {
                 for (ri, rule) in cluster.policies[pi].rules(dir).into_iter().flatten().enumerate() {
-                    let own_ok = match own_kinds[pi][ri] {
+                    let own_ok = match own_kinds[pi.index()][ri] {
                         OwnSide::Varies => *own.next().expect("one own-side bit per rule that varies"),
                         OwnSide::Always => true,
                         OwnSide::Never => false,
@@ -438,7 +438,7 @@ impl<'c> Index<'c> {
                     if !own_ok || rule.action == Action::Log || open.is_clear() {
                         continue;
                     }
-                    let peers = cache.entry((pi, ri)).or_insert_with(|| self.rule_peers(rule, dir, probe));
+                    let peers = cache.entry((pi.index(), ri)).or_insert_with(|| self.rule_peers(rule, dir, probe));
                     let mut hit = peers.clone();
                     hit.intersect_with(&open);
                     match rule.action {
@@ -501,7 +501,7 @@ impl<'c> Index<'c> {
         self.own_nodes(&mut rows);
         for &h in &self.hosts {
             for x in 0..self.n {
-                let pair = |a: PodId, b: PodId| {
+                let pair = |a: usize, b: usize| {
                     a == b
                         || decide(cluster, &Connection::new(self.sides[a], self.sides[b], port, protocol)).verdict
                             == Verdict::Allow
@@ -558,8 +558,8 @@ mod tests {
     /// Every ordered pod pair, as the matrix and as `decide` see it.
     fn agree(cluster: &Cluster, port: u16, protocol: Protocol) {
         let m = matrix(cluster, port, protocol);
-        for s in 0..cluster.pods.len() {
-            for d in 0..cluster.pods.len() {
+        for s in cluster.pod_ids() {
+            for d in cluster.pod_ids() {
                 let c = Connection::new(Side::pod(cluster, s), Side::pod(cluster, d), port, protocol);
                 let want = decide(cluster, &c).verdict == Verdict::Allow;
                 assert_eq!(

@@ -4,7 +4,7 @@
 use std::net::IpAddr;
 
 use crate::decide::verdict::{decide, BackendEval, Decision, Step, Verdict};
-use crate::model::cluster::{Cluster, ServiceId, TargetPort};
+use crate::model::cluster::{Cluster, PodId, ServiceId, TargetPort};
 use crate::model::endpoint::{describe, Connection, Side};
 use crate::model::port::Protocol;
 
@@ -60,7 +60,7 @@ pub fn backends(
     }
     let Some(sel) = &svc.selector else { return Err(NoBackends::Unselected) };
     // A Service's selector is matchLabels only: every pair must be on the pod.
-    let selected = |p: usize| sel.iter().all(|(k, v)| cluster.pods[p].labels.get(k) == Some(v));
+    let selected = |p: PodId| sel.iter().all(|(k, v)| cluster.pods[p].labels.get(k) == Some(v));
     let list = cluster
         .pods_sorted()
         .into_iter()

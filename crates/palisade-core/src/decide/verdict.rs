@@ -19,7 +19,7 @@
 use serde::Serialize;
 
 use crate::decide::trace;
-use crate::model::cluster::{Cluster, PodId};
+use crate::model::cluster::{Cluster, HostId, PodId, PolicyId};
 pub use crate::model::endpoint::{describe, Connection, Endpoint, Side, EPHEMERAL_PORT};
 use crate::model::policy::{Action, Direction, Policy, PolicyKind};
 use crate::model::port::Protocol;
@@ -222,7 +222,7 @@ fn step_allows(step: &Step) -> bool {
 /// The subject of policy on one side, or why there is none.
 enum Subject {
     Pod(PodId),
-    Host(usize),
+    Host(HostId),
 }
 
 fn subject_of(cluster: &Cluster, side: &Side) -> Result<Subject, &'static str> {
@@ -283,7 +283,8 @@ fn side_step(cluster: &Cluster, conn: &Connection, dir: Direction) -> Step {
     let mut policies = Vec::new();
     let mut tiers: Vec<TierEval> = Vec::new();
     let mut decided: Option<(bool, String)> = None;
-    let applicable: Vec<usize> = (0..cluster.policies.len())
+    let applicable: Vec<PolicyId> = cluster
+        .policy_ids()
         .filter(|&i| cluster.policies[i].rules(dir).is_some() && selects(cluster, &cluster.policies[i], this))
         .collect();
     for (tier, run) in cluster.tier_runs(&applicable) {
@@ -337,7 +338,7 @@ fn side_step(cluster: &Cluster, conn: &Connection, dir: Direction) -> Step {
 /// Evaluates every rule of one policy (for the trace) and returns the first decisive hit.
 fn eval_policy(
     cluster: &Cluster,
-    idx: usize,
+    idx: PolicyId,
     dir: Direction,
     conn: &Connection,
     live: bool,

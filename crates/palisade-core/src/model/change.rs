@@ -1,7 +1,7 @@
 //! Changes to a built cluster: pods and policies that come and go (the agent's shortcuts;
 //! `palisade-ingest::patch` works them out, the enforcer applies them).
 
-use crate::model::cluster::{Pod, PodId};
+use crate::model::cluster::{Pod, PodId, PolicyId};
 use crate::model::policy::Policy;
 
 /// Pod objects that came, changed or went, applied to a built cluster without building it
@@ -18,6 +18,6 @@ pub struct PodPatch {
 #[derive(Default)]
 pub struct PolicyPatch {
     /// Indexes in `Cluster::policies` of the policies that leave.
-    pub remove: Vec<usize>,
+    pub remove: Vec<PolicyId>,
     pub add: Vec<Policy>,
 }

@@ -7,15 +7,10 @@ use serde::Serialize;
 
 use crate::model::expr;
 use crate::model::field::{Location, Problem};
+pub use crate::model::id::{HostId, NetSetId, NodeId, NsId, PodId, PolicyId, ServiceId, TierId};
 use crate::model::label::{namespace_pseudo_labels, Labels};
-/// Index of a namespace in the cluster.
-pub type NsId = usize;
 use crate::model::policy::{Policy, PolicyKind};
 use crate::model::port::{ContainerPort, Protocol};
-
-pub type PodId = usize;
-pub type NodeId = usize;
-pub type ServiceId = usize;
 
 #[derive(Clone, Debug)]
 pub struct Namespace {
@@ -111,7 +106,7 @@ pub struct Tier {
 }
 
 /// The tier every Kubernetes NetworkPolicy and every untiered Calico policy belongs to.
-pub const DEFAULT_TIER: usize = 0;
+pub const DEFAULT_TIER: TierId = TierId(0);
 /// Calico gives the default tier this order (since v3.28); user tiers usually come before.
 pub const DEFAULT_TIER_ORDER: f64 = 1_000_000.0;
 
@@ -179,7 +174,7 @@ pub struct Cluster {
     node_by_ip: HashMap<IpAddr, NodeId>,
     service_by_name: HashMap<(NsId, String), ServiceId>,
     service_by_ip: HashMap<IpAddr, ServiceId>,
-    host_by_ip: HashMap<IpAddr, usize>,
+    host_by_ip: HashMap<IpAddr, HostId>,
     /// ServiceAccount labels by (namespace, name), for pods' Calico labels.
     service_accounts: HashMap<(NsId, String), Labels>,
 }
@@ -218,7 +213,7 @@ impl Cluster {
         let p = &self.pods[id];
         format!("{}/{}", self.namespaces[p.namespace].name, p.name)
     }
-    pub fn policy_key(&self, idx: usize) -> String {
+    pub fn policy_key(&self, idx: PolicyId) -> String {
         self.policy_name(&self.policies[idx])
     }
     /// `namespace/name`, or the bare name of a global policy.
@@ -228,7 +223,7 @@ impl Cluster {
             None => p.name.clone(),
         }
     }
-    pub fn host_by_ip(&self, ip: IpAddr) -> Option<usize> {
+    pub fn host_by_ip(&self, ip: IpAddr) -> Option<HostId> {
         self.host_by_ip.get(&ip).copied()
     }
     /// Whether any Calico object shapes decisions (traces then show tiers and actions).
@@ -243,16 +238,16 @@ impl Cluster {
         self.policies.sort_by(order);
     }
     /// Adds a policy in its place in evaluation order (after any it ties with); returns its index.
-    pub fn insert_policy(&mut self, policy: Policy) -> usize {
+    pub fn insert_policy(&mut self, policy: Policy) -> PolicyId {
         let order = policy_order(self.tier_ranks(), &self.namespaces);
         let at = self.policies.partition_point(|p| order(p, &policy) != std::cmp::Ordering::Greater);
         self.policies.insert(at, policy);
-        at
+        PolicyId::new(at)
     }
-    pub fn remove_policy(&mut self, index: usize) -> Policy {
-        self.policies.remove(index)
+    pub fn remove_policy(&mut self, id: PolicyId) -> Policy {
+        self.policies.remove(id.index())
     }
-    /// Rank of each tier in evaluation order.
+    /// Rank of each tier in evaluation order (by [`TierId::index`]).
     pub fn tier_ranks(&self) -> Vec<usize> {
         let mut ids: Vec<usize> = (0..self.tiers.len()).collect();
         ids.sort_by(|&a, &b| {
@@ -266,7 +261,7 @@ impl Cluster {
         rank
     }
     /// Policy ids in evaluation order, split into runs of one tier each: `(tier, run)`.
-    pub fn tier_runs<'a>(&'a self, pols: &'a [usize]) -> impl Iterator<Item = (usize, &'a [usize])> + 'a {
+    pub fn tier_runs<'a>(&'a self, pols: &'a [PolicyId]) -> impl Iterator<Item = (TierId, &'a [PolicyId])> + 'a {
         pols.chunk_by(|a, b| self.policies[*a].tier == self.policies[*b].tier)
             .map(|run| (self.policies[run[0]].tier, run))
     }
@@ -287,7 +282,7 @@ impl Cluster {
     }
     /// Pods ordered by `namespace/name`, the order every output uses.
     pub fn pods_sorted(&self) -> Vec<PodId> {
-        let mut ids: Vec<PodId> = (0..self.pods.len()).collect();
+        let mut ids: Vec<PodId> = self.pod_ids().collect();
         ids.sort_by_cached_key(|&i| (self.namespaces[self.pods[i].namespace].name.clone(), self.pods[i].name.clone()));
         ids
     }
@@ -304,9 +299,9 @@ impl Cluster {
                 self.pod_by_ip.remove(ip);
             }
         }
-        self.pods.swap_remove(id);
-        self.calico_labels.swap_remove(id);
-        if let Some(moved) = self.pods.get(id) {
+        self.pods.swap_remove(id.index());
+        self.calico_labels.swap_remove(id.index());
+        if let Some(moved) = self.pods.get(id.index()) {
             self.pod_by_name.insert((moved.namespace, moved.name.clone()), id);
             for ip in &moved.ips {
                 if !moved.host_network {
@@ -318,7 +313,7 @@ impl Cluster {
 
     /// Adds a pod (its addresses replace any other pod's in the address lookup); returns its id.
     pub fn add_pod(&mut self, pod: Pod) -> PodId {
-        let id = self.pods.len();
+        let id = PodId::new(self.pods.len());
         if !pod.host_network {
             for ip in &pod.ips {
                 self.pod_by_ip.insert(*ip, id);
@@ -333,7 +328,7 @@ impl Cluster {
     /// Adds a namespace (its name label set as the API server sets it); returns its id.
     pub fn add_namespace(&mut self, name: &str, mut labels: Labels, declared: bool) -> NsId {
         labels.insert(crate::model::label::NAMESPACE_NAME_LABEL.to_string(), name.to_string());
-        let id = self.namespaces.len();
+        let id = NsId::new(self.namespaces.len());
         self.namespaces.push(Namespace { name: name.to_string(), labels, declared });
         self.ns_by_name.insert(name.to_string(), id);
         id
@@ -341,7 +336,7 @@ impl Cluster {
 
     /// Adds a node, found by its addresses from then on; returns its id.
     pub fn add_node(&mut self, node: Node) -> NodeId {
-        let id = self.nodes.len();
+        let id = NodeId::new(self.nodes.len());
         for ip in &node.addresses {
             self.node_by_ip.insert(*ip, id);
         }
@@ -351,7 +346,7 @@ impl Cluster {
 
     /// Adds a Service, found by name and ClusterIPs from then on; returns its id.
     pub fn add_service(&mut self, service: Service) -> ServiceId {
-        let id = self.services.len();
+        let id = ServiceId::new(self.services.len());
         for ip in &service.cluster_ips {
             self.service_by_ip.insert(*ip, id);
         }
@@ -361,8 +356,8 @@ impl Cluster {
     }
 
     /// Adds a Calico host endpoint, found by its expected IPs from then on; returns its id.
-    pub fn add_host_endpoint(&mut self, hep: HostEndpoint) -> usize {
-        let id = self.host_endpoints.len();
+    pub fn add_host_endpoint(&mut self, hep: HostEndpoint) -> HostId {
+        let id = HostId::new(self.host_endpoints.len());
         for ip in &hep.ips {
             self.host_by_ip.insert(*ip, id);
         }
@@ -386,6 +381,31 @@ impl Cluster {
         }
     }
 
+    /// Every pod's id, in order.
+    pub fn pod_ids(&self) -> impl DoubleEndedIterator<Item = PodId> + ExactSizeIterator + Clone {
+        PodId::all(self.pods.len())
+    }
+    /// Every policy's id, in evaluation order.
+    pub fn policy_ids(&self) -> impl DoubleEndedIterator<Item = PolicyId> + ExactSizeIterator + Clone {
+        PolicyId::all(self.policies.len())
+    }
+    /// Every namespace's id.
+    pub fn namespace_ids(&self) -> impl DoubleEndedIterator<Item = NsId> + ExactSizeIterator + Clone {
+        NsId::all(self.namespaces.len())
+    }
+    /// Every node's id.
+    pub fn node_ids(&self) -> impl DoubleEndedIterator<Item = NodeId> + ExactSizeIterator + Clone {
+        NodeId::all(self.nodes.len())
+    }
+    /// Every Service's id.
+    pub fn service_ids(&self) -> impl DoubleEndedIterator<Item = ServiceId> + ExactSizeIterator + Clone {
+        ServiceId::all(self.services.len())
+    }
+    /// Every host endpoint's id.
+    pub fn host_ids(&self) -> impl DoubleEndedIterator<Item = HostId> + ExactSizeIterator + Clone {
+        HostId::all(self.host_endpoints.len())
+    }
+
     /// Whether NetworkPolicy applies to this pod (host-network pods share the node's stack).
     pub fn is_policy_subject(&self, id: PodId) -> bool {
         !self.pods[id].host_network
@@ -393,7 +413,7 @@ impl Cluster {
 
     /// Pods on the pod network (policy subjects) that run on node `name` (`spec.nodeName`).
     pub fn pods_on_node<'a>(&'a self, name: &'a str) -> impl Iterator<Item = PodId> + 'a {
-        (0..self.pods.len()).filter(move |&p| self.is_policy_subject(p) && self.pods[p].node.as_deref() == Some(name))
+        self.pod_ids().filter(move |&p| self.is_policy_subject(p) && self.pods[p].node.as_deref() == Some(name))
     }
 }
 
@@ -404,8 +424,8 @@ fn policy_order(
 ) -> impl Fn(&Policy, &Policy) -> std::cmp::Ordering + '_ {
     let name = |p: &Policy| p.sort_name(p.namespace.map(|n| namespaces[n].name.as_str()));
     move |a: &Policy, b: &Policy| {
-        tier_rank[a.tier]
-            .cmp(&tier_rank[b.tier])
+        tier_rank[a.tier.index()]
+            .cmp(&tier_rank[b.tier.index()])
             .then_with(|| order_cmp(a.order, b.order))
             .then_with(|| name(a).cmp(&name(b)))
     }

@@ -3,7 +3,7 @@
 
 use std::net::IpAddr;
 
-use crate::model::cluster::{Cluster, NodeId, PodId};
+use crate::model::cluster::{Cluster, HostId, NodeId, PodId};
 use crate::model::port::Protocol;
 
 /// What stands at one end of a connection.
@@ -11,7 +11,7 @@ use crate::model::port::Protocol;
 pub enum Endpoint {
     Pod(PodId),
     /// A Calico HostEndpoint (found by its expected IPs).
-    Host(usize),
+    Host(HostId),
     Node(NodeId),
     External,
 }

@@ -7,6 +7,7 @@ pub mod expr;
 pub mod field;
 #[cfg(test)]
 pub(crate) mod fixture;
+pub mod id;
 pub mod label;
 pub mod policy;
 pub mod port;

@@ -5,7 +5,7 @@ use std::fmt;
 
 use serde::Serialize;
 
-use crate::model::cluster::NsId;
+use crate::model::cluster::{NsId, TierId};
 use crate::model::expr::Expr;
 use crate::model::field::Location;
 pub use crate::model::rule::{Action, Rule};
@@ -57,7 +57,7 @@ pub struct Policy {
     /// `None` for cluster-wide (global) policies.
     pub namespace: Option<NsId>,
     pub name: String,
-    pub tier: usize,
+    pub tier: TierId,
     /// Position in the tier; `None` sorts last.
     pub order: Option<f64>,
     /// The endpoints it applies to: one expression over endpoint labels, pseudo-labels

@@ -2,7 +2,7 @@
 //! server and compiled to the engine's policy.
 
 use palisade_core::cluster::NsId;
-use palisade_core::cluster::{StagedAction, DEFAULT_TIER};
+use palisade_core::cluster::{StagedAction, TierId, DEFAULT_TIER};
 use palisade_core::expr::{self, Expr};
 use palisade_core::field::{FieldPath, Problems};
 use palisade_core::policy::{Direction, Policy, PolicyKind, Rule};
@@ -28,7 +28,7 @@ pub struct PolicyContext<'a> {
 pub fn compile_policy(
     spec: Option<&PolicySpec>,
     ctx: &PolicyContext,
-    tier_id: &dyn Fn(&str) -> Option<usize>,
+    tier_id: &dyn Fn(&str) -> Option<TierId>,
     problems: &mut Problems,
 ) -> Policy {
     let spec_path = root().key("spec");

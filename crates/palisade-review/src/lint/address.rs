@@ -5,7 +5,7 @@ use std::fmt;
 use std::net::IpAddr;
 
 use ipnet::IpNet;
-use palisade_core::cluster::Cluster;
+use palisade_core::cluster::{Cluster, PodId};
 use palisade_core::policy::Direction;
 use palisade_core::service::backends;
 
@@ -40,7 +40,7 @@ impl fmt::Display for IpBlock<'_> {
 pub(super) fn run(cx: &mut Context) {
     let cluster = cx.cluster;
     let sorted = cluster.pods_sorted();
-    for pol in 0..cluster.policies.len() {
+    for pol in cluster.policy_ids() {
         for dir in [Direction::Ingress, Direction::Egress] {
             for (i, j, peer) in peer_entities(&cluster.policies[pol], dir) {
                 let Some(cidr) = peer.nets.first() else { continue };
@@ -65,7 +65,7 @@ pub(super) fn run(cx: &mut Context) {
 
 /// Pods and nodes inside a block that is narrower than "everything" (a /0 is read as "the
 /// outside" and is left to the Service check).
-fn covers_cluster(cluster: &Cluster, sorted: &[usize], block: &IpBlock) -> Option<String> {
+fn covers_cluster(cluster: &Cluster, sorted: &[PodId], block: &IpBlock) -> Option<String> {
     if block.cidr.prefix_len() == 0 {
         return None;
     }
@@ -97,7 +97,7 @@ fn covers_cluster(cluster: &Cluster, sorted: &[usize], block: &IpBlock) -> Optio
 /// Services whose ClusterIP is in the block while some backend is not.
 fn service_addresses(cluster: &Cluster, block: &IpBlock) -> Option<String> {
     let mut hit = Vec::new();
-    for (id, svc) in cluster.services.iter().enumerate() {
+    for (id, svc) in cluster.service_ids().zip(&cluster.services) {
         let Some(&vip) = svc.cluster_ips.iter().find(|&&ip| block.contains(ip)) else { continue };
         let outside: Vec<(IpAddr, String)> = svc
             .ports

@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use palisade_core::cluster::Cluster;
+use palisade_core::cluster::{Cluster, PodId, PolicyId, TierId};
 use palisade_core::field::FieldPath;
 use palisade_core::matching::{address_matches, version_ok};
 use palisade_core::policy::{Action, Direction, PolicyKind};
@@ -26,15 +26,17 @@ pub(super) fn run(cx: &mut Context) {
 /// its policy applies to: it narrows the policy's endpoints to none, so it never matches.
 fn never_matches(cx: &mut Context) {
     let cluster = cx.cluster;
-    let ends: Vec<Side> = (0..cluster.pods.len())
+    let ends: Vec<Side> = cluster
+        .pod_ids()
         .map(|p| Side::pod(cluster, p))
         .chain(
-            (0..cluster.host_endpoints.len())
+            cluster
+                .host_ids()
                 .map(|h| Side { endpoint: Endpoint::Host(h), ip: cluster.host_endpoints[h].ips.first().copied() }),
         )
         .collect();
     let mut found = Vec::new();
-    for (pol, p) in cluster.policies.iter().enumerate() {
+    for (pol, p) in cluster.policy_ids().zip(&cluster.policies) {
         let selected: Vec<&Side> = ends.iter().filter(|s| selects(cluster, p, s)).collect();
         if selected.is_empty() {
             continue; // PAL001 says so.
@@ -82,7 +84,7 @@ fn endpoints(cx: &Context) -> Vec<(Side, String)> {
     let cluster = cx.cluster;
     let mut out: Vec<(Side, String)> =
         cx.workloads.list.iter().map(|w| (Side::pod(cluster, w.pods[0]), cluster.pod_key(w.pods[0]))).collect();
-    out.extend((0..cluster.host_endpoints.len()).map(|h| {
+    out.extend(cluster.host_ids().map(|h| {
         let side = Side { endpoint: Endpoint::Host(h), ip: cluster.host_endpoints[h].ips.first().copied() };
         (side, format!("host endpoint {}", cluster.host_endpoints[h].name))
     }));
@@ -107,8 +109,8 @@ struct Seen {
 /// (a rule of the same policy, or a policy or tier before it) always decided first.
 fn shadowed(cx: &mut Context) {
     let cluster = cx.cluster;
-    let keys: HashMap<String, usize> = (0..cluster.policies.len()).map(|i| (cluster.policy_key(i), i)).collect();
-    let mut seen: BTreeMap<(usize, Direction, usize), Seen> = BTreeMap::new();
+    let keys: HashMap<String, PolicyId> = cluster.policy_ids().map(|i| (cluster.policy_key(i), i)).collect();
+    let mut seen: BTreeMap<(PolicyId, Direction, usize), Seen> = BTreeMap::new();
     let ends = endpoints(cx);
     for probe in &cx.conn.probes {
         for (a, (src, from)) in ends.iter().enumerate() {
@@ -162,10 +164,10 @@ fn decider(policies: &[palisade_core::verdict::PolicyEval]) -> Option<String> {
 
 fn equal_order(cx: &mut Context) {
     let cluster = cx.cluster;
-    let calico: Vec<usize> =
-        (0..cluster.policies.len()).filter(|&i| cluster.policies[i].kind != PolicyKind::Kubernetes).collect();
-    let selected = |i: usize| -> Vec<usize> {
-        (0..cluster.pods.len()).filter(|&p| selects(cluster, &cluster.policies[i], &Side::pod(cluster, p))).collect()
+    let calico: Vec<PolicyId> =
+        cluster.policy_ids().filter(|&i| cluster.policies[i].kind != PolicyKind::Kubernetes).collect();
+    let selected = |i: PolicyId| -> Vec<PodId> {
+        cluster.pod_ids().filter(|&p| selects(cluster, &cluster.policies[i], &Side::pod(cluster, p))).collect()
     };
     let mut found = Vec::new();
     for (n, &a) in calico.iter().enumerate() {
@@ -196,17 +198,17 @@ fn equal_order(cx: &mut Context) {
 }
 
 /// Whether a tier has a later tier that holds policies (ranks computed once).
-fn later_tiers(cluster: &Cluster) -> impl Fn(usize) -> bool {
+fn later_tiers(cluster: &Cluster) -> impl Fn(TierId) -> bool {
     let rank = cluster.tier_ranks();
-    let last = cluster.policies.iter().map(|p| rank[p.tier]).max();
-    move |tier| last.is_some_and(|last| last > rank[tier])
+    let last = cluster.policies.iter().map(|p| rank[p.tier.index()]).max();
+    move |tier| last.is_some_and(|last| last > rank[tier.index()])
 }
 
 fn pass_last(cx: &mut Context) {
     let cluster = cx.cluster;
     let help = "with no later tier, a passed connection goes to the endpoint's profile (which allows Kubernetes pods): use Allow or Deny, or add the tier it should go to";
     let later_tiers = later_tiers(cluster);
-    for pol in 0..cluster.policies.len() {
+    for pol in cluster.policy_ids() {
         let p = &cluster.policies[pol];
         if later_tiers(p.tier) {
             continue;
@@ -222,7 +224,7 @@ fn pass_last(cx: &mut Context) {
             }
         }
     }
-    for (t, tier) in cluster.tiers.iter().enumerate() {
+    for (t, tier) in TierId::all(cluster.tiers.len()).zip(&cluster.tiers) {
         let used = cluster.policies.iter().any(|p| p.tier == t);
         if tier.pass_at_end && used && !later_tiers(t) {
             let message =

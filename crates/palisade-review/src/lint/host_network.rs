@@ -11,12 +11,12 @@ use super::{is_calico, peer_end, rule_path, some_of, Context, HOST_NETWORK_PEER}
 
 pub(super) fn run(cx: &mut Context) {
     let cluster = cx.cluster;
-    let hosted: Vec<PodId> = (0..cluster.pods.len()).filter(|&p| !cluster.is_policy_subject(p)).collect();
+    let hosted: Vec<PodId> = cluster.pod_ids().filter(|&p| !cluster.is_policy_subject(p)).collect();
     if hosted.is_empty() {
         return;
     }
     let mut found = Vec::new();
-    for pol in 0..cluster.policies.len() {
+    for pol in cluster.policy_ids() {
         for dir in [Direction::Ingress, Direction::Egress] {
             let mut seen = None;
             for rule in cluster.policies[pol].rules(dir).into_iter().flatten() {
@@ -80,6 +80,6 @@ fn only_hosted(cx: &Context, hosted: &[PodId], matches: impl Fn(PodId) -> bool) 
         return None;
     }
     let cluster = cx.cluster;
-    let others = (0..cluster.pods.len()).any(|p| cluster.is_policy_subject(p) && matches(p));
+    let others = cluster.pod_ids().any(|p| cluster.is_policy_subject(p) && matches(p));
     (!others).then_some(hit)
 }

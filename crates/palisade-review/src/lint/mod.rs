@@ -11,7 +11,7 @@ mod syntax;
 
 use std::sync::Arc;
 
-use palisade_core::cluster::Cluster;
+use palisade_core::cluster::{Cluster, PolicyId};
 use palisade_core::field::{FieldPath, Location, Problem, Severity};
 use palisade_core::policy::{Direction, Policy, PolicyKind};
 use palisade_core::rule::{Entity, Form, Rule};
@@ -128,7 +128,7 @@ impl<'a> Context<'a> {
         Context { cluster, conn, workloads, inputs, findings: Vec::new() }
     }
 
-    pub fn policy_object(&self, pol: usize) -> String {
+    pub fn policy_object(&self, pol: PolicyId) -> String {
         let p = &self.cluster.policies[pol];
         let kind = match p.kind {
             PolicyKind::Kubernetes => "NetworkPolicy",
@@ -138,22 +138,29 @@ impl<'a> Context<'a> {
         format!("{kind} {}", self.cluster.policy_key(pol))
     }
 
-    pub fn locate(&self, pol: usize, path: &FieldPath) -> Option<Location> {
-        match self.inputs[pol] {
+    pub fn locate(&self, pol: PolicyId, path: &FieldPath) -> Option<Location> {
+        match self.inputs[pol.index()] {
             Some(input) => input.locate.locate(path),
             None => self.cluster.policies[pol].location.clone(),
         }
     }
 
     /// The Kubernetes NetworkPolicy as written, for a Kubernetes policy.
-    pub fn written(&self, pol: usize) -> Option<&'a k8s_openapi::api::networking::v1::NetworkPolicy> {
-        match &self.inputs[pol]?.object {
+    pub fn written(&self, pol: PolicyId) -> Option<&'a k8s_openapi::api::networking::v1::NetworkPolicy> {
+        match &self.inputs[pol.index()]?.object {
             Object::NetworkPolicy(np) => Some(np),
             _ => None,
         }
     }
 
-    pub fn at_policy(&mut self, check: &Check, pol: usize, path: FieldPath, message: String, help: impl Into<String>) {
+    pub fn at_policy(
+        &mut self,
+        check: &Check,
+        pol: PolicyId,
+        path: FieldPath,
+        message: String,
+        help: impl Into<String>,
+    ) {
         let location = self.locate(pol, &path);
         let object = self.policy_object(pol);
         self.push(check, object, path, message, help.into(), location);
@@ -182,7 +189,7 @@ impl<'a> Context<'a> {
 }
 
 /// Whether a policy is Calico's (its findings speak of source, destination, selector, nets).
-pub(crate) fn is_calico(cluster: &Cluster, pol: usize) -> bool {
+pub(crate) fn is_calico(cluster: &Cluster, pol: PolicyId) -> bool {
     cluster.policies[pol].kind != PolicyKind::Kubernetes
 }
 

@@ -4,7 +4,7 @@ use std::collections::BTreeSet;
 
 use k8s_openapi::api::networking::v1::{NetworkPolicyPeer, NetworkPolicySpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
-use palisade_core::cluster::Cluster;
+use palisade_core::cluster::{Cluster, PolicyId};
 use palisade_core::field::FieldPath;
 use palisade_core::field::{Nowhere, Problems};
 use palisade_core::matching;
@@ -22,7 +22,7 @@ pub(super) fn run(cx: &mut Context) {
     let carried = Labelled::new(cx.cluster);
     // Without pods every selector selects nothing: PAL020 says so once instead.
     let pods = !cx.cluster.pods.is_empty();
-    for pol in 0..cx.cluster.policies.len() {
+    for pol in cx.cluster.policy_ids() {
         if pods {
             selects_nothing(cx, pol);
             unknown_labels(cx, pol, &carried);
@@ -35,10 +35,10 @@ pub(super) fn run(cx: &mut Context) {
     }
 }
 
-fn selects_nothing(cx: &mut Context, pol: usize) {
+fn selects_nothing(cx: &mut Context, pol: PolicyId) {
     let (cluster, p) = (cx.cluster, &cx.cluster.policies[pol]);
-    let pods = (0..cluster.pods.len()).any(|i| selects(cluster, p, &Side::pod(cluster, i)));
-    let hosts = (0..cluster.host_endpoints.len()).any(|h| {
+    let pods = cluster.pod_ids().any(|i| selects(cluster, p, &Side::pod(cluster, i)));
+    let hosts = cluster.host_ids().any(|h| {
         let ip = cluster.host_endpoints[h].ips.first().copied();
         selects(cluster, p, &Side { endpoint: Endpoint::Host(h), ip })
     });
@@ -58,7 +58,7 @@ fn selects_nothing(cx: &mut Context, pol: usize) {
     );
 }
 
-fn describe_selector_field(cx: &Context, pol: usize) -> String {
+fn describe_selector_field(cx: &Context, pol: PolicyId) -> String {
     let sel = cx.written(pol).and_then(|np| np.spec.as_ref()).and_then(|s| s.pod_selector.clone()).unwrap_or_default();
     serde_json::to_string(&sel).unwrap_or_default()
 }
@@ -105,7 +105,7 @@ impl Labelled {
     }
 }
 
-fn unknown_labels(cx: &mut Context, pol: usize, labelled: &Labelled) {
+fn unknown_labels(cx: &mut Context, pol: PolicyId, labelled: &Labelled) {
     let (pods, namespaces) = (&labelled.pods, &labelled.namespaces);
     let mut found: Vec<(FieldPath, String)> = Vec::new();
     if let Some(spec) = cx.written(pol).and_then(|np| np.spec.as_ref()) {
@@ -176,7 +176,7 @@ fn missing_labels(
 }
 
 /// Calico selectors: label keys that no endpoint, namespace, service account or network set carries.
-fn calico_unknown_keys(cx: &Context, pol: usize, carried: &BTreeSet<String>, found: &mut Vec<(FieldPath, String)>) {
+fn calico_unknown_keys(cx: &Context, pol: PolicyId, carried: &BTreeSet<String>, found: &mut Vec<(FieldPath, String)>) {
     let cluster = cx.cluster;
     let p: &Policy = &cluster.policies[pol];
     let mut keys = BTreeSet::new();
@@ -223,7 +223,7 @@ fn admits_dns(cluster: &Cluster, rules: &[Rule]) -> bool {
     })
 }
 
-fn open_rules(cx: &mut Context, pol: usize) {
+fn open_rules(cx: &mut Context, pol: PolicyId) {
     let p = &cx.cluster.policies[pol];
     let calico = super::is_calico(cx.cluster, pol);
     let mut found = Vec::new();
@@ -298,7 +298,7 @@ fn calico_open(c: &Rule, dir: Direction) -> (bool, bool) {
     (no_peer, everywhere && dns)
 }
 
-fn peer_shapes(cx: &mut Context, pol: usize, spec: &NetworkPolicySpec) {
+fn peer_shapes(cx: &mut Context, pol: PolicyId, spec: &NetworkPolicySpec) {
     let mut found = Vec::new();
     for (dir, rules) in written_rules(spec) {
         for (i, peers) in rules.iter().enumerate() {
@@ -328,7 +328,7 @@ fn peer_shapes(cx: &mut Context, pol: usize, spec: &NetworkPolicySpec) {
 /// A peer with both selectors that selects no pod, where each selector alone selects some.
 fn joined_peer_empty(
     cx: &Context,
-    pol: usize,
+    pol: PolicyId,
     dir: Direction,
     i: usize,
     j: usize,
@@ -352,7 +352,7 @@ fn joined_peer_empty(
     })
 }
 
-fn policy_types(cx: &mut Context, pol: usize, spec: &NetworkPolicySpec) {
+fn policy_types(cx: &mut Context, pol: PolicyId, spec: &NetworkPolicySpec) {
     if spec.policy_types.as_ref().is_some_and(|t| !t.is_empty()) {
         return;
     }
