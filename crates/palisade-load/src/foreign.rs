@@ -7,8 +7,6 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use crate::source::Source;
-
 /// Why an input is not a manifest.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Foreign {
@@ -20,25 +18,24 @@ pub enum Foreign {
     NotManifest,
 }
 
-/// The inputs that are not manifests, each with why.
-pub fn find(sources: &[Source]) -> Vec<(String, Foreign)> {
-    let roots: Vec<String> = sources
-        .iter()
-        .filter(|s| Path::new(&*s.name).file_name().is_some_and(|n| n == "Chart.yaml" || n == "Chart.yml"))
-        .map(|s| Path::new(&*s.name).parent().map(|p| p.display().to_string()).unwrap_or_default())
+/// The inputs (name and text) that are not manifests, each with why.
+pub fn find<'a>(sources: impl IntoIterator<Item = (&'a str, &'a str)> + Clone) -> Vec<(String, Foreign)> {
+    let roots: Vec<String> = (sources.clone().into_iter())
+        .filter(|(name, _)| Path::new(name).file_name().is_some_and(|n| n == "Chart.yaml" || n == "Chart.yml"))
+        .map(|(name, _)| Path::new(name).parent().map(|p| p.display().to_string()).unwrap_or_default())
         .collect();
     let chart_of = |name: &str| {
         roots.iter().filter(|r| Path::new(name).starts_with(Path::new(r.as_str()))).max_by_key(|r| r.len()).cloned()
     };
     let mut out = Vec::new();
-    for s in sources {
-        let why = match chart_of(&s.name) {
+    for (name, text) in sources {
+        let why = match chart_of(name) {
             Some(root) => Some(Foreign::Chart { root }),
-            None if has_template_actions(&s.text) => Some(Foreign::Template),
-            None if !names_a_kind(&s.text) => Some(Foreign::NotManifest),
+            None if has_template_actions(text) => Some(Foreign::Template),
+            None if !names_a_kind(text) => Some(Foreign::NotManifest),
             None => None,
         };
-        out.extend(why.map(|w| (s.name.to_string(), w)));
+        out.extend(why.map(|w| (name.to_string(), w)));
     }
     out
 }
@@ -91,13 +88,13 @@ pub fn describe(found: &[(String, Foreign)]) -> String {
 mod tests {
     use super::*;
 
-    fn src(name: &str, text: &str) -> Source {
-        Source { name: name.into(), text: text.into() }
+    fn src<'a>(name: &'a str, text: &'a str) -> (&'a str, &'a str) {
+        (name, text)
     }
 
     #[test]
     fn charts_templates_and_other_yaml_are_told_apart_from_manifests() {
-        let found = find(&[
+        let found = find([
             src("charts/web/Chart.yaml", "apiVersion: v2\nname: web\n"),
             src("charts/web/values.yaml", "replicas: 2\n"),
             src("charts/web/templates/np.yaml", "kind: NetworkPolicy\nmetadata:\n  name: {{ .Release.Name }}\n"),

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock};
 
-use palisade_core::field::{FieldPath, Locate, Location, Problem, Severity};
+use palisade_core::field::{FieldPath, Locate, Location, Nowhere, Problem, Severity};
 use palisade_ingest::{Input, Object};
 use serde::de::DeserializeOwned;
 
@@ -400,6 +400,17 @@ fn object_label(node: &Node, kind: &str) -> String {
     }
 }
 
+/// Drops the positions a JSON tree cannot have: objects get the [`Nowhere`] locator, problems
+/// no location (they still name the object and field path).
+fn unplace(loaded: &mut Loaded) {
+    for input in &mut loaded.inputs {
+        input.locate = Arc::new(Nowhere);
+    }
+    for p in &mut loaded.problems {
+        p.location = None;
+    }
+}
+
 /// Decodes one object given as JSON (an API server's list item or watch event, with `kind` and
 /// `apiVersion`) with exactly the checks a file's object gets: it is written out as JSON text
 /// and read like a `.json` file. Its problems name the object (`Kind ns/name`) and the field
@@ -408,6 +419,6 @@ fn object_label(node: &Node, kind: &str) -> String {
 pub fn decode_json(value: &serde_json::Value) -> Loaded {
     let text: Arc<str> = serde_json::to_string(value).expect("a JSON value serializes").into();
     let mut out = decode(&[Source { name: "".into(), text }]);
-    crate::object::unplace(&mut out);
+    unplace(&mut out);
     out
 }

@@ -2,24 +2,10 @@
 //! by the same code as manifests ([`crate::manifest::decode_json`]); their problems name the
 //! object (`Kind ns/name`) and the field path, and carry no file position.
 
-use std::sync::Arc;
-
-use palisade_core::field::Nowhere;
 use palisade_ingest::BuildOptions;
 
 use crate::manifest::Loaded;
 use crate::source::Source;
-
-/// Drops the positions a JSON tree cannot have: objects get the [`Nowhere`] locator, problems
-/// no location (they still name the object and field path).
-pub(crate) fn unplace(loaded: &mut Loaded) {
-    for input in &mut loaded.inputs {
-        input.locate = Arc::new(Nowhere);
-    }
-    for p in &mut loaded.problems {
-        p.location = None;
-    }
-}
 
 /// Builds the cluster from objects decoded elsewhere (files and API objects together), as
 /// [`crate::load_sources`] does for files: any error anywhere means no cluster.

@@ -7,7 +7,18 @@ use serde::Serialize;
 
 use crate::model::expr;
 use crate::model::field::{Location, Problem};
+use crate::model::id::indexed_by;
 pub use crate::model::id::{HostId, NetSetId, NodeId, NsId, PodId, PolicyId, ServiceId, TierId};
+
+indexed_by! {
+    PodId => Pod, Labels;
+    NsId => Namespace;
+    NodeId => Node;
+    ServiceId => Service;
+    TierId => Tier;
+    HostId => HostEndpoint;
+    NetSetId => NetworkSet;
+}
 use crate::model::label::{namespace_pseudo_labels, Labels};
 use crate::model::policy::{Policy, PolicyKind};
 use crate::model::port::{ContainerPort, Protocol};

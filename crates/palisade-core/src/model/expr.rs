@@ -35,16 +35,9 @@ pub struct ParseError {
     pub message: String,
 }
 
-/// The pseudo-label every namespaced Calico endpoint carries.
-pub const NAMESPACE_LABEL: &str = "projectcalico.org/namespace";
-/// The pseudo-label holding a namespace's or service account's own name.
-pub const NAME_LABEL: &str = "projectcalico.org/name";
-pub const ORCHESTRATOR_LABEL: &str = "projectcalico.org/orchestrator";
-pub const SERVICE_ACCOUNT_LABEL: &str = "projectcalico.org/serviceaccount";
-/// Namespace labels as seen on endpoints.
-pub const NAMESPACE_PREFIX: &str = "pcns.";
-/// Service-account labels as seen on endpoints.
-pub const SERVICE_ACCOUNT_PREFIX: &str = "pcsa.";
+pub use crate::model::label::{
+    NAMESPACE_LABEL, NAMESPACE_PREFIX, NAME_LABEL, ORCHESTRATOR_LABEL, SERVICE_ACCOUNT_LABEL, SERVICE_ACCOUNT_PREFIX,
+};
 
 impl Expr {
     pub fn parse(s: &str) -> Result<Expr, ParseError> {

@@ -1,15 +1,12 @@
 //! Ids of the things a cluster holds: a position in its collection, typed so that a pod's id
 //! is never taken for a namespace's. `.index()` gives the position for slices and bitsets;
-//! the collections of [`crate::model::cluster::Cluster`] are indexed by their id directly.
+//! the collections of a cluster are indexed by their id directly (the items' modules say so
+//! with [`indexed_by`]).
 
 use serde::Serialize;
 
-use crate::model::cluster::{HostEndpoint, Namespace, NetworkSet, Node, Pod, Service, Tier};
-use crate::model::label::Labels;
-use crate::model::policy::Policy;
-
 macro_rules! ids {
-    ($($(#[$doc:meta])* $id:ident => $($item:ty),+;)*) => {$(
+    ($($(#[$doc:meta])* $id:ident;)*) => {$(
         $(#[$doc])*
         #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
         pub struct $id(pub u32);
@@ -28,50 +25,54 @@ macro_rules! ids {
                 (0..n).map($id::new)
             }
         }
-
-        $(
-            impl std::ops::Index<$id> for [$item] {
-                type Output = $item;
-                fn index(&self, id: $id) -> &$item {
-                    &self[id.index()]
-                }
-            }
-            impl std::ops::IndexMut<$id> for [$item] {
-                fn index_mut(&mut self, id: $id) -> &mut $item {
-                    &mut self[id.index()]
-                }
-            }
-            impl std::ops::Index<$id> for Vec<$item> {
-                type Output = $item;
-                fn index(&self, id: $id) -> &$item {
-                    &self[id.index()]
-                }
-            }
-            impl std::ops::IndexMut<$id> for Vec<$item> {
-                fn index_mut(&mut self, id: $id) -> &mut $item {
-                    &mut self[id.index()]
-                }
-            }
-        )+
     )*};
 }
+
+/// Lets slices and vectors of the items be indexed by their id: `cluster.pods[pod]`.
+macro_rules! indexed_by {
+    ($($id:ty => $($item:ty),+;)*) => {$($(
+        impl std::ops::Index<$id> for [$item] {
+            type Output = $item;
+            fn index(&self, id: $id) -> &$item {
+                &self[id.index()]
+            }
+        }
+        impl std::ops::IndexMut<$id> for [$item] {
+            fn index_mut(&mut self, id: $id) -> &mut $item {
+                &mut self[id.index()]
+            }
+        }
+        impl std::ops::Index<$id> for Vec<$item> {
+            type Output = $item;
+            fn index(&self, id: $id) -> &$item {
+                &self[id.index()]
+            }
+        }
+        impl std::ops::IndexMut<$id> for Vec<$item> {
+            fn index_mut(&mut self, id: $id) -> &mut $item {
+                &mut self[id.index()]
+            }
+        }
+    )+)*};
+}
+pub(crate) use indexed_by;
 
 ids! {
     /// A pod (or a workload's template pod standing for its replicas); also indexes
     /// `Cluster::calico_labels`.
-    PodId => Pod, Labels;
+    PodId;
     /// A namespace.
-    NsId => Namespace;
+    NsId;
     /// A node.
-    NodeId => Node;
+    NodeId;
     /// A Service.
-    ServiceId => Service;
+    ServiceId;
     /// A policy: its place in evaluation order (it moves when policies come or go).
-    PolicyId => Policy;
-    /// A Calico tier; [`crate::model::cluster::DEFAULT_TIER`] is the default one.
-    TierId => Tier;
+    PolicyId;
+    /// A Calico tier; `cluster::DEFAULT_TIER` is the default one.
+    TierId;
     /// A Calico host endpoint.
-    HostId => HostEndpoint;
+    HostId;
     /// A Calico NetworkSet or GlobalNetworkSet.
-    NetSetId => NetworkSet;
+    NetSetId;
 }

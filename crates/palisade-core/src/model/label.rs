@@ -30,10 +30,20 @@ pub fn is_per_rollout(key: &str) -> bool {
     PER_ROLLOUT_LABELS.contains(&key) || key == "job-name" || key == "batch.kubernetes.io/job-name"
 }
 
+/// The pseudo-label every namespaced Calico endpoint carries.
+pub const NAMESPACE_LABEL: &str = "projectcalico.org/namespace";
+/// The pseudo-label holding a namespace's or service account's own name.
+pub const NAME_LABEL: &str = "projectcalico.org/name";
+pub const ORCHESTRATOR_LABEL: &str = "projectcalico.org/orchestrator";
+pub const SERVICE_ACCOUNT_LABEL: &str = "projectcalico.org/serviceaccount";
+/// Namespace labels as seen on endpoints.
+pub const NAMESPACE_PREFIX: &str = "pcns.";
+/// Service-account labels as seen on endpoints.
+pub const SERVICE_ACCOUNT_PREFIX: &str = "pcsa.";
+
 /// Labels of a namespaced thing as Calico endpoints carry them: its namespace's labels with
 /// `pcns.` and `projectcalico.org/namespace`.
 pub fn namespace_pseudo_labels(ns_name: &str, ns_labels: &Labels, out: &mut Labels) {
-    use crate::model::expr::{NAMESPACE_LABEL, NAMESPACE_PREFIX, NAME_LABEL};
     out.insert(NAMESPACE_LABEL.into(), ns_name.into());
     for (k, v) in ns_labels {
         out.insert(format!("{NAMESPACE_PREFIX}{k}"), v.clone());

@@ -5,9 +5,9 @@ use std::fmt;
 
 use serde::Serialize;
 
-use crate::model::cluster::{NsId, TierId};
 use crate::model::expr::Expr;
 use crate::model::field::Location;
+use crate::model::id::{indexed_by, NsId, PolicyId, TierId};
 pub use crate::model::rule::{Action, Rule};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -68,6 +68,8 @@ pub struct Policy {
     pub egress: Option<Vec<Rule>>,
     pub location: Option<Location>,
 }
+
+indexed_by! { PolicyId => Policy; }
 
 /// Kubernetes NetworkPolicies sit in Calico's default tier at this order.
 pub const KUBERNETES_ORDER: f64 = 1000.0;
