@@ -1,7 +1,6 @@
 //! Checks on address blocks: ipBlocks that hit cluster addresses, which selectors should name,
 //! and ipBlocks that name a Service's ClusterIP, which policy never sees after DNAT.
 
-use std::fmt;
 use std::net::IpAddr;
 
 use ipnet::IpNet;
@@ -11,10 +10,12 @@ use palisade_core::service::backends;
 
 use super::{peer_entities, rule_path, some_of, Context, IPBLOCK_PODS, IPBLOCK_SERVICE};
 
-/// A Kubernetes ipBlock peer, read from the rule it lowered to: its nets and notNets.
+/// A Kubernetes ipBlock peer, read from the rule it lowered to (its nets and notNets), and
+/// the words it was written in (`ipBlock 10.0.0.0/8 except 10.1.0.0/16`).
 struct IpBlock<'a> {
     cidr: &'a IpNet,
     except: &'a [IpNet],
+    written: &'a str,
 }
 
 impl IpBlock<'_> {
@@ -26,25 +27,14 @@ impl IpBlock<'_> {
     }
 }
 
-impl fmt::Display for IpBlock<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.cidr)?;
-        if !self.except.is_empty() {
-            let ex: Vec<String> = self.except.iter().map(|e| e.to_string()).collect();
-            write!(f, " except {}", ex.join(", "))?;
-        }
-        Ok(())
-    }
-}
-
 pub(super) fn run(cx: &mut Context) {
     let cluster = cx.cluster;
     let sorted = cluster.pods_sorted();
     for pol in cluster.policy_ids() {
         for dir in [Direction::Ingress, Direction::Egress] {
-            for (i, j, peer) in peer_entities(&cluster.policies[pol], dir) {
+            for (i, j, peer, written) in peer_entities(&cluster.policies[pol], dir) {
                 let Some(cidr) = peer.nets.first() else { continue };
-                let block = &IpBlock { cidr, except: &peer.not_nets };
+                let block = &IpBlock { cidr, except: &peer.not_nets, written };
                 {
                     let path = rule_path(dir, i).key(dir.peers_field()).index(j).key("ipBlock");
                     if let Some(msg) = covers_cluster(cluster, &sorted, block) {
@@ -91,7 +81,7 @@ fn covers_cluster(cluster: &Cluster, sorted: &[PodId], block: &IpBlock) -> Optio
     if !nodes.is_empty() {
         parts.push(format!("{} node(s) ({})", nodes.len(), some_of(&nodes, 3)));
     }
-    Some(format!("ipBlock {block} covers {}", parts.join(" and ")))
+    Some(format!("{} covers {}", block.written, parts.join(" and ")))
 }
 
 /// Services whose ClusterIP is in the block while some backend is not.
@@ -118,7 +108,8 @@ fn service_addresses(cluster: &Cluster, block: &IpBlock) -> Option<String> {
     }
     let what = if block.except.is_empty() { "includes" } else { "leaves" };
     Some(format!(
-        "ipBlock {block} {what} the ClusterIP of {} Service(s) but not their backends, so connections to them are not allowed by this peer: {}",
+        "{} {what} the ClusterIP of {} Service(s) but not their backends, so connections to them are not allowed by this peer: {}",
+        block.written,
         hit.len(),
         some_of(&hit, 3)
     ))

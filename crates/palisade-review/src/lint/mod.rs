@@ -194,15 +194,17 @@ pub(crate) fn is_calico(cluster: &Cluster, pol: PolicyId) -> bool {
 }
 
 /// The peers of a Kubernetes-shaped policy's rules, each once, as the entities they lowered
-/// to: `(written rule, peer index, entity)`.
-pub(crate) fn peer_entities(pol: &Policy, dir: Direction) -> Vec<(usize, usize, &Entity)> {
-    let mut out: Vec<(usize, usize, &Entity)> = Vec::new();
+/// to: `(written rule, peer index, entity, the peer as written)`.
+pub(crate) fn peer_entities(pol: &Policy, dir: Direction) -> Vec<(usize, usize, &Entity, &str)> {
+    let mut out: Vec<(usize, usize, &Entity, &str)> = Vec::new();
     for r in pol.rules(dir).into_iter().flatten() {
-        let (Form::Peers { .. }, Some(j)) = (&r.origin.written.form, r.origin.peer) else { continue };
-        if out.last().is_some_and(|&(i, k, _)| (i, k) == (r.origin.rule, j)) {
+        let (Form::Peers { peers: Some(words), .. }, Some(j)) = (&r.origin.written.form, r.origin.peer) else {
+            continue;
+        };
+        if out.last().is_some_and(|&(i, k, _, _)| (i, k) == (r.origin.rule, j)) {
             continue;
         }
-        out.push((r.origin.rule, j, peer_end(r, dir)));
+        out.push((r.origin.rule, j, peer_end(r, dir), words[j].text.as_str()));
     }
     out
 }
