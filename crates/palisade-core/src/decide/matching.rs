@@ -53,6 +53,7 @@ pub enum End {
 }
 
 impl End {
+    /// `source` or `destination`, as traces say it.
     pub fn as_str(self) -> &'static str {
         match self {
             End::Source => "source",

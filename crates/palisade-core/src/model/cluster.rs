@@ -255,6 +255,7 @@ impl Cluster {
         self.policies.insert(at, policy);
         PolicyId::new(at)
     }
+    /// Takes a policy out; the policies after it move up one place.
     pub fn remove_policy(&mut self, id: PolicyId) -> Policy {
         self.policies.remove(id.index())
     }

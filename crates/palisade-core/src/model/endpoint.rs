@@ -57,6 +57,7 @@ impl Side {
         };
         Side { endpoint, ip: Some(ip) }
     }
+    /// The pod at this end, when it is one.
     pub fn pod_id(&self) -> Option<PodId> {
         match self.endpoint {
             Endpoint::Pod(p) => Some(p),

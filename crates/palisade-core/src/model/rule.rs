@@ -31,6 +31,7 @@ pub enum Action {
 }
 
 impl Action {
+    /// Calico's spelling: `Allow`, `Deny`, `Pass`, `Log`.
     pub fn as_str(self) -> &'static str {
         match self {
             Action::Allow => "Allow",
@@ -93,6 +94,7 @@ pub struct Entity {
 }
 
 impl Entity {
+    /// Whether it sets no condition at all (it admits every endpoint on every port).
     pub fn is_empty(&self) -> bool {
         !self.has_address() && self.ports.is_empty() && self.not_ports.is_empty()
     }
@@ -123,6 +125,7 @@ pub struct Rule {
 }
 
 impl Rule {
+    /// Whether a port condition on either end is a named port.
     pub fn uses_named_ports(&self) -> bool {
         self.source.uses_named_ports() || self.destination.uses_named_ports()
     }

@@ -18,6 +18,8 @@ fn root() -> FieldPath {
     FieldPath::root()
 }
 
+/// A NetworkSet (`namespace` given) or GlobalNetworkSet: its nets, and its labels with the
+/// namespace's pseudo-labels for a namespaced one.
 pub fn compile_network_set(
     name: &str,
     namespace: Option<(NsId, &str, &Labels)>,
@@ -57,6 +59,8 @@ fn not_a_pod(labels: &Labels, problems: &mut Problems) -> Labels {
     out
 }
 
+/// A HostEndpoint: its node, interface, expected IPs (how the engine finds it), named ports
+/// and whether its profile allows what no policy decides.
 pub fn compile_host_endpoint(
     name: &str,
     labels: &Labels,

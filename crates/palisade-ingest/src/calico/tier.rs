@@ -9,6 +9,7 @@ fn root() -> FieldPath {
     FieldPath::root()
 }
 
+/// A Tier: its order (the default tier's is fixed) and what its end does (Deny, or Pass).
 pub fn compile_tier(name: &str, spec: Option<&resource::TierSpec>, problems: &mut Problems) -> Tier {
     let spec = spec.cloned().unwrap_or_default();
     let pass_at_end = match spec.default_action.as_deref() {
