@@ -631,6 +631,7 @@ pub fn pod_patch(
     }
     let mut add = Vec::new();
     let mut taken_ips = std::collections::HashSet::new();
+    let leaving: std::collections::HashSet<PodId> = remove.iter().copied().collect();
     for item in &items {
         let Object::Pod(obj) = &item.input.object else { return None };
         let ns = cluster.namespace(item.namespace.as_deref()?)?;
@@ -638,7 +639,7 @@ pub fn pod_patch(
         if !b.problems.is_empty() || pod.host_network {
             return None;
         }
-        let clash = |id: PodId| !remove.contains(&id);
+        let clash = |id: PodId| !leaving.contains(&id);
         if cluster.pod_by_name.get(&(ns, pod.name.clone())).is_some_and(|&id| clash(id)) {
             return None;
         }
@@ -679,6 +680,9 @@ pub fn policy_patch(cluster: &Cluster, gone: &[Input], came: &[Input], opts: &Bu
         let ns = i.object.metadata().namespace.clone().or_else(|| opts.default_namespace.clone());
         i.object.is_namespaced().then_some(ns)
     };
+    // Policies by identity: one lookup per policy, whatever the size of the change.
+    let by_key: HashMap<(PolicyKind, Option<NsId>, &str), usize> =
+        cluster.policies.iter().enumerate().map(|(i, p)| ((p.kind, p.namespace, p.name.as_str()), i)).collect();
     let mut remove = Vec::new();
     for i in gone {
         let kind = enforced_policy_kind(&i.object)?;
@@ -693,8 +697,9 @@ pub fn policy_patch(cluster: &Cluster, gone: &[Input], came: &[Input], opts: &Bu
             return None;
         }
         let name = i.object.metadata().name.as_deref()?;
-        remove.push(cluster.policies.iter().position(|p| p.kind == kind && p.namespace == ns && p.name == name)?);
+        remove.push(*by_key.get(&(kind, ns, name))?);
     }
+    let leaving: std::collections::HashSet<usize> = remove.iter().copied().collect();
     let context = Cluster {
         namespaces: cluster.namespaces.clone(),
         ns_by_name: cluster.ns_by_name.clone(),
@@ -718,9 +723,7 @@ pub fn policy_patch(cluster: &Cluster, gone: &[Input], came: &[Input], opts: &Bu
         if !b.problems.is_empty() {
             return None;
         }
-        let clash = cluster.policies.iter().enumerate().any(|(i, p)| {
-            p.kind == pol.kind && p.namespace == pol.namespace && p.name == pol.name && !remove.contains(&i)
-        });
+        let clash = by_key.get(&(pol.kind, pol.namespace, pol.name.as_str())).is_some_and(|i| !leaving.contains(i));
         if clash {
             return None;
         }
