@@ -117,13 +117,14 @@ fn timed_apply(text: &str, netns: &str) -> f64 {
 pub fn load_figures(objects: &[Object], netns: &str) -> Ruleset {
     let c = cluster(objects);
     let t = Instant::now();
-    let rs = compile(&c, &Options::default());
+    let full = Compiled::new(&c, &Options::default());
     let compiled = t.elapsed().as_secs_f64();
+    let rs = full.ruleset().clone();
     let text = script::full(&rs);
     let s = rs.stats();
     println!(
         "nft compile       {compiled:>9.3} s  ({} pods enforced, {} chains, {} rules, {} sets, {} elements, {} KiB script)",
-        s.enforced_pods,
+        full.enforced_pods(),
         s.chains,
         s.rules,
         s.sets,
@@ -186,7 +187,7 @@ fn agent_figure(objects: &[Object], netns: &str) {
     let opts = BuildOptions::default();
     let t = Instant::now();
     watched.poll().expect("readable");
-    let mut cluster = watched.load(&opts).cluster.expect("valid");
+    let mut cluster = watched.build(&opts).load.cluster.expect("valid");
     let mut compiled = Compiled::new(&cluster, &Options::default());
     let kernel = Kernel::open(Some(netns)).expect("netlink");
     kernel.apply(&script::full_commands(compiled.ruleset())).expect("the kernel takes the ruleset");
@@ -290,7 +291,7 @@ pub fn bulk_figure(objects: &[Object], netns: &str, n: usize) {
     std::fs::write(dir.join("cluster.json"), palisade_bench::to_list_json(objects)).expect("write");
     let mut watched = Watched::new(&dir);
     watched.poll().expect("readable");
-    let mut cluster = watched.load(&BuildOptions::default()).cluster.expect("valid");
+    let mut cluster = watched.build(&BuildOptions::default()).load.cluster.expect("valid");
     let mut compiled = Compiled::new(&cluster, &Options::default());
     let kernel = Kernel::open(Some(netns)).expect("netlink");
     kernel.apply(&script::full_commands(compiled.ruleset())).expect("the kernel takes the ruleset");
@@ -361,6 +362,7 @@ pub fn bulk_figure(objects: &[Object], netns: &str, n: usize) {
             changes.patches(&cluster, &BuildOptions::default()).expect("a plain pod or policy change");
         let checked = t.elapsed().as_secs_f64();
         let delta = compiled.patch(&mut cluster, policies, pods).expect("no set changes family");
+        watched.settle();
         let patched = t.elapsed().as_secs_f64();
         kernel.apply(&delta).expect("the kernel takes the delta");
         let took = t.elapsed().as_secs_f64();
@@ -404,6 +406,7 @@ fn patch_from_files(watched: &mut Watched, cluster: &mut Cluster, compiled: &mut
     let changes = watched.poll().expect("readable").expect("changed");
     let (policies, pods) = changes.patches(cluster, &opts).expect("a plain pod or policy change");
     let delta = compiled.patch(cluster, policies, pods);
+    watched.settle();
     kernel.apply(&delta.expect("no set changes family")).expect("the kernel takes the delta");
 }
 

@@ -213,7 +213,7 @@ fn run(w: &mut World, steps: &[Vec<Step>], options: &Options) -> Result<[usize; 
             }
             // In a big batch, a step the object path would refuse on its own (a policy from a
             // namespace or tier this world lacks) would send the whole batch to the full build.
-            let alone = Changes { gone: g.clone(), came: c.clone(), problems: false };
+            let alone = Changes { gone: g.clone(), came: c.clone(), problems: false, ..Default::default() };
             if batch.len() > 2 && alone.patches(&cluster, &w.opts).is_none() {
                 continue;
             }
@@ -225,7 +225,7 @@ fn run(w: &mut World, steps: &[Vec<Step>], options: &Options) -> Result<[usize; 
             continue;
         }
         // Changes the object path leaves to the full build (a clash, a missing namespace) are skipped.
-        let changes = Changes { gone: gone.clone(), came: came.clone(), problems: false };
+        let changes = Changes { gone: gone.clone(), came: came.clone(), problems: false, ..Default::default() };
         let Some((policy_patch, pod_patch)) = changes.patches(&cluster, &w.opts) else { continue };
         let big = policy_patch.add.len() > 32 || pod_patch.add.len() + pod_patch.remove.len() > 32;
         let before = compiled.ruleset().clone();

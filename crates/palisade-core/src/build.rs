@@ -144,6 +144,18 @@ pub struct Input {
     pub locate: Arc<dyn Locate>,
 }
 
+impl Input {
+    /// How problems name this object ([`Problem::object`]): `NetworkPolicy x/p`, `Tier t`.
+    pub fn label(&self, opts: &BuildOptions) -> String {
+        let m = self.object.metadata();
+        let ns = match self.object.is_namespaced() {
+            true => m.namespace.clone().or_else(|| opts.default_namespace.clone()),
+            false => None,
+        };
+        object_label(self.object.kind(), ns.as_deref(), m.name.as_deref().unwrap_or_default())
+    }
+}
+
 #[derive(Clone, Debug, Default)]
 pub struct BuildOptions {
     /// Namespace for namespaced objects that name none (as `kubectl apply -n`).
@@ -204,7 +216,11 @@ impl Builder {
         r
     }
 
-    fn check_metadata<'a>(&mut self, inputs: &'a [Input], opts: &BuildOptions) -> Vec<Item<'a>> {
+    fn check_metadata<'a>(
+        &mut self,
+        inputs: impl IntoIterator<Item = &'a Input>,
+        opts: &BuildOptions,
+    ) -> Vec<Item<'a>> {
         let mut seen: HashMap<(String, Option<String>, String), Option<Location>> = HashMap::new();
         let mut items = Vec::new();
         for input in inputs {
@@ -611,7 +627,7 @@ pub struct PodPatch {
 pub fn pod_patch(
     cluster: &Cluster,
     gone: &[(String, String)],
-    came: &[Input],
+    came: &[&Input],
     opts: &BuildOptions,
 ) -> Option<PodPatch> {
     let mut remove = Vec::new();
@@ -625,7 +641,7 @@ pub fn pod_patch(
         remove.push(id);
     }
     let mut b = Builder { cluster: Cluster::default(), problems: Vec::new() };
-    let items = b.check_metadata(came, opts);
+    let items = b.check_metadata(came.iter().copied(), opts);
     if items.len() != came.len() || !b.problems.is_empty() {
         return None;
     }
@@ -675,7 +691,7 @@ pub fn enforced_policy_kind(o: &Object) -> Option<PolicyKind> {
 /// Works out a [`PolicyPatch`] when the change is one a full build would take without a word:
 /// only enforced policies (Kubernetes, Calico, global), valid and warning-free, in namespaces
 /// and tiers that exist, no name clash. `None` otherwise: the full build decides.
-pub fn policy_patch(cluster: &Cluster, gone: &[Input], came: &[Input], opts: &BuildOptions) -> Option<PolicyPatch> {
+pub fn policy_patch(cluster: &Cluster, gone: &[&Input], came: &[&Input], opts: &BuildOptions) -> Option<PolicyPatch> {
     let namespace = |i: &Input| {
         let ns = i.object.metadata().namespace.clone().or_else(|| opts.default_namespace.clone());
         i.object.is_namespaced().then_some(ns)
@@ -707,7 +723,7 @@ pub fn policy_patch(cluster: &Cluster, gone: &[Input], came: &[Input], opts: &Bu
         ..Cluster::default()
     };
     let mut b = Builder { cluster: context, problems: Vec::new() };
-    let items = b.check_metadata(came, opts);
+    let items = b.check_metadata(came.iter().copied(), opts);
     if items.len() != came.len() || !b.problems.is_empty() {
         return None;
     }

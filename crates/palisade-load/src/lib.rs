@@ -2,6 +2,7 @@
 //! engine's model and reports problems with file, line, column and field path.
 
 pub mod diagnostic;
+pub mod directory;
 pub mod manifest;
 pub mod source;
 pub mod watch;

@@ -33,6 +33,15 @@ impl Kernel {
         Ok(Kernel { socket: Socket::open(netns)? })
     }
 
+    /// The netlink port id of the socket this kernel handle changes the table through.
+    pub fn portid(&self) -> Result<u32, KernelError> {
+        Ok(self.socket.portid()?)
+    }
+
+    pub(crate) fn socket(&self) -> &Socket {
+        &self.socket
+    }
+
     /// Applies the commands as one transaction: all of them or, on any error, none.
     pub fn apply(&self, commands: &[Command]) -> Result<(), KernelError> {
         // Nothing to change (a file saved as it was): no transaction at all.

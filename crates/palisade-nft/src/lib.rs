@@ -4,7 +4,9 @@
 pub mod bytecode;
 pub mod kernel;
 mod membership;
+pub mod monitor;
 pub mod netlink;
+pub mod owner;
 pub mod ruleset;
 pub mod script;
 

@@ -106,7 +106,6 @@ pub struct Ruleset {
 /// Figures about a compiled ruleset.
 #[derive(Clone, Debug, Default)]
 pub struct Stats {
-    pub enforced_pods: usize,
     pub chains: usize,
     pub rules: usize,
     pub sets: usize,
@@ -116,7 +115,6 @@ pub struct Stats {
 impl Ruleset {
     pub fn stats(&self) -> Stats {
         Stats {
-            enforced_pods: self.maps.values().map(|m| m.len()).sum::<usize>(),
             chains: self.chains.len(),
             rules: self.chains.values().map(Vec::len).sum(),
             sets: self.sets.len(),
@@ -329,6 +327,12 @@ impl Compiled {
 
     pub fn ruleset(&self) -> &Ruleset {
         &self.rs
+    }
+
+    /// Pods whose traffic a group chain decides (in either direction): pods, not map elements
+    /// (a pod has one per address and direction).
+    pub fn enforced_pods(&self) -> usize {
+        self.pod_groups.iter().filter(|g| g.iter().any(Option::is_some)).count()
     }
 
     /// Starts recording what changes, for [`Compiled::delta`].

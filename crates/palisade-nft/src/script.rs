@@ -244,6 +244,21 @@ pub fn full_commands(rs: &Ruleset) -> Vec<Command> {
     out
 }
 
+/// Adds back every element of these named sets and verdict maps (elements still there stay
+/// as they are): what mends a table that lost elements and nothing else.
+pub fn element_commands(rs: &Ruleset, sets: &[String]) -> Vec<Command> {
+    let mut out = Vec::new();
+    for name in sets {
+        if let Some(set) = rs.sets.get(name) {
+            out.extend(elements(name, SetKind::of(set), set.elements.iter().cloned(), true));
+        } else if let Some((_, f)) = MAPS.iter().find(|(m, _)| m == name) {
+            let items = rs.maps.get(name).into_iter().flatten().map(|(ip, chain)| format!("{ip} : jump {chain}"));
+            out.extend(elements(name, SetKind::Map(*f), items, true));
+        }
+    }
+    out
+}
+
 /// The whole table as an `nft -f` script.
 pub fn full(rs: &Ruleset) -> String {
     text(&full_commands(rs))
