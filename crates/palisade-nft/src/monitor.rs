@@ -11,6 +11,7 @@
 
 use nix::libc;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 
 use crate::kernel::{encode, Kernel, KernelError};
 use crate::netlink::{attr, attr as a, attr_str, attr_u32, attrs, messages, Message, NetlinkError, Socket};
@@ -26,6 +27,9 @@ pub enum TableEvent {
     Lost,
 }
 
+/// The watch on a table's notifications.
+pub struct Watch(Arc<Socket>);
+
 /// Watches the table in network namespace `netns` from a thread of its own, calling `tell`
 /// with each event until it returns `false`; changes made through the socket with port id
 /// `own` (the agent's) are not reported.
@@ -33,11 +37,37 @@ pub fn watch(
     netns: Option<&str>,
     own: u32,
     tell: impl FnMut(TableEvent) -> bool + Send + 'static,
-) -> Result<(), NetlinkError> {
-    let socket = Socket::open(netns)?;
+) -> Result<Watch, NetlinkError> {
+    let socket = Arc::new(Socket::open(netns)?);
     socket.subscribe();
-    std::thread::spawn(move || watch_loop(&socket, own, tell));
-    Ok(())
+    let reader = socket.clone();
+    std::thread::spawn(move || watch_loop(&reader, own, tell));
+    Ok(Watch(socket))
+}
+
+impl Watch {
+    /// Runs a big transaction of the agent's own without being told about each of its rules
+    /// and elements (the kernel would build, and the watch read, a notification for every
+    /// one: tens of thousands for a whole table). Whether anyone else changed any table
+    /// meanwhile (the ruleset generation moved by more than this transaction): then the
+    /// caller compares the table.
+    pub fn unheard<T>(
+        &self,
+        kernel: &Kernel,
+        f: impl FnOnce() -> Result<T, KernelError>,
+    ) -> (Result<T, KernelError>, bool) {
+        let before = kernel.generation();
+        self.0.listen(false);
+        let outcome = f();
+        self.0.listen(true);
+        let after = kernel.generation();
+        let ours = u32::from(outcome.is_ok());
+        let others = match (before, after) {
+            (Ok(b), Ok(a)) => a.wrapping_sub(b) != ours,
+            _ => true,
+        };
+        (outcome, others)
+    }
 }
 
 fn watch_loop(socket: &Socket, own: u32, mut tell: impl FnMut(TableEvent) -> bool) {
@@ -201,18 +231,59 @@ fn anonymous(set: &str) -> bool {
     set.starts_with("__set")
 }
 
-impl Listing {
-    /// What the kernel holds after a full load of `commands` (from their netlink encoding,
-    /// the same bytes the kernel is given).
-    pub fn of(commands: &[Command]) -> Result<Listing, KernelError> {
-        let batch = encode(commands)?;
-        let mut l = Listing::default();
-        for m in messages(batch.bytes()) {
-            l.take(&m);
+/// Builds the listings rulesets should have, remembering each rule's signature by its text:
+/// a ruleset mostly keeps its rules from one change to the next, and encoding them is what
+/// costs (a second at 26,000 rules).
+#[derive(Default)]
+pub struct Expectation {
+    rules: HashMap<String, Rule>,
+}
+
+impl Expectation {
+    /// What the kernel holds after a full load of `commands`, from their netlink encoding (the
+    /// same bytes the kernel is given).
+    pub fn listing(&mut self, commands: &[Command]) -> Result<Listing, KernelError> {
+        let fresh: Vec<Command> = commands
+            .iter()
+            .filter(|c| matches!(c, Command::AddRule { rule, .. } if !self.rules.contains_key(rule)))
+            .cloned()
+            .collect();
+        let rules = messages_of(&fresh)?.filter(|m| m.0 == libc::NFT_MSG_NEWRULE).map(|m| m.1);
+        for (c, m) in fresh.iter().zip(rules) {
+            let Command::AddRule { rule, .. } = c else { continue };
+            let mut one = Listing::default();
+            messages(&m).iter().for_each(|m| one.take(m));
+            if let Some(r) = one.chains.into_values().flatten().next() {
+                self.rules.insert(rule.clone(), r);
+            }
         }
+        let mut l = Listing::default();
+        let others: Vec<Command> = commands.iter().filter(|c| !matches!(c, Command::AddRule { .. })).cloned().collect();
+        for (_, m) in messages_of(&others)? {
+            messages(&m).iter().for_each(|m| l.take(m));
+        }
+        let mut used = std::collections::HashSet::new();
+        for c in commands {
+            if let Command::AddRule { chain, rule } = c {
+                l.chains.entry(chain.clone()).or_default().push(self.rules[rule].clone());
+                used.insert(rule.as_str());
+            }
+        }
+        // Rules no longer in the ruleset are forgotten: the cache stays its size.
+        self.rules.retain(|r, _| used.contains(r.as_str()));
         Ok(l)
     }
+}
 
+/// The nf_tables messages `commands` encode to: (`NFT_MSG_*`, the message).
+fn messages_of(commands: &[Command]) -> Result<impl Iterator<Item = (i32, Vec<u8>)>, KernelError> {
+    let batch = encode(commands)?;
+    let out: Vec<(i32, Vec<u8>)> =
+        messages(batch.bytes()).into_iter().filter_map(|m| Some((m.nft()?, m.raw.to_vec()))).collect();
+    Ok(out.into_iter())
+}
+
+impl Listing {
     /// Takes in one object message (what a dump answers, or what a load sends).
     fn take(&mut self, m: &Message) {
         let Some(kind) = m.nft() else { return };

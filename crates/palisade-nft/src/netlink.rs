@@ -140,6 +140,7 @@ fn pad(buf: &mut Vec<u8>) {
 /// One transaction: `NFNL_MSG_BATCH_BEGIN`, messages, `NFNL_MSG_BATCH_END`. Every message
 /// remembers which command it came from (an index the caller gives), so that a refusal can
 /// name the command without every message carrying its text.
+#[derive(Clone)]
 pub struct Batch {
     buf: Vec<u8>,
     seq: u32,
@@ -346,9 +347,15 @@ impl Socket {
 
     /// Receives nf_tables change notifications from now on.
     pub fn subscribe(&self) {
-        setsockopt_int(&self.fd, libc::SOL_NETLINK, libc::NETLINK_ADD_MEMBERSHIP, libc::NFNLGRP_NFTABLES);
+        self.listen(true);
         // Big transactions notify once per rule and element: room for a whole table's worth.
         setsockopt_int(&self.fd, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, 16 << 20);
+    }
+
+    /// Joins (or leaves) the nf_tables notification group.
+    pub fn listen(&self, on: bool) {
+        let opt = if on { libc::NETLINK_ADD_MEMBERSHIP } else { libc::NETLINK_DROP_MEMBERSHIP };
+        setsockopt_int(&self.fd, libc::SOL_NETLINK, opt, libc::NFNLGRP_NFTABLES);
     }
 
     /// The next datagram (several messages), waiting up to the receive timeout.

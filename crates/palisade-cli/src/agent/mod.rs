@@ -105,6 +105,8 @@ fn compile_options(args: &Args) -> Options {
 
 /// At start, files still being written are waited for this long at most.
 const FIRST_LOOK: Duration = Duration::from_secs(5);
+/// After the directory has been quiet this long, a restore is got ready ahead.
+const PREPARE_AFTER: Duration = Duration::from_secs(1);
 
 /// The cluster and its compiled ruleset: what the kernel holds.
 struct Enforced {
@@ -303,11 +305,15 @@ impl Agent {
                 None
             });
         let own = kernel.portid().unwrap_or(0);
-        let table = Table::new(kernel, Duration::from_millis(args.reconcile_ms));
+        let mut table = Table::new(kernel, Duration::from_millis(args.reconcile_ms));
+        if !args.once {
+            table.prepare(state.compiled.ruleset(), 0);
+        }
         if !args.once {
             let tx = events.sender();
-            if let Err(e) = palisade_nft::monitor::watch(netns, own, move |e| tx.send(Wake::Table(e)).is_ok()) {
-                log(&format!("cannot watch the table ({e}): only the periodic comparison will restore it"));
+            match palisade_nft::monitor::watch(netns, own, move |e| tx.send(Wake::Table(e)).is_ok()) {
+                Ok(watch) => table.set_watch(watch),
+                Err(e) => log(&format!("cannot watch the table ({e}): only the periodic comparison will restore it")),
             }
         }
         let agent = Agent {
@@ -349,6 +355,10 @@ impl Agent {
             self.adopt_check();
             self.take_changes();
             self.table.check_if_due(self.state.compiled.ruleset(), self.generation);
+            // Quiet for a while: get the next restore ready.
+            if self.quiet_since.elapsed() >= PREPARE_AFTER {
+                self.table.prepare(self.state.compiled.ruleset(), self.generation);
+            }
             self.publish();
         }
     }

@@ -5,8 +5,10 @@
 
 use std::time::{Duration, Instant};
 
-use palisade_nft::kernel::Kernel;
-use palisade_nft::monitor::{Listing, TableEvent};
+use palisade_nft::kernel::KernelError;
+use palisade_nft::kernel::{encode, Kernel};
+use palisade_nft::monitor::{Expectation, Listing, TableEvent, Watch};
+use palisade_nft::netlink::Batch;
 use palisade_nft::script::{self, Command};
 use palisade_nft::Ruleset;
 
@@ -15,6 +17,8 @@ use super::log;
 /// Past this many commands a delta is compared with loading the table whole, which the kernel
 /// takes faster than deleting and adding most of it.
 const BIG_DELTA: usize = 5_000;
+/// Transactions of the agent's own with more commands go out unheard by the table watch.
+const UNHEARD: usize = 1_000;
 
 /// How the kernel's table differs from the ruleset: in words, and when elements are all that
 /// is missing, the sets to fill again.
@@ -25,10 +29,15 @@ struct Drifted {
 
 pub struct Table {
     pub kernel: Kernel,
+    /// The watch on the table's notifications, once it runs.
+    watch: Option<Watch>,
     /// The kernel refused a change: the next one replaces the table whole.
     replace: bool,
     /// The listing the ruleset should have, for the change (the agent's count) it was made for.
     expected: Option<(u64, Listing)>,
+    expectation: Expectation,
+    /// The whole table, encoded, for the same change: a restore sends it as it is.
+    whole: Option<(u64, Vec<Command>, Batch)>,
     /// The namespace's ruleset generation when the table was last found as it should be.
     verified: Option<u32>,
     next_check: Instant,
@@ -42,14 +51,32 @@ impl Table {
     pub fn new(kernel: Kernel, every: Duration) -> Table {
         Table {
             kernel,
+            watch: None,
             replace: false,
             expected: None,
+            expectation: Expectation::default(),
+            whole: None,
             verified: None,
             next_check: Instant::now() + every,
             every,
             restores: 0,
             last_restore: None,
         }
+    }
+
+    pub fn set_watch(&mut self, watch: Watch) {
+        self.watch = Some(watch);
+    }
+
+    /// One transaction (`batch`: the commands already encoded); a big one unheard by the
+    /// watch, and when anyone else changed a table meanwhile, the comparison runs at once.
+    fn send(&mut self, commands: &[Command], batch: Option<&Batch>) -> Result<(), KernelError> {
+        let (outcome, others) = send(&self.kernel, self.watch.as_ref(), commands, batch);
+        if others {
+            self.verified = None;
+            self.next_check = Instant::now();
+        }
+        outcome
     }
 
     /// When the periodic comparison is due.
@@ -65,12 +92,12 @@ impl Table {
         let applied = match whole {
             Some(full) if self.replace || full.len() < delta.len() => {
                 sent = full.len();
-                self.kernel.apply(&full)
+                self.send(&full, None)
             }
-            _ => self.kernel.apply(delta).or_else(|e| {
+            _ => self.send(delta, None).or_else(|e| {
                 // The table changed under us (or the delta did not fit): replace it whole, still atomically.
                 log(&format!("delta refused ({e}); replacing the table"));
-                self.kernel.apply(&script::full_commands(target))
+                self.send(&script::full_commands(target), None)
             }),
         };
         self.replace = applied.is_err();
@@ -133,11 +160,13 @@ impl Table {
             self.verified = gen;
             return;
         };
-        let (commands, how) = match missing {
-            Some(sets) => (script::element_commands(rs, &sets), "elements added back"),
-            None => (script::full_commands(rs), "table replaced"),
+        let (outcome, how) = match missing {
+            Some(sets) => {
+                let added = self.send(&script::element_commands(rs, &sets), None).map_err(|e| e.to_string());
+                (added.or_else(|_| self.replace_whole(rs, generation)), "elements added back")
+            }
+            None => (self.replace_whole(rs, generation), "table replaced"),
         };
-        let outcome = self.kernel.apply(&commands).or_else(|_| self.kernel.apply(&script::full_commands(rs)));
         let ms = t.elapsed().as_secs_f64() * 1e3;
         let what = notes.join("; ");
         match outcome {
@@ -167,21 +196,75 @@ impl Table {
         self.verified = None;
     }
 
-    /// How the kernel's table differs from the ruleset (`None`: it does not).
-    fn drift(&mut self, rs: &Ruleset, generation: u64) -> Result<Option<Drifted>, String> {
+    /// Replaces the table with the whole ruleset, encoded ahead when it could be.
+    fn replace_whole(&mut self, rs: &Ruleset, generation: u64) -> Result<(), String> {
+        self.encode_whole(rs, generation)?;
+        let (_, commands, batch) = self.whole.as_ref().expect("just encoded");
+        let (outcome, others) = send(&self.kernel, self.watch.as_ref(), commands, Some(batch));
+        if others {
+            self.verified = None;
+            self.next_check = Instant::now();
+        }
+        outcome.map_err(|e| e.to_string())
+    }
+
+    /// Encodes the whole table for this change, unless it is already.
+    fn encode_whole(&mut self, rs: &Ruleset, generation: u64) -> Result<(), String> {
+        if self.whole.as_ref().is_none_or(|(g, _, _)| *g != generation) {
+            let commands = script::full_commands(rs);
+            let batch = encode(&commands).map_err(|e| e.to_string())?;
+            self.whole = Some((generation, commands, batch));
+        }
+        Ok(())
+    }
+
+    /// Gets a restore ready for this change (its listing and the whole table encoded), so that
+    /// a restore does not wait for either: call when the agent has nothing else to do.
+    pub fn prepare(&mut self, rs: &Ruleset, generation: u64) {
+        if let Err(e) = self.expect(rs, generation).map(|_| ()).and_then(|()| self.encode_whole(rs, generation)) {
+            log(&format!("cannot prepare a restore ({e})"));
+        }
+    }
+
+    /// Computes the listing the ruleset should have (done ahead, so that a restore does not
+    /// wait for it).
+    pub fn expect(&mut self, rs: &Ruleset, generation: u64) -> Result<&Listing, String> {
         if self.expected.as_ref().is_none_or(|(g, _)| *g != generation) {
-            let listing = Listing::of(&script::full_commands(rs)).map_err(|e| e.to_string())?;
+            let listing = self.expectation.listing(&script::full_commands(rs)).map_err(|e| e.to_string())?;
             self.expected = Some((generation, listing));
         }
-        let expected = &self.expected.as_ref().expect("just computed").1;
+        Ok(&self.expected.as_ref().expect("just computed").1)
+    }
+
+    /// How the kernel's table differs from the ruleset (`None`: it does not).
+    fn drift(&mut self, rs: &Ruleset, generation: u64) -> Result<Option<Drifted>, String> {
+        // A missing table (a flush) is restored whole at once: nothing to compare.
         let Some(have) = self.kernel.listing().map_err(|e| e.to_string())? else {
             return Ok(Some(Drifted { notes: vec!["table inet palisade missing".into()], missing: None }));
         };
-        let d = have.drift(expected);
+        let d = have.drift(self.expect(rs, generation)?);
         if d.notes.is_empty() {
             return Ok(None);
         }
         let missing = (!d.missing_elements.is_empty()).then_some(d.missing_elements);
         Ok(Some(Drifted { notes: d.notes, missing }))
+    }
+}
+
+/// Sends one transaction, a big one unheard by the watch; whether anyone else changed a table
+/// meanwhile.
+fn send(
+    kernel: &Kernel,
+    watch: Option<&Watch>,
+    commands: &[Command],
+    batch: Option<&Batch>,
+) -> (Result<(), KernelError>, bool) {
+    let run = || match batch {
+        Some(b) => kernel.apply_encoded(commands, b),
+        None => kernel.apply(commands),
+    };
+    match watch.filter(|_| commands.len() > UNHEARD) {
+        Some(w) => w.unheard(kernel, run),
+        None => (run(), false),
     }
 }
