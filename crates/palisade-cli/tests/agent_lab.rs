@@ -11,7 +11,7 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::lab::{lab_possible, nft, table, wait_for, write_atomically, Agent, ModelLab, Netns, Prober, Scratch};
+use common::lab::{lab_possible, nft, table, write_atomically, Agent, ModelLab, Netns, Prober, Scratch};
 use common::{palisade, repo};
 
 /// One test at a time: they share the machine's two cores, and probes time out under load.
@@ -72,13 +72,13 @@ fn a_configmap_volume_is_read_once_per_version_and_followed_across_flips() {
     project(&dir, 1, &[("model.yaml", &model), ("policy.yaml", &deny_x)]);
     // No polling to speak of: only file events can bring the flips in time.
     let agent = Agent::start(&dir, &ns.0, &["--interval-ms", "600000"], scratch.path("agent.log"));
-    wait_for("the first ruleset", 10 * SECOND, || table(&ns.0).matches("jump in_").count() == 3);
+    agent.wait_for("the first ruleset", 10 * SECOND, || table(&ns.0).matches("jump in_").count() == 3);
     let only_a = guard("{matchLabels: {pod: a}}", "");
     project(&dir, 2, &[("model.yaml", &model), ("policy.yaml", &only_a)]);
-    wait_for("the second version", 5 * SECOND, || table(&ns.0).matches("jump in_").count() == 1);
+    agent.wait_for("the second version", 5 * SECOND, || table(&ns.0).matches("jump in_").count() == 1);
     // The policy's key leaves the ConfigMap: watching went on after the first flip.
     project(&dir, 3, &[("model.yaml", &model)]);
-    wait_for("the third version", 5 * SECOND, || !table(&ns.0).contains("jump in_"));
+    agent.wait_for("the third version", 5 * SECOND, || !table(&ns.0).contains("jump in_"));
     let log = agent.log();
     assert!(!log.contains("duplicate") && !log.contains("refused") && !log.contains("held back"), "{log}");
     assert_eq!(log.matches("updated in").count(), 2, "one change per version:\n{log}");
@@ -99,7 +99,7 @@ fn files_are_taken_only_when_complete_and_the_table_is_kept_as_the_agent_left_it
     // The periodic comparison is off: restores must come from the table's notifications.
     let args = ["--interval-ms", "100", "--settle-ms", "200", "--reconcile-ms", "600000"];
     let agent = Agent::start(&dir, &node, &args, scratch.path("agent.log"));
-    wait_for("the ruleset", 10 * SECOND, || table(&node).matches("jump in_").count() == 3);
+    agent.wait_for("the ruleset", 10 * SECOND, || table(&node).matches("jump in_").count() == 3);
     assert!(lab.probe("y/a", "x/a", SECOND), "y may open x");
     // z/c may never open x/a; it is probed all along while the policy file is rewritten badly.
     let denied = Prober::start(lab.clone(), "z/c", "x/a", Duration::from_millis(200), Duration::ZERO, 200);
@@ -135,12 +135,12 @@ fn files_are_taken_only_when_complete_and_the_table_is_kept_as_the_agent_left_it
     assert!(lab.probe("y/a", "x/a", SECOND), "the allowed connection still is");
     // A flushed table (a host's nftables service restarting) is back within a second.
     assert!(nft(&node, &["flush", "ruleset"]));
-    let took = wait_for("the table restored", SECOND, || table(&node).matches("jump in_").count() == 3);
+    let took = agent.wait_for("the table restored", SECOND, || table(&node).matches("jump in_").count() == 3);
     eprintln!("flushed table restored after {} ms", took.as_millis());
     assert!(!lab.probe("z/c", "x/a", Duration::from_millis(300)), "denied again");
     // A deleted map element: x/a's ingress entry.
     assert!(nft(&node, &["delete", "element", "inet", "palisade", "ingress_4", "{ 198.18.1.1 }"]));
-    wait_for("the element restored", SECOND, || table(&node).contains("198.18.1.1 : jump in_"));
+    agent.wait_for("the element restored", SECOND, || table(&node).contains("198.18.1.1 : jump in_"));
     // A second agent for the same namespace is refused, naming the first.
     let second = palisade().args(["agent", "--source", dir.to_str().unwrap(), "--netns", &node]).output().unwrap();
     let err = String::from_utf8_lossy(&second.stderr);
@@ -166,7 +166,7 @@ fn an_invalid_object_is_held_back_and_everything_else_goes_ahead() {
     std::fs::write(dir.join("model.yaml"), model()).unwrap();
     std::fs::write(dir.join("policy.yaml"), guard("{}", "")).unwrap();
     let agent = Agent::start(&dir, &ns.0, &["--interval-ms", "100", "--settle-ms", "50"], scratch.path("agent.log"));
-    wait_for("the ruleset", 10 * SECOND, || table(&ns.0).matches("jump in_").count() == 3);
+    agent.wait_for("the ruleset", 10 * SECOND, || table(&ns.0).matches("jump in_").count() == 3);
     // The policy changes into something invalid: its last good version stays (x isolated).
     write_atomically(&dir.join("policy.yaml"), &guard("{}", "    - {}\n"));
     // A new invalid policy is left out; a pod removal and a new pod go ahead meanwhile.
@@ -176,7 +176,7 @@ fn an_invalid_object_is_held_back_and_everything_else_goes_ahead() {
     );
     let pod = "apiVersion: v1\nkind: Pod\nmetadata: {name: d, namespace: x, labels: {pod: d}}\nstatus: {podIP: 198.18.99.1}\n";
     write_atomically(&dir.join("pod.yaml"), pod);
-    wait_for("the new pod", 5 * SECOND, || table(&ns.0).contains("198.18.99.1 : jump in_"));
+    agent.wait_for("the new pod", 5 * SECOND, || table(&ns.0).contains("198.18.99.1 : jump in_"));
     assert_eq!(table(&ns.0).matches("jump in_").count(), 4, "x stays isolated, the new pod with it");
     let status = palisade().args(["agent", "--source", ".", "--netns", &ns.0, "--status"]).output().unwrap();
     let status = String::from_utf8_lossy(&status.stdout);
@@ -188,7 +188,7 @@ fn an_invalid_object_is_held_back_and_everything_else_goes_ahead() {
     assert!(status.contains("NetworkPolicy x/new") && status.contains("left out"), "{status}");
     // Fixed: taken with the next change of the file.
     write_atomically(&dir.join("policy.yaml"), &guard("{matchLabels: {pod: a}}", ""));
-    wait_for("the fix", 5 * SECOND, || table(&ns.0).matches("jump in_").count() == 1);
+    agent.wait_for("the fix", 5 * SECOND, || table(&ns.0).matches("jump in_").count() == 1);
     let log = agent.log();
     assert!(
         log.contains("held back: NetworkPolicy x/guard") && log.contains("no longer held back: NetworkPolicy x/guard"),
@@ -216,7 +216,7 @@ fn five_thousand_policy_files_in_one_change() {
     std::fs::write(dir.join("model.yaml"), model()).unwrap();
     let args = ["--interval-ms", "100", "--settle-ms", "50", "--verify-after-ms", "300"];
     let agent = Agent::start(&dir, &ns.0, &args, scratch.path("agent.log"));
-    wait_for("the first ruleset", 10 * SECOND, || table(&ns.0).contains("chain prerouting"));
+    agent.wait_for("the first ruleset", 10 * SECOND, || table(&ns.0).contains("chain prerouting"));
     // Written elsewhere, then moved in whole: one change (as a GitOps sync or a volume does).
     let staged = scratch.path("staged");
     std::fs::create_dir(&staged).unwrap();
@@ -227,14 +227,14 @@ fn five_thousand_policy_files_in_one_change() {
     std::thread::sleep(Duration::from_millis(200));
     std::fs::rename(&staged, dir.join("bulk")).unwrap();
     let taken = "(object path: 0 pod and 5000 policy objects)";
-    wait_for("5,000 policies", 120 * SECOND, || agent.log().contains(taken));
-    wait_for("the check", 60 * SECOND, || agent.log().contains("checked against a full compile"));
+    agent.wait_for("5,000 policies", 120 * SECOND, || agent.log().contains(taken));
+    agent.wait_for("the check", 60 * SECOND, || agent.log().contains("checked against a full compile"));
     let t = table(&ns.0);
     assert!(t.contains("\"y/bulk-4999 ingress[0] "), "the last policy is in the table");
     // And out again in one change.
     std::fs::rename(dir.join("bulk"), scratch.path("gone")).unwrap();
-    wait_for("5,000 policies gone", 120 * SECOND, || agent.log().matches(taken).count() == 2);
-    wait_for("no policy chain", 10 * SECOND, || !table(&ns.0).contains("jump in_"));
+    agent.wait_for("5,000 policies gone", 120 * SECOND, || agent.log().matches(taken).count() == 2);
+    agent.wait_for("no policy chain", 10 * SECOND, || !table(&ns.0).contains("jump in_"));
     let log = agent.log();
     for line in log.lines().filter(|l| l.contains("5000 policy objects")) {
         eprintln!("{line}");
@@ -256,7 +256,7 @@ fn churn_never_opens_the_denied_connection_nor_closes_the_allowed_one() {
     let node = lab.topo.node.clone();
     let args = ["--interval-ms", "50", "--settle-ms", "50", "--verify-after-ms", "500"];
     let agent = Agent::start(&dir, &node, &args, scratch.path("agent.log"));
-    wait_for("the ruleset", 10 * SECOND, || table(&node).matches("jump in_").count() == 1);
+    agent.wait_for("the ruleset", 10 * SECOND, || table(&node).matches("jump in_").count() == 1);
     let denied = Prober::start(lab.clone(), "z/c", "x/a", Duration::from_millis(200), Duration::ZERO, 400);
     let allowed = Prober::start(lab.clone(), "y/a", "x/a", SECOND, Duration::from_millis(5), 4000);
     // Peers that never include z/c: z's pods labelled b, all of y, x's own pods.
@@ -329,7 +329,7 @@ fn churn_never_opens_the_denied_connection_nor_closes_the_allowed_one() {
     let updates = log.matches("updated in").count();
     eprintln!("churn: {updates} transactions; {denied_probes} denied probes (0 through), {allowed_probes} allowed (all through)");
     assert!(updates >= 50, "only {updates} transactions for 240 file changes:\n{log}");
-    wait_for("the check", 10 * SECOND, || agent.log().contains("checked against a full compile"));
+    agent.wait_for("the check", 10 * SECOND, || agent.log().contains("checked against a full compile"));
     let log = agent.log();
     assert!(!log.contains("held back") && !log.contains("differences to the full compile"), "{log}");
 }

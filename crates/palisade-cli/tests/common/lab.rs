@@ -121,6 +121,15 @@ impl Agent {
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
+    /// [`wait_for`], showing the agent's log when it times out.
+    pub fn wait_for(&self, what: &str, limit: Duration, mut f: impl FnMut() -> bool) -> Duration {
+        let start = Instant::now();
+        while !f() {
+            assert!(start.elapsed() < limit, "timed out waiting for {what}; the agent's log:\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        start.elapsed()
+    }
 }
 
 impl Drop for Agent {
