@@ -27,6 +27,14 @@ fn model() -> String {
     std::fs::read_to_string(repo().join("tests/conformance/model.yaml")).unwrap()
 }
 
+/// The agent's directory in a scratch directory, holding the model.
+fn source(scratch: &Scratch) -> std::path::PathBuf {
+    let dir = scratch.path("source");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::write(dir.join("model.yaml"), model()).unwrap();
+    dir
+}
+
 /// Isolates namespace x for ingress (or only its pods matching `pods`) and admits namespace y
 /// on 80; `extra` peers are added to the rule.
 fn guard(pods: &str, extra: &str) -> String {
@@ -89,9 +97,7 @@ fn files_are_taken_only_when_complete_and_the_table_is_kept_as_the_agent_left_it
     let Some(_one) = slot() else { return };
     let lab = Arc::new(ModelLab::build());
     let scratch = Scratch::new("complete");
-    let dir = scratch.path("source");
-    std::fs::create_dir(&dir).unwrap();
-    std::fs::write(dir.join("model.yaml"), model()).unwrap();
+    let dir = source(&scratch);
     let policy = dir.join("policy.yaml");
     let text = guard("{}", "");
     std::fs::write(&policy, &text).unwrap();
@@ -161,9 +167,7 @@ fn an_invalid_object_is_held_back_and_everything_else_goes_ahead() {
     let Some(_one) = slot() else { return };
     let ns = Netns::new("held");
     let scratch = Scratch::new("held");
-    let dir = scratch.path("source");
-    std::fs::create_dir(&dir).unwrap();
-    std::fs::write(dir.join("model.yaml"), model()).unwrap();
+    let dir = source(&scratch);
     std::fs::write(dir.join("policy.yaml"), guard("{}", "")).unwrap();
     let agent = Agent::start(&dir, &ns.0, &["--interval-ms", "100", "--settle-ms", "50"], scratch.path("agent.log"));
     agent.wait_for("the ruleset", 10 * SECOND, || table(&ns.0).matches("jump in_").count() == 3);
@@ -211,9 +215,7 @@ fn five_thousand_policy_files_in_one_change() {
     let Some(_one) = slot() else { return };
     let ns = Netns::new("bulk");
     let scratch = Scratch::new("bulk");
-    let dir = scratch.path("source");
-    std::fs::create_dir(&dir).unwrap();
-    std::fs::write(dir.join("model.yaml"), model()).unwrap();
+    let dir = source(&scratch);
     let args = ["--interval-ms", "100", "--settle-ms", "50", "--verify-after-ms", "300"];
     let agent = Agent::start(&dir, &ns.0, &args, scratch.path("agent.log"));
     agent.wait_for("the first ruleset", 10 * SECOND, || table(&ns.0).contains("chain prerouting"));
@@ -249,9 +251,7 @@ fn churn_never_opens_the_denied_connection_nor_closes_the_allowed_one() {
     let Some(_one) = slot() else { return };
     let lab = Arc::new(ModelLab::build());
     let scratch = Scratch::new("churn");
-    let dir = scratch.path("source");
-    std::fs::create_dir(&dir).unwrap();
-    std::fs::write(dir.join("model.yaml"), model()).unwrap();
+    let dir = source(&scratch);
     std::fs::write(dir.join("guard.yaml"), guard("{matchLabels: {pod: a}}", "")).unwrap();
     let node = lab.topo.node.clone();
     let args = ["--interval-ms", "50", "--settle-ms", "50", "--verify-after-ms", "500"];

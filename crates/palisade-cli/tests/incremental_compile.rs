@@ -66,6 +66,7 @@ fn step() -> impl Strategy<Value = Step> {
     ]
 }
 
+#[derive(Clone)]
 struct World {
     name: String,
     inputs: Vec<Input>,
@@ -335,14 +336,7 @@ fn pod_churn_compiled_pod_by_pod_equals_the_full_compile() {
         for options in [Options::default(), audit.clone()] {
             TestRunner::new(Config { cases: 8, failure_persistence: None, ..Config::default() })
                 .run(&proptest::collection::vec(proptest::collection::vec(step(), 1..3), 1..12), |steps| {
-                    let mut w = World {
-                        inputs: base.inputs.clone(),
-                        name: base.name.clone(),
-                        opts: base.opts.clone(),
-                        vocabulary: base.vocabulary.clone(),
-                        namespaces: base.namespaces.clone(),
-                        pool: base.pool.clone(),
-                    };
+                    let mut w = base.clone();
                     let [pods, policies, _] = run(&mut w, &steps, &options)?;
                     let [a, b] = taken.get();
                     taken.set([a + pods, b + policies]);
@@ -377,14 +371,7 @@ fn many_changes_at_once_compiled_by_what_they_touch_equal_the_full_compile() {
     for base in worlds().into_iter().step_by(4) {
         TestRunner::new(Config { cases: 3, failure_persistence: None, ..Config::default() })
             .run(&proptest::collection::vec(proptest::collection::vec(bulk_step(), 150..250), 1..4), |steps| {
-                let mut w = World {
-                    inputs: base.inputs.clone(),
-                    name: base.name.clone(),
-                    opts: base.opts.clone(),
-                    vocabulary: base.vocabulary.clone(),
-                    namespaces: base.namespaces.clone(),
-                    pool: base.pool.clone(),
-                };
+                let mut w = base.clone();
                 let [pods, policies, big] = run(&mut w, &steps, &Options::default())?;
                 let [a, b, c] = taken.get();
                 taken.set([a + pods, b + policies, c + big]);
