@@ -331,5 +331,11 @@ fn churn_never_opens_the_denied_connection_nor_closes_the_allowed_one() {
     assert!(updates >= 50, "only {updates} transactions for 240 file changes:\n{log}");
     agent.wait_for("the check", 10 * SECOND, || agent.log().contains("checked against a full compile"));
     let log = agent.log();
-    assert!(!log.contains("held back") && !log.contains("differences to the full compile"), "{log}");
+    // Every object validates: none held back. (A file written in place can be caught empty
+    // between its truncation and its write, under load; it is then kept as it was, "not
+    // taken", which is the safety net working, not a fault.)
+    for held in ["its last good version stays", "left out", "stays in force, removing it"] {
+        assert!(!log.contains(held), "{held}:\n{log}");
+    }
+    assert!(!log.contains("differences to the full compile"), "{log}");
 }

@@ -383,3 +383,29 @@ fn many_changes_at_once_compiled_by_what_they_touch_equal_the_full_compile() {
     eprintln!("object path: {pods} changes touching pods, {policies} touching policies, {big} of more than 32 objects");
     assert!(big > 20, "only {big} changes of more than 32 objects took the object path");
 }
+
+/// Issue 13: "pods enforced" counts pods. One dual-stack pod isolated both ways has four map
+/// elements (two addresses, two directions) and is one pod.
+#[test]
+fn enforced_pods_are_counted_as_pods_not_map_elements() {
+    let text = "\
+apiVersion: v1
+kind: Pod
+metadata: {name: p, namespace: a, labels: {app: p}}
+status: {podIP: 198.18.5.1, podIPs: [{ip: 198.18.5.1}, {ip: 'fd00::5:1'}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: q, namespace: a, labels: {app: q}}
+status: {podIP: 198.18.5.2}
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: p-only, namespace: a}
+spec: {podSelector: {matchLabels: {app: p}}, policyTypes: [Ingress, Egress]}
+";
+    let cluster = palisade_load::load_str("pods.yaml", text, &BuildOptions::default()).cluster.expect("loads");
+    let compiled = Compiled::new(&cluster, &Options::default());
+    let elements: usize = compiled.ruleset().maps.values().map(|m| m.len()).sum();
+    assert_eq!((compiled.enforced_pods(), elements), (1, 4));
+}

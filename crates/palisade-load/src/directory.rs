@@ -72,14 +72,16 @@ pub struct Activity {
 }
 
 impl Activity {
-    /// A write to `path` (IN_MODIFY): the file is not complete until it is closed.
-    pub fn written(&mut self, path: &Path) {
-        self.writing.insert(path.to_path_buf(), SystemTime::now());
+    /// A write to `path` (IN_MODIFY), seen at `at`: the file is not complete until it is closed.
+    pub fn written(&mut self, path: &Path, at: SystemTime) {
+        self.writing.insert(path.to_path_buf(), at);
     }
-    /// `path` was closed after writing (IN_CLOSE_WRITE) or renamed into place (IN_MOVED_TO).
-    pub fn closed(&mut self, path: &Path) {
+    /// `path` was closed after writing (IN_CLOSE_WRITE) or renamed into place (IN_MOVED_TO),
+    /// seen at `at`: take the time when the event arrives, not when it is handled, so that a
+    /// write started after the close (its inode change time later) is not taken for closed.
+    pub fn closed(&mut self, path: &Path, at: SystemTime) {
         self.writing.remove(path);
-        self.closed.insert(path.to_path_buf(), SystemTime::now());
+        self.closed.insert(path.to_path_buf(), at);
     }
     /// `path` was removed or renamed away.
     pub fn gone(&mut self, path: &Path) {
@@ -413,12 +415,12 @@ mod tests {
         assert_eq!(names(&d.look(&activity).unwrap()), ["other.yaml", "p.yaml"]);
         // A write in progress: seen written, not closed.
         std::fs::write(&file, "port: 8").unwrap();
-        activity.written(&file);
+        activity.written(&file, SystemTime::now());
         let look = d.look(&activity).unwrap();
         assert!(look.changed.is_empty() && look.again_in.is_some(), "an open write is waited for");
         // Closed: taken at once (after the short minimum age).
         std::fs::write(&file, "port: 8080\n").unwrap();
-        activity.closed(&file);
+        activity.closed(&file, SystemTime::now());
         std::thread::sleep(CLOSED_MIN_AGE);
         assert_eq!(names(&d.look(&activity).unwrap()), ["p.yaml"]);
         // Without events: a fresh change waits for the settle time.

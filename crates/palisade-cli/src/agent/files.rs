@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{Receiver, Sender};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use notify::event::{AccessKind, AccessMode, ModifyKind, RenameMode};
 use notify::EventKind;
@@ -20,9 +20,10 @@ pub enum Wake {
     Table(TableEvent),
 }
 
+/// What happened to a file, and when the event arrived.
 pub enum FileEvent {
-    Written(PathBuf),
-    Closed(PathBuf),
+    Written(PathBuf, SystemTime),
+    Closed(PathBuf, SystemTime),
     Gone(PathBuf),
 }
 
@@ -41,12 +42,12 @@ pub struct Events {
 }
 
 fn file_event(e: &notify::Event) -> Option<FileEvent> {
-    let path = e.paths.last()?.clone();
+    let (path, now) = (e.paths.last()?.clone(), SystemTime::now());
     match e.kind {
-        EventKind::Modify(ModifyKind::Data(_)) => Some(FileEvent::Written(path)),
-        EventKind::Access(AccessKind::Close(AccessMode::Write)) => Some(FileEvent::Closed(path)),
+        EventKind::Modify(ModifyKind::Data(_)) => Some(FileEvent::Written(path, now)),
+        EventKind::Access(AccessKind::Close(AccessMode::Write)) => Some(FileEvent::Closed(path, now)),
         // Renamed into place: written whole elsewhere (the safe way to write a manifest).
-        EventKind::Modify(ModifyKind::Name(RenameMode::To | RenameMode::Both)) => Some(FileEvent::Closed(path)),
+        EventKind::Modify(ModifyKind::Name(RenameMode::To | RenameMode::Both)) => Some(FileEvent::Closed(path, now)),
         EventKind::Modify(ModifyKind::Name(RenameMode::From)) | EventKind::Remove(_) => Some(FileEvent::Gone(path)),
         _ => None,
     }
@@ -93,8 +94,8 @@ impl Events {
             Wake::File(e) => {
                 woken.files = true;
                 match e {
-                    Some(FileEvent::Written(p)) => activity.written(&p),
-                    Some(FileEvent::Closed(p)) => activity.closed(&p),
+                    Some(FileEvent::Written(p, at)) => activity.written(&p, at),
+                    Some(FileEvent::Closed(p, at)) => activity.closed(&p, at),
                     Some(FileEvent::Gone(p)) => activity.gone(&p),
                     None => {}
                 }
