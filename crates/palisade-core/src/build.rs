@@ -144,6 +144,18 @@ pub struct Input {
     pub locate: Arc<dyn Locate>,
 }
 
+impl Input {
+    /// How problems name this object ([`Problem::object`]): `NetworkPolicy x/p`, `Tier t`.
+    pub fn label(&self, opts: &BuildOptions) -> String {
+        let m = self.object.metadata();
+        let ns = match self.object.is_namespaced() {
+            true => m.namespace.clone().or_else(|| opts.default_namespace.clone()),
+            false => None,
+        };
+        object_label(self.object.kind(), ns.as_deref(), m.name.as_deref().unwrap_or_default())
+    }
+}
+
 #[derive(Clone, Debug, Default)]
 pub struct BuildOptions {
     /// Namespace for namespaced objects that name none (as `kubectl apply -n`).
@@ -204,7 +216,11 @@ impl Builder {
         r
     }
 
-    fn check_metadata<'a>(&mut self, inputs: &'a [Input], opts: &BuildOptions) -> Vec<Item<'a>> {
+    fn check_metadata<'a>(
+        &mut self,
+        inputs: impl IntoIterator<Item = &'a Input>,
+        opts: &BuildOptions,
+    ) -> Vec<Item<'a>> {
         let mut seen: HashMap<(String, Option<String>, String), Option<Location>> = HashMap::new();
         let mut items = Vec::new();
         for input in inputs {
@@ -669,7 +685,7 @@ pub struct PodPatch {
 pub fn pod_patch(
     cluster: &Cluster,
     gone: &[(String, String)],
-    came: &[Input],
+    came: &[&Input],
     opts: &BuildOptions,
 ) -> Option<PodPatch> {
     let mut remove = Vec::new();
@@ -683,12 +699,13 @@ pub fn pod_patch(
         remove.push(id);
     }
     let mut b = Builder { cluster: Cluster::default(), problems: Vec::new() };
-    let items = b.check_metadata(came, opts);
+    let items = b.check_metadata(came.iter().copied(), opts);
     if items.len() != came.len() || !b.problems.is_empty() {
         return None;
     }
     let mut add = Vec::new();
     let mut taken_ips = std::collections::HashSet::new();
+    let leaving: std::collections::HashSet<PodId> = remove.iter().copied().collect();
     for item in &items {
         let Object::Pod(obj) = &item.input.object else { return None };
         if finished_phase(obj).is_some() {
@@ -699,7 +716,7 @@ pub fn pod_patch(
         if !b.problems.is_empty() || pod.host_network {
             return None;
         }
-        let clash = |id: PodId| !remove.contains(&id);
+        let clash = |id: PodId| !leaving.contains(&id);
         if cluster.pod_by_name.get(&(ns, pod.name.clone())).is_some_and(|&id| clash(id)) {
             return None;
         }
@@ -735,11 +752,14 @@ pub fn enforced_policy_kind(o: &Object) -> Option<PolicyKind> {
 /// Works out a [`PolicyPatch`] when the change is one a full build would take without a word:
 /// only enforced policies (Kubernetes, Calico, global), valid and warning-free, in namespaces
 /// and tiers that exist, no name clash. `None` otherwise: the full build decides.
-pub fn policy_patch(cluster: &Cluster, gone: &[Input], came: &[Input], opts: &BuildOptions) -> Option<PolicyPatch> {
+pub fn policy_patch(cluster: &Cluster, gone: &[&Input], came: &[&Input], opts: &BuildOptions) -> Option<PolicyPatch> {
     let namespace = |i: &Input| {
         let ns = i.object.metadata().namespace.clone().or_else(|| opts.default_namespace.clone());
         i.object.is_namespaced().then_some(ns)
     };
+    // Policies by identity: one lookup per policy, whatever the size of the change.
+    let by_key: HashMap<(PolicyKind, Option<NsId>, &str), usize> =
+        cluster.policies.iter().enumerate().map(|(i, p)| ((p.kind, p.namespace, p.name.as_str()), i)).collect();
     let mut remove = Vec::new();
     for i in gone {
         let kind = enforced_policy_kind(&i.object)?;
@@ -754,8 +774,9 @@ pub fn policy_patch(cluster: &Cluster, gone: &[Input], came: &[Input], opts: &Bu
             return None;
         }
         let name = i.object.metadata().name.as_deref()?;
-        remove.push(cluster.policies.iter().position(|p| p.kind == kind && p.namespace == ns && p.name == name)?);
+        remove.push(*by_key.get(&(kind, ns, name))?);
     }
+    let leaving: std::collections::HashSet<usize> = remove.iter().copied().collect();
     let context = Cluster {
         namespaces: cluster.namespaces.clone(),
         ns_by_name: cluster.ns_by_name.clone(),
@@ -763,7 +784,7 @@ pub fn policy_patch(cluster: &Cluster, gone: &[Input], came: &[Input], opts: &Bu
         ..Cluster::default()
     };
     let mut b = Builder { cluster: context, problems: Vec::new() };
-    let items = b.check_metadata(came, opts);
+    let items = b.check_metadata(came.iter().copied(), opts);
     if items.len() != came.len() || !b.problems.is_empty() {
         return None;
     }
@@ -779,9 +800,7 @@ pub fn policy_patch(cluster: &Cluster, gone: &[Input], came: &[Input], opts: &Bu
         if !b.problems.is_empty() {
             return None;
         }
-        let clash = cluster.policies.iter().enumerate().any(|(i, p)| {
-            p.kind == pol.kind && p.namespace == pol.namespace && p.name == pol.name && !remove.contains(&i)
-        });
+        let clash = by_key.get(&(pol.kind, pol.namespace, pol.name.as_str())).is_some_and(|i| !leaving.contains(i));
         if clash {
             return None;
         }

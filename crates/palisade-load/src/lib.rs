@@ -4,6 +4,7 @@
 pub mod crd;
 pub mod decode;
 pub mod diagnostic;
+pub mod directory;
 pub mod foreign;
 pub mod json;
 pub mod manifest;
