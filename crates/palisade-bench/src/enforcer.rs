@@ -117,13 +117,14 @@ fn timed_apply(text: &str, netns: &str) -> f64 {
 pub fn load_figures(objects: &[Object], netns: &str) -> Ruleset {
     let c = cluster(objects);
     let t = Instant::now();
-    let rs = compile(&c, &Options::default());
+    let full = Compiled::new(&c, &Options::default());
     let compiled = t.elapsed().as_secs_f64();
+    let rs = full.ruleset().clone();
     let text = script::full(&rs);
     let s = rs.stats();
     println!(
         "nft compile       {compiled:>9.3} s  ({} pods enforced, {} chains, {} rules, {} sets, {} elements, {} KiB script)",
-        s.enforced_pods,
+        full.enforced_pods(),
         s.chains,
         s.rules,
         s.sets,
@@ -186,7 +187,7 @@ fn agent_figure(objects: &[Object], netns: &str) {
     let opts = BuildOptions::default();
     let t = Instant::now();
     watched.poll().expect("readable");
-    let mut cluster = watched.load(&opts).cluster.expect("valid");
+    let mut cluster = watched.build(&opts).load.cluster.expect("valid");
     let mut compiled = Compiled::new(&cluster, &Options::default());
     let kernel = Kernel::open(Some(netns)).expect("netlink");
     kernel.apply(&script::full_commands(compiled.ruleset())).expect("the kernel takes the ruleset");
@@ -261,6 +262,123 @@ fn agent_figure(objects: &[Object], netns: &str) {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// Resident memory now and at its peak since the last reset, in MiB; `reset` starts a new peak.
+fn memory_mib(reset: bool) -> (f64, f64) {
+    if reset {
+        // Writing 5 to clear_refs resets the peak resident set size (VmHWM) to the current one.
+        let _ = std::fs::write("/proc/self/clear_refs", "5");
+    }
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse::<f64>().ok())
+            .map_or(0.0, |kb| kb / 1024.0)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+/// Many files in one change, as a `kubectl get -o yaml` dump split into files or a GitOps sync
+/// lands them: `n` policy files (copies of the synthetic ones) added, changed (a port moves in
+/// each) and removed; the same `n` all in one namespace, added and removed (every pod there
+/// gains hundreds of policies: the worst case for group chains); then `n` pod files added and
+/// removed. Each step is one look at the directory and one transaction.
+pub fn bulk_figure(objects: &[Object], netns: &str, n: usize) {
+    let dir = std::env::temp_dir().join(format!("palisade-bench-bulk-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("bulk")).expect("temp dir");
+    std::fs::write(dir.join("cluster.json"), palisade_bench::to_list_json(objects)).expect("write");
+    let mut watched = Watched::new(&dir);
+    watched.poll().expect("readable");
+    let mut cluster = watched.build(&BuildOptions::default()).load.cluster.expect("valid");
+    let mut compiled = Compiled::new(&cluster, &Options::default());
+    let kernel = Kernel::open(Some(netns)).expect("netlink");
+    kernel.apply(&script::full_commands(compiled.ruleset())).expect("the kernel takes the ruleset");
+    let policies: Vec<NetworkPolicy> = objects
+        .iter()
+        .filter_map(|o| match o {
+            Object::NetworkPolicy(p) => Some(p.clone()),
+            _ => None,
+        })
+        .cycle()
+        .take(n)
+        .enumerate()
+        .map(|(i, mut p)| {
+            p.metadata.name = Some(format!("bulk-{i}"));
+            p
+        })
+        .collect();
+    let moved = |mut p: NetworkPolicy| {
+        for r in p.spec.iter_mut().flat_map(|s| s.ingress.iter_mut().flatten()) {
+            for port in r.ports.iter_mut().flatten() {
+                port.port = Some(IntOrString::Int(7070));
+            }
+        }
+        p
+    };
+    let template = objects.iter().find_map(|o| match o {
+        Object::Pod(p) => Some(p.clone()),
+        _ => None,
+    });
+    let pods: Vec<Pod> = (0..n)
+        .filter_map(|i| {
+            let mut p = template.clone()?;
+            p.metadata.name = Some(format!("bulk-{i}"));
+            let ip = format!("198.19.{}.{}", 100 + (i >> 8), i & 0xff);
+            p.status = Some(PodStatus { pod_ip: Some(ip), ..Default::default() });
+            Some(p)
+        })
+        .collect();
+    let write_all = |objects: Vec<Option<Object>>| {
+        for (i, o) in objects.into_iter().enumerate() {
+            let file = dir.join("bulk").join(format!("{i:05}.json"));
+            match o {
+                Some(o) => std::fs::write(&file, palisade_bench::to_list_json(&[o])).expect("write"),
+                None => std::fs::remove_file(&file).expect("remove"),
+            }
+        }
+    };
+    let one_namespace = |mut p: NetworkPolicy| {
+        p.metadata.namespace = Some("ns-000".into());
+        Some(Object::NetworkPolicy(p))
+    };
+    let steps: Vec<(&str, Vec<Option<Object>>)> = vec![
+        ("policy files added", policies.iter().cloned().map(|p| Some(Object::NetworkPolicy(p))).collect()),
+        ("policy files changed", policies.iter().cloned().map(|p| Some(Object::NetworkPolicy(moved(p)))).collect()),
+        ("policy files removed", vec![None; n]),
+        ("policy files added, one ns", policies.iter().cloned().map(one_namespace).collect()),
+        ("policy files removed, one ns", vec![None; n]),
+        ("pod files added", pods.into_iter().map(|p| Some(Object::Pod(p))).collect()),
+        ("pod files removed", vec![None; n]),
+    ];
+    for (what, objects) in steps {
+        write_all(objects);
+        let (before, _) = memory_mib(true);
+        let t = Instant::now();
+        let changes = watched.poll().expect("readable").expect("changed");
+        let read = t.elapsed().as_secs_f64();
+        let (policies, pods) =
+            changes.patches(&cluster, &BuildOptions::default()).expect("a plain pod or policy change");
+        let checked = t.elapsed().as_secs_f64();
+        let delta = compiled.patch(&mut cluster, policies, pods).expect("no set changes family");
+        watched.settle();
+        let patched = t.elapsed().as_secs_f64();
+        kernel.apply(&delta).expect("the kernel takes the delta");
+        let took = t.elapsed().as_secs_f64();
+        let (_, peak) = memory_mib(false);
+        println!(
+            "agent: {n} {what:<28}{took:>8.3} s  (read {read:.3}, check {:.3}, patch {:.3}, kernel {:.3} s, {} commands; memory peak +{:.0} MiB)",
+            checked - read,
+            patched - checked,
+            took - patched,
+            delta.len(),
+            peak - before
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// Writes `object` to `file` (or removes the file) and takes the change to the kernel as the
 /// agent does; the seconds that took.
 fn write_and_patch(
@@ -288,6 +406,7 @@ fn patch_from_files(watched: &mut Watched, cluster: &mut Cluster, compiled: &mut
     let changes = watched.poll().expect("readable").expect("changed");
     let (policies, pods) = changes.patches(cluster, &opts).expect("a plain pod or policy change");
     let delta = compiled.patch(cluster, policies, pods);
+    watched.settle();
     kernel.apply(&delta.expect("no set changes family")).expect("the kernel takes the delta");
 }
 

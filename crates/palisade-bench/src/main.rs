@@ -52,6 +52,13 @@ struct Args {
     /// Size of the extra address set for the second throughput figure.
     #[arg(long, default_value_t = 100_000)]
     big_set: usize,
+    /// Files in the agent's one-change figures (policy files added, changed, removed; pod
+    /// files added, removed); 0 skips them.
+    #[arg(long, default_value_t = 5_000)]
+    bulk: usize,
+    /// Only the one-change figures (`--bulk`), on the cluster without the big set.
+    #[arg(long)]
+    bulk_only: bool,
     /// Also time the review tools: connectivity over every probe port, lint, graph, diff.
     #[arg(long)]
     review: bool,
@@ -201,8 +208,15 @@ fn enforce(mut objects: Vec<palisade_ingest::Object>, a: &Args) {
     let scratch = palisade_lab::topology::ScratchNetns::new(format!("pal-bench-{}", std::process::id()))
         .expect("cannot create a network namespace: the enforcer benchmark needs root");
     let netns = scratch.0.as_str();
+    if a.bulk_only {
+        enforcer::bulk_figure(&objects, netns, a.bulk);
+        return;
+    }
     // `--rounds 0`: load and update figures only.
     enforcer::load_figures(&objects, netns);
+    if a.bulk > 0 {
+        enforcer::bulk_figure(&objects, netns, a.bulk);
+    }
     if a.rounds > 0 {
         enforcer::throughput(&objects, a.rounds);
     }

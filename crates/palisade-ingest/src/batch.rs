@@ -63,7 +63,11 @@ impl Builder {
         r
     }
 
-    pub(crate) fn check_metadata<'a>(&mut self, inputs: &'a [Input], opts: &BuildOptions) -> Vec<Item<'a>> {
+    pub(crate) fn check_metadata<'a>(
+        &mut self,
+        inputs: impl IntoIterator<Item = &'a Input>,
+        opts: &BuildOptions,
+    ) -> Vec<Item<'a>> {
         let mut seen: HashMap<(String, Option<String>, String), Option<Location>> = HashMap::new();
         let mut items = Vec::new();
         for input in inputs {

@@ -129,6 +129,18 @@ pub struct Input {
     pub locate: Arc<dyn Locate>,
 }
 
+impl Input {
+    /// How problems name this object (`Problem::object`): `NetworkPolicy x/p`, `Tier t`.
+    pub fn label(&self, opts: &BuildOptions) -> String {
+        let m = self.object.metadata();
+        let ns = match self.object.is_namespaced() {
+            true => m.namespace.clone().or_else(|| opts.default_namespace.clone()),
+            false => None,
+        };
+        object_label(self.object.kind(), ns.as_deref(), m.name.as_deref().unwrap_or_default())
+    }
+}
+
 #[derive(Clone, Debug, Default)]
 pub struct BuildOptions {
     /// Namespace for namespaced objects that name none (as `kubectl apply -n`).

@@ -4,7 +4,8 @@
 use std::collections::HashMap;
 
 pub use palisade_core::change::{PodPatch, PolicyPatch};
-use palisade_core::cluster::{Cluster, PodId, PolicyId, TierId};
+use palisade_core::cluster::{Cluster, NsId, PodId, PolicyId, TierId};
+use palisade_core::policy::PolicyKind;
 
 use crate::batch::Builder;
 use crate::kubernetes::pod::{finished_phase, pod_from};
@@ -17,7 +18,7 @@ use crate::object::{enforced_policy_kind, BuildOptions, Input, Object};
 pub fn pod_patch(
     cluster: &Cluster,
     gone: &[(String, String)],
-    came: &[Input],
+    came: &[&Input],
     opts: &BuildOptions,
 ) -> Option<PodPatch> {
     let mut remove = Vec::new();
@@ -31,12 +32,13 @@ pub fn pod_patch(
         remove.push(id);
     }
     let mut b = Builder { cluster: Cluster::default(), problems: Vec::new() };
-    let items = b.check_metadata(came, opts);
+    let items = b.check_metadata(came.iter().copied(), opts);
     if items.len() != came.len() || !b.problems.is_empty() {
         return None;
     }
     let mut add = Vec::new();
     let mut taken_ips = std::collections::HashSet::new();
+    let leaving: std::collections::HashSet<PodId> = remove.iter().copied().collect();
     for item in &items {
         let Object::Pod(obj) = &item.input.object else { return None };
         if finished_phase(obj).is_some() {
@@ -47,7 +49,7 @@ pub fn pod_patch(
         if !b.problems.is_empty() || pod.host_network {
             return None;
         }
-        let clash = |id: PodId| !remove.contains(&id);
+        let clash = |id: PodId| !leaving.contains(&id);
         if cluster.pod_in(ns, &pod.name).is_some_and(clash) {
             return None;
         }
@@ -64,11 +66,18 @@ pub fn pod_patch(
 /// Works out a [`PolicyPatch`] when the change is one a full build would take without a word:
 /// only enforced policies (Kubernetes, Calico, global), valid and warning-free, in namespaces
 /// and tiers that exist, no name clash. `None` otherwise: the full build decides.
-pub fn policy_patch(cluster: &Cluster, gone: &[Input], came: &[Input], opts: &BuildOptions) -> Option<PolicyPatch> {
+pub fn policy_patch(cluster: &Cluster, gone: &[&Input], came: &[&Input], opts: &BuildOptions) -> Option<PolicyPatch> {
     let namespace = |i: &Input| {
         let ns = i.object.metadata().namespace.clone().or_else(|| opts.default_namespace.clone());
         i.object.is_namespaced().then_some(ns)
     };
+    // Policies by identity: one lookup per policy, whatever the size of the change.
+    let by_key: HashMap<(PolicyKind, Option<NsId>, &str), PolicyId> = cluster
+        .policies
+        .iter()
+        .enumerate()
+        .map(|(i, p)| ((p.kind, p.namespace, p.name.as_str()), PolicyId::new(i)))
+        .collect();
     let mut remove = Vec::new();
     for i in gone {
         let kind = enforced_policy_kind(&i.object)?;
@@ -83,13 +92,12 @@ pub fn policy_patch(cluster: &Cluster, gone: &[Input], came: &[Input], opts: &Bu
             return None;
         }
         let name = i.object.metadata().name.as_deref()?;
-        remove.push(PolicyId::new(
-            cluster.policies.iter().position(|p| p.kind == kind && p.namespace == ns && p.name == name)?,
-        ));
+        remove.push(*by_key.get(&(kind, ns, name))?);
     }
+    let leaving: std::collections::HashSet<PolicyId> = remove.iter().copied().collect();
     let context = cluster.namespaces_and_tiers();
     let mut b = Builder { cluster: context, problems: Vec::new() };
-    let items = b.check_metadata(came, opts);
+    let items = b.check_metadata(came.iter().copied(), opts);
     if items.len() != came.len() || !b.problems.is_empty() {
         return None;
     }
@@ -106,12 +114,7 @@ pub fn policy_patch(cluster: &Cluster, gone: &[Input], came: &[Input], opts: &Bu
         if !b.problems.is_empty() {
             return None;
         }
-        let clash = cluster.policies.iter().enumerate().any(|(i, p)| {
-            p.kind == pol.kind
-                && p.namespace == pol.namespace
-                && p.name == pol.name
-                && !remove.contains(&PolicyId::new(i))
-        });
+        let clash = by_key.get(&(pol.kind, pol.namespace, pol.name.as_str())).is_some_and(|i| !leaving.contains(i));
         if clash {
             return None;
         }

@@ -6,6 +6,7 @@
 pub mod crd;
 pub mod decode;
 pub mod diagnostic;
+pub mod directory;
 pub mod foreign;
 pub mod json;
 pub mod manifest;

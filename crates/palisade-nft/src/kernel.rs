@@ -33,15 +33,30 @@ impl Kernel {
         Ok(Kernel { socket: Socket::open(netns)? })
     }
 
+    /// The netlink port id of the socket this kernel handle changes the table through.
+    pub fn portid(&self) -> Result<u32, KernelError> {
+        Ok(self.socket.portid()?)
+    }
+
+    pub(crate) fn socket(&self) -> &Socket {
+        &self.socket
+    }
+
     /// Applies the commands as one transaction: all of them or, on any error, none.
     pub fn apply(&self, commands: &[Command]) -> Result<(), KernelError> {
         // Nothing to change (a file saved as it was): no transaction at all.
         if commands.is_empty() {
             return Ok(());
         }
+        self.apply_encoded(commands, &encode(commands)?)
+    }
+
+    /// [`Kernel::apply`] with the commands already encoded (`batch` is `encode(commands)`): a
+    /// table kept encoded ahead goes out without the time encoding takes.
+    pub fn apply_encoded(&self, commands: &[Command], batch: &Batch) -> Result<(), KernelError> {
         let mut replays = 0;
         loop {
-            match self.socket.transact(encode(commands)?) {
+            match self.socket.transact(batch.clone()) {
                 // A missing expression module: the kernel loads it and asks for the batch again.
                 Err(NetlinkError::Refused { errno, .. }) if errno == libc::EAGAIN && replays < 3 => replays += 1,
                 // Only a refusal pays for rendering the command it names.

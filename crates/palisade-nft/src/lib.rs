@@ -4,8 +4,10 @@
 pub mod bytecode;
 pub mod kernel;
 mod membership;
+pub mod monitor;
 pub mod netlink;
 pub mod own_node;
+pub mod owner;
 pub mod ruleset;
 pub mod script;
 

@@ -9,6 +9,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
+use fixedbitset::FixedBitSet;
 use ipnet::IpNet;
 use palisade_core::cluster::{Cluster, PodId};
 use palisade_core::expr::Expr;
@@ -163,6 +164,15 @@ impl Source {
         }
         for set in cluster.network_sets.iter().filter(|s| sel.matches(&s.labels)) {
             set.nets.iter().for_each(|n| a.add_net(n));
+        }
+    }
+
+    /// The pods whose labels (or address) the set's source matches, from the index; of those,
+    /// the ones not on the host network contribute their addresses, as in [`Source::pod_nets`].
+    pub fn pods(&self, cluster: &Cluster, index: &mut Index) -> FixedBitSet {
+        match self {
+            Source::Nets(_) => FixedBitSet::with_capacity(cluster.pods.len()),
+            Source::Selector(sel) => index.label_pods(sel),
         }
     }
 

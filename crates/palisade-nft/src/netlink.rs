@@ -88,6 +88,9 @@ pub mod attr {
     pub const FIB_DREG: u16 = 1;
     pub const FIB_RESULT: u16 = 2;
     pub const FIB_FLAGS: u16 = 3;
+    pub const GEN_ID: u16 = 1;
+    pub const GEN_PROC_PID: u16 = 2;
+    pub const GEN_PROC_NAME: u16 = 3;
 }
 
 const NLA_F_NESTED: u16 = 1 << 15;
@@ -140,6 +143,7 @@ fn pad(buf: &mut Vec<u8>) {
 /// One transaction: `NFNL_MSG_BATCH_BEGIN`, messages, `NFNL_MSG_BATCH_END`. Every message
 /// remembers which command it came from (an index the caller gives), so that a refusal can
 /// name the command without every message carrying its text.
+#[derive(Clone)]
 pub struct Batch {
     buf: Vec<u8>,
     seq: u32,
@@ -193,6 +197,11 @@ impl Batch {
         self.owners.len()
     }
 
+    /// The messages so far, as the kernel would read them.
+    pub fn bytes(&self) -> &[u8] {
+        &self.buf
+    }
+
     pub fn is_empty(&self) -> bool {
         self.owners.is_empty()
     }
@@ -231,6 +240,97 @@ pub enum NetlinkError {
     Refused { owner: Option<usize>, reason: String, errno: i32 },
 }
 
+/// Runs `f` inside network namespace `netns` (`ip netns` name) on a thread of its own, or
+/// right here when `None`. Sockets belong to the namespace they were created in: create them
+/// this way, and use them from anywhere.
+pub fn in_netns<T: Send + 'static>(netns: Option<&str>, f: impl FnOnce() -> T + Send + 'static) -> std::io::Result<T> {
+    let Some(ns) = netns else { return Ok(f()) };
+    let path = format!("/run/netns/{ns}");
+    std::thread::spawn(move || -> std::io::Result<T> {
+        let file = File::open(&path)?;
+        nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET).map_err(std::io::Error::from)?;
+        Ok(f())
+    })
+    .join()
+    .map_err(|_| std::io::Error::other("namespace thread panicked"))?
+}
+
+/// One netlink message of a buffer the kernel sent: header fields and the attributes after
+/// the nfgenmsg header.
+pub struct Message<'a> {
+    /// `NFNL_SUBSYS_* << 8 | NFT_MSG_*`, or `NLMSG_*`.
+    pub kind: u16,
+    pub seq: u32,
+    /// The socket the message is about: for a notification, the one that made the change.
+    pub portid: u32,
+    pub family: u8,
+    pub attrs: &'a [u8],
+    /// The whole message (for errors: the error code follows the header).
+    pub raw: &'a [u8],
+}
+
+impl Message<'_> {
+    /// The `NFT_MSG_*` of an nf_tables message.
+    pub fn nft(&self) -> Option<i32> {
+        (self.kind >> 8 == libc::NFNL_SUBSYS_NFTABLES as u16).then_some(i32::from(self.kind & 0xff))
+    }
+}
+
+/// The messages of a buffer, in order.
+pub fn messages(buf: &[u8]) -> Vec<Message<'_>> {
+    let mut out = Vec::new();
+    let mut at = 0;
+    while at + NLMSG_HDRLEN <= buf.len() {
+        let len = u32::from_ne_bytes(buf[at..at + 4].try_into().expect("4 bytes")) as usize;
+        if len < NLMSG_HDRLEN || at + len > buf.len() {
+            break;
+        }
+        let raw = &buf[at..at + len];
+        let body = raw.get(NLMSG_HDRLEN..).unwrap_or_default();
+        out.push(Message {
+            kind: u16::from_ne_bytes([raw[4], raw[5]]),
+            seq: u32::from_ne_bytes(raw[8..12].try_into().expect("4 bytes")),
+            portid: u32::from_ne_bytes(raw[12..16].try_into().expect("4 bytes")),
+            family: body.first().copied().unwrap_or(0),
+            attrs: body.get(4..).unwrap_or_default(),
+            raw,
+        });
+        at += len.div_ceil(4) * 4;
+    }
+    out
+}
+
+/// The attributes of a buffer: (type without the nested flag, payload).
+pub fn attrs(buf: &[u8]) -> Vec<(u16, &[u8])> {
+    let mut out = Vec::new();
+    let mut at = 0;
+    while at + 4 <= buf.len() {
+        let len = u16::from_ne_bytes([buf[at], buf[at + 1]]) as usize;
+        let kind = u16::from_ne_bytes([buf[at + 2], buf[at + 3]]) & !NLA_F_NESTED;
+        if len < 4 || at + len > buf.len() {
+            break;
+        }
+        out.push((kind, &buf[at + 4..at + len]));
+        at += len.div_ceil(4) * 4;
+    }
+    out
+}
+
+/// The payload of attribute `kind`.
+pub fn attr(buf: &[u8], kind: u16) -> Option<&[u8]> {
+    attrs(buf).into_iter().find(|(k, _)| *k == kind).map(|(_, v)| v)
+}
+
+/// A string attribute's text (without its NUL).
+pub fn attr_str(buf: &[u8], kind: u16) -> Option<String> {
+    attr(buf, kind).map(|v| String::from_utf8_lossy(v).trim_end_matches('\0').to_string())
+}
+
+/// A big-endian u32 attribute.
+pub fn attr_u32(buf: &[u8], kind: u16) -> Option<u32> {
+    attr(buf, kind).and_then(|v| Some(u32::from_be_bytes(v.get(..4)?.try_into().ok()?)))
+}
+
 /// A netfilter netlink socket, bound in one network namespace for its whole life.
 pub struct Socket {
     fd: OwnedFd,
@@ -239,17 +339,84 @@ pub struct Socket {
 impl Socket {
     /// Opens the socket in network namespace `netns` (`ip netns` name), or in the current one.
     pub fn open(netns: Option<&str>) -> Result<Socket, NetlinkError> {
-        let Some(ns) = netns else { return Self::open_here() };
-        let path = format!("/run/netns/{ns}");
-        // A socket belongs to the namespace it was created in: create it on a thread that
-        // entered the namespace, and use it from anywhere.
-        std::thread::spawn(move || -> Result<Socket, NetlinkError> {
-            let file = File::open(&path)?;
-            nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET).map_err(std::io::Error::from)?;
-            Self::open_here()
-        })
-        .join()
-        .map_err(|_| NetlinkError::Io(std::io::Error::other("namespace thread panicked")))?
+        in_netns(netns, Self::open_here)?
+    }
+
+    /// The socket's netlink port id: notifications of the changes it makes carry it.
+    pub fn portid(&self) -> Result<u32, NetlinkError> {
+        let addr: NetlinkAddr = socket::getsockname(self.fd.as_raw_fd()).map_err(std::io::Error::from)?;
+        Ok(addr.pid())
+    }
+
+    /// Receives nf_tables change notifications from now on.
+    pub fn subscribe(&self) {
+        self.listen(true);
+        // Big transactions notify once per rule and element: room for a whole table's worth.
+        setsockopt_int(&self.fd, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, 16 << 20);
+    }
+
+    /// Joins (or leaves) the nf_tables notification group.
+    pub fn listen(&self, on: bool) {
+        let opt = if on { libc::NETLINK_ADD_MEMBERSHIP } else { libc::NETLINK_DROP_MEMBERSHIP };
+        setsockopt_int(&self.fd, libc::SOL_NETLINK, opt, libc::NFNLGRP_NFTABLES);
+    }
+
+    /// The next datagram (several messages), waiting up to the receive timeout.
+    pub fn receive(&self, buf: &mut [u8]) -> std::io::Result<usize> {
+        socket::recv(self.fd.as_raw_fd(), buf, socket::MsgFlags::empty()).map_err(std::io::Error::from)
+    }
+
+    /// Sends one `NFT_MSG_GET*` request (for `family`) and collects the replies: every message
+    /// of a dump, or the one answer. Errors (`ENOENT` for a table that does not exist) are
+    /// `Refused`.
+    pub fn get(
+        &self,
+        kind: i32,
+        family: u8,
+        dump: bool,
+        f: impl FnOnce(&mut Attrs),
+    ) -> Result<Vec<Vec<u8>>, NetlinkError> {
+        self.drain();
+        let mut buf = Vec::new();
+        let kind = ((libc::NFNL_SUBSYS_NFTABLES as u16) << 8) | kind as u16;
+        let mut flags = libc::NLM_F_REQUEST as u16;
+        if dump {
+            flags |= libc::NLM_F_DUMP as u16;
+        }
+        buf.extend_from_slice(&[0; 4]);
+        buf.extend_from_slice(&kind.to_ne_bytes());
+        buf.extend_from_slice(&flags.to_ne_bytes());
+        buf.extend_from_slice(&1u32.to_ne_bytes());
+        buf.extend_from_slice(&0u32.to_ne_bytes());
+        buf.push(family);
+        buf.push(libc::NFNETLINK_V0 as u8);
+        buf.extend_from_slice(&0u16.to_be_bytes());
+        f(&mut Attrs { buf: &mut buf });
+        let len = buf.len() as u32;
+        buf[..4].copy_from_slice(&len.to_ne_bytes());
+        socket::send(self.fd.as_raw_fd(), &buf, socket::MsgFlags::empty()).map_err(std::io::Error::from)?;
+        let mut replies = Vec::new();
+        let mut rx = vec![0u8; 1 << 20];
+        loop {
+            let n = self.receive(&mut rx)?;
+            for m in messages(&rx[..n]) {
+                if m.kind == libc::NLMSG_DONE as u16 {
+                    return Ok(replies);
+                }
+                if m.kind == libc::NLMSG_ERROR as u16 {
+                    let code = m.raw.get(16..20).map_or(0, |c| i32::from_ne_bytes(c.try_into().expect("4 bytes")));
+                    if code == 0 {
+                        continue;
+                    }
+                    let reason = std::io::Error::from_raw_os_error(-code).to_string();
+                    return Err(NetlinkError::Refused { owner: None, reason, errno: -code });
+                }
+                replies.push(m.raw.to_vec());
+                if !dump {
+                    return Ok(replies);
+                }
+            }
+        }
     }
 
     fn open_here() -> Result<Socket, NetlinkError> {

@@ -277,6 +277,24 @@ fn own_node_kind(own: &OwnNode, f: Family) -> SetKind {
     }
 }
 
+/// Adds back every element of these named sets and verdict maps (elements still there stay
+/// as they are): what mends a table that lost elements and nothing else.
+pub fn element_commands(rs: &Ruleset, sets: &[String]) -> Vec<Command> {
+    let mut out = Vec::new();
+    for name in sets {
+        if let Some(set) = rs.sets.get(name) {
+            out.extend(elements(name, SetKind::of(set), set.elements.iter().cloned(), true));
+        } else if let Some((_, f)) = MAPS.iter().find(|(m, _)| m == name) {
+            let items = rs.maps.get(name).into_iter().flatten().map(|(ip, chain)| format!("{ip} : jump {chain}"));
+            out.extend(elements(name, SetKind::Map(*f), items, true));
+        } else if let Some(f) = [Family::V4, Family::V6].into_iter().find(|f| OwnNode::set_name(*f) == *name) {
+            let items = rs.own_node.elements.get(&f).into_iter().flatten().cloned();
+            out.extend(elements(name, own_node_kind(&rs.own_node, f), items, true));
+        }
+    }
+    out
+}
+
 /// The whole table as an `nft -f` script.
 pub fn full(rs: &Ruleset) -> String {
     text(&full_commands(rs))

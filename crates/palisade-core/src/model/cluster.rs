@@ -259,6 +259,34 @@ impl Cluster {
     pub fn remove_policy(&mut self, id: PolicyId) -> Policy {
         self.policies.remove(id.index())
     }
+    /// Adds policies in their places in evaluation order, each after any it ties with (as
+    /// [`Cluster::insert_policy`] one at a time, in one pass); returns their ids, ascending.
+    pub fn insert_policies(&mut self, mut new: Vec<Policy>) -> Vec<PolicyId> {
+        let order = policy_order(self.tier_ranks(), &self.namespaces);
+        new.sort_by(&order);
+        let mut old = std::mem::take(&mut self.policies).into_iter().peekable();
+        let mut merged = Vec::with_capacity(old.len() + new.len());
+        let mut at = Vec::with_capacity(new.len());
+        for pol in new {
+            while let Some(o) = old.next_if(|o| order(o, &pol) != std::cmp::Ordering::Greater) {
+                merged.push(o);
+            }
+            at.push(PolicyId::new(merged.len()));
+            merged.push(pol);
+        }
+        merged.extend(old);
+        self.policies = merged;
+        at
+    }
+    /// Takes out the policies with these ids (any order), keeping the others' order.
+    pub fn remove_policies(&mut self, ids: &[PolicyId]) {
+        let gone: std::collections::HashSet<usize> = ids.iter().map(|id| id.index()).collect();
+        let mut i = 0;
+        self.policies.retain(|_| {
+            i += 1;
+            !gone.contains(&(i - 1))
+        });
+    }
     /// Rank of each tier in evaluation order (by [`TierId::index`]).
     pub fn tier_ranks(&self) -> Vec<usize> {
         let mut ids: Vec<usize> = (0..self.tiers.len()).collect();
