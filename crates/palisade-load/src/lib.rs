@@ -21,7 +21,8 @@ use std::path::PathBuf;
 
 use palisade_core::cluster::Cluster;
 use palisade_core::field::{Problem, Severity};
-use palisade_ingest::{build, BuildOptions};
+use palisade_ingest::store::Store;
+use palisade_ingest::BuildOptions;
 
 pub use source::Source;
 
@@ -57,21 +58,21 @@ pub(crate) fn assemble(sources: Vec<Source>, mut decoded: manifest::Loaded, opts
     let mut problems = decoded.problems;
     problems.extend(crd::both_forms(&mut decoded.inputs));
     let decode_failed = problems.iter().any(|p| p.severity == Severity::Error);
-    let cluster = match build(&decoded.inputs, opts) {
-        Ok(c) => {
-            problems.extend(c.warnings.iter().cloned());
-            (!decode_failed).then_some(c)
-        }
-        Err(more) => {
-            problems.extend(more);
-            None
-        }
-    };
+    // A batch is "apply all, then finish": the same way in as the agent's changes.
+    let (store, done) = Store::batch(decoded.inputs, opts.clone());
+    if let Err(more) = done {
+        problems.extend(more.0);
+    }
+    let (inputs, cluster) = store.into_parts();
+    let cluster = cluster.and_then(|c| {
+        problems.extend(c.warnings.iter().cloned());
+        (!decode_failed).then_some(c)
+    });
     problems.sort_by(|a, b| {
         let key = |p: &Problem| p.location.as_ref().map(|l| (l.file.clone(), l.line, l.column));
         key(a).cmp(&key(b))
     });
-    Load { sources, cluster, problems, ignored: decoded.ignored, inputs: decoded.inputs }
+    Load { sources, cluster, problems, ignored: decoded.ignored, inputs }
 }
 
 /// Loads manifests given as text (tests, generated input).
