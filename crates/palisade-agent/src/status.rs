@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use palisade_load::watch::Held;
 
-use super::log;
+use crate::log;
 
 /// Logs what is newly held back and what no longer is.
 pub fn log_held(before: &[Held], now: &[Held]) {
@@ -74,22 +74,4 @@ pub fn text(f: &Facts) -> String {
         out.push_str(&format!("  last: {r}\n"));
     }
     out
-}
-
-/// `palisade agent --status`: what the agent enforcing network namespace `netns` says.
-pub fn print(netns: Option<&str>) -> u8 {
-    match palisade_nft::owner::ask(netns) {
-        Ok(Some((_, status))) => {
-            crate::emit(&status);
-            0
-        }
-        Ok(None) => {
-            log("no palisade agent runs in this network namespace");
-            crate::EXIT_INVALID
-        }
-        Err(e) => {
-            log(&format!("cannot ask the agent: {e}"));
-            crate::EXIT_INVALID
-        }
-    }
 }

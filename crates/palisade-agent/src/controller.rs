@@ -1,19 +1,8 @@
-//! `palisade agent`: keep the kernel's Palisade table in step with a directory of manifests,
-//! and the table as the agent left it.
-//!
-//! One turn of the loop, phase by phase: the files (only complete ones; see
-//! `palisade_load::directory`) → the objects that changed, invalid ones held back alone
-//! (`palisade_load::watch`) → a patch of what they touch, or a full build and compile → one nft
-//! transaction; and the kernel's table, watched and compared, restored when someone else
-//! changed it (`table`). One agent per network namespace (`palisade_nft::owner`). Stopping the
-//! agent leaves the table, and enforcement, in place.
+//! The controller loop: sources → changes → build or patch → compile → kernel, with refusal
+//! (invalid input never opens a hole), the table kept as the agent left it, and a full
+//! compile as the self-check once the directory is quiet. One agent per network namespace
+//! (`palisade_nft::owner`). Stopping the agent leaves the table, and enforcement, in place.
 
-mod files;
-mod flows;
-mod status;
-mod table;
-
-use std::path::PathBuf;
 use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 
@@ -21,85 +10,21 @@ use palisade_core::cluster::Cluster;
 use palisade_ingest::BuildOptions;
 use palisade_load::directory::Activity;
 use palisade_load::watch::{Built, Changes, Held, Watched};
-use palisade_nft::kernel::Kernel;
 use palisade_nft::owner::{Owner, OwnerError};
 use palisade_nft::script::{self, Command};
 use palisade_nft::{Compiled, NeedsFullCompile, Options};
 
-use files::{Events, Wake};
-use flows::FlowLog;
-use table::Table;
+use crate::files::{Events, Wake};
+use crate::flows::FlowLog;
+use crate::kernel::Kernel;
+use crate::table::Table;
+use crate::{log, status, Config, Mode, Refused};
 
-#[derive(clap::Args, Clone)]
-pub struct Args {
-    /// Directory of manifests (cluster and policies), watched for changes. A ConfigMap or
-    /// Secret volume is read as Kubernetes writes it (one version at a time, through `..data`).
-    #[arg(long)]
-    source: PathBuf,
-    /// Enforce only for pods scheduled to this node (spec.nodeName); all pods when absent.
-    #[arg(long)]
-    node: Option<String>,
-    /// Apply inside this network namespace (`ip netns` name) instead of the current one.
-    #[arg(long)]
-    netns: Option<String>,
-    /// enforce: drop what policy denies; audit: log it (prefix "palisade audit deny") and drop nothing.
-    #[arg(long, value_enum, default_value_t = Mode::Enforce)]
-    mode: Mode,
-    /// Print the ruleset as an nft script and exit without touching the kernel.
-    #[arg(long)]
-    dry_run: bool,
-    /// Apply once and exit (the table stays).
-    #[arg(long)]
-    once: bool,
-    /// Print packets and bytes per policy rule from the table in force, and exit.
-    #[arg(long)]
-    counters: bool,
-    /// Print what the agent enforcing this network namespace says (what is in force, what is
-    /// held back and why, table restores), and exit.
-    #[arg(long)]
-    status: bool,
-    /// How often to look again without a file event (inotify wakes the agent at once), and to
-    /// read the flow sets, in milliseconds.
-    #[arg(long, default_value_t = 200)]
-    interval_ms: u64,
-    /// A changed file whose writer was not seen closing it is taken once it has not changed
-    /// for this long, in milliseconds (a close after writing, or a rename into place, is
-    /// taken at once).
-    #[arg(long, default_value_t = 200, value_name = "MS")]
-    settle_ms: u64,
-    /// How often to compare the kernel's table with the ruleset (changes by others are
-    /// noticed at once through nf_tables notifications; this is the backstop), in milliseconds.
-    #[arg(long, default_value_t = 10_000, value_name = "MS")]
-    reconcile_ms: u64,
-    /// After changes took the object path, build and compile everything again (on
-    /// another thread, once the directory has been quiet this long) and mend any difference.
-    #[arg(long, default_value_t = 30_000, value_name = "MS")]
-    verify_after_ms: u64,
-    /// Namespace for manifests that name none.
-    #[arg(short = 'n', long)]
-    namespace: Option<String>,
-    /// Append every new connection the node sees (source, destination, port, protocol, what
-    /// policy says and which rule) to this file as JSON lines; `-` for stdout. Input for
-    /// `palisade generate --flows`.
-    #[arg(long, value_name = "FILE")]
-    flow_log: Option<PathBuf>,
-}
-
-#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Mode {
-    Enforce,
-    Audit,
-}
-
-pub fn log(msg: &str) {
-    eprintln!("palisade agent: {msg}");
-}
-
-fn build_options(args: &Args) -> BuildOptions {
+fn build_options(args: &Config) -> BuildOptions {
     BuildOptions { default_namespace: args.namespace.clone() }
 }
 
-fn compile_options(args: &Args) -> Options {
+fn compile_options(args: &Config) -> Options {
     Options { node: args.node.clone(), audit: args.mode == Mode::Audit, record_flows: args.flow_log.is_some() }
 }
 
@@ -118,7 +43,7 @@ struct Enforced {
 }
 
 impl Enforced {
-    fn compile(cluster: Cluster, args: &Args) -> Enforced {
+    fn compile(cluster: Cluster, args: &Config) -> Enforced {
         let compiled = Compiled::new(&cluster, &compile_options(args));
         Enforced { cluster, compiled, stale: false }
     }
@@ -132,7 +57,7 @@ struct Check {
 }
 
 impl Check {
-    fn start(args: &Args, watched: &Watched, generation: u64) -> Check {
+    fn start(args: &Config, watched: &Watched, generation: u64) -> Check {
         let (tx, result) = std::sync::mpsc::channel();
         let (snapshot, args) = (watched.snapshot(), args.clone());
         std::thread::spawn(move || {
@@ -143,42 +68,43 @@ impl Check {
     }
 }
 
-pub fn run(args: Args) -> u8 {
-    if args.counters {
-        return print_counters(args.netns.as_deref());
-    }
-    if args.status {
-        return status::print(args.netns.as_deref());
-    }
-    if args.dry_run {
-        return dry_run(&args);
-    }
-    match Agent::start(args) {
-        Ok(agent) if agent.args.once => 0,
-        Ok(mut agent) => agent.run(),
-        Err(code) => code,
-    }
-}
-
-fn print_counters(netns: Option<&str>) -> u8 {
-    match script::counters(netns) {
-        Ok(rows) => {
-            let mut out = format!("{:>12} {:>14}  rule\n", "packets", "bytes");
-            for (rule, packets, bytes) in rows {
-                out.push_str(&format!("{packets:>12} {bytes:>14}  {rule}\n"));
-            }
-            crate::emit(&out);
-            0
+/// Claims the network namespace, opens its nf_tables, applies the directory and keeps the
+/// table in step until the process ends (with `once`: returns after the first apply).
+pub fn run(args: Config) -> Result<(), Refused> {
+    let netns = args.netns.clone();
+    let owner = match palisade_nft::owner::claim(netns.as_deref()) {
+        Ok(o) => o,
+        Err(OwnerError::Taken { pid, status }) => {
+            log(&format!("refused: another palisade agent (pid {pid}) enforces this network namespace; its status:"));
+            eprint!("{status}");
+            return Err(Refused(format!("another palisade agent (pid {pid}) enforces this network namespace")));
         }
         Err(e) => {
-            log(&format!("cannot read the table: {e}"));
-            crate::EXIT_INVALID
+            log(&format!("refused: {e}"));
+            return Err(Refused(e.to_string()));
         }
+    };
+    let kernel = palisade_nft::kernel::Kernel::open(netns.as_deref()).map_err(|e| {
+        log(&format!("cannot reach nf_tables: {e}"));
+        Refused(format!("cannot reach nf_tables: {e}"))
+    })?;
+    let own = kernel.portid().unwrap_or(0);
+    let mut agent = Agent::start(args, kernel, Some(owner))?;
+    if agent.args.once {
+        return Ok(());
+    }
+    let tx = agent.events.sender();
+    match palisade_nft::monitor::watch(netns.as_deref(), own, move |e| tx.send(Wake::Table(e)).is_ok()) {
+        Ok(watch) => agent.table.set_watch(watch),
+        Err(e) => log(&format!("cannot watch the table ({e}): only the periodic comparison will restore it")),
+    }
+    loop {
+        agent.turn();
     }
 }
 
 /// Reads the directory as it is (waiting for files still being written), and builds it.
-fn first_load(args: &Args, watched: &mut Watched) -> Result<Built, String> {
+fn first_load(args: &Config, watched: &mut Watched) -> Result<Built, String> {
     let start = Instant::now();
     watched.poll().map_err(|e| e.to_string())?;
     while let Some(wait) = watched.again_in().filter(|_| start.elapsed() < FIRST_LOOK) {
@@ -197,34 +123,32 @@ fn report(built: &Built) {
     }
 }
 
-/// `--dry-run`: the script of the whole table; every object must validate.
-fn dry_run(args: &Args) -> u8 {
-    let mut watched = Watched::with_settle(&args.source, Duration::from_millis(args.settle_ms));
-    let built = match first_load(args, &mut watched) {
-        Ok(b) => b,
-        Err(e) => {
-            log(&format!("refused: {e}; nothing applied"));
-            return crate::EXIT_INVALID;
-        }
-    };
+/// `--dry-run`: the script of the whole table (`nft -f` text); every object must validate.
+pub fn dry_run(args: &Config) -> Result<String, Refused> {
+    let mut watched = Watched::with_settle(&args.source, args.settle);
+    let built = first_load(args, &mut watched).map_err(|e| {
+        log(&format!("refused: {e}; nothing applied"));
+        Refused(e)
+    })?;
     let Some(cluster) = built.load.cluster.clone().filter(|_| built.held.is_empty()) else {
         report(&built);
-        log(&format!("refused: {} object(s) or file(s) do not validate; nothing applied", built.held.len()));
-        return crate::EXIT_INVALID;
+        let why = format!("{} object(s) or file(s) do not validate; nothing applied", built.held.len());
+        log(&format!("refused: {why}"));
+        return Err(Refused(why));
     };
     let compiled = Compiled::new(&cluster, &compile_options(args));
-    crate::emit(&script::full(compiled.ruleset()));
-    0
+    Ok(script::full(compiled.ruleset()))
 }
 
 /// The running agent: its inputs, what is in force, and the kernel.
-struct Agent {
-    args: Args,
+pub struct Agent<K: Kernel> {
+    args: Config,
     watched: Watched,
     activity: Activity,
     state: Enforced,
-    table: Table,
-    owner: Owner,
+    table: Table<K>,
+    /// The claim on the network namespace, which serves the status (`None` in tests).
+    owner: Option<Owner>,
     events: Events,
     flows: Option<FlowLog>,
     /// Counts applied changes; a check compiled from an older state is of no use.
@@ -239,54 +163,36 @@ struct Agent {
     directory_error: Option<String>,
 }
 
-impl Agent {
-    /// Claims the namespace, reads and builds the directory and loads the whole table in one
-    /// transaction (replacing any table there, so a restart adopts it without a gap).
-    fn start(args: Args) -> Result<Agent, u8> {
-        let netns = args.netns.as_deref();
-        let owner = match palisade_nft::owner::claim(netns) {
-            Ok(o) => o,
-            Err(OwnerError::Taken { pid, status }) => {
-                log(&format!(
-                    "refused: another palisade agent (pid {pid}) enforces this network namespace; its status:"
-                ));
-                eprint!("{status}");
-                return Err(crate::EXIT_INVALID);
-            }
-            Err(e) => {
-                log(&format!("refused: {e}"));
-                return Err(crate::EXIT_INVALID);
-            }
-        };
-        let kernel = Kernel::open(netns).map_err(|e| {
-            log(&format!("cannot reach nf_tables: {e}"));
-            crate::EXIT_INVALID
-        })?;
+impl<K: Kernel> Agent<K> {
+    /// Reads and builds the directory and loads the whole table in one transaction (replacing
+    /// any table there, so a restart adopts it without a gap). Refuses when objects do not
+    /// validate and a table is in force (it is the last good state there is), with `once`, or
+    /// when nothing builds; on a fresh node it enforces what validates.
+    pub fn start(args: Config, kernel: K, owner: Option<Owner>) -> Result<Agent<K>, Refused> {
         let source = std::path::absolute(&args.source).unwrap_or_else(|_| args.source.clone());
         // Watching before the first look: no change between the two is missed.
         let events = Events::watch(&source);
-        let mut watched = Watched::with_settle(&source, Duration::from_millis(args.settle_ms));
+        let mut watched = Watched::with_settle(&source, args.settle);
         let built = first_load(&args, &mut watched).map_err(|e| {
             log(&format!("refused: {e}; nothing applied"));
-            crate::EXIT_INVALID
+            Refused(e)
         })?;
         let cluster = built.load.cluster.clone();
         if !built.held.is_empty() || cluster.is_none() {
             report(&built);
-            // With a table in force (a restart), it is the last good state there is: keep it
-            // until the input is fixed. On a fresh node, enforcing what validates beats nothing.
             let in_force = kernel.listing().ok().flatten().is_some();
             if args.once || in_force || cluster.is_none() {
                 let table = if in_force { "the table in force stays as it is" } else { "nothing applied" };
-                log(&format!("refused: {} object(s) or file(s) do not validate; {table}", built.held.len()));
-                return Err(crate::EXIT_INVALID);
+                let why = format!("{} object(s) or file(s) do not validate; {table}", built.held.len());
+                log(&format!("refused: {why}"));
+                return Err(Refused(why));
             }
         }
         let state = Enforced::compile(cluster.expect("checked"), &args);
         let t = Instant::now();
-        if let Err(e) = kernel.apply(&script::full_commands(state.compiled.ruleset())) {
+        if let Err(e) = kernel.apply(&script::full_commands(state.compiled.ruleset()), None) {
             log(&format!("cannot apply: {e}"));
-            return Err(crate::EXIT_INVALID);
+            return Err(Refused(format!("cannot apply: {e}")));
         }
         let s = state.compiled.ruleset().stats();
         log(&format!(
@@ -304,17 +210,9 @@ impl Agent {
                 log(&format!("cannot open the flow log: {e}; not logging flows"));
                 None
             });
-        let own = kernel.portid().unwrap_or(0);
-        let mut table = Table::new(kernel, Duration::from_millis(args.reconcile_ms));
+        let mut table = Table::new(kernel, args.reconcile);
         if !args.once {
             table.prepare(state.compiled.ruleset(), 0);
-        }
-        if !args.once {
-            let tx = events.sender();
-            match palisade_nft::monitor::watch(netns, own, move |e| tx.send(Wake::Table(e)).is_ok()) {
-                Ok(watch) => table.set_watch(watch),
-                Err(e) => log(&format!("cannot watch the table ({e}): only the periodic comparison will restore it")),
-            }
         }
         let agent = Agent {
             args,
@@ -337,30 +235,45 @@ impl Agent {
         Ok(agent)
     }
 
-    fn run(&mut self) -> u8 {
-        let interval = Duration::from_millis(self.args.interval_ms);
-        loop {
-            let timeout = [Some(interval), self.watched.again_in(), Some(self.table.due_in())]
-                .into_iter()
-                .flatten()
-                .min()
-                .unwrap_or(interval)
-                .max(Duration::from_millis(1));
-            let woken = self.events.wait(timeout, &mut self.activity);
-            // The kernel first: a flushed table leaves every pod open.
-            self.table.react(woken.table, self.state.compiled.ruleset(), self.generation);
-            if let Some(f) = self.flows.as_mut() {
-                f.poll(&self.state.cluster, self.args.netns.as_deref(), self.args.mode);
-            }
-            self.adopt_check();
-            self.take_changes();
-            self.table.check_if_due(self.state.compiled.ruleset(), self.generation);
-            // Quiet for a while: get the next restore ready.
-            if self.quiet_since.elapsed() >= PREPARE_AFTER {
-                self.table.prepare(self.state.compiled.ruleset(), self.generation);
-            }
-            self.publish();
+    /// One turn of the loop: waits for a file or table event (or the next due time), then
+    /// the kernel's table first (a flushed table leaves every pod open), the flow log, a
+    /// finished self-check, the directory's changes, the periodic comparison.
+    pub fn turn(&mut self) {
+        let interval = self.args.interval;
+        let timeout = [Some(interval), self.watched.again_in(), Some(self.table.due_in())]
+            .into_iter()
+            .flatten()
+            .min()
+            .unwrap_or(interval)
+            .max(Duration::from_millis(1));
+        let woken = self.events.wait(timeout, &mut self.activity);
+        self.table.react(woken.table, self.state.compiled.ruleset(), self.generation);
+        if let Some(f) = self.flows.as_mut() {
+            f.poll(&self.state.cluster, self.args.netns.as_deref(), self.args.mode);
         }
+        self.adopt_check();
+        self.take_changes();
+        self.table.check_if_due(self.state.compiled.ruleset(), self.generation);
+        // Quiet for a while: get the next restore ready.
+        if self.quiet_since.elapsed() >= PREPARE_AFTER {
+            self.table.prepare(self.state.compiled.ruleset(), self.generation);
+        }
+        self.publish();
+    }
+
+    /// The kernel the agent drives.
+    pub fn kernel(&self) -> &K {
+        &self.table.kernel
+    }
+
+    /// The cluster in force.
+    pub fn cluster(&self) -> &Cluster {
+        &self.state.cluster
+    }
+
+    /// Restores the agent has made of its table.
+    pub fn restores(&self) -> usize {
+        self.table.restores
     }
 
     /// Sources → changes → compile → kernel, for whatever the directory holds now.
@@ -383,7 +296,7 @@ impl Agent {
             }
         };
         let Some(changes) = changes else {
-            let quiet = self.quiet_since.elapsed() >= Duration::from_millis(self.args.verify_after_ms);
+            let quiet = self.quiet_since.elapsed() >= self.args.verify_after;
             if self.unverified && quiet && self.check.is_none() {
                 self.check = Some(Check::start(&self.args, &self.watched, self.generation));
             }
@@ -487,6 +400,7 @@ impl Agent {
 
     /// Serves the status to `palisade agent --status`.
     fn publish(&self) {
+        let Some(owner) = &self.owner else { return };
         let rs = self.state.compiled.ruleset();
         let facts = status::Facts {
             source: self.watched.root(),
@@ -502,6 +416,6 @@ impl Agent {
             last_restore: self.table.last_restore.as_deref(),
             directory_error: self.directory_error.as_deref(),
         };
-        self.owner.set_status(status::text(&facts));
+        owner.set_status(status::text(&facts));
     }
 }

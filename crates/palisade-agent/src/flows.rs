@@ -11,7 +11,7 @@ use palisade_core::verdict::{decide, describe, Connection, Side};
 use palisade_generate::flow::FlowRecord;
 use palisade_nft::script;
 
-use super::{log, Mode};
+use crate::{log, Mode};
 
 pub struct FlowLog {
     out: Box<dyn std::io::Write>,

@@ -73,7 +73,7 @@ impl Events {
         let watcher = match watcher {
             Ok(w) => Some(w),
             Err(e) => {
-                super::log(&format!("no file events ({e}): looking at the directory every --interval-ms only"));
+                crate::log(&format!("no file events ({e}): looking at the directory every --interval-ms only"));
                 None
             }
         };

@@ -5,14 +5,14 @@
 
 use std::time::{Duration, Instant};
 
-use palisade_nft::kernel::KernelError;
-use palisade_nft::kernel::{encode, Kernel};
+use palisade_nft::kernel::{encode, KernelError};
 use palisade_nft::monitor::{Expectation, Listing, TableEvent, Watch};
 use palisade_nft::netlink::Batch;
 use palisade_nft::script::{self, Command};
 use palisade_nft::Ruleset;
 
-use super::log;
+use crate::kernel::Kernel;
+use crate::log;
 
 /// Past this many commands a delta is compared with loading the table whole, which the kernel
 /// takes faster than deleting and adding most of it.
@@ -27,8 +27,8 @@ struct Drifted {
     missing: Option<Vec<String>>,
 }
 
-pub struct Table {
-    pub kernel: Kernel,
+pub struct Table<K: Kernel> {
+    pub kernel: K,
     /// The watch on the table's notifications, once it runs.
     watch: Option<Watch>,
     /// The kernel refused a change: the next one replaces the table whole.
@@ -47,8 +47,8 @@ pub struct Table {
     pub last_restore: Option<String>,
 }
 
-impl Table {
-    pub fn new(kernel: Kernel, every: Duration) -> Table {
+impl<K: Kernel> Table<K> {
+    pub fn new(kernel: K, every: Duration) -> Table<K> {
         Table {
             kernel,
             watch: None,
@@ -253,18 +253,15 @@ impl Table {
 
 /// Sends one transaction, a big one unheard by the watch; whether anyone else changed a table
 /// meanwhile.
-fn send(
-    kernel: &Kernel,
+fn send<K: Kernel>(
+    kernel: &K,
     watch: Option<&Watch>,
     commands: &[Command],
     batch: Option<&Batch>,
 ) -> (Result<(), KernelError>, bool) {
-    let run = || match batch {
-        Some(b) => kernel.apply_encoded(commands, b),
-        None => kernel.apply(commands),
-    };
+    let run = || kernel.apply(commands, batch);
     match watch.filter(|_| commands.len() > UNHEARD) {
-        Some(w) => w.unheard(kernel, run),
+        Some(w) => w.unheard(|| kernel.generation(), run),
         None => (run(), false),
     }
 }
