@@ -63,6 +63,10 @@ impl Pod {
     pub fn is_replica_group(&self) -> bool {
         self.replicas != Some(1)
     }
+    /// Whether this pod stands for a DaemonSet's pods (no Pod objects given): one on every node.
+    pub fn on_every_node(&self) -> bool {
+        self.derived && self.replicas.is_none()
+    }
 }
 
 #[derive(Clone, Debug)]
