@@ -418,3 +418,25 @@ fn address_block_shortcut_agrees_with_deciding_each_connection() {
     assert!(with_blocks >= 5, "only {with_blocks} inputs name address blocks");
     assert!(with_nodes >= 2, "only {with_nodes} inputs have nodes");
 }
+
+/// A workload given without its pods stands for its replicas: traffic from one replica to
+/// another is a connection every review command shows (command, a line it must print).
+#[test]
+fn replicas_of_a_template_pod_are_endpoints_of_each_other() {
+    const DENY: &str = "tests/review/template-deny.yaml";
+    const OPEN: &str = "tests/review/template-open.yaml";
+    let cases: &[(&[&str], &str)] = &[
+        (&["diff", DENY, OPEN], "+ app/deployment/web -> app/deployment/web  8080/TCP"),
+        (&["diff", OPEN, DENY], "- app/deployment/web -> app/deployment/web  8080/TCP"),
+        (&["reach", "--from", "app/web", OPEN], "  app/deployment/web: 8080/TCP"),
+        (&["reach", "--to", "app/web", OPEN], "  app/deployment/web: 8080/TCP"),
+        (&["graph", OPEN], "n0 -> n0 [label=\"8080/TCP\"]"),
+    ];
+    for (args, line) in cases {
+        let (code, out, err) = run(args);
+        assert_eq!(code, 0, "{args:?}: {err}");
+        assert!(out.contains(line), "{args:?}: {line:?} missing:\n{out}");
+    }
+    let (code, _, _) = run(&["diff", "--exit-code", DENY, OPEN]);
+    assert_eq!(code, 1, "one replica opened to another is a gain");
+}

@@ -11,7 +11,7 @@ use palisade_core::index::{Index, Matrix};
 use palisade_core::matching;
 use palisade_core::policy::Direction;
 use palisade_core::port::ContainerPort;
-use palisade_core::verdict::{decide, Connection, Side, Verdict};
+use palisade_core::verdict::{decide, placement, Connection, Placement, Side, Verdict};
 use serde::Serialize;
 
 use crate::outside::{pieces_of, Piece};
@@ -168,11 +168,11 @@ fn classes(cluster: &Cluster, applicable: &[Vec<Vec<PolicyId>>; 2], by_node: boo
     }
     let [egress, ingress] = applicable;
     // (egress policies, ingress policies, container ports, host network, node, the pod itself)
-    type Key<'a> = (&'a [PolicyId], &'a [PolicyId], &'a [ContainerPort], bool, Option<&'a str>, Option<PodId>);
+    type Key<'a> = (&'a [PolicyId], &'a [PolicyId], &'a [ContainerPort], bool, Option<Placement<'a>>, Option<PodId>);
     let mut by_key: HashMap<Key, Vec<PodId>> = HashMap::new();
     for p in cluster.pod_ids() {
         let pod = &cluster.pods[p];
-        let node = by_node.then_some(pod.node.as_deref()).flatten();
+        let node = by_node.then(|| placement(cluster, p)).flatten();
         let itself = (by_node && pod.host_network).then_some(p);
         by_key
             .entry((&egress[p.index()], &ingress[p.index()], &pod.ports, pod.host_network, node, itself))

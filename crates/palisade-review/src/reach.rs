@@ -59,7 +59,9 @@ fn pods_of(cluster: &Cluster, conn: &Connectivity, subject: Subject, i: usize, o
         Subject::Pod(pod) => {
             let m = &conn.matrices[i];
             let mut set = FixedBitSet::with_capacity(cluster.pods.len());
-            for other in cluster.pod_ids().filter(|&o| o != pod) {
+            // Itself only when it stands for a workload's replicas (one replica to another).
+            let replicas = cluster.pods[pod].is_replica_group();
+            for other in cluster.pod_ids().filter(|&o| o != pod || replicas) {
                 set.set(other.index(), if outbound { m.allowed(pod, other) } else { m.allowed(other, pod) });
             }
             set

@@ -201,7 +201,7 @@ fn replicas_step(cluster: &Cluster, p: PodId) -> Step {
 
 /// Where a pod runs, for the node exception: on one node, or (a DaemonSet's template pod
 /// standing for its pods, Pod objects not given) on every node.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Placement<'c> {
     Node(&'c str),
     EveryNode,
