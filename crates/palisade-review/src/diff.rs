@@ -106,6 +106,9 @@ impl Version<'_> {
         for (e, set) in conn.from_address[i].iter().enumerate() {
             set.ones().for_each(|p| rows[addresses[e]].insert(pods[p]));
         }
+        for (e, set) in conn.between[i].iter().enumerate() {
+            set.ones().for_each(|f| rows[addresses[e]].insert(addresses[f]));
+        }
         rows
     }
 }

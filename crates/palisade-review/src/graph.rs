@@ -119,6 +119,9 @@ impl Graph {
             for (e, pods) in conn.from_address[i].iter().enumerate() {
                 pods.ones().for_each(|p| add(End::Address(e), End::Pod(PodId::new(p)), i));
             }
+            for (e, others) in conn.between[i].iter().enumerate() {
+                others.ones().for_each(|f| add(End::Address(e), End::Address(f), i));
+            }
         }
         let size = |n: usize| nodes[n].pods.len().max(1);
         // Pairs within a workload: its pods two by two, and each template pod standing for

@@ -5,8 +5,10 @@ use std::collections::BTreeSet;
 use std::fmt;
 
 use palisade_core::cluster::{Cluster, TargetPort};
+use palisade_core::policy::Direction;
 use palisade_core::port::Protocol;
 use palisade_core::rule::Port;
+use palisade_core::verdict::failsafe_ports;
 use serde::Serialize;
 
 /// One port standing for a stretch of ports (`port..=end`) that every rule, pod and Service
@@ -36,6 +38,12 @@ fn named_ranges(cluster: &Cluster, out: &mut BTreeSet<(Protocol, u16, u16)>) {
     }
     for h in &cluster.host_endpoints {
         out.extend(h.ports.iter().map(|c| (c.protocol, c.port, c.port)));
+    }
+    // Host endpoints always pass Felix's failsafe ports: each is a boundary of its own.
+    if !cluster.host_endpoints.is_empty() {
+        for dir in [Direction::Ingress, Direction::Egress] {
+            out.extend(failsafe_ports(dir).into_iter().map(|(p, n)| (p, n, n)));
+        }
     }
     for s in &cluster.services {
         for sp in &s.ports {
