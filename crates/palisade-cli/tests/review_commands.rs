@@ -480,3 +480,29 @@ fn diff_and_reach_decide_between_address_endpoints() {
     let (code, _, _) = run(&["diff", "--exit-code", DENY, OPEN, "--with", WITH]);
     assert_eq!(code, 1, "a host endpoint opened to the world is a gain");
 }
+
+/// A change that opens ICMP (and nothing else) shows in diff, fails the gate, and shows in
+/// reach (command, a line it must print).
+#[test]
+fn diff_and_reach_see_protocols_without_ports() {
+    const WITH: &str = "tests/review/cluster.yaml";
+    const CLOSED: &str = "tests/review/icmp-closed.yaml";
+    const OPEN: &str = "tests/review/icmp-open.yaml";
+    let cases: &[(&[&str], &str)] = &[
+        (&["diff", CLOSED, OPEN, "--with", WITH], "+ outside 0.0.0.0/0 -> app/web  ICMP  (1 connection(s)"),
+        (
+            &["diff", CLOSED, OPEN, "--with", WITH],
+            "+ app/db -> app/web  ICMP  (1 connection(s) between 1 endpoint pair(s); e.g. app/db -> app/web on ICMP)",
+        ),
+        (&["diff", OPEN, CLOSED, "--with", WITH], "- node n1 -> app/web  ICMP"),
+        (&["reach", "--to", "app/web", WITH, OPEN], "  outside 0.0.0.0/0: any TCP, ICMP\n"),
+        (&["reach", "--to", "app/web", WITH, CLOSED], "  outside 0.0.0.0/0: any TCP\n"),
+    ];
+    for (args, line) in cases {
+        let (code, out, err) = run(args);
+        assert_eq!(code, 0, "{args:?}: {err}");
+        assert!(out.contains(line), "{args:?}: {line:?} missing:\n{out}");
+    }
+    let (code, _, _) = run(&["diff", "--exit-code", CLOSED, OPEN, "--with", WITH]);
+    assert_eq!(code, 1, "opening ICMP is a gain");
+}

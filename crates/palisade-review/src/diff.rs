@@ -156,7 +156,10 @@ fn group(by: Changes, all: &[Probe], space: &Endpoints) -> Vec<Group> {
             let example = (
                 space.checkable[src].clone(),
                 space.checkable[dst].clone(),
-                format!("{}/{}", probe.port, probe.protocol),
+                match probe.protocol.has_ports() {
+                    true => format!("{}/{}", probe.port, probe.protocol),
+                    false => probe.protocol.to_string(),
+                },
             );
             let probes: Vec<Probe> = counts.keys().copied().collect();
             let ports = describe(all, &probes);
