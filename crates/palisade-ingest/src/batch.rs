@@ -16,7 +16,7 @@ use crate::calico::policy::{self as calico_policy, PolicyContext};
 use crate::calico::{sets, tier};
 use crate::kubernetes::meta::{check_labels, check_labels_at, check_meta, parse_ip};
 use crate::kubernetes::pod::{container_ports, finished_phase, pod_from};
-use crate::kubernetes::service::{compile_service, compile_slice};
+use crate::kubernetes::service::{backends, compile_service, compile_slice};
 use crate::kubernetes::workload::{
     owned_by_present_object, selector_path, template_path, workload_replicas, workload_template,
 };
@@ -307,6 +307,7 @@ impl Builder {
             let service = self.with_problems(item, |p| compile_service(svc, ns, &item.name, p));
             self.cluster.add_service(service);
         }
+        let mut by_service: HashMap<ServiceId, Vec<_>> = HashMap::new();
         for item in items {
             let Object::EndpointSlice(slice) = &item.input.object else { continue };
             let ns = self.ns_id(item);
@@ -315,7 +316,7 @@ impl Builder {
             let endpoints = self.with_problems(item, |p| compile_slice(slice, &item.name, p));
             let target = service_name.as_ref().and_then(|s| self.cluster.service_in(ns, s));
             match target {
-                Some(id) => self.cluster.services[id].endpoints.extend(endpoints),
+                Some(id) => by_service.entry(id).or_default().extend(endpoints),
                 None => self.with_problems(item, |p| {
                     p.warn(
                         &root().key("metadata").key("labels"),
@@ -327,6 +328,9 @@ impl Builder {
                     )
                 }),
             }
+        }
+        for (id, endpoints) in by_service {
+            self.cluster.services[id].endpoints.extend(backends(endpoints));
         }
     }
 

@@ -1,12 +1,13 @@
 //! Property: for random clusters and policies, the per-connection verdict (`check`) and the
 //! bitset matrix decide every pod pair the same way. Clusters have nodes, pods scheduled to
 //! them (or to none), host-network pods on a node's address or their own, and workloads with
-//! no Pod objects standing for their replicas.
+//! no Pod objects standing for their replicas (Deployments) or for a pod on every node
+//! (DaemonSets, on the host network or not).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
+use k8s_openapi::api::apps::v1::{DaemonSet, DaemonSetSpec, Deployment, DeploymentSpec};
 use k8s_openapi::api::core::v1::{
     Container, ContainerPort, Namespace, Node, NodeAddress, NodeStatus, Pod, PodSpec, PodStatus, PodTemplateSpec,
 };
@@ -188,30 +189,30 @@ fn pod(i: usize) -> impl Strategy<Value = Pod> {
     )
 }
 
-/// A Deployment whose pods were not given: one template pod stands for its replicas.
-fn deployment(i: usize) -> impl Strategy<Value = Deployment> {
-    (0..3usize, labels(), 1..4i32).prop_map(move |(ns, mut l, replicas)| {
+/// A workload whose pods were not given: one template pod stands for its pods. A Deployment
+/// (1-3 replicas), or a DaemonSet (one pod on every node), on the host network or not.
+fn workload(i: usize) -> impl Strategy<Value = Object> {
+    (0..3usize, labels(), 0..4i32, any::<bool>()).prop_map(move |(ns, mut l, replicas, host_network)| {
         l.insert("workload".into(), format!("w{i}"));
         let selector = LabelSelector {
             match_labels: Some(BTreeMap::from([("workload".to_string(), format!("w{i}"))])),
             match_expressions: None,
         };
-        Deployment {
-            metadata: meta(format!("deploy{i}"), Some(NAMESPACES[ns]), BTreeMap::new()),
-            spec: Some(DeploymentSpec {
-                replicas: Some(replicas),
-                selector,
-                template: PodTemplateSpec {
-                    metadata: Some(ObjectMeta { labels: Some(l), ..Default::default() }),
-                    spec: Some(PodSpec {
-                        containers: vec![Container { name: "c".into(), ..Default::default() }],
-                        ..Default::default()
-                    }),
-                },
+        let template = PodTemplateSpec {
+            metadata: Some(ObjectMeta { labels: Some(l), ..Default::default() }),
+            spec: Some(PodSpec {
+                containers: vec![Container { name: "c".into(), ..Default::default() }],
+                host_network: Some(host_network && replicas == 0),
                 ..Default::default()
             }),
-            ..Default::default()
+        };
+        let metadata = meta(format!("deploy{i}"), Some(NAMESPACES[ns]), BTreeMap::new());
+        if replicas == 0 {
+            let spec = DaemonSetSpec { selector, template, ..Default::default() };
+            return Object::DaemonSet(DaemonSet { metadata, spec: Some(spec), ..Default::default() });
         }
+        let spec = DeploymentSpec { replicas: Some(replicas), selector, template, ..Default::default() };
+        Object::Deployment(Deployment { metadata, spec: Some(spec), ..Default::default() })
     })
 }
 
@@ -229,7 +230,7 @@ fn node(i: usize) -> Node {
 fn scenario() -> impl Strategy<Value = Vec<Object>> {
     let pods = (2..14usize).prop_flat_map(|n| (0..n).map(pod).collect::<Vec<_>>());
     let policies = (1..8usize).prop_flat_map(|n| (0..n).map(policy).collect::<Vec<_>>());
-    let deployments = (0..3usize).prop_flat_map(|n| (0..n).map(deployment).collect::<Vec<_>>());
+    let deployments = (0..3usize).prop_flat_map(|n| (0..n).map(workload).collect::<Vec<_>>());
     let ns_labels = prop::collection::vec(labels(), 3);
     (pods, policies, deployments, ns_labels, any::<bool>()).prop_map(
         |(pods, policies, deployments, ns_labels, with_nodes)| {
@@ -243,7 +244,7 @@ fn scenario() -> impl Strategy<Value = Vec<Object>> {
             // Without Node objects, nodes are known only by the pods scheduled to them.
             objs.extend((0..NODES.len()).filter(|_| with_nodes).map(|i| Object::Node(node(i))));
             objs.extend(pods.into_iter().map(Object::Pod));
-            objs.extend(deployments.into_iter().map(Object::Deployment));
+            objs.extend(deployments);
             objs.extend(policies.into_iter().map(Object::NetworkPolicy));
             objs
         },

@@ -11,7 +11,7 @@ use palisade_core::index::{Index, Matrix};
 use palisade_core::matching;
 use palisade_core::policy::Direction;
 use palisade_core::port::ContainerPort;
-use palisade_core::verdict::{decide, Connection, Side, Verdict};
+use palisade_core::verdict::{decide, placement, Connection, Placement, Side, Verdict};
 use serde::Serialize;
 
 use crate::outside::{pieces_of, Piece};
@@ -67,6 +67,10 @@ pub struct Connectivity {
     pub to_address: Vec<Vec<FixedBitSet>>,
     /// `[probe][address]`: the pods it may open a connection to.
     pub from_address: Vec<Vec<FixedBitSet>>,
+    /// `[probe][address]`: the other address endpoints it may open a connection to (nodes,
+    /// host endpoints and the outside world among each other; never one piece of the outside
+    /// world to another, which is no traffic of the cluster's).
+    pub between: Vec<Vec<FixedBitSet>>,
 }
 
 impl Connectivity {
@@ -95,7 +99,7 @@ impl Connectivity {
         };
         let kubernetes = shortcut && !cluster.uses_calico() && cluster.host_endpoints.is_empty();
         let mut matrices = Vec::with_capacity(cuts.probes.len());
-        let (mut to_address, mut from_address) = (Vec::new(), Vec::new());
+        let (mut to_address, mut from_address, mut between) = (Vec::new(), Vec::new(), Vec::new());
         for probe in &cuts.probes {
             matrices.push(index.matrix(probe.port, probe.protocol));
             tick();
@@ -116,8 +120,9 @@ impl Connectivity {
                 .unzip();
             to_address.push(to);
             from_address.push(from);
+            between.push(addresses_between(cluster, &addresses, probe));
         }
-        Connectivity { probes: cuts.probes, matrices, addresses, to_address, from_address }
+        Connectivity { probes: cuts.probes, matrices, addresses, to_address, from_address, between }
     }
 
     /// Units of work `compute` reports, for a progress bar.
@@ -158,6 +163,28 @@ fn addresses(cluster: &Cluster, pieces: &[Piece]) -> Vec<Address> {
     out
 }
 
+/// Each address endpoint to each other one through the engine (nodes and host endpoints have
+/// policy of their own), except outside to outside.
+fn addresses_between(cluster: &Cluster, addresses: &[Address], probe: &Probe) -> Vec<FixedBitSet> {
+    let n = addresses.len();
+    let sides: Vec<Side> = addresses.iter().map(|a| Side::ip(cluster, a.address)).collect();
+    let mut out = vec![FixedBitSet::with_capacity(n); n];
+    for (s, row) in out.iter_mut().enumerate() {
+        for d in (0..n).filter(|&d| d != s) {
+            let (a, b) = (&addresses[s], &addresses[d]);
+            // Outside to outside is not the cluster's traffic; IPv4 never reaches IPv6.
+            if (a.kind == AddressKind::Outside && b.kind == AddressKind::Outside)
+                || a.address.is_ipv4() != b.address.is_ipv4()
+            {
+                continue;
+            }
+            let conn = Connection::new(sides[s], sides[d], probe.port, probe.protocol);
+            row.set(d, decide(cluster, &conn).verdict == Verdict::Allow);
+        }
+    }
+    out
+}
+
 /// Pods that an outside address sees alike: the same policies apply to them in each
 /// direction and they have the same container ports (named ports). Seen from a node, pods
 /// also differ by the node they run on, and a host-network pod is the node itself. Calico
@@ -168,11 +195,11 @@ fn classes(cluster: &Cluster, applicable: &[Vec<Vec<PolicyId>>; 2], by_node: boo
     }
     let [egress, ingress] = applicable;
     // (egress policies, ingress policies, container ports, host network, node, the pod itself)
-    type Key<'a> = (&'a [PolicyId], &'a [PolicyId], &'a [ContainerPort], bool, Option<&'a str>, Option<PodId>);
+    type Key<'a> = (&'a [PolicyId], &'a [PolicyId], &'a [ContainerPort], bool, Option<Placement<'a>>, Option<PodId>);
     let mut by_key: HashMap<Key, Vec<PodId>> = HashMap::new();
     for p in cluster.pod_ids() {
         let pod = &cluster.pods[p];
-        let node = by_node.then_some(pod.node.as_deref()).flatten();
+        let node = by_node.then(|| placement(cluster, p)).flatten();
         let itself = (by_node && pod.host_network).then_some(p);
         by_key
             .entry((&egress[p.index()], &ingress[p.index()], &pod.ports, pod.host_network, node, itself))

@@ -108,7 +108,8 @@ impl Graph {
         };
         for (i, m) in conn.matrices.iter().enumerate() {
             for s in cluster.pod_ids() {
-                for d in m.rows[s.index()].ones().map(PodId::new).filter(|&d| d != s) {
+                let replicas = cluster.pods[s].is_replica_group();
+                for d in m.rows[s.index()].ones().map(PodId::new).filter(|&d| d != s || replicas) {
                     add(End::Pod(s), End::Pod(d), i);
                 }
             }
@@ -118,12 +119,25 @@ impl Graph {
             for (e, pods) in conn.from_address[i].iter().enumerate() {
                 pods.ones().for_each(|p| add(End::Address(e), End::Pod(PodId::new(p)), i));
             }
+            for (e, others) in conn.between[i].iter().enumerate() {
+                others.ones().for_each(|f| add(End::Address(e), End::Address(f), i));
+            }
         }
         let size = |n: usize| nodes[n].pods.len().max(1);
+        // Pairs within a workload: its pods two by two, and each template pod standing for
+        // replicas with itself (one replica to another).
+        let within = |w: usize| {
+            let groups = workloads
+                .list
+                .get(w)
+                .filter(|_| w < first_address)
+                .map_or(0, |wl| wl.pods.iter().filter(|&&p| cluster.pods[p].is_replica_group()).count());
+            size(w) * (size(w) - 1) + groups
+        };
         let edges = pairs
             .into_iter()
             .map(|((from, to), per_probe)| {
-                let total = if from == to { size(from) * (size(from) - 1) } else { size(from) * size(to) };
+                let total = if from == to { within(from) } else { size(from) * size(to) };
                 edge(cluster, conn, from, to, total, &per_probe)
             })
             .collect();

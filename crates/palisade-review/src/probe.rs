@@ -5,8 +5,10 @@ use std::collections::BTreeSet;
 use std::fmt;
 
 use palisade_core::cluster::{Cluster, TargetPort};
+use palisade_core::policy::Direction;
 use palisade_core::port::Protocol;
 use palisade_core::rule::Port;
+use palisade_core::verdict::failsafe_ports;
 use serde::Serialize;
 
 /// One port standing for a stretch of ports (`port..=end`) that every rule, pod and Service
@@ -21,7 +23,9 @@ pub struct Probe {
 
 impl fmt::Display for Probe {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.port == self.end {
+        if !self.protocol.has_ports() {
+            write!(f, "{}", self.protocol)
+        } else if self.port == self.end {
             write!(f, "{}/{}", self.port, self.protocol)
         } else {
             write!(f, "{}-{}/{}", self.port, self.end, self.protocol)
@@ -36,6 +40,12 @@ fn named_ranges(cluster: &Cluster, out: &mut BTreeSet<(Protocol, u16, u16)>) {
     }
     for h in &cluster.host_endpoints {
         out.extend(h.ports.iter().map(|c| (c.protocol, c.port, c.port)));
+    }
+    // Host endpoints always pass Felix's failsafe ports: each is a boundary of its own.
+    if !cluster.host_endpoints.is_empty() {
+        for dir in [Direction::Ingress, Direction::Egress] {
+            out.extend(failsafe_ports(dir).into_iter().map(|(p, n)| (p, n, n)));
+        }
     }
     for s in &cluster.services {
         for sp in &s.ports {
@@ -62,6 +72,18 @@ fn named_ranges(cluster: &Cluster, out: &mut BTreeSet<(Protocol, u16, u16)>) {
     }
 }
 
+/// Whether a rule may decide protocols without ports apart from TCP, UDP and SCTP: it names
+/// another protocol, excludes one, sets ICMP conditions, or matches every protocol (Calico).
+fn names_other_protocols(cluster: &Cluster) -> bool {
+    let rules = cluster.policies.iter().flat_map(|p| p.ingress.iter().chain(p.egress.iter()).flatten());
+    rules.into_iter().any(|r| {
+        r.protocol.is_none_or(|n| Protocol::from_number(n).is_none_or(|p| !p.has_ports()))
+            || r.not_protocol.is_some()
+            || r.icmp.is_some()
+            || r.not_icmp.is_some()
+    })
+}
+
 /// The probes for a cluster: the ports of every protocol (TCP and UDP always; SCTP when
 /// something names it) cut at each boundary of a named port or range.
 pub fn probes(cluster: &Cluster) -> Vec<Probe> {
@@ -75,7 +97,12 @@ pub fn probes_of(clusters: &[&Cluster]) -> Vec<Probe> {
     let mut protocols: BTreeSet<Protocol> = [Protocol::TCP, Protocol::UDP].into();
     protocols.extend(ranges.iter().map(|r| r.0));
     let mut out = Vec::new();
-    for protocol in protocols {
+    // ICMP (an echo request, as `check` sends by default) where some rule can tell it apart
+    // from the protocols with ports.
+    if clusters.iter().any(|c| names_other_protocols(c)) {
+        out.extend([Protocol::ICMP, Protocol::ICMPv6].map(|protocol| Probe { port: 0, protocol, end: 0 }));
+    }
+    for protocol in protocols.into_iter().filter(|p| p.has_ports()) {
         let mut starts: BTreeSet<u32> = BTreeSet::from([1]);
         for &(_, a, b) in ranges.iter().filter(|r| r.0 == protocol) {
             starts.insert(u32::from(a));
@@ -99,6 +126,10 @@ pub fn describe(all: &[Probe], chosen: &[Probe]) -> String {
     let protocols: BTreeSet<Protocol> = chosen.iter().map(|p| p.protocol).collect();
     for protocol in protocols {
         let of = |v: &[Probe]| v.iter().filter(|p| p.protocol == protocol).count();
+        if !protocol.has_ports() {
+            parts.push(protocol.to_string());
+            continue;
+        }
         if of(all) == of(&chosen) {
             parts.push(format!("any {protocol}"));
             continue;

@@ -59,7 +59,9 @@ fn pods_of(cluster: &Cluster, conn: &Connectivity, subject: Subject, i: usize, o
         Subject::Pod(pod) => {
             let m = &conn.matrices[i];
             let mut set = FixedBitSet::with_capacity(cluster.pods.len());
-            for other in cluster.pod_ids().filter(|&o| o != pod) {
+            // Itself only when it stands for a workload's replicas (one replica to another).
+            let replicas = cluster.pods[pod].is_replica_group();
+            for other in cluster.pod_ids().filter(|&o| o != pod || replicas) {
                 set.set(other.index(), if outbound { m.allowed(pod, other) } else { m.allowed(other, pod) });
             }
             set
@@ -69,18 +71,24 @@ fn pods_of(cluster: &Cluster, conn: &Connectivity, subject: Subject, i: usize, o
     }
 }
 
-/// The other end of each allowed connection, per probe. Address endpoints are decided against
-/// pods only, so an address reaches pods.
+/// The other end of each allowed connection, per probe: pods and address endpoints.
 fn ends(cluster: &Cluster, conn: &Connectivity, subject: Subject, outbound: bool) -> Vec<(End, Probe)> {
     let mut out = Vec::new();
     for (i, probe) in conn.probes.iter().enumerate() {
         out.extend(pods_of(cluster, conn, subject, i, outbound).ones().map(|p| (End::Pod(PodId::new(p)), *probe)));
-        if let Subject::Pod(pod) = subject {
-            let addresses = if outbound { &conn.to_address[i] } else { &conn.from_address[i] };
-            for (e, pods) in addresses.iter().enumerate() {
-                if pods.contains(pod.index()) {
-                    out.push((End::Address(e), *probe));
+        match subject {
+            Subject::Pod(pod) => {
+                let addresses = if outbound { &conn.to_address[i] } else { &conn.from_address[i] };
+                for (e, pods) in addresses.iter().enumerate() {
+                    if pods.contains(pod.index()) {
+                        out.push((End::Address(e), *probe));
+                    }
                 }
+            }
+            Subject::Address(a) => {
+                let between = &conn.between[i];
+                let others = (0..between.len()).filter(|&e| if outbound { between[a][e] } else { between[e][a] });
+                out.extend(others.map(|e| (End::Address(e), *probe)));
             }
         }
     }

@@ -132,7 +132,8 @@ pub fn pattern_matches(pattern: &str, key: &str) -> bool {
 }
 
 /// The expected grid in `order`: everything allowed, the case's expectations applied in
-/// order, then every pod to itself allowed (its packets never leave its namespace).
+/// order, then every pod to itself allowed (its packets never leave its namespace), except a
+/// template pod standing for a workload's pods (two replicas are two pods: the case says).
 pub fn expected_grid(cluster: &Cluster, order: &[End], probe: &Probe) -> Vec<Vec<bool>> {
     let keys: Vec<String> = order.iter().map(|e| e.key(cluster)).collect();
     let mut grid = vec![vec![true; order.len()]; order.len()];
@@ -146,7 +147,8 @@ pub fn expected_grid(cluster: &Cluster, order: &[End], probe: &Probe) -> Vec<Vec
         }
     }
     for (i, row) in grid.iter_mut().enumerate() {
-        row[i] = true;
+        let replicas = matches!(order[i], End::Pod(p) if cluster.pods[p].is_replica_group());
+        row[i] |= !replicas;
     }
     grid
 }

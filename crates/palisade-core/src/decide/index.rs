@@ -15,7 +15,7 @@ use std::net::IpAddr;
 use fixedbitset::FixedBitSet;
 
 use crate::decide::matching::{self, entity_matches, ports_match};
-use crate::decide::verdict::{decide, node_of, Verdict};
+use crate::decide::verdict::{decide, node_of, placement, Placement, Verdict};
 use crate::model::cluster::{Cluster, PodId, PolicyId};
 use crate::model::endpoint::{Connection, Endpoint, Side};
 use crate::model::expr::Expr;
@@ -520,14 +520,29 @@ impl Index<'_> {
     fn own_nodes(&self, rows: &mut [FixedBitSet]) {
         let cluster = self.cluster;
         let mut on_node: HashMap<&str, FixedBitSet> = HashMap::new();
+        // A DaemonSet's template pods run on every node.
+        let mut everywhere = FixedBitSet::with_capacity(self.n);
         for p in self.subjects.ones() {
-            if let Some(node) = cluster.pods[p].node.as_deref() {
-                on_node.entry(node).or_insert_with(|| FixedBitSet::with_capacity(self.n)).insert(p);
+            match placement(cluster, PodId::new(p)) {
+                Some(Placement::Node(node)) => {
+                    on_node.entry(node).or_insert_with(|| FixedBitSet::with_capacity(self.n)).insert(p)
+                }
+                Some(Placement::EveryNode) => everywhere.insert(p),
+                None => {}
             }
         }
         for (s, row) in rows.iter_mut().enumerate() {
-            if let Some(local) = node_of(cluster, &self.sides[s]).and_then(|node| on_node.get(node)) {
-                row.union_with(local);
+            match node_of(cluster, &self.sides[s]) {
+                Some(Placement::Node(node)) => {
+                    on_node.get(node).into_iter().for_each(|local| row.union_with(local));
+                    row.union_with(&everywhere);
+                }
+                // A host-network DaemonSet pod is on every node: every placed pod is local.
+                Some(Placement::EveryNode) => {
+                    on_node.values().for_each(|local| row.union_with(local));
+                    row.union_with(&everywhere);
+                }
+                None => {}
             }
         }
     }

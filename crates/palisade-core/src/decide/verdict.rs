@@ -163,9 +163,16 @@ pub fn decide(cluster: &Cluster, conn: &Connection) -> Decision {
     }
     if let Some(node) = own_node(cluster, &conn.src, &conn.dst) {
         let pod = describe(cluster, &conn.dst);
-        let reason = format!(
-            "{pod} runs on {node}; a node's traffic to its own pods is never filtered (kubelet probes depend on it)"
-        );
+        let every = |side: &Side| side.pod_id().is_some_and(|p| cluster.pods[p].on_every_node());
+        let runs = match (every(&conn.src), every(&conn.dst)) {
+            (_, true) => format!("{pod} stands for a DaemonSet's pods, one on every node, so one runs on {node}"),
+            (true, false) => {
+                format!("{pod} runs on {node}, where {} has a pod (one on every node)", describe(cluster, &conn.src))
+            }
+            (false, false) => format!("{pod} runs on {node}"),
+        };
+        let reason =
+            format!("{runs}; a node's traffic to its own pods is never filtered (kubelet probes depend on it)");
         return Decision {
             verdict: Verdict::Allow,
             trace: vec![Step::OwnNode { node: node.to_string(), pod, reason }],
@@ -192,24 +199,49 @@ fn replicas_step(cluster: &Cluster, p: PodId) -> Step {
     Step::Replicas { workload, replicas: pod.replicas, reason }
 }
 
+/// Where a pod runs, for the node exception: on one node, or (a DaemonSet's template pod
+/// standing for its pods, Pod objects not given) on every node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Placement<'c> {
+    Node(&'c str),
+    EveryNode,
+}
+
+/// Where a pod runs: its `spec.nodeName`, every node for a DaemonSet's template pod, `None`
+/// when unknown.
+pub fn placement(cluster: &Cluster, p: PodId) -> Option<Placement<'_>> {
+    let pod = &cluster.pods[p];
+    match pod.node.as_deref() {
+        Some(node) => Some(Placement::Node(node)),
+        None if pod.on_every_node() => Some(Placement::EveryNode),
+        None => None,
+    }
+}
+
 /// The node whose own network stack an endpoint is: a node, a Calico host endpoint, or a
-/// host-network pod (by its `spec.nodeName`). `None` for pods on the pod network and outside
+/// host-network pod (by its placement). `None` for pods on the pod network and outside
 /// addresses.
-pub fn node_of<'c>(cluster: &'c Cluster, side: &Side) -> Option<&'c str> {
+pub fn node_of<'c>(cluster: &'c Cluster, side: &Side) -> Option<Placement<'c>> {
     match side.endpoint {
-        Endpoint::Node(n) => Some(&cluster.nodes[n].name),
-        Endpoint::Host(h) => Some(&cluster.host_endpoints[h].node).filter(|n| !n.is_empty()).map(String::as_str),
-        Endpoint::Pod(p) if cluster.pods[p].host_network => cluster.pods[p].node.as_deref(),
+        Endpoint::Node(n) => Some(Placement::Node(&cluster.nodes[n].name)),
+        Endpoint::Host(h) => {
+            Some(&cluster.host_endpoints[h].node).filter(|n| !n.is_empty()).map(|n| Placement::Node(n))
+        }
+        Endpoint::Pod(p) if cluster.pods[p].host_network => placement(cluster, p),
         _ => None,
     }
 }
 
 /// The node `src` is, when `dst` is a pod on the pod network that runs on it: such traffic is
-/// always allowed. Pods without `spec.nodeName` are on no known node.
+/// always allowed. Pods without `spec.nodeName` are on no known node, except a DaemonSet's
+/// template pods, which are on every node (`each node` when both are).
 pub fn own_node<'c>(cluster: &'c Cluster, src: &Side, dst: &Side) -> Option<&'c str> {
     let d = dst.pod_id().filter(|&d| cluster.is_policy_subject(d))?;
-    let node = node_of(cluster, src)?;
-    (cluster.pods[d].node.as_deref() == Some(node)).then_some(node)
+    match (node_of(cluster, src)?, placement(cluster, d)?) {
+        (Placement::Node(a), Placement::Node(b)) => (a == b).then_some(a),
+        (Placement::Node(n), Placement::EveryNode) | (Placement::EveryNode, Placement::Node(n)) => Some(n),
+        (Placement::EveryNode, Placement::EveryNode) => Some("each node"),
+    }
 }
 
 fn step_allows(step: &Step) -> bool {

@@ -63,6 +63,10 @@ impl Pod {
     pub fn is_replica_group(&self) -> bool {
         self.replicas != Some(1)
     }
+    /// Whether this pod stands for a DaemonSet's pods (no Pod objects given): one on every node.
+    pub fn on_every_node(&self) -> bool {
+        self.derived && self.replicas.is_none()
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -182,6 +186,8 @@ pub struct Cluster {
     ns_by_name: HashMap<String, NsId>,
     pod_by_name: HashMap<(NsId, String), PodId>,
     pod_by_ip: HashMap<IpAddr, PodId>,
+    /// Host-network pods by address (several share their node's), in the order added.
+    host_pods_by_ip: HashMap<IpAddr, Vec<PodId>>,
     node_by_ip: HashMap<IpAddr, NodeId>,
     service_by_name: HashMap<(NsId, String), ServiceId>,
     service_by_ip: HashMap<IpAddr, ServiceId>,
@@ -200,6 +206,10 @@ impl Cluster {
     }
     pub fn pod_by_ip(&self, ip: IpAddr) -> Option<PodId> {
         self.pod_by_ip.get(&ip).copied()
+    }
+    /// The first host-network pod holding `ip` (its node's network stack answers there).
+    pub fn host_pod_by_ip(&self, ip: IpAddr) -> Option<PodId> {
+        self.host_pods_by_ip.get(&ip).and_then(|ps| ps.first()).copied()
     }
     pub fn node_by_ip(&self, ip: IpAddr) -> Option<NodeId> {
         self.node_by_ip.get(&ip).copied()
@@ -338,7 +348,14 @@ impl Cluster {
             if self.pod_by_ip.get(ip) == Some(&id) {
                 self.pod_by_ip.remove(ip);
             }
+            if let Some(ps) = self.host_pods_by_ip.get_mut(ip) {
+                ps.retain(|&p| p != id);
+                if ps.is_empty() {
+                    self.host_pods_by_ip.remove(ip);
+                }
+            }
         }
+        let last = PodId::new(self.pods.len() - 1);
         self.pods.swap_remove(id.index());
         self.calico_labels.swap_remove(id.index());
         if let Some(moved) = self.pods.get(id.index()) {
@@ -346,6 +363,8 @@ impl Cluster {
             for ip in &moved.ips {
                 if !moved.host_network {
                     self.pod_by_ip.insert(*ip, id);
+                } else if let Some(ps) = self.host_pods_by_ip.get_mut(ip) {
+                    ps.iter_mut().filter(|p| **p == last).for_each(|p| *p = id);
                 }
             }
         }
@@ -354,8 +373,10 @@ impl Cluster {
     /// Adds a pod (its addresses replace any other pod's in the address lookup); returns its id.
     pub fn add_pod(&mut self, pod: Pod) -> PodId {
         let id = PodId::new(self.pods.len());
-        if !pod.host_network {
-            for ip in &pod.ips {
+        for ip in &pod.ips {
+            if pod.host_network {
+                self.host_pods_by_ip.entry(*ip).or_default().push(id);
+            } else {
                 self.pod_by_ip.insert(*ip, id);
             }
         }

@@ -44,7 +44,9 @@ impl Side {
             None => Side { endpoint: Endpoint::Node(n), ip: None },
         }
     }
-    /// The endpoint behind an IP: a pod, a host endpoint, a node, or something outside.
+    /// The endpoint behind an IP, by what the address is: a pod on the pod network, a host
+    /// endpoint, a node, a host-network pod at an address no node lists (its node's stack, as
+    /// [`Side::pod`] sees it), or something outside.
     pub fn ip(cluster: &Cluster, ip: IpAddr) -> Side {
         let endpoint = if let Some(p) = cluster.pod_by_ip(ip) {
             Endpoint::Pod(p)
@@ -52,6 +54,8 @@ impl Side {
             Endpoint::Host(h)
         } else if let Some(n) = cluster.node_by_ip(ip) {
             Endpoint::Node(n)
+        } else if let Some(p) = cluster.host_pod_by_ip(ip) {
+            Endpoint::Pod(p)
         } else {
             Endpoint::External
         };
@@ -97,5 +101,45 @@ pub fn describe(cluster: &Cluster, side: &Side) -> String {
         Endpoint::Host(h) => format!("host endpoint {} ({})", cluster.host_endpoints[h].name, ip.unwrap_or_default()),
         Endpoint::Node(n) => format!("node {} ({})", cluster.nodes[n].name, ip.unwrap_or_default()),
         Endpoint::External => ip.unwrap_or_else(|| "?".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::fixture::ClusterBuilder;
+
+    /// What each address is, as `check` by IP sees it: (address, description).
+    const BY_ADDRESS: &[(&str, &str)] = &[
+        ("10.0.1.1", "x/web"),
+        ("10.0.0.1", "node n1 (10.0.0.1)"),
+        ("10.0.0.2", "host endpoint eth0-n2 (10.0.0.2)"),
+        // Host-network pods at an address no node lists are their node's stack, not outside.
+        ("10.0.0.9", "x/agent"),
+        ("10.0.0.10", "x/stray"),
+        ("203.0.113.10", "203.0.113.10"),
+    ];
+
+    #[test]
+    fn an_address_is_classified_by_what_holds_it() {
+        let c = ClusterBuilder::new()
+            .ns("x", &[])
+            .node("n1", "10.0.0.1")
+            .node("n2", "10.0.0.2")
+            .host_endpoint("eth0-n2", "n2", "10.0.0.2")
+            .pod_on("x/web", "n1", false, "10.0.1.1")
+            .pod_on("x/proxy", "n1", true, "10.0.0.1")
+            .pod_on("x/agent", "n1", true, "10.0.0.9")
+            .pod_on("x/stray", "n2", true, "10.0.0.10")
+            .build();
+        for (ip, want) in BY_ADDRESS {
+            let side = Side::ip(&c, ip.parse().unwrap());
+            assert_eq!(describe(&c, &side), *want, "{ip}");
+        }
+        // By name and by address alike, for every pod.
+        for p in c.pod_ids() {
+            let ip = c.primary_ip(p).unwrap();
+            assert_eq!(Side::pod(&c, p), Side::ip(&c, ip), "{}", c.pod_key(p));
+        }
     }
 }

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use crate::model::cluster::{Cluster, Pod, Tier, DEFAULT_TIER, DEFAULT_TIER_ORDER};
+use crate::model::cluster::{Cluster, HostEndpoint, Node, Pod, Tier, DEFAULT_TIER, DEFAULT_TIER_ORDER};
 use crate::model::expr::Expr;
 use crate::model::label::Labels;
 use crate::model::policy::{Policy, PolicyKind};
@@ -99,6 +99,40 @@ impl ClusterBuilder {
             workload: None,
             derived: false,
             replicas: Some(1),
+            location: None,
+        });
+        self
+    }
+
+    /// A node at one address.
+    pub(crate) fn node(mut self, name: &str, ip: &str) -> ClusterBuilder {
+        let addresses = vec![ip.parse().expect("an IP address")];
+        self.cluster.add_node(Node { name: name.into(), labels: Default::default(), addresses });
+        self
+    }
+
+    /// A pod (as [`ClusterBuilder::pod`]) that runs on `node`, on the host network when
+    /// `host_network`.
+    pub(crate) fn pod_on(mut self, key: &str, node: &str, host_network: bool, ip: &str) -> ClusterBuilder {
+        self = self.pod(key, &[], ip);
+        let id = self.cluster.pod_ids().last().expect("just added");
+        let mut pod = self.cluster.pods[id].clone();
+        self.cluster.remove_pod(id);
+        (pod.node, pod.host_network) = (Some(node.into()), host_network);
+        self.cluster.add_pod(pod);
+        self
+    }
+
+    /// A Calico host endpoint of `node` at one address.
+    pub(crate) fn host_endpoint(mut self, name: &str, node: &str, ip: &str) -> ClusterBuilder {
+        self.cluster.add_host_endpoint(HostEndpoint {
+            name: name.into(),
+            node: node.into(),
+            interface: String::new(),
+            labels: Default::default(),
+            ips: vec![ip.parse().expect("an IP address")],
+            ports: Vec::new(),
+            default_allow: false,
             location: None,
         });
         self
