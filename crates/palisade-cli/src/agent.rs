@@ -72,7 +72,7 @@ fn log(msg: &str) {
 }
 
 fn build_options(args: &Args) -> BuildOptions {
-    BuildOptions { default_namespace: args.namespace.clone() }
+    BuildOptions { default_namespace: args.namespace.clone(), ..Default::default() }
 }
 
 fn compile_options(args: &Args) -> Options {

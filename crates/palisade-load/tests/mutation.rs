@@ -261,6 +261,9 @@ fn echo(o: &palisade_ingest::Object) -> Value {
         CalicoNetworkSet(x) => serde_json::to_value(x),
         CalicoGlobalNetworkSet(x) => serde_json::to_value(x),
         CalicoHostEndpoint(x) => serde_json::to_value(x),
+        ClusterNetworkPolicy(x) => serde_json::to_value(x),
+        AdminNetworkPolicy(x) => serde_json::to_value(x),
+        BaselineAdminNetworkPolicy(x) => serde_json::to_value(x),
     };
     let mut v = v.expect("serializable");
     // Calico kinds are written back under their own kind.
