@@ -21,7 +21,7 @@ use crate::table::Table;
 use crate::{log, status, Config, Mode, Refused};
 
 fn build_options(args: &Config) -> BuildOptions {
-    BuildOptions { default_namespace: args.namespace.clone() }
+    BuildOptions { default_namespace: args.namespace.clone(), ..Default::default() }
 }
 
 fn compile_options(args: &Config) -> Options {

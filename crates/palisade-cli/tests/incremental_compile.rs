@@ -284,7 +284,7 @@ fn worlds() -> Vec<World> {
     for dir in ["calico-wordpress", "lateral-movement", "enforcing-network-policies", "node-network-egress"] {
         let paths = common::manifest_paths(&repo().join("examples").join(dir));
         let sources = palisade_load::source::read_paths(&paths).unwrap();
-        let opts = BuildOptions { default_namespace: Some("default".into()) };
+        let opts = BuildOptions { default_namespace: Some("default".into()), ..Default::default() };
         let load = palisade_load::load_sources(sources, &opts);
         let cluster = load.cluster.clone().expect("example loads");
         out.push(world(dir.into(), load.inputs, &cluster, opts, &pool));

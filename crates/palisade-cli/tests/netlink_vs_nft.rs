@@ -39,7 +39,7 @@ fn example(dir: &str) -> Cluster {
     let paths = common::manifest_paths(&repo().join("examples").join(dir));
     let sources = palisade_load::source::read_paths(&paths).unwrap();
     // One seed article leaves its namespace to `kubectl apply -n`.
-    let opts = BuildOptions { default_namespace: Some("default".into()) };
+    let opts = BuildOptions { default_namespace: Some("default".into()), ..BuildOptions::default() };
     let load = palisade_load::load_sources(sources, &opts);
     let problems: Vec<String> = load.problems.iter().map(|p| p.message.clone()).collect();
     load.cluster.unwrap_or_else(|| panic!("example {dir} does not load: {problems:?}"))

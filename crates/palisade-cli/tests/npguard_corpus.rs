@@ -79,7 +79,9 @@ fn port_segments(cluster: &Cluster) -> BTreeMap<Protocol, Vec<u16>> {
 fn conn_text(segments: &BTreeMap<Protocol, Vec<u16>>, allowed: &dyn Fn(Protocol, u16) -> bool) -> Option<String> {
     let mut parts = Vec::new();
     let mut everything = true;
-    for (&proto, starts) in segments {
+    // np-guard lists protocols by name: SCTP, TCP, UDP.
+    for proto in PROTOCOLS {
+        let Some(starts) = segments.get(&proto) else { continue };
         let mut ranges: Vec<(u32, u32)> = Vec::new();
         for (i, &s) in starts.iter().enumerate() {
             let end = starts.get(i + 1).map_or(65535, |&n| u32::from(n) - 1);
@@ -135,7 +137,7 @@ const INVALID: &[(&str, &str)] = &[
 /// The connection list, or the first error that keeps the folder from loading.
 fn connlist(dir: &Path) -> Result<BTreeSet<String>, String> {
     // np-guard places objects without a namespace in `default`.
-    let opts = palisade_ingest::BuildOptions { default_namespace: Some("default".into()) };
+    let opts = palisade_ingest::BuildOptions { default_namespace: Some("default".into()), ..Default::default() };
     let load = palisade_load::load_paths(&[dir.to_path_buf()], &opts).unwrap();
     let Some(loaded) = load.cluster.as_ref() else {
         let first = load.problems.iter().find(|p| p.severity == palisade_core::field::Severity::Error);
@@ -195,21 +197,38 @@ fn connlist(dir: &Path) -> Result<BTreeSet<String>, String> {
 
 #[test]
 fn npguard_connectivity_lists_match() {
-    let root = repo().join("tests/corpus/np-guard");
+    compare_folders("tests/corpus/np-guard", 18, INVALID, |name| format!("{name}_connlist_output.txt"));
+}
+
+/// np-guard's AdminNetworkPolicy/BaselineAdminNetworkPolicy folders (tests/cnp/np-guard,
+/// docs/cnp-spec.md §14).
+const INVALID_ANP: &[(&str, &str)] = &[
+    // A named port with a `networks` peer: the experimental CRD's CEL rule refuses it (np-guard
+    // applies the named port to the pod peer only).
+    ("anp_test_named_ports_multiple_peers", "namedPort cannot be used with networks"),
+];
+
+#[test]
+fn npguard_admin_network_policy_lists_match() {
+    compare_folders("tests/cnp/np-guard", 6, INVALID_ANP, |name| format!("connlist/{name}_connlist_output.txt"));
+}
+
+/// Every folder under `ROOT/tests` against `ROOT/expected/<expected(name)>`.
+fn compare_folders(root: &str, count: usize, invalid: &[(&str, &str)], expected: impl Fn(&str) -> String) {
+    let root = repo().join(root);
     let mut dirs: Vec<_> = std::fs::read_dir(root.join("tests")).unwrap().map(|e| e.unwrap().path()).collect();
     dirs.sort();
-    assert_eq!(dirs.len(), 18, "the NetworkPolicy-only folders");
+    assert_eq!(dirs.len(), count, "the folders of {}", root.display());
     let mut failures = Vec::new();
     for dir in &dirs {
         let name = dir.file_name().unwrap().to_string_lossy().to_string();
-        let expected: BTreeSet<String> =
-            std::fs::read_to_string(root.join("expected").join(format!("{name}_connlist_output.txt")))
-                .unwrap()
-                .lines()
-                .filter(|l| !l.trim().is_empty())
-                .map(str::to_string)
-                .collect();
-        let got = match (connlist(dir), INVALID.iter().find(|(n, _)| *n == name)) {
+        let expected: BTreeSet<String> = std::fs::read_to_string(root.join("expected").join(expected(&name)))
+            .unwrap()
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(str::to_string)
+            .collect();
+        let got = match (connlist(dir), invalid.iter().find(|(n, _)| *n == name)) {
             (Err(e), Some((_, why))) => {
                 assert!(e.contains(why), "{name}: refused for {e:?}, expected {why:?}");
                 continue;

@@ -398,7 +398,7 @@ fn address_block_shortcut_agrees_with_deciding_each_connection() {
         &["lateral-movement"],
     ];
     for paths in examples {
-        let opts = palisade_ingest::BuildOptions { default_namespace: Some("app".into()) };
+        let opts = palisade_ingest::BuildOptions { default_namespace: Some("app".into()), ..Default::default() };
         let paths: Vec<_> = paths.iter().map(|p| repo().join("examples").join(p)).collect();
         let load = palisade_load::load_paths(&paths, &opts).unwrap();
         clusters.push((format!("{paths:?}"), load.cluster.expect("the example loads")));

@@ -8,12 +8,13 @@ use std::collections::HashMap;
 use crate::kubernetes::selector::Selector;
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use palisade_core::cluster::*;
-use palisade_core::field::{FieldPath, Location, Problem, Problems, Severity};
+use palisade_core::field::{AtValues, FieldPath, Location, Problem, Problems, Severity};
 use palisade_core::label::{Labels, NAMESPACE_NAME_LABEL};
 use palisade_core::policy::{self, PolicyKind};
 
 use crate::calico::policy::{self as calico_policy, PolicyContext};
 use crate::calico::{sets, tier};
+use crate::clusterpolicy::{self, lower::Tiers};
 use crate::kubernetes::meta::{check_labels, check_labels_at, check_meta, parse_ip};
 use crate::kubernetes::pod::{container_ports, finished_phase, pod_from};
 use crate::kubernetes::service::{backends, compile_service, compile_slice};
@@ -27,6 +28,7 @@ use crate::object::{object_label, BuildOptions, Input, Item, Object};
 pub fn build(inputs: &[Input], opts: &BuildOptions) -> Result<Cluster, Vec<Problem>> {
     let mut b = Builder { cluster: Cluster::default(), problems: Vec::new() };
     let items = b.check_metadata(inputs, opts);
+    b.cluster.dns = opts.dns.iter().flat_map(|(n, ips)| ips.iter().map(move |ip| (n.clone(), *ip))).collect();
     b.namespaces(&items);
     b.service_accounts(&items);
     b.pods(&items);
@@ -390,6 +392,16 @@ impl Builder {
                 }),
                 None,
             ),
+            (object, None) if clusterpolicy::is_cluster_network_policy(object) => {
+                let tiers = kube_tiers(tier_id);
+                let cluster = &self.cluster;
+                let label = object_label(object.kind(), None, &item.name);
+                let at_values = AtValues(item.input.locate.as_ref());
+                let mut p = Problems::new(label, &at_values);
+                let pol = clusterpolicy::compile(object, &item.name, cluster, tiers, &mut p)?;
+                self.problems.extend(p.list);
+                (pol, None)
+            }
             (Object::CalicoStagedKubernetesNetworkPolicy(o), None) => {
                 let spec = o.spec.clone().unwrap_or_default();
                 let np = NetworkPolicy { metadata: o.metadata.clone(), spec: Some(spec.spec) };
@@ -428,9 +440,33 @@ impl Builder {
             pass_at_end: false,
             location: None,
         });
+        // Calico 3.32 always has the tiers of the cluster network policies; Palisade adds them
+        // when something uses them, so that clusters without keep their traces.
+        let uses_kube_tiers = items.iter().any(|i| match &i.input.object {
+            o if clusterpolicy::is_cluster_network_policy(o) => true,
+            Object::CalicoNetworkPolicy(o) => kube_tier_named(o.spec.as_ref()),
+            Object::CalicoStagedNetworkPolicy(o) => kube_tier_named(o.spec.as_ref()),
+            Object::CalicoGlobalNetworkPolicy(o) => kube_tier_named(o.spec.as_ref()),
+            Object::CalicoStagedGlobalNetworkPolicy(o) => kube_tier_named(o.spec.as_ref()),
+            _ => false,
+        });
+        if uses_kube_tiers {
+            for (name, order) in [(KUBE_ADMIN_TIER, KUBE_ADMIN_ORDER), (KUBE_BASELINE_TIER, KUBE_BASELINE_ORDER)] {
+                self.cluster.tiers.push(Tier {
+                    name: name.into(),
+                    order: Some(order),
+                    pass_at_end: true,
+                    location: None,
+                });
+            }
+        }
         for item in items {
             let Object::CalicoTier(t) = &item.input.object else { continue };
-            let tier = self.with_problems(item, |p| tier::compile_tier(&item.name, t.spec.as_ref(), p));
+            let tier = self.with_problems(item, |p| {
+                let tier = tier::compile_tier(&item.name, t.spec.as_ref(), p);
+                tier::check_kube_tier(&tier, p);
+                tier
+            });
             match self.cluster.tiers.iter().position(|x| x.name == tier.name) {
                 Some(i) => self.cluster.tiers[i] = tier,
                 None => self.cluster.tiers.push(tier),
@@ -468,5 +504,18 @@ impl Builder {
             });
             self.cluster.add_host_endpoint(hep);
         }
+    }
+}
+
+/// Whether a Calico policy names one of the kube tiers.
+fn kube_tier_named(spec: Option<&crate::calico::resource::PolicySpec>) -> bool {
+    spec.and_then(|s| s.tier.as_deref()).is_some_and(|t| t == KUBE_ADMIN_TIER || t == KUBE_BASELINE_TIER)
+}
+
+/// The kube tiers' ids (added by `tiers` whenever a cluster network policy is present).
+fn kube_tiers(tier_id: &dyn Fn(&str) -> Option<TierId>) -> Tiers {
+    Tiers {
+        admin: tier_id(KUBE_ADMIN_TIER).expect("kube-admin tier added"),
+        baseline: tier_id(KUBE_BASELINE_TIER).expect("kube-baseline tier added"),
     }
 }

@@ -11,6 +11,7 @@
 
 pub mod batch;
 pub mod calico;
+pub mod clusterpolicy;
 #[cfg(test)]
 pub(crate) mod fixture;
 pub mod kubernetes;

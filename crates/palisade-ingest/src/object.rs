@@ -13,6 +13,7 @@ use palisade_core::field::Locate;
 use palisade_core::policy::PolicyKind;
 
 use crate::calico::resource as calico;
+use crate::clusterpolicy::resource as cnp;
 
 /// The kinds the engine uses.
 // Objects are decoded once and read in place; boxing each variant would only add noise.
@@ -41,6 +42,9 @@ pub enum Object {
     CalicoNetworkSet(calico::NetworkSet),
     CalicoGlobalNetworkSet(calico::GlobalNetworkSet),
     CalicoHostEndpoint(calico::HostEndpoint),
+    ClusterNetworkPolicy(cnp::ClusterNetworkPolicy),
+    AdminNetworkPolicy(cnp::AdminNetworkPolicy),
+    BaselineAdminNetworkPolicy(cnp::BaselineAdminNetworkPolicy),
 }
 
 impl Object {
@@ -68,6 +72,9 @@ impl Object {
             Object::CalicoNetworkSet(_) => "NetworkSet",
             Object::CalicoGlobalNetworkSet(_) => "GlobalNetworkSet",
             Object::CalicoHostEndpoint(_) => "HostEndpoint",
+            Object::ClusterNetworkPolicy(_) => "ClusterNetworkPolicy",
+            Object::AdminNetworkPolicy(_) => "AdminNetworkPolicy",
+            Object::BaselineAdminNetworkPolicy(_) => "BaselineAdminNetworkPolicy",
         }
     }
     pub fn metadata(&self) -> &ObjectMeta {
@@ -94,6 +101,9 @@ impl Object {
             Object::CalicoNetworkSet(o) => &o.metadata,
             Object::CalicoGlobalNetworkSet(o) => &o.metadata,
             Object::CalicoHostEndpoint(o) => &o.metadata,
+            Object::ClusterNetworkPolicy(o) => &o.metadata,
+            Object::AdminNetworkPolicy(o) => &o.metadata,
+            Object::BaselineAdminNetworkPolicy(o) => &o.metadata,
         }
     }
     /// Whether the object is a policy (of any kind, staged included).
@@ -106,6 +116,9 @@ impl Object {
                 | Object::CalicoStagedNetworkPolicy(_)
                 | Object::CalicoStagedGlobalNetworkPolicy(_)
                 | Object::CalicoStagedKubernetesNetworkPolicy(_)
+                | Object::ClusterNetworkPolicy(_)
+                | Object::AdminNetworkPolicy(_)
+                | Object::BaselineAdminNetworkPolicy(_)
         )
     }
     pub fn is_namespaced(&self) -> bool {
@@ -118,6 +131,9 @@ impl Object {
                 | Object::CalicoTier(_)
                 | Object::CalicoGlobalNetworkSet(_)
                 | Object::CalicoHostEndpoint(_)
+                | Object::ClusterNetworkPolicy(_)
+                | Object::AdminNetworkPolicy(_)
+                | Object::BaselineAdminNetworkPolicy(_)
         )
     }
 }
@@ -145,6 +161,9 @@ impl Input {
 pub struct BuildOptions {
     /// Namespace for namespaced objects that name none (as `kubectl apply -n`).
     pub default_namespace: Option<String>,
+    /// DNS facts (name to addresses, as A/AAAA answers) that decide ClusterNetworkPolicy
+    /// `domainNames` peers; without one for an address, such a peer does not match it.
+    pub dns: BTreeMap<String, Vec<std::net::IpAddr>>,
 }
 
 /// An object that passed the metadata checks, with its resolved namespace.
@@ -162,12 +181,14 @@ pub(crate) fn object_label(kind: &str, ns: Option<&str>, name: &str) -> String {
     }
 }
 
-/// Kubernetes, Calico and Calico global policies: the enforced policy kinds.
+/// Kubernetes, Calico and Calico global policies: the enforced policy kinds the agent's
+/// patches take (cluster network policies, which depend on Nodes and tiers, go through a full build).
 pub fn enforced_policy_kind(o: &Object) -> Option<PolicyKind> {
     match o {
         Object::NetworkPolicy(_) => Some(PolicyKind::Kubernetes),
         Object::CalicoNetworkPolicy(_) => Some(PolicyKind::Calico),
         Object::CalicoGlobalNetworkPolicy(_) => Some(PolicyKind::CalicoGlobal),
+
         _ => None,
     }
 }

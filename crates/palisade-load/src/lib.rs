@@ -3,6 +3,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod clusterpolicy;
 pub mod crd;
 pub mod decode;
 pub mod diagnostic;

@@ -67,6 +67,27 @@ impl Locate for DocLocator {
         let at = self.positions.doc(self.doc).map_or(self.root, |d| d.locate(&self.base.join(path)));
         Some(self.location(at))
     }
+    fn locate_value(&self, path: &FieldPath) -> Option<Location> {
+        if path.0.is_empty() {
+            return Some(self.location(self.root));
+        }
+        let (at, list) =
+            self.positions.doc(self.doc).map_or((self.root, false), |d| d.locate_value(&self.base.join(path)));
+        Some(self.location(if list { block_sequence_start(&self.positions.text, at) } else { at }))
+    }
+}
+
+/// A block sequence starts at its first `-`, which the tree's span (the first item's
+/// contents) leaves out: step back over the blanks to it, on the same line.
+fn block_sequence_start(text: &str, at: Span) -> Span {
+    let before = &text.as_bytes()[..(at.offset as usize).min(text.len())];
+    let blanks = before.iter().rev().take_while(|&&b| b == b' ').count();
+    match before.len().checked_sub(blanks + 1).map(|i| (i, before[i])) {
+        Some((i, b'-')) if blanks > 0 && (at.column as usize) > blanks + 1 => {
+            Span { offset: i as u32, column: at.column - blanks as u32 - 1, ..at }
+        }
+        _ => at,
+    }
 }
 
 /// Everything read from the sources.
@@ -205,6 +226,24 @@ fn decode_object(node: &Node, loc: Arc<DocLocator>, implied: Option<(&str, &str)
         decode_calico(node, &api, &kind, loc, state, out);
         return;
     }
+    if let Some(expected) = crate::clusterpolicy::api_version_of(&kind) {
+        if api.starts_with(crate::clusterpolicy::GROUP) {
+            if api != expected {
+                let msg = format!("{kind} is served as apiVersion {expected}, not {api}");
+                let help =
+                    "ClusterNetworkPolicy is v1alpha2; AdminNetworkPolicy and BaselineAdminNetworkPolicy are v1alpha1";
+                let label = object_label(node, &kind);
+                let path = FieldPath::root().key("apiVersion");
+                out.problems.push(problem(&loc, node, &label, path, Severity::Error, msg, help));
+                return;
+            }
+            let cx = Typed { node, loc: &loc, kind: &kind, state };
+            if let Some(object) = crate::clusterpolicy::decode(cx, out) {
+                out.inputs.push(Input { object, locate: loc });
+            }
+            return;
+        }
+    }
     let Some(expected) = api_version_of(&kind) else {
         *out.ignored.entry(format!("{api} {kind}")).or_insert(0) += 1;
         return;
@@ -331,7 +370,7 @@ const CALICO_STRICT: &[&str] = &["Tier", "NetworkSet", "GlobalNetworkSet", "Host
 
 /// One object to decode into its type.
 #[derive(Clone, Copy)]
-struct Typed<'a> {
+pub(crate) struct Typed<'a> {
     node: &'a Node,
     loc: &'a DocLocator,
     kind: &'a str,
@@ -339,7 +378,21 @@ struct Typed<'a> {
 }
 
 impl Typed<'_> {
+    pub(crate) fn kind(&self) -> &str {
+        self.kind
+    }
+
     fn decode<T: DeserializeOwned>(self, out: &mut Loaded) -> Option<T> {
+        self.decode_keeping(out, |_| false).map(|(obj, _)| obj)
+    }
+
+    /// Decodes as [`Typed::decode`], except that unknown fields at paths `keep` accepts are
+    /// returned instead of reported (peers of a newer CRD, which fail closed later).
+    pub(crate) fn decode_keeping<T: DeserializeOwned>(
+        self,
+        out: &mut Loaded,
+        keep: impl Fn(&FieldPath) -> bool,
+    ) -> Option<(T, Vec<FieldPath>)> {
         let Typed { node, loc, kind, state } = self;
         let label = object_label(node, kind);
         let kind = label.as_str();
@@ -360,6 +413,7 @@ impl Typed<'_> {
         let strict =
             kind.contains("Policy") || kind.starts_with("Calico") || CALICO_STRICT.iter().any(|k| kind.starts_with(k));
         let severity = if strict { Severity::Error } else { Severity::Warning };
+        let (kept, unknown): (Vec<FieldPath>, Vec<FieldPath>) = unknown.into_iter().partition(|p| keep(p));
         for path in unknown {
             // `kubectl get -o yaml` from 1.24-1.27 clusters writes the alpha NetworkPolicy status
             // back: read-only, it cannot change a verdict.
@@ -386,7 +440,7 @@ impl Typed<'_> {
             p.location = Some(loc.location(node.locate_key(&path)));
             out.problems.push(p);
         }
-        Some(obj)
+        Some((obj, kept))
     }
 }
 

@@ -44,10 +44,13 @@ mod tests {
         let p = &bad.problems[0];
         assert_eq!((p.object.as_str(), p.path.to_string().as_str()), ("NetworkPolicy x/p", "spec.ingress[0].prots"));
         assert!(p.location.is_none());
-        let ignored = decode_json(
+        let ignored =
+            decode_json(&json!({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "c"}}));
+        assert_eq!(ignored.ignored.len(), 1);
+        let cnp = decode_json(
             &json!({"apiVersion": "policy.networking.k8s.io/v1alpha2", "kind": "ClusterNetworkPolicy", "metadata": {"name": "c"}}),
         );
-        assert_eq!(ignored.ignored.len(), 1);
+        assert_eq!((cnp.inputs.len(), cnp.ignored.len()), (1, 0), "ClusterNetworkPolicy is read");
     }
 
     #[test]

@@ -144,6 +144,23 @@ impl Node {
         shown
     }
 
+    /// Like [`Node::locate`], but a mapping or list value shows where the value starts, not
+    /// its key; also whether that value is a list (whose span is its first item's).
+    pub fn locate_value(&self, path: &FieldPath) -> (Span, bool) {
+        let mut node = self;
+        for seg in &path.0 {
+            let next = match seg {
+                Seg::Key(k) => node.entry(k).map(|e| &e.value),
+                Seg::Index(i) => node.items().and_then(|items| items.get(*i)),
+            };
+            match next {
+                Some(n) => node = n,
+                None => return (self.locate(path), false),
+            }
+        }
+        (node.at, matches!(node.target().kind, Kind::Seq(_)))
+    }
+
     /// Like [`Node::locate`], but a path that ends in a key shows the key (for unknown fields).
     pub fn locate_key(&self, path: &FieldPath) -> Span {
         let Some((Seg::Key(k), parent)) = path.0.split_last() else { return self.locate(path) };

@@ -3,7 +3,7 @@
 
 use std::net::IpAddr;
 
-use crate::decide::verdict::{decide, BackendEval, Decision, Step, Verdict};
+use crate::decide::verdict::{decide_backend, BackendEval, Decision, Step, Verdict};
 use crate::model::cluster::{Cluster, PodId, ServiceId, TargetPort};
 use crate::model::endpoint::{describe, Connection, Side};
 use crate::model::port::Protocol;
@@ -120,7 +120,7 @@ pub fn decide_service(cluster: &Cluster, conn: &Connection, id: ServiceId, addre
     }
     let mut all = true;
     for b in &list {
-        let d = decide(cluster, &Connection { dst: b.side, port: b.port, ..*conn });
+        let d = decide_backend(cluster, &Connection { dst: b.side, port: b.port, ..*conn });
         all &= d.verdict == Verdict::Allow;
         trace.push(Step::Backend(BackendEval {
             ip: b.side.ip.map(|i| i.to_string()),

@@ -9,9 +9,9 @@
 use std::fmt::Write as _;
 
 use crate::decide::matching::{self, AddressMiss, End, Miss, PacketMiss, PortsMiss};
-use crate::model::cluster::Cluster;
+use crate::model::cluster::{Cluster, KUBE_ADMIN_TIER, KUBE_BASELINE_TIER};
 use crate::model::endpoint::{describe, Connection, Side};
-use crate::model::policy::Direction;
+use crate::model::policy::{Direction, Policy, PolicyKind};
 use crate::model::rule::{Form, Icmp, PeerWords, PortWords, Rule};
 
 /// Whether the rules lowered from one written rule match `conn`, and a sentence saying why
@@ -73,10 +73,20 @@ fn peers_form(
         Some(r) => {
             let j = r.origin.peer.unwrap_or_default();
             let _ = write!(detail, "peer [{j}] {} matches {}", peers[j].text, describe(cluster, peer));
+            if !peers[j].domains.is_empty() {
+                let names = resolved_names(cluster, peer);
+                let _ = write!(detail, " ({} by the DNS facts given)", names.join(", "));
+            }
         }
         None => {
             let reasons: Vec<String> = (0..peers.len())
-                .map(|j| format!("[{j}] {}: {}", peers[j].text, why_not_peer(cluster, rules, j, peer, dir)))
+                .map(|j| {
+                    let why = match peers[j].domains.as_slice() {
+                        [] => why_not_peer(cluster, rules, j, peer, dir),
+                        names => why_not_domain(cluster, names, peer),
+                    };
+                    format!("[{j}] {}: {why}", peers[j].text)
+                })
                 .collect();
             let _ = write!(detail, "{} matches none of the peers: {}", describe(cluster, peer), reasons.join("; "));
         }
@@ -95,8 +105,56 @@ fn port_word<'w>(
     rules.iter().find_map(|r| {
         matching::packet(r, conn).ok()?;
         let at = matching::ports(cluster, &r.destination, &conn.dst, conn.port, conn.protocol).ok()??;
-        words.iter().filter(|w| Some(w.protocol) == r.protocol).nth(at)
+        // Named ports without a protocol (ClusterNetworkPolicy) are written with protocol 0.
+        words.iter().filter(|w| r.protocol.map_or(w.protocol == 0, |p| w.protocol == p)).nth(at)
     })
+}
+
+/// The names the user's DNS facts give an endpoint's address.
+fn resolved_names(cluster: &Cluster, side: &Side) -> Vec<String> {
+    cluster.dns.iter().filter(|(_, ip)| Some(*ip) == side.ip).map(|(n, _)| n.clone()).collect()
+}
+
+/// Why a `domainNames` peer does not admit an address: the facts name it otherwise, or
+/// there is no fact for it and the verdict depends on DNS.
+fn why_not_domain(cluster: &Cluster, names: &[String], side: &Side) -> String {
+    let ip = side.ip.map(|i| i.to_string()).unwrap_or_else(|| describe(cluster, side));
+    match resolved_names(cluster, side).as_slice() {
+        [] => format!(
+            "depends on DNS resolution of {}: no address-to-name fact for {ip} was given (the peer does not match it)",
+            names.join(", ")
+        ),
+        known => format!("{ip} is {} by the DNS facts given, which none of its names selects", known.join(", ")),
+    }
+}
+
+/// How the deciding rule of a cluster network policy is told: `Admin tier:
+/// ClusterNetworkPolicy deny-evil priority 10, rule deny-from-evil [0]: Deny`. `None` for
+/// other kinds, which keep their words. `tier` is the tier's name in the cluster.
+pub fn cluster_policy_decision(
+    pol: &Policy,
+    rules: &[Rule],
+    action: crate::model::rule::Action,
+    tier: &str,
+) -> Option<String> {
+    if !pol.kind.is_cluster_network_policy() {
+        return None;
+    }
+    let tier = match tier {
+        KUBE_ADMIN_TIER => "Admin tier".to_string(),
+        KUBE_BASELINE_TIER => "Baseline tier".to_string(),
+        other => format!("tier {other}"),
+    };
+    let origin = &rules.first()?.origin;
+    let rule = match &origin.written.name {
+        Some(n) => format!("rule {n} [{}]", origin.rule),
+        None => format!("rule [{}]", origin.rule),
+    };
+    let priority = match (pol.kind, pol.order) {
+        (PolicyKind::BaselineAdminNetworkPolicy, _) | (_, None) => String::new(),
+        (_, Some(p)) => format!(" priority {p}"),
+    };
+    Some(format!("{tier}: {} {}{priority}, {rule}: {action}", pol.kind.as_str(), pol.name))
 }
 
 /// Why peer `j` does not admit the endpoint on the other side.

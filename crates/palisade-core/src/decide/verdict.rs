@@ -28,6 +28,9 @@ use crate::model::port::Protocol;
 #[derive(Clone, Debug, Serialize)]
 pub struct RuleEval {
     pub index: usize,
+    /// The rule's own name, for APIs whose rules have one (ClusterNetworkPolicy).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
     pub action: Action,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub location: Option<String>,
@@ -143,12 +146,33 @@ pub struct Decision {
 
 /// Decides a connection between two concrete endpoints (after any Service DNAT).
 pub fn decide(cluster: &Cluster, conn: &Connection) -> Decision {
+    decide_as(cluster, conn, false)
+}
+
+/// Decides a connection that kube-proxy DNATed from a Service address to `conn.dst`. When the
+/// backend is the source pod itself (hairpin), ClusterNetworkPolicies apply to it (their API:
+/// "A Pod connecting to a Service IP that the service proxy load-balances back to the same
+/// Pod is subject to ClusterNetworkPolicy"); other kinds keep the self rule.
+pub fn decide_backend(cluster: &Cluster, conn: &Connection) -> Decision {
+    decide_as(cluster, conn, true)
+}
+
+fn decide_as(cluster: &Cluster, conn: &Connection, via_service: bool) -> Decision {
     let mut trace = Vec::new();
+    let hairpin = via_service
+        && conn.src.pod_id().is_some()
+        && cluster.policies.iter().any(|p| p.kind.is_cluster_network_policy());
     // The same pod, host endpoint or node on both ends: the packets stay on loopback, unless
     // the pod stands for a workload's replicas (two of them are two pods).
     if conn.src.endpoint == conn.dst.endpoint && conn.src.endpoint != Endpoint::External {
         match conn.src.pod_id().filter(|&p| cluster.pods[p].is_replica_group()) {
             Some(p) => trace.push(replicas_step(cluster, p)),
+            None if hairpin => {
+                let egress = side_step(cluster, conn, Direction::Egress, true);
+                let ingress = side_step(cluster, conn, Direction::Ingress, true);
+                let allowed = step_allows(&egress) && step_allows(&ingress);
+                return Decision { verdict: Verdict::from_bool(allowed), trace: vec![egress, ingress] };
+            }
             None => {
                 return Decision {
                     verdict: Verdict::Allow,
@@ -178,8 +202,8 @@ pub fn decide(cluster: &Cluster, conn: &Connection) -> Decision {
             trace: vec![Step::OwnNode { node: node.to_string(), pod, reason }],
         };
     }
-    let egress = side_step(cluster, conn, Direction::Egress);
-    let ingress = side_step(cluster, conn, Direction::Ingress);
+    let egress = side_step(cluster, conn, Direction::Egress, false);
+    let ingress = side_step(cluster, conn, Direction::Ingress, false);
     let allowed = step_allows(&egress) && step_allows(&ingress);
     trace.extend([egress, ingress]);
     Decision { verdict: Verdict::from_bool(allowed), trace }
@@ -294,8 +318,9 @@ pub fn is_failsafe(dir: Direction, protocol: Protocol, port: u16) -> bool {
     failsafe_ports(dir).contains(&(protocol, port))
 }
 
-/// Egress is judged at the source, ingress at the destination.
-fn side_step(cluster: &Cluster, conn: &Connection, dir: Direction) -> Step {
+/// Egress is judged at the source, ingress at the destination. `hairpin`: a pod reaching
+/// itself through a Service, where only cluster network policies apply.
+fn side_step(cluster: &Cluster, conn: &Connection, dir: Direction, hairpin: bool) -> Step {
     let this = match dir {
         Direction::Egress => &conn.src,
         Direction::Ingress => &conn.dst,
@@ -317,6 +342,7 @@ fn side_step(cluster: &Cluster, conn: &Connection, dir: Direction) -> Step {
     let mut decided: Option<(bool, String)> = None;
     let applicable: Vec<PolicyId> = cluster
         .policy_ids()
+        .filter(|&i| !hairpin || cluster.policies[i].kind.is_cluster_network_policy())
         .filter(|&i| cluster.policies[i].rules(dir).is_some() && selects(cluster, &cluster.policies[i], this))
         .collect();
     for (tier, run) in cluster.tier_runs(&applicable) {
@@ -329,7 +355,11 @@ fn side_step(cluster: &Cluster, conn: &Connection, dir: Direction) -> Step {
             if live {
                 if let Some((action, rule)) = hit {
                     tier_outcome = Some(action);
-                    let why = format!("rule [{rule}] of {} (tier {tier_name}) says {action}", eval.policy);
+                    let pol = &cluster.policies[idx];
+                    let written = pol.written_rules(dir).find(|g| g[0].origin.rule == rule).unwrap_or_default();
+                    let why = trace::cluster_policy_decision(pol, written, action, &tier_name).unwrap_or_else(|| {
+                        format!("rule [{rule}] of {} (tier {tier_name}) says {action}", eval.policy)
+                    });
                     if action != Action::Pass {
                         decided = Some((action == Action::Allow, why));
                     }
@@ -382,7 +412,8 @@ fn eval_policy(
             let (matched, detail) = trace::explain(cluster, group, conn, dir);
             let origin = &group[0].origin;
             let location = origin.written.location.as_ref().map(|l| format!("{}:{}", l.file, l.line));
-            RuleEval { index: origin.rule, action: group[0].action, location, matched, decisive: false, detail }
+            let name = origin.written.name.clone();
+            RuleEval { index: origin.rule, name, action: group[0].action, location, matched, decisive: false, detail }
         })
         .collect();
     let hit = rules.iter().position(|r| r.matched && r.action != Action::Log);

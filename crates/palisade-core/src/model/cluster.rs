@@ -125,6 +125,15 @@ pub const DEFAULT_TIER: TierId = TierId(0);
 /// Calico gives the default tier this order (since v3.28); user tiers usually come before.
 pub const DEFAULT_TIER_ORDER: f64 = 1_000_000.0;
 
+/// Calico 3.32's tier of the Admin ClusterNetworkPolicies (`kube-admin`, order 1000, Pass at
+/// its end: `api/pkg/apis/projectcalico/v3/tier.go`).
+pub const KUBE_ADMIN_TIER: &str = "kube-admin";
+pub const KUBE_ADMIN_ORDER: f64 = 1_000.0;
+/// Calico 3.32's tier of the Baseline ClusterNetworkPolicies (`kube-baseline`, order
+/// 10000000, Pass at its end).
+pub const KUBE_BASELINE_TIER: &str = "kube-baseline";
+pub const KUBE_BASELINE_ORDER: f64 = 10_000_000.0;
+
 /// A Calico NetworkSet or GlobalNetworkSet: addresses that rule selectors can match by labels.
 #[derive(Clone, Debug)]
 pub struct NetworkSet {
@@ -183,6 +192,9 @@ pub struct Cluster {
     pub calico_labels: Vec<Labels>,
     /// Warnings found while building (errors prevent a Cluster from existing).
     pub warnings: Vec<Problem>,
+    /// Address-to-name facts the user gave (DNS A/AAAA answers: name, address), by which
+    /// ClusterNetworkPolicy `domainNames` peers are decided; traces explain with them.
+    pub dns: Vec<(String, IpAddr)>,
     ns_by_name: HashMap<String, NsId>,
     pod_by_name: HashMap<(NsId, String), PodId>,
     pod_by_ip: HashMap<IpAddr, PodId>,

@@ -110,6 +110,20 @@ impl fmt::Display for Location {
 pub trait Locate: Send + Sync {
     /// The position of `path`, or of its nearest existing ancestor.
     fn locate(&self, path: &FieldPath) -> Option<Location>;
+    /// The position of the value at `path` itself, also when it is a mapping or a list
+    /// ([`Locate::locate`] shows such a value's key); by default the same as `locate`.
+    fn locate_value(&self, path: &FieldPath) -> Option<Location> {
+        self.locate(path)
+    }
+}
+
+/// A locator that shows values, never keys: problems about a value's contents (a list too
+/// long, a mapping with two fields) point at the value.
+pub struct AtValues<'a>(pub &'a dyn Locate);
+impl Locate for AtValues<'_> {
+    fn locate(&self, path: &FieldPath) -> Option<Location> {
+        self.0.locate_value(path)
+    }
 }
 
 /// A locator for objects that were not read from a file (generated, tests).

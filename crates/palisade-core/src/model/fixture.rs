@@ -47,7 +47,7 @@ pub(crate) fn rule(action: Action, protocol: Option<Protocol>, source: Entity, d
         not_icmp: None,
         source,
         destination,
-        origin: Origin { rule: 0, peer: None, written: Arc::new(Written { location: None, form }) },
+        origin: Origin { rule: 0, peer: None, written: Arc::new(Written { location: None, form, name: None }) },
     }
 }
 

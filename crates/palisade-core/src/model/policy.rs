@@ -46,6 +46,36 @@ pub enum PolicyKind {
     Calico,
     #[serde(rename = "projectcalico.org/v3 GlobalNetworkPolicy")]
     CalicoGlobal,
+    /// policy.networking.k8s.io/v1alpha2, in the Admin or Baseline tier.
+    #[serde(rename = "ClusterNetworkPolicy")]
+    ClusterNetworkPolicy,
+    /// policy.networking.k8s.io/v1alpha1, the Admin tier.
+    #[serde(rename = "AdminNetworkPolicy")]
+    AdminNetworkPolicy,
+    /// policy.networking.k8s.io/v1alpha1, the Baseline tier.
+    #[serde(rename = "BaselineAdminNetworkPolicy")]
+    BaselineAdminNetworkPolicy,
+}
+
+impl PolicyKind {
+    /// Whether it is one of sig-network's cluster-scoped kinds (policy.networking.k8s.io),
+    /// which sit in the Admin and Baseline tiers.
+    pub fn is_cluster_network_policy(self) -> bool {
+        matches!(
+            self,
+            PolicyKind::ClusterNetworkPolicy | PolicyKind::AdminNetworkPolicy | PolicyKind::BaselineAdminNetworkPolicy
+        )
+    }
+    /// The kind's name as its API writes it (`NetworkPolicy`, `GlobalNetworkPolicy`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PolicyKind::Kubernetes | PolicyKind::Calico => "NetworkPolicy",
+            PolicyKind::CalicoGlobal => "GlobalNetworkPolicy",
+            PolicyKind::ClusterNetworkPolicy => "ClusterNetworkPolicy",
+            PolicyKind::AdminNetworkPolicy => "AdminNetworkPolicy",
+            PolicyKind::BaselineAdminNetworkPolicy => "BaselineAdminNetworkPolicy",
+        }
+    }
 }
 
 /// A compiled policy of any kind. `ingress`/`egress` is `Some` exactly when the policy
@@ -86,9 +116,15 @@ impl Policy {
         self.rules(dir).map(|r| r.as_slice()).unwrap_or_default().chunk_by(|a, b| a.origin.rule == b.origin.rule)
     }
     /// The name Felix breaks order ties with (Kubernetes policies carry `knp.default.`).
+    /// ClusterNetworkPolicies take Felix 3.32's key `<name>/<namespace>/<kind>`
+    /// (`felix/calc/policy_sorter.go` PolKVLess): `ab-c` comes before `ab`.
     pub fn sort_name(&self, namespace: Option<&str>) -> String {
         let name = match self.kind {
             PolicyKind::Kubernetes => format!("knp.default.{}", self.name),
+            PolicyKind::ClusterNetworkPolicy => format!("{}//KubernetesClusterNetworkPolicy", self.name),
+            PolicyKind::AdminNetworkPolicy | PolicyKind::BaselineAdminNetworkPolicy => {
+                format!("{}//{}", self.name, self.kind.as_str())
+            }
             _ => self.name.clone(),
         };
         match namespace {

@@ -154,6 +154,8 @@ impl Origin {
 pub struct Written {
     pub location: Option<Location>,
     pub form: Form,
+    /// The rule's own name, for APIs whose rules have one (ClusterNetworkPolicy).
+    pub name: Option<String>,
 }
 
 /// The two shapes rules are written in.
@@ -173,6 +175,9 @@ pub struct PeerWords {
     /// It names pods or namespaces by labels (a non-empty selector), rather than admitting
     /// everyone or an address block: an intent to reach particular pods.
     pub by_labels: bool,
+    /// For a `domainNames` peer: its names, which traces explain with the cluster's DNS
+    /// facts ([`crate::model::cluster::Cluster::dns`]); empty for every other peer.
+    pub domains: Vec<String>,
 }
 
 /// One entry of a written port list: `TCP/80`, `UDP/any`, `TCP/http`.

@@ -108,7 +108,7 @@ pub(crate) fn compile_rule(
         source: source_words,
         destination: destination_words,
     };
-    let written = Written { location: problems.locate.locate(&problems.base.join(path)), form };
+    let written = Written { location: problems.locate.locate(&problems.base.join(path)), form, name: None };
     Rule {
         action: act,
         protocol: number,

@@ -1,6 +1,8 @@
 //! Calico Tier: an order and a default action (Deny, or Pass to the next tier).
 
-use palisade_core::cluster::{Tier, DEFAULT_TIER_ORDER};
+use palisade_core::cluster::{
+    Tier, DEFAULT_TIER_ORDER, KUBE_ADMIN_ORDER, KUBE_ADMIN_TIER, KUBE_BASELINE_ORDER, KUBE_BASELINE_TIER,
+};
 use palisade_core::field::{FieldPath, Problems};
 
 use super::resource;
@@ -36,4 +38,29 @@ pub fn compile_tier(name: &str, spec: Option<&resource::TierSpec>, problems: &mu
         order = Some(DEFAULT_TIER_ORDER);
     }
     Tier { name: name.to_string(), order, pass_at_end, location: problems.locate.locate(&root()) }
+}
+
+/// Calico 3.32's fixed tiers of the cluster network policies: `kube-admin` order 1000 and
+/// `kube-baseline` order 10000000, both defaultAction Pass (`tier.go` CEL, `validator.go`).
+pub fn check_kube_tier(tier: &Tier, problems: &mut Problems) {
+    let (which, order) = match tier.name.as_str() {
+        KUBE_ADMIN_TIER => ("Admin", KUBE_ADMIN_ORDER),
+        KUBE_BASELINE_TIER => ("Baseline", KUBE_BASELINE_ORDER),
+        _ => return,
+    };
+    let help = "leave the tier out: Calico creates it with these settings";
+    if tier.order != Some(order) {
+        problems.error(
+            &root().key("spec").key("order"),
+            format!("tier {} holds the {which} ClusterNetworkPolicies: its order must be {order}", tier.name),
+            help,
+        );
+    }
+    if !tier.pass_at_end {
+        problems.error(
+            &root().key("spec").key("defaultAction"),
+            format!("tier {} holds the {which} ClusterNetworkPolicies: its defaultAction must be Pass", tier.name),
+            help,
+        );
+    }
 }

@@ -199,7 +199,7 @@ fn lower(
         peers: peers.map(|ps| ps.iter().map(|p| describe_peer(p, ns_name)).collect()),
         ports: ports.map(|ps| ps.iter().map(RulePort::words).collect()),
     };
-    let written = Arc::new(Written { location, form });
+    let written = Arc::new(Written { location, form, name: None });
     let peer_entities: Vec<(Option<usize>, Entity)> = match peers {
         None => vec![(None, Entity::default())],
         Some(list) => list.iter().enumerate().map(|(j, p)| (Some(j), peer_entity(p, ns_name))).collect(),
@@ -266,7 +266,7 @@ fn peer_entity(p: &Peer, ns_name: &str) -> Entity {
 /// namespace shop`, `pods <all> in namespaces team=a`; a non-empty selector names pods.
 fn describe_peer(p: &Peer, ns_name: &str) -> PeerWords {
     match p {
-        Peer::IpBlock(b) => PeerWords { text: format!("ipBlock {b}"), by_labels: false },
+        Peer::IpBlock(b) => PeerWords { text: format!("ipBlock {b}"), by_labels: false, domains: Vec::new() },
         Peer::Pods { namespaces, pods } => {
             let ns = match namespaces {
                 NamespaceScope::Own => format!("namespace {ns_name}"),
@@ -274,7 +274,7 @@ fn describe_peer(p: &Peer, ns_name: &str) -> PeerWords {
             };
             let by_labels =
                 !pods.is_everything() || matches!(namespaces, NamespaceScope::Matching(s) if !s.is_everything());
-            PeerWords { text: format!("pods {pods} in {ns}"), by_labels }
+            PeerWords { text: format!("pods {pods} in {ns}"), by_labels, domains: Vec::new() }
         }
     }
 }

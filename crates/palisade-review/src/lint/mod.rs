@@ -134,6 +134,7 @@ impl<'a> Context<'a> {
             PolicyKind::Kubernetes => "NetworkPolicy",
             PolicyKind::Calico => "Calico NetworkPolicy",
             PolicyKind::CalicoGlobal => "GlobalNetworkPolicy",
+            other => other.as_str(),
         };
         format!("{kind} {}", self.cluster.policy_key(pol))
     }

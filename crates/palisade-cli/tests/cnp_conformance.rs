@@ -1,0 +1,316 @@
+//! ClusterNetworkPolicy, AdminNetworkPolicy and BaselineAdminNetworkPolicy decided by both
+//! engine paths (the per-connection verdict with trace, and the bitset matrix), against
+//! data (tests/cnp, docs/cnp-spec.md):
+//! - the network-policy-api conformance suite transcribed as data (`tests/cnp/conformance`:
+//!   v1alpha2 and v1alpha1, every step's objects, every upstream probe);
+//! - the truth tables of `tests/cnp/cases` (grids, point checks with trace words, DNS facts,
+//!   steps).
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use common::{ends, expected_grid, grid_text, repo, End, Probe};
+use palisade_core::cluster::Cluster;
+use palisade_core::index::Index;
+use palisade_core::port::Protocol;
+use palisade_core::service::decide_service;
+use palisade_core::verdict::{decide, Connection, Decision, Side, Verdict};
+use palisade_ingest::BuildOptions;
+use serde_json::Value;
+
+fn yaml_docs(path: &Path) -> Vec<Value> {
+    let text = std::fs::read_to_string(path).unwrap();
+    palisade_load::yaml::parse(&text).unwrap().iter().map(|d| d.to_json()).collect()
+}
+
+fn files(dir: &Path) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    out.sort();
+    out
+}
+
+/// Builds a cluster from JSON objects (one List); panics with every error when it does not load.
+fn build(objects: Vec<Value>, dns: BTreeMap<String, Vec<IpAddr>>, what: &str) -> Cluster {
+    let list = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": objects});
+    let source = palisade_load::Source { name: what.into(), text: serde_json::to_string(&list).unwrap().into() };
+    let load = palisade_load::load_sources(vec![source], &BuildOptions { dns, ..Default::default() });
+    let errors: Vec<String> =
+        load.problems.iter().map(|p| format!("{}: {} ({})", p.object, p.message, p.path)).collect();
+    load.cluster.unwrap_or_else(|| panic!("{what} does not load: {errors:#?}"))
+}
+
+fn pod_side(cluster: &Cluster, key: &str) -> Side {
+    let (ns, name) = key.split_once('/').unwrap();
+    Side::pod(cluster, cluster.pod(ns, name).unwrap_or_else(|| panic!("no pod {key}")))
+}
+
+fn allowed(d: &Decision) -> bool {
+    d.verdict == Verdict::Allow
+}
+
+/// One conformance file: every step's probes by check, and by matrix where both ends are pods
+/// on the pod network. Returns (probes, failures).
+fn run_suite_file(path: &Path, model: &[Value]) -> (usize, Vec<String>) {
+    let test = yaml_docs(path).remove(0);
+    let name = test["name"].as_str().unwrap().to_string();
+    let (mut probes, mut failures) = (0, Vec::new());
+    for sub in test["subtests"].as_array().unwrap() {
+        for (k, step) in sub["steps"].as_array().unwrap().iter().enumerate() {
+            let replaced: Vec<&Value> = step["namespaces"].as_array().map(|l| l.iter().collect()).unwrap_or_default();
+            let mut objects: Vec<Value> = model
+                .iter()
+                .filter(|o| {
+                    !(o["kind"] == "Namespace"
+                        && replaced.iter().any(|r| r["metadata"]["name"] == o["metadata"]["name"]))
+                })
+                .cloned()
+                .collect();
+            objects.extend(replaced.into_iter().cloned());
+            objects.extend(step["objects"].as_array().cloned().unwrap_or_default());
+            let where_ = format!("{name} / {} / step {k}", sub["name"].as_str().unwrap());
+            let cluster = build(objects, BTreeMap::new(), &where_);
+            let mut index = Index::new(&cluster);
+            for p in step["probes"].as_array().unwrap() {
+                probes += 1;
+                let protocol: Protocol = p["protocol"].as_str().unwrap().parse().unwrap();
+                let port = p["port"].as_u64().unwrap() as u16;
+                let address: IpAddr = p["address"].as_str().unwrap().parse().unwrap();
+                let expect = p["allow"].as_bool().unwrap();
+                let src = pod_side(&cluster, p["from"].as_str().unwrap());
+                let dst = Side::ip(&cluster, address);
+                let d = decide(&cluster, &Connection::new(src, dst, port, protocol));
+                let what = format!("{where_}: {} -> {} {address} {protocol}/{port}", p["from"], p["to"]);
+                if allowed(&d) != expect {
+                    failures.push(format!("{what}: check says {:?}, expected allow={expect}", d.verdict));
+                }
+                if let (Some(s), Some(t)) = (src.pod_id(), dst.pod_id()) {
+                    if allowed(&decide(&cluster, &Connection::new(src, dst, port, protocol)))
+                        != index.matrix(port, protocol).allowed(s, t)
+                    {
+                        failures.push(format!("{what}: matrix and check disagree"));
+                    }
+                    if index.matrix(port, protocol).allowed(s, t) != expect {
+                        failures.push(format!("{what}: matrix says {}, expected {expect}", !expect));
+                    }
+                }
+            }
+        }
+    }
+    (probes, failures)
+}
+
+fn run_suite(version: &str, expected_probes: usize) {
+    let root = repo().join("tests/cnp/conformance");
+    let model = yaml_docs(&root.join("model.yaml"));
+    let list = files(&root.join(version));
+    assert_eq!(list.len(), 24, "24 upstream tests per version");
+    let (mut probes, mut failures) = (0, Vec::new());
+    for f in &list {
+        let (n, fails) = run_suite_file(f, &model);
+        probes += n;
+        failures.extend(fails);
+    }
+    assert_eq!(probes, expected_probes, "every upstream probe of {version}");
+    assert!(failures.is_empty(), "{} of {probes} probes differ:\n{}", failures.len(), failures.join("\n"));
+}
+
+#[test]
+fn conformance_suite_v1alpha2_cluster_network_policy() {
+    run_suite("v1alpha2", 301);
+}
+
+#[test]
+fn conformance_suite_v1alpha1_admin_and_baseline_admin_network_policy() {
+    run_suite("v1alpha1", 289);
+}
+
+/// `ns/pod`, `node NAME`, an IP, or a Service `ns/svc/NAME` (its ClusterIP, DNATed).
+fn decide_check(cluster: &Cluster, from: &str, to: &str, port: u16, protocol: Protocol) -> Decision {
+    let side = |s: &str| -> Side {
+        if let Some(node) = s.strip_prefix("node ") {
+            let id = cluster.node_ids().find(|&n| cluster.nodes[n].name == node).unwrap();
+            return Side::node(cluster, id);
+        }
+        match s.parse::<IpAddr>() {
+            Ok(ip) => Side::ip(cluster, ip),
+            Err(_) => pod_side(cluster, s),
+        }
+    };
+    let src = side(from);
+    if let [ns, "svc", name] = to.split('/').collect::<Vec<_>>()[..] {
+        let id = cluster.service(ns, name).unwrap_or_else(|| panic!("no Service {to}"));
+        let ip = cluster.services[id].cluster_ips[0];
+        let conn = Connection::new(src, Side::ip(cluster, ip), port, protocol);
+        return decide_service(cluster, &conn, id, Some(ip));
+    }
+    let dst = side(to);
+    match dst.ip.and_then(|ip| cluster.service_by_ip(ip)) {
+        Some(id) => decide_service(cluster, &Connection::new(src, dst, port, protocol), id, dst.ip),
+        None => decide(cluster, &Connection::new(src, dst, port, protocol)),
+    }
+}
+
+fn probes_of(v: &Value) -> Vec<Probe> {
+    v.as_array()
+        .into_iter()
+        .flatten()
+        .map(|p| Probe {
+            port: p["port"].as_u64().unwrap() as u16,
+            protocol: p["protocol"].as_str().unwrap().parse().unwrap(),
+            expect: p["expect"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| {
+                    (
+                        e["from"].as_str().unwrap().into(),
+                        e["to"].as_str().unwrap().into(),
+                        e["allow"].as_bool().unwrap(),
+                    )
+                })
+                .collect(),
+        })
+        .collect()
+}
+
+fn dns_of(v: &Value) -> BTreeMap<String, Vec<IpAddr>> {
+    v.as_object()
+        .into_iter()
+        .flatten()
+        .map(|(k, ips)| {
+            (k.clone(), ips.as_array().unwrap().iter().map(|i| i.as_str().unwrap().parse().unwrap()).collect())
+        })
+        .collect()
+}
+
+fn object_key(o: &Value) -> String {
+    let m = &o["metadata"];
+    match m["namespace"].as_str() {
+        Some(ns) => format!("{}/{ns}/{}", o["kind"].as_str().unwrap(), m["name"].as_str().unwrap()),
+        None => format!("{}/{}", o["kind"].as_str().unwrap(), m["name"].as_str().unwrap()),
+    }
+}
+
+/// Loads the conformance model and YAML documents (as text: YAML 1.1 scalars such as `y`
+/// keep the loader's reading).
+fn build_text(docs: &[String], dns: BTreeMap<String, Vec<IpAddr>>, what: &str) -> Cluster {
+    let sources = vec![
+        palisade_load::Source { name: "model.yaml".into(), text: common::model_text().into() },
+        palisade_load::Source { name: what.into(), text: docs.join("\n---\n").into() },
+    ];
+    let load = palisade_load::load_sources(sources, &BuildOptions { dns, ..Default::default() });
+    let errors: Vec<String> = load.problems.iter().map(|p| format!("{:?}: {}", p.location, p.message)).collect();
+    load.cluster.unwrap_or_else(|| panic!("{what} does not load: {errors:#?}"))
+}
+
+/// One case (or one step of it): grids through matrix and check, then point checks.
+fn run_case_step(
+    file: &str,
+    docs: &[String],
+    dns: BTreeMap<String, Vec<IpAddr>>,
+    step: &Value,
+) -> (usize, Vec<String>) {
+    let cluster = build_text(docs, dns, file);
+    let order = ends(&cluster);
+    let mut index = Index::new(&cluster);
+    let (mut n, mut failures) = (0, Vec::new());
+    for probe in probes_of(&step["probes"]) {
+        n += 1;
+        let expected = expected_grid(&cluster, &order, &probe);
+        let m = index.matrix(probe.port, probe.protocol);
+        let by_check = |s: End, d: End| {
+            allowed(&decide(&cluster, &Connection::new(s.side(&cluster), d.side(&cluster), probe.port, probe.protocol)))
+        };
+        let from_check: Vec<Vec<bool>> =
+            order.iter().map(|&s| order.iter().map(|&d| by_check(s, d)).collect()).collect();
+        let from_matrix: Vec<Vec<bool>> = order
+            .iter()
+            .map(|&s| {
+                order
+                    .iter()
+                    .map(|&d| match (s, d) {
+                        (End::Pod(a), End::Pod(b)) => m.allowed(a, b),
+                        _ => by_check(s, d),
+                    })
+                    .collect()
+            })
+            .collect();
+        for (path, got) in [("matrix", &from_matrix), ("check", &from_check)] {
+            if *got != expected {
+                failures.push(format!(
+                    "{file} {}/{} via {path}\nexpected:\n{}got:\n{}",
+                    probe.protocol,
+                    probe.port,
+                    grid_text(&cluster, &order, &expected),
+                    grid_text(&cluster, &order, got)
+                ));
+            }
+        }
+    }
+    for c in step["checks"].as_array().into_iter().flatten() {
+        n += 1;
+        let (from, to) = (c["from"].as_str().unwrap(), c["to"].as_str().unwrap());
+        let port = c["port"].as_u64().unwrap_or(0) as u16;
+        let protocol: Protocol = c["protocol"].as_str().unwrap().parse().unwrap();
+        let d = decide_check(&cluster, from, to, port, protocol);
+        let expect = c["allow"].as_bool().unwrap();
+        let trace = serde_json::to_string(&d.trace).unwrap();
+        if allowed(&d) != expect {
+            failures.push(format!(
+                "{file}: {from} -> {to} {protocol}/{port}: {:?}, expected allow={expect}\n{trace}",
+                d.verdict
+            ));
+        }
+        for word in c["trace"].as_array().into_iter().flatten() {
+            let word = word.as_str().unwrap();
+            if !trace.contains(word) {
+                failures.push(format!(
+                    "{file}: {from} -> {to} {protocol}/{port}: the trace does not say {word:?}\n{trace}"
+                ));
+            }
+        }
+    }
+    (n, failures)
+}
+
+#[test]
+fn truth_tables_of_cluster_network_policies_hold_for_matrix_and_check() {
+    let cases = files(&repo().join("tests/cnp/cases"));
+    assert_eq!(cases.len(), 14);
+    let (mut n, mut failures) = (0, Vec::new());
+    for f in &cases {
+        let file = f.file_name().unwrap().to_string_lossy().to_string();
+        let text = std::fs::read_to_string(f).unwrap();
+        let mut docs: Vec<String> = text.split("\n---\n").map(str::to_string).collect();
+        let head = palisade_load::yaml::parse(&docs.remove(0)).unwrap()[0].to_json();
+        assert_eq!(head["kind"], "ConformanceCase", "{file}");
+        let key = |d: &String| palisade_load::yaml::parse(d).unwrap().first().map(|n| object_key(&n.to_json()));
+        match head["steps"].as_array() {
+            None => {
+                let (k, fails) = run_case_step(&file, &docs, dns_of(&head["dns"]), &head);
+                n += k;
+                failures.extend(fails);
+            }
+            Some(steps) => {
+                for (i, step) in steps.iter().enumerate() {
+                    let keys: Vec<&str> =
+                        step["objects"].as_array().unwrap().iter().map(|k| k.as_str().unwrap()).collect();
+                    let chosen: Vec<String> =
+                        docs.iter().filter(|d| key(d).is_some_and(|k| keys.contains(&k.as_str()))).cloned().collect();
+                    assert_eq!(chosen.len(), keys.len(), "{file} step {i}: every object it names");
+                    let (k, fails) = run_case_step(&format!("{file} step {i}"), &chosen, dns_of(&step["dns"]), step);
+                    n += k;
+                    failures.extend(fails);
+                }
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{} of {n} grids and checks differ:\n{}", failures.len(), failures.join("\n"));
+}
