@@ -112,7 +112,10 @@ impl Area {
             | Object::CalicoGlobalNetworkPolicy(_)
             | Object::CalicoStagedNetworkPolicy(_)
             | Object::CalicoStagedGlobalNetworkPolicy(_)
-            | Object::CalicoStagedKubernetesNetworkPolicy(_) => Area::Policies,
+            | Object::CalicoStagedKubernetesNetworkPolicy(_)
+            | Object::ClusterNetworkPolicy(_)
+            | Object::AdminNetworkPolicy(_)
+            | Object::BaselineAdminNetworkPolicy(_) => Area::Policies,
         }
     }
 }
