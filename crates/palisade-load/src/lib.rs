@@ -6,6 +6,7 @@ pub mod decode;
 pub mod diagnostic;
 pub mod foreign;
 pub mod json;
+pub mod kinds;
 pub mod manifest;
 pub mod object;
 pub mod source;

@@ -195,6 +195,10 @@ fn decode_object(node: &Node, loc: Arc<DocLocator>, implied: Option<(&str, &str)
         ));
         return;
     }
+    if kind != "List" && crate::kinds::is_served(crate::kinds::group(&api), &kind) == Some(false) {
+        out.problems.push(unserved_kind(&loc, node, &kind, &api));
+        return;
+    }
     if kind == "List" || kind.ends_with("List") && node.get("items").is_some() {
         // A typed list (`PodList`, as the API serves it) leaves kind out of its items.
         let implied = kind.strip_suffix("List").filter(|k| !k.is_empty()).map(|k| (k, api.as_str()));
@@ -242,6 +246,27 @@ fn decode_object(node: &Node, loc: Arc<DocLocator>, implied: Option<(&str, &str)
     if let Some(object) = object {
         out.inputs.push(Input { object, locate: loc });
     }
+}
+
+/// A kind that the group Palisade reads does not serve: kubectl fails on it ("no matches for
+/// kind"), and ignoring it would drop what is most likely a misspelt policy.
+fn unserved_kind(loc: &DocLocator, node: &Node, kind: &str, api: &str) -> Problem {
+    let group = crate::kinds::group(api);
+    let hint = match crate::kinds::closest(group, kind) {
+        Some(k) => format!(": did you mean {k}?"),
+        None => String::new(),
+    };
+    let listed = format!("kinds are case-sensitive; `kubectl api-resources --api-group={group}` lists those it serves");
+    let group = if group.is_empty() { "the core group (v1)" } else { group };
+    problem(
+        loc,
+        node,
+        &object_label(node, kind),
+        FieldPath::root().key("kind"),
+        Severity::Error,
+        format!("no kind {kind:?} is served in {group} (kubectl: no matches for kind){hint}"),
+        &listed,
+    )
 }
 
 fn decode_list(list: &Node, loc: &Arc<DocLocator>, implied: Option<(&str, &str)>, state: &State, out: &mut Loaded) {
