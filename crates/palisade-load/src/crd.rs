@@ -93,9 +93,10 @@ fn from_json(v: &Value, at: Span) -> Node {
     let kind = match v {
         Value::Null => Kind::Null,
         Value::Bool(b) => Kind::Bool(*b),
-        Value::Number(n) => match n.as_i64() {
-            Some(i) => Kind::Int(i),
-            None => Kind::Float(n.as_f64().unwrap_or_default()),
+        Value::Number(n) => match (n.as_i64(), n.as_u64()) {
+            (Some(i), _) => Kind::Int(i),
+            (None, Some(u)) => Kind::Uint(u),
+            _ => Kind::Float(n.as_f64().unwrap_or_default()),
         },
         Value::String(s) => Kind::Str(s.as_str().into()),
         Value::Array(a) => Kind::Seq(a.iter().map(|x| from_json(x, at)).collect()),

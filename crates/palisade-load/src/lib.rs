@@ -9,6 +9,7 @@ pub mod json;
 pub mod kinds;
 pub mod manifest;
 pub mod object;
+pub mod resolve;
 pub mod source;
 pub mod text;
 pub mod tree;
