@@ -8,6 +8,7 @@ pub mod foreign;
 pub mod json;
 pub mod kinds;
 pub mod manifest;
+pub mod markers;
 pub mod object;
 pub mod resolve;
 pub mod source;

@@ -200,8 +200,10 @@ fn map_key(node: &Node) -> Result<(Box<str>, Span), ParseError> {
     Ok((key, node.at))
 }
 
-/// Parses every document of a YAML stream (or JSON read as YAML). Empty documents are dropped.
+/// Parses every document of a YAML stream (or JSON read as YAML), its document markers as
+/// kubectl reads them ([`crate::markers`]). Empty documents are dropped.
 pub fn parse(text: &str) -> Result<Vec<Node>, ParseError> {
+    crate::markers::check(text)?;
     let mut b = Builder {
         text,
         offsets: Offsets::new(text),
