@@ -114,10 +114,14 @@ impl State {
         Ok(())
     }
 
+    /// Whether a decoding error is the alias bound's (it is shown with [`ALIAS_HELP`]).
     pub fn is_alias_error(message: &str) -> bool {
         message.starts_with("document contains excessive aliasing")
     }
 }
+
+/// What to do about an alias bomb.
+pub const ALIAS_HELP: &str = "YAML aliases (*name) may repeat a value, not multiply the document: write the values out";
 
 /// Leaves the aliases a value was reached through when it is done.
 struct AliasGuard<'s>(&'s State, u32);

@@ -381,7 +381,7 @@ fn decode_calico(node: &Node, api: &str, kind: &str, loc: Arc<DocLocator>, state
     }
     let stored;
     let node = if api == crate::crd::STORAGE_API {
-        match crate::crd::tree_to_v3(node, kind) {
+        match crate::crd::tree_to_v3(node, kind, state) {
             Ok(v3) => {
                 stored = v3;
                 &stored
@@ -458,7 +458,7 @@ impl Typed<'_> {
             Ok(v) => v,
             Err(e) => {
                 let help = if State::is_alias_error(&e.message) {
-                    "YAML aliases (*name) may repeat a value, not multiply the document: write the values out"
+                    crate::decode::ALIAS_HELP
                 } else {
                     "the value does not have the type the Kubernetes API defines for this field (numbers unquoted; strings quoted when they look like numbers or booleans, e.g. \"1\", \"yes\"; a list or map never stands for a string)"
                 };
