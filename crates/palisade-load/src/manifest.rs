@@ -3,13 +3,14 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock};
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ListMeta;
 use palisade_core::field::{FieldPath, Locate, Location, Nowhere, Problem, Severity};
 use palisade_ingest::{Input, Object};
 use serde::de::DeserializeOwned;
 
 use crate::decode::State;
 use crate::source::Source;
-use crate::tree::{Node, ParseError, Span};
+use crate::tree::{Kind, Node, ParseError, Span};
 use crate::{json, text, yaml};
 
 /// A source's documents, parsed again only when a position inside one is asked for (a problem
@@ -216,10 +217,14 @@ fn decode_object(node: &Node, loc: Arc<DocLocator>, implied: Option<(&str, &str)
         ));
         return;
     }
-    if kind == "List" || kind.ends_with("List") && node.get("items").is_some() {
+    if kind != "List" && crate::kinds::is_served(crate::kinds::group(&api), &kind) == Some(false) {
+        out.problems.push(unserved_kind(&loc, node, &kind, &api));
+        return;
+    }
+    if is_list(&kind, &api, node) {
         // A typed list (`PodList`, as the API serves it) leaves kind out of its items.
         let implied = kind.strip_suffix("List").filter(|k| !k.is_empty()).map(|k| (k, api.as_str()));
-        decode_list(node, &loc, implied, state, out);
+        decode_list(node, &kind, &loc, implied, state, out);
         return;
     }
     if api.starts_with("projectcalico.org/") || api.starts_with("crd.projectcalico.org/") {
@@ -283,8 +288,114 @@ fn decode_object(node: &Node, loc: Arc<DocLocator>, implied: Option<(&str, &str)
     }
 }
 
-fn decode_list(list: &Node, loc: &Arc<DocLocator>, implied: Option<(&str, &str)>, state: &State, out: &mut Loaded) {
-    let Some(items) = list.get("items").and_then(Node::items) else { return };
+/// A kind that the group Palisade reads does not serve: kubectl fails on it ("no matches for
+/// kind"), and ignoring it would drop what is most likely a misspelt policy.
+fn unserved_kind(loc: &DocLocator, node: &Node, kind: &str, api: &str) -> Problem {
+    let group = crate::kinds::group(api);
+    let hint = match crate::kinds::closest(group, kind) {
+        Some(k) => format!(": did you mean {k}?"),
+        None => String::new(),
+    };
+    let listed = format!("kinds are case-sensitive; `kubectl api-resources --api-group={group}` lists those it serves");
+    let group = if group.is_empty() { "the core group (v1)" } else { group };
+    problem(
+        loc,
+        node,
+        &object_label(node, kind),
+        FieldPath::root().key("kind"),
+        Severity::Error,
+        format!("no kind {kind:?} is served in {group} (kubectl: no matches for kind){hint}"),
+        &listed,
+    )
+}
+
+/// `List`, or a typed list: `XxxList` of a kind its group serves, or of any group when it
+/// holds `items` (kubectl reads any object with `items` as a list).
+fn is_list(kind: &str, api: &str, node: &Node) -> bool {
+    kind == "List"
+        || kind.ends_with("List")
+            && (node.get("items").is_some() || crate::kinds::is_served(crate::kinds::group(api), kind) == Some(true))
+}
+
+/// The fields of a list (`metav1.List`, and every `XxxList` the API serves).
+const LIST_FIELDS: &[&str] = &["apiVersion", "kind", "metadata", "items"];
+
+/// A list's objects, as kubectl's resource builder reads them: `items` must be a sequence
+/// (kubectl: "cannot unmarshal object into Go struct field decodeList.items"); null holds no
+/// object, as kubectl reads it; without `items` kubectl takes the list for one object of a
+/// kind no API server serves. Fields a list does not have are errors, as a misspelt `items`
+/// would otherwise drop every object.
+fn decode_list(
+    list: &Node,
+    kind: &str,
+    loc: &Arc<DocLocator>,
+    implied: Option<(&str, &str)>,
+    state: &State,
+    out: &mut Loaded,
+) {
+    let fail =
+        |path: FieldPath, message: String, help: &str| problem(loc, list, kind, path, Severity::Error, message, help);
+    for e in list.entries().unwrap_or_default().iter().filter(|e| !LIST_FIELDS.contains(&&*e.key)) {
+        let mut p = fail(
+            FieldPath::root().key(&e.key),
+            format!("unknown field {:?} of a {kind}", e.key),
+            "a list holds apiVersion, kind, metadata and items (the objects); check the spelling",
+        );
+        p.location = Some(loc.location(e.key_at));
+        out.problems.push(p);
+    }
+    if let Some(meta) = list.get("metadata") {
+        let at = FieldPath::root().key("metadata");
+        match crate::decode::decode::<ListMeta>(meta, state) {
+            Ok((_, unknown)) => {
+                for path in unknown {
+                    let path = at.join(&path);
+                    let mut p = fail(
+                        path.clone(),
+                        format!("{path}: unknown field {:?}", last_field(&path)),
+                        "a list's metadata holds resourceVersion, continue, remainingItemCount and selfLink",
+                    );
+                    p.location = Some(loc.location(list.locate_key(&path)));
+                    out.problems.push(p);
+                }
+            }
+            Err(e) => {
+                let path = at.join(&e.path);
+                out.problems.push(fail(
+                    path.clone(),
+                    format!("{path}: {}", e.message),
+                    "a list's metadata is ListMeta",
+                ));
+            }
+        }
+    }
+    let items = match list.get("items") {
+        None => {
+            let message = format!("a {kind} without items: kubectl takes it for one object of kind {kind}, which no API server serves (no matches for kind)");
+            out.problems.push(fail(
+                FieldPath::root(),
+                message,
+                "write the objects under items: as a sequence (an empty list is items: [])",
+            ));
+            return;
+        }
+        Some(items) if items.is_null() => return,
+        Some(items) => items,
+    };
+    let Some(items) = items.items() else {
+        let what = match items.target().kind {
+            Kind::Map(_) => "a mapping",
+            Kind::Str(_) => "a string",
+            _ => "a scalar",
+        };
+        let message = format!("items must be a sequence of objects, not {what} (kubectl: cannot unmarshal into decodeList.items of type []json.RawMessage)");
+        out.problems.push(fail(
+            FieldPath::root().key("items"),
+            message,
+            "write each object as an entry of items: - apiVersion: ...",
+        ));
+        return;
+    };
     for (i, item) in items.iter().enumerate() {
         decode_object(item, Arc::new(loc.item(i, item)), implied, state, out);
     }
@@ -309,7 +420,7 @@ fn decode_calico(node: &Node, api: &str, kind: &str, loc: Arc<DocLocator>, state
     }
     let stored;
     let node = if api == crate::crd::STORAGE_API {
-        match crate::crd::tree_to_v3(node, kind) {
+        match crate::crd::tree_to_v3(node, kind, state) {
             Ok(v3) => {
                 stored = v3;
                 &stored
@@ -400,7 +511,7 @@ impl Typed<'_> {
             Ok(v) => v,
             Err(e) => {
                 let help = if State::is_alias_error(&e.message) {
-                    "YAML aliases (*name) may repeat a value, not multiply the document: write the values out"
+                    crate::decode::ALIAS_HELP
                 } else {
                     "the value does not have the type the Kubernetes API defines for this field (numbers unquoted; strings quoted when they look like numbers or booleans, e.g. \"1\", \"yes\"; a list or map never stands for a string)"
                 };
@@ -431,17 +542,21 @@ impl Typed<'_> {
                 ));
                 continue;
             }
-            let field = path.0.last().map(|s| match s {
-                palisade_core::field::Seg::Key(k) => k.clone(),
-                palisade_core::field::Seg::Index(i) => i.to_string(),
-            });
-            let msg = format!("{path}: unknown field {:?}", field.unwrap_or_default());
+            let msg = format!("{path}: unknown field {:?}", last_field(&path));
             let mut p = problem(loc, node, kind, path.clone(), severity, msg, "check the spelling and indentation against the Kubernetes API reference (kubectl explain); unknown fields are rejected by kubectl's strict validation, also when their value is null");
             p.location = Some(loc.location(node.locate_key(&path)));
             out.problems.push(p);
         }
         Some((obj, kept))
     }
+}
+
+/// The last key (or index) of a path: the field a message names.
+fn last_field(path: &FieldPath) -> String {
+    path.0.last().map_or_else(String::new, |s| match s {
+        palisade_core::field::Seg::Key(k) => k.clone(),
+        palisade_core::field::Seg::Index(i) => i.to_string(),
+    })
 }
 
 /// `Kind ns/name` from raw metadata, for messages about objects that did not decode.
@@ -475,4 +590,62 @@ pub fn decode_json(value: &serde_json::Value) -> Loaded {
     let mut out = decode(&[Source { name: "".into(), text }]);
     unplace(&mut out);
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str) -> Loaded {
+        decode(&[Source { name: "t.yaml".into(), text: text.into() }])
+    }
+
+    const POD: &str = "- {apiVersion: v1, kind: Pod, metadata: {name: a, namespace: x}}\n";
+
+    #[test]
+    fn a_list_holds_its_objects_under_items_or_is_an_error() {
+        // (list text, objects read, the error expected: its line and words)
+        type Case = (String, usize, Option<(usize, &'static str)>);
+        let cases: &[Case] = &[
+            (format!("apiVersion: v1\nkind: List\nitems:\n{POD}"), 1, None),
+            ("apiVersion: v1\nkind: List\nitems: []\n".into(), 0, None),
+            ("apiVersion: v1\nkind: List\nitems:\n".into(), 0, None),
+            ("apiVersion: v1\nkind: List\nmetadata: {resourceVersion: \"\"}\nitems: null\n".into(), 0, None),
+            ("apiVersion: v1\nkind: PodList\nitems:\n- metadata: {name: a, namespace: x}\n".into(), 1, None),
+            (
+                "apiVersion: v1\nkind: List\nitems:\n  a: {apiVersion: v1, kind: Pod}\n".into(),
+                0,
+                Some((3, "not a mapping")),
+            ),
+            ("apiVersion: v1\nkind: List\nitems: pods\n".into(), 0, Some((3, "not a string"))),
+            ("apiVersion: v1\nkind: PodList\nitems: 5\n".into(), 0, Some((3, "not a scalar"))),
+            ("apiVersion: example.com/v1\nkind: FooList\nitems: {a: 1}\n".into(), 0, Some((3, "not a mapping"))),
+            (format!("apiVersion: v1\nkind: List\nitmes:\n{POD}"), 0, Some((3, "unknown field \"itmes\""))),
+            (format!("apiVersion: v1\nkind: List\nitmes:\n{POD}"), 0, Some((1, "without items"))),
+            ("apiVersion: v1\nkind: PodList\n".into(), 0, Some((1, "without items"))),
+            (
+                format!("apiVersion: v1\nkind: List\nmetadata: {{resourceVersoin: \"1\"}}\nitems:\n{POD}"),
+                1,
+                Some((3, "unknown field \"resourceVersoin\"")),
+            ),
+            (
+                format!("apiVersion: v1\nkind: List\nextra: null\nitems:\n{POD}"),
+                1,
+                Some((3, "unknown field \"extra\"")),
+            ),
+        ];
+        for (text, objects, error) in cases {
+            let out = load(text);
+            assert_eq!(out.inputs.len(), *objects, "{text}");
+            let errors: Vec<_> = out.problems.iter().filter(|p| p.severity == Severity::Error).collect();
+            match error {
+                None => assert!(errors.is_empty(), "{text}: {:?}", errors),
+                Some((line, what)) => assert!(
+                    errors.iter().any(|p| p.message.contains(what) && p.location.as_ref().unwrap().line == *line),
+                    "{text}: {:?}",
+                    errors
+                ),
+            }
+        }
+    }
 }

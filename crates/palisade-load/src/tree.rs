@@ -37,6 +37,8 @@ pub enum Kind {
     Null,
     Bool(bool),
     Int(i64),
+    /// An integer beyond i64 (go-yaml resolves it to a `uint64`).
+    Uint(u64),
     Float(f64),
     Str(Box<str>),
     Seq(Box<[Node]>),
@@ -185,6 +187,7 @@ impl Node {
             Kind::Null => Value::Null,
             Kind::Bool(b) => Value::Bool(*b),
             Kind::Int(i) => Value::Number((*i).into()),
+            Kind::Uint(u) => Value::Number((*u).into()),
             Kind::Float(f) => Number::from_f64(*f).map_or(Value::Null, Value::Number),
             Kind::Str(s) => Value::String(s.to_string()),
             Kind::Seq(items) => Value::Array(items.iter().map(Node::to_json).collect()),

@@ -79,6 +79,11 @@ impl Builder<'_> {
     }
 
     fn finish(&mut self, mut node: Node, anchor: usize) -> Result<(), ParseError> {
+        let is_key = matches!(self.stack.last(), Some(Frame::Map { key: None, .. }));
+        if matches!(node.kind, Kind::Float(f) if !f.is_finite()) && !is_key {
+            // sigs.k8s.io/yaml's json.Marshal fails on them: kubectl refuses the document.
+            return Err(err(node.at, "infinity and NaN have no JSON form: kubectl refuses them (json: unsupported value); quote the value if it is text"));
+        }
         if anchor > 0 {
             let shared = Arc::new(node);
             self.open_anchors.remove(&anchor);
@@ -178,25 +183,27 @@ fn core_tag(t: &Tag) -> Option<&str> {
     matches!(t.handle.as_str(), "!!" | "tag:yaml.org,2002:").then_some(t.suffix.as_str())
 }
 
-/// A mapping key as sigs.k8s.io/yaml's YAML→JSON step makes it: strings as they are, integers
-/// and booleans as their text (`on:` is the key "true"); other keys are refused.
+/// A mapping key as sigs.k8s.io/yaml's YAML→JSON step makes it (see [`crate::resolve`]):
+/// strings as they are, numbers and booleans as their text (`on:` is the key "true", `0X1F:`
+/// the key "31"); merge keys, null, uint64 and collection keys are refused.
 fn map_key(node: &Node) -> Result<(Box<str>, Span), ParseError> {
     let key = match &node.kind {
         Kind::Str(s) if &**s == "<<" && node.at.len == 2 => {
             return Err(err(node.at, "merge keys (<<) are not supported: write the keys out"))
         }
         Kind::Str(s) => s.clone(),
-        Kind::Int(i) => i.to_string().into(),
-        Kind::Bool(b) => b.to_string().into(),
-        Kind::Null => return Err(err(node.at, "a mapping key may not be null")),
-        Kind::Float(_) => return Err(err(node.at, "a mapping key may not be a floating-point number: quote it")),
-        _ => return Err(err(node.at, "a mapping key must be a string, not a collection")),
+        other => match crate::resolve::json_key(other) {
+            Ok(k) => k.unwrap_or_default().into(),
+            Err(why) => return Err(err(node.at, why)),
+        },
     };
     Ok((key, node.at))
 }
 
-/// Parses every document of a YAML stream (or JSON read as YAML). Empty documents are dropped.
+/// Parses every document of a YAML stream (or JSON read as YAML), its document markers as
+/// kubectl reads them ([`crate::markers`]). Empty documents are dropped.
 pub fn parse(text: &str) -> Result<Vec<Node>, ParseError> {
+    crate::markers::check(text)?;
     let mut b = Builder {
         text,
         offsets: Offsets::new(text),
@@ -245,85 +252,16 @@ fn scalar(text: String, plain: bool, tag: Option<&Tag>) -> Result<Kind, ScalarEr
     if tag == Some("str") || (tag.is_none() && !plain) {
         return Ok(Kind::Str(text.into_boxed_str()));
     }
-    let kind = resolve_plain(&text);
+    let kind = crate::resolve::resolve_plain(&text);
     match (tag, &kind) {
         (None, Kind::Str(_)) => Ok(Kind::Str(text.into_boxed_str())),
-        (None, _) | (Some("int"), Kind::Int(_)) | (Some("bool"), Kind::Bool(_)) | (Some("null"), Kind::Null) => {
-            Ok(kind)
-        }
+        (None, _)
+        | (Some("int"), Kind::Int(_) | Kind::Uint(_))
+        | (Some("bool"), Kind::Bool(_))
+        | (Some("null"), Kind::Null) => Ok(kind),
         (Some("float"), Kind::Float(_)) => Ok(kind),
         (Some("float"), Kind::Int(i)) => Ok(Kind::Float(*i as f64)),
         (Some(tag), _) => Err(ScalarError::NotOfTag { text, tag: tag.to_string() }),
-    }
-}
-
-/// go-yaml v2's resolution of a plain scalar (`Str` for text that is none of the others).
-pub fn resolve_plain(s: &str) -> Kind {
-    let Some(first) = s.bytes().next() else { return Kind::Null };
-    if !(first.is_ascii_digit()
-        || matches!(first, b'-' | b'+' | b'.' | b'~' | b'n' | b'N' | b't' | b'T')
-        || matches!(first, b'f' | b'F' | b'y' | b'Y' | b'o' | b'O'))
-    {
-        return Kind::Str(Box::from(""));
-    }
-    match s {
-        "~" | "null" | "Null" | "NULL" => return Kind::Null,
-        "true" | "True" | "TRUE" | "yes" | "Yes" | "YES" | "on" | "On" | "ON" | "y" | "Y" => return Kind::Bool(true),
-        "false" | "False" | "FALSE" | "no" | "No" | "NO" | "off" | "Off" | "OFF" | "n" | "N" => {
-            return Kind::Bool(false)
-        }
-        ".inf" | ".Inf" | ".INF" | "+.inf" | "+.Inf" | "+.INF" => return Kind::Float(f64::INFINITY),
-        "-.inf" | "-.Inf" | "-.INF" => return Kind::Float(f64::NEG_INFINITY),
-        ".nan" | ".NaN" | ".NAN" => return Kind::Float(f64::NAN),
-        _ => {}
-    }
-    if let Some(i) = parse_int(s) {
-        return Kind::Int(i);
-    }
-    match parse_float(s) {
-        Some(f) => Kind::Float(f),
-        None => Kind::Str(Box::from("")),
-    }
-}
-
-fn parse_int(s: &str) -> Option<i64> {
-    let (neg, body) = match s.as_bytes().first()? {
-        b'-' => (true, &s[1..]),
-        b'+' => (false, &s[1..]),
-        _ => (false, s),
-    };
-    let (radix, digits) = if let Some(h) = body.strip_prefix("0x") {
-        (16, h)
-    } else if let Some(b) = body.strip_prefix("0b") {
-        (2, b)
-    } else if let Some(o) = body.strip_prefix("0o") {
-        (8, o)
-    } else if body.len() > 1 && body.starts_with('0') {
-        (8, &body[1..])
-    } else {
-        (10, body)
-    };
-    if digits.is_empty() || !digits.bytes().all(|c| c == b'_' || (c as char).is_digit(radix)) {
-        return None;
-    }
-    let v = if digits.contains('_') {
-        i64::from_str_radix(&digits.replace('_', ""), radix).ok()?
-    } else {
-        i64::from_str_radix(digits, radix).ok()?
-    };
-    Some(if neg { -v } else { v })
-}
-
-fn parse_float(s: &str) -> Option<f64> {
-    let numeric = s.bytes().any(|c| c.is_ascii_digit())
-        && s.bytes().all(|c| c.is_ascii_digit() || matches!(c, b'.' | b'e' | b'E' | b'-' | b'+' | b'_'));
-    if !numeric {
-        return None;
-    }
-    if s.contains('_') {
-        s.replace('_', "").parse().ok()
-    } else {
-        s.parse().ok()
     }
 }
 
@@ -391,12 +329,19 @@ mod tests {
 
     #[test]
     fn keys_convert_as_kubectl_does() {
-        let v = parse("on: a\n1: b\n\"x\": c\n").unwrap()[0].to_json();
+        let v = parse("on: a\n1: b\n\"x\": c\n0X1F: d\n1.10: e\n\"0X1F\": f\n").unwrap()[0].to_json();
         assert_eq!(v["true"], "a");
         assert_eq!(v["1"], "b");
+        assert_eq!(v["31"], "d");
+        assert_eq!(v["1.1"], "e");
+        assert_eq!(v["0X1F"], "f");
+        // Two spellings of one key are a duplicate, as they are for kubectl.
+        assert!(parse("31: a\n0x1f: b\n").unwrap_err().message.contains("duplicate key \"31\""));
         for (text, line, what) in [
             ("a: 1\n~: 2\n", 2, "null"),
-            ("a:\n  1.5: x\n", 2, "floating-point"),
+            ("a:\n  9223372036854775808: x\n", 2, "uint64"),
+            ("a: .inf\n", 1, "no JSON form"),
+            ("a: [1, -.Inf]\n", 1, "no JSON form"),
             ("? [a]\n: 1\n", 1, "collection"),
             ("a: &b {x: 1}\nc:\n  <<: *b\n", 3, "merge keys"),
         ] {

@@ -174,9 +174,11 @@ fn objects(doc: &Value, out: &mut Vec<Value>) {
     }
 }
 
-fn identity(v: &Value) -> (String, String, String) {
+/// apiVersion, kind, namespace, name: an object of a group Palisade does not read (ignored)
+/// is never compared with a read object of the same name.
+fn identity(v: &Value) -> (String, String, String, String) {
     let s = |v: &Value| v.as_str().unwrap_or_default().to_string();
-    (s(&v["kind"]), s(&v["metadata"]["namespace"]), s(&v["metadata"]["name"]))
+    (s(&v["apiVersion"]), s(&v["kind"]), s(&v["metadata"]["namespace"]), s(&v["metadata"]["name"]))
 }
 
 /// Loads one input; `Err` names a broken invariant, `Ok(true)` that it decoded without a
@@ -212,14 +214,12 @@ fn check(name: &str, bytes: &[u8]) -> Result<bool, String> {
                 continue;
             }
         }
-        let (kind, ns, name) = identity(&object);
+        let id = identity(&object);
+        let (_, kind, ns, name) = id.clone();
         let used = palisade_load::manifest::api_version_of(&kind).is_some()
             || object["apiVersion"].as_str().is_some_and(|a| a == "projectcalico.org/v3");
         // In input order: two objects may share a name (an error only when building).
-        let found = echoes
-            .iter()
-            .enumerate()
-            .find(|(i, e)| !taken[*i] && identity(e) == (kind.clone(), ns.clone(), name.clone()));
+        let found = echoes.iter().enumerate().find(|(i, e)| !taken[*i] && identity(e) == id);
         let Some((i, e)) = found else {
             if used && decoded.ignored.keys().all(|k| !k.ends_with(&format!(" {kind}"))) {
                 return Err(format!("{kind} {ns}/{name} decoded without an error but is missing"));
