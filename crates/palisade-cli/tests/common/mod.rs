@@ -1,6 +1,8 @@
 //! Shared helpers for the integration tests: repository paths, conformance cases, grids.
 #![allow(dead_code)]
 
+pub mod examples;
+
 use std::path::{Path, PathBuf};
 
 use palisade_core::build::BuildOptions;
