@@ -17,6 +17,7 @@ mod meta;
 mod reach;
 mod revision;
 mod select;
+mod suggestion;
 
 use std::process::ExitCode;
 

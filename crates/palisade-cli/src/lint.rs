@@ -54,7 +54,12 @@ pub fn run(args: Args) -> u8 {
     let input = args.input;
     for a in &args.allow {
         if check(a).is_none() {
-            eprintln!("error: --allow {a}: no such check (palisade lint --list-checks lists them)");
+            let names = palisade_review::lint::CHECKS.iter().flat_map(|c| [c.code, c.name]);
+            let near = crate::suggestion::closest(a, names);
+            eprintln!(
+                "error: --allow {a}: no such check{} (palisade lint --list-checks lists them)",
+                crate::suggestion::did_you_mean(&near)
+            );
             return crate::EXIT_INVALID;
         }
     }
