@@ -45,7 +45,9 @@ pub fn run(args: Args) -> u8 {
         }
         Format::Html => {
             // Namespaces and workloads, never pod pairs: the report stays small at any size.
+            let spinner = crate::progress::spinner("laying out the report");
             let overview = Overview::new(cluster, &conn, &workloads);
+            spinner.finish_and_clear();
             let findings = crate::lint::findings(&load, &conn, &workloads);
             let shown: Vec<String> = args.input.paths.iter().map(|p| p.display().to_string()).collect();
             html(&format!("Palisade report: {}", shown.join(" ")), &overview, &findings)

@@ -14,6 +14,7 @@ mod lab;
 mod lint;
 mod matrix;
 mod meta;
+mod progress;
 mod reach;
 mod revision;
 mod select;

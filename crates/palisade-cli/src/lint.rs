@@ -93,7 +93,7 @@ pub fn run(args: Args) -> u8 {
 pub fn findings(load: &palisade_load::Load, conn: &Connectivity, workloads: &Workloads) -> Vec<Finding> {
     let cluster = load.cluster.as_ref().expect("only a loaded cluster is linted");
     let mut findings: Vec<Finding> = load.problems.iter().map(Finding::from_problem).collect();
-    let spinner = crate::input::spinner();
+    let spinner = crate::progress::spinner("lint");
     findings.extend(lint_with_progress(cluster, &load.inputs, conn, workloads, &mut |p| {
         spinner.set_message(format!("lint: {p}"))
     }));

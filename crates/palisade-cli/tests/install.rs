@@ -146,3 +146,29 @@ fn man_pages_cover_every_command() {
     assert!(check.contains("\\-\\-from") && check.contains("\\-\\-exit\\-code"), "{check}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Progress goes to stderr only when it is a terminal: under `script` (a pseudo-terminal) the
+/// matrix and lint show what they are doing; through a pipe stderr stays empty.
+#[test]
+fn progress_shows_on_a_terminal_only() {
+    let args = ["examples/calico-wordpress", "-q", "--output", "json"];
+    for command in ["matrix", "lint"] {
+        let (_, _, err) = run(&[&[command][..], &args].concat());
+        assert_eq!(err, "", "{command}: nothing on a piped stderr");
+    }
+    if Command::new("script").arg("--version").output().is_err() {
+        eprintln!("script (util-linux) is not installed: the terminal side is not checked");
+        return;
+    }
+    let dir = scratch("progress");
+    let typescript = dir.join("typescript");
+    let line = format!("{} matrix {} > /dev/null", env!("CARGO_BIN_EXE_palisade"), args.join(" "));
+    let out = Command::new("script").current_dir(repo()).arg("-qec").arg(line).arg(&typescript).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let seen = std::fs::read_to_string(&typescript).unwrap();
+    assert!(
+        seen.contains("reading 1") || seen.contains("deciding 36 pod pairs"),
+        "no progress on the terminal: {seen:?}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
