@@ -130,6 +130,8 @@
       links.append(g);
     });
     svg.append(links);
+    // Hundreds of links draw a wall: faint until a box or link is hovered or selected.
+    svg.classList.toggle('dense', links.childElementCount > 300);
     const boxes = sv('g', { id: 'boxes' });
     for (const i of shown) {
       const r = v.nodes[i], p = pos.get(i), [name, count] = labelOf(r);
