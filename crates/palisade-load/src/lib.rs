@@ -12,6 +12,7 @@ pub mod json;
 pub mod manifest;
 pub mod object;
 pub mod source;
+pub mod suggestion;
 pub mod text;
 pub mod tree;
 pub mod watch;
