@@ -9,7 +9,7 @@ use palisade_core::service::decide_service;
 use palisade_core::verdict::{decide, Connection, Decision, Endpoint, PolicyEval, Side, Step, Verdict};
 use serde::Serialize;
 
-use crate::endpoint::{resolve, Named};
+use crate::endpoint::{resolve, unknown_service, Named};
 use crate::input::{load, InputArgs, Output};
 use palisade_review::outside::pieces;
 
@@ -24,7 +24,8 @@ pub struct Args {
     #[arg(long)]
     to: String,
     /// Destination port: a number, or a port name of the destination pod or Service
-    /// (required for TCP, UDP and SCTP; ICMP has none).
+    /// (required for TCP, UDP and SCTP; ICMP has none). PORT/PROTOCOL as diff and reach print
+    /// it also sets the protocol (53/UDP; a stretch, 81-442/TCP, is decided at its first port).
     #[arg(long)]
     port: Option<String>,
     /// TCP, UDP, SCTP, ICMP or ICMPv6.
@@ -67,7 +68,11 @@ struct JsonOut<'a> {
     trace: &'a [Step],
 }
 
-pub fn run(args: Args) -> u8 {
+pub fn run(mut args: Args) -> u8 {
+    if let Err(msg) = port_with_protocol(&mut args) {
+        eprintln!("error: {msg}");
+        return crate::EXIT_INVALID;
+    }
     let cluster = match load(&args.input) {
         Ok(c) => c,
         Err(code) => return code,
@@ -98,6 +103,24 @@ pub fn run(args: Args) -> u8 {
             crate::EXIT_INVALID
         }
     }
+}
+
+/// `--port 53/UDP` (and `81-442/TCP`), as diff and reach print ports: the port, and the
+/// protocol unless `--protocol` names another than the default.
+fn port_with_protocol(args: &mut Args) -> Result<(), String> {
+    let Some((port, protocol)) = args.port.as_deref().and_then(|p| p.split_once('/')) else { return Ok(()) };
+    let given = args.port.clone().unwrap_or_default();
+    let protocol: Protocol = protocol.parse().map_err(|e| format!("--port {given}: {e}"))?;
+    if args.protocol != Protocol::TCP && args.protocol != protocol {
+        return Err(format!("--port {given} says {protocol}, --protocol says {}", args.protocol));
+    }
+    let first = port.split_once('-').map_or(port, |(first, _)| first);
+    if first != port {
+        eprintln!("note: --port {given}: every port of the stretch is decided alike; deciding {first}");
+    }
+    args.port = Some(first.to_string());
+    args.protocol = protocol;
+    Ok(())
 }
 
 /// Decides with and without the staged policies and reports the difference.
@@ -171,9 +194,9 @@ fn parse_target(cluster: &Cluster, s: &str, flag: &str) -> Result<Target, String
         return cluster
             .service(ns, name)
             .map(|id| Target::Service { id, address: None })
-            .ok_or_else(|| format!("{flag} {s}: no Service {name} in namespace {ns}"));
+            .ok_or_else(|| format!("{flag} {s}: {}", unknown_service(cluster, ns, name)));
     }
-    let resolved = resolve(cluster, &pieces(cluster), s).map_err(|e| format!("{flag} {e}"))?;
+    let resolved = resolve(cluster, &pieces(cluster), s).map_err(|e| format!("{flag} {s}: {e}"))?;
     resolved.tell(flag);
     Ok(Target::Side(match resolved.named {
         Named::Pod(p) => Side::pod(cluster, p),
@@ -198,7 +221,27 @@ fn resolve_port(cluster: &Cluster, port: &str, protocol: Protocol, dst: &Target)
             .map(|sp| sp.port),
         Target::Side(_) => None,
     };
-    found.ok_or_else(|| format!("--port {port}: the destination declares no {protocol} port named {port:?}"))
+    found.ok_or_else(|| {
+        let declared: Vec<String> = match dst {
+            Target::Side(Side { endpoint: Endpoint::Pod(p), .. }) => cluster.pods[*p]
+                .ports
+                .iter()
+                .filter(|c| c.protocol == protocol)
+                .filter_map(|c| c.name.clone())
+                .collect(),
+            Target::Service { id, .. } => cluster.services[*id]
+                .ports
+                .iter()
+                .filter(|sp| sp.protocol == protocol)
+                .filter_map(|sp| sp.name.clone())
+                .collect(),
+            Target::Side(_) => Vec::new(),
+        };
+        format!(
+            "--port {port}: the destination declares no {protocol} port named {port:?}{}",
+            crate::suggestion::did_you_mean(&crate::suggestion::closest(port, declared))
+        )
+    })
 }
 
 fn render(args: &Args, port: u16, d: &Decision, tiers: bool) -> String {

@@ -1,12 +1,16 @@
 //! Endpoints as people name them on the command line, including every name the review
 //! commands print: `ns/pod`, a workload (`ns/deployment/web`), `node NAME`, `host endpoint
-//! NAME`, a piece of the outside world (`outside 0.0.0.0/0 except 10.0.0.0/8`), or an IP.
+//! NAME`, a piece of the outside world (`outside 0.0.0.0/0 except 10.0.0.0/8`), or an IP;
+//! also an endpoint as traces print it (`node n1 (10.0.0.1)`). A name that matches nothing is
+//! answered with the names closest to it.
 
 use std::net::IpAddr;
 
 use palisade_core::cluster::{Cluster, PodId};
 use palisade_review::outside::{find, Piece};
 use palisade_review::workload::Workloads;
+
+use crate::suggestion::{closest, did_you_mean, some_of};
 
 /// What a name stands for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -36,23 +40,32 @@ impl Resolved {
 }
 
 /// Resolves `s` against the cluster (and its pieces of the outside world, for `outside ...`).
+/// The error says what is wrong with `s` without repeating it (callers print `--from S: ...`).
 pub fn resolve(cluster: &Cluster, pieces: &[Piece], s: &str) -> Result<Resolved, String> {
     if let Ok(ip) = s.parse::<IpAddr>() {
         return Ok(Resolved::plain(cluster.pod_by_ip(ip).map_or(Named::Address(ip), Named::Pod)));
     }
+    let s = without_address(s);
+    let as_key = workload_key(s);
+    let s = as_key.as_deref().unwrap_or(s);
     if let Some(name) = s.strip_prefix("node ") {
-        let node = cluster.nodes.iter().find(|n| n.name == name).ok_or_else(|| format!("no node {name}"))?;
-        let ip = node.addresses.first().ok_or_else(|| format!("node {name} has no address"))?;
+        let names: Vec<String> = cluster.nodes.iter().map(|n| n.name.clone()).collect();
+        let node = cluster.nodes.iter().find(|n| n.name == name).ok_or_else(|| not_among("node", name, &names))?;
+        let ip = node.addresses.first().ok_or_else(|| "the node has no address".to_string())?;
         return Ok(Resolved::plain(Named::Address(*ip)));
     }
     if let Some(name) = s.strip_prefix("host endpoint ") {
-        let h =
-            cluster.host_endpoints.iter().find(|h| h.name == name).ok_or_else(|| format!("no host endpoint {name}"))?;
-        let ip = h.ips.first().ok_or_else(|| format!("host endpoint {name} has no expectedIPs"))?;
+        let names: Vec<String> = cluster.host_endpoints.iter().map(|h| h.name.clone()).collect();
+        let h = cluster
+            .host_endpoints
+            .iter()
+            .find(|h| h.name == name)
+            .ok_or_else(|| not_among("host endpoint", name, &names))?;
+        let ip = h.ips.first().ok_or_else(|| "the host endpoint has no expectedIPs".to_string())?;
         return Ok(Resolved::plain(Named::Address(*ip)));
     }
     if s.starts_with("outside ") {
-        let piece = find(cluster, pieces, s).map_err(|e| format!("{s}: {e}"))?;
+        let piece = find(cluster, pieces, s).map_err(|e| e.to_string())?;
         let note = format!("{s} stands for {}, an address of {piece}", piece.address);
         return Ok(Resolved { named: Named::Address(piece.address), note: Some(note) });
     }
@@ -61,7 +74,7 @@ pub fn resolve(cluster: &Cluster, pieces: &[Piece], s: &str) -> Result<Resolved,
     }
     let workloads = Workloads::new(cluster);
     let Some(w) = workloads.find(cluster, s) else {
-        return Err(format!("no pod or workload {s}{}", suggest(cluster, s)));
+        return Err(unknown(cluster, &workloads, s));
     };
     let pods = &workloads.list[w].pods;
     let pod = pods[0];
@@ -76,17 +89,81 @@ pub fn resolve(cluster: &Cluster, pieces: &[Piece], s: &str) -> Result<Resolved,
     Ok(Resolved { named: Named::Pod(pod), note })
 }
 
-/// What could have been meant: the namespaces, or the pods of the namespace named.
-fn suggest(cluster: &Cluster, s: &str) -> String {
-    let ns = s.split('/').next().unwrap_or_default();
-    let Some(nid) = cluster.namespace(ns) else {
-        let all: Vec<&str> = cluster.namespaces.iter().map(|n| n.name.as_str()).collect();
-        return format!(
-            " (write ns/pod, ns/kind/workload, node NAME, outside CIDR or an IP; namespaces: {})",
-            all.join(", ")
-        );
+/// `shop/deployment/api` for `Deployment shop/api`, as the trace's replicas step names a workload.
+fn workload_key(s: &str) -> Option<String> {
+    let (kind, key) = s.split_once(' ')?;
+    let (ns, name) = key.split_once('/')?;
+    kind.starts_with(|c: char| c.is_ascii_uppercase()).then(|| format!("{ns}/{}/{name}", kind.to_ascii_lowercase()))
+}
+
+/// `node n1` for `node n1 (10.0.0.1)`: traces print an endpoint with its address.
+fn without_address(s: &str) -> &str {
+    match s.strip_suffix(')').and_then(|t| t.rsplit_once(" (")) {
+        Some((name, ip)) if ip.parse::<IpAddr>().is_ok() => name,
+        _ => s,
+    }
+}
+
+/// Why `s` names nothing, and what could have been meant: a Service of that name (written
+/// `ns/svc/NAME`), the pods and workloads closest to it, or the namespaces closest to its own.
+fn unknown(cluster: &Cluster, workloads: &Workloads, s: &str) -> String {
+    let forms = "write ns/pod, ns/kind/workload, ns/svc/NAME (a destination), node NAME, outside CIDR or an IP";
+    let Some((ns, rest)) = s.split_once('/') else {
+        return format!("no pod or workload of that name: {forms}");
     };
-    let pods: Vec<&str> =
-        cluster.pods.iter().filter(|p| p.namespace == nid).map(|p| p.name.as_str()).take(12).collect();
-    format!(" (pods there: {})", if pods.is_empty() { "none".into() } else { pods.join(", ") })
+    let Some(nid) = cluster.namespace(ns) else {
+        let near = closest(ns, cluster.namespaces.iter().map(|n| n.name.clone()));
+        // Offer the whole name where the rest of it exists in the namespace meant.
+        let offers: Vec<String> = near
+            .iter()
+            .map(|n| {
+                let whole = format!("{n}/{rest}");
+                if workloads.find(cluster, &whole).is_some() {
+                    whole
+                } else {
+                    format!("namespace {n}")
+                }
+            })
+            .collect();
+        if offers.is_empty() {
+            let all: Vec<String> = cluster.namespaces.iter().map(|n| n.name.clone()).collect();
+            return format!("no namespace {ns} ({forms}; namespaces: {})", some_of(&all, 12));
+        }
+        return format!("no namespace {ns}{}", did_you_mean(&offers));
+    };
+    if rest.split('/').count() == 1 && cluster.service(ns, rest).is_some() {
+        return format!(
+            "no pod or workload of that name, but a Service: write {ns}/svc/{rest} (a Service is a destination only)"
+        );
+    }
+    let mut here: Vec<String> =
+        cluster.pods.iter().filter(|p| p.namespace == nid).map(|p| format!("{ns}/{}", p.name)).collect();
+    here.extend(
+        (0..workloads.list.len()).filter(|&w| workloads.list[w].namespace == nid).map(|w| workloads.key(cluster, w)),
+    );
+    here.sort();
+    here.dedup();
+    let near = closest(s, here.iter().cloned());
+    if !near.is_empty() {
+        return format!("no pod or workload of that name{}", did_you_mean(&near));
+    }
+    let there = if here.is_empty() { "none".to_string() } else { some_of(&here, 12) };
+    format!("no pod or workload of that name (in namespace {ns}: {there})")
+}
+
+/// `--to ns/svc/NAME` that names no Service: the Services closest to it.
+pub fn unknown_service(cluster: &Cluster, ns: &str, name: &str) -> String {
+    let typed = format!("{ns}/svc/{name}");
+    let all = cluster.services.iter().map(|s| format!("{}/svc/{}", cluster.namespaces[s.namespace].name, s.name));
+    format!("no Service {name} in namespace {ns}{}", did_you_mean(&closest(&typed, all)))
+}
+
+/// `no such node (did you mean node n1?)`, or the ones there are when none is close.
+fn not_among(what: &str, name: &str, names: &[String]) -> String {
+    let near: Vec<String> = closest(name, names.iter().cloned()).into_iter().map(|n| format!("{what} {n}")).collect();
+    if near.is_empty() {
+        let there = if names.is_empty() { "none".to_string() } else { some_of(names, 12) };
+        return format!("no such {what} ({what}s: {there})");
+    }
+    format!("no such {what}{}", did_you_mean(&near))
 }

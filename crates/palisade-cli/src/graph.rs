@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use palisade_review::connectivity::Cuts;
 use palisade_review::graph::Graph;
+use palisade_review::overview::Overview;
 use palisade_review::report::{html, svg};
 use palisade_review::workload::Workloads;
 
@@ -36,15 +37,20 @@ pub fn run(args: Args) -> u8 {
     let cluster = load.cluster.as_ref().expect("loaded");
     let workloads = Workloads::new(cluster);
     let conn = connectivity(cluster, Cuts::of(&[cluster]));
-    let graph = Graph::new(cluster, &conn, &workloads);
     let text = match args.output {
-        Format::Dot => graph.dot(),
-        Format::Svg => svg(&graph),
-        Format::Json => serde_json::to_string_pretty(&graph).expect("serializable") + "\n",
+        Format::Dot => Graph::new(cluster, &conn, &workloads).dot(),
+        Format::Svg => svg(&Graph::new(cluster, &conn, &workloads)),
+        Format::Json => {
+            serde_json::to_string_pretty(&Graph::new(cluster, &conn, &workloads)).expect("serializable") + "\n"
+        }
         Format::Html => {
+            // Namespaces and workloads, never pod pairs: the report stays small at any size.
+            let spinner = crate::progress::spinner("laying out the report");
+            let overview = Overview::new(cluster, &conn, &workloads);
+            spinner.finish_and_clear();
             let findings = crate::lint::findings(&load, &conn, &workloads);
             let shown: Vec<String> = args.input.paths.iter().map(|p| p.display().to_string()).collect();
-            html(&format!("Palisade report: {}", shown.join(" ")), &graph, &findings)
+            html(&format!("Palisade report: {}", shown.join(" ")), &overview, &findings)
         }
     };
     match &args.out {

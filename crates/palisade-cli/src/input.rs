@@ -75,6 +75,7 @@ pub fn read(args: &InputArgs) -> Result<palisade_load::Load, u8> {
     let exclude = palisade_load::source::Exclude::new(&args.exclude).map_err(|e| fail(e.to_string()))?;
     let (files, from_cluster) = crate::cluster::split(&args.paths);
     let sources = crate::revision::read(&files, &exclude).map_err(fail)?;
+    let spinner = crate::progress::spinner(format!("reading {} source(s)", sources.len()));
     let mut decoded = palisade_load::manifest::decode(&sources);
     if from_cluster {
         decoded = crate::cluster::apply_files(
@@ -83,7 +84,10 @@ pub fn read(args: &InputArgs) -> Result<palisade_load::Load, u8> {
             args.namespace.as_deref(),
         );
     }
-    Ok(palisade_load::object::load_decoded(sources, decoded, &build_options(args)))
+    spinner.set_message("validating and building the cluster");
+    let load = palisade_load::object::load_decoded(sources, decoded, &build_options(args));
+    spinner.finish_and_clear();
+    Ok(load)
 }
 
 pub fn build_options(args: &InputArgs) -> BuildOptions {
@@ -94,31 +98,13 @@ pub fn build_options(args: &InputArgs) -> BuildOptions {
     BuildOptions { default_namespace: args.namespace.clone(), dns }
 }
 
-/// A spinner on stderr when it is a terminal (hidden otherwise), for work without a count.
-pub fn spinner() -> indicatif::ProgressBar {
-    if !std::io::stderr().is_terminal() {
-        return indicatif::ProgressBar::hidden();
-    }
-    let s = indicatif::ProgressBar::new_spinner();
-    s.enable_steady_tick(std::time::Duration::from_millis(120));
-    s
-}
-
 /// Computes connectivity over every probe and address endpoint, with a progress bar on a terminal.
 pub fn connectivity(
     cluster: &Cluster,
     cuts: palisade_review::connectivity::Cuts,
 ) -> palisade_review::connectivity::Connectivity {
     use palisade_review::connectivity::Connectivity;
-    let bar = if std::io::stderr().is_terminal() {
-        indicatif::ProgressBar::new(Connectivity::work(cluster, &cuts))
-    } else {
-        indicatif::ProgressBar::hidden()
-    };
-    bar.set_style(
-        indicatif::ProgressStyle::with_template("{msg} {bar:30} {pos}/{len} ({eta})").expect("valid template"),
-    );
-    bar.set_message("deciding every pair on every port");
+    let bar = crate::progress::bar(Connectivity::work(cluster, &cuts), "deciding every pair on every port");
     let c = Connectivity::compute(cluster, cuts, || bar.inc(1));
     bar.finish_and_clear();
     c

@@ -3,7 +3,6 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use indicatif::{ProgressBar, ProgressStyle};
 use palisade_core::cluster::Cluster;
 use palisade_core::port::Protocol;
 use palisade_lab::{LabOptions, LabReport};
@@ -45,8 +44,7 @@ pub fn run(args: Args) -> u8 {
     palisade_lab::install_interrupt_cleanup();
     let probes = args.ports.iter().flat_map(|&p| args.protocols.iter().map(move |&pr| (p, pr))).collect();
     let opts = LabOptions { probes, timeout: std::time::Duration::from_millis(args.timeout_ms), ..Default::default() };
-    let bar = ProgressBar::new(0);
-    bar.set_style(ProgressStyle::with_template("{spinner} probing {pos}/{len} {wide_bar} {eta}").expect("template"));
+    let bar = crate::progress::bar(0, "probing every pair");
     let report = palisade_lab::run(&cluster, &opts, &|done, total| {
         bar.set_length(total as u64);
         bar.set_position(done as u64);

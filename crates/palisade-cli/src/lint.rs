@@ -54,7 +54,12 @@ pub fn run(args: Args) -> u8 {
     let input = args.input;
     for a in &args.allow {
         if check(a).is_none() {
-            eprintln!("error: --allow {a}: no such check (palisade lint --list-checks lists them)");
+            let names = palisade_review::lint::CHECKS.iter().flat_map(|c| [c.code, c.name]);
+            let near = crate::suggestion::closest(a, names);
+            eprintln!(
+                "error: --allow {a}: no such check{} (palisade lint --list-checks lists them)",
+                crate::suggestion::did_you_mean(&near)
+            );
             return crate::EXIT_INVALID;
         }
     }
@@ -88,7 +93,7 @@ pub fn run(args: Args) -> u8 {
 pub fn findings(load: &palisade_load::Load, conn: &Connectivity, workloads: &Workloads) -> Vec<Finding> {
     let cluster = load.cluster.as_ref().expect("only a loaded cluster is linted");
     let mut findings: Vec<Finding> = load.problems.iter().map(Finding::from_problem).collect();
-    let spinner = crate::input::spinner();
+    let spinner = crate::progress::spinner("lint");
     findings.extend(lint_with_progress(cluster, &load.inputs, conn, workloads, &mut |p| {
         spinner.set_message(format!("lint: {p}"))
     }));

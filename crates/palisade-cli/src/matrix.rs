@@ -86,6 +86,7 @@ pub fn run(args: Args) -> u8 {
         eprintln!("error: the input holds no pods, so there is no pod pair to decide; add the cluster (kubectl get pods,namespaces -A -o yaml)");
         return crate::EXIT_INVALID;
     }
+    let spinner = crate::progress::spinner(format!("deciding {} pod pairs", cluster.pods.len().pow(2)));
     let m = match &port {
         Port::Number(n) => matrix(&cluster, *n, args.protocol),
         Port::Name(name) => match named_matrix(&cluster, name, args.protocol) {
@@ -101,13 +102,14 @@ pub fn run(args: Args) -> u8 {
         Port::Number(n) => format!("{}/{n}", args.protocol),
         Port::Name(name) => format!("{}/{name}", args.protocol),
     };
-    match args.output {
-        Output::Json => {
-            crate::emit(&(serde_json::to_string_pretty(&to_json(&cluster, &m, port)).expect("serializable") + "\n"))
-        }
-        Output::Csv => crate::emit(&csv(&cluster, &m)),
-        Output::Table => crate::emit(&table(&cluster, &m, &shown)),
-    }
+    spinner.set_message("writing the matrix");
+    let text = match args.output {
+        Output::Json => serde_json::to_string_pretty(&to_json(&cluster, &m, port)).expect("serializable") + "\n",
+        Output::Csv => csv(&cluster, &m),
+        Output::Table => table(&cluster, &m, &shown),
+    };
+    spinner.finish_and_clear();
+    crate::emit(&text);
     0
 }
 

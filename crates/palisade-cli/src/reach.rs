@@ -48,7 +48,7 @@ pub fn run(args: Args) -> u8 {
     let resolved = match resolve(&cluster, &cuts.pieces, &name) {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("error: {flag} {e}");
+            eprintln!("error: {flag} {name}: {e}");
             return crate::EXIT_INVALID;
         }
     };

@@ -106,5 +106,8 @@ fn workload_names_stand_for_a_pod() {
         "tests/review/replicas.yaml",
     ]);
     assert_eq!(code, 2);
-    assert!(err.contains("no pod or workload app/deployment/nope (pods there: db-0, db-1, client)"), "{err}");
+    assert!(
+        err.contains("--from app/deployment/nope: no pod or workload of that name (in namespace app: app/client, app/db-0, app/db-1, app/statefulset/db)"),
+        "{err}"
+    );
 }

@@ -1,5 +1,5 @@
 //! lint, diff, reach and graph as users run them: exit codes, JSON/SARIF shapes, git
-//! revisions, and the HTML report as a browser shows it.
+//! revisions (the HTML report in a browser: `report_browser.rs`).
 
 mod common;
 
@@ -320,68 +320,6 @@ fn graph_json_edges_agree_with_the_matrix() {
             assert_eq!(on_graph, in_matrix, "{src} -> {dst} on 80/TCP");
         }
     }
-}
-
-/// Headless Chromium loads the report with a URL fragment that filters and selects, and
-/// prints the DOM after the script ran.
-fn browser_dom(html: &Path, fragment: &str) -> Option<String> {
-    let browser =
-        ["chromium", "chromium-browser"].into_iter().find(|b| Command::new(b).arg("--version").output().is_ok());
-    let Some(browser) = browser else {
-        assert!(
-            std::env::var_os("PALISADE_SKIP_BROWSER").is_some(),
-            "chromium is not installed (PALISADE_SKIP_BROWSER=1 skips)"
-        );
-        eprintln!("skipping: no chromium");
-        return None;
-    };
-    let url = format!("file://{}#{fragment}", html.display());
-    let profile = std::env::temp_dir().join(format!("palisade-chromium-{}", std::process::id()));
-    let out = Command::new(browser)
-        .args(["--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=2000", "--dump-dom"])
-        .arg(format!("--user-data-dir={}", profile.display()))
-        .arg(url)
-        .output()
-        .unwrap();
-    let _ = std::fs::remove_dir_all(&profile);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    Some(String::from_utf8_lossy(&out.stdout).to_string())
-}
-
-#[test]
-fn html_report_works_offline_in_a_browser() {
-    let html = std::env::temp_dir().join(format!("palisade-report-{}.html", std::process::id()));
-    let (code, _, err) =
-        run(&["graph", "--output", "html", "-o", html.to_str().unwrap(), "examples/calico-wordpress", "-q"]);
-    assert_eq!(code, 0, "{err}");
-    let text = std::fs::read_to_string(&html).unwrap();
-    for external in ["http://", "https://", "src=\"//"] {
-        let hits: Vec<&str> =
-            text.lines().filter(|l| l.contains(external) && !l.contains("www.w3.org/2000/svg")).collect();
-        assert!(hits.is_empty(), "the report must not load anything: {hits:?}");
-    }
-    // Selecting an edge shows the rules that allow it.
-    let Some(dom) = browser_dom(&html, "edge=traefik/traefik-0->wordpress/wordpress-0") else { return };
-    assert!(dom.contains("id=\"selected-edge\">traefik/traefik-0 -&gt; wordpress/wordpress-0: 80/TCP"), "{dom}");
-    assert!(dom.contains("wordpress/allow-ingress-to-wordpress-service rule [0]"), "the allowing rule is named");
-    assert!(dom.contains("PAL013 shadowed-rule"), "lint findings are listed");
-    // Filtering by port hides the edges without it, in the picture and the matrix.
-    let (_, g, _) = run(&["graph", "--output", "json", "examples/calico-wordpress", "-q"]);
-    let g: Value = serde_json::from_str(&g).unwrap();
-    let probe = g["probe_labels"].as_array().unwrap().iter().position(|p| p == "11011/TCP").unwrap();
-    let edges = g["edges"].as_array().unwrap();
-    let carrying = edges.iter().filter(|e| e["probes"].as_array().unwrap().iter().any(|p| p == probe)).count();
-    assert!(carrying > 0 && carrying < edges.len());
-    let dom = browser_dom(&html, "port=11011/TCP").unwrap();
-    assert_eq!(dom.matches("class=\"edge\"").count(), carrying, "shown edges");
-    assert_eq!(dom.matches("class=\"edge hidden\"").count(), edges.len() - carrying, "hidden edges");
-    assert_eq!(dom.matches("<td class=\"on\"").count(), carrying, "matrix cells");
-    assert!(dom.contains("prometheus-0"));
-    // Filtering by namespace hides its workloads.
-    let dom = browser_dom(&html, "ns=wordpress,traefik").unwrap();
-    assert!(dom.contains("class=\"node hidden\" data-node=\"0\""), "default/shell is hidden");
-    assert!(dom.contains("class=\"node\" data-node=\"5\""), "wordpress-0 stays");
-    let _ = std::fs::remove_file(&html);
 }
 
 /// Outside addresses are decided once per class of pods (and by a shortcut for Kubernetes-only

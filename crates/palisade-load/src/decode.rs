@@ -79,7 +79,17 @@ pub struct State {
     alias_depth: Cell<u32>,
     /// The outermost alias being expanded: where an aliasing error is shown.
     outer_alias: RefCell<Option<(FieldPath, Span)>>,
-    unknown: RefCell<Vec<FieldPath>>,
+    unknown: RefCell<Vec<Unknown>>,
+    /// The fields of the structs being decoded, innermost last: what an unknown key was meant to be.
+    structs: RefCell<Vec<&'static [&'static str]>>,
+}
+
+/// A field the type being decoded does not have: its path, and the fields the struct it sits in
+/// does have (empty where no struct is known, e.g. under a map), for "did you mean".
+#[derive(Debug, Clone)]
+pub struct Unknown {
+    pub path: FieldPath,
+    pub known: &'static [&'static str],
 }
 
 /// go-yaml's `allowedAliasRatio`: 99 % of decoded values may come from aliases in documents up
@@ -133,9 +143,10 @@ impl Drop for AliasGuard<'_> {
 }
 
 /// Decodes `node` (the object at `path` of its document) into `T`. Returns the value and the
-/// paths of fields `T` does not have.
-pub fn decode<T: DeserializeOwned>(node: &Node, state: &State) -> Result<(T, Vec<FieldPath>), DecodeError> {
+/// fields `T` does not have.
+pub fn decode<T: DeserializeOwned>(node: &Node, state: &State) -> Result<(T, Vec<Unknown>), DecodeError> {
     state.unknown.borrow_mut().clear();
+    state.structs.borrow_mut().clear();
     let root = Path::Root;
     match T::deserialize(De { node, path: &root, state }) {
         Ok(v) => Ok((v, state.unknown.take())),
@@ -334,10 +345,14 @@ impl<'de, 'a: 'de> de::Deserializer<'de> for De<'a, '_, '_> {
     fn deserialize_struct<V: Visitor<'de>>(
         self,
         _name: &'static str,
-        _fields: &'static [&'static str],
+        fields: &'static [&'static str],
         v: V,
     ) -> Result<V::Value, Error> {
-        self.deserialize_map(v)
+        let state = self.state;
+        state.structs.borrow_mut().push(fields);
+        let decoded = self.deserialize_map(v);
+        state.structs.borrow_mut().pop();
+        decoded
     }
 
     fn deserialize_enum<V: Visitor<'de>>(
@@ -359,7 +374,8 @@ impl<'de, 'a: 'de> de::Deserializer<'de> for De<'a, '_, '_> {
 
     /// A field the type does not have (also when its value is null): noted, not decoded.
     fn deserialize_ignored_any<V: Visitor<'de>>(self, v: V) -> Result<V::Value, Error> {
-        self.state.unknown.borrow_mut().push(self.path.to_field_path());
+        let known = self.state.structs.borrow().last().copied().unwrap_or_default();
+        self.state.unknown.borrow_mut().push(Unknown { path: self.path.to_field_path(), known });
         v.visit_unit()
     }
 }
@@ -439,7 +455,7 @@ mod tests {
         nets: Option<Vec<String>>,
     }
 
-    fn yaml<T: DeserializeOwned>(text: &str) -> Result<(T, Vec<FieldPath>), DecodeError> {
+    fn yaml<T: DeserializeOwned>(text: &str) -> Result<(T, Vec<Unknown>), DecodeError> {
         let doc = &crate::yaml::parse(text).unwrap()[0];
         decode(doc, &State::default())
     }
@@ -474,8 +490,11 @@ mod tests {
     fn unknown_fields_are_collected_also_when_null() {
         let (_, unknown) =
             yaml::<Rule>("action: Allow\nactoin: Deny\nextra: null\ndestination: {nots: [x]}\n").unwrap();
-        let shown: Vec<String> = unknown.iter().map(|p| p.to_string()).collect();
+        let shown: Vec<String> = unknown.iter().map(|u| u.path.to_string()).collect();
         assert_eq!(shown, ["actoin", "extra", "destination.nots"]);
+        // Each knows the fields of the struct it sits in.
+        assert!(unknown[0].known.contains(&"action"), "{:?}", unknown[0].known);
+        assert!(unknown[2].known.contains(&"nets"), "{:?}", unknown[2].known);
     }
 
     #[test]

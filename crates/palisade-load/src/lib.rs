@@ -16,6 +16,7 @@ pub mod markers;
 pub mod object;
 pub mod resolve;
 pub mod source;
+pub mod suggestion;
 pub mod text;
 pub mod tree;
 pub mod watch;

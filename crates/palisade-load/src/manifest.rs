@@ -524,8 +524,9 @@ impl Typed<'_> {
         let strict =
             kind.contains("Policy") || kind.starts_with("Calico") || CALICO_STRICT.iter().any(|k| kind.starts_with(k));
         let severity = if strict { Severity::Error } else { Severity::Warning };
-        let (kept, unknown): (Vec<FieldPath>, Vec<FieldPath>) = unknown.into_iter().partition(|p| keep(p));
-        for path in unknown {
+        let (kept, unknown): (Vec<_>, Vec<_>) = unknown.into_iter().partition(|u| keep(&u.path));
+        let kept: Vec<FieldPath> = kept.into_iter().map(|u| u.path).collect();
+        for crate::decode::Unknown { path, known } in unknown {
             // `kubectl get -o yaml` from 1.24-1.27 clusters writes the alpha NetworkPolicy status
             // back: read-only, it cannot change a verdict.
             if path.0 == [palisade_core::field::Seg::Key("status".into())] {
@@ -542,7 +543,10 @@ impl Typed<'_> {
                 ));
                 continue;
             }
-            let msg = format!("{path}: unknown field {:?}", last_field(&path));
+            let field = last_field(&path);
+            let near = crate::suggestion::closest(&field, known.iter().copied());
+            let near: Vec<String> = near.iter().map(|n| format!("{n:?}")).collect();
+            let msg = format!("{path}: unknown field {field:?}{}", crate::suggestion::did_you_mean(&near));
             let mut p = problem(loc, node, kind, path.clone(), severity, msg, "check the spelling and indentation against the Kubernetes API reference (kubectl explain); unknown fields are rejected by kubectl's strict validation, also when their value is null");
             p.location = Some(loc.location(node.locate_key(&path)));
             out.problems.push(p);

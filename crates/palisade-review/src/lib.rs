@@ -7,8 +7,10 @@
 pub mod connectivity;
 pub mod diff;
 pub mod graph;
+pub mod layout;
 pub mod lint;
 pub mod outside;
+pub mod overview;
 pub mod probe;
 pub mod reach;
 pub mod report;

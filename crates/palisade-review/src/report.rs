@@ -1,5 +1,8 @@
-//! Pictures for people: an SVG of the graph, and one self-contained HTML report (graph,
-//! matrix, lint findings) that works offline: no CDN, no external file.
+//! Pictures for people: an SVG of the workload graph, and one self-contained HTML report that
+//! works offline (no CDN, no external file): namespaces first, each opened into its workloads,
+//! laid out in layers ([`crate::layout`]), labels only inside boxes (a link's ports and rules
+//! show on hover and selection), search, namespace and port filters, the view's matrix and the
+//! lint findings.
 
 use std::fmt::Write as _;
 
@@ -7,6 +10,7 @@ use serde::Serialize;
 
 use crate::graph::{edge_label, Graph};
 use crate::lint::Finding;
+use crate::overview::Overview;
 
 const BOX_W: f64 = 210.0;
 const BOX_H: f64 = 30.0;
@@ -163,13 +167,15 @@ pub fn svg(g: &Graph) -> String {
 #[derive(Serialize)]
 struct Data<'a> {
     title: &'a str,
-    graph: &'a Graph,
+    overview: &'a Overview,
     findings: &'a [Finding],
+    explained: usize,
 }
 
-/// The report: one HTML file with the SVG, its data as JSON, and a small script.
-pub fn html(title: &str, g: &Graph, findings: &[Finding]) -> String {
-    let data = serde_json::to_string(&Data { title, graph: g, findings }).expect("serializable");
+/// The report: one HTML file holding its data as JSON and the script that draws it.
+pub fn html(title: &str, o: &Overview, findings: &[Finding]) -> String {
+    let data = Data { title, overview: o, findings, explained: crate::overview::EXPLAIN_BUDGET };
+    let data = serde_json::to_string(&data).expect("serializable");
     // Inside <script>, only "</" can end the element early.
     let data = data.replace("</", "<\\/");
     let mut out = String::new();
@@ -179,11 +185,7 @@ pub fn html(title: &str, g: &Graph, findings: &[Finding]) -> String {
         esc(title)
     );
     let _ = writeln!(out, "<header><h1>{}</h1><p id=\"summary\"></p></header>", esc(title));
-    out.push_str(CONTROLS);
-    let _ = writeln!(out, "<section id=\"picture\"><h2>Who can talk to whom</h2><p class=\"legend\">Solid blue: allowed by a policy rule. Dashed grey: no policy isolates either side. Select an edge or a matrix cell for the rules that allow it.</p><div id=\"graph-box\">{}</div></section>", svg(g));
-    out.push_str("<aside id=\"details\"><h2>Details</h2><div id=\"details-body\">Select an edge.</div></aside>\n");
-    out.push_str("<section><h2>Matrix</h2><p class=\"legend\">Rows open connections to columns.</p><div id=\"matrix-box\"><table id=\"matrix\"></table></div></section>\n");
-    out.push_str("<section><h2>Lint findings</h2><table id=\"findings\"><thead><tr><th>Code</th><th>Severity</th><th>Where</th><th>Finding</th><th>Hint</th></tr></thead><tbody></tbody></table></section>\n");
+    out.push_str(BODY);
     let _ = write!(
         out,
         "<script type=\"application/json\" id=\"data\">{data}</script>\n<script>{SCRIPT}</script>\n</body>\n</html>\n"
@@ -191,139 +193,9 @@ pub fn html(title: &str, g: &Graph, findings: &[Finding]) -> String {
     out
 }
 
-const STYLE: &str = r#"
-body { font-family: system-ui, sans-serif; margin: 0 1.5em 2em; color: #1a202c; }
-header h1 { margin-bottom: 0.2em; }
-#controls { position: sticky; top: 0; background: #fff; padding: 0.6em 0; border-bottom: 1px solid #ddd; z-index: 2; }
-#controls label { margin-right: 0.8em; white-space: nowrap; }
-#graph-box, #matrix-box { overflow: auto; border: 1px solid #ddd; max-height: 70vh; }
-.edge { cursor: pointer; }
-.edge:hover path:first-of-type, .edge.selected path:first-of-type { stroke: #d69e2e; stroke-width: 3; }
-.hidden { display: none; }
-#details { border: 1px solid #ddd; padding: 0 1em 1em; margin: 1em 0; background: #fafbfc; }
-table { border-collapse: collapse; font-size: 13px; }
-th, td { border: 1px solid #ddd; padding: 3px 6px; text-align: left; vertical-align: top; }
-#matrix td.on { background: #ebf4ff; cursor: pointer; }
-#matrix th.row { white-space: nowrap; }
-.sev-error { color: #c53030; font-weight: bold; }
-.sev-warning { color: #b7791f; }
-.legend { color: #555; font-size: 13px; }
-code { font-size: 12px; }
-"#;
-
-const CONTROLS: &str = r#"<div id="controls"><strong>Namespaces:</strong> <span id="ns-filter"></span> <label>Port: <select id="port-filter"><option value="">any</option></select></label></div>
-"#;
-
-/// Filters by namespace and port, selection of an edge or a matrix cell, and the tables.
-/// The URL fragment (`#port=80/TCP&ns=a,b&edge=FROM->TO`) sets the initial state, so that a
-/// link (or a test) can open the report on one view.
-const SCRIPT: &str = r#"
-(function () {
-  const data = JSON.parse(document.getElementById('data').textContent);
-  const g = data.graph;
-  const hidden = new Set();
-  let port = '';
-  const el = (tag, attrs, text) => {
-    const e = document.createElement(tag);
-    for (const [k, v] of Object.entries(attrs || {})) e.setAttribute(k, v);
-    if (text !== undefined) e.textContent = text;
-    return e;
-  };
-  const nsOf = n => g.nodes[n].namespace || '';
-  const visibleNode = n => !(g.nodes[n].namespace !== null && hidden.has(g.nodes[n].namespace));
-  const edgeOn = e => visibleNode(e.from) && visibleNode(e.to) && (port === '' || e.probes.includes(Number(port)));
-
-  const nsBox = document.getElementById('ns-filter');
-  for (const ns of g.namespaces) {
-    const box = el('input', { type: 'checkbox', 'data-ns': ns });
-    box.checked = true;
-    box.addEventListener('change', () => { box.checked ? hidden.delete(ns) : hidden.add(ns); apply(); });
-    const label = el('label');
-    label.append(box, ' ' + ns);
-    nsBox.append(label);
-  }
-  const portSel = document.getElementById('port-filter');
-  g.probe_labels.forEach((p, i) => portSel.append(el('option', { value: String(i) }, p)));
-  portSel.addEventListener('change', () => { port = portSel.value; apply(); });
-
-  const details = document.getElementById('details-body');
-  function select(i) {
-    document.querySelectorAll('.edge.selected').forEach(x => x.classList.remove('selected'));
-    const e = g.edges[i];
-    const svgEdge = document.querySelector('.edge[data-edge="' + i + '"]');
-    if (svgEdge) svgEdge.classList.add('selected');
-    details.textContent = '';
-    details.append(el('p', { id: 'selected-edge' }, g.nodes[e.from].id + ' -> ' + g.nodes[e.to].id + ': ' + e.label));
-    details.append(el('p', {}, e.pairs + ' of ' + e.total + ' pod pairs allowed on some of these ports' + (e.unrestricted ? '; no policy isolates either side.' : '.')));
-    const list = el('ul', { id: 'why' });
-    for (const w of e.why) {
-      const item = el('li');
-      item.append(el('strong', {}, w.probe), ' ' + w.from + ' -> ' + w.to);
-      const sides = el('ul');
-      for (const s of w.sides) sides.append(el('li', {}, s));
-      item.append(sides);
-      list.append(item);
-    }
-    details.append(list);
-  }
-  document.querySelectorAll('.edge').forEach(x => x.addEventListener('click', () => select(Number(x.dataset.edge))));
-
-  const matrix = document.getElementById('matrix');
-  const byPair = new Map(g.edges.map((e, i) => [e.from + ':' + e.to, i]));
-  function drawMatrix() {
-    matrix.textContent = '';
-    const shown = g.nodes.map((_, i) => i).filter(visibleNode);
-    const head = el('tr');
-    head.append(el('th', {}, 'from \\ to'));
-    for (const c of shown) head.append(el('th', {}, g.nodes[c].id));
-    matrix.append(head);
-    for (const r of shown) {
-      const row = el('tr');
-      row.append(el('th', { class: 'row' }, g.nodes[r].id));
-      for (const c of shown) {
-        const i = byPair.get(r + ':' + c);
-        const on = i !== undefined && edgeOn(g.edges[i]);
-        const cell = el('td', on ? { class: 'on', 'data-edge': String(i) } : {}, on ? g.edges[i].label : '');
-        if (on) cell.addEventListener('click', () => select(i));
-        row.append(cell);
-      }
-      matrix.append(row);
-    }
-  }
-
-  function apply() {
-    document.querySelectorAll('.node').forEach(x => x.classList.toggle('hidden', !visibleNode(Number(x.dataset.node))));
-    document.querySelectorAll('.namespace').forEach(x => x.classList.toggle('hidden', hidden.has(x.dataset.ns)));
-    document.querySelectorAll('.edge').forEach(x => x.classList.toggle('hidden', !edgeOn(g.edges[Number(x.dataset.edge)])));
-    drawMatrix();
-    const n = g.edges.filter(edgeOn).length;
-    document.getElementById('summary').textContent = g.nodes.length + ' workloads, nodes and pieces of the outside world, ' + g.edges.length + ' edges (' + n + ' shown), ' + data.findings.length + ' lint findings.';
-  }
-
-  const tbody = document.querySelector('#findings tbody');
-  for (const f of data.findings) {
-    const row = el('tr', { 'data-code': f.code });
-    const where = f.location ? f.location.file + ':' + f.location.line + ':' + f.location.column : '';
-    row.append(el('td', {}, f.code + ' ' + f.name), el('td', { class: 'sev-' + f.severity }, f.severity),
-      el('td', {}, where + (f.object ? ' (' + f.object + ')' : '')), el('td', {}, f.message), el('td', {}, f.help));
-    tbody.append(row);
-  }
-
-  const state = new URLSearchParams(location.hash.slice(1));
-  if (state.get('ns')) {
-    const keep = new Set(state.get('ns').split(','));
-    for (const ns of g.namespaces) if (!keep.has(ns)) hidden.add(ns);
-    document.querySelectorAll('#ns-filter input').forEach(b => { b.checked = !hidden.has(b.dataset.ns); });
-  }
-  if (state.get('port')) {
-    const i = g.probe_labels.indexOf(state.get('port'));
-    if (i >= 0) { port = String(i); portSel.value = port; }
-  }
-  apply();
-  if (state.get('edge')) {
-    const [from, to] = state.get('edge').split('->');
-    const i = g.edges.findIndex(e => g.nodes[e.from].id === from && g.nodes[e.to].id === to);
-    if (i >= 0) select(i);
-  }
-})();
-"#;
+const STYLE: &str = include_str!("report/report.css");
+const BODY: &str = include_str!("report/body.html");
+/// Draws the current view, filters, search, selection and the tables. The URL fragment
+/// (`#view=NS&select=ID&edge=FROM->TO&port=80/TCP&ns=a,b&q=TEXT`) sets the first state, so
+/// that a link (or a test) opens the report on one view.
+const SCRIPT: &str = include_str!("report/report.js");

@@ -1,6 +1,7 @@
 //! Shared helpers for the integration tests: repository paths, conformance cases, grids.
 #![allow(dead_code)]
 
+pub mod examples;
 pub mod lab;
 
 use std::path::{Path, PathBuf};
