@@ -348,8 +348,8 @@ fn decode_list(
         let at = FieldPath::root().key("metadata");
         match crate::decode::decode::<ListMeta>(meta, state) {
             Ok((_, unknown)) => {
-                for path in unknown {
-                    let path = at.join(&path);
+                for unknown in unknown {
+                    let path = at.join(&unknown.path);
                     let mut p = fail(
                         path.clone(),
                         format!("{path}: unknown field {:?}", last_field(&path)),
