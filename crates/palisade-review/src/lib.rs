@@ -8,6 +8,7 @@ pub mod connectivity;
 pub mod diff;
 pub mod graph;
 pub mod lint;
+pub mod map;
 pub mod outside;
 pub mod probe;
 pub mod reach;
