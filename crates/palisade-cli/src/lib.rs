@@ -6,6 +6,7 @@
 mod agent;
 mod check;
 mod cluster;
+mod connmap;
 mod convert;
 mod diff;
 mod endpoint;
@@ -52,7 +53,8 @@ pub struct Cli {
 enum Command {
     /// Decide one connection and explain why.
     Check(check::Args),
-    /// Decide every pod pair for one port and protocol.
+    /// Decide every pod pair for one port and protocol, or every port at once (`--all-ports`:
+    /// each pair with the port ranges it may use).
     Matrix(matrix::Args),
     /// Convert Kubernetes NetworkPolicies to Calico, or Calico policies to Kubernetes where expressible.
     Convert(convert::Args),

@@ -20,6 +20,11 @@ pub struct Args {
     /// TCP, UDP, SCTP, ICMP or ICMPv6.
     #[arg(long, default_value = "TCP")]
     protocol: Protocol,
+    /// Every port at once: each pod pair (and pod and outside piece or node) with the TCP,
+    /// UDP and SCTP port ranges it may use, the ports cut where pods, Services and rules
+    /// name them. `--output table` groups the lines by workload.
+    #[arg(long, conflicts_with_all = ["port", "protocol"])]
+    all_ports: bool,
     #[arg(long, value_enum, default_value_t = Output::Table)]
     output: Output,
     #[command(flatten)]
@@ -27,7 +32,7 @@ pub struct Args {
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
-enum Output {
+pub enum Output {
     Table,
     Json,
     Csv,
@@ -85,6 +90,9 @@ pub fn run(args: Args) -> u8 {
     if cluster.pods.is_empty() {
         eprintln!("error: the input holds no pods, so there is no pod pair to decide; add the cluster (kubectl get pods,namespaces -A -o yaml)");
         return crate::EXIT_INVALID;
+    }
+    if args.all_ports {
+        return crate::connmap::run(&cluster, args.output);
     }
     let spinner = crate::progress::spinner(format!("deciding {} pod pairs", cluster.pods.len().pow(2)));
     let m = match &port {

@@ -9,6 +9,7 @@ pub mod diff;
 pub mod graph;
 pub mod layout;
 pub mod lint;
+pub mod map;
 pub mod outside;
 pub mod overview;
 pub mod probe;

@@ -134,17 +134,27 @@ pub fn describe(all: &[Probe], chosen: &[Probe]) -> String {
             parts.push(format!("any {protocol}"));
             continue;
         }
-        let mut merged: Vec<(u16, u16)> = Vec::new();
-        for p in chosen.iter().filter(|p| p.protocol == protocol) {
-            match merged.last_mut() {
-                Some(last) if u32::from(last.1) + 1 == u32::from(p.port) => last.1 = p.end,
-                _ => merged.push((p.port, p.end)),
-            }
-        }
-        let shown = |(a, b): (u16, u16)| if a == b { format!("{a}/{protocol}") } else { format!("{a}-{b}/{protocol}") };
-        parts.extend(merged.into_iter().map(shown));
+        let of_protocol: Vec<Probe> = chosen.iter().filter(|p| p.protocol == protocol).copied().collect();
+        parts.extend(merge(&of_protocol).iter().map(Probe::to_string));
     }
     parts.join(", ")
+}
+
+/// Adjacent stretches of one protocol merged into one (`80-80` and `81-442` into `80-442`),
+/// sorted by protocol and port: the port ranges a set of probes stands for.
+pub fn merge(chosen: &[Probe]) -> Vec<Probe> {
+    let mut chosen = chosen.to_vec();
+    chosen.sort_by_key(|p| (p.protocol, p.port));
+    let mut merged: Vec<Probe> = Vec::new();
+    for p in chosen {
+        match merged.last_mut() {
+            Some(last) if last.protocol == p.protocol && u32::from(last.end) + 1 == u32::from(p.port) => {
+                last.end = p.end
+            }
+            _ => merged.push(p),
+        }
+    }
+    merged
 }
 
 #[cfg(test)]
