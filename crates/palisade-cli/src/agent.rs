@@ -96,6 +96,9 @@ fn full(args: &Args, watched: &Watched) -> Result<Enforced, String> {
         return Err(format!("{} error(s) in {}", load.errors(), args.source.display()));
     }
     let cluster = load.cluster.expect("report returned Ok");
+    for w in palisade_nft::unenforced::warnings(&cluster) {
+        log(&format!("warning: {w}"));
+    }
     let compiled = Compiled::new(&cluster, &compile_options(args));
     Ok(Enforced { cluster, compiled, stale: false })
 }

@@ -10,8 +10,9 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
+use common::suite::{files, suite_files, suite_model, suite_steps};
 use common::{ends, expected_grid, grid_text, repo, End, Probe};
 use palisade_core::cluster::Cluster;
 use palisade_core::index::Index;
@@ -20,31 +21,6 @@ use palisade_core::service::decide_service;
 use palisade_core::verdict::{decide, Connection, Decision, Side, Verdict};
 use palisade_ingest::BuildOptions;
 use serde_json::Value;
-
-fn yaml_docs(path: &Path) -> Vec<Value> {
-    let text = std::fs::read_to_string(path).unwrap();
-    palisade_load::yaml::parse(&text).unwrap().iter().map(|d| d.to_json()).collect()
-}
-
-fn files(dir: &Path) -> Vec<PathBuf> {
-    let mut out: Vec<PathBuf> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
-        .collect();
-    out.sort();
-    out
-}
-
-/// Builds a cluster from JSON objects (one List); panics with every error when it does not load.
-fn build(objects: Vec<Value>, dns: BTreeMap<String, Vec<IpAddr>>, what: &str) -> Cluster {
-    let list = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": objects});
-    let source = palisade_load::Source { name: what.into(), text: serde_json::to_string(&list).unwrap().into() };
-    let load = palisade_load::load_sources(vec![source], &BuildOptions { dns, ..Default::default() });
-    let errors: Vec<String> =
-        load.problems.iter().map(|p| format!("{}: {} ({})", p.object, p.message, p.path)).collect();
-    load.cluster.unwrap_or_else(|| panic!("{what} does not load: {errors:#?}"))
-}
 
 fn pod_side(cluster: &Cluster, key: &str) -> Side {
     let (ns, name) = key.split_once('/').unwrap();
@@ -58,47 +34,27 @@ fn allowed(d: &Decision) -> bool {
 /// One conformance file: every step's probes by check, and by matrix where both ends are pods
 /// on the pod network. Returns (probes, failures).
 fn run_suite_file(path: &Path, model: &[Value]) -> (usize, Vec<String>) {
-    let test = yaml_docs(path).remove(0);
-    let name = test["name"].as_str().unwrap().to_string();
     let (mut probes, mut failures) = (0, Vec::new());
-    for sub in test["subtests"].as_array().unwrap() {
-        for (k, step) in sub["steps"].as_array().unwrap().iter().enumerate() {
-            let replaced: Vec<&Value> = step["namespaces"].as_array().map(|l| l.iter().collect()).unwrap_or_default();
-            let mut objects: Vec<Value> = model
-                .iter()
-                .filter(|o| {
-                    !(o["kind"] == "Namespace"
-                        && replaced.iter().any(|r| r["metadata"]["name"] == o["metadata"]["name"]))
-                })
-                .cloned()
-                .collect();
-            objects.extend(replaced.into_iter().cloned());
-            objects.extend(step["objects"].as_array().cloned().unwrap_or_default());
-            let where_ = format!("{name} / {} / step {k}", sub["name"].as_str().unwrap());
-            let cluster = build(objects, BTreeMap::new(), &where_);
-            let mut index = Index::new(&cluster);
-            for p in step["probes"].as_array().unwrap() {
-                probes += 1;
-                let protocol: Protocol = p["protocol"].as_str().unwrap().parse().unwrap();
-                let port = p["port"].as_u64().unwrap() as u16;
-                let address: IpAddr = p["address"].as_str().unwrap().parse().unwrap();
-                let expect = p["allow"].as_bool().unwrap();
-                let src = pod_side(&cluster, p["from"].as_str().unwrap());
-                let dst = Side::ip(&cluster, address);
-                let d = decide(&cluster, &Connection::new(src, dst, port, protocol));
-                let what = format!("{where_}: {} -> {} {address} {protocol}/{port}", p["from"], p["to"]);
-                if allowed(&d) != expect {
-                    failures.push(format!("{what}: check says {:?}, expected allow={expect}", d.verdict));
+    for step in suite_steps(path, model) {
+        let where_ = step.name();
+        let cluster = step.cluster();
+        let mut index = Index::new(&cluster);
+        for p in &step.probes {
+            probes += 1;
+            let (port, protocol, address, expect) = (p.port, p.protocol, p.address, p.allow);
+            let src = pod_side(&cluster, &p.from);
+            let dst = Side::ip(&cluster, address);
+            let d = decide(&cluster, &Connection::new(src, dst, port, protocol));
+            let what = format!("{where_}: {} -> {} {address} {protocol}/{port}", p.from, p.to);
+            if allowed(&d) != expect {
+                failures.push(format!("{what}: check says {:?}, expected allow={expect}", d.verdict));
+            }
+            if let (Some(s), Some(t)) = (src.pod_id(), dst.pod_id()) {
+                if allowed(&d) != index.matrix(port, protocol).allowed(s, t) {
+                    failures.push(format!("{what}: matrix and check disagree"));
                 }
-                if let (Some(s), Some(t)) = (src.pod_id(), dst.pod_id()) {
-                    if allowed(&decide(&cluster, &Connection::new(src, dst, port, protocol)))
-                        != index.matrix(port, protocol).allowed(s, t)
-                    {
-                        failures.push(format!("{what}: matrix and check disagree"));
-                    }
-                    if index.matrix(port, protocol).allowed(s, t) != expect {
-                        failures.push(format!("{what}: matrix says {}, expected {expect}", !expect));
-                    }
+                if index.matrix(port, protocol).allowed(s, t) != expect {
+                    failures.push(format!("{what}: matrix says {}, expected {expect}", !expect));
                 }
             }
         }
@@ -107,9 +63,8 @@ fn run_suite_file(path: &Path, model: &[Value]) -> (usize, Vec<String>) {
 }
 
 fn run_suite(version: &str, expected_probes: usize) {
-    let root = repo().join("tests/cnp/conformance");
-    let model = yaml_docs(&root.join("model.yaml"));
-    let list = files(&root.join(version));
+    let model = suite_model();
+    let list = suite_files(version);
     assert_eq!(list.len(), 24, "24 upstream tests per version");
     let (mut probes, mut failures) = (0, Vec::new());
     for f in &list {

@@ -8,5 +8,6 @@ pub mod netlink;
 pub mod own_node;
 pub mod ruleset;
 pub mod script;
+pub mod unenforced;
 
 pub use ruleset::{compile, Compiled, NeedsFullCompile, Options, Ruleset, Stats};

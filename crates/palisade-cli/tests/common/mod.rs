@@ -1,6 +1,9 @@
 //! Shared helpers for the integration tests: repository paths, conformance cases, grids.
 #![allow(dead_code)]
 
+pub mod lab;
+pub mod suite;
+
 use std::path::{Path, PathBuf};
 
 use palisade_core::cluster::{Cluster, NodeId, PodId};
