@@ -360,3 +360,125 @@ fn converted_to_calico_the_conformance_suite_decides_alike() {
     // 10 steps of the node-peer tests (both versions, both tiers) hold 26 nodes peers.
     assert_eq!((steps, refused.len()), (178, 26), "{refused:#?}");
 }
+
+/// `diff` between two policy sets over the same model: (gained, lost) groups.
+fn diff_steps(old: &Cluster, new: &Cluster) -> palisade_review::diff::Diff {
+    use palisade_review::connectivity::{Connectivity, Cuts};
+    use palisade_review::diff::{diff, Version};
+    use palisade_review::workload::Workloads;
+    let (wo, wn) = (Workloads::new(old), Workloads::new(new));
+    let co = Connectivity::compute(old, Cuts::of(&[old, new]), || {});
+    let cn = Connectivity::compute(new, Cuts::of(&[old, new]), || {});
+    diff(&Version { cluster: old, conn: &co, workloads: &wo }, &Version { cluster: new, conn: &cn, workloads: &wn })
+}
+
+/// Whether a probe stretch label (`80/TCP`, `81-34344/TCP`) holds `port`/`protocol`.
+fn stretch_holds(label: &str, port: u16, protocol: Protocol) -> bool {
+    let Some((ports, proto)) = label.split_once('/') else { return false };
+    let (a, b) = ports.split_once('-').unwrap_or((ports, ports));
+    proto == protocol.to_string() && a.parse::<u16>().unwrap() <= port && port <= b.parse::<u16>().unwrap()
+}
+
+fn group_lines(groups: &[palisade_review::diff::Group]) -> Vec<String> {
+    groups.iter().map(|g| format!("{} -> {} {}", g.from, g.to, g.ports)).collect()
+}
+
+/// `diff` between steps of one conformance subtest says what changed, in the upstream's own
+/// expectations: CNPAdminTierIngressTCP's swap of its Accept and Deny rules loses ravenclaw ->
+/// gryffindor on every port and gains nothing; swapping its slytherin Deny and Pass at port 80
+/// gains slytherin -> gryffindor on 80/TCP only. And across both versions, every upstream probe
+/// whose expectation differs from what the step before decided is among the gained or lost.
+#[test]
+fn diff_between_conformance_steps_reports_the_connections_upstream_expects_to_change() {
+    let model = suite_model();
+    let path = suite_files("v1alpha2").into_iter().find(|f| f.ends_with("10-CNPAdminTierIngressTCP.yaml")).unwrap();
+    let steps = suite_steps(&path, &model);
+    let (g, l) = (
+        "network-policy-conformance-gryffindor/statefulset/harry-potter",
+        "network-policy-conformance-ravenclaw/statefulset/luna-lovegood",
+    );
+    let d = diff_steps(&steps[1].cluster(), &steps[2].cluster());
+    assert_eq!((group_lines(&d.gained), group_lines(&d.lost)), (vec![], vec![format!("{l} -> {g} any TCP, any UDP")]));
+    let d = diff_steps(&steps[4].cluster(), &steps[5].cluster());
+    let s = "network-policy-conformance-slytherin/statefulset/draco-malfoy";
+    assert_eq!((group_lines(&d.gained), group_lines(&d.lost)), (vec![format!("{s} -> {g} 80/TCP")], vec![]));
+
+    let (mut checked, mut failures) = (0, Vec::new());
+    for version in ["v1alpha2", "v1alpha1"] {
+        for file in suite_files(version) {
+            let steps = suite_steps(&file, &model);
+            for pair in steps.windows(2) {
+                let (old, new) = (pair[0].cluster(), pair[1].cluster());
+                let d = diff_steps(&old, &new);
+                // Review probes SCTP only where something names it (palisade_review::probe).
+                let reviewed = palisade_review::probe::probes_of(&[&old, &new]);
+                let workloads = palisade_review::workload::Workloads::new(&new);
+                for p in pair[1].probes.iter().filter(|p| reviewed.iter().any(|r| r.protocol == p.protocol)) {
+                    let (ns, name) = p.from.split_once('/').unwrap();
+                    let src = Side::pod(&old, old.pod(ns, name).unwrap());
+                    let before =
+                        allowed(&decide(&old, &Connection::new(src, Side::ip(&old, p.address), p.port, p.protocol)));
+                    let (Some(to), true) = (Side::ip(&new, p.address).pod_id(), before != p.allow) else { continue };
+                    checked += 1;
+                    let key = |pod| workloads.key(&new, workloads.of_pod[pod_index(pod)]);
+                    let from = key(new.pod(ns, name).unwrap());
+                    let groups = if p.allow { &d.gained } else { &d.lost };
+                    let found = groups.iter().any(|g| {
+                        g.from == from
+                            && g.to == key(to)
+                            && g.pairs.keys().any(|k| stretch_holds(k, p.port, p.protocol))
+                    });
+                    if !found {
+                        failures.push(format!(
+                            "{}: {} -> {} {}/{} should be {}",
+                            pair[1].name(),
+                            p.from,
+                            p.to,
+                            p.protocol,
+                            p.port,
+                            if p.allow { "gained" } else { "lost" }
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {checked} changed probes missing from diff:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+    eprintln!("{checked} upstream probes changed between steps, each found in diff");
+    assert!(checked >= 50, "only {checked} probes changed between steps");
+}
+
+fn pod_index(p: palisade_core::cluster::PodId) -> usize {
+    p.index()
+}
+
+/// `graph` and the HTML report explain an allowed connection in the policy's own words: the
+/// tier, kind, priority and rule name, and what a Pass handed over to.
+#[test]
+fn graph_names_the_tier_priority_and_rule_that_acted() {
+    let model = suite_model();
+    let path = suite_files("v1alpha2").into_iter().find(|f| f.ends_with("10-CNPAdminTierIngressTCP.yaml")).unwrap();
+    let step = &suite_steps(&path, &model)[4];
+    let cluster = step.cluster();
+    let side = |key: &str| pod_side(&cluster, key);
+    let conn = Connection::new(
+        side("network-policy-conformance-ravenclaw/luna-lovegood-0"),
+        side("network-policy-conformance-gryffindor/harry-potter-0"),
+        80,
+        Protocol::TCP,
+    );
+    let words: Vec<String> =
+        decide(&cluster, &conn).trace.iter().filter_map(palisade_review::graph::deciding_rule).collect();
+    let ingress = words.iter().find(|w| w.starts_with("ingress")).unwrap();
+    assert!(
+        ingress.contains(
+            "Admin tier: ClusterNetworkPolicy ingress-tcp priority 3, rule pass-from-ravenclaw-everything [0]"
+        ) && ingress.contains(" passes, then every tier passed"),
+        "{words:#?}"
+    );
+}
