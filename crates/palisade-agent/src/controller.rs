@@ -44,6 +44,10 @@ struct Enforced {
 
 impl Enforced {
     fn compile(cluster: Cluster, args: &Config) -> Enforced {
+        // What the kernel cannot enforce (domainNames) is said on every full compile.
+        for w in palisade_nft::unenforced::warnings(&cluster) {
+            log(&format!("warning: {w}"));
+        }
         let compiled = Compiled::new(&cluster, &compile_options(args));
         Enforced { cluster, compiled, stale: false }
     }

@@ -959,6 +959,9 @@ impl Compiler<'_, '_> {
             let mut rules = Vec::new();
             for &pi in members {
                 for rule in self.cluster.policies[pi].rules(dir).into_iter().flatten() {
+                    if crate::unenforced::left_out(rule) {
+                        continue;
+                    }
                     let ri = rule.origin.rule;
                     let comment = format!("{} {}[{ri}] {}", self.cluster.policy_key(pi), dir_name(dir), rule.action);
                     for alt in self.rule_alts(dir, rule, own) {
@@ -1059,6 +1062,13 @@ impl Compiler<'_, '_> {
 
     /// Every way `rule` can match for the endpoint `own` (already known to be selected).
     fn rule_alts(&mut self, dir: Direction, rule: &Rule, own: &Own) -> Vec<Alt> {
+        if rule.protocol.is_none() && rule.uses_named_ports() {
+            // A named port without a protocol (ClusterNetworkPolicy's destinationNamedPort)
+            // takes the container port's own: one alternative per protocol a port can have.
+            let per_protocol = [Protocol::TCP, Protocol::UDP, Protocol::SCTP]
+                .map(|p| Rule { protocol: Some(p.number()), ..rule.clone() });
+            return per_protocol.iter().flat_map(|r| self.rule_alts(dir, r, own)).collect();
+        }
         let (own_ports, own) = (&own.ports, &own.side);
         let (own_e, peer_e) = match dir {
             Direction::Egress => (&rule.source, &rule.destination),

@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use palisade_core::cluster::{Cluster, PodId};
-use palisade_core::policy::Action;
-use palisade_core::verdict::{decide, Connection, Side, Step};
+use palisade_core::policy::{Action, PolicyKind};
+use palisade_core::verdict::{decide, Connection, PolicyEval, RuleEval, Side, Step};
 use serde::Serialize;
 
 use crate::connectivity::{AddressKind, Connectivity};
@@ -234,25 +234,53 @@ fn explain(cluster: &Cluster, conn: &Connectivity, probe: usize, (a, b): (End, E
     Why { probe: p.to_string(), from, to, sides, restricted }
 }
 
-/// `egress at x/a: x/allow-dns rule [0] (file:12) allows`, or why nothing restricts the side.
+/// A rule that acted, in its API's words: `x/allow-dns rule [0] (file:12) allows`; a cluster
+/// network policy's with its tier, priority and rule name: `Admin tier: ClusterNetworkPolicy
+/// deny-evil priority 10, rule deny-from-evil [0] (file:12) denies`.
+fn rule_words(p: &PolicyEval, r: &RuleEval) -> String {
+    let at = r.location.as_deref().map(|l| format!(" ({l})")).unwrap_or_default();
+    let cnp = p.kind.is_cluster_network_policy();
+    let verb = match r.action {
+        Action::Allow if cnp => "accepts",
+        Action::Allow => "allows",
+        Action::Deny => "denies",
+        Action::Pass => "passes",
+        Action::Log => "logs",
+    };
+    if !cnp {
+        return format!("{} rule [{}]{at} {verb}", p.policy, r.index);
+    }
+    let tier = if p.tier == "kube-baseline" { "Baseline" } else { "Admin" };
+    let priority = match (p.kind, p.order) {
+        (PolicyKind::BaselineAdminNetworkPolicy, _) | (_, None) => String::new(),
+        (_, Some(o)) => format!(" priority {o}"),
+    };
+    let name = r.name.as_deref().map(|n| format!(" {n}")).unwrap_or_default();
+    format!("{tier} tier: {} {}{priority}, rule{name} [{}]{at} {verb}", p.kind.as_str(), p.policy, r.index)
+}
+
+/// `egress at x/a: x/allow-dns rule [0] (file:12) allows`, or why nothing restricts the side;
+/// when a Pass acted, what acted after it too (`..., then ...`).
 pub fn deciding_rule(step: &Step) -> Option<String> {
     match step {
         Step::Policies { direction, endpoint, isolated: false, .. } => {
             Some(format!("{direction} at {endpoint}: no policy selects it (not isolated)"))
         }
         Step::Policies { direction, endpoint, policies, reason, .. } => {
-            let hit = policies.iter().filter(|p| p.reached).find_map(|p| {
-                let r = p.rules.iter().find(|r| r.decisive)?;
-                let at = r.location.as_deref().map(|l| format!(" ({l})")).unwrap_or_default();
-                let verb = match r.action {
-                    Action::Allow => "allows",
-                    Action::Deny => "denies",
-                    Action::Pass => "passes",
-                    Action::Log => "logs",
-                };
-                Some(format!("{} rule [{}]{at} {verb}", p.policy, r.index))
-            });
-            Some(format!("{direction} at {endpoint}: {}", hit.unwrap_or_else(|| reason.clone())))
+            // Every rule that acted, in order: a Pass hands over to what decides after it.
+            let acted: Vec<String> = policies
+                .iter()
+                .filter(|p| p.reached)
+                .flat_map(|p| p.rules.iter().filter(|r| r.decisive).map(move |r| rule_words(p, r)))
+                .collect();
+            let passed_last = policies.iter().filter(|p| p.reached).flat_map(|p| &p.rules).rfind(|r| r.decisive);
+            let words = match (acted.is_empty(), passed_last.is_some_and(|r| r.action == Action::Pass)) {
+                (true, _) => reason.clone(),
+                // Nothing after the Pass decided: say what did.
+                (false, true) => format!("{}, then {reason}", acted.join(", then ")),
+                (false, false) => acted.join(", then "),
+            };
+            Some(format!("{direction} at {endpoint}: {words}"))
         }
         Step::NotEnforced { direction, endpoint, reason } => Some(format!("{direction} at {endpoint}: {reason}")),
         _ => None,

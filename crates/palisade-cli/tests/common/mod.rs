@@ -3,6 +3,7 @@
 
 pub mod examples;
 pub mod lab;
+pub mod suite;
 
 use std::path::{Path, PathBuf};
 

@@ -147,6 +147,16 @@ impl Origin {
     pub fn path(&self, dir: &str) -> FieldPath {
         FieldPath::root().key("spec").key(dir).index(self.rule)
     }
+
+    /// The names of the `domainNames` peer (ClusterNetworkPolicy) this rule was lowered from;
+    /// empty for every other peer. Such a rule matches the addresses the cluster's DNS facts
+    /// give the names, which an enforcer without DNS interception cannot know.
+    pub fn domain_names(&self) -> &[String] {
+        match (&self.written.form, self.peer) {
+            (Form::Peers { peers: Some(peers), .. }, Some(j)) => peers.get(j).map_or(&[], |p| p.domains.as_slice()),
+            _ => &[],
+        }
+    }
 }
 
 /// A rule as its API wrote it: what traces and findings quote.

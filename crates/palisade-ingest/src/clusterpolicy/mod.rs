@@ -3,6 +3,7 @@
 //! their types, [`validate`] checks them as the CRD schema and CEL do, [`lower`] turns them
 //! into the one rule language in the Admin and Baseline tiers (`docs/cnp-spec.md`).
 
+pub mod calico;
 pub mod domain;
 pub mod lower;
 pub mod resource;
@@ -16,15 +17,9 @@ use crate::object::Object;
 use lower::Tiers;
 use validate::Api;
 
-/// Validates one object of these kinds and lowers it; `None` for other kinds.
-pub fn compile(
-    object: &Object,
-    name: &str,
-    cluster: &Cluster,
-    tiers: Tiers,
-    problems: &mut Problems,
-) -> Option<Policy> {
-    let checked = match object {
+/// Validates one object of these kinds (problems go to `problems`).
+fn checked(object: &Object, name: &str, problems: &mut Problems) -> Option<validate::Checked> {
+    Some(match object {
         Object::ClusterNetworkPolicy(o) => validate::check_cnp(o, problems),
         Object::AdminNetworkPolicy(o) => {
             validate::check_anp(Api::Anp, name, o.spec.as_ref(), &o.unknown_peer_fields, problems)
@@ -34,7 +29,29 @@ pub fn compile(
             validate::check_anp(Api::Banp, name, spec.as_ref(), &o.unknown_peer_fields, problems)
         }
         _ => return None,
-    };
+    })
+}
+
+/// One object of these kinds, already validated, as Calico 3.32's GlobalNetworkPolicy
+/// ([`calico::to_calico`]) and whether Calico itself reads its API; `None` for other kinds.
+pub fn to_calico(
+    object: &Object,
+    name: &str,
+) -> Option<(Result<crate::calico::resource::GlobalNetworkPolicy, Vec<calico::Refused>>, bool)> {
+    let mut problems = Problems::new(String::new(), &palisade_core::field::Nowhere);
+    let c = checked(object, name, &mut problems)?;
+    Some((calico::to_calico(&c, name), calico::read_by_calico(c.api)))
+}
+
+/// Validates one object of these kinds and lowers it; `None` for other kinds.
+pub fn compile(
+    object: &Object,
+    name: &str,
+    cluster: &Cluster,
+    tiers: Tiers,
+    problems: &mut Problems,
+) -> Option<Policy> {
+    let checked = checked(object, name, problems)?;
     Some(lower::lower(&checked, name, cluster, tiers, problems))
 }
 

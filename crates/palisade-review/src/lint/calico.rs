@@ -80,7 +80,7 @@ fn never_matches(cx: &mut Context) {
 
 /// The endpoints rules are tried on, with their names: one pod per workload, every host
 /// endpoint, and every address endpoint (each piece of the outside world, each node).
-fn endpoints(cx: &Context) -> Vec<(Side, String)> {
+pub(super) fn endpoints(cx: &Context) -> Vec<(Side, String)> {
     let cluster = cx.cluster;
     let mut out: Vec<(Side, String)> =
         cx.workloads.list.iter().map(|w| (Side::pod(cluster, w.pods[0]), cluster.pod_key(w.pods[0]))).collect();
@@ -124,7 +124,8 @@ fn shadowed(cx: &mut Context) {
                     let winner = decider(&policies);
                     for p in &policies {
                         let Some(&pol) = keys.get(&p.policy) else { continue };
-                        if cluster.policies[pol].kind == PolicyKind::Kubernetes {
+                        // Kubernetes policies have no order; cluster network policies have their own check.
+                        if !is_calico_kind(cluster.policies[pol].kind) {
                             continue;
                         }
                         for r in p.rules.iter().filter(|r| r.matched && r.action != Action::Log) {
@@ -164,8 +165,7 @@ fn decider(policies: &[palisade_core::verdict::PolicyEval]) -> Option<String> {
 
 fn equal_order(cx: &mut Context) {
     let cluster = cx.cluster;
-    let calico: Vec<PolicyId> =
-        cluster.policy_ids().filter(|&i| cluster.policies[i].kind != PolicyKind::Kubernetes).collect();
+    let calico: Vec<PolicyId> = cluster.policy_ids().filter(|&i| is_calico_kind(cluster.policies[i].kind)).collect();
     let selected = |i: PolicyId| -> Vec<PodId> {
         cluster.pod_ids().filter(|&p| selects(cluster, &cluster.policies[i], &Side::pod(cluster, p))).collect()
     };
@@ -197,6 +197,11 @@ fn equal_order(cx: &mut Context) {
     }
 }
 
+/// Calico's own kinds: the ones these checks speak of (orders, tiers, Calico words).
+fn is_calico_kind(kind: PolicyKind) -> bool {
+    matches!(kind, PolicyKind::Calico | PolicyKind::CalicoGlobal)
+}
+
 /// Whether a tier has a later tier that holds policies (ranks computed once).
 fn later_tiers(cluster: &Cluster) -> impl Fn(TierId) -> bool {
     let rank = cluster.tier_ranks();
@@ -210,7 +215,7 @@ fn pass_last(cx: &mut Context) {
     let later_tiers = later_tiers(cluster);
     for pol in cluster.policy_ids() {
         let p = &cluster.policies[pol];
-        if later_tiers(p.tier) {
+        if later_tiers(p.tier) || !is_calico_kind(p.kind) {
             continue;
         }
         for dir in [Direction::Ingress, Direction::Egress] {
@@ -225,7 +230,8 @@ fn pass_last(cx: &mut Context) {
         }
     }
     for (t, tier) in TierId::all(cluster.tiers.len()).zip(&cluster.tiers) {
-        let used = cluster.policies.iter().any(|p| p.tier == t);
+        // The kube tiers end in Pass by definition (PAL022 judges their policies' Passes).
+        let used = cluster.policies.iter().any(|p| p.tier == t && is_calico_kind(p.kind));
         if tier.pass_at_end && used && !later_tiers(t) {
             let message =
                 format!("tier {} ends in Pass (defaultAction: Pass), but no later tier holds policies", tier.name);

@@ -3,6 +3,7 @@
 
 mod address;
 mod calico;
+mod cluster_policy;
 mod dns;
 mod host_network;
 mod reachability;
@@ -60,6 +61,10 @@ checks! {
     HOST_NETWORK_PEER = "PAL018", "host-network-peer", Warning, "A peer's selector matches only host-network pods, which selectors never match: it admits nothing.";
     NEVER_MATCHES = "PAL019", "rule-never-matches", Error, "A Calico rule's own side excludes every endpoint its policy applies to: it can never match.";
     NO_PODS = "PAL020", "no-pods", Warning, "The input holds no pods: findings about what selectors select need the cluster.";
+    EQUAL_PRIORITY = "PAL021", "equal-priority", Warning, "Two cluster network policies of one tier share a priority and both match a connection: the API leaves their order undefined.";
+    PASS_TO_NOTHING = "PAL022", "pass-to-nothing", Warning, "A cluster network policy's Pass hands connections on, but nothing after it decides them: they are allowed by default, as with Accept.";
+    SHADOWED_BY_PRIORITY = "PAL023", "shadowed-by-priority", Error, "A cluster network policy's rule matches connections but never decides one: a higher-precedence rule or policy always decides first.";
+    FULL_NETWORK_DENY = "PAL024", "networks-deny-cuts-pods", Warning, "A Deny to networks 0.0.0.0/0 or ::/0 also matches pod addresses: it cuts pod traffic, not only the outside.";
 }
 
 pub fn check(code: &str) -> Option<&'static Check> {
@@ -255,6 +260,8 @@ pub fn lint_with_progress(
     reachability::run(&mut cx);
     phase("Calico ordering and shadowed rules");
     calico::run(&mut cx);
+    phase("cluster network policies: priorities, Pass, shadowed rules, networks");
+    cluster_policy::run(&mut cx);
     let mut findings = cx.findings;
     findings.sort_by(|a, b| {
         let place = |f: &Finding| f.location.as_ref().map(|l| (l.file.clone(), l.line, l.column));
