@@ -106,6 +106,9 @@ impl Builder<'_> {
     }
 
     fn on_event(&mut self, ev: Event, mark: Marker) -> Result<(), ParseError> {
+        if matches!(ev, Event::Scalar(..) | Event::Alias(_) | Event::SequenceStart(..) | Event::MappingStart(..)) {
+            self.no_tab_after_dash(&mark)?;
+        }
         match ev {
             Event::Scalar(text, style, anchor, tag) => {
                 let plain = style == TScalarStyle::Plain;
@@ -154,6 +157,31 @@ impl Builder<'_> {
             }
             _ => Ok(()),
         }
+    }
+
+    /// go-yaml (kubectl) allows no tab after a block sequence's `-` (libyaml eats tabs only
+    /// where no simple key may start); YAML 1.2 parsers read `-\tname: x` as an item. The
+    /// error points at the tab.
+    fn no_tab_after_dash(&self, mark: &Marker) -> Result<(), ParseError> {
+        let b = self.text.as_bytes();
+        let offset = self.offsets.byte(self.text, mark.index());
+        let (mut i, mut tab) = (offset, None);
+        while i > 0 && matches!(b[i - 1], b' ' | b'\t') {
+            i -= 1;
+            if b[i] == b'\t' {
+                tab = Some(i);
+            }
+        }
+        let Some(tab) = tab else { return Ok(()) };
+        let dash = i > 0 && b[i - 1] == b'-' && (i == 1 || matches!(b[i - 2], b' ' | b'\n' | b'\r'));
+        if !dash {
+            return Ok(());
+        }
+        let pos = Pos { line: mark.line().max(1), column: mark.col() + 1 - (offset - tab), offset: tab };
+        Err(ParseError {
+            pos,
+            message: "a tab after a list item's - : kubectl refuses it (found character that cannot start any token); indent with spaces".into(),
+        })
     }
 
     fn open(&mut self, seq: bool, mark: &Marker, anchor: usize, tag: Option<&Tag>) -> Result<(), ParseError> {
@@ -325,6 +353,20 @@ mod tests {
         assert_eq!(v["h"], 15);
         assert_eq!(v["i"], 1000);
         assert_eq!(v["j"], 15);
+    }
+
+    #[test]
+    fn a_tab_after_a_dash_is_refused_as_kubectl_refuses_it() {
+        for (text, line, column) in
+            [("a:\n-\tname: x\n", 2, 2), ("a:\n  - \tb\n", 2, 5), ("- - \t\tx\n", 1, 5), ("-\t[1]\n", 1, 2)]
+        {
+            let e = parse(text).unwrap_err();
+            assert_eq!((e.pos.line, e.pos.column), (line, column), "{text:?}: {}", e.message);
+            assert!(e.message.contains("a tab after a list item's -"), "{text:?}: {}", e.message);
+        }
+        for ok in ["a:\n- name: x\n", "a: \"-\tb\"\n", "a: |\n  -\tb\n", "a: [-1,\t2]\n", "a: x-\t\n"] {
+            assert!(parse(ok).is_ok(), "{ok:?}: {:?}", parse(ok).err());
+        }
     }
 
     #[test]
