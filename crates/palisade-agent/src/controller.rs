@@ -4,6 +4,7 @@
 //! (`palisade_nft::owner`). Stopping the agent leaves the table, and enforcement, in place.
 
 use std::sync::mpsc::Receiver;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use palisade_core::cluster::Cluster;
@@ -16,15 +17,16 @@ use palisade_nft::{Compiled, NeedsFullCompile, Options};
 
 use crate::files::{Events, Wake};
 use crate::flows::FlowLog;
+use crate::health::{self, Health};
 use crate::kernel::Kernel;
 use crate::table::Table;
 use crate::{log, status, Config, Mode, Refused};
 
-fn build_options(args: &Config) -> BuildOptions {
+pub(crate) fn build_options(args: &Config) -> BuildOptions {
     BuildOptions { default_namespace: args.namespace.clone(), ..Default::default() }
 }
 
-fn compile_options(args: &Config) -> Options {
+pub(crate) fn compile_options(args: &Config) -> Options {
     Options { node: args.node.clone(), audit: args.mode == Mode::Audit, record_flows: args.flow_log.is_some() }
 }
 
@@ -72,11 +74,9 @@ impl Check {
     }
 }
 
-/// Claims the network namespace, opens its nf_tables, applies the directory and keeps the
-/// table in step until the process ends (with `once`: returns after the first apply).
-pub fn run(args: Config) -> Result<(), Refused> {
-    let netns = args.netns.clone();
-    let owner = match palisade_nft::owner::claim(netns.as_deref()) {
+/// Claims the network namespace (one agent each) and opens its nf_tables.
+pub(crate) fn claim(netns: Option<&str>) -> Result<(Owner, palisade_nft::kernel::Kernel), Refused> {
+    let owner = match palisade_nft::owner::claim(netns) {
         Ok(o) => o,
         Err(OwnerError::Taken { pid, status }) => {
             log(&format!("refused: another palisade agent (pid {pid}) enforces this network namespace; its status:"));
@@ -88,12 +88,35 @@ pub fn run(args: Config) -> Result<(), Refused> {
             return Err(Refused(e.to_string()));
         }
     };
-    let kernel = palisade_nft::kernel::Kernel::open(netns.as_deref()).map_err(|e| {
+    let kernel = palisade_nft::kernel::Kernel::open(netns).map_err(|e| {
         log(&format!("cannot reach nf_tables: {e}"));
         Refused(format!("cannot reach nf_tables: {e}"))
     })?;
+    Ok((owner, kernel))
+}
+
+/// Serves `/livez`, `/readyz` and `/metrics` on `args.listen` (when given), then claims the
+/// network namespace, opens its nf_tables, applies the source and keeps the table in step
+/// until the process ends (with `once`: returns after the first apply; the Kubernetes source
+/// returns on SIGTERM or SIGINT).
+pub fn run(args: Config) -> Result<(), Refused> {
+    let health = Health::new(args.interval);
+    if let Some(addr) = args.listen {
+        match health::serve(addr, health.clone()) {
+            Ok(bound) => log(&format!("serving /livez, /readyz and /metrics on http://{bound}")),
+            Err(e) => {
+                log(&format!("refused: {e}"));
+                return Err(Refused(e.to_string()));
+            }
+        }
+    }
+    if args.source.as_os_str() == crate::kubernetes::SOURCE {
+        return crate::kubernetes::run(args, health);
+    }
+    let netns = args.netns.clone();
+    let (owner, kernel) = claim(netns.as_deref())?;
     let own = kernel.portid().unwrap_or(0);
-    let mut agent = Agent::start(args, kernel, Some(owner))?;
+    let mut agent = Agent::with_health(args, kernel, Some(owner), health)?;
     if agent.args.once {
         return Ok(());
     }
@@ -165,6 +188,10 @@ pub struct Agent<K: Kernel> {
     last_change: Option<(Instant, String)>,
     /// Why the directory cannot be read, while it cannot.
     directory_error: Option<String>,
+    /// What `--listen` serves: heartbeat, readiness, metrics.
+    health: Arc<Health>,
+    /// The kernel refused the last transaction.
+    apply_failed: bool,
 }
 
 impl<K: Kernel> Agent<K> {
@@ -173,6 +200,17 @@ impl<K: Kernel> Agent<K> {
     /// validate and a table is in force (it is the last good state there is), with `once`, or
     /// when nothing builds; on a fresh node it enforces what validates.
     pub fn start(args: Config, kernel: K, owner: Option<Owner>) -> Result<Agent<K>, Refused> {
+        let health = Health::new(args.interval);
+        Agent::with_health(args, kernel, owner, health)
+    }
+
+    /// [`Agent::start`], reporting to `health` (what `--listen` serves).
+    pub fn with_health(
+        args: Config,
+        kernel: K,
+        owner: Option<Owner>,
+        health: Arc<Health>,
+    ) -> Result<Agent<K>, Refused> {
         let source = std::path::absolute(&args.source).unwrap_or_else(|_| args.source.clone());
         // Watching before the first look: no change between the two is missed.
         let events = Events::watch(&source);
@@ -194,7 +232,9 @@ impl<K: Kernel> Agent<K> {
         }
         let state = Enforced::compile(cluster.expect("checked"), &args);
         let t = Instant::now();
-        if let Err(e) = kernel.apply(&script::full_commands(state.compiled.ruleset()), None) {
+        let applied = kernel.apply(&script::full_commands(state.compiled.ruleset()), None);
+        health.applied(applied.is_ok(), t.elapsed(), &[t]);
+        if let Err(e) = applied {
             log(&format!("cannot apply: {e}"));
             return Err(Refused(format!("cannot apply: {e}")));
         }
@@ -234,6 +274,8 @@ impl<K: Kernel> Agent<K> {
             held: built.held,
             last_change: None,
             directory_error: None,
+            health,
+            apply_failed: false,
         };
         agent.publish();
         Ok(agent)
@@ -263,6 +305,12 @@ impl<K: Kernel> Agent<K> {
             self.table.prepare(self.state.compiled.ruleset(), self.generation);
         }
         self.publish();
+        self.health.beat();
+    }
+
+    /// What `--listen` serves for this agent.
+    pub fn health(&self) -> &Arc<Health> {
+        &self.health
     }
 
     /// The kernel the agent drives.
@@ -318,7 +366,7 @@ impl<K: Kernel> Agent<K> {
         if let Some((delta, how)) = self.object_change(&changes) {
             self.watched.settle();
             self.unverified = true;
-            self.table.apply(&delta, self.state.compiled.ruleset(), t, &how);
+            self.send(&delta, t, &how);
             self.last_change = Some((Instant::now(), how));
             self.note_held(self.watched.held());
             return;
@@ -366,11 +414,19 @@ impl<K: Kernel> Agent<K> {
             0 => "full compile".to_string(),
             n => format!("full compile; {n} held back"),
         };
-        self.table.apply(&delta, next.compiled.ruleset(), t, &how);
         self.state = next;
+        self.send(&delta, t, &how);
         self.unverified = false;
         self.last_change = Some((Instant::now(), how));
         self.note_held(built.held);
+    }
+
+    /// One transaction to the kernel, counted (`t`: when the change was taken).
+    fn send(&mut self, delta: &[Command], t: Instant, how: &str) {
+        let sent = Instant::now();
+        let ok = self.table.apply(delta, self.state.compiled.ruleset(), t, how);
+        self.health.applied(ok, sent.elapsed(), &[t]);
+        self.apply_failed = !ok;
     }
 
     fn note_held(&mut self, now: Vec<Held>) {
@@ -396,16 +452,35 @@ impl<K: Kernel> Agent<K> {
                 "the object paths left {} differences to the full compile; applying the full compile",
                 delta.len()
             ));
-            self.table.apply(&delta, full.compiled.ruleset(), Instant::now(), "full compile");
+            self.health.metrics.self_check_mismatches.inc();
         }
         self.state = full;
+        if !delta.is_empty() {
+            self.send(&delta, Instant::now(), "full compile");
+        }
         self.unverified = false;
     }
 
-    /// Serves the status to `palisade agent --status`.
+    /// Serves the status to `palisade agent --status`, and readiness and metrics to `--listen`.
     fn publish(&self) {
-        let Some(owner) = &self.owner else { return };
         let rs = self.state.compiled.ruleset();
+        let metrics = &self.health.metrics;
+        metrics.in_force(self.state.compiled.enforced_pods(), &rs.stats());
+        metrics.table_restores.set(i64::try_from(self.table.restores).unwrap_or(i64::MAX));
+        let mut refused = std::collections::BTreeMap::<String, usize>::new();
+        for h in &self.held {
+            *refused.entry(h.object.split(' ').next().unwrap_or_default().to_string()).or_default() += 1;
+        }
+        health::Metrics::counts(&metrics.refused, refused);
+        let mut unready = Vec::new();
+        if let Some(e) = &self.directory_error {
+            unready.push(format!("the directory cannot be read: {e}"));
+        }
+        if self.apply_failed {
+            unready.push("the kernel refused the last transaction; the last good ruleset stays in force".into());
+        }
+        self.health.set_unready(unready);
+        let Some(owner) = &self.owner else { return };
         let facts = status::Facts {
             source: self.watched.root(),
             mode: if self.args.mode == Mode::Audit { "audit" } else { "enforce" },

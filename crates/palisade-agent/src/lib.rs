@@ -7,17 +7,22 @@
 //! (`palisade_load::watch`) → a patch of what they touch, or a full build and compile → one
 //! nft transaction through a [`kernel::Kernel`]; and, once the directory is quiet, a full
 //! compile as a self-check. The kernel is a trait: netlink in production, [`kernel::Fake`] in
-//! tests that need no root. `palisade agent` (the binary) keeps the arguments and the wiring.
+//! tests that need no root. [`kubernetes`]: the same table kept in step with the API
+//! server's objects instead of a directory; [`health`]: the `--listen` port (`/livez`,
+//! `/readyz`, `/metrics`). `palisade agent` (the binary) keeps the arguments.
 
 #![forbid(unsafe_code)]
 
 pub mod controller;
 mod files;
 mod flows;
+pub mod health;
 pub mod kernel;
+pub mod kubernetes;
 mod status;
 mod table;
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -26,8 +31,15 @@ pub use controller::{dry_run, run, Agent};
 /// What the agent enforces and how (the binary's arguments, as values).
 #[derive(Clone, Debug)]
 pub struct Config {
-    /// Directory of manifests (cluster and policies), watched for changes.
+    /// Directory of manifests (cluster and policies), watched for changes;
+    /// [`kubernetes::SOURCE`] (`kubernetes`): the API server's objects instead.
     pub source: PathBuf,
+    /// With the Kubernetes source: this kubeconfig (else the in-cluster ServiceAccount).
+    pub kubeconfig: Option<PathBuf>,
+    /// With the Kubernetes source: this kubeconfig context (else its current one).
+    pub context: Option<String>,
+    /// Serve /livez, /readyz and /metrics over HTTP on this address ([`health`]).
+    pub listen: Option<SocketAddr>,
     /// Enforce only for pods scheduled to this node (spec.nodeName); all pods when `None`.
     pub node: Option<String>,
     /// Apply inside this network namespace (`ip netns` name) instead of the current one.

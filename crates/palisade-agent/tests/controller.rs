@@ -52,6 +52,9 @@ impl Drop for Dir {
 fn config(source: &Path, once: bool) -> Config {
     Config {
         source: source.to_path_buf(),
+        kubeconfig: None,
+        context: None,
+        listen: None,
         node: None,
         netns: None,
         mode: Mode::Enforce,

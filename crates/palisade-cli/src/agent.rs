@@ -1,6 +1,7 @@
 //! `palisade agent`: the arguments and the wiring of the node agent (`palisade-agent`), and
 //! the commands that only read what a running agent left (`--counters`, `--status`).
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -11,8 +12,19 @@ use palisade_nft::script;
 pub struct Args {
     /// Directory of manifests (cluster and policies), watched for changes. A ConfigMap or
     /// Secret volume is read as Kubernetes writes it (one version at a time, through `..data`).
+    /// `kubernetes`: watch the API server instead (a directory of that name: `./kubernetes`).
     #[arg(long)]
     source: PathBuf,
+    /// With `--source kubernetes`: this kubeconfig (else the in-cluster ServiceAccount).
+    #[arg(long, value_name = "PATH")]
+    kubeconfig: Option<PathBuf>,
+    /// With `--source kubernetes`: this kubeconfig context (else its current one).
+    #[arg(long)]
+    context: Option<String>,
+    /// Serve /livez, /readyz and /metrics (Prometheus text) over HTTP on this address
+    /// (`ADDR:PORT`; port 0 picks one, which the log names).
+    #[arg(long, value_name = "ADDR:PORT")]
+    listen: Option<SocketAddr>,
     /// Enforce only for pods scheduled to this node (spec.nodeName); all pods when absent.
     #[arg(long)]
     node: Option<String>,
@@ -76,6 +88,9 @@ impl Args {
     fn config(&self) -> Config {
         Config {
             source: self.source.clone(),
+            kubeconfig: self.kubeconfig.clone(),
+            context: self.context.clone(),
+            listen: self.listen,
             node: self.node.clone(),
             netns: self.netns.clone(),
             mode: match self.mode {
