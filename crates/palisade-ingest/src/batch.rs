@@ -26,6 +26,14 @@ use crate::object::{object_label, BuildOptions, Input, Item, Object};
 
 /// Builds the cluster, or returns every problem found (errors and warnings) if any is an error.
 pub fn build(inputs: &[Input], opts: &BuildOptions) -> Result<Cluster, Vec<Problem>> {
+    build_from(inputs, opts)
+}
+
+/// [`build`] from objects held elsewhere (the store's slots), in their order.
+pub(crate) fn build_from<'a>(
+    inputs: impl IntoIterator<Item = &'a Input>,
+    opts: &BuildOptions,
+) -> Result<Cluster, Vec<Problem>> {
     let mut b = Builder { cluster: Cluster::default(), problems: Vec::new() };
     let items = b.check_metadata(inputs, opts);
     b.cluster.dns = opts.dns.iter().flat_map(|(n, ips)| ips.iter().map(move |ip| (n.clone(), *ip))).collect();

@@ -17,7 +17,7 @@ use palisade_core::change::{PodPatch, PolicyPatch};
 use palisade_core::cluster::{Cluster, PodId};
 use palisade_core::field::{Problem, Severity};
 
-use crate::batch::build;
+use crate::batch::build_from;
 use crate::object::{enforced_policy_kind, BuildOptions, Input, Object};
 use crate::patch::{pod_patch, policy_patch};
 
@@ -216,6 +216,9 @@ impl Store {
     /// object named twice stays twice, for `finish` to report.
     pub fn batch(inputs: Vec<Input>, opts: BuildOptions) -> (Store, Result<Touched, Problems>) {
         let mut store = Store::new(opts);
+        // Objects are big values: growing the slab by doubling would copy each several times.
+        store.slots.reserve_exact(inputs.len());
+        store.by_key.reserve(inputs.len());
         for input in inputs {
             let key = ObjectKey::of(&input.object, &store.opts);
             let area = Area::of(&input.object);
@@ -243,7 +246,9 @@ impl Store {
 
     /// The objects (in id order: a batch's own order) and the cluster, taking the store apart.
     pub fn into_parts(self) -> (Vec<Input>, Option<Cluster>) {
-        (self.slots.into_iter().flatten().map(|s| s.input).collect(), self.cluster)
+        let mut inputs = Vec::with_capacity(self.slots.len());
+        inputs.extend(self.slots.into_iter().flatten().map(|s| s.input));
+        (inputs, self.cluster)
     }
 
     /// The objects held now, in id order.
@@ -318,8 +323,8 @@ impl Store {
         self.last = Path::Patch;
         if !self.patched() {
             self.last = Path::Build;
-            let inputs: Vec<Input> = self.inputs().cloned().collect();
-            match build(&inputs, &self.opts) {
+            // Built from the slots as they are: copying every object would double the memory.
+            match build_from(self.slots.iter().flatten().map(|s| &s.input), &self.opts) {
                 Ok(cluster) => self.cluster = Some(cluster),
                 Err(problems) => {
                     self.cluster = None;

@@ -11,6 +11,7 @@ use proptest::prelude::*;
 use serde_json::{json, Value};
 
 use super::*;
+use crate::batch::build;
 
 fn input(object: Value) -> Input {
     let kind = object["kind"].as_str().expect("a kind").to_string();
