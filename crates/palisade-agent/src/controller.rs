@@ -46,10 +46,7 @@ struct Enforced {
 
 impl Enforced {
     fn compile(cluster: Cluster, args: &Config) -> Enforced {
-        // What the kernel cannot enforce (domainNames) is said on every full compile.
-        for w in palisade_nft::unenforced::warnings(&cluster) {
-            log(&format!("warning: {w}"));
-        }
+        warn_unenforced(&cluster);
         let compiled = Compiled::new(&cluster, &compile_options(args));
         Enforced { cluster, compiled, stale: false }
     }
@@ -163,6 +160,7 @@ pub fn dry_run(args: &Config) -> Result<String, Refused> {
         log(&format!("refused: {why}"));
         return Err(Refused(why));
     };
+    warn_unenforced(&cluster);
     let compiled = Compiled::new(&cluster, &compile_options(args));
     Ok(script::full(compiled.ruleset()))
 }
@@ -496,5 +494,12 @@ impl<K: Kernel> Agent<K> {
             directory_error: self.directory_error.as_deref(),
         };
         owner.set_status(status::text(&facts));
+    }
+}
+
+/// Says, on every full compile, what the kernel cannot enforce (domainNames rules).
+pub(crate) fn warn_unenforced(cluster: &Cluster) {
+    for w in palisade_nft::unenforced::warnings(cluster) {
+        log(&format!("warning: {w}"));
     }
 }

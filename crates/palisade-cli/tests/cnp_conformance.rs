@@ -398,7 +398,10 @@ fn diff_between_conformance_steps_reports_the_connections_upstream_expects_to_ch
         "network-policy-conformance-ravenclaw/statefulset/luna-lovegood",
     );
     let d = diff_steps(&steps[1].cluster(), &steps[2].cluster());
-    assert_eq!((group_lines(&d.gained), group_lines(&d.lost)), (vec![], vec![format!("{l} -> {g} any TCP, any UDP")]));
+    assert_eq!(
+        (group_lines(&d.gained), group_lines(&d.lost)),
+        (vec![], vec![format!("{l} -> {g} any TCP, any UDP, ICMP, ICMPv6")])
+    );
     let d = diff_steps(&steps[4].cluster(), &steps[5].cluster());
     let s = "network-policy-conformance-slytherin/statefulset/draco-malfoy";
     assert_eq!((group_lines(&d.gained), group_lines(&d.lost)), (vec![format!("{s} -> {g} 80/TCP")], vec![]));

@@ -214,6 +214,7 @@ impl KubeAgent {
             return;
         }
         let Some(cluster) = self.view.cluster() else { return };
+        crate::controller::warn_unenforced(cluster);
         let next = Compiled::new(cluster, &compile_options(&self.args));
         let (delta, how) = match &self.compiled {
             Some(old) => {
