@@ -13,10 +13,10 @@ use k8s_openapi::api::networking::v1::{
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use palisade_core::build::{build, BuildOptions, Input, Object};
-use palisade_core::calico::resource::{GlobalNetworkSet, NetworkSetSpec};
 use palisade_core::cluster::Cluster;
 use palisade_core::field::Nowhere;
+use palisade_ingest::calico::resource::{GlobalNetworkSet, NetworkSetSpec};
+use palisade_ingest::{build, BuildOptions, Input, Object};
 use palisade_lab::Topology;
 use palisade_load::watch::Watched;
 use palisade_nft::kernel::Kernel;

@@ -2,6 +2,8 @@
 //! (default deny, app-to-app ingress, cross-namespace access by team, DNS egress, IP blocks).
 //! Deterministic for a given seed.
 
+#![forbid(unsafe_code)]
+
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{Container, ContainerPort, Namespace, Pod, PodSpec, PodStatus};
@@ -11,7 +13,7 @@ use k8s_openapi::api::networking::v1::{
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use palisade_core::build::Object;
+use palisade_ingest::Object;
 
 /// splitmix64: small, fast, deterministic.
 pub struct Rng(u64);
@@ -214,13 +216,13 @@ fn policy_spec(k: usize, apps: usize, teams: usize, rng: &mut Rng) -> NetworkPol
 /// GlobalNetworkPolicy that passes intra-team traffic to the default tier and denies the
 /// rest from other teams' namespaces on port 9090.
 pub fn calicoize(objects: Vec<Object>) -> Vec<Object> {
-    use palisade_core::calico::resource::{
+    use palisade_ingest::calico::resource::{
         EntityRule, GlobalNetworkPolicy, NumOrString, PolicySpec, Rule, Tier, TierSpec,
     };
     let mut out: Vec<Object> = objects
         .into_iter()
         .map(|o| match o {
-            Object::NetworkPolicy(np) => Object::CalicoNetworkPolicy(palisade_core::calico::convert::to_calico(&np)),
+            Object::NetworkPolicy(np) => Object::CalicoNetworkPolicy(palisade_ingest::calico::convert::to_calico(&np)),
             other => other,
         })
         .collect();

@@ -4,7 +4,7 @@
 //! time; peak memory above what the process held before, over the input's size.
 
 use palisade_bench::{generate, to_list, Shape};
-use palisade_core::build::BuildOptions;
+use palisade_ingest::BuildOptions;
 
 /// CPU time of the calling thread, in seconds.
 fn cpu_seconds() -> f64 {

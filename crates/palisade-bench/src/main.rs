@@ -1,5 +1,7 @@
 //! `palisade-bench`: figures for the README. Prints times and peak memory; asserts nothing.
 
+#![forbid(unsafe_code)]
+
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -11,12 +13,13 @@ mod enforcer;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 mod loader;
+mod nca;
 
 use palisade_bench::{calicoize, generate, to_list_json, Shape};
-use palisade_core::build::{build, BuildOptions, Input};
 use palisade_core::field::Nowhere;
 use palisade_core::index::Index;
 use palisade_core::port::Protocol;
+use palisade_ingest::{build, BuildOptions, Input};
 
 #[derive(Parser)]
 #[command(about = "Benchmark Palisade on a synthetic cluster")]
@@ -64,6 +67,12 @@ struct Args {
     /// up to this many megabytes (CPU seconds, MB/s, peak memory over the input's size).
     #[arg(long, value_name = "MAX_MB", num_args = 0..=1, default_missing_value = "50")]
     loader_curve: Option<f64>,
+    /// Compare `palisade matrix --all-ports` with network-config-analyzer (the `nca` program at
+    /// this path) on the 200-pod/50-policy and 400/100 clusters: times side by side (medians
+    /// of 3 interleaved runs) and whether the answers are identical. Needs the release
+    /// `palisade` binary next to this one, and GNU time at /usr/bin/time.
+    #[arg(long, value_name = "NCA")]
+    versus_nca: Option<std::path::PathBuf>,
     /// (Internal: one measurement of the loader curve, in its own process.)
     #[arg(long, hide = true)]
     loader_one: Option<std::path::PathBuf>,
@@ -83,6 +92,10 @@ fn main() {
     let a = Args::parse();
     if let Some(path) = &a.loader_one {
         loader::one(path);
+        return;
+    }
+    if let Some(nca) = &a.versus_nca {
+        nca::versus(nca, a.seed);
         return;
     }
     if let Some(max_mb) = a.loader_curve {
@@ -199,7 +212,7 @@ fn review(cluster: &palisade_core::cluster::Cluster) {
     println!("diff (self)   {:>9.3} s  ({} changes)", t.elapsed().as_secs_f64(), d.gained.len() + d.lost.len());
 }
 
-fn enforce(mut objects: Vec<palisade_core::build::Object>, a: &Args) {
+fn enforce(mut objects: Vec<palisade_ingest::Object>, a: &Args) {
     palisade_lab::install_interrupt_cleanup();
     enforcer::bench_pods(&mut objects);
     // Removed however the benchmark ends: normally, on a panic, or on Ctrl-C.

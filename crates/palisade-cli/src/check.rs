@@ -55,7 +55,7 @@ pub struct Args {
 /// A destination as the user named it.
 enum Target {
     Side(Side),
-    Service { id: usize, address: Option<IpAddr> },
+    Service { id: palisade_core::cluster::ServiceId, address: Option<IpAddr> },
 }
 
 #[derive(Serialize)]
@@ -250,12 +250,12 @@ fn render(args: &Args, port: u16, d: &Decision, tiers: bool) -> String {
     let what = if args.protocol.has_ports() {
         format!("port {port}/{}", args.protocol)
     } else {
-        format!(
-            "{} type {} code {}",
-            args.protocol,
-            args.icmp_type.map_or("default".into(), |t| t.to_string()),
-            args.icmp_code
-        )
+        // The type decided: the one given, else an echo request (8; 128 for ICMPv6).
+        let echo = if args.protocol == Protocol::ICMPv6 { 128 } else { 8 };
+        let given = args.icmp_type.is_some();
+        let type_ = args.icmp_type.unwrap_or(echo);
+        let note = if given { "" } else { " (echo request)" };
+        format!("{} type {type_}{note} code {}", args.protocol, args.icmp_code)
     };
     let _ = writeln!(out, "{head}  {} -> {} {what}", args.from, args.to);
     render_steps(&mut out, &d.trace, 1, tiers);

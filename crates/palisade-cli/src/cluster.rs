@@ -6,7 +6,7 @@
 use std::collections::HashSet;
 use std::path::PathBuf;
 
-use palisade_core::build::Input;
+use palisade_ingest::Input;
 use palisade_kube::{SourceError, Target};
 use palisade_load::manifest::Loaded;
 

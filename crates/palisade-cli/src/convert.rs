@@ -1,7 +1,8 @@
-//! `palisade convert`: Kubernetes NetworkPolicy ⇄ Calico NetworkPolicy.
+//! `palisade convert`: Kubernetes NetworkPolicy ⇄ Calico NetworkPolicy; ClusterNetworkPolicy
+//! (and ANP/BANP) → Calico GlobalNetworkPolicy in the kube-admin/kube-baseline tiers.
 
-use palisade_core::build::Object;
-use palisade_core::calico::convert::{to_calico, to_kubernetes};
+use palisade_ingest::calico::convert::{to_calico, to_kubernetes};
+use palisade_ingest::Object;
 use serde_json::Value;
 
 use crate::input::InputArgs;
@@ -58,6 +59,25 @@ pub fn run(args: Args) -> u8 {
                     }
                 }
             },
+            (o, Target::Calico) if palisade_ingest::clusterpolicy::is_cluster_network_policy(o) => {
+                let kind = o.kind();
+                match palisade_ingest::clusterpolicy::to_calico(o, meta.name.as_deref().unwrap_or_default()) {
+                    Some((Ok(gnp), read)) => {
+                        if !read {
+                            eprintln!("note: {at}{kind} {name}: Calico 3.32 does not read v1alpha1 objects; converted as their tier places them");
+                        }
+                        docs.push(json(&gnp));
+                    }
+                    Some((Err(reasons), _)) => {
+                        refused += 1;
+                        eprintln!("not converted: {at}{kind} {name}:");
+                        for r in reasons {
+                            eprintln!("  {}: {}", r.path, r.reason);
+                        }
+                    }
+                    None => {}
+                }
+            }
             (Object::CalicoGlobalNetworkPolicy(_), Target::Kubernetes) => {
                 refused += 1;
                 eprintln!("not converted: {at}GlobalNetworkPolicy {name}: cluster-wide policies have no Kubernetes NetworkPolicy equivalent");

@@ -46,6 +46,7 @@ pub fn run(args: Args) -> u8 {
             namespace: args.namespace.clone(),
             quiet: args.quiet,
             exclude: args.exclude.clone(),
+            dns: Vec::new(),
         }
     };
     let (old, new) = match (load(&side(&args.old)), load(&side(&args.new))) {

@@ -5,13 +5,13 @@ use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use palisade_core::build::{build, Input};
-use palisade_core::cluster::Cluster;
+use palisade_core::cluster::{Cluster, PodId};
 use palisade_core::verdict::{decide, Connection as Conn, Side, Verdict};
 use palisade_generate::flow::{parse, Flow};
 use palisade_generate::policy::{generate, File, Options};
 use palisade_generate::render::{render, Format};
 use palisade_generate::resolve::{resolve, Connection, End};
+use palisade_ingest::{build, Input};
 use palisade_load::source::Source;
 use palisade_review::connectivity::Cuts;
 use palisade_review::workload::Workloads;
@@ -275,24 +275,26 @@ fn verify(
 fn extras(cluster: &Cluster, conns: &[Connection], files: &[File]) -> Vec<String> {
     let workloads = Workloads::new(cluster);
     let covered: BTreeSet<&str> = files.iter().map(|f| f.namespace.as_str()).collect();
-    let ns = |p: usize| cluster.namespaces[cluster.pods[p].namespace].name.as_str();
+    let ns = |p: PodId| cluster.namespaces[cluster.pods[p].namespace].name.as_str();
     let observed: BTreeSet<(usize, usize, u16, palisade_core::port::Protocol)> = conns
         .iter()
         .filter_map(|c| match (c.src, c.dst) {
-            (End::Pod(a), End::Pod(b)) => Some((workloads.of_pod[a], workloads.of_pod[b], c.port, c.protocol)),
+            (End::Pod(a), End::Pod(b)) => {
+                Some((workloads.of_pod[a.index()], workloads.of_pod[b.index()], c.port, c.protocol))
+            }
             _ => None,
         })
         .collect();
     let conn = connectivity(cluster, Cuts::of(&[cluster]));
     let mut out = BTreeSet::new();
     for (i, probe) in conn.probes.iter().enumerate() {
-        for s in 0..cluster.pods.len() {
-            for d in conn.matrices[i].rows[s].ones().filter(|&d| d != s) {
+        for s in cluster.pod_ids() {
+            for d in conn.matrices[i].rows[s.index()].ones().map(PodId::new).filter(|&d| d != s) {
                 if !covered.contains(ns(s)) && !covered.contains(ns(d)) {
                     continue;
                 }
                 let dns = probe.port == 53 && palisade_core::label::is_kube_dns(&cluster.pods[d].labels);
-                let (ws, wd) = (workloads.of_pod[s], workloads.of_pod[d]);
+                let (ws, wd) = (workloads.of_pod[s.index()], workloads.of_pod[d.index()]);
                 if !dns && !observed.contains(&(ws, wd, probe.port, probe.protocol)) {
                     out.insert(format!("{} -> {} on {probe}", workloads.key(cluster, ws), workloads.key(cluster, wd)));
                 }

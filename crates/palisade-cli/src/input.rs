@@ -3,9 +3,9 @@
 use std::io::IsTerminal;
 use std::path::PathBuf;
 
-use palisade_core::build::BuildOptions;
 use palisade_core::cluster::Cluster;
 use palisade_core::field::Severity;
+use palisade_ingest::BuildOptions;
 use palisade_load::diagnostic::Renderer;
 
 /// Options every command that reads manifests shares.
@@ -28,6 +28,21 @@ pub struct InputArgs {
     /// file name, `values.yaml`); repeatable.
     #[arg(long = "exclude", value_name = "GLOB")]
     pub exclude: Vec<String>,
+    /// A DNS fact for ClusterNetworkPolicy domainNames peers: NAME=ADDRESS[,ADDRESS...], as an
+    /// A/AAAA answer (repeatable). Without one for an address, a domainNames peer does not
+    /// match it and the trace says the verdict depends on DNS resolution.
+    #[arg(long = "dns", value_name = "NAME=ADDRESSES", value_parser = parse_dns_fact)]
+    pub dns: Vec<(String, Vec<std::net::IpAddr>)>,
+}
+
+/// `api.example.com=198.19.200.10,fd00::10`.
+fn parse_dns_fact(s: &str) -> Result<(String, Vec<std::net::IpAddr>), String> {
+    let (name, addrs) = s.split_once('=').ok_or("expected NAME=ADDRESS[,ADDRESS...]")?;
+    let ips = addrs
+        .split(',')
+        .map(|a| a.trim().parse().map_err(|_| format!("{a:?} is not an IP address")))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((name.trim().to_string(), ips))
 }
 
 /// Output of commands that print for people or for programs.
@@ -76,7 +91,11 @@ pub fn read(args: &InputArgs) -> Result<palisade_load::Load, u8> {
 }
 
 pub fn build_options(args: &InputArgs) -> BuildOptions {
-    BuildOptions { default_namespace: args.namespace.clone() }
+    let mut dns: std::collections::BTreeMap<String, Vec<std::net::IpAddr>> = Default::default();
+    for (name, ips) in &args.dns {
+        dns.entry(name.clone()).or_default().extend(ips);
+    }
+    BuildOptions { default_namespace: args.namespace.clone(), dns }
 }
 
 /// Computes connectivity over every probe and address endpoint, with a progress bar on a terminal.

@@ -27,11 +27,21 @@ pub struct Args {
 }
 
 /// Exit codes: 0 observed = expected; 1 some difference; 2 invalid input or the lab failed.
-pub fn run(args: Args) -> u8 {
+pub fn run(mut args: Args) -> u8 {
+    // The table has no DNS interception: the engine must decide domainNames as the kernel does.
+    if !args.input.dns.is_empty() {
+        eprintln!("note: --dns facts are not used by the lab: the enforcer has no DNS interception, so domainNames peers match nothing in the kernel and are decided without facts");
+        args.input.dns.clear();
+    }
     let cluster = match load(&args.input) {
         Ok(c) => c,
         Err(code) => return code,
     };
+    if !args.input.quiet {
+        for w in palisade_nft::unenforced::warnings(&cluster) {
+            eprintln!("warning: {w}");
+        }
+    }
     // Probing no pod would pass as "0 of 0 pairs": a lab with nothing in it proves nothing.
     let addressed = cluster.pods.iter().filter(|p| !p.ips.is_empty()).count();
     if addressed == 0 {

@@ -1,9 +1,12 @@
 //! `palisade`: decide, explain and enforce Kubernetes and Calico network policy. The library
 //! holds the whole command line; the `palisade` and `kubectl-palisade` binaries only name it.
 
+#![forbid(unsafe_code)]
+
 mod agent;
 mod check;
 mod cluster;
+mod connmap;
 mod convert;
 mod diff;
 mod endpoint;
@@ -50,7 +53,8 @@ pub struct Cli {
 enum Command {
     /// Decide one connection and explain why.
     Check(check::Args),
-    /// Decide every pod pair for one port and protocol.
+    /// Decide every pod pair for one port and protocol, or every port at once (`--all-ports`:
+    /// each pair with the port ranges it may use).
     Matrix(matrix::Args),
     /// Convert Kubernetes NetworkPolicies to Calico, or Calico policies to Kubernetes where expressible.
     Convert(convert::Args),

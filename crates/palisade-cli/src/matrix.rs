@@ -20,6 +20,11 @@ pub struct Args {
     /// TCP, UDP, SCTP, ICMP or ICMPv6.
     #[arg(long, default_value = "TCP")]
     protocol: Protocol,
+    /// Every port at once: each pod pair (and pod and outside piece or node) with the TCP,
+    /// UDP and SCTP port ranges it may use, the ports cut where pods, Services and rules
+    /// name them. `--output table` groups the lines by workload.
+    #[arg(long, conflicts_with_all = ["port", "protocol"])]
+    all_ports: bool,
     #[arg(long, value_enum, default_value_t = Output::Table)]
     output: Output,
     #[command(flatten)]
@@ -27,7 +32,7 @@ pub struct Args {
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
-enum Output {
+pub enum Output {
     Table,
     Json,
     Csv,
@@ -52,11 +57,11 @@ pub enum Port {
 
 pub fn to_json(cluster: &Cluster, m: &Matrix, port: Port) -> JsonMatrix {
     let order = cluster.pods_sorted();
-    let keys: Vec<String> = (0..cluster.pods.len()).map(|p| cluster.pod_key(p)).collect();
+    let keys: Vec<String> = cluster.pod_ids().map(|p| cluster.pod_key(p)).collect();
     let mut allowed = BTreeMap::new();
     for &s in &order {
-        let dsts: Vec<String> = order.iter().filter(|&&d| m.allowed(s, d)).map(|&d| keys[d].clone()).collect();
-        allowed.insert(keys[s].clone(), dsts);
+        let dsts: Vec<String> = order.iter().filter(|&&d| m.allowed(s, d)).map(|&d| keys[d.index()].clone()).collect();
+        allowed.insert(keys[s.index()].clone(), dsts);
     }
     JsonMatrix { port, protocol: m.protocol, allowed }
 }
@@ -85,6 +90,9 @@ pub fn run(args: Args) -> u8 {
     if cluster.pods.is_empty() {
         eprintln!("error: the input holds no pods, so there is no pod pair to decide; add the cluster (kubectl get pods,namespaces -A -o yaml)");
         return crate::EXIT_INVALID;
+    }
+    if args.all_ports {
+        return crate::connmap::run(&cluster, args.output);
     }
     let spinner = crate::progress::spinner(format!("deciding {} pod pairs", cluster.pods.len().pow(2)));
     let m = match &port {
@@ -120,13 +128,12 @@ fn named_matrix(cluster: &Cluster, name: &str, protocol: Protocol) -> Result<Mat
         let ports = &cluster.pods[d].ports;
         ports.iter().find(|c| c.name.as_deref() == Some(name) && c.protocol == protocol).map(|c| c.port)
     };
-    let numbers: std::collections::BTreeSet<u16> = (0..cluster.pods.len()).filter_map(number).collect();
+    let numbers: std::collections::BTreeSet<u16> = cluster.pod_ids().filter_map(number).collect();
     if numbers.is_empty() {
         return Err(format!("no pod declares a {protocol} container port named {name:?}"));
     }
     let mut index = palisade_core::index::Index::new(cluster);
     let by_number: BTreeMap<u16, Matrix> = numbers.iter().map(|&n| (n, index.matrix(n, protocol))).collect();
-    let n = cluster.pods.len();
     // Rows of the same shape as the index's, emptied.
     let template = by_number.values().next().expect("one number at least");
     let mut rows: Vec<_> = template
@@ -138,10 +145,10 @@ fn named_matrix(cluster: &Cluster, name: &str, protocol: Protocol) -> Result<Mat
             r
         })
         .collect();
-    for d in 0..n {
+    for d in cluster.pod_ids() {
         let Some(m) = number(d).map(|p| &by_number[&p]) else { continue };
-        for (s, row) in rows.iter_mut().enumerate() {
-            row.set(d, m.allowed(s, d));
+        for (s, row) in cluster.pod_ids().zip(rows.iter_mut()) {
+            row.set(d.index(), m.allowed(s, d));
         }
     }
     Ok(Matrix { port: 0, protocol, rows })
@@ -216,9 +223,11 @@ fn groups(cluster: &Cluster, m: &Matrix) -> Vec<Group> {
 /// each pod reaches itself, so replicas isolated from each other differ on the diagonal).
 fn interchangeable(m: &Matrix, p: PodId, q: PodId) -> bool {
     let n = m.rows.len();
-    let others = |x: &usize| *x != p && *x != q;
+    let others = |x: &PodId| *x != p && *x != q;
     m.allowed(p, q) == m.allowed(q, p)
-        && (0..n).filter(others).all(|x| m.allowed(p, x) == m.allowed(q, x) && m.allowed(x, p) == m.allowed(x, q))
+        && PodId::all(n)
+            .filter(others)
+            .all(|x| m.allowed(p, x) == m.allowed(q, x) && m.allowed(x, p) == m.allowed(x, q))
 }
 
 /// Beyond this many groups a grid is too wide to read; rows become lists of column ranges.

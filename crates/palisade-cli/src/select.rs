@@ -29,7 +29,8 @@ pub fn run(args: Args) -> u8 {
         Err(code) => return code,
     };
     // Host-network pods have no Calico workload endpoint: selectors never pick them.
-    let mut picked: Vec<String> = (0..cluster.pods.len())
+    let mut picked: Vec<String> = cluster
+        .pod_ids()
         .filter(|&p| cluster.is_policy_subject(p) && expr.matches(&cluster.calico_labels[p]))
         .map(|p| cluster.pod_key(p))
         .collect();

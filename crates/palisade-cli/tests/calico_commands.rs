@@ -115,3 +115,41 @@ fn check_staged_says_what_would_change() {
     assert_eq!(v["staged"]["verdict"], "deny");
     assert_eq!(v["changes"], true);
 }
+
+/// Cluster network policies convert to Calico 3.32's GlobalNetworkPolicies in its kube tiers
+/// (Accept → Allow, Pass kept, order = priority); v1alpha1 gets a note (Calico 3.32 does not
+/// read it); a `nodes` peer, which Calico 3.32 cannot express, is refused with its path.
+#[test]
+fn convert_maps_cluster_network_policies_to_calicos_kube_tiers() {
+    let (code, out, err) = run(&[
+        "convert",
+        "--to",
+        "calico",
+        "tests/conformance/model.yaml",
+        "tests/cnp/cases/06-pass-skips-the-admin-tier.yaml",
+        "-q",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("kind: GlobalNetworkPolicy") && out.contains("tier: kube-admin"), "{out}");
+    assert!(out.contains("action: Pass") && !out.contains("Accept"), "{out}");
+    let (code, _, err) = run(&[
+        "convert",
+        "--to",
+        "calico",
+        "tests/conformance/model.yaml",
+        "tests/cnp/cases/14-v1alpha1-admin-and-baseline-admin-network-policy.yaml",
+        "-q",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("Calico 3.32 does not read v1alpha1 objects"), "{err}");
+    let (code, _, err) = run(&[
+        "convert",
+        "--to",
+        "calico",
+        "tests/conformance/model.yaml",
+        "tests/cnp/cases/03-nodes-and-host-network-pods.yaml",
+        "-q",
+    ]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains(".nodes: Calico 3.32 has no form for nodes peers"), "{err}");
+}

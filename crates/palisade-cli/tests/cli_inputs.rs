@@ -19,7 +19,7 @@ fn icmp_needs_no_port_and_takes_none() {
     };
     let (code, out, err) = with(&["--protocol", "ICMP"]);
     assert_eq!(code, 0, "{err}");
-    assert!(out.starts_with("ALLOW  app/worker -> app/web ICMP type default code 0"), "{out}");
+    assert!(out.starts_with("ALLOW  app/worker -> app/web ICMP type 8 (echo request) code 0"), "{out}");
     let (code, _, err) = with(&["--protocol", "ICMP", "--port", "80"]);
     assert_eq!((code, err.contains("ICMP has no ports")), (2, true), "{err}");
     let (code, _, err) = with(&[]);

@@ -78,6 +78,8 @@ const CASES: &[(&str, &[&str])] = &[
         &["matrix", "tests/conformance/model.yaml", "tests/conformance/cases/10-pod-and-namespace-selector.yaml", "-q"],
     ),
     ("matrix-table-workloads.txt", &["matrix", "--port", "8080", "examples/lateral-movement", "-q"]),
+    ("matrix-all-ports-lateral-movement.txt", &["matrix", "--all-ports", "examples/lateral-movement", "-q"]),
+    ("matrix-all-ports-calico-wordpress.txt", &["matrix", "--all-ports", "examples/calico-wordpress", "-q"]),
     (
         "check-calico-tiers-default-deny.txt",
         &[

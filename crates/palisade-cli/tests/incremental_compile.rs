@@ -13,9 +13,9 @@ use std::sync::Arc;
 
 use common::{conformance_cases, load_case, repo};
 use k8s_openapi::api::core::v1::{Pod, PodIP};
-use palisade_core::build::{build, BuildOptions, Input, Object};
 use palisade_core::cluster::Cluster;
 use palisade_core::field::Nowhere;
+use palisade_ingest::{build, BuildOptions, Input, Object};
 use palisade_load::watch::Changes;
 use palisade_nft::{compile, script, Compiled, Options};
 use proptest::prelude::*;
@@ -284,7 +284,7 @@ fn worlds() -> Vec<World> {
     for dir in ["calico-wordpress", "lateral-movement", "enforcing-network-policies", "node-network-egress"] {
         let paths = common::manifest_paths(&repo().join("examples").join(dir));
         let sources = palisade_load::source::read_paths(&paths).unwrap();
-        let opts = BuildOptions { default_namespace: Some("default".into()) };
+        let opts = BuildOptions { default_namespace: Some("default".into()), ..Default::default() };
         let load = palisade_load::load_sources(sources, &opts);
         let cluster = load.cluster.clone().expect("example loads");
         out.push(world(dir.into(), load.inputs, &cluster, opts, &pool));

@@ -5,16 +5,8 @@
 
 mod common;
 
-use common::lab::lab_possible;
+use common::lab::lab_slot;
 use common::{palisade, repo};
-
-/// One lab at a time: they share the machine's namespace list and its two cores.
-static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-/// `None` when lab tests are skipped; otherwise the lock that runs labs one at a time.
-fn lab_slot() -> Option<std::sync::MutexGuard<'static, ()>> {
-    lab_possible().then(|| SERIAL.lock().unwrap_or_else(|e| e.into_inner()))
-}
 
 fn lab(args: &[&str]) -> (i32, String, String) {
     let out = palisade().current_dir(repo()).arg("lab").args(args).arg("-q").output().unwrap();

@@ -99,6 +99,15 @@ fn every_name_reach_graph_and_check_print_is_taken_back() {
     }
 }
 
+/// How check takes a port diff prints: `ICMP`/`ICMPv6` (no port) as the protocol, the rest as `--port`.
+fn port_args(printed: &str) -> [&str; 2] {
+    if printed.starts_with("ICMP") {
+        ["--protocol", printed]
+    } else {
+        ["--port", printed]
+    }
+}
+
 #[test]
 fn every_name_and_port_diff_prints_is_taken_back() {
     let with = ["--with", "tests/review/cluster.yaml", "--output", "json"];
@@ -113,15 +122,16 @@ fn every_name_and_port_diff_prints_is_taken_back() {
     for g in &groups {
         // The pair as grouped, on the example's port (PORT/PROTOCOL as printed).
         let [from, to, port] = [&g["from"], &g["to"], &g["example"][2]].map(|v| v.as_str().unwrap());
-        let (code, _, err) = run(&[&["check", "--from", from, "--to", to, "--port", port][..], &input].concat());
+        let (code, _, err) = run(&[&["check", "--from", from, "--to", to][..], &port_args(port), &input].concat());
         assert_eq!(code, 0, "check --from {from:?} --to {to:?} --port {port:?}: {err}");
         // The example itself, as check takes it.
         let ex: Vec<&str> = g["example"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
-        let (code, _, err) = run(&[&["check", "--from", ex[0], "--to", ex[1], "--port", ex[2]][..], &input].concat());
+        let (code, _, err) = run(&[&["check", "--from", ex[0], "--to", ex[1]][..], &port_args(ex[2]), &input].concat());
         assert_eq!(code, 0, "{ex:?}: {err}");
         // Every stretch of ports it names.
         for stretch in g["pairs"].as_object().unwrap().keys() {
-            let (code, _, err) = run(&[&["check", "--from", from, "--to", to, "--port", stretch][..], &input].concat());
+            let (code, _, err) =
+                run(&[&["check", "--from", from, "--to", to][..], &port_args(stretch), &input].concat());
             assert_eq!(code, 0, "--port {stretch}: {err}");
         }
     }

@@ -7,8 +7,8 @@
 mod common;
 
 use common::{conformance_cases, load_case, repo};
-use palisade_core::build::BuildOptions;
 use palisade_core::cluster::Cluster;
+use palisade_ingest::BuildOptions;
 use palisade_lab::topology::ScratchNetns;
 use palisade_nft::kernel::Kernel;
 use palisade_nft::{compile, script, Options, Ruleset};
@@ -39,7 +39,7 @@ fn example(dir: &str) -> Cluster {
     let paths = common::manifest_paths(&repo().join("examples").join(dir));
     let sources = palisade_load::source::read_paths(&paths).unwrap();
     // One seed article leaves its namespace to `kubectl apply -n`.
-    let opts = BuildOptions { default_namespace: Some("default".into()) };
+    let opts = BuildOptions { default_namespace: Some("default".into()), ..BuildOptions::default() };
     let load = palisade_load::load_sources(sources, &opts);
     let problems: Vec<String> = load.problems.iter().map(|p| p.message.clone()).collect();
     load.cluster.unwrap_or_else(|| panic!("example {dir} does not load: {problems:?}"))

@@ -13,13 +13,13 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
 
 use common::repo;
-use palisade_core::build::Object;
 use palisade_core::cluster::{Cluster, PodId};
 use palisade_core::index::{Index, Matrix};
-use palisade_core::peer::Peer;
-use palisade_core::policy::{Direction, Match};
-use palisade_core::port::{PortSpec, Protocol};
+use palisade_core::policy::Direction;
+use palisade_core::port::Protocol;
+use palisade_core::rule::Port;
 use palisade_core::verdict::{decide, Connection, Side, Verdict};
+use palisade_ingest::Object;
 
 const PROTOCOLS: [Protocol; 3] = [Protocol::SCTP, Protocol::TCP, Protocol::UDP];
 
@@ -36,7 +36,8 @@ fn workload_names(cluster: &Cluster, load: &palisade_load::Load) -> Vec<String> 
             }
         }
     }
-    (0..cluster.pods.len())
+    cluster
+        .pod_ids()
         .map(|p| {
             let pod = &cluster.pods[p];
             let ns = cluster.namespaces[pod.namespace].name.clone();
@@ -63,11 +64,10 @@ fn port_segments(cluster: &Cluster) -> BTreeMap<Protocol, Vec<u16>> {
     }
     for pol in &cluster.policies {
         for rule in pol.ingress.iter().chain(pol.egress.iter()).flatten() {
-            if let Match::Kubernetes { ports: Some(ports), .. } = &rule.matches {
-                for rp in ports {
-                    if let PortSpec::Range(a, b) = rp.port {
-                        add(rp.protocol, a, b);
-                    }
+            let Some(protocol) = rule.protocol.and_then(Protocol::from_number) else { continue };
+            for port in rule.source.ports.iter().chain(&rule.destination.ports).filter(|p| **p != Port::ALL) {
+                if let Port::Range(a, b) = *port {
+                    add(protocol, a, b);
                 }
             }
         }
@@ -79,7 +79,9 @@ fn port_segments(cluster: &Cluster) -> BTreeMap<Protocol, Vec<u16>> {
 fn conn_text(segments: &BTreeMap<Protocol, Vec<u16>>, allowed: &dyn Fn(Protocol, u16) -> bool) -> Option<String> {
     let mut parts = Vec::new();
     let mut everything = true;
-    for (&proto, starts) in segments {
+    // np-guard lists protocols by name: SCTP, TCP, UDP.
+    for proto in PROTOCOLS {
+        let Some(starts) = segments.get(&proto) else { continue };
         let mut ranges: Vec<(u32, u32)> = Vec::new();
         for (i, &s) in starts.iter().enumerate() {
             let end = starts.get(i + 1).map_or(65535, |&n| u32::from(n) - 1);
@@ -110,10 +112,9 @@ fn external_ranges(cluster: &Cluster, dir: Direction) -> Vec<(u32, u32)> {
     let mut cuts: BTreeSet<u64> = BTreeSet::from([0, 1 << 32]);
     for pol in &cluster.policies {
         for rule in pol.rules(dir).into_iter().flatten() {
-            let Match::Kubernetes { peers: Some(peers), .. } = &rule.matches else { continue };
-            for peer in peers {
-                let Peer::IpBlock(b) = peer else { continue };
-                for net in std::iter::once(&b.cidr).chain(&b.except) {
+            {
+                let peer = if dir == Direction::Egress { &rule.destination } else { &rule.source };
+                for net in peer.nets.iter().chain(&peer.not_nets) {
                     if let ipnet::IpNet::V4(n) = net {
                         cuts.insert(u64::from(u32::from(n.network())));
                         cuts.insert(u64::from(u32::from(n.broadcast())) + 1);
@@ -136,7 +137,7 @@ const INVALID: &[(&str, &str)] = &[
 /// The connection list, or the first error that keeps the folder from loading.
 fn connlist(dir: &Path) -> Result<BTreeSet<String>, String> {
     // np-guard places objects without a namespace in `default`.
-    let opts = palisade_core::build::BuildOptions { default_namespace: Some("default".into()) };
+    let opts = palisade_ingest::BuildOptions { default_namespace: Some("default".into()), ..Default::default() };
     let load = palisade_load::load_paths(&[dir.to_path_buf()], &opts).unwrap();
     let Some(loaded) = load.cluster.as_ref() else {
         let first = load.problems.iter().find(|p| p.severity == palisade_core::field::Severity::Error);
@@ -151,7 +152,7 @@ fn connlist(dir: &Path) -> Result<BTreeSet<String>, String> {
     // One pod stands for its workload (np-guard assumes a workload's pods alike).
     let mut reps: BTreeMap<&str, PodId> = BTreeMap::new();
     for p in cluster.pods_sorted() {
-        reps.entry(names[p].as_str()).or_insert(p);
+        reps.entry(names[p.index()].as_str()).or_insert(p);
     }
     let segments = port_segments(cluster);
     let mut index = Index::new(cluster);
@@ -196,21 +197,38 @@ fn connlist(dir: &Path) -> Result<BTreeSet<String>, String> {
 
 #[test]
 fn npguard_connectivity_lists_match() {
-    let root = repo().join("tests/corpus/np-guard");
+    compare_folders("tests/corpus/np-guard", 18, INVALID, |name| format!("{name}_connlist_output.txt"));
+}
+
+/// np-guard's AdminNetworkPolicy/BaselineAdminNetworkPolicy folders (tests/cnp/np-guard,
+/// docs/cnp-spec.md §14).
+const INVALID_ANP: &[(&str, &str)] = &[
+    // A named port with a `networks` peer: the experimental CRD's CEL rule refuses it (np-guard
+    // applies the named port to the pod peer only).
+    ("anp_test_named_ports_multiple_peers", "namedPort cannot be used with networks"),
+];
+
+#[test]
+fn npguard_admin_network_policy_lists_match() {
+    compare_folders("tests/cnp/np-guard", 6, INVALID_ANP, |name| format!("connlist/{name}_connlist_output.txt"));
+}
+
+/// Every folder under `ROOT/tests` against `ROOT/expected/<expected(name)>`.
+fn compare_folders(root: &str, count: usize, invalid: &[(&str, &str)], expected: impl Fn(&str) -> String) {
+    let root = repo().join(root);
     let mut dirs: Vec<_> = std::fs::read_dir(root.join("tests")).unwrap().map(|e| e.unwrap().path()).collect();
     dirs.sort();
-    assert_eq!(dirs.len(), 18, "the NetworkPolicy-only folders");
+    assert_eq!(dirs.len(), count, "the folders of {}", root.display());
     let mut failures = Vec::new();
     for dir in &dirs {
         let name = dir.file_name().unwrap().to_string_lossy().to_string();
-        let expected: BTreeSet<String> =
-            std::fs::read_to_string(root.join("expected").join(format!("{name}_connlist_output.txt")))
-                .unwrap()
-                .lines()
-                .filter(|l| !l.trim().is_empty())
-                .map(str::to_string)
-                .collect();
-        let got = match (connlist(dir), INVALID.iter().find(|(n, _)| *n == name)) {
+        let expected: BTreeSet<String> = std::fs::read_to_string(root.join("expected").join(expected(&name)))
+            .unwrap()
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(str::to_string)
+            .collect();
+        let got = match (connlist(dir), invalid.iter().find(|(n, _)| *n == name)) {
             (Err(e), Some((_, why))) => {
                 assert!(e.contains(why), "{name}: refused for {e:?}, expected {why:?}");
                 continue;

@@ -119,8 +119,10 @@ fn diff_compares_a_git_revision_with_the_working_tree() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// The diff's counts equal a brute-force comparison of per-connection verdicts: between pods,
-/// and between each pod and each piece of the outside world (at the piece's address).
+/// The diff's counts equal a brute-force comparison of per-connection verdicts between every
+/// two endpoints: pods (a template pod with itself: two of its replicas), nodes, host
+/// endpoints and pieces of the outside world (at the piece's address), both ways; only one
+/// piece of the outside world to another is no connection of the cluster's.
 #[test]
 fn diff_agrees_with_deciding_every_connection() {
     let cases = conformance_cases();
@@ -129,7 +131,7 @@ fn diff_agrees_with_deciding_every_connection() {
     for pair in cases.windows(2).filter(|w| !w[0].file.contains("calico") || !w[1].file.contains("calico")) {
         let (old, new) = (load_case(&pair[0]), load_case(&pair[1]));
         // Pod ids must name the same pods on both sides (a case may add pods of its own).
-        let keys = |c: &palisade_core::cluster::Cluster| (0..c.pods.len()).map(|p| c.pod_key(p)).collect::<Vec<_>>();
+        let keys = |c: &palisade_core::cluster::Cluster| c.pod_ids().map(|p| c.pod_key(p)).collect::<Vec<_>>();
         if keys(&old) != keys(&new) {
             continue;
         }
@@ -149,17 +151,24 @@ fn diff_agrees_with_deciding_every_connection() {
                 }
             }
         }
-        // Endpoints by name and how each version sees them: every pod, then every piece.
-        let mut ends: Vec<(String, Side, Side)> =
-            (0..new.pods.len()).map(|p| (nw.key(&new, nw.of_pod[p]), Side::pod(&old, p), Side::pod(&new, p))).collect();
-        ends.extend(cuts.pieces.iter().map(|x| (x.to_string(), Side::ip(&old, x.address), Side::ip(&new, x.address))));
+        // Endpoints by name and how each version sees them: every pod, then every address
+        // endpoint (pieces, nodes, host endpoints), and whether it is outside.
+        assert_eq!(oc.addresses, nc.addresses, "{}: the same nodes on both sides", pair[1].file);
+        let mut ends: Vec<(String, Side, Side, bool)> = new
+            .pod_ids()
+            .map(|p| (nw.key(&new, nw.of_pod[p.index()]), Side::pod(&old, p), Side::pod(&new, p), false))
+            .collect();
+        ends.extend(nc.addresses.iter().map(|a| {
+            let outside = a.kind == palisade_review::connectivity::AddressKind::Outside;
+            (a.name.clone(), Side::ip(&old, a.address), Side::ip(&new, a.address), outside)
+        }));
         let pods = new.pods.len();
+        let replicas = |s: usize| s < pods && new.pods[palisade_core::cluster::PodId::new(s)].is_replica_group();
         let mut brute: BTreeMap<(bool, String, String, String), usize> = BTreeMap::new();
         for probe in &cuts.probes {
-            for (s, (from, old_s, new_s)) in ends.iter().enumerate() {
-                for (t, (to, old_t, new_t)) in ends.iter().enumerate() {
-                    // Pod to pod, pod to piece, piece to pod; never a piece to a piece.
-                    if s == t || (s >= pods && t >= pods) {
+            for (s, (from, old_s, new_s, s_out)) in ends.iter().enumerate() {
+                for (t, (to, old_t, new_t, t_out)) in ends.iter().enumerate() {
+                    if (s == t && !replicas(s)) || (*s_out && *t_out) {
                         continue;
                     }
                     let allowed = |c: &palisade_core::cluster::Cluster, a: Side, b: Side| {
@@ -327,7 +336,7 @@ fn address_block_shortcut_agrees_with_deciding_each_connection() {
         &["lateral-movement"],
     ];
     for paths in examples {
-        let opts = palisade_core::build::BuildOptions { default_namespace: Some("app".into()) };
+        let opts = palisade_ingest::BuildOptions { default_namespace: Some("app".into()), ..Default::default() };
         let paths: Vec<_> = paths.iter().map(|p| repo().join("examples").join(p)).collect();
         let load = palisade_load::load_paths(&paths, &opts).unwrap();
         clusters.push((format!("{paths:?}"), load.cluster.expect("the example loads")));
@@ -353,4 +362,85 @@ fn address_block_shortcut_agrees_with_deciding_each_connection() {
     }
     assert!(with_blocks >= 5, "only {with_blocks} inputs name address blocks");
     assert!(with_nodes >= 2, "only {with_nodes} inputs have nodes");
+}
+
+/// A workload given without its pods stands for its replicas: traffic from one replica to
+/// another is a connection every review command shows (command, a line it must print).
+#[test]
+fn replicas_of_a_template_pod_are_endpoints_of_each_other() {
+    const DENY: &str = "tests/review/template-deny.yaml";
+    const OPEN: &str = "tests/review/template-open.yaml";
+    let cases: &[(&[&str], &str)] = &[
+        (&["diff", DENY, OPEN], "+ app/deployment/web -> app/deployment/web  8080/TCP"),
+        (&["diff", OPEN, DENY], "- app/deployment/web -> app/deployment/web  8080/TCP"),
+        (&["reach", "--from", "app/web", OPEN], "  app/deployment/web: 8080/TCP"),
+        (&["reach", "--to", "app/web", OPEN], "  app/deployment/web: 8080/TCP"),
+        (&["graph", OPEN], "n0 -> n0 [label=\"8080/TCP\"]"),
+    ];
+    for (args, line) in cases {
+        let (code, out, err) = run(args);
+        assert_eq!(code, 0, "{args:?}: {err}");
+        assert!(out.contains(line), "{args:?}: {line:?} missing:\n{out}");
+    }
+    let (code, _, _) = run(&["diff", "--exit-code", DENY, OPEN]);
+    assert_eq!(code, 1, "one replica opened to another is a gain");
+}
+
+/// Nodes, host endpoints and the outside world are sources and destinations among each other
+/// too: opening a host endpoint's egress shows in diff (and fails the gate) and in reach, and
+/// Felix's failsafe ports are judged apart (command, a line it must print).
+#[test]
+fn diff_and_reach_decide_between_address_endpoints() {
+    const WITH: &str = "tests/review/hosts.yaml";
+    const DENY: &str = "tests/review/host-deny.yaml";
+    const OPEN: &str = "tests/review/host-open.yaml";
+    let cases: &[(&[&str], &str)] = &[
+        (&["diff", DENY, OPEN, "--with", WITH], "+ node n1 -> outside 0.0.0.0/0  1-178/TCP"),
+        (&["diff", DENY, OPEN, "--with", WITH], "+ node n1 -> node n2  1-178/TCP"),
+        (&["diff", OPEN, DENY, "--with", WITH], "- node n1 -> outside 0.0.0.0/0  1-178/TCP"),
+        (&["reach", "--from", "node n1", WITH, OPEN], "  outside 0.0.0.0/0: any TCP"),
+        (
+            &["reach", "--from", "node n1", WITH, DENY],
+            "  outside 0.0.0.0/0: 179/TCP, 2379-2380/TCP, 5473/TCP, 6443/TCP, 6666-6667/TCP, 53/UDP, 67/UDP",
+        ),
+        (&["reach", "--to", "node n2", WITH, OPEN], "  node n1: any TCP"),
+        (&["reach", "--from", "outside 0.0.0.0/0", WITH, OPEN], "  node n1: 22/TCP, 179/TCP"),
+        (&["reach", "--from", "outside 0.0.0.0/0", WITH, OPEN], "  node n2: any TCP, any UDP"),
+        (&["graph", WITH, OPEN], "n3 -> n4 [label=\"any TCP, 53/UDP, 67/UDP\"]"),
+    ];
+    for (args, line) in cases {
+        let (code, out, err) = run(args);
+        assert_eq!(code, 0, "{args:?}: {err}");
+        assert!(out.contains(line), "{args:?}: {line:?} missing:\n{out}");
+    }
+    let (_, out, _) = run(&["reach", "--from", "node n1", WITH, OPEN]);
+    assert!(!out.contains("outside ::/0"), "an IPv4 node opens no IPv6 address:\n{out}");
+    let (code, _, _) = run(&["diff", "--exit-code", DENY, OPEN, "--with", WITH]);
+    assert_eq!(code, 1, "a host endpoint opened to the world is a gain");
+}
+
+/// A change that opens ICMP (and nothing else) shows in diff, fails the gate, and shows in
+/// reach (command, a line it must print).
+#[test]
+fn diff_and_reach_see_protocols_without_ports() {
+    const WITH: &str = "tests/review/cluster.yaml";
+    const CLOSED: &str = "tests/review/icmp-closed.yaml";
+    const OPEN: &str = "tests/review/icmp-open.yaml";
+    let cases: &[(&[&str], &str)] = &[
+        (&["diff", CLOSED, OPEN, "--with", WITH], "+ outside 0.0.0.0/0 -> app/web  ICMP  (1 connection(s)"),
+        (
+            &["diff", CLOSED, OPEN, "--with", WITH],
+            "+ app/db -> app/web  ICMP  (1 connection(s) between 1 endpoint pair(s); e.g. app/db -> app/web on ICMP)",
+        ),
+        (&["diff", OPEN, CLOSED, "--with", WITH], "- node n1 -> app/web  ICMP"),
+        (&["reach", "--to", "app/web", WITH, OPEN], "  outside 0.0.0.0/0: any TCP, ICMP\n"),
+        (&["reach", "--to", "app/web", WITH, CLOSED], "  outside 0.0.0.0/0: any TCP\n"),
+    ];
+    for (args, line) in cases {
+        let (code, out, err) = run(args);
+        assert_eq!(code, 0, "{args:?}: {err}");
+        assert!(out.contains(line), "{args:?}: {line:?} missing:\n{out}");
+    }
+    let (code, _, _) = run(&["diff", "--exit-code", CLOSED, OPEN, "--with", WITH]);
+    assert_eq!(code, 1, "opening ICMP is a gain");
 }

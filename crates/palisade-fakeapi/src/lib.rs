@@ -8,6 +8,8 @@
 //! A test drives it through [`FakeApi`]: write and delete objects, compact the history, drop
 //! every watch, fail or stall requests, take the server down and up, read the request log.
 
+#![forbid(unsafe_code)]
+
 mod discovery;
 mod objects;
 pub mod rbac;

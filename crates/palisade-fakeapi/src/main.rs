@@ -4,6 +4,8 @@
 //!
 //! `palisade-fakeapi [--role FILE:NAME] [--calico] [--kubeconfig-dir DIR] MANIFEST...`
 
+#![forbid(unsafe_code)]
+
 use std::path::PathBuf;
 
 use palisade_fakeapi::{Config, FakeApi, Groups, Rbac};

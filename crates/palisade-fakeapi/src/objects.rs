@@ -51,7 +51,7 @@ pub struct Filter {
 
 impl Filter {
     pub fn from_query(res: &Resource, target: &Target, q: &BTreeMap<String, String>) -> Result<Self, Refusal> {
-        let bad = |m: String| Refusal::new(400, "BadRequest", m);
+        let bad = |m: crate::select::SelectorError| Refusal::new(400, "BadRequest", m.to_string());
         let labels = LabelSelector::parse(q.get("labelSelector").map_or("", String::as_str)).map_err(bad)?;
         let fields = FieldSelector::parse(q.get("fieldSelector").map_or("", String::as_str), res.kind).map_err(bad)?;
         Ok(Filter { namespace: target.namespace.clone(), labels, fields })

@@ -14,6 +14,19 @@ enum Requirement {
     DoesNotExist(String),
 }
 
+/// A `labelSelector` or `fieldSelector` query parameter the API server would refuse.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SelectorError {
+    #[error("bad set in {0:?}")]
+    Set(String),
+    #[error("unable to parse requirement {0:?}")]
+    Requirement(String),
+    #[error("invalid field selector {0:?}: write field=value or field!=value")]
+    Field(String),
+    #[error("field label not supported: {0}")]
+    FieldLabel(String),
+}
+
 /// A parsed label selector; empty matches everything.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct LabelSelector(Vec<Requirement>);
@@ -47,15 +60,15 @@ fn set_values(s: &str) -> Option<Vec<String>> {
 
 impl LabelSelector {
     /// Parses the `labelSelector` query parameter; `Err` names the part that is not valid.
-    pub fn parse(s: &str) -> Result<Self, String> {
+    pub fn parse(s: &str) -> Result<Self, SelectorError> {
         let mut reqs = Vec::new();
         for part in split_top(s) {
             let req = if let Some(key) = part.strip_prefix('!') {
                 Requirement::DoesNotExist(key.trim().to_string())
             } else if let Some((k, v)) = part.split_once(" notin ") {
-                Requirement::NotIn(k.trim().into(), set_values(v).ok_or_else(|| format!("bad set in {part:?}"))?)
+                Requirement::NotIn(k.trim().into(), set_values(v).ok_or_else(|| SelectorError::Set(part.to_string()))?)
             } else if let Some((k, v)) = part.split_once(" in ") {
-                Requirement::In(k.trim().into(), set_values(v).ok_or_else(|| format!("bad set in {part:?}"))?)
+                Requirement::In(k.trim().into(), set_values(v).ok_or_else(|| SelectorError::Set(part.to_string()))?)
             } else if let Some((k, v)) = part.split_once("!=") {
                 Requirement::NotEquals(k.trim().into(), v.trim().into())
             } else if let Some((k, v)) = part.split_once("==").or_else(|| part.split_once('=')) {
@@ -63,7 +76,7 @@ impl LabelSelector {
             } else if part.chars().all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c)) {
                 Requirement::Exists(part.to_string())
             } else {
-                return Err(format!("unable to parse requirement {part:?}"));
+                return Err(SelectorError::Requirement(part.to_string()));
             };
             reqs.push(req);
         }
@@ -97,7 +110,7 @@ fn supported(kind: &str, field: &str) -> bool {
 impl FieldSelector {
     /// Parses the `fieldSelector` query parameter for `kind`; an unsupported field is an error
     /// (the API server answers 400 "field label not supported").
-    pub fn parse(s: &str, kind: &str) -> Result<Self, String> {
+    pub fn parse(s: &str, kind: &str) -> Result<Self, SelectorError> {
         let mut reqs = Vec::new();
         for part in split_top(s) {
             let (field, equal, value) = if let Some((f, v)) = part.split_once("!=") {
@@ -105,11 +118,11 @@ impl FieldSelector {
             } else if let Some((f, v)) = part.split_once("==").or_else(|| part.split_once('=')) {
                 (f, true, v)
             } else {
-                return Err(format!("invalid field selector {part:?}: write field=value or field!=value"));
+                return Err(SelectorError::Field(part.to_string()));
             };
             let field = field.trim();
             if !supported(kind, field) {
-                return Err(format!("field label not supported: {field}"));
+                return Err(SelectorError::FieldLabel(field.to_string()));
             }
             reqs.push((field.to_string(), equal, value.trim().to_string()));
         }

@@ -6,12 +6,13 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::networking::v1::{NetworkPolicy, NetworkPolicyEgressRule, NetworkPolicyPeer, NetworkPolicySpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
-use palisade_core::build::{Input, Object};
-use palisade_core::cluster::Cluster;
+use palisade_core::cluster::{Cluster, PodId};
 use palisade_core::field::{FieldPath, Nowhere, Problems};
 use palisade_core::label::NAMESPACE_NAME_LABEL;
-use palisade_core::selector::Selector;
 use palisade_core::verdict::{selects, Side};
+use palisade_ingest::kubernetes::selector::compile as compile_selector;
+use palisade_ingest::kubernetes::selector::Selector;
+use palisade_ingest::{Input, Object};
 
 use crate::policy::{File, Generated};
 
@@ -92,7 +93,7 @@ pub fn complement(cluster: &Cluster, inputs: &[Input]) -> (Vec<File>, Vec<String
 fn source_namespaces(cluster: &Cluster, own: &str, peer: &NetworkPolicyPeer) -> Vec<String> {
     let Some(sel) = &peer.namespace_selector else { return vec![own.to_string()] };
     let mut problems = Problems::new(String::new(), &Nowhere);
-    let sel = Selector::compile(sel, &FieldPath::root(), &mut problems);
+    let sel = compile_selector(sel, &FieldPath::root(), &mut problems);
     cluster.namespaces.iter().filter(|n| sel.matches(&n.labels)).map(|n| n.name.clone()).collect()
 }
 
@@ -102,11 +103,12 @@ fn source_namespaces(cluster: &Cluster, own: &str, peer: &NetworkPolicyPeer) -> 
 fn egress_isolated(cluster: &Cluster, ns: &str, peer: &NetworkPolicyPeer) -> Option<bool> {
     let mut problems = Problems::new(String::new(), &Nowhere);
     let sel = match &peer.pod_selector {
-        Some(s) => Selector::compile(s, &FieldPath::root(), &mut problems),
+        Some(s) => compile_selector(s, &FieldPath::root(), &mut problems),
         None => Selector::everything(),
     };
     let egress: Vec<&palisade_core::policy::Policy> = cluster.policies.iter().filter(|p| p.egress.is_some()).collect();
-    let pods: Vec<usize> = (0..cluster.pods.len())
+    let pods: Vec<PodId> = cluster
+        .pod_ids()
         .filter(|&p| cluster.namespaces[cluster.pods[p].namespace].name == ns && sel.matches(&cluster.pods[p].labels))
         .collect();
     (!pods.is_empty())

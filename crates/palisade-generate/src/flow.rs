@@ -71,43 +71,56 @@ pub fn parse(file: &str, text: &str) -> Result<Parsed, FlowError> {
             } else if v.get("flow").unwrap_or(&v)["verdict"] == "DROPPED" {
                 out.blocked += 1;
             } else {
-                out.flows.extend(hubble(&v).map_err(|m| err(i + 1, m))?);
+                out.flows.extend(hubble(&v).map_err(|m| err(i + 1, m.to_string()))?);
             }
-        } else if let Some(f) = csv(line).map_err(|m| err(i + 1, m))? {
+        } else if let Some(f) = csv(line).map_err(|m| err(i + 1, m.to_string()))? {
             out.flows.push(f);
         }
     }
     Ok(out)
 }
 
+/// What is wrong with one line of a flow file.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+enum LineError {
+    #[error("expected src,dst,port,protocol, found {0:?}")]
+    Fields(String),
+    #[error("port {0:?} is not a number 1-65535")]
+    Port(String),
+    #[error("protocol {0:?}: TCP, UDP or SCTP")]
+    Protocol(String),
+    #[error("Hubble flow without IP.source/destination")]
+    HubbleAddresses,
+    #[error("Hubble flow without l4 destination_port")]
+    HubblePort,
+}
+
 /// `src,dst,port,protocol`; the header line is skipped.
-fn csv(line: &str) -> Result<Option<Flow>, String> {
+fn csv(line: &str) -> Result<Option<Flow>, LineError> {
     let fields: Vec<&str> = line.split(',').map(str::trim).collect();
     if fields.first() == Some(&"src") {
         return Ok(None);
     }
     let [src, dst, port, rest @ ..] = fields.as_slice() else {
-        return Err(format!("expected src,dst,port,protocol, found {line:?}"));
+        return Err(LineError::Fields(line.to_string()));
     };
-    let port: u16 = port.parse().map_err(|_| format!("port {port:?} is not a number 1-65535"))?;
+    let port: u16 = port.parse().map_err(|_| LineError::Port(port.to_string()))?;
     let protocol = match rest.first() {
         None | Some(&"") => Protocol::TCP,
-        Some(p) => {
-            Protocol::from_api(&p.to_ascii_uppercase()).ok_or_else(|| format!("protocol {p:?}: TCP, UDP or SCTP"))?
-        }
+        Some(p) => Protocol::from_api(&p.to_ascii_uppercase()).ok_or_else(|| LineError::Protocol(p.to_string()))?,
     };
     Ok(Some(Flow { src: src.to_string(), dst: dst.to_string(), port, protocol }))
 }
 
 /// One `hubble observe -o json` line (with or without the `flow` wrapper). Replies and
 /// non-initial TCP segments are skipped: they are the same connection seen backwards.
-fn hubble(v: &serde_json::Value) -> Result<Vec<Flow>, String> {
+fn hubble(v: &serde_json::Value) -> Result<Vec<Flow>, LineError> {
     let f = v.get("flow").unwrap_or(v);
     if f["is_reply"].as_bool() == Some(true) || f.get("IP").is_none() {
         return Ok(Vec::new());
     }
     let (src, dst) = (f["IP"]["source"].as_str(), f["IP"]["destination"].as_str());
-    let (Some(src), Some(dst)) = (src, dst) else { return Err("Hubble flow without IP.source/destination".into()) };
+    let (Some(src), Some(dst)) = (src, dst) else { return Err(LineError::HubbleAddresses) };
     let l4 = &f["l4"];
     let (protocol, layer) = if l4.get("TCP").is_some() {
         (Protocol::TCP, &l4["TCP"])
@@ -124,10 +137,7 @@ fn hubble(v: &serde_json::Value) -> Result<Vec<Flow>, String> {
             return Ok(Vec::new());
         }
     }
-    let port = layer["destination_port"]
-        .as_u64()
-        .and_then(|p| u16::try_from(p).ok())
-        .ok_or("Hubble flow without l4 destination_port")?;
+    let port = layer["destination_port"].as_u64().and_then(|p| u16::try_from(p).ok()).ok_or(LineError::HubblePort)?;
     // Hubble names pods; prefer them to addresses (a pod IP may have been reused since).
     let name = |e: &serde_json::Value, ip: &str| match (e["namespace"].as_str(), e["pod_name"].as_str()) {
         (Some(ns), Some(pod)) if !ns.is_empty() && !pod.is_empty() => format!("{ns}/{pod}"),

@@ -1,6 +1,8 @@
 //! Writing policies so people do not have to: least privilege from observed traffic, and the
 //! egress side of existing ingress policies.
 
+#![forbid(unsafe_code)]
+
 pub mod complement;
 pub mod flow;
 pub mod policy;

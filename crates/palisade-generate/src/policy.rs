@@ -59,7 +59,7 @@ struct Dns {
 
 fn dns(cluster: &Cluster) -> Dns {
     let pods: BTreeSet<PodId> =
-        (0..cluster.pods.len()).filter(|&p| palisade_core::label::is_kube_dns(&cluster.pods[p].labels)).collect();
+        cluster.pod_ids().filter(|&p| palisade_core::label::is_kube_dns(&cluster.pods[p].labels)).collect();
     let namespace = pods
         .first()
         .map(|&p| cluster.namespaces[cluster.pods[p].namespace].name.clone())
@@ -131,7 +131,7 @@ impl Ctx<'_> {
     fn peer(&self, end: End) -> Peer {
         match end {
             End::Pod(p) => {
-                let w = self.workloads.of_pod[p];
+                let w = self.workloads.of_pod[p.index()];
                 match self.selectors.get(&w) {
                     Some(l) => Peer::Workload {
                         namespace: self.cluster.namespaces[self.workloads.list[w].namespace].name.clone(),
@@ -172,7 +172,7 @@ pub fn generate(cluster: &Cluster, conns: &[Connection], opts: &Options) -> Poli
         .iter()
         .flat_map(|c| [c.src, c.dst])
         .filter_map(|e| match e {
-            End::Pod(p) => Some(workloads.of_pod[p]),
+            End::Pod(p) => Some(workloads.of_pod[p.index()]),
             End::Address(_) => None,
         })
         .collect();
@@ -197,7 +197,7 @@ pub fn generate(cluster: &Cluster, conns: &[Connection], opts: &Options) -> Poli
     let mut dns_flows: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for c in conns {
         if let End::Pod(p) = c.src {
-            let w = workloads.of_pod[p];
+            let w = workloads.of_pod[p.index()];
             if is_dns(c) {
                 dns_flows.entry(ns_of(cluster, &workloads, w)).or_default().extend(c.seen.iter().cloned());
             } else if cx.selectors.contains_key(&w) {
@@ -207,7 +207,7 @@ pub fn generate(cluster: &Cluster, conns: &[Connection], opts: &Options) -> Poli
             }
         }
         if let End::Pod(p) = c.dst {
-            let w = workloads.of_pod[p];
+            let w = workloads.of_pod[p.index()];
             if cx.selectors.contains_key(&w) {
                 let e = ingress.entry(w).or_default().entry(cx.peer(c.src)).or_default();
                 e.0.insert((c.port, c.protocol));

@@ -1,7 +1,7 @@
 //! Generated policies as files people review: YAML with comments that say which observed
 //! flows each rule is for, one directory per namespace, one file per workload.
 
-use palisade_core::calico::convert::to_calico;
+use palisade_ingest::calico::convert::to_calico;
 use serde_json::Value;
 
 use crate::policy::{File, Generated};

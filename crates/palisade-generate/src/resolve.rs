@@ -75,25 +75,42 @@ fn pod_end(cluster: &Cluster, p: PodId) -> End {
     }
 }
 
+/// Why a flow's end names nothing policy can decide.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+enum Unresolved {
+    #[error("{0:?} is neither namespace/pod nor an IP")]
+    NotAnEndpoint(String),
+    #[error("no pod {0} in the cluster")]
+    NoPod(String),
+    #[error("no Service {0}")]
+    NoService(String),
+    #[error(transparent)]
+    NoBackends(#[from] palisade_core::service::NoBackends),
+    #[error("the Service has no backends")]
+    NoBackendsYet,
+}
+
 /// `ns/pod` or an address (a pod's address is that pod).
-fn endpoint(cluster: &Cluster, name: &str) -> Result<End, String> {
+fn endpoint(cluster: &Cluster, name: &str) -> Result<End, Unresolved> {
     if let Ok(ip) = name.parse::<IpAddr>() {
         return Ok(match cluster.pod_by_ip(ip) {
             Some(p) if cluster.is_policy_subject(p) => End::Pod(p),
             _ => End::Address(ip),
         });
     }
-    let (ns, pod) = name.split_once('/').ok_or_else(|| format!("{name:?} is neither namespace/pod nor an IP"))?;
-    cluster.pod(ns, pod).map(|p| pod_end(cluster, p)).ok_or_else(|| format!("no pod {name} in the cluster"))
+    let (ns, pod) = name.split_once('/').ok_or_else(|| Unresolved::NotAnEndpoint(name.to_string()))?;
+    cluster.pod(ns, pod).map(|p| pod_end(cluster, p)).ok_or_else(|| Unresolved::NoPod(name.to_string()))
 }
 
 /// The destinations policy sees: a Service address (or `ns/svc/NAME`) becomes its backends
 /// at their target ports.
-fn targets(cluster: &Cluster, name: &str, port: u16, protocol: Protocol) -> Result<Vec<(End, u16)>, String> {
+fn targets(cluster: &Cluster, name: &str, port: u16, protocol: Protocol) -> Result<Vec<(End, u16)>, Unresolved> {
     let service = match name.parse::<IpAddr>() {
         Ok(ip) => cluster.service_by_ip(ip),
         Err(_) => match name.split('/').collect::<Vec<_>>().as_slice() {
-            [ns, "svc", svc] => Some(cluster.service(ns, svc).ok_or_else(|| format!("no Service {ns}/{svc}"))?),
+            [ns, "svc", svc] => {
+                Some(cluster.service(ns, svc).ok_or_else(|| Unresolved::NoService(format!("{ns}/{svc}")))?)
+            }
             _ => None,
         },
     };
@@ -102,7 +119,7 @@ fn targets(cluster: &Cluster, name: &str, port: u16, protocol: Protocol) -> Resu
     };
     let (list, _) = backends(cluster, id, port, protocol)?;
     if list.is_empty() {
-        return Err("the Service has no backends".into());
+        return Err(Unresolved::NoBackendsYet);
     }
     Ok(list
         .into_iter()

@@ -27,8 +27,9 @@ pub fn select(cluster: &Cluster, workloads: &Workloads, w: usize) -> WorkloadSel
         .filter(|(k, v)| !is_per_rollout(k) && wl.pods.iter().all(|&p| cluster.pods[p].labels.get(*k) == Some(*v)))
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
-    let others: Vec<&BTreeMap<String, String>> = (0..cluster.pods.len())
-        .filter(|&p| cluster.pods[p].namespace == wl.namespace && workloads.of_pod[p] != w)
+    let others: Vec<&BTreeMap<String, String>> = cluster
+        .pod_ids()
+        .filter(|&p| cluster.pods[p].namespace == wl.namespace && workloads.of_pod[p.index()] != w)
         .map(|p| &cluster.pods[p].labels)
         .collect();
     let selects_other =

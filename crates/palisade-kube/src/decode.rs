@@ -2,8 +2,8 @@
 //! by the file loader's own code ([`palisade_load::manifest::decode_json`]).
 
 use kube::api::DynamicObject;
-use palisade_core::build::Input;
 use palisade_core::field::Problem;
+use palisade_ingest::Input;
 use palisade_load::manifest::{decode_json, Loaded};
 use serde_json::Value;
 

@@ -10,6 +10,8 @@
 //!
 //! Objects are stripped of what the engine does not read before they are decoded ([`strip`]).
 
+#![forbid(unsafe_code)]
+
 pub mod connect;
 pub mod decode;
 pub mod discover;

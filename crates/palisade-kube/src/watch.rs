@@ -162,3 +162,29 @@ pub fn watch_kind(client: Client, kind: &'static Kind, settings: &Settings) -> B
 pub fn watch(client: Client, kinds: &[&'static Kind], settings: &Settings) -> BoxStream<'static, Change> {
     stream::select_all(kinds.iter().map(|k| watch_kind(client.clone(), k, settings))).boxed()
 }
+
+/// Whether `kind` can be listed now (one object): how a consumer tells that a kind whose watch
+/// failed is served again, without waiting for the watcher's backoff (which may be 30 s).
+pub async fn reachable(client: &Client, kind: &'static Kind) -> Result<(), WatchError> {
+    let api: Api<DynamicObject> = Api::all_with(client.clone(), &kind.api_resource());
+    match api.list(&kube::api::ListParams::default().limit(1)).await {
+        Ok(_) => Ok(()),
+        Err(e) => {
+            let (code, message) = crate::message(&e);
+            Err(WatchError { kind, code, message })
+        }
+    }
+}
+
+impl Change {
+    /// The kind this change is about.
+    pub fn kind(&self) -> &'static Kind {
+        match self {
+            Change::Apply(d) => d.key.kind,
+            Change::Delete(k) => k.kind,
+            Change::Relisted { kind, .. } | Change::Synced(kind) => kind,
+            Change::Refused(r) => r.key.kind,
+            Change::Error(e) => e.kind,
+        }
+    }
+}

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use k8s_openapi::api::apps::v1::DaemonSet;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
-use palisade_core::build::{BuildOptions, Object};
+use palisade_ingest::{BuildOptions, Object};
 use palisade_kube::kinds::{EVENTS, KINDS};
 use serde_json::Value;
 

@@ -153,7 +153,7 @@ async fn a_read_lists_every_kind_in_pages_and_decodes_like_files() {
     assert!(pod_lists.iter().all(|r| r.query.get("limit").map(String::as_str) == Some("500")));
     assert!(!pod_lists[0].query.contains_key("continue") && pod_lists[1].query.contains_key("continue"));
     // A stripped pod keeps its ports and loses the rest of the container.
-    let palisade_core::build::Object::Pod(p) = &loaded.inputs.iter().find(|i| i.object.kind() == "Pod").unwrap().object
+    let palisade_ingest::Object::Pod(p) = &loaded.inputs.iter().find(|i| i.object.kind() == "Pod").unwrap().object
     else {
         unreachable!()
     };

@@ -6,6 +6,7 @@
 //! host-network pods'), and a node's probes leave from its own address, so the table tells
 //! nodes apart by address (see `palisade_nft::own_node`).
 
+pub mod standing;
 pub mod topology;
 pub mod traffic;
 
@@ -112,7 +113,7 @@ pub fn install_interrupt_cleanup() {
 }
 
 /// What the lab can build: pods with addresses, then nodes whose first address is a lab one.
-fn plan(cluster: &Cluster) -> (Vec<LabEnd>, Vec<(LabEnd, String)>) {
+pub(crate) fn plan(cluster: &Cluster) -> (Vec<LabEnd>, Vec<(LabEnd, String)>) {
     let mut ends = Vec::new();
     let mut skipped = Vec::new();
     for p in cluster.pods_sorted() {
@@ -121,7 +122,7 @@ fn plan(cluster: &Cluster) -> (Vec<LabEnd>, Vec<(LabEnd, String)>) {
             true => skipped.push((LabEnd::Pod(p), "no IP (built from a workload template)".to_string())),
         }
     }
-    let mut nodes: Vec<NodeId> = (0..cluster.nodes.len()).collect();
+    let mut nodes: Vec<NodeId> = cluster.node_ids().collect();
     nodes.sort_by_key(|&n| cluster.nodes[n].name.clone());
     for n in nodes {
         match cluster.nodes[n].addresses.first() {
@@ -218,7 +219,7 @@ pub fn run(
 
 /// Where an endpoint lives: its namespace, and the address it is bound to when it shares the
 /// node's namespace (host-network pods, nodes).
-fn place(cluster: &Cluster, topo: &Topology, ends: &[LabEnd], k: usize) -> (String, Option<IpAddr>) {
+pub(crate) fn place(cluster: &Cluster, topo: &Topology, ends: &[LabEnd], k: usize) -> (String, Option<IpAddr>) {
     match ends[k] {
         LabEnd::Pod(_) => {
             let lab = &topo.pods[k];
@@ -228,7 +229,7 @@ fn place(cluster: &Cluster, topo: &Topology, ends: &[LabEnd], k: usize) -> (Stri
     }
 }
 
-fn start_servers(
+pub(crate) fn start_servers(
     cluster: &Cluster,
     ends: &[LabEnd],
     topo: &Topology,

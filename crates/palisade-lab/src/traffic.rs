@@ -88,7 +88,22 @@ pub fn probe(
     proto: Protocol,
     timeout: Duration,
 ) -> std::io::Result<bool> {
-    in_netns(netns, move || attempt(src, dst, port, proto, timeout))?
+    in_netns(netns, move || attempt(src, 0, dst, port, proto, timeout))?
+}
+
+/// [`probe`], a UDP probe leaving from source port `sport`. A lab whose table changes between
+/// probes gives each UDP probe a port of its own: a reused 5-tuple would meet the conntrack
+/// entry of an earlier answered probe and pass as established, whatever the policy now says
+/// (a TCP SYN on a closed tuple is a new connection to conntrack, so TCP needs none).
+pub fn probe_udp_from_port(
+    netns: &str,
+    src: Option<IpAddr>,
+    sport: u16,
+    dst: IpAddr,
+    port: u16,
+    timeout: Duration,
+) -> std::io::Result<bool> {
+    in_netns(netns, move || attempt(src, sport, dst, port, Protocol::UDP, timeout))?
 }
 
 /// Silence, or (for packets the node itself sends) the EPERM a drop in the output hook gives.
@@ -105,7 +120,15 @@ fn connect(src: Option<IpAddr>, addr: SocketAddr, timeout: Duration) -> std::io:
     Ok(socket.into())
 }
 
-fn attempt(src: Option<IpAddr>, dst: IpAddr, port: u16, proto: Protocol, timeout: Duration) -> std::io::Result<bool> {
+/// One probe; `sport` is the UDP source port (0: any).
+fn attempt(
+    src: Option<IpAddr>,
+    sport: u16,
+    dst: IpAddr,
+    port: u16,
+    proto: Protocol,
+    timeout: Duration,
+) -> std::io::Result<bool> {
     let addr = SocketAddr::new(dst, port);
     match proto {
         Protocol::TCP => match connect(src, addr, timeout) {
@@ -122,7 +145,7 @@ fn attempt(src: Option<IpAddr>, dst: IpAddr, port: u16, proto: Protocol, timeout
         Protocol::UDP => {
             let any: IpAddr = if dst.is_ipv4() { Ipv4Addr::UNSPECIFIED.into() } else { Ipv6Addr::UNSPECIFIED.into() };
             let local = src.unwrap_or(any);
-            let s = UdpSocket::bind(SocketAddr::new(local, 0))?;
+            let s = UdpSocket::bind(SocketAddr::new(local, sport))?;
             s.connect(addr)?;
             s.set_read_timeout(Some(timeout))?;
             if let Err(e) = s.send(b"palisade probe") {

@@ -13,10 +13,11 @@
 //! The same object given in both forms is an error (see [`both_forms`]): one is the other's
 //! storage, and deciding it twice would hide which one the user meant to change.
 
-use palisade_core::build::{Input, Object};
 use palisade_core::field::{FieldPath, Location, Problem, Severity};
+use palisade_ingest::{Input, Object};
 use serde_json::{Map, Value};
 
+use crate::decode::{decode, State, ALIAS_HELP};
 use crate::tree::{Entry, Kind, Node, Span};
 
 /// Calico's storage group and version.
@@ -72,11 +73,33 @@ pub fn to_v3(value: &mut Value, kind: &str) -> Result<(), CrdError> {
 
 /// [`to_v3`] on a parsed document: the object as its v3 form, its spec (and every other field)
 /// keeping the positions it was written at; the rewritten `apiVersion` and `metadata` point at
-/// where those were written.
-pub fn tree_to_v3(node: &Node, kind: &str) -> Result<Node, CrdError> {
-    let mut value = node.to_json();
-    to_v3(&mut value, kind)?;
+/// where those were written. Only `metadata` and `spec.tier` are read, through the decoder and
+/// its alias bound (`state`, the document's): an alias bomb anywhere is refused as it is in
+/// any other object, never expanded here.
+pub fn tree_to_v3(node: &Node, kind: &str, state: &State) -> Result<Node, CrdError> {
     let Some(entries) = node.entries() else { return Ok(node.clone()) };
+    let mut value = Map::new();
+    if let Some(meta) = node.get("metadata") {
+        let (meta, _) = decode::<Value>(meta, state).map_err(|e| {
+            let alias = State::is_alias_error(&e.message);
+            CrdError {
+                path: FieldPath::root().key("metadata").join(&e.path),
+                message: e.message,
+                help: if alias {
+                    ALIAS_HELP
+                } else {
+                    "metadata holds the object's name, namespace, labels and annotations"
+                }
+                .into(),
+            }
+        })?;
+        value.insert("metadata".into(), meta);
+    }
+    if let Some(tier) = node.get("spec").and_then(|s| s.get("tier")).and_then(Node::as_str) {
+        value.insert("spec".into(), serde_json::json!({ "tier": tier }));
+    }
+    let mut value = Value::Object(value);
+    to_v3(&mut value, kind)?;
     let mut entries: Vec<Entry> = entries.to_vec();
     for field in ["apiVersion", "metadata"] {
         let new = &value[field];
@@ -93,9 +116,10 @@ fn from_json(v: &Value, at: Span) -> Node {
     let kind = match v {
         Value::Null => Kind::Null,
         Value::Bool(b) => Kind::Bool(*b),
-        Value::Number(n) => match n.as_i64() {
-            Some(i) => Kind::Int(i),
-            None => Kind::Float(n.as_f64().unwrap_or_default()),
+        Value::Number(n) => match (n.as_i64(), n.as_u64()) {
+            (Some(i), _) => Kind::Int(i),
+            (None, Some(u)) => Kind::Uint(u),
+            _ => Kind::Float(n.as_f64().unwrap_or_default()),
         },
         Value::String(s) => Kind::Str(s.as_str().into()),
         Value::Array(a) => Kind::Seq(a.iter().map(|x| from_json(x, at)).collect()),
@@ -205,6 +229,30 @@ mod tests {
         to_v3(&mut set, "GlobalNetworkSet").unwrap();
         assert_eq!(set["metadata"]["name"], "default.nets");
         assert_eq!(set["metadata"]["labels"]["k"], "v");
+    }
+
+    /// Ten levels of ten aliases: 10^10 values if anything expanded them.
+    fn bomb(metadata: &str, spec: &str) -> String {
+        let mut text =
+            format!("apiVersion: {STORAGE_API}\nkind: GlobalNetworkPolicy\na0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+        for i in 1..10 {
+            let p = format!("*a{}", i - 1);
+            text += &format!("a{i}: &a{i} [{}]\n", [p.as_str(); 10].join(", "));
+        }
+        text + &format!("metadata: {{name: default.p{metadata}}}\nspec: {{tier: default{spec}}}\n")
+    }
+
+    #[test]
+    fn an_alias_bomb_is_refused_by_the_decoders_bound_never_expanded() {
+        let doc = &crate::yaml::parse(&bomb("", ", bomb: *a9")).unwrap()[0];
+        let v3 = tree_to_v3(doc, "GlobalNetworkPolicy", &State::default()).unwrap();
+        assert_eq!(v3.get("metadata").and_then(|m| m.get("name")).and_then(Node::as_str), Some("p"));
+        assert_eq!(v3.get("apiVersion").and_then(Node::as_str), Some("projectcalico.org/v3"));
+        let doc = &crate::yaml::parse(&bomb(", bomb: *a9", "")).unwrap()[0];
+        let e = tree_to_v3(doc, "GlobalNetworkPolicy", &State::default()).unwrap_err();
+        assert!(State::is_alias_error(&e.message), "{e}");
+        assert_eq!(e.path.to_string(), "metadata.bomb");
+        assert_eq!(e.help, ALIAS_HELP);
     }
 
     #[test]

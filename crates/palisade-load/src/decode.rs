@@ -124,10 +124,14 @@ impl State {
         Ok(())
     }
 
+    /// Whether a decoding error is the alias bound's (it is shown with [`ALIAS_HELP`]).
     pub fn is_alias_error(message: &str) -> bool {
         message.starts_with("document contains excessive aliasing")
     }
 }
+
+/// What to do about an alias bomb.
+pub const ALIAS_HELP: &str = "YAML aliases (*name) may repeat a value, not multiply the document: write the values out";
 
 /// Leaves the aliases a value was reached through when it is done.
 struct AliasGuard<'s>(&'s State, u32);
@@ -164,6 +168,7 @@ fn unexpected(node: &Node) -> Unexpected<'_> {
         Kind::Null => Unexpected::Unit,
         Kind::Bool(b) => Unexpected::Bool(*b),
         Kind::Int(i) => Unexpected::Signed(*i),
+        Kind::Uint(u) => Unexpected::Unsigned(*u),
         Kind::Float(f) => Unexpected::Float(*f),
         Kind::Str(s) => Unexpected::Str(s),
         Kind::Seq(_) => Unexpected::Seq,
@@ -207,6 +212,7 @@ macro_rules! integer {
             let (node, _g) = self.enter()?;
             match node.kind {
                 Kind::Int(i) => v.visit_i64(i),
+                Kind::Uint(u) => v.visit_u64(u),
                 _ => Err(de::Error::invalid_type(unexpected(node), &v)),
             }
         }
@@ -222,6 +228,7 @@ impl<'de, 'a: 'de> de::Deserializer<'de> for De<'a, '_, '_> {
             Kind::Null => v.visit_unit(),
             Kind::Bool(b) => v.visit_bool(*b),
             Kind::Int(i) => v.visit_i64(*i),
+            Kind::Uint(u) => v.visit_u64(*u),
             Kind::Float(f) if f.is_finite() => v.visit_f64(*f),
             Kind::Float(_) => Err(de::Error::custom("not a finite number (.inf and .nan have no JSON form)")),
             Kind::Str(s) => v.visit_str(s),
@@ -250,6 +257,7 @@ impl<'de, 'a: 'de> de::Deserializer<'de> for De<'a, '_, '_> {
         let (node, _g) = self.enter()?;
         match node.kind {
             Kind::Int(i) => v.visit_i64(i),
+            Kind::Uint(u) => v.visit_u64(u),
             Kind::Float(f) if f.is_finite() => v.visit_f64(f),
             Kind::Float(_) => Err(de::Error::custom("not a finite number")),
             _ => Err(De::mismatch(node, &v)),

@@ -143,6 +143,7 @@ impl Directory {
     pub fn look(&mut self, activity: &Activity) -> Result<Look, ReadError> {
         for _ in 0..FLIP_RETRIES {
             let (listed, flips) = list(&self.root)?;
+            let paths: Vec<PathBuf> = listed.iter().map(|l| l.path.clone()).collect();
             let examined: Vec<(Listed, Examined)> = listed
                 .into_iter()
                 .map(|l| {
@@ -152,6 +153,12 @@ impl Directory {
                 .collect();
             // A version is taken whole or not at all.
             if flips.iter().any(|(link, target)| std::fs::read_link(link).ok().as_ref() != Some(target)) {
+                continue;
+            }
+            // So is a change of the tree: a directory renamed away while its files were read
+            // leaves some read and some missing, a state that never was (half a removal).
+            let same = list(&self.root).is_ok_and(|(again, _)| again.iter().map(|l| &l.path).eq(paths.iter()));
+            if !same {
                 continue;
             }
             return Ok(self.take(examined));

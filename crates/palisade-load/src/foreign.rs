@@ -7,8 +7,6 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use crate::source::Source;
-
 /// Why an input is not a manifest.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Foreign {
@@ -20,34 +18,90 @@ pub enum Foreign {
     NotManifest,
 }
 
-/// The inputs that are not manifests, each with why.
-pub fn find(sources: &[Source]) -> Vec<(String, Foreign)> {
-    let roots: Vec<String> = sources
-        .iter()
-        .filter(|s| Path::new(&*s.name).file_name().is_some_and(|n| n == "Chart.yaml" || n == "Chart.yml"))
-        .map(|s| Path::new(&*s.name).parent().map(|p| p.display().to_string()).unwrap_or_default())
+/// The inputs (name and text) that are not manifests, each with why.
+pub fn find<'a>(sources: impl IntoIterator<Item = (&'a str, &'a str)> + Clone) -> Vec<(String, Foreign)> {
+    let roots: Vec<String> = (sources.clone().into_iter())
+        .filter(|(name, _)| Path::new(name).file_name().is_some_and(|n| n == "Chart.yaml" || n == "Chart.yml"))
+        .map(|(name, _)| Path::new(name).parent().map(|p| p.display().to_string()).unwrap_or_default())
         .collect();
     let chart_of = |name: &str| {
         roots.iter().filter(|r| Path::new(name).starts_with(Path::new(r.as_str()))).max_by_key(|r| r.len()).cloned()
     };
     let mut out = Vec::new();
-    for s in sources {
-        let why = match chart_of(&s.name) {
+    for (name, text) in sources {
+        let why = match chart_of(name) {
             Some(root) => Some(Foreign::Chart { root }),
-            None if has_template_actions(&s.text) => Some(Foreign::Template),
-            None if !names_a_kind(&s.text) => Some(Foreign::NotManifest),
+            None if has_template_actions(text) => Some(Foreign::Template),
+            None if !names_a_kind(text) => Some(Foreign::NotManifest),
             None => None,
         };
-        out.extend(why.map(|w| (s.name.to_string(), w)));
+        out.extend(why.map(|w| (name.to_string(), w)));
     }
     out
 }
 
 /// A line that starts with a template action, or a value or list item that is one, unquoted:
 /// what Helm and Go templates look like before rendering. (Rendered manifests carry `{{` only
-/// inside quoted strings, such as alerting rules' templates.)
+/// inside strings: quoted, or the text of a block scalar such as an alerting rule or a
+/// ConfigMap's file, which is data, not structure, and is skipped.)
 fn has_template_actions(text: &str) -> bool {
-    text.lines().map(str::trim_start).any(|l| l.starts_with("{{") || l.contains(": {{") || l.starts_with("- {{"))
+    let mut block: Option<usize> = None;
+    for line in text.lines() {
+        let indent = line.len() - line.trim_start_matches(' ').len();
+        if block.is_some_and(|parent| line.trim().is_empty() || indent > parent) {
+            continue;
+        }
+        let l = line.trim_start();
+        if l.starts_with("{{") || l.contains(": {{") || l.starts_with("- {{") {
+            return true;
+        }
+        block = block_scalar_parent(line);
+    }
+    false
+}
+
+/// For a line that opens a block scalar (`key: |`, `- >-`, `key: !!str |2 # note`): the
+/// column its text must be indented beyond, which is the key's (or, for a list item, the
+/// dash's). YAML ends the scalar at the first non-blank line indented no further.
+fn block_scalar_parent(line: &str) -> Option<usize> {
+    let body = match line.find(" #") {
+        Some(i) => &line[..i],
+        None => line,
+    };
+    let mut tokens: Vec<&str> = body.split_whitespace().collect();
+    let header = tokens.pop()?;
+    let indicators = header.strip_prefix(['|', '>'])?;
+    if !indicators.bytes().all(|c| c.is_ascii_digit() || c == b'+' || c == b'-') {
+        return None;
+    }
+    while tokens.last().is_some_and(|t| t.starts_with(['&', '!'])) {
+        tokens.pop();
+    }
+    let indent = line.len() - line.trim_start_matches(' ').len();
+    let mut rest = &line[indent..];
+    let mut column = indent;
+    match tokens.last() {
+        Some(t) if t.ends_with(':') => {
+            // The key starts after any list dashes.
+            while let Some(after) = rest.strip_prefix('-').filter(|a| a.starts_with(' ')) {
+                let spaces = after.len() - after.trim_start_matches(' ').len();
+                column += 1 + spaces;
+                rest = &after[spaces..];
+            }
+            Some(column)
+        }
+        Some(&"-") => {
+            let dashes = tokens.len() - 1;
+            for _ in 0..dashes {
+                let after = rest.strip_prefix('-')?;
+                let spaces = after.len() - after.trim_start_matches(' ').len();
+                column += 1 + spaces;
+                rest = &after[spaces..];
+            }
+            Some(column)
+        }
+        _ => None,
+    }
 }
 
 /// Whether some line holds an `apiVersion` or `kind` key (YAML or JSON); a file with only
@@ -91,13 +145,13 @@ pub fn describe(found: &[(String, Foreign)]) -> String {
 mod tests {
     use super::*;
 
-    fn src(name: &str, text: &str) -> Source {
-        Source { name: name.into(), text: text.into() }
+    fn src<'a>(name: &'a str, text: &'a str) -> (&'a str, &'a str) {
+        (name, text)
     }
 
     #[test]
     fn charts_templates_and_other_yaml_are_told_apart_from_manifests() {
-        let found = find(&[
+        let found = find([
             src("charts/web/Chart.yaml", "apiVersion: v2\nname: web\n"),
             src("charts/web/values.yaml", "replicas: 2\n"),
             src("charts/web/templates/np.yaml", "kind: NetworkPolicy\nmetadata:\n  name: {{ .Release.Name }}\n"),
@@ -121,5 +175,45 @@ mod tests {
         let text = describe(&found);
         assert!(text.contains("helm template web charts/web > web.yaml"), "{text}");
         assert!(text.contains("--exclude 'ci.yml'"), "{text}");
+    }
+
+    /// Go templates in the text of block scalars (alerting rules, a ConfigMap's files) are data;
+    /// the same actions where structure belongs are an unrendered template.
+    #[test]
+    fn templates_inside_block_scalars_are_text() {
+        for text in [
+            "kind: ConfigMap\ndata:\n  rules: |\n    {{ range .Alerts }}\n    - {{ .Labels.x }}\n\n    a: {{ .y }}\n  other: x\n",
+            "kind: ConfigMap\ndata:\n  a: >-\n      {{ x }}\n  b: |2 # note\n    {{ y }}\n  c: !!str |\n   {{ z }}\n",
+            "kind: List\nitems:\n- kind: ConfigMap\n  data:\n    t: |\n      {{ x }}\n    u: |-\n     {{ y }}\n- |\n  {{ z }}\n",
+            "kind: X\nspec:\n  - - |\n      {{ a }}\n",
+        ] {
+            assert!(!has_template_actions(text), "{text}");
+        }
+        for text in [
+            "kind: ConfigMap\ndata:\n  rules: |\n    text\n  {{ if .x }}\n  y: 1\n",
+            "kind: X\nspec:\n- key: |\n    text\n  other: {{ .v }}\n",
+            "kind: X\ndata:\n  a: |\n{{ toYaml .Values.a | indent 4 }}\n",
+            "kind: X\ndata:\n  a: '|'\n  {{ y }}\n",
+            "kind: X\nspec:\n  selector: {{ .Values.s }} # |\n",
+        ] {
+            assert!(has_template_actions(text), "{text}");
+        }
+    }
+
+    #[test]
+    fn block_scalar_headers_give_their_parent_column() {
+        for (line, want) in [
+            ("  key: |", Some(2)),
+            ("- key: >-", Some(2)),
+            ("  -   key: |+ # c", Some(6)),
+            ("- |", Some(0)),
+            ("  - - |2", Some(4)),
+            ("a: &x !!str |", Some(0)),
+            ("a: 'x |'", None),
+            ("a: b|", None),
+            ("a: |x", None),
+        ] {
+            assert_eq!(block_scalar_parent(line), want, "{line}");
+        }
     }
 }

@@ -1,14 +1,20 @@
 //! Palisade's file adapter: reads manifests (YAML/JSON, files, directories, stdin) into the
 //! engine's model and reports problems with file, line, column and field path.
 
+#![forbid(unsafe_code)]
+
+pub mod clusterpolicy;
 pub mod crd;
 pub mod decode;
 pub mod diagnostic;
 pub mod directory;
 pub mod foreign;
 pub mod json;
+pub mod kinds;
 pub mod manifest;
+pub mod markers;
 pub mod object;
+pub mod resolve;
 pub mod source;
 pub mod suggestion;
 pub mod text;
@@ -18,9 +24,10 @@ pub mod yaml;
 
 use std::path::PathBuf;
 
-use palisade_core::build::{build, BuildOptions};
 use palisade_core::cluster::Cluster;
 use palisade_core::field::{Problem, Severity};
+use palisade_ingest::store::Store;
+use palisade_ingest::BuildOptions;
 
 pub use source::Source;
 
@@ -31,7 +38,7 @@ pub struct Load {
     pub problems: Vec<Problem>,
     pub ignored: std::collections::BTreeMap<String, usize>,
     /// The decoded objects, in input order (for commands that rewrite them).
-    pub inputs: Vec<palisade_core::build::Input>,
+    pub inputs: Vec<palisade_ingest::Input>,
 }
 
 impl Load {
@@ -56,21 +63,21 @@ pub(crate) fn assemble(sources: Vec<Source>, mut decoded: manifest::Loaded, opts
     let mut problems = decoded.problems;
     problems.extend(crd::both_forms(&mut decoded.inputs));
     let decode_failed = problems.iter().any(|p| p.severity == Severity::Error);
-    let cluster = match build(&decoded.inputs, opts) {
-        Ok(c) => {
-            problems.extend(c.warnings.iter().cloned());
-            (!decode_failed).then_some(c)
-        }
-        Err(more) => {
-            problems.extend(more);
-            None
-        }
-    };
+    // A batch is "apply all, then finish": the same way in as the agent's changes.
+    let (store, done) = Store::batch(decoded.inputs, opts.clone());
+    if let Err(more) = done {
+        problems.extend(more.0);
+    }
+    let (inputs, cluster) = store.into_parts();
+    let cluster = cluster.and_then(|c| {
+        problems.extend(c.warnings.iter().cloned());
+        (!decode_failed).then_some(c)
+    });
     problems.sort_by(|a, b| {
         let key = |p: &Problem| p.location.as_ref().map(|l| (l.file.clone(), l.line, l.column));
         key(a).cmp(&key(b))
     });
-    Load { sources, cluster, problems, ignored: decoded.ignored, inputs: decoded.inputs }
+    Load { sources, cluster, problems, ignored: decoded.ignored, inputs }
 }
 
 /// Loads manifests given as text (tests, generated input).

@@ -3,13 +3,14 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock};
 
-use palisade_core::build::{Input, Object};
-use palisade_core::field::{FieldPath, Locate, Location, Problem, Severity};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ListMeta;
+use palisade_core::field::{FieldPath, Locate, Location, Nowhere, Problem, Severity};
+use palisade_ingest::{Input, Object};
 use serde::de::DeserializeOwned;
 
 use crate::decode::State;
 use crate::source::Source;
-use crate::tree::{Node, ParseError, Span};
+use crate::tree::{Kind, Node, ParseError, Span};
 use crate::{json, text, yaml};
 
 /// A source's documents, parsed again only when a position inside one is asked for (a problem
@@ -66,6 +67,27 @@ impl Locate for DocLocator {
         }
         let at = self.positions.doc(self.doc).map_or(self.root, |d| d.locate(&self.base.join(path)));
         Some(self.location(at))
+    }
+    fn locate_value(&self, path: &FieldPath) -> Option<Location> {
+        if path.0.is_empty() {
+            return Some(self.location(self.root));
+        }
+        let (at, list) =
+            self.positions.doc(self.doc).map_or((self.root, false), |d| d.locate_value(&self.base.join(path)));
+        Some(self.location(if list { block_sequence_start(&self.positions.text, at) } else { at }))
+    }
+}
+
+/// A block sequence starts at its first `-`, which the tree's span (the first item's
+/// contents) leaves out: step back over the blanks to it, on the same line.
+fn block_sequence_start(text: &str, at: Span) -> Span {
+    let before = &text.as_bytes()[..(at.offset as usize).min(text.len())];
+    let blanks = before.iter().rev().take_while(|&&b| b == b' ').count();
+    match before.len().checked_sub(blanks + 1).map(|i| (i, before[i])) {
+        Some((i, b'-')) if blanks > 0 && (at.column as usize) > blanks + 1 => {
+            Span { offset: i as u32, column: at.column - blanks as u32 - 1, ..at }
+        }
+        _ => at,
     }
 }
 
@@ -195,15 +217,37 @@ fn decode_object(node: &Node, loc: Arc<DocLocator>, implied: Option<(&str, &str)
         ));
         return;
     }
-    if kind == "List" || kind.ends_with("List") && node.get("items").is_some() {
+    if kind != "List" && crate::kinds::is_served(crate::kinds::group(&api), &kind) == Some(false) {
+        out.problems.push(unserved_kind(&loc, node, &kind, &api));
+        return;
+    }
+    if is_list(&kind, &api, node) {
         // A typed list (`PodList`, as the API serves it) leaves kind out of its items.
         let implied = kind.strip_suffix("List").filter(|k| !k.is_empty()).map(|k| (k, api.as_str()));
-        decode_list(node, &loc, implied, state, out);
+        decode_list(node, &kind, &loc, implied, state, out);
         return;
     }
     if api.starts_with("projectcalico.org/") || api.starts_with("crd.projectcalico.org/") {
         decode_calico(node, &api, &kind, loc, state, out);
         return;
+    }
+    if let Some(expected) = crate::clusterpolicy::api_version_of(&kind) {
+        if api.starts_with(crate::clusterpolicy::GROUP) {
+            if api != expected {
+                let msg = format!("{kind} is served as apiVersion {expected}, not {api}");
+                let help =
+                    "ClusterNetworkPolicy is v1alpha2; AdminNetworkPolicy and BaselineAdminNetworkPolicy are v1alpha1";
+                let label = object_label(node, &kind);
+                let path = FieldPath::root().key("apiVersion");
+                out.problems.push(problem(&loc, node, &label, path, Severity::Error, msg, help));
+                return;
+            }
+            let cx = Typed { node, loc: &loc, kind: &kind, state };
+            if let Some(object) = crate::clusterpolicy::decode(cx, out) {
+                out.inputs.push(Input { object, locate: loc });
+            }
+            return;
+        }
     }
     let Some(expected) = api_version_of(&kind) else {
         *out.ignored.entry(format!("{api} {kind}")).or_insert(0) += 1;
@@ -244,8 +288,114 @@ fn decode_object(node: &Node, loc: Arc<DocLocator>, implied: Option<(&str, &str)
     }
 }
 
-fn decode_list(list: &Node, loc: &Arc<DocLocator>, implied: Option<(&str, &str)>, state: &State, out: &mut Loaded) {
-    let Some(items) = list.get("items").and_then(Node::items) else { return };
+/// A kind that the group Palisade reads does not serve: kubectl fails on it ("no matches for
+/// kind"), and ignoring it would drop what is most likely a misspelt policy.
+fn unserved_kind(loc: &DocLocator, node: &Node, kind: &str, api: &str) -> Problem {
+    let group = crate::kinds::group(api);
+    let hint = match crate::kinds::closest(group, kind) {
+        Some(k) => format!(": did you mean {k}?"),
+        None => String::new(),
+    };
+    let listed = format!("kinds are case-sensitive; `kubectl api-resources --api-group={group}` lists those it serves");
+    let group = if group.is_empty() { "the core group (v1)" } else { group };
+    problem(
+        loc,
+        node,
+        &object_label(node, kind),
+        FieldPath::root().key("kind"),
+        Severity::Error,
+        format!("no kind {kind:?} is served in {group} (kubectl: no matches for kind){hint}"),
+        &listed,
+    )
+}
+
+/// `List`, or a typed list: `XxxList` of a kind its group serves, or of any group when it
+/// holds `items` (kubectl reads any object with `items` as a list).
+fn is_list(kind: &str, api: &str, node: &Node) -> bool {
+    kind == "List"
+        || kind.ends_with("List")
+            && (node.get("items").is_some() || crate::kinds::is_served(crate::kinds::group(api), kind) == Some(true))
+}
+
+/// The fields of a list (`metav1.List`, and every `XxxList` the API serves).
+const LIST_FIELDS: &[&str] = &["apiVersion", "kind", "metadata", "items"];
+
+/// A list's objects, as kubectl's resource builder reads them: `items` must be a sequence
+/// (kubectl: "cannot unmarshal object into Go struct field decodeList.items"); null holds no
+/// object, as kubectl reads it; without `items` kubectl takes the list for one object of a
+/// kind no API server serves. Fields a list does not have are errors, as a misspelt `items`
+/// would otherwise drop every object.
+fn decode_list(
+    list: &Node,
+    kind: &str,
+    loc: &Arc<DocLocator>,
+    implied: Option<(&str, &str)>,
+    state: &State,
+    out: &mut Loaded,
+) {
+    let fail =
+        |path: FieldPath, message: String, help: &str| problem(loc, list, kind, path, Severity::Error, message, help);
+    for e in list.entries().unwrap_or_default().iter().filter(|e| !LIST_FIELDS.contains(&&*e.key)) {
+        let mut p = fail(
+            FieldPath::root().key(&e.key),
+            format!("unknown field {:?} of a {kind}", e.key),
+            "a list holds apiVersion, kind, metadata and items (the objects); check the spelling",
+        );
+        p.location = Some(loc.location(e.key_at));
+        out.problems.push(p);
+    }
+    if let Some(meta) = list.get("metadata") {
+        let at = FieldPath::root().key("metadata");
+        match crate::decode::decode::<ListMeta>(meta, state) {
+            Ok((_, unknown)) => {
+                for unknown in unknown {
+                    let path = at.join(&unknown.path);
+                    let mut p = fail(
+                        path.clone(),
+                        format!("{path}: unknown field {:?}", last_field(&path)),
+                        "a list's metadata holds resourceVersion, continue, remainingItemCount and selfLink",
+                    );
+                    p.location = Some(loc.location(list.locate_key(&path)));
+                    out.problems.push(p);
+                }
+            }
+            Err(e) => {
+                let path = at.join(&e.path);
+                out.problems.push(fail(
+                    path.clone(),
+                    format!("{path}: {}", e.message),
+                    "a list's metadata is ListMeta",
+                ));
+            }
+        }
+    }
+    let items = match list.get("items") {
+        None => {
+            let message = format!("a {kind} without items: kubectl takes it for one object of kind {kind}, which no API server serves (no matches for kind)");
+            out.problems.push(fail(
+                FieldPath::root(),
+                message,
+                "write the objects under items: as a sequence (an empty list is items: [])",
+            ));
+            return;
+        }
+        Some(items) if items.is_null() => return,
+        Some(items) => items,
+    };
+    let Some(items) = items.items() else {
+        let what = match items.target().kind {
+            Kind::Map(_) => "a mapping",
+            Kind::Str(_) => "a string",
+            _ => "a scalar",
+        };
+        let message = format!("items must be a sequence of objects, not {what} (kubectl: cannot unmarshal into decodeList.items of type []json.RawMessage)");
+        out.problems.push(fail(
+            FieldPath::root().key("items"),
+            message,
+            "write each object as an entry of items: - apiVersion: ...",
+        ));
+        return;
+    };
     for (i, item) in items.iter().enumerate() {
         decode_object(item, Arc::new(loc.item(i, item)), implied, state, out);
     }
@@ -270,7 +420,7 @@ fn decode_calico(node: &Node, api: &str, kind: &str, loc: Arc<DocLocator>, state
     }
     let stored;
     let node = if api == crate::crd::STORAGE_API {
-        match crate::crd::tree_to_v3(node, kind) {
+        match crate::crd::tree_to_v3(node, kind, state) {
             Ok(v3) => {
                 stored = v3;
                 &stored
@@ -331,7 +481,7 @@ const CALICO_STRICT: &[&str] = &["Tier", "NetworkSet", "GlobalNetworkSet", "Host
 
 /// One object to decode into its type.
 #[derive(Clone, Copy)]
-struct Typed<'a> {
+pub(crate) struct Typed<'a> {
     node: &'a Node,
     loc: &'a DocLocator,
     kind: &'a str,
@@ -339,7 +489,21 @@ struct Typed<'a> {
 }
 
 impl Typed<'_> {
+    pub(crate) fn kind(&self) -> &str {
+        self.kind
+    }
+
     fn decode<T: DeserializeOwned>(self, out: &mut Loaded) -> Option<T> {
+        self.decode_keeping(out, |_| false).map(|(obj, _)| obj)
+    }
+
+    /// Decodes as [`Typed::decode`], except that unknown fields at paths `keep` accepts are
+    /// returned instead of reported (peers of a newer CRD, which fail closed later).
+    pub(crate) fn decode_keeping<T: DeserializeOwned>(
+        self,
+        out: &mut Loaded,
+        keep: impl Fn(&FieldPath) -> bool,
+    ) -> Option<(T, Vec<FieldPath>)> {
         let Typed { node, loc, kind, state } = self;
         let label = object_label(node, kind);
         let kind = label.as_str();
@@ -347,7 +511,7 @@ impl Typed<'_> {
             Ok(v) => v,
             Err(e) => {
                 let help = if State::is_alias_error(&e.message) {
-                    "YAML aliases (*name) may repeat a value, not multiply the document: write the values out"
+                    crate::decode::ALIAS_HELP
                 } else {
                     "the value does not have the type the Kubernetes API defines for this field (numbers unquoted; strings quoted when they look like numbers or booleans, e.g. \"1\", \"yes\"; a list or map never stands for a string)"
                 };
@@ -360,6 +524,8 @@ impl Typed<'_> {
         let strict =
             kind.contains("Policy") || kind.starts_with("Calico") || CALICO_STRICT.iter().any(|k| kind.starts_with(k));
         let severity = if strict { Severity::Error } else { Severity::Warning };
+        let (kept, unknown): (Vec<_>, Vec<_>) = unknown.into_iter().partition(|u| keep(&u.path));
+        let kept: Vec<FieldPath> = kept.into_iter().map(|u| u.path).collect();
         for crate::decode::Unknown { path, known } in unknown {
             // `kubectl get -o yaml` from 1.24-1.27 clusters writes the alpha NetworkPolicy status
             // back: read-only, it cannot change a verdict.
@@ -377,11 +543,7 @@ impl Typed<'_> {
                 ));
                 continue;
             }
-            let field = path.0.last().map(|s| match s {
-                palisade_core::field::Seg::Key(k) => k.clone(),
-                palisade_core::field::Seg::Index(i) => i.to_string(),
-            });
-            let field = field.unwrap_or_default();
+            let field = last_field(&path);
             let near = crate::suggestion::closest(&field, known.iter().copied());
             let near: Vec<String> = near.iter().map(|n| format!("{n:?}")).collect();
             let msg = format!("{path}: unknown field {field:?}{}", crate::suggestion::did_you_mean(&near));
@@ -389,8 +551,16 @@ impl Typed<'_> {
             p.location = Some(loc.location(node.locate_key(&path)));
             out.problems.push(p);
         }
-        Some(obj)
+        Some((obj, kept))
     }
+}
+
+/// The last key (or index) of a path: the field a message names.
+fn last_field(path: &FieldPath) -> String {
+    path.0.last().map_or_else(String::new, |s| match s {
+        palisade_core::field::Seg::Key(k) => k.clone(),
+        palisade_core::field::Seg::Index(i) => i.to_string(),
+    })
 }
 
 /// `Kind ns/name` from raw metadata, for messages about objects that did not decode.
@@ -403,6 +573,17 @@ fn object_label(node: &Node, kind: &str) -> String {
     }
 }
 
+/// Drops the positions a JSON tree cannot have: objects get the [`Nowhere`] locator, problems
+/// no location (they still name the object and field path).
+fn unplace(loaded: &mut Loaded) {
+    for input in &mut loaded.inputs {
+        input.locate = Arc::new(Nowhere);
+    }
+    for p in &mut loaded.problems {
+        p.location = None;
+    }
+}
+
 /// Decodes one object given as JSON (an API server's list item or watch event, with `kind` and
 /// `apiVersion`) with exactly the checks a file's object gets: it is written out as JSON text
 /// and read like a `.json` file. Its problems name the object (`Kind ns/name`) and the field
@@ -411,6 +592,64 @@ fn object_label(node: &Node, kind: &str) -> String {
 pub fn decode_json(value: &serde_json::Value) -> Loaded {
     let text: Arc<str> = serde_json::to_string(value).expect("a JSON value serializes").into();
     let mut out = decode(&[Source { name: "".into(), text }]);
-    crate::object::unplace(&mut out);
+    unplace(&mut out);
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str) -> Loaded {
+        decode(&[Source { name: "t.yaml".into(), text: text.into() }])
+    }
+
+    const POD: &str = "- {apiVersion: v1, kind: Pod, metadata: {name: a, namespace: x}}\n";
+
+    #[test]
+    fn a_list_holds_its_objects_under_items_or_is_an_error() {
+        // (list text, objects read, the error expected: its line and words)
+        type Case = (String, usize, Option<(usize, &'static str)>);
+        let cases: &[Case] = &[
+            (format!("apiVersion: v1\nkind: List\nitems:\n{POD}"), 1, None),
+            ("apiVersion: v1\nkind: List\nitems: []\n".into(), 0, None),
+            ("apiVersion: v1\nkind: List\nitems:\n".into(), 0, None),
+            ("apiVersion: v1\nkind: List\nmetadata: {resourceVersion: \"\"}\nitems: null\n".into(), 0, None),
+            ("apiVersion: v1\nkind: PodList\nitems:\n- metadata: {name: a, namespace: x}\n".into(), 1, None),
+            (
+                "apiVersion: v1\nkind: List\nitems:\n  a: {apiVersion: v1, kind: Pod}\n".into(),
+                0,
+                Some((3, "not a mapping")),
+            ),
+            ("apiVersion: v1\nkind: List\nitems: pods\n".into(), 0, Some((3, "not a string"))),
+            ("apiVersion: v1\nkind: PodList\nitems: 5\n".into(), 0, Some((3, "not a scalar"))),
+            ("apiVersion: example.com/v1\nkind: FooList\nitems: {a: 1}\n".into(), 0, Some((3, "not a mapping"))),
+            (format!("apiVersion: v1\nkind: List\nitmes:\n{POD}"), 0, Some((3, "unknown field \"itmes\""))),
+            (format!("apiVersion: v1\nkind: List\nitmes:\n{POD}"), 0, Some((1, "without items"))),
+            ("apiVersion: v1\nkind: PodList\n".into(), 0, Some((1, "without items"))),
+            (
+                format!("apiVersion: v1\nkind: List\nmetadata: {{resourceVersoin: \"1\"}}\nitems:\n{POD}"),
+                1,
+                Some((3, "unknown field \"resourceVersoin\"")),
+            ),
+            (
+                format!("apiVersion: v1\nkind: List\nextra: null\nitems:\n{POD}"),
+                1,
+                Some((3, "unknown field \"extra\"")),
+            ),
+        ];
+        for (text, objects, error) in cases {
+            let out = load(text);
+            assert_eq!(out.inputs.len(), *objects, "{text}");
+            let errors: Vec<_> = out.problems.iter().filter(|p| p.severity == Severity::Error).collect();
+            match error {
+                None => assert!(errors.is_empty(), "{text}: {:?}", errors),
+                Some((line, what)) => assert!(
+                    errors.iter().any(|p| p.message.contains(what) && p.location.as_ref().unwrap().line == *line),
+                    "{text}: {:?}",
+                    errors
+                ),
+            }
+        }
+    }
 }

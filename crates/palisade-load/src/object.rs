@@ -2,24 +2,10 @@
 //! by the same code as manifests ([`crate::manifest::decode_json`]); their problems name the
 //! object (`Kind ns/name`) and the field path, and carry no file position.
 
-use std::sync::Arc;
-
-use palisade_core::build::BuildOptions;
-use palisade_core::field::Nowhere;
+use palisade_ingest::BuildOptions;
 
 use crate::manifest::Loaded;
 use crate::source::Source;
-
-/// Drops the positions a JSON tree cannot have: objects get the [`Nowhere`] locator, problems
-/// no location (they still name the object and field path).
-pub(crate) fn unplace(loaded: &mut Loaded) {
-    for input in &mut loaded.inputs {
-        input.locate = Arc::new(Nowhere);
-    }
-    for p in &mut loaded.problems {
-        p.location = None;
-    }
-}
 
 /// Builds the cluster from objects decoded elsewhere (files and API objects together), as
 /// [`crate::load_sources`] does for files: any error anywhere means no cluster.
@@ -58,10 +44,13 @@ mod tests {
         let p = &bad.problems[0];
         assert_eq!((p.object.as_str(), p.path.to_string().as_str()), ("NetworkPolicy x/p", "spec.ingress[0].prots"));
         assert!(p.location.is_none());
-        let ignored = decode_json(
+        let ignored =
+            decode_json(&json!({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "c"}}));
+        assert_eq!(ignored.ignored.len(), 1);
+        let cnp = decode_json(
             &json!({"apiVersion": "policy.networking.k8s.io/v1alpha2", "kind": "ClusterNetworkPolicy", "metadata": {"name": "c"}}),
         );
-        assert_eq!(ignored.ignored.len(), 1);
+        assert_eq!((cnp.inputs.len(), cnp.ignored.len()), (1, 0), "ClusterNetworkPolicy is read");
     }
 
     #[test]

@@ -62,7 +62,7 @@ impl Exclude {
 /// Refuses inputs that are not manifests (Helm charts, templates, other YAML), naming each
 /// with what to do (see [`crate::foreign`]).
 pub fn refuse_foreign(sources: &[Source]) -> Result<(), ReadError> {
-    let found = crate::foreign::find(sources);
+    let found = crate::foreign::find(sources.iter().map(|s| (&*s.name, &*s.text)));
     if found.is_empty() {
         Ok(())
     } else {

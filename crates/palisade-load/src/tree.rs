@@ -37,6 +37,8 @@ pub enum Kind {
     Null,
     Bool(bool),
     Int(i64),
+    /// An integer beyond i64 (go-yaml resolves it to a `uint64`).
+    Uint(u64),
     Float(f64),
     Str(Box<str>),
     Seq(Box<[Node]>),
@@ -144,6 +146,23 @@ impl Node {
         shown
     }
 
+    /// Like [`Node::locate`], but a mapping or list value shows where the value starts, not
+    /// its key; also whether that value is a list (whose span is its first item's).
+    pub fn locate_value(&self, path: &FieldPath) -> (Span, bool) {
+        let mut node = self;
+        for seg in &path.0 {
+            let next = match seg {
+                Seg::Key(k) => node.entry(k).map(|e| &e.value),
+                Seg::Index(i) => node.items().and_then(|items| items.get(*i)),
+            };
+            match next {
+                Some(n) => node = n,
+                None => return (self.locate(path), false),
+            }
+        }
+        (node.at, matches!(node.target().kind, Kind::Seq(_)))
+    }
+
     /// Like [`Node::locate`], but a path that ends in a key shows the key (for unknown fields).
     pub fn locate_key(&self, path: &FieldPath) -> Span {
         let Some((Seg::Key(k), parent)) = path.0.split_last() else { return self.locate(path) };
@@ -168,6 +187,7 @@ impl Node {
             Kind::Null => Value::Null,
             Kind::Bool(b) => Value::Bool(*b),
             Kind::Int(i) => Value::Number((*i).into()),
+            Kind::Uint(u) => Value::Number((*u).into()),
             Kind::Float(f) => Number::from_f64(*f).map_or(Value::Null, Value::Number),
             Kind::Str(s) => Value::String(s.to_string()),
             Kind::Seq(items) => Value::Array(items.iter().map(Node::to_json).collect()),

@@ -13,9 +13,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use palisade_core::build::{pod_patch, policy_patch, BuildOptions, Input, Object, PodPatch, PolicyPatch};
 use palisade_core::cluster::Cluster;
 use palisade_core::field::{FieldPath, Location, Problem, Severity};
+use palisade_ingest::patch::{pod_patch, policy_patch, PodPatch, PolicyPatch};
+use palisade_ingest::{BuildOptions, Input, Object};
 
 use crate::directory::{Activity, Directory};
 use crate::manifest::{decode, Loaded};

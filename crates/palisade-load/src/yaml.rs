@@ -79,6 +79,11 @@ impl Builder<'_> {
     }
 
     fn finish(&mut self, mut node: Node, anchor: usize) -> Result<(), ParseError> {
+        let is_key = matches!(self.stack.last(), Some(Frame::Map { key: None, .. }));
+        if matches!(node.kind, Kind::Float(f) if !f.is_finite()) && !is_key {
+            // sigs.k8s.io/yaml's json.Marshal fails on them: kubectl refuses the document.
+            return Err(err(node.at, "infinity and NaN have no JSON form: kubectl refuses them (json: unsupported value); quote the value if it is text"));
+        }
         if anchor > 0 {
             let shared = Arc::new(node);
             self.open_anchors.remove(&anchor);
@@ -101,12 +106,15 @@ impl Builder<'_> {
     }
 
     fn on_event(&mut self, ev: Event, mark: Marker) -> Result<(), ParseError> {
+        if matches!(ev, Event::Scalar(..) | Event::Alias(_) | Event::SequenceStart(..) | Event::MappingStart(..)) {
+            self.no_tab_after_dash(&mark)?;
+        }
         match ev {
             Event::Scalar(text, style, anchor, tag) => {
                 let plain = style == TScalarStyle::Plain;
                 let len = if plain { text.len().max(1) } else { text.len() + 2 };
                 let at = self.span(&mark, len);
-                let kind = scalar(text, plain, tag.as_ref()).map_err(|m| err(at, m))?;
+                let kind = scalar(text, plain, tag.as_ref()).map_err(|m| err(at, m.to_string()))?;
                 self.finish(Node { kind, at }, anchor)
             }
             Event::SequenceStart(anchor, tag) => self.open(true, &mark, anchor, tag.as_ref()),
@@ -151,6 +159,31 @@ impl Builder<'_> {
         }
     }
 
+    /// go-yaml (kubectl) allows no tab after a block sequence's `-` (libyaml eats tabs only
+    /// where no simple key may start); YAML 1.2 parsers read `-\tname: x` as an item. The
+    /// error points at the tab.
+    fn no_tab_after_dash(&self, mark: &Marker) -> Result<(), ParseError> {
+        let b = self.text.as_bytes();
+        let offset = self.offsets.byte(self.text, mark.index());
+        let (mut i, mut tab) = (offset, None);
+        while i > 0 && matches!(b[i - 1], b' ' | b'\t') {
+            i -= 1;
+            if b[i] == b'\t' {
+                tab = Some(i);
+            }
+        }
+        let Some(tab) = tab else { return Ok(()) };
+        let dash = i > 0 && b[i - 1] == b'-' && (i == 1 || matches!(b[i - 2], b' ' | b'\n' | b'\r'));
+        if !dash {
+            return Ok(());
+        }
+        let pos = Pos { line: mark.line().max(1), column: mark.col() + 1 - (offset - tab), offset: tab };
+        Err(ParseError {
+            pos,
+            message: "a tab after a list item's - : kubectl refuses it (found character that cannot start any token); indent with spaces".into(),
+        })
+    }
+
     fn open(&mut self, seq: bool, mark: &Marker, anchor: usize, tag: Option<&Tag>) -> Result<(), ParseError> {
         let at = self.span(mark, 1);
         if let Some(t) = tag {
@@ -178,25 +211,27 @@ fn core_tag(t: &Tag) -> Option<&str> {
     matches!(t.handle.as_str(), "!!" | "tag:yaml.org,2002:").then_some(t.suffix.as_str())
 }
 
-/// A mapping key as sigs.k8s.io/yaml's YAML→JSON step makes it: strings as they are, integers
-/// and booleans as their text (`on:` is the key "true"); other keys are refused.
+/// A mapping key as sigs.k8s.io/yaml's YAML→JSON step makes it (see [`crate::resolve`]):
+/// strings as they are, numbers and booleans as their text (`on:` is the key "true", `0X1F:`
+/// the key "31"); merge keys, null, uint64 and collection keys are refused.
 fn map_key(node: &Node) -> Result<(Box<str>, Span), ParseError> {
     let key = match &node.kind {
         Kind::Str(s) if &**s == "<<" && node.at.len == 2 => {
             return Err(err(node.at, "merge keys (<<) are not supported: write the keys out"))
         }
         Kind::Str(s) => s.clone(),
-        Kind::Int(i) => i.to_string().into(),
-        Kind::Bool(b) => b.to_string().into(),
-        Kind::Null => return Err(err(node.at, "a mapping key may not be null")),
-        Kind::Float(_) => return Err(err(node.at, "a mapping key may not be a floating-point number: quote it")),
-        _ => return Err(err(node.at, "a mapping key must be a string, not a collection")),
+        other => match crate::resolve::json_key(other) {
+            Ok(k) => k.unwrap_or_default().into(),
+            Err(why) => return Err(err(node.at, why)),
+        },
     };
     Ok((key, node.at))
 }
 
-/// Parses every document of a YAML stream (or JSON read as YAML). Empty documents are dropped.
+/// Parses every document of a YAML stream (or JSON read as YAML), its document markers as
+/// kubectl reads them ([`crate::markers`]). Empty documents are dropped.
 pub fn parse(text: &str) -> Result<Vec<Node>, ParseError> {
+    crate::markers::check(text)?;
     let mut b = Builder {
         text,
         offsets: Offsets::new(text),
@@ -223,98 +258,38 @@ pub fn parse(text: &str) -> Result<Vec<Node>, ParseError> {
     Ok(b.docs)
 }
 
+/// A scalar whose tag asks for what it cannot be.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+enum ScalarError {
+    #[error("unsupported tag {0}")]
+    Tag(String),
+    #[error("cannot read {text:?} as !!{tag}")]
+    NotOfTag { text: String, tag: String },
+}
+
 /// Resolves a scalar as go-yaml v2 does for an untyped target: explicit core tags first, quoted
 /// scalars are strings, plain ones null, bool (YAML 1.1), int, float or string.
-fn scalar(text: String, plain: bool, tag: Option<&Tag>) -> Result<Kind, String> {
+fn scalar(text: String, plain: bool, tag: Option<&Tag>) -> Result<Kind, ScalarError> {
     let tag = match tag {
         None => None,
         Some(t) => match core_tag(t) {
             Some(s @ ("str" | "int" | "float" | "bool" | "null")) => Some(s),
-            _ => return Err(format!("unsupported tag {}{}", t.handle, t.suffix)),
+            _ => return Err(ScalarError::Tag(format!("{}{}", t.handle, t.suffix))),
         },
     };
     if tag == Some("str") || (tag.is_none() && !plain) {
         return Ok(Kind::Str(text.into_boxed_str()));
     }
-    let kind = resolve_plain(&text);
+    let kind = crate::resolve::resolve_plain(&text);
     match (tag, &kind) {
         (None, Kind::Str(_)) => Ok(Kind::Str(text.into_boxed_str())),
-        (None, _) | (Some("int"), Kind::Int(_)) | (Some("bool"), Kind::Bool(_)) | (Some("null"), Kind::Null) => {
-            Ok(kind)
-        }
+        (None, _)
+        | (Some("int"), Kind::Int(_) | Kind::Uint(_))
+        | (Some("bool"), Kind::Bool(_))
+        | (Some("null"), Kind::Null) => Ok(kind),
         (Some("float"), Kind::Float(_)) => Ok(kind),
         (Some("float"), Kind::Int(i)) => Ok(Kind::Float(*i as f64)),
-        (Some(t), _) => Err(format!("cannot read {text:?} as !!{t}")),
-    }
-}
-
-/// go-yaml v2's resolution of a plain scalar (`Str` for text that is none of the others).
-pub fn resolve_plain(s: &str) -> Kind {
-    let Some(first) = s.bytes().next() else { return Kind::Null };
-    if !(first.is_ascii_digit()
-        || matches!(first, b'-' | b'+' | b'.' | b'~' | b'n' | b'N' | b't' | b'T')
-        || matches!(first, b'f' | b'F' | b'y' | b'Y' | b'o' | b'O'))
-    {
-        return Kind::Str(Box::from(""));
-    }
-    match s {
-        "~" | "null" | "Null" | "NULL" => return Kind::Null,
-        "true" | "True" | "TRUE" | "yes" | "Yes" | "YES" | "on" | "On" | "ON" | "y" | "Y" => return Kind::Bool(true),
-        "false" | "False" | "FALSE" | "no" | "No" | "NO" | "off" | "Off" | "OFF" | "n" | "N" => {
-            return Kind::Bool(false)
-        }
-        ".inf" | ".Inf" | ".INF" | "+.inf" | "+.Inf" | "+.INF" => return Kind::Float(f64::INFINITY),
-        "-.inf" | "-.Inf" | "-.INF" => return Kind::Float(f64::NEG_INFINITY),
-        ".nan" | ".NaN" | ".NAN" => return Kind::Float(f64::NAN),
-        _ => {}
-    }
-    if let Some(i) = parse_int(s) {
-        return Kind::Int(i);
-    }
-    match parse_float(s) {
-        Some(f) => Kind::Float(f),
-        None => Kind::Str(Box::from("")),
-    }
-}
-
-fn parse_int(s: &str) -> Option<i64> {
-    let (neg, body) = match s.as_bytes().first()? {
-        b'-' => (true, &s[1..]),
-        b'+' => (false, &s[1..]),
-        _ => (false, s),
-    };
-    let (radix, digits) = if let Some(h) = body.strip_prefix("0x") {
-        (16, h)
-    } else if let Some(b) = body.strip_prefix("0b") {
-        (2, b)
-    } else if let Some(o) = body.strip_prefix("0o") {
-        (8, o)
-    } else if body.len() > 1 && body.starts_with('0') {
-        (8, &body[1..])
-    } else {
-        (10, body)
-    };
-    if digits.is_empty() || !digits.bytes().all(|c| c == b'_' || (c as char).is_digit(radix)) {
-        return None;
-    }
-    let v = if digits.contains('_') {
-        i64::from_str_radix(&digits.replace('_', ""), radix).ok()?
-    } else {
-        i64::from_str_radix(digits, radix).ok()?
-    };
-    Some(if neg { -v } else { v })
-}
-
-fn parse_float(s: &str) -> Option<f64> {
-    let numeric = s.bytes().any(|c| c.is_ascii_digit())
-        && s.bytes().all(|c| c.is_ascii_digit() || matches!(c, b'.' | b'e' | b'E' | b'-' | b'+' | b'_'));
-    if !numeric {
-        return None;
-    }
-    if s.contains('_') {
-        s.replace('_', "").parse().ok()
-    } else {
-        s.parse().ok()
+        (Some(tag), _) => Err(ScalarError::NotOfTag { text, tag: tag.to_string() }),
     }
 }
 
@@ -381,13 +356,34 @@ mod tests {
     }
 
     #[test]
+    fn a_tab_after_a_dash_is_refused_as_kubectl_refuses_it() {
+        for (text, line, column) in
+            [("a:\n-\tname: x\n", 2, 2), ("a:\n  - \tb\n", 2, 5), ("- - \t\tx\n", 1, 5), ("-\t[1]\n", 1, 2)]
+        {
+            let e = parse(text).unwrap_err();
+            assert_eq!((e.pos.line, e.pos.column), (line, column), "{text:?}: {}", e.message);
+            assert!(e.message.contains("a tab after a list item's -"), "{text:?}: {}", e.message);
+        }
+        for ok in ["a:\n- name: x\n", "a: \"-\tb\"\n", "a: |\n  -\tb\n", "a: [-1,\t2]\n", "a: x-\t\n"] {
+            assert!(parse(ok).is_ok(), "{ok:?}: {:?}", parse(ok).err());
+        }
+    }
+
+    #[test]
     fn keys_convert_as_kubectl_does() {
-        let v = parse("on: a\n1: b\n\"x\": c\n").unwrap()[0].to_json();
+        let v = parse("on: a\n1: b\n\"x\": c\n0X1F: d\n1.10: e\n\"0X1F\": f\n").unwrap()[0].to_json();
         assert_eq!(v["true"], "a");
         assert_eq!(v["1"], "b");
+        assert_eq!(v["31"], "d");
+        assert_eq!(v["1.1"], "e");
+        assert_eq!(v["0X1F"], "f");
+        // Two spellings of one key are a duplicate, as they are for kubectl.
+        assert!(parse("31: a\n0x1f: b\n").unwrap_err().message.contains("duplicate key \"31\""));
         for (text, line, what) in [
             ("a: 1\n~: 2\n", 2, "null"),
-            ("a:\n  1.5: x\n", 2, "floating-point"),
+            ("a:\n  9223372036854775808: x\n", 2, "uint64"),
+            ("a: .inf\n", 1, "no JSON form"),
+            ("a: [1, -.Inf]\n", 1, "no JSON form"),
             ("? [a]\n: 1\n", 1, "collection"),
             ("a: &b {x: 1}\nc:\n  <<: *b\n", 3, "merge keys"),
         ] {

@@ -10,5 +10,6 @@ pub mod own_node;
 pub mod owner;
 pub mod ruleset;
 pub mod script;
+pub mod unenforced;
 
 pub use ruleset::{compile, Compiled, NeedsFullCompile, Options, Ruleset, Stats};

@@ -1,8 +1,8 @@
 //! What the named sets hold, kept as counted contributions so that one pod can be added to or
 //! taken out of every set without looking at the other pods.
 //!
-//! A set's addresses come from a [`Source`]: fixed networks, a Kubernetes pod peer, or a Calico
-//! selector (pods, host endpoints and network sets); `address . port` sets from the named
+//! A set's addresses come from a [`Source`]: fixed networks, or a rule's selector (pods, host
+//! endpoints and network sets); `address . port` sets from the named
 //! ports [`Wanted`]. Members are kept in a [`Tally`]. The full compile fills the counts from
 //! the index; a pod change evaluates the same predicates for that one pod.
 
@@ -14,9 +14,7 @@ use ipnet::IpNet;
 use palisade_core::cluster::{Cluster, PodId};
 use palisade_core::expr::Expr;
 use palisade_core::index::Index;
-use palisade_core::peer::Peer;
 use palisade_core::port::{ContainerPort, Protocol};
-use palisade_core::verdict::{peer_matches, Side};
 
 use crate::ruleset::Family;
 
@@ -24,9 +22,7 @@ use crate::ruleset::Family;
 #[derive(Clone, Debug)]
 pub(crate) enum Source {
     Nets(Vec<IpNet>),
-    /// A Kubernetes peer selecting pods.
-    Peer(Peer),
-    /// A Calico selector: pods and host endpoints by labels, network sets by labels.
+    /// A rule's selector: pods and host endpoints by labels, network sets by labels.
     Selector(Expr),
 }
 
@@ -133,14 +129,9 @@ impl Source {
         let mut a = Addrs::default();
         match self {
             Source::Nets(nets) => nets.iter().for_each(|n| a.add_net(n)),
-            Source::Peer(peer) => {
-                for p in index.peer_pods(peer).ones() {
-                    cluster.pods[p].ips.iter().for_each(|ip| a.add_ip(ip));
-                }
-            }
             Source::Selector(sel) => {
-                for p in index.calico_label_pods(sel).ones() {
-                    if let Some(ip) = index.side(p).ip {
+                for p in index.label_pods(sel).ones() {
+                    if let Some(ip) = index.side(PodId::new(p)).ip {
                         a.add_ip(&ip);
                     }
                     cluster.pods[p].ips.iter().skip(1).for_each(|ip| a.add_ip(ip));
@@ -158,7 +149,7 @@ impl Source {
             nets.iter().for_each(|n| a.add_net(n));
             return a;
         }
-        for p in 0..cluster.pods.len() {
+        for p in cluster.pod_ids() {
             self.pod_ips(cluster, p).iter().for_each(|ip| a.add_ip(ip));
         }
         self.add_fixed(cluster, &mut a);
@@ -181,8 +172,7 @@ impl Source {
     pub fn pods(&self, cluster: &Cluster, index: &mut Index) -> FixedBitSet {
         match self {
             Source::Nets(_) => FixedBitSet::with_capacity(cluster.pods.len()),
-            Source::Peer(peer) => index.peer_pods(peer),
-            Source::Selector(sel) => index.calico_label_pods(sel),
+            Source::Selector(sel) => index.label_pods(sel),
         }
     }
 
@@ -196,7 +186,6 @@ impl Source {
         let member = cluster.is_policy_subject(p)
             && match self {
                 Source::Nets(_) => false,
-                Source::Peer(peer) => peer_matches(cluster, peer, &Side::pod(cluster, p)),
                 Source::Selector(sel) => sel.matches(&cluster.calico_labels[p]),
             };
         if member {
@@ -231,7 +220,7 @@ impl Wanted {
     }
     pub fn scan(&self, cluster: &Cluster) -> Pairs {
         let mut pairs = Pairs::default();
-        for p in 0..cluster.pods.len() {
+        for p in cluster.pod_ids() {
             self.pod_pairs(cluster, p).into_iter().for_each(|pair| pairs.add(pair));
         }
         pairs

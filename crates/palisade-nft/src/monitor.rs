@@ -50,17 +50,18 @@ impl Watch {
     /// and elements (the kernel would build, and the watch read, a notification for every
     /// one: tens of thousands for a whole table). Whether anyone else changed any table
     /// meanwhile (the ruleset generation moved by more than this transaction): then the
-    /// caller compares the table.
-    pub fn unheard<T>(
+    /// caller compares the table. `generation` reads the namespace's ruleset generation
+    /// ([`Kernel::generation`]).
+    pub fn unheard<T, E>(
         &self,
-        kernel: &Kernel,
-        f: impl FnOnce() -> Result<T, KernelError>,
-    ) -> (Result<T, KernelError>, bool) {
-        let before = kernel.generation();
+        generation: impl Fn() -> Result<u32, E>,
+        f: impl FnOnce() -> Result<T, E>,
+    ) -> (Result<T, E>, bool) {
+        let before = generation();
         self.0.listen(false);
         let outcome = f();
         self.0.listen(true);
-        let after = kernel.generation();
+        let after = generation();
         let ours = u32::from(outcome.is_ok());
         let others = match (before, after) {
             (Ok(b), Ok(a)) => a.wrapping_sub(b) != ours,

@@ -23,7 +23,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
 
 use palisade_core::cluster::{Cluster, PodId};
-use palisade_core::verdict::{node_of, Side};
+use palisade_core::verdict::{node_of, Placement, Side};
 
 use crate::ruleset::Family;
 
@@ -54,7 +54,8 @@ impl OwnNode {
 pub fn node_addresses(cluster: &Cluster) -> HashMap<String, BTreeSet<IpAddr>> {
     let mut out: HashMap<String, BTreeSet<IpAddr>> = HashMap::new();
     let mut add = |side: Side, ips: &[IpAddr]| {
-        if let Some(node) = node_of(cluster, &side) {
+        // A DaemonSet's template pod (every node) has no address to add.
+        if let Some(Placement::Node(node)) = node_of(cluster, &side) {
             out.entry(node.to_string()).or_default().extend(ips.iter().copied());
         }
     };
@@ -68,7 +69,7 @@ pub fn node_addresses(cluster: &Cluster) -> HashMap<String, BTreeSet<IpAddr>> {
             add(Side::ip(cluster, ip), &[ip]);
         }
     }
-    for (p, pod) in cluster.pods.iter().enumerate().filter(|(_, pod)| pod.host_network) {
+    for (p, pod) in cluster.pod_ids().zip(&cluster.pods).filter(|(_, pod)| pod.host_network) {
         add(Side::pod(cluster, p), &pod.ips);
     }
     out

@@ -26,15 +26,15 @@ use std::hash::{Hash, Hasher};
 use std::net::IpAddr;
 
 use ipnet::IpNet;
-use palisade_core::calico::rule::{address_matches, CalicoPort, CalicoRule, Entity};
-use palisade_core::cluster::{Cluster, PodId};
+use palisade_core::cluster::{Cluster, PodId, PolicyId, TierId};
 use palisade_core::index::Index;
+use palisade_core::matching::{self, address_matches};
+use palisade_core::rule::{Entity, Port, Rule};
 
 use crate::membership::{named, Addrs, Member, Pairs, Present, Source, Tally, Wanted};
 use crate::own_node::{self, OwnNode};
-use palisade_core::peer::Peer;
-use palisade_core::policy::{Action, Direction, Match, Rule};
-use palisade_core::port::{ContainerPort, PortSpec, Protocol, RulePort};
+use palisade_core::policy::{Action, Direction};
+use palisade_core::port::{ContainerPort, Protocol};
 use palisade_core::verdict::{Endpoint, Side};
 
 pub const TABLE: &str = "palisade";
@@ -187,7 +187,7 @@ struct Own {
     side: Side,
     ports: Vec<ContainerPort>,
     /// A host endpoint: failsafe ports first, and its default when no policy decides.
-    host: Option<usize>,
+    host: Option<palisade_core::cluster::HostId>,
 }
 
 /// What makes two pods' chains identical: the policies that apply, how each Calico rule's
@@ -323,14 +323,14 @@ impl Compiled {
             node_addresses: own_node::node_addresses(cluster),
         };
         st.rs.own_node.by_address = opts.node.is_none();
-        for p in 0..cluster.pods.len() {
+        for p in cluster.pod_ids() {
             st.own_node_pod(cluster, p, true);
         }
         let mut index = Index::new(cluster);
         for dir in [Direction::Egress, Direction::Ingress] {
             let applicable = index.applicable(dir);
             let mut c = Compiler { cluster, st: &mut st, index: Some(&mut index), touched: Vec::new() };
-            for (p, pols) in applicable.iter().enumerate() {
+            for (p, pols) in cluster.pod_ids().zip(&applicable) {
                 c.join(dir, pols, p);
             }
             c.host_endpoints(dir);
@@ -415,8 +415,8 @@ impl Compiled {
     pub fn patch(
         &mut self,
         cluster: &mut Cluster,
-        policies: palisade_core::build::PolicyPatch,
-        pods: palisade_core::build::PodPatch,
+        policies: palisade_core::change::PolicyPatch,
+        pods: palisade_core::change::PodPatch,
     ) -> Result<Vec<crate::script::Command>, NeedsFullCompile> {
         self.begin();
         self.patch_policies(cluster, policies)?;
@@ -434,7 +434,7 @@ impl Compiled {
     fn patch_pods(
         &mut self,
         cluster: &mut Cluster,
-        patch: palisade_core::build::PodPatch,
+        patch: palisade_core::change::PodPatch,
     ) -> Result<(), NeedsFullCompile> {
         let big = patch.remove.len() + patch.add.len() > INDEXED;
         let mut remove = patch.remove;
@@ -465,7 +465,7 @@ impl Compiled {
             let applicable = index.as_mut().map(|i| i.applicable(dir));
             for &p in &added {
                 let pols = match &applicable {
-                    Some(all) => all[p].clone(),
+                    Some(all) => all[p.index()].clone(),
                     None => applicable_to(cluster, &Side::pod(cluster, p), dir),
                 };
                 Compiler { cluster, st: self, index: index.as_mut(), touched: Vec::new() }.join(dir, &pols, p);
@@ -479,7 +479,7 @@ impl Compiled {
     fn patch_policies(
         &mut self,
         cluster: &mut Cluster,
-        patch: palisade_core::build::PolicyPatch,
+        patch: palisade_core::change::PolicyPatch,
     ) -> Result<(), NeedsFullCompile> {
         if patch.remove.is_empty() && patch.add.is_empty() {
             return Ok(());
@@ -487,7 +487,7 @@ impl Compiled {
         if !cluster.host_endpoints.is_empty() {
             return Err(NeedsFullCompile);
         }
-        let gone: HashSet<u32> = patch.remove.iter().map(|&i| self.policy_ids[i]).collect();
+        let gone: HashSet<u32> = patch.remove.iter().map(|&i| self.policy_ids[i.index()]).collect();
         let big = patch.add.len() > INDEXED;
         cluster.remove_policies(&patch.remove);
         self.policy_ids.retain(|id| !gone.contains(id));
@@ -495,7 +495,7 @@ impl Compiled {
         // The others keep their ids in their (unchanged) order; the new ones get fresh ids.
         let mut kept = std::mem::take(&mut self.policy_ids).into_iter();
         let mut new = at.iter().copied().peekable();
-        for i in 0..cluster.policies.len() {
+        for i in cluster.policy_ids() {
             let id = if new.next_if_eq(&i).is_some() {
                 self.next_policy_id += 1;
                 self.next_policy_id - 1
@@ -520,7 +520,7 @@ impl Compiled {
 
     /// The policies a pod's group in `dir` was compiled with (ids), if it has a group.
     fn group_policies(&self, p: PodId, dir: Direction) -> Option<&[u32]> {
-        let id = self.pod_groups.get(p).and_then(|g| g[slot(dir)])?;
+        let id = self.pod_groups.get(p.index()).and_then(|g| g[slot(dir)])?;
         self.slab[id].as_ref().map(|g| g.key.policies.as_slice())
     }
 
@@ -531,24 +531,24 @@ impl Compiled {
         &self,
         cluster: &Cluster,
         gone: &HashSet<u32>,
-        added: &[usize],
-    ) -> Vec<(PodId, Direction, Vec<usize>)> {
+        added: &[PolicyId],
+    ) -> Vec<(PodId, Direction, Vec<PolicyId>)> {
         let index = self.policy_index();
         let mut moved = Vec::new();
-        for p in 0..cluster.pods.len() {
+        for p in cluster.pod_ids() {
             let side = Side::pod(cluster, p);
             for dir in [Direction::Egress, Direction::Ingress] {
                 let current = self.group_policies(p, dir).unwrap_or_default();
                 let lost = current.iter().any(|id| gone.contains(id));
-                let selects = |&&k: &&usize| {
+                let selects = |&&k: &&PolicyId| {
                     let pol = &cluster.policies[k];
                     pol.rules(dir).is_some() && palisade_core::verdict::selects(cluster, pol, &side)
                 };
-                let gained: Vec<usize> = added.iter().filter(selects).copied().collect();
+                let gained: Vec<PolicyId> = added.iter().filter(selects).copied().collect();
                 if !lost && gained.is_empty() {
                     continue;
                 }
-                let mut pols: Vec<usize> = current.iter().filter_map(|id| index.get(id).copied()).collect();
+                let mut pols: Vec<PolicyId> = current.iter().filter_map(|id| index.get(id).copied()).collect();
                 pols.extend(gained);
                 pols.sort_unstable();
                 moved.push((p, dir, pols));
@@ -559,12 +559,13 @@ impl Compiled {
 
     /// The same from the index: every pod whose applicable policies are not those its group
     /// was compiled with.
-    fn moved_indexed(&self, index: &mut Index) -> Vec<(PodId, Direction, Vec<usize>)> {
+    fn moved_indexed(&self, index: &mut Index) -> Vec<(PodId, Direction, Vec<PolicyId>)> {
         let mut moved = Vec::new();
         for dir in [Direction::Egress, Direction::Ingress] {
             for (p, pols) in index.applicable(dir).into_iter().enumerate() {
+                let p = PodId::new(p);
                 let current = self.group_policies(p, dir).unwrap_or_default();
-                if !pols.iter().map(|&i| self.policy_ids[i]).eq(current.iter().copied()) {
+                if !pols.iter().map(|&i| self.policy_ids[i.index()]).eq(current.iter().copied()) {
                     moved.push((p, dir, pols));
                 }
             }
@@ -573,13 +574,13 @@ impl Compiled {
     }
 
     /// Policy id → its index in the cluster now.
-    fn policy_index(&self) -> HashMap<u32, usize> {
-        self.policy_ids.iter().enumerate().map(|(i, &id)| (id, i)).collect()
+    fn policy_index(&self) -> HashMap<u32, PolicyId> {
+        self.policy_ids.iter().enumerate().map(|(i, &id)| (id, PolicyId::new(i))).collect()
     }
 
     /// The cluster dropped pod `removed`, moving its last pod into that place.
     fn pod_removed(&mut self, removed: PodId) {
-        self.pod_groups.swap_remove(removed);
+        self.pod_groups.swap_remove(removed.index());
     }
 
     /// Adds (or takes out) these pods' addresses and named ports in every set; the sets are
@@ -601,7 +602,7 @@ impl Compiled {
             let members: Vec<IpNet> = match index.as_mut() {
                 Some(index) => {
                     let covered = set.source.pods(cluster, index);
-                    let members = pods.iter().filter(|&&p| covered.contains(p) && cluster.is_policy_subject(p));
+                    let members = pods.iter().filter(|&&p| covered.contains(p.index()) && cluster.is_policy_subject(p));
                     let ips = members.flat_map(|&p| &cluster.pods[p].ips);
                     ips.map(|ip| IpNet::from(*ip)).collect()
                 }
@@ -718,7 +719,7 @@ impl Compiled {
     /// Pod `p` leaves its group in `dir`; a group nobody is in any more takes its chains and
     /// the sets only it used along.
     fn leave(&mut self, cluster: &Cluster, p: PodId, dir: Direction) {
-        let Some(id) = self.pod_groups.get_mut(p).and_then(|g| g[slot(dir)].take()) else { return };
+        let Some(id) = self.pod_groups.get_mut(p.index()).and_then(|g| g[slot(dir)].take()) else { return };
         for ip in &cluster.pods[p].ips {
             self.map_put(map_name(dir, ip), ip.to_string(), None);
         }
@@ -806,8 +807,9 @@ fn map_name(dir: Direction, ip: &IpAddr) -> String {
 
 /// The policies (in evaluation order) that apply to an endpoint in `dir`, found one endpoint
 /// at a time (a pod the full compile has the index for; host endpoints always).
-fn applicable_to(cluster: &Cluster, side: &Side, dir: Direction) -> Vec<usize> {
-    (0..cluster.policies.len())
+fn applicable_to(cluster: &Cluster, side: &Side, dir: Direction) -> Vec<PolicyId> {
+    cluster
+        .policy_ids()
         .filter(|&i| {
             let pol = &cluster.policies[i];
             pol.rules(dir).is_some() && palisade_core::verdict::selects(cluster, pol, side)
@@ -817,7 +819,7 @@ fn applicable_to(cluster: &Cluster, side: &Side, dir: Direction) -> Vec<usize> {
 
 impl Compiler<'_, '_> {
     /// Pod `p` joins the group of pods with its policies in `dir` (compiled on first use).
-    fn join(&mut self, dir: Direction, pols: &[usize], p: PodId) {
+    fn join(&mut self, dir: Direction, pols: &[PolicyId], p: PodId) {
         let cluster = self.cluster;
         if pols.is_empty() || cluster.pods[p].ips.is_empty() || !self.enforced_here(p) {
             return;
@@ -851,7 +853,7 @@ impl Compiler<'_, '_> {
         for ip in &cluster.pods[p].ips {
             self.st.map_put(map_name(dir, ip), ip.to_string(), Some(entry.clone()));
         }
-        self.st.pod_groups[p][slot(dir)] = Some(id);
+        self.st.pod_groups[p.index()][slot(dir)] = Some(id);
     }
 
     /// The entry and sets the group just compiled uses, each counted once more.
@@ -871,7 +873,7 @@ impl Compiler<'_, '_> {
     /// Pod changes never touch them: their chains and sets stay claimed.
     fn host_endpoints(&mut self, dir: Direction) {
         let cluster = self.cluster;
-        for (h, hep) in cluster.host_endpoints.iter().enumerate() {
+        for (h, hep) in cluster.host_ids().zip(&cluster.host_endpoints) {
             if self.st.opts.node.as_ref().is_some_and(|n| *n != hep.node) {
                 continue;
             }
@@ -888,21 +890,21 @@ impl Compiler<'_, '_> {
         }
     }
 
-    fn group_key(&self, dir: Direction, pols: &[usize], x: PodId) -> GroupKey {
+    fn group_key(&self, dir: Direction, pols: &[PolicyId], x: PodId) -> GroupKey {
         let own = Side::pod(self.cluster, x);
         let mut bits = Vec::new();
         let mut named = false;
         for &pi in pols {
             for rule in self.cluster.policies[pi].rules(dir).into_iter().flatten() {
                 named |= rule.uses_named_ports();
-                if let Match::Calico(c) = &rule.matches {
-                    let e = if dir == Direction::Egress { &c.source } else { &c.destination };
-                    bits.push(c.version_ok(own.ip) && address_matches(self.cluster, e, &own));
+                let e = if dir == Direction::Egress { &rule.source } else { &rule.destination };
+                if e.has_address() || rule.ip_version.is_some() {
+                    bits.push(matching::version_ok(rule, own.ip) && address_matches(self.cluster, e, &own));
                 }
             }
         }
         let ports = if named { self.cluster.pods[x].ports.clone() } else { Vec::new() };
-        let policies = pols.iter().map(|&i| self.st.policy_ids[i]).collect();
+        let policies = pols.iter().map(|&i| self.st.policy_ids[i.index()]).collect();
         GroupKey { dir, policies, own: bits, ports }
     }
 
@@ -950,13 +952,17 @@ impl Compiler<'_, '_> {
     }
 
     /// The chain for one group of pods: built once per distinct content.
-    fn group_chain(&mut self, dir: Direction, pols: &[usize], own: &Own) -> String {
-        let tiers: Vec<(usize, &[usize])> = self.cluster.tier_runs(pols).collect();
+    fn group_chain(&mut self, dir: Direction, pols: &[PolicyId], own: &Own) -> String {
+        let tiers: Vec<(TierId, &[PolicyId])> = self.cluster.tier_runs(pols).collect();
         let mut bodies: Vec<Vec<String>> = Vec::new();
         for &(_, members) in &tiers {
             let mut rules = Vec::new();
             for &pi in members {
-                for (ri, rule) in self.cluster.policies[pi].rules(dir).into_iter().flatten().enumerate() {
+                for rule in self.cluster.policies[pi].rules(dir).into_iter().flatten() {
+                    if crate::unenforced::left_out(rule) {
+                        continue;
+                    }
+                    let ri = rule.origin.rule;
                     let comment = format!("{} {}[{ri}] {}", self.cluster.policy_key(pi), dir_name(dir), rule.action);
                     for alt in self.rule_alts(dir, rule, own) {
                         rules.push((alt, rule.action, comment.clone()));
@@ -1054,134 +1060,36 @@ impl Compiler<'_, '_> {
         out
     }
 
-    /// Every way `rule` can match for pod `x` (already known to be selected).
+    /// Every way `rule` can match for the endpoint `own` (already known to be selected).
     fn rule_alts(&mut self, dir: Direction, rule: &Rule, own: &Own) -> Vec<Alt> {
-        match &rule.matches {
-            Match::Kubernetes { peers, ports } => self.k8s_alts(dir, peers, ports, &own.ports),
-            Match::Calico(c) => self.calico_alts(dir, c, own),
+        if rule.protocol.is_none() && rule.uses_named_ports() {
+            // A named port without a protocol (ClusterNetworkPolicy's destinationNamedPort)
+            // takes the container port's own: one alternative per protocol a port can have.
+            let per_protocol = [Protocol::TCP, Protocol::UDP, Protocol::SCTP]
+                .map(|p| Rule { protocol: Some(p.number()), ..rule.clone() });
+            return per_protocol.iter().flat_map(|r| self.rule_alts(dir, r, own)).collect();
         }
-    }
-
-    fn k8s_alts(
-        &mut self,
-        dir: Direction,
-        peers: &Option<Vec<Peer>>,
-        ports: &Option<Vec<RulePort>>,
-        own_ports: &[ContainerPort],
-    ) -> Vec<Alt> {
-        let s = sides(dir);
-        let peer_alts: Vec<Alt> = match peers {
-            None => vec![Alt::default()],
-            Some(list) => list.iter().flat_map(|p| self.k8s_peer(p, s.peer_addr)).collect(),
-        };
-        let port_alts = match ports {
-            None => vec![Alt::default()],
-            Some(list) => self.k8s_ports(dir, list, own_ports, s.peer_addr),
-        };
-        let mut out = Vec::new();
-        for p in &peer_alts {
-            for q in &port_alts {
-                if let Some(a) = merge(p, q) {
-                    out.push(a);
-                }
-            }
-        }
-        out
-    }
-
-    fn k8s_peer(&mut self, peer: &Peer, addr: &str) -> Vec<Alt> {
-        match peer {
-            Peer::IpBlock(b) => {
-                let (a, _) = self.address_set(format!("cidr {}", b.cidr), || Source::Nets(vec![b.cidr]));
-                let e = (!b.except.is_empty())
-                    .then(|| self.address_set(format!("except {b}"), || Source::Nets(b.except.clone())).0);
-                let f = if b.cidr.addr().is_ipv4() { Family::V4 } else { Family::V6 };
-                let kw = f.keyword();
-                let mut alt = Alt { family: Some(f), exprs: vec![format!("{kw} {addr} @{a}_{}", f.suffix())] };
-                if let Some(e) = e {
-                    alt = alt.with(format!("{kw} {addr} != @{e}_{}", f.suffix()));
-                }
-                vec![alt]
-            }
-            Peer::Pods { .. } => {
-                let (set, present) = self.address_set(format!("k8s peer {peer:?}"), || Source::Peer(peer.clone()));
-                family_alts(&set, addr, present)
-            }
-        }
-    }
-
-    /// Kubernetes ports are destination ports: for egress they belong to the peer (named ports
-    /// resolved per peer pod), for ingress to the pod itself (resolved now).
-    fn k8s_ports(
-        &mut self,
-        dir: Direction,
-        list: &[RulePort],
-        own_ports: &[ContainerPort],
-        peer_addr: &str,
-    ) -> Vec<Alt> {
-        let mut numeric: BTreeMap<Protocol, Vec<String>> = BTreeMap::new();
-        let mut any: BTreeSet<Protocol> = BTreeSet::new();
-        let mut out = Vec::new();
-        for rp in list {
-            match &rp.port {
-                PortSpec::Any => {
-                    any.insert(rp.protocol);
-                }
-                PortSpec::Range(a, b) => numeric.entry(rp.protocol).or_default().push(range(*a, *b)),
-                PortSpec::Named(name) if dir == Direction::Ingress => {
-                    for c in own_ports.iter().filter(|c| named(c, name, rp.protocol)) {
-                        numeric.entry(rp.protocol).or_default().push(c.port.to_string());
-                    }
-                }
-                PortSpec::Named(name) => {
-                    let wanted = Wanted(vec![(name.clone(), rp.protocol)]);
-                    let (set, present) = self.named_port_set(format!("named {name} {}", rp.protocol), wanted);
-                    let proto = l4(rp.protocol.number());
-                    for f in [Family::V4, Family::V6] {
-                        if present.has(f) {
-                            let e = format!(
-                                "meta l4proto {proto} {} {peer_addr} . th dport @{set}_{}",
-                                f.keyword(),
-                                f.suffix()
-                            );
-                            out.push(Alt { family: Some(f), exprs: vec![e] });
-                        }
-                    }
-                }
-            }
-        }
-        for p in &any {
-            out.push(Alt::default().with(format!("meta l4proto {}", l4(p.number()))));
-        }
-        for (p, ports) in numeric {
-            if !any.contains(&p) {
-                out.push(Alt::default().with(format!("meta l4proto {} th dport {}", l4(p.number()), anon(&ports))));
-            }
-        }
-        out
-    }
-
-    fn calico_alts(&mut self, dir: Direction, c: &CalicoRule, own: &Own) -> Vec<Alt> {
         let (own_ports, own) = (&own.ports, &own.side);
         let (own_e, peer_e) = match dir {
-            Direction::Egress => (&c.source, &c.destination),
-            Direction::Ingress => (&c.destination, &c.source),
+            Direction::Egress => (&rule.source, &rule.destination),
+            Direction::Ingress => (&rule.destination, &rule.source),
         };
-        if !address_matches(self.cluster, own_e, own) || !c.version_ok(own.ip) {
+        if !address_matches(self.cluster, own_e, own) || !matching::version_ok(rule, own.ip) {
             return Vec::new();
         }
+        let (own_e, peer_e) = (every_port_open(own_e), every_port_open(peer_e));
         let s = sides(dir);
         let mut base = Alt::default();
-        if let Some(v) = c.ip_version {
+        if let Some(v) = rule.ip_version {
             base.family = Some(if v == 4 { Family::V4 } else { Family::V6 });
         }
-        if let Some((n, _)) = &c.protocol {
-            base = base.with(format!("meta l4proto {}", l4(*n)));
+        if let Some(n) = rule.protocol {
+            base = base.with(format!("meta l4proto {}", l4(n)));
         }
-        if let Some((n, _)) = &c.not_protocol {
-            base = base.with(format!("meta l4proto != {}", l4(*n)));
+        if let Some(n) = rule.not_protocol {
+            base = base.with(format!("meta l4proto != {}", l4(n)));
         }
-        let proto = c.protocol.as_ref().map(|p| p.0);
+        let proto = rule.protocol;
         // Own ports are packet fields: named ones resolve against this pod's ports.
         for (list, negate) in [(&own_e.ports, false), (&own_e.not_ports, true)] {
             match port_expr(list, s.own_port, proto, own_ports, negate) {
@@ -1190,9 +1098,8 @@ impl Compiler<'_, '_> {
                 Ok(None) => {}
             }
         }
-        let mut alts = icmp_alts(c, base);
-        alts = self.peer_entity(peer_e, dir, proto, alts);
-        alts
+        let alts = icmp_alts(rule, base);
+        self.peer_entity(&peer_e, dir, proto, alts)
     }
 
     /// Conditions on the peer: nets, selectors (as address sets), ports (named per peer).
@@ -1216,7 +1123,7 @@ impl Compiler<'_, '_> {
             out.extend(split_families(alt, &sets, s.peer_addr));
         }
         // Peer ports: numeric in the rule, named per peer address.
-        let has_named = e.ports.iter().chain(&e.not_ports).any(|p| matches!(p, CalicoPort::Named(_)));
+        let has_named = e.ports.iter().chain(&e.not_ports).any(|p| matches!(p, Port::Named(_)));
         if !has_named {
             let (Ok(pos), Ok(neg)) = (
                 port_expr(&e.ports, s.peer_port, proto, &[], false),
@@ -1238,16 +1145,15 @@ impl Compiler<'_, '_> {
 
     fn named_peer_ports(&mut self, e: &Entity, s: Sides, proto: Option<u8>, alts: Vec<Alt>) -> Vec<Alt> {
         let protocol = proto.and_then(Protocol::from_number);
-        let wanted = |ports: &[CalicoPort]| {
+        let wanted = |ports: &[Port]| {
             let named = ports.iter().filter_map(|p| match (p, protocol) {
-                (CalicoPort::Named(n), Some(pr)) => Some((n.clone(), pr)),
+                (Port::Named(n), Some(pr)) => Some((n.clone(), pr)),
                 _ => None,
             });
             Wanted(named.collect())
         };
-        let numeric = |ports: &[CalicoPort]| {
-            ports.iter().filter(|p| matches!(p, CalicoPort::Range(..))).cloned().collect::<Vec<_>>()
-        };
+        let numeric =
+            |ports: &[Port]| ports.iter().filter(|p| matches!(p, Port::Range(..))).cloned().collect::<Vec<_>>();
         let (pos_set, pos) = self.named_port_set(format!("calico named {:?} {proto:?}", e.ports), wanted(&e.ports));
         let (neg_set, neg) =
             self.named_port_set(format!("calico named {:?} {proto:?}", e.not_ports), wanted(&e.not_ports));
@@ -1309,7 +1215,7 @@ fn anon(items: &[String]) -> String {
 /// A port condition on `field` (`sport`/`dport`); named ports resolved against `named_ports`.
 /// `Err(())`: a positive list that resolves to no port, which can never match.
 fn port_expr(
-    ports: &[CalicoPort],
+    ports: &[Port],
     field: &str,
     proto: Option<u8>,
     named_ports: &[ContainerPort],
@@ -1322,8 +1228,8 @@ fn port_expr(
     let mut items = Vec::new();
     for p in ports {
         match p {
-            CalicoPort::Range(a, b) => items.push(range(*a, *b)),
-            CalicoPort::Named(n) => {
+            Port::Range(a, b) => items.push(range(*a, *b)),
+            Port::Named(n) => {
                 if let Some(pr) = protocol {
                     items.extend(named_ports.iter().filter(|c| named(c, n, pr)).map(|c| c.port.to_string()));
                 }
@@ -1338,8 +1244,18 @@ fn port_expr(
     }
 }
 
-fn icmp_alts(c: &CalicoRule, base: Alt) -> Vec<Alt> {
-    let proto = c.protocol.as_ref().map(|p| p.0);
+/// An entity whose positive ports admit every port sets no port condition (a Kubernetes port
+/// without a number lowers to every port of its protocol).
+fn every_port_open(e: &Entity) -> std::borrow::Cow<'_, Entity> {
+    if e.ports.contains(&Port::ALL) {
+        std::borrow::Cow::Owned(Entity { ports: Vec::new(), ..e.clone() })
+    } else {
+        std::borrow::Cow::Borrowed(e)
+    }
+}
+
+fn icmp_alts(c: &Rule, base: Alt) -> Vec<Alt> {
+    let proto = c.protocol;
     let kw = if proto == Some(58) { "icmpv6" } else { "icmp" };
     let mut alt = base;
     if let Some(i) = &c.icmp {
@@ -1359,15 +1275,6 @@ fn icmp_alts(c: &CalicoRule, base: Alt) -> Vec<Alt> {
         }
         _ => vec![alt],
     }
-}
-
-/// Alternatives matching `addr` against a set, per family with addresses in it.
-fn family_alts(set: &str, addr: &str, present: Present) -> Vec<Alt> {
-    [Family::V4, Family::V6]
-        .into_iter()
-        .filter(|f| present.has(*f))
-        .map(|f| Alt { family: Some(f), exprs: vec![format!("{} {addr} @{set}_{}", f.keyword(), f.suffix())] })
-        .collect()
 }
 
 /// Adds address-set conditions to an alternative, once per family that can still match.
@@ -1396,17 +1303,6 @@ fn split_families(alt: Alt, sets: &[(String, Present, bool)], addr: &str) -> Vec
         }
     }
     out
-}
-
-/// Both alternatives at once; `None` when their families conflict.
-fn merge(a: &Alt, b: &Alt) -> Option<Alt> {
-    let family = match (a.family, b.family) {
-        (Some(x), Some(y)) if x != y => return None,
-        (x, y) => x.or(y),
-    };
-    let mut exprs = a.exprs.clone();
-    exprs.extend(b.exprs.iter().cloned());
-    Some(Alt { family, exprs })
 }
 
 /// Felix's failsafe ports, accepted before any host endpoint policy.

@@ -6,12 +6,12 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 
 use fixedbitset::FixedBitSet;
-use palisade_core::cluster::{Cluster, PodId};
+use palisade_core::cluster::{Cluster, PodId, PolicyId};
 use palisade_core::index::{Index, Matrix};
-use palisade_core::peer::Peer;
-use palisade_core::policy::{Direction, Match};
+use palisade_core::matching;
+use palisade_core::policy::Direction;
 use palisade_core::port::ContainerPort;
-use palisade_core::verdict::{decide, Connection, Side, Verdict};
+use palisade_core::verdict::{decide, placement, Connection, Placement, Side, Verdict};
 use serde::Serialize;
 
 use crate::outside::{pieces_of, Piece};
@@ -67,6 +67,10 @@ pub struct Connectivity {
     pub to_address: Vec<Vec<FixedBitSet>>,
     /// `[probe][address]`: the pods it may open a connection to.
     pub from_address: Vec<Vec<FixedBitSet>>,
+    /// `[probe][address]`: the other address endpoints it may open a connection to (nodes,
+    /// host endpoints and the outside world among each other; never one piece of the outside
+    /// world to another, which is no traffic of the cluster's).
+    pub between: Vec<Vec<FixedBitSet>>,
 }
 
 impl Connectivity {
@@ -86,7 +90,7 @@ impl Connectivity {
         let mut index = Index::new(cluster);
         let addresses = addresses(cluster, &cuts.pieces);
         let applicable = [index.applicable(Direction::Egress), index.applicable(Direction::Ingress)];
-        let each = || (0..cluster.pods.len()).map(|p| vec![p]).collect::<Vec<_>>();
+        let each = || cluster.pod_ids().map(|p| vec![p]).collect::<Vec<_>>();
         let outside = if shortcut { classes(cluster, &applicable, false) } else { each() };
         let nodes = match addresses.iter().any(|a| a.kind == AddressKind::Node) {
             false => Vec::new(),
@@ -95,7 +99,7 @@ impl Connectivity {
         };
         let kubernetes = shortcut && !cluster.uses_calico() && cluster.host_endpoints.is_empty();
         let mut matrices = Vec::with_capacity(cuts.probes.len());
-        let (mut to_address, mut from_address) = (Vec::new(), Vec::new());
+        let (mut to_address, mut from_address, mut between) = (Vec::new(), Vec::new(), Vec::new());
         for probe in &cuts.probes {
             matrices.push(index.matrix(probe.port, probe.protocol));
             tick();
@@ -116,8 +120,9 @@ impl Connectivity {
                 .unzip();
             to_address.push(to);
             from_address.push(from);
+            between.push(addresses_between(cluster, &addresses, probe));
         }
-        Connectivity { probes: cuts.probes, matrices, addresses, to_address, from_address }
+        Connectivity { probes: cuts.probes, matrices, addresses, to_address, from_address, between }
     }
 
     /// Units of work `compute` reports, for a progress bar.
@@ -158,24 +163,48 @@ fn addresses(cluster: &Cluster, pieces: &[Piece]) -> Vec<Address> {
     out
 }
 
+/// Each address endpoint to each other one through the engine (nodes and host endpoints have
+/// policy of their own), except outside to outside.
+fn addresses_between(cluster: &Cluster, addresses: &[Address], probe: &Probe) -> Vec<FixedBitSet> {
+    let n = addresses.len();
+    let sides: Vec<Side> = addresses.iter().map(|a| Side::ip(cluster, a.address)).collect();
+    let mut out = vec![FixedBitSet::with_capacity(n); n];
+    for (s, row) in out.iter_mut().enumerate() {
+        for d in (0..n).filter(|&d| d != s) {
+            let (a, b) = (&addresses[s], &addresses[d]);
+            // Outside to outside is not the cluster's traffic; IPv4 never reaches IPv6.
+            if (a.kind == AddressKind::Outside && b.kind == AddressKind::Outside)
+                || a.address.is_ipv4() != b.address.is_ipv4()
+            {
+                continue;
+            }
+            let conn = Connection::new(sides[s], sides[d], probe.port, probe.protocol);
+            row.set(d, decide(cluster, &conn).verdict == Verdict::Allow);
+        }
+    }
+    out
+}
+
 /// Pods that an outside address sees alike: the same policies apply to them in each
 /// direction and they have the same container ports (named ports). Seen from a node, pods
 /// also differ by the node they run on, and a host-network pod is the node itself. Calico
 /// rules can also name the pod's own labels and address, so there every pod is its own class.
-fn classes(cluster: &Cluster, applicable: &[Vec<Vec<usize>>; 2], by_node: bool) -> Vec<Vec<PodId>> {
-    let n = cluster.pods.len();
+fn classes(cluster: &Cluster, applicable: &[Vec<Vec<PolicyId>>; 2], by_node: bool) -> Vec<Vec<PodId>> {
     if cluster.uses_calico() || !cluster.host_endpoints.is_empty() {
-        return (0..n).map(|p| vec![p]).collect();
+        return cluster.pod_ids().map(|p| vec![p]).collect();
     }
     let [egress, ingress] = applicable;
     // (egress policies, ingress policies, container ports, host network, node, the pod itself)
-    type Key<'a> = (&'a [usize], &'a [usize], &'a [ContainerPort], bool, Option<&'a str>, Option<PodId>);
+    type Key<'a> = (&'a [PolicyId], &'a [PolicyId], &'a [ContainerPort], bool, Option<Placement<'a>>, Option<PodId>);
     let mut by_key: HashMap<Key, Vec<PodId>> = HashMap::new();
-    for p in 0..n {
+    for p in cluster.pod_ids() {
         let pod = &cluster.pods[p];
-        let node = by_node.then_some(pod.node.as_deref()).flatten();
+        let node = by_node.then(|| placement(cluster, p)).flatten();
         let itself = (by_node && pod.host_network).then_some(p);
-        by_key.entry((&egress[p], &ingress[p], &pod.ports, pod.host_network, node, itself)).or_default().push(p);
+        by_key
+            .entry((&egress[p.index()], &ingress[p.index()], &pod.ports, pod.host_network, node, itself))
+            .or_default()
+            .push(p);
     }
     by_key.into_values().collect()
 }
@@ -195,20 +224,20 @@ fn decided_sides(
         let allowed = |src, dst| decide(cluster, &Connection::new(src, dst, probe.port, probe.protocol)).verdict;
         let (t, f) = (allowed(pod, other) == Verdict::Allow, allowed(other, pod) == Verdict::Allow);
         for &p in class {
-            to.set(p, t);
-            from.set(p, f);
+            to.set(p.index(), t);
+            from.set(p.index(), f);
         }
     }
     (to, from)
 }
 
 /// Kubernetes policy only: a pod may open (or be opened by) an outside address when that side
-/// is not isolated, or one of its policies has a rule whose peers include the address (or are
-/// absent) and whose ports admit the probe. No trace, no scan over unrelated policies.
+/// is not isolated, or one of its policies has a rule that matches the connection (they all
+/// allow). No trace, no scan over unrelated policies.
 fn kubernetes_sides(
     cluster: &Cluster,
     classes: &[Vec<PodId>],
-    applicable: &[Vec<Vec<usize>>; 2],
+    applicable: &[Vec<Vec<PolicyId>>; 2],
     address: IpAddr,
     probe: &Probe,
 ) -> (FixedBitSet, FixedBitSet) {
@@ -218,26 +247,18 @@ fn kubernetes_sides(
         // Pods of one class have the same policies and ports: one answer serves them all.
         for class in classes {
             let p = class[0];
-            let list = &applicable[k][p];
-            let pod = &cluster.pods[p];
-            // Named ports resolve against the destination: the pod on ingress, none on egress.
-            let dst_ports = (dir == Direction::Ingress).then_some(pod.ports.as_slice());
-            let admits = |pol: &usize| {
-                cluster.policies[*pol].rules(dir).into_iter().flatten().any(|r| match &r.matches {
-                    Match::Kubernetes { peers, ports } => {
-                        let peer_ok = peers
-                            .as_ref()
-                            .is_none_or(|ps| ps.iter().any(|x| matches!(x, Peer::IpBlock(b) if b.contains(address))));
-                        let port_ok = ports
-                            .as_ref()
-                            .is_none_or(|ps| ps.iter().any(|rp| rp.matches(probe.port, probe.protocol, dst_ports)));
-                        peer_ok && port_ok
-                    }
-                    Match::Calico(_) => unreachable!("only for Kubernetes-only clusters"),
-                })
+            let list = &applicable[k][p.index()];
+            let (pod, other) = (Side::pod(cluster, p), Side::ip(cluster, address));
+            let conn = match dir {
+                Direction::Egress => Connection::new(pod, other, probe.port, probe.protocol),
+                Direction::Ingress => Connection::new(other, pod, probe.port, probe.protocol),
+            };
+            let admits = |pol: &PolicyId| {
+                let mut rules = cluster.policies[*pol].rules(dir).into_iter().flatten();
+                rules.any(|r| matching::matches(cluster, r, &conn))
             };
             let allowed = !cluster.is_policy_subject(p) || list.is_empty() || list.iter().any(admits);
-            class.iter().for_each(|&q| sides[k].set(q, allowed));
+            class.iter().for_each(|&q| sides[k].set(q.index(), allowed));
         }
     }
     let [to, from] = sides;

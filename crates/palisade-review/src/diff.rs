@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use fixedbitset::FixedBitSet;
 
-use palisade_core::cluster::Cluster;
+use palisade_core::cluster::{Cluster, PodId};
 use palisade_core::port::Protocol;
 use serde::Serialize;
 
@@ -74,10 +74,11 @@ impl Version<'_> {
     /// Each pod and each address endpoint of this version, as endpoints of `all`.
     fn place(&self, all: &mut Endpoints) -> (Vec<usize>, Vec<usize>) {
         let (c, w) = (self.cluster, self.workloads);
-        let pods = (0..c.pods.len())
+        let pods = c
+            .pod_ids()
             .map(|p| {
                 let ports = c.pods[p].ports.iter().map(|cp| (cp.port, cp.protocol)).collect();
-                all.add(c.pod_key(p), w.key(c, w.of_pod[p]), c.pod_key(p), ports)
+                all.add(c.pod_key(p), w.key(c, w.of_pod[p.index()]), c.pod_key(p), ports)
             })
             .collect();
         let addresses = self
@@ -93,14 +94,20 @@ impl Version<'_> {
     fn rows(&self, i: usize, n: usize, (pods, addresses): &(Vec<usize>, Vec<usize>)) -> Vec<FixedBitSet> {
         let mut rows = vec![FixedBitSet::with_capacity(n); n];
         let conn = self.conn;
+        let c = self.cluster;
         for (s, row) in conn.matrices[i].rows.iter().enumerate() {
-            row.ones().filter(|&d| d != s).for_each(|d| rows[pods[s]].insert(pods[d]));
+            // A pod to itself never leaves it, unless it stands for a workload's replicas.
+            let replicas = c.pods[PodId::new(s)].is_replica_group();
+            row.ones().filter(|&d| d != s || replicas).for_each(|d| rows[pods[s]].insert(pods[d]));
         }
         for (e, set) in conn.to_address[i].iter().enumerate() {
             set.ones().for_each(|p| rows[pods[p]].insert(addresses[e]));
         }
         for (e, set) in conn.from_address[i].iter().enumerate() {
             set.ones().for_each(|p| rows[addresses[e]].insert(pods[p]));
+        }
+        for (e, set) in conn.between[i].iter().enumerate() {
+            set.ones().for_each(|f| rows[addresses[e]].insert(addresses[f]));
         }
         rows
     }
@@ -149,7 +156,10 @@ fn group(by: Changes, all: &[Probe], space: &Endpoints) -> Vec<Group> {
             let example = (
                 space.checkable[src].clone(),
                 space.checkable[dst].clone(),
-                format!("{}/{}", probe.port, probe.protocol),
+                match probe.protocol.has_ports() {
+                    true => format!("{}/{}", probe.port, probe.protocol),
+                    false => probe.protocol.to_string(),
+                },
             );
             let probes: Vec<Probe> = counts.keys().copied().collect();
             let ports = describe(all, &probes);

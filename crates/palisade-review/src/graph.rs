@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use palisade_core::cluster::{Cluster, PodId};
-use palisade_core::policy::Action;
-use palisade_core::verdict::{decide, Connection, Side, Step};
+use palisade_core::policy::{Action, PolicyKind};
+use palisade_core::verdict::{decide, Connection, PolicyEval, RuleEval, Side, Step};
 use serde::Serialize;
 
 use crate::connectivity::{AddressKind, Connectivity};
@@ -97,7 +97,7 @@ impl Graph {
         let mut namespaces: Vec<String> = nodes.iter().filter_map(|n| n.namespace.clone()).collect();
         namespaces.dedup();
         let node_of = |end: End| match end {
-            End::Pod(p) => workloads.of_pod[p],
+            End::Pod(p) => workloads.of_pod[p.index()],
             End::Address(e) => first_address + e,
         };
         // (from node, to node) -> per probe, the allowed pod-level pairs.
@@ -107,23 +107,37 @@ impl Graph {
             slot[probe].push((a, b));
         };
         for (i, m) in conn.matrices.iter().enumerate() {
-            for s in 0..cluster.pods.len() {
-                for d in m.rows[s].ones().filter(|&d| d != s) {
+            for s in cluster.pod_ids() {
+                let replicas = cluster.pods[s].is_replica_group();
+                for d in m.rows[s.index()].ones().map(PodId::new).filter(|&d| d != s || replicas) {
                     add(End::Pod(s), End::Pod(d), i);
                 }
             }
             for (e, pods) in conn.to_address[i].iter().enumerate() {
-                pods.ones().for_each(|p| add(End::Pod(p), End::Address(e), i));
+                pods.ones().for_each(|p| add(End::Pod(PodId::new(p)), End::Address(e), i));
             }
             for (e, pods) in conn.from_address[i].iter().enumerate() {
-                pods.ones().for_each(|p| add(End::Address(e), End::Pod(p), i));
+                pods.ones().for_each(|p| add(End::Address(e), End::Pod(PodId::new(p)), i));
+            }
+            for (e, others) in conn.between[i].iter().enumerate() {
+                others.ones().for_each(|f| add(End::Address(e), End::Address(f), i));
             }
         }
         let size = |n: usize| nodes[n].pods.len().max(1);
+        // Pairs within a workload: its pods two by two, and each template pod standing for
+        // replicas with itself (one replica to another).
+        let within = |w: usize| {
+            let groups = workloads
+                .list
+                .get(w)
+                .filter(|_| w < first_address)
+                .map_or(0, |wl| wl.pods.iter().filter(|&&p| cluster.pods[p].is_replica_group()).count());
+            size(w) * (size(w) - 1) + groups
+        };
         let edges = pairs
             .into_iter()
             .map(|((from, to), per_probe)| {
-                let total = if from == to { size(from) * (size(from) - 1) } else { size(from) * size(to) };
+                let total = if from == to { within(from) } else { size(from) * size(to) };
                 edge(cluster, conn, from, to, total, &per_probe)
             })
             .collect();
@@ -186,7 +200,7 @@ fn edge(
     let chosen: Vec<Probe> = probes.iter().map(|&i| conn.probes[i]).collect();
     let mut distinct: Vec<(usize, usize)> = Vec::new();
     let key = |e: End| match e {
-        End::Pod(p) => p,
+        End::Pod(p) => p.index(),
         End::Address(x) => usize::MAX - x,
     };
     for &i in &probes {
@@ -220,25 +234,53 @@ fn explain(cluster: &Cluster, conn: &Connectivity, probe: usize, (a, b): (End, E
     Why { probe: p.to_string(), from, to, sides, restricted }
 }
 
-/// `egress at x/a: x/allow-dns rule [0] (file:12) allows`, or why nothing restricts the side.
+/// A rule that acted, in its API's words: `x/allow-dns rule [0] (file:12) allows`; a cluster
+/// network policy's with its tier, priority and rule name: `Admin tier: ClusterNetworkPolicy
+/// deny-evil priority 10, rule deny-from-evil [0] (file:12) denies`.
+fn rule_words(p: &PolicyEval, r: &RuleEval) -> String {
+    let at = r.location.as_deref().map(|l| format!(" ({l})")).unwrap_or_default();
+    let cnp = p.kind.is_cluster_network_policy();
+    let verb = match r.action {
+        Action::Allow if cnp => "accepts",
+        Action::Allow => "allows",
+        Action::Deny => "denies",
+        Action::Pass => "passes",
+        Action::Log => "logs",
+    };
+    if !cnp {
+        return format!("{} rule [{}]{at} {verb}", p.policy, r.index);
+    }
+    let tier = if p.tier == "kube-baseline" { "Baseline" } else { "Admin" };
+    let priority = match (p.kind, p.order) {
+        (PolicyKind::BaselineAdminNetworkPolicy, _) | (_, None) => String::new(),
+        (_, Some(o)) => format!(" priority {o}"),
+    };
+    let name = r.name.as_deref().map(|n| format!(" {n}")).unwrap_or_default();
+    format!("{tier} tier: {} {}{priority}, rule{name} [{}]{at} {verb}", p.kind.as_str(), p.policy, r.index)
+}
+
+/// `egress at x/a: x/allow-dns rule [0] (file:12) allows`, or why nothing restricts the side;
+/// when a Pass acted, what acted after it too (`..., then ...`).
 pub fn deciding_rule(step: &Step) -> Option<String> {
     match step {
         Step::Policies { direction, endpoint, isolated: false, .. } => {
             Some(format!("{direction} at {endpoint}: no policy selects it (not isolated)"))
         }
         Step::Policies { direction, endpoint, policies, reason, .. } => {
-            let hit = policies.iter().filter(|p| p.reached).find_map(|p| {
-                let r = p.rules.iter().find(|r| r.decisive)?;
-                let at = r.location.as_deref().map(|l| format!(" ({l})")).unwrap_or_default();
-                let verb = match r.action {
-                    Action::Allow => "allows",
-                    Action::Deny => "denies",
-                    Action::Pass => "passes",
-                    Action::Log => "logs",
-                };
-                Some(format!("{} rule [{}]{at} {verb}", p.policy, r.index))
-            });
-            Some(format!("{direction} at {endpoint}: {}", hit.unwrap_or_else(|| reason.clone())))
+            // Every rule that acted, in order: a Pass hands over to what decides after it.
+            let acted: Vec<String> = policies
+                .iter()
+                .filter(|p| p.reached)
+                .flat_map(|p| p.rules.iter().filter(|r| r.decisive).map(move |r| rule_words(p, r)))
+                .collect();
+            let passed_last = policies.iter().filter(|p| p.reached).flat_map(|p| &p.rules).rfind(|r| r.decisive);
+            let words = match (acted.is_empty(), passed_last.is_some_and(|r| r.action == Action::Pass)) {
+                (true, _) => reason.clone(),
+                // Nothing after the Pass decided: say what did.
+                (false, true) => format!("{}, then {reason}", acted.join(", then ")),
+                (false, false) => acted.join(", then "),
+            };
+            Some(format!("{direction} at {endpoint}: {words}"))
         }
         Step::NotEnforced { direction, endpoint, reason } => Some(format!("{direction} at {endpoint}: {reason}")),
         _ => None,

@@ -2,11 +2,14 @@
 //! over every port that matters, lint findings, the difference between two sets, what a pod
 //! can reach, and pictures of it all. Pure computation on the engine's model; no I/O.
 
+#![forbid(unsafe_code)]
+
 pub mod connectivity;
 pub mod diff;
 pub mod graph;
 pub mod layout;
 pub mod lint;
+pub mod map;
 pub mod outside;
 pub mod overview;
 pub mod probe;

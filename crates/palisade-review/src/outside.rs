@@ -13,8 +13,6 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use ipnet::IpNet;
 use palisade_core::cluster::Cluster;
-use palisade_core::peer::Peer;
-use palisade_core::policy::Match;
 use serde::Serialize;
 
 /// One piece of the outside world: `cidr` without the named CIDRs inside it (`holes`).
@@ -133,20 +131,8 @@ fn named(cluster: &Cluster, out: &mut BTreeSet<IpNet>) {
     };
     for pol in &cluster.policies {
         for rule in pol.ingress.iter().chain(pol.egress.iter()).flatten() {
-            match &rule.matches {
-                Match::Kubernetes { peers, .. } => {
-                    for peer in peers.iter().flatten() {
-                        if let Peer::IpBlock(b) = peer {
-                            add(&b.cidr);
-                            b.except.iter().for_each(&mut add);
-                        }
-                    }
-                }
-                Match::Calico(c) => {
-                    for e in [&c.source, &c.destination] {
-                        e.nets.iter().chain(&e.not_nets).for_each(&mut add);
-                    }
-                }
+            for e in [&rule.source, &rule.destination] {
+                e.nets.iter().chain(&e.not_nets).for_each(&mut add);
             }
         }
     }

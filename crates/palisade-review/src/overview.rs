@@ -128,15 +128,16 @@ impl Overview {
     pub fn new(cluster: &Cluster, conn: &Connectivity, workloads: &Workloads) -> Overview {
         let (groups, members) = groups(cluster, conn, workloads);
         let member_of = |e: End| match e {
-            End::Pod(p) => workloads.of_pod[p],
+            End::Pod(p) => workloads.of_pod[p.index()],
             End::Address(a) => workloads.list.len() + a,
         };
         // Member pairs, counted once per pod pair however many probes allow it.
         let mut pairs: Tallies<(usize, usize)> = HashMap::new();
         for (i, m) in conn.matrices.iter().enumerate() {
-            for s in 0..cluster.pods.len() {
-                for d in m.rows[s].ones().filter(|&d| d != s) {
-                    let first = !conn.matrices[..i].iter().any(|e| e.rows[s].contains(d));
+            for s in cluster.pod_ids() {
+                for d in m.rows[s.index()].ones().filter(|&d| d != s.index()) {
+                    let first = !conn.matrices[..i].iter().any(|e| e.rows[s.index()].contains(d));
+                    let d = PodId::new(d);
                     tally(
                         &mut pairs,
                         (member_of(End::Pod(s)), member_of(End::Pod(d))),
@@ -150,14 +151,14 @@ impl Overview {
             for (e, pods) in conn.to_address[i].iter().enumerate() {
                 for p in pods.ones() {
                     let first = !conn.to_address[..i].iter().any(|t| t[e].contains(p));
-                    let (a, b) = (End::Pod(p), End::Address(e));
+                    let (a, b) = (End::Pod(PodId::new(p)), End::Address(e));
                     tally(&mut pairs, (member_of(a), member_of(b)), a, b, i, first);
                 }
             }
             for (e, pods) in conn.from_address[i].iter().enumerate() {
                 for p in pods.ones() {
                     let first = !conn.from_address[..i].iter().any(|t| t[e].contains(p));
-                    let (a, b) = (End::Address(e), End::Pod(p));
+                    let (a, b) = (End::Address(e), End::Pod(PodId::new(p)));
                     tally(&mut pairs, (member_of(a), member_of(b)), a, b, i, first);
                 }
             }
@@ -265,7 +266,7 @@ struct Ends<'a> {
 impl Ends<'_> {
     fn of(&mut self, e: End) -> usize {
         let slot = match e {
-            End::Pod(p) => p,
+            End::Pod(p) => p.index(),
             End::Address(a) => self.cluster.pods.len() + a,
         };
         if self.index[slot] == usize::MAX {

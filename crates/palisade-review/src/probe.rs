@@ -4,10 +4,11 @@
 use std::collections::BTreeSet;
 use std::fmt;
 
-use palisade_core::calico::rule::CalicoPort;
 use palisade_core::cluster::{Cluster, TargetPort};
-use palisade_core::policy::Match;
-use palisade_core::port::{PortSpec, Protocol};
+use palisade_core::policy::Direction;
+use palisade_core::port::Protocol;
+use palisade_core::rule::Port;
+use palisade_core::verdict::failsafe_ports;
 use serde::Serialize;
 
 /// One port standing for a stretch of ports (`port..=end`) that every rule, pod and Service
@@ -22,7 +23,9 @@ pub struct Probe {
 
 impl fmt::Display for Probe {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.port == self.end {
+        if !self.protocol.has_ports() {
+            write!(f, "{}", self.protocol)
+        } else if self.port == self.end {
             write!(f, "{}/{}", self.port, self.protocol)
         } else {
             write!(f, "{}-{}/{}", self.port, self.end, self.protocol)
@@ -38,6 +41,12 @@ fn named_ranges(cluster: &Cluster, out: &mut BTreeSet<(Protocol, u16, u16)>) {
     for h in &cluster.host_endpoints {
         out.extend(h.ports.iter().map(|c| (c.protocol, c.port, c.port)));
     }
+    // Host endpoints always pass Felix's failsafe ports: each is a boundary of its own.
+    if !cluster.host_endpoints.is_empty() {
+        for dir in [Direction::Ingress, Direction::Egress] {
+            out.extend(failsafe_ports(dir).into_iter().map(|(p, n)| (p, n, n)));
+        }
+    }
     for s in &cluster.services {
         for sp in &s.ports {
             if let TargetPort::Number(n) = sp.target {
@@ -47,30 +56,32 @@ fn named_ranges(cluster: &Cluster, out: &mut BTreeSet<(Protocol, u16, u16)>) {
     }
     for pol in &cluster.policies {
         for rule in pol.ingress.iter().chain(pol.egress.iter()).flatten() {
-            match &rule.matches {
-                Match::Kubernetes { ports, .. } => {
-                    for rp in ports.iter().flatten() {
-                        if let PortSpec::Range(a, b) = rp.port {
-                            out.insert((rp.protocol, a, b));
-                        }
-                    }
-                }
-                Match::Calico(c) => {
-                    let protos: Vec<Protocol> = match c.protocol.as_ref() {
-                        Some((n, _)) => Protocol::from_number(*n).filter(|p| p.has_ports()).into_iter().collect(),
-                        None => vec![Protocol::TCP, Protocol::UDP],
-                    };
-                    let entities = [&c.source, &c.destination];
-                    let ports = entities.iter().flat_map(|e| e.ports.iter().chain(e.not_ports.iter()));
-                    for port in ports {
-                        if let CalicoPort::Range(a, b) = port {
-                            out.extend(protos.iter().map(|&p| (p, *a, *b)));
-                        }
-                    }
+            let protos: Vec<Protocol> = match rule.protocol {
+                Some(n) => Protocol::from_number(n).filter(|p| p.has_ports()).into_iter().collect(),
+                None => vec![Protocol::TCP, Protocol::UDP],
+            };
+            let entities = [&rule.source, &rule.destination];
+            let ports = entities.iter().flat_map(|e| e.ports.iter().chain(e.not_ports.iter()));
+            // Every port (a Kubernetes port without a number) names no boundary.
+            for port in ports.filter(|p| **p != Port::ALL) {
+                if let Port::Range(a, b) = port {
+                    out.extend(protos.iter().map(|&p| (p, *a, *b)));
                 }
             }
         }
     }
+}
+
+/// Whether a rule may decide protocols without ports apart from TCP, UDP and SCTP: it names
+/// another protocol, excludes one, sets ICMP conditions, or matches every protocol (Calico).
+fn names_other_protocols(cluster: &Cluster) -> bool {
+    let rules = cluster.policies.iter().flat_map(|p| p.ingress.iter().chain(p.egress.iter()).flatten());
+    rules.into_iter().any(|r| {
+        r.protocol.is_none_or(|n| Protocol::from_number(n).is_none_or(|p| !p.has_ports()))
+            || r.not_protocol.is_some()
+            || r.icmp.is_some()
+            || r.not_icmp.is_some()
+    })
 }
 
 /// The probes for a cluster: the ports of every protocol (TCP and UDP always; SCTP when
@@ -86,7 +97,12 @@ pub fn probes_of(clusters: &[&Cluster]) -> Vec<Probe> {
     let mut protocols: BTreeSet<Protocol> = [Protocol::TCP, Protocol::UDP].into();
     protocols.extend(ranges.iter().map(|r| r.0));
     let mut out = Vec::new();
-    for protocol in protocols {
+    // ICMP (an echo request, as `check` sends by default) where some rule can tell it apart
+    // from the protocols with ports.
+    if clusters.iter().any(|c| names_other_protocols(c)) {
+        out.extend([Protocol::ICMP, Protocol::ICMPv6].map(|protocol| Probe { port: 0, protocol, end: 0 }));
+    }
+    for protocol in protocols.into_iter().filter(|p| p.has_ports()) {
         let mut starts: BTreeSet<u32> = BTreeSet::from([1]);
         for &(_, a, b) in ranges.iter().filter(|r| r.0 == protocol) {
             starts.insert(u32::from(a));
@@ -110,21 +126,35 @@ pub fn describe(all: &[Probe], chosen: &[Probe]) -> String {
     let protocols: BTreeSet<Protocol> = chosen.iter().map(|p| p.protocol).collect();
     for protocol in protocols {
         let of = |v: &[Probe]| v.iter().filter(|p| p.protocol == protocol).count();
+        if !protocol.has_ports() {
+            parts.push(protocol.to_string());
+            continue;
+        }
         if of(all) == of(&chosen) {
             parts.push(format!("any {protocol}"));
             continue;
         }
-        let mut merged: Vec<(u16, u16)> = Vec::new();
-        for p in chosen.iter().filter(|p| p.protocol == protocol) {
-            match merged.last_mut() {
-                Some(last) if u32::from(last.1) + 1 == u32::from(p.port) => last.1 = p.end,
-                _ => merged.push((p.port, p.end)),
-            }
-        }
-        let shown = |(a, b): (u16, u16)| if a == b { format!("{a}/{protocol}") } else { format!("{a}-{b}/{protocol}") };
-        parts.extend(merged.into_iter().map(shown));
+        let of_protocol: Vec<Probe> = chosen.iter().filter(|p| p.protocol == protocol).copied().collect();
+        parts.extend(merge(&of_protocol).iter().map(Probe::to_string));
     }
     parts.join(", ")
+}
+
+/// Adjacent stretches of one protocol merged into one (`80-80` and `81-442` into `80-442`),
+/// sorted by protocol and port: the port ranges a set of probes stands for.
+pub fn merge(chosen: &[Probe]) -> Vec<Probe> {
+    let mut chosen = chosen.to_vec();
+    chosen.sort_by_key(|p| (p.protocol, p.port));
+    let mut merged: Vec<Probe> = Vec::new();
+    for p in chosen {
+        match merged.last_mut() {
+            Some(last) if last.protocol == p.protocol && u32::from(last.end) + 1 == u32::from(p.port) => {
+                last.end = p.end
+            }
+            _ => merged.push(p),
+        }
+    }
+    merged
 }
 
 #[cfg(test)]

@@ -59,8 +59,10 @@ fn pods_of(cluster: &Cluster, conn: &Connectivity, subject: Subject, i: usize, o
         Subject::Pod(pod) => {
             let m = &conn.matrices[i];
             let mut set = FixedBitSet::with_capacity(cluster.pods.len());
-            for other in (0..cluster.pods.len()).filter(|&o| o != pod) {
-                set.set(other, if outbound { m.allowed(pod, other) } else { m.allowed(other, pod) });
+            // Itself only when it stands for a workload's replicas (one replica to another).
+            let replicas = cluster.pods[pod].is_replica_group();
+            for other in cluster.pod_ids().filter(|&o| o != pod || replicas) {
+                set.set(other.index(), if outbound { m.allowed(pod, other) } else { m.allowed(other, pod) });
             }
             set
         }
@@ -69,18 +71,24 @@ fn pods_of(cluster: &Cluster, conn: &Connectivity, subject: Subject, i: usize, o
     }
 }
 
-/// The other end of each allowed connection, per probe. Address endpoints are decided against
-/// pods only, so an address reaches pods.
+/// The other end of each allowed connection, per probe: pods and address endpoints.
 fn ends(cluster: &Cluster, conn: &Connectivity, subject: Subject, outbound: bool) -> Vec<(End, Probe)> {
     let mut out = Vec::new();
     for (i, probe) in conn.probes.iter().enumerate() {
-        out.extend(pods_of(cluster, conn, subject, i, outbound).ones().map(|p| (End::Pod(p), *probe)));
-        if let Subject::Pod(pod) = subject {
-            let addresses = if outbound { &conn.to_address[i] } else { &conn.from_address[i] };
-            for (e, pods) in addresses.iter().enumerate() {
-                if pods.contains(pod) {
-                    out.push((End::Address(e), *probe));
+        out.extend(pods_of(cluster, conn, subject, i, outbound).ones().map(|p| (End::Pod(PodId::new(p)), *probe)));
+        match subject {
+            Subject::Pod(pod) => {
+                let addresses = if outbound { &conn.to_address[i] } else { &conn.from_address[i] };
+                for (e, pods) in addresses.iter().enumerate() {
+                    if pods.contains(pod.index()) {
+                        out.push((End::Address(e), *probe));
+                    }
                 }
+            }
+            Subject::Address(a) => {
+                let between = &conn.between[i];
+                let others = (0..between.len()).filter(|&e| if outbound { between[a][e] } else { between[e][a] });
+                out.extend(others.map(|e| (End::Address(e), *probe)));
             }
         }
     }
@@ -100,8 +108,8 @@ pub fn reach(
     for (end, probe) in ends(cluster, conn, subject, outbound) {
         let (name, member, of) = match end {
             End::Pod(p) => {
-                let w = workloads.of_pod[p];
-                (workloads.key(cluster, w), p, workloads.list[w].pods.len())
+                let w = workloads.of_pod[p.index()];
+                (workloads.key(cluster, w), p.index(), workloads.list[w].pods.len())
             }
             End::Address(e) => (conn.addresses[e].name.clone(), 0, 1),
         };
@@ -130,17 +138,17 @@ pub fn hops(cluster: &Cluster, conn: &Connectivity, workloads: &Workloads, subje
     let mut queue = VecDeque::new();
     match subject {
         Subject::Pod(p) => {
-            depth[p] = 0;
+            depth[p.index()] = 0;
             queue.push_back(p);
         }
         Subject::Address(_) if max > 0 => {
-            for p in 0..n {
+            for p in cluster.pod_ids() {
                 let probes: Vec<Probe> = (0..conn.probes.len())
-                    .filter(|&i| pods_of(cluster, conn, subject, i, true).contains(p))
+                    .filter(|&i| pods_of(cluster, conn, subject, i, true).contains(p.index()))
                     .map(|i| conn.probes[i])
                     .collect();
                 if !probes.is_empty() {
-                    (depth[p], prev[p]) = (1, Some((None, probes)));
+                    (depth[p.index()], prev[p.index()]) = (1, Some((None, probes)));
                     queue.push_back(p);
                 }
             }
@@ -148,26 +156,26 @@ pub fn hops(cluster: &Cluster, conn: &Connectivity, workloads: &Workloads, subje
         Subject::Address(_) => {}
     }
     while let Some(p) = queue.pop_front() {
-        if depth[p] == max {
+        if depth[p.index()] == max {
             continue;
         }
-        for next in 0..n {
-            if depth[next] != usize::MAX {
+        for next in cluster.pod_ids() {
+            if depth[next.index()] != usize::MAX {
                 continue;
             }
             let probes: Vec<Probe> = conn.pair(p, next);
             if !probes.is_empty() {
-                depth[next] = depth[p] + 1;
-                prev[next] = Some((Some(p), probes));
+                depth[next.index()] = depth[p.index()] + 1;
+                prev[next.index()] = Some((Some(p), probes));
                 queue.push_back(next);
             }
         }
     }
     let mut first: BTreeMap<usize, PodId> = BTreeMap::new();
-    for p in (0..n).filter(|&p| Subject::Pod(p) != subject && depth[p] != usize::MAX) {
-        let w = workloads.of_pod[p];
+    for p in cluster.pod_ids().filter(|&p| Subject::Pod(p) != subject && depth[p.index()] != usize::MAX) {
+        let w = workloads.of_pod[p.index()];
         let best = first.entry(w).or_insert(p);
-        if depth[p] < depth[*best] {
+        if depth[p.index()] < depth[best.index()] {
             *best = p;
         }
     }
@@ -177,13 +185,13 @@ pub fn hops(cluster: &Cluster, conn: &Connectivity, workloads: &Workloads, subje
             let mut path = Vec::new();
             let mut at = Some(p);
             while let Some(pod) = at {
-                let Some((from, probes)) = &prev[pod] else { break };
+                let Some((from, probes)) = &prev[pod.index()] else { break };
                 path.push((cluster.pod_key(pod), describe(&conn.probes, probes)));
                 at = *from;
             }
             path.push((subject.name(cluster, conn), String::new()));
             path.reverse();
-            Hop { hops: depth[p], workload: workloads.key(cluster, w), path }
+            Hop { hops: depth[p.index()], workload: workloads.key(cluster, w), path }
         })
         .collect();
     out.sort_by(|a, b| (a.hops, &a.workload).cmp(&(b.hops, &b.workload)));

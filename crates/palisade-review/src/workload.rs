@@ -1,8 +1,8 @@
 //! Pods grouped into the workloads people think in; every analysis stays exact per pod and
 //! only groups when it prints.
 
+use palisade_core::cluster::NsId;
 use palisade_core::cluster::{Cluster, PodId};
-use palisade_core::peer::NsId;
 
 #[derive(Clone, Debug)]
 pub struct Workload {
@@ -16,6 +16,7 @@ pub struct Workload {
 #[derive(Clone, Debug)]
 pub struct Workloads {
     pub list: Vec<Workload>,
+    /// Each pod's workload (by [`PodId::index`]).
     pub of_pod: Vec<usize>,
 }
 
@@ -35,7 +36,7 @@ impl Workloads {
             .into_iter()
             .enumerate()
             .map(|(i, ((_, name), pods))| {
-                pods.iter().for_each(|&p| of_pod[p] = i);
+                pods.iter().for_each(|&p| of_pod[p.index()] = i);
                 Workload { namespace: cluster.pods[pods[0]].namespace, name, pods }
             })
             .collect();
@@ -59,6 +60,6 @@ impl Workloads {
         }) {
             return Some(w);
         }
-        cluster.pod(ns, rest).map(|p| self.of_pod[p])
+        cluster.pod(ns, rest).map(|p| self.of_pod[p.index()])
     }
 }

@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use palisade_core::build::BuildOptions;
+use palisade_ingest::BuildOptions;
 use palisade_review::connectivity::{Connectivity, Cuts};
 use palisade_review::lint::{lint, CHECKS};
 use palisade_review::workload::Workloads;

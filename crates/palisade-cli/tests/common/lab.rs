@@ -21,6 +21,14 @@ pub fn lab_possible() -> bool {
     true
 }
 
+/// One lab at a time: they share the machine's namespace list and its two cores.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// `None` when lab tests are skipped; otherwise the lock that runs labs one at a time.
+pub fn lab_slot() -> Option<std::sync::MutexGuard<'static, ()>> {
+    lab_possible().then(|| SERIAL.lock().unwrap_or_else(|e| e.into_inner()))
+}
+
 extern "C" {
     #[link_name = "geteuid"]
     fn libc_geteuid() -> u32;

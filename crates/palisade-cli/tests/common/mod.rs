@@ -3,13 +3,14 @@
 
 pub mod examples;
 pub mod lab;
+pub mod suite;
 
 use std::path::{Path, PathBuf};
 
-use palisade_core::build::BuildOptions;
 use palisade_core::cluster::{Cluster, NodeId, PodId};
 use palisade_core::port::Protocol;
 use palisade_core::verdict::Side;
+use palisade_ingest::BuildOptions;
 use serde_json::Value;
 
 pub fn repo() -> PathBuf {
@@ -114,7 +115,7 @@ impl End {
 
 /// Pods in output order, then nodes by name.
 pub fn ends(cluster: &Cluster) -> Vec<End> {
-    let mut nodes: Vec<NodeId> = (0..cluster.nodes.len()).collect();
+    let mut nodes: Vec<NodeId> = cluster.node_ids().collect();
     nodes.sort_by_key(|&n| cluster.nodes[n].name.clone());
     cluster.pods_sorted().into_iter().map(End::Pod).chain(nodes.into_iter().map(End::Node)).collect()
 }
@@ -133,7 +134,8 @@ pub fn pattern_matches(pattern: &str, key: &str) -> bool {
 }
 
 /// The expected grid in `order`: everything allowed, the case's expectations applied in
-/// order, then every pod to itself allowed (its packets never leave its namespace).
+/// order, then every pod to itself allowed (its packets never leave its namespace), except a
+/// template pod standing for a workload's pods (two replicas are two pods: the case says).
 pub fn expected_grid(cluster: &Cluster, order: &[End], probe: &Probe) -> Vec<Vec<bool>> {
     let keys: Vec<String> = order.iter().map(|e| e.key(cluster)).collect();
     let mut grid = vec![vec![true; order.len()]; order.len()];
@@ -147,7 +149,8 @@ pub fn expected_grid(cluster: &Cluster, order: &[End], probe: &Probe) -> Vec<Vec
         }
     }
     for (i, row) in grid.iter_mut().enumerate() {
-        row[i] = true;
+        let replicas = matches!(order[i], End::Pod(p) if cluster.pods[p].is_replica_group());
+        row[i] |= !replicas;
     }
     grid
 }

@@ -3,22 +3,39 @@
 
 use std::net::IpAddr;
 
-use palisade_core::cluster::Cluster;
-use palisade_core::peer::{IpBlock, Peer};
-use palisade_core::policy::{Direction, Match};
+use ipnet::IpNet;
+use palisade_core::cluster::{Cluster, PodId};
+use palisade_core::policy::Direction;
 use palisade_core::service::backends;
 
-use super::{rule_path, some_of, Context, IPBLOCK_PODS, IPBLOCK_SERVICE};
+use super::{peer_entities, rule_path, some_of, Context, IPBLOCK_PODS, IPBLOCK_SERVICE};
+
+/// A Kubernetes ipBlock peer, read from the rule it lowered to (its nets and notNets), and
+/// the words it was written in (`ipBlock 10.0.0.0/8 except 10.1.0.0/16`).
+struct IpBlock<'a> {
+    cidr: &'a IpNet,
+    except: &'a [IpNet],
+    written: &'a str,
+}
+
+impl IpBlock<'_> {
+    fn contains(&self, ip: IpAddr) -> bool {
+        self.cidr.contains(&ip) && !self.except.iter().any(|e| e.contains(&ip))
+    }
+    fn excepted_by(&self, ip: IpAddr) -> Option<&IpNet> {
+        self.except.iter().find(|e| e.contains(&ip))
+    }
+}
 
 pub(super) fn run(cx: &mut Context) {
     let cluster = cx.cluster;
     let sorted = cluster.pods_sorted();
-    for pol in 0..cluster.policies.len() {
+    for pol in cluster.policy_ids() {
         for dir in [Direction::Ingress, Direction::Egress] {
-            for (i, rule) in cluster.policies[pol].rules(dir).into_iter().flatten().enumerate() {
-                let Match::Kubernetes { peers: Some(peers), .. } = &rule.matches else { continue };
-                for (j, peer) in peers.iter().enumerate() {
-                    let Peer::IpBlock(block) = peer else { continue };
+            for (i, j, peer, written) in peer_entities(&cluster.policies[pol], dir) {
+                let Some(cidr) = peer.nets.first() else { continue };
+                let block = &IpBlock { cidr, except: &peer.not_nets, written };
+                {
                     let path = rule_path(dir, i).key(dir.peers_field()).index(j).key("ipBlock");
                     if let Some(msg) = covers_cluster(cluster, &sorted, block) {
                         cx.at_policy(&IPBLOCK_PODS, pol, path.clone(), msg,
@@ -38,7 +55,7 @@ pub(super) fn run(cx: &mut Context) {
 
 /// Pods and nodes inside a block that is narrower than "everything" (a /0 is read as "the
 /// outside" and is left to the Service check).
-fn covers_cluster(cluster: &Cluster, sorted: &[usize], block: &IpBlock) -> Option<String> {
+fn covers_cluster(cluster: &Cluster, sorted: &[PodId], block: &IpBlock) -> Option<String> {
     if block.cidr.prefix_len() == 0 {
         return None;
     }
@@ -64,13 +81,13 @@ fn covers_cluster(cluster: &Cluster, sorted: &[usize], block: &IpBlock) -> Optio
     if !nodes.is_empty() {
         parts.push(format!("{} node(s) ({})", nodes.len(), some_of(&nodes, 3)));
     }
-    Some(format!("ipBlock {block} covers {}", parts.join(" and ")))
+    Some(format!("{} covers {}", block.written, parts.join(" and ")))
 }
 
 /// Services whose ClusterIP is in the block while some backend is not.
 fn service_addresses(cluster: &Cluster, block: &IpBlock) -> Option<String> {
     let mut hit = Vec::new();
-    for (id, svc) in cluster.services.iter().enumerate() {
+    for (id, svc) in cluster.service_ids().zip(&cluster.services) {
         let Some(&vip) = svc.cluster_ips.iter().find(|&&ip| block.contains(ip)) else { continue };
         let outside: Vec<(IpAddr, String)> = svc
             .ports
@@ -91,7 +108,8 @@ fn service_addresses(cluster: &Cluster, block: &IpBlock) -> Option<String> {
     }
     let what = if block.except.is_empty() { "includes" } else { "leaves" };
     Some(format!(
-        "ipBlock {block} {what} the ClusterIP of {} Service(s) but not their backends, so connections to them are not allowed by this peer: {}",
+        "{} {what} the ClusterIP of {} Service(s) but not their backends, so connections to them are not allowed by this peer: {}",
+        block.written,
         hit.len(),
         some_of(&hit, 3)
     ))

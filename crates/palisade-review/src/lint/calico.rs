@@ -3,10 +3,11 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use palisade_core::calico::rule::address_matches;
-use palisade_core::cluster::Cluster;
+use palisade_core::cluster::{Cluster, PodId, PolicyId, TierId};
 use palisade_core::field::FieldPath;
-use palisade_core::policy::{Action, Direction, Match, PolicyKind};
+use palisade_core::matching::{address_matches, version_ok};
+use palisade_core::policy::{Action, Direction, PolicyKind};
+use palisade_core::rule::Form;
 use palisade_core::verdict::{decide, describe, selects, Connection, Endpoint, Side, Step};
 
 use super::{rule_path, Context, EQUAL_ORDER, NEVER_MATCHES, PASS_LAST, SHADOWED};
@@ -25,33 +26,42 @@ pub(super) fn run(cx: &mut Context) {
 /// its policy applies to: it narrows the policy's endpoints to none, so it never matches.
 fn never_matches(cx: &mut Context) {
     let cluster = cx.cluster;
-    let ends: Vec<Side> = (0..cluster.pods.len())
+    let ends: Vec<Side> = cluster
+        .pod_ids()
         .map(|p| Side::pod(cluster, p))
         .chain(
-            (0..cluster.host_endpoints.len())
+            cluster
+                .host_ids()
                 .map(|h| Side { endpoint: Endpoint::Host(h), ip: cluster.host_endpoints[h].ips.first().copied() }),
         )
         .collect();
     let mut found = Vec::new();
-    for (pol, p) in cluster.policies.iter().enumerate() {
+    for (pol, p) in cluster.policy_ids().zip(&cluster.policies) {
         let selected: Vec<&Side> = ends.iter().filter(|s| selects(cluster, p, s)).collect();
         if selected.is_empty() {
             continue; // PAL001 says so.
         }
         for dir in [Direction::Ingress, Direction::Egress] {
-            for (i, rule) in p.rules(dir).into_iter().flatten().enumerate() {
-                let Match::Calico(c) = &rule.matches else { continue };
-                let (field, own) = match dir {
-                    Direction::Ingress => ("destination", &c.destination),
-                    Direction::Egress => ("source", &c.source),
+            for rules in p.written_rules(dir) {
+                let field = match dir {
+                    Direction::Ingress => "destination",
+                    Direction::Egress => "source",
                 };
-                if selected.iter().any(|s| c.version_ok(s.ip) && address_matches(cluster, own, s)) {
+                let admits = |s: &&Side| {
+                    rules.iter().any(|r| version_ok(r, s.ip) && address_matches(cluster, super::own_end(r, dir), s))
+                };
+                if selected.iter().any(admits) {
                     continue;
                 }
-                let names: Vec<String> = selected.iter().map(|s| describe(cluster, s)).collect();
+                let origin = &rules[0].origin;
+                let written = match &origin.written.form {
+                    Form::Entities { source, destination, .. } if dir == Direction::Egress => source.as_str(),
+                    Form::Entities { destination, .. } => destination.as_str(),
+                    Form::Peers { .. } => "",
+                };
+                let (i, names) = (origin.rule, selected.iter().map(|s| describe(cluster, s)).collect::<Vec<_>>());
                 let message = format!(
-                    "{dir} rule [{i}] can never match: its {field} ({}) excludes every endpoint the policy applies to ({})",
-                    own.written,
+                    "{dir} rule [{i}] can never match: its {field} ({written}) excludes every endpoint the policy applies to ({})",
                     super::some_of(&names, 3)
                 );
                 found.push((pol, rule_path(dir, i).key(field), message, dir));
@@ -70,11 +80,11 @@ fn never_matches(cx: &mut Context) {
 
 /// The endpoints rules are tried on, with their names: one pod per workload, every host
 /// endpoint, and every address endpoint (each piece of the outside world, each node).
-fn endpoints(cx: &Context) -> Vec<(Side, String)> {
+pub(super) fn endpoints(cx: &Context) -> Vec<(Side, String)> {
     let cluster = cx.cluster;
     let mut out: Vec<(Side, String)> =
         cx.workloads.list.iter().map(|w| (Side::pod(cluster, w.pods[0]), cluster.pod_key(w.pods[0]))).collect();
-    out.extend((0..cluster.host_endpoints.len()).map(|h| {
+    out.extend(cluster.host_ids().map(|h| {
         let side = Side { endpoint: Endpoint::Host(h), ip: cluster.host_endpoints[h].ips.first().copied() };
         (side, format!("host endpoint {}", cluster.host_endpoints[h].name))
     }));
@@ -99,8 +109,8 @@ struct Seen {
 /// (a rule of the same policy, or a policy or tier before it) always decided first.
 fn shadowed(cx: &mut Context) {
     let cluster = cx.cluster;
-    let keys: HashMap<String, usize> = (0..cluster.policies.len()).map(|i| (cluster.policy_key(i), i)).collect();
-    let mut seen: BTreeMap<(usize, Direction, usize), Seen> = BTreeMap::new();
+    let keys: HashMap<String, PolicyId> = cluster.policy_ids().map(|i| (cluster.policy_key(i), i)).collect();
+    let mut seen: BTreeMap<(PolicyId, Direction, usize), Seen> = BTreeMap::new();
     let ends = endpoints(cx);
     for probe in &cx.conn.probes {
         for (a, (src, from)) in ends.iter().enumerate() {
@@ -114,7 +124,8 @@ fn shadowed(cx: &mut Context) {
                     let winner = decider(&policies);
                     for p in &policies {
                         let Some(&pol) = keys.get(&p.policy) else { continue };
-                        if cluster.policies[pol].kind == PolicyKind::Kubernetes {
+                        // Kubernetes policies have no order; cluster network policies have their own check.
+                        if !is_calico_kind(cluster.policies[pol].kind) {
                             continue;
                         }
                         for r in p.rules.iter().filter(|r| r.matched && r.action != Action::Log) {
@@ -154,10 +165,9 @@ fn decider(policies: &[palisade_core::verdict::PolicyEval]) -> Option<String> {
 
 fn equal_order(cx: &mut Context) {
     let cluster = cx.cluster;
-    let calico: Vec<usize> =
-        (0..cluster.policies.len()).filter(|&i| cluster.policies[i].kind != PolicyKind::Kubernetes).collect();
-    let selected = |i: usize| -> Vec<usize> {
-        (0..cluster.pods.len()).filter(|&p| selects(cluster, &cluster.policies[i], &Side::pod(cluster, p))).collect()
+    let calico: Vec<PolicyId> = cluster.policy_ids().filter(|&i| is_calico_kind(cluster.policies[i].kind)).collect();
+    let selected = |i: PolicyId| -> Vec<PodId> {
+        cluster.pod_ids().filter(|&p| selects(cluster, &cluster.policies[i], &Side::pod(cluster, p))).collect()
     };
     let mut found = Vec::new();
     for (n, &a) in calico.iter().enumerate() {
@@ -187,25 +197,30 @@ fn equal_order(cx: &mut Context) {
     }
 }
 
+/// Calico's own kinds: the ones these checks speak of (orders, tiers, Calico words).
+fn is_calico_kind(kind: PolicyKind) -> bool {
+    matches!(kind, PolicyKind::Calico | PolicyKind::CalicoGlobal)
+}
+
 /// Whether a tier has a later tier that holds policies (ranks computed once).
-fn later_tiers(cluster: &Cluster) -> impl Fn(usize) -> bool {
+fn later_tiers(cluster: &Cluster) -> impl Fn(TierId) -> bool {
     let rank = cluster.tier_ranks();
-    let last = cluster.policies.iter().map(|p| rank[p.tier]).max();
-    move |tier| last.is_some_and(|last| last > rank[tier])
+    let last = cluster.policies.iter().map(|p| rank[p.tier.index()]).max();
+    move |tier| last.is_some_and(|last| last > rank[tier.index()])
 }
 
 fn pass_last(cx: &mut Context) {
     let cluster = cx.cluster;
     let help = "with no later tier, a passed connection goes to the endpoint's profile (which allows Kubernetes pods): use Allow or Deny, or add the tier it should go to";
     let later_tiers = later_tiers(cluster);
-    for pol in 0..cluster.policies.len() {
+    for pol in cluster.policy_ids() {
         let p = &cluster.policies[pol];
-        if later_tiers(p.tier) {
+        if later_tiers(p.tier) || !is_calico_kind(p.kind) {
             continue;
         }
         for dir in [Direction::Ingress, Direction::Egress] {
-            let passes = p.rules(dir).into_iter().flatten().enumerate().filter(|(_, r)| r.action == Action::Pass);
-            for (i, _) in passes {
+            let passes = p.written_rules(dir).filter(|r| r[0].action == Action::Pass);
+            for i in passes.map(|r| r[0].origin.rule) {
                 let message = format!(
                     "{dir} rule [{i}] passes, but tier {} is the last tier that holds policies",
                     cluster.tiers[p.tier].name
@@ -214,8 +229,9 @@ fn pass_last(cx: &mut Context) {
             }
         }
     }
-    for (t, tier) in cluster.tiers.iter().enumerate() {
-        let used = cluster.policies.iter().any(|p| p.tier == t);
+    for (t, tier) in TierId::all(cluster.tiers.len()).zip(&cluster.tiers) {
+        // The kube tiers end in Pass by definition (PAL022 judges their policies' Passes).
+        let used = cluster.policies.iter().any(|p| p.tier == t && is_calico_kind(p.kind));
         if tier.pass_at_end && used && !later_tiers(t) {
             let message =
                 format!("tier {} ends in Pass (defaultAction: Pass), but no later tier holds policies", tier.name);

@@ -6,14 +6,15 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use palisade_core::cluster::{Cluster, PodId};
+use palisade_core::cluster::{Cluster, PodId, PolicyId, ServiceId};
 use palisade_core::field::FieldPath;
 use palisade_core::index::{Admitted, Index};
 use palisade_core::label::Labels;
-use palisade_core::policy::{Action, Direction, Match, Rule};
+use palisade_core::matching;
+use palisade_core::policy::{Action, Direction};
 use palisade_core::port::Protocol;
 use palisade_core::service::backends;
-use palisade_core::verdict::{decide, peer_matches, Connection, Endpoint, Side, Step};
+use palisade_core::verdict::{decide, Connection, Endpoint, Side, Step};
 
 use super::{is_calico, some_of, Context, DNS_SERVER_ISOLATED, DNS_WRONG_PORT, NO_DNS};
 
@@ -33,7 +34,7 @@ fn is_dns_server(labels: &Labels) -> bool {
 
 /// Services clients send DNS to: kube-system/kube-dns, openshift-dns/dns-default, and any
 /// Service on 53/UDP in front of pods labelled as DNS servers.
-fn is_dns_service(cluster: &Cluster, id: usize) -> bool {
+fn is_dns_service(cluster: &Cluster, id: ServiceId) -> bool {
     let svc = &cluster.services[id];
     let ns = cluster.namespaces[svc.namespace].name.as_str();
     let named = matches!((ns, svc.name.as_str()), ("kube-system", "kube-dns") | ("openshift-dns", "dns-default"));
@@ -47,7 +48,7 @@ fn is_dns_service(cluster: &Cluster, id: usize) -> bool {
 /// labelled as DNS servers that no such Service fronts (at their UDP port named `dns`, else 53).
 pub(super) fn servers(cluster: &Cluster) -> Vec<Server> {
     let mut out: BTreeMap<PodId, Server> = BTreeMap::new();
-    for id in (0..cluster.services.len()).filter(|&id| is_dns_service(cluster, id)) {
+    for id in cluster.service_ids().filter(|&id| is_dns_service(cluster, id)) {
         let name = format!("{}/{}", cluster.namespaces[cluster.services[id].namespace].name, cluster.services[id].name);
         for b in backends(cluster, id, 53, Protocol::UDP).map(|(list, _)| list).unwrap_or_default() {
             if let Endpoint::Pod(pod) = b.side.endpoint {
@@ -55,7 +56,7 @@ pub(super) fn servers(cluster: &Cluster) -> Vec<Server> {
             }
         }
     }
-    for (pod, p) in cluster.pods.iter().enumerate().filter(|(_, p)| is_dns_server(&p.labels)) {
+    for (pod, p) in cluster.pod_ids().zip(&cluster.pods).filter(|(_, p)| is_dns_server(&p.labels)) {
         let named = p.ports.iter().find(|c| c.protocol == Protocol::UDP && c.name.as_deref() == Some("dns"));
         out.entry(pod).or_insert(Server { pod, port: named.map_or(53, |c| c.port), service: None });
     }
@@ -65,7 +66,7 @@ pub(super) fn servers(cluster: &Cluster) -> Vec<Server> {
 type Sides = (Vec<Admitted>, Vec<Admitted>);
 
 /// Runs PAL003, PAL016 and PAL017; returns each direction's admitted peers on 53/UDP.
-pub(super) fn run(cx: &mut Context, index: &mut Index, applicable: &[Vec<Vec<usize>>; 2]) -> Sides {
+pub(super) fn run(cx: &mut Context, index: &mut Index, applicable: &[Vec<Vec<PolicyId>>; 2]) -> Sides {
     let cluster = cx.cluster;
     let servers = servers(cluster);
     let mut ports: BTreeSet<u16> = DNS_PORTS.into();
@@ -81,7 +82,7 @@ pub(super) fn run(cx: &mut Context, index: &mut Index, applicable: &[Vec<Vec<usi
 const DNS_PORTS: [u16; 2] = [53, 5353];
 
 /// How to allow DNS to the DNS pods, in the words of the policy's kind.
-fn fix(cx: &Context, pol: usize, servers: &[Server]) -> String {
+fn fix(cx: &Context, pol: PolicyId, servers: &[Server]) -> String {
     let cluster = cx.cluster;
     let (ns, key, value, port) = match servers.first() {
         Some(s) => {
@@ -103,26 +104,27 @@ fn fix(cx: &Context, pol: usize, servers: &[Server]) -> String {
 }
 
 /// PAL003: egress-isolated pods that may reach no DNS pod on any DNS port.
-fn no_dns(cx: &mut Context, servers: &[Server], sides: &BTreeMap<u16, Sides>, applicable: &[Vec<usize>]) {
+fn no_dns(cx: &mut Context, servers: &[Server], sides: &BTreeMap<u16, Sides>, applicable: &[Vec<PolicyId>]) {
     let cluster = cx.cluster;
     let mut blocked: BTreeMap<usize, Vec<PodId>> = BTreeMap::new();
-    for (p, policies) in applicable.iter().enumerate() {
-        if sides[&53].0[p].is_none() {
+    for (p, policies) in cluster.pod_ids().zip(applicable) {
+        if sides[&53].0[p.index()].is_none() {
             continue; // Not isolated for egress.
         }
         let ok = if servers.is_empty() {
             // DNS is not in the input: any egress rule that admits a DNS port counts.
             policies.iter().any(|&i| admits_dns_port(cluster, i))
         } else {
-            let admits = |s: &Server, port: u16| sides[&port].0[p].as_ref().is_some_and(|a| a.contains(s.pod));
+            let admits =
+                |s: &Server, port: u16| sides[&port].0[p.index()].as_ref().is_some_and(|a| a.contains(s.pod.index()));
             servers.iter().any(|s| DNS_PORTS.iter().chain([&s.port]).any(|&port| admits(s, port)))
         };
         if !ok {
-            blocked.entry(cx.workloads.of_pod[p]).or_default().push(p);
+            blocked.entry(cx.workloads.of_pod[p.index()]).or_default().push(p);
         }
     }
     for (w, pods) in blocked {
-        let Some(&pol) = applicable[pods[0]].first() else { continue };
+        let Some(&pol) = applicable[pods[0].index()].first() else { continue };
         let target = if servers.is_empty() { "any address" } else { "the cluster's DNS pods" };
         let message = format!(
             "{} ({} pod(s)) is isolated for egress and may not reach {target} on 53/UDP (or 5353, OpenShift's): name resolution fails",
@@ -134,50 +136,36 @@ fn no_dns(cx: &mut Context, servers: &[Server], sides: &BTreeMap<u16, Sides>, ap
     }
 }
 
-fn admits_dns_port(cluster: &Cluster, pol: usize) -> bool {
+/// Whether an egress Allow rule of the policy admits a DNS port to some address: its packet
+/// conditions and destination ports (named ports name nothing without the destination).
+fn admits_dns_port(cluster: &Cluster, pol: PolicyId) -> bool {
     let rules = cluster.policies[pol].egress.iter().flatten();
-    rules.filter(|r| r.action == Action::Allow).any(|r| match &r.matches {
-        Match::Kubernetes { ports: None, .. } => true,
-        Match::Kubernetes { ports: Some(ps), .. } => {
-            DNS_PORTS.iter().any(|&port| ps.iter().any(|p| p.matches(port, Protocol::UDP, None)))
-        }
-        Match::Calico(c) => DNS_PORTS.iter().any(|&port| {
-            let nowhere = Side::ip(cluster, [0, 0, 0, 0].into());
-            c.packet_matches(&Connection::new(nowhere, nowhere, port, Protocol::UDP)).is_ok()
-        }),
+    let nowhere = Side { endpoint: Endpoint::External, ip: None };
+    rules.filter(|r| r.action == Action::Allow).any(|r| {
+        DNS_PORTS.iter().any(|&port| {
+            let conn = Connection::new(nowhere, nowhere, port, Protocol::UDP);
+            matching::packet(r, &conn).is_ok()
+                && matching::ports_match(cluster, &r.destination, &nowhere, port, Protocol::UDP)
+        })
     })
 }
 
-/// Whether one egress rule's conditions hold for a connection (the engine's own matching).
-fn rule_matches(cluster: &Cluster, rule: &Rule, conn: &Connection) -> bool {
-    match &rule.matches {
-        Match::Kubernetes { peers, ports } => {
-            let dst_ports = match conn.dst.endpoint {
-                Endpoint::Pod(d) => Some(cluster.pods[d].ports.as_slice()),
-                _ => None,
-            };
-            ports.as_ref().is_none_or(|ps| ps.iter().any(|p| p.matches(conn.port, conn.protocol, dst_ports)))
-                && peers.as_ref().is_none_or(|ps| ps.iter().any(|p| peer_matches(cluster, p, &conn.dst)))
-        }
-        Match::Calico(c) => c.evaluate(cluster, conn).0,
-    }
-}
-
 /// PAL017: egress admits 53 to DNS pods that listen on another port, and not that port.
-fn wrong_port(cx: &mut Context, servers: &[Server], sides: &BTreeMap<u16, Sides>, applicable: &[Vec<usize>]) {
+fn wrong_port(cx: &mut Context, servers: &[Server], sides: &BTreeMap<u16, Sides>, applicable: &[Vec<PolicyId>]) {
     let cluster = cx.cluster;
     // (policy, rule) -> (client pods, DNS pods) the rule admits on 53 in vain.
-    let mut found: BTreeMap<(usize, usize), (BTreeSet<PodId>, BTreeSet<usize>)> = BTreeMap::new();
-    for (p, policies) in applicable.iter().enumerate() {
+    let mut found: BTreeMap<(PolicyId, usize), (BTreeSet<PodId>, BTreeSet<usize>)> = BTreeMap::new();
+    for (p, policies) in cluster.pod_ids().zip(applicable) {
         for (k, s) in servers.iter().enumerate().filter(|(_, s)| s.port != 53) {
-            let admits = |port: u16| sides[&port].0[p].as_ref().is_some_and(|a| a.contains(s.pod));
+            let admits = |port: u16| sides[&port].0[p.index()].as_ref().is_some_and(|a| a.contains(s.pod.index()));
             if !admits(53) || admits(s.port) {
                 continue;
             }
             let conn = Connection::new(Side::pod(cluster, p), Side::pod(cluster, s.pod), 53, Protocol::UDP);
             for &pol in policies {
-                let rules = cluster.policies[pol].egress.iter().flatten().enumerate();
-                for (i, _) in rules.filter(|(_, r)| r.action == Action::Allow && rule_matches(cluster, r, &conn)) {
+                let rules = cluster.policies[pol].egress.iter().flatten();
+                let hits = rules.filter(|r| r.action == Action::Allow && matching::matches(cluster, r, &conn));
+                for i in hits.map(|r| r.origin.rule) {
                     let entry = found.entry((pol, i)).or_default();
                     entry.0.insert(p);
                     entry.1.insert(k);
@@ -197,7 +185,7 @@ fn wrong_port(cx: &mut Context, servers: &[Server], sides: &BTreeMap<u16, Sides>
             .unwrap_or_default();
         let clients: Vec<String> = clients
             .iter()
-            .map(|&c| cx.workloads.key(cluster, cx.workloads.of_pod[c]))
+            .map(|&c| cx.workloads.key(cluster, cx.workloads.of_pod[c.index()]))
             .collect::<BTreeSet<_>>()
             .into_iter()
             .collect();
@@ -221,15 +209,15 @@ fn isolated_servers(cx: &mut Context, servers: &[Server], sides: &BTreeMap<u16, 
     let cluster = cx.cluster;
     let dns: BTreeSet<PodId> = servers.iter().map(|s| s.pod).collect();
     let clients: Vec<PodId> =
-        (0..cluster.pods.len()).filter(|&p| cluster.is_policy_subject(p) && !dns.contains(&p)).collect();
+        cluster.pod_ids().filter(|&p| cluster.is_policy_subject(p) && !dns.contains(&p)).collect();
     if clients.is_empty() {
         return;
     }
     // policy that decides -> (DNS pods, client pods refused, one refused connection's port)
-    let mut found: BTreeMap<usize, (Vec<PodId>, BTreeSet<PodId>, u16)> = BTreeMap::new();
+    let mut found: BTreeMap<PolicyId, (Vec<PodId>, BTreeSet<PodId>, u16)> = BTreeMap::new();
     for s in servers {
-        let Some(admitted) = &sides[&s.port].1[s.pod] else { continue };
-        let refused: Vec<PodId> = clients.iter().copied().filter(|&c| !admitted.contains(c)).collect();
+        let Some(admitted) = &sides[&s.port].1[s.pod.index()] else { continue };
+        let refused: Vec<PodId> = clients.iter().copied().filter(|&c| !admitted.contains(c.index())).collect();
         let Some(&example) = refused.first() else { continue };
         let Some(pol) = deciding_policy(cluster, example, s) else { continue };
         let entry = found.entry(pol).or_insert_with(|| (Vec::new(), BTreeSet::new(), s.port));
@@ -239,7 +227,7 @@ fn isolated_servers(cx: &mut Context, servers: &[Server], sides: &BTreeMap<u16, 
     for (pol, (pods, refused, port)) in found {
         let names: Vec<String> = pods.iter().map(|&p| cluster.pod_key(p)).collect();
         let workloads: BTreeSet<String> =
-            refused.iter().map(|&c| cx.workloads.key(cluster, cx.workloads.of_pod[c])).collect();
+            refused.iter().map(|&c| cx.workloads.key(cluster, cx.workloads.of_pod[c.index()])).collect();
         let workloads: Vec<String> = workloads.into_iter().collect();
         let how_many = if refused.len() == clients.len() {
             format!("refuse every client pod ({})", clients.len())
@@ -262,7 +250,7 @@ fn isolated_servers(cx: &mut Context, servers: &[Server], sides: &BTreeMap<u16, 
 
 /// The policy that denies `client` DNS at `server` on ingress: the one whose rule decided,
 /// else (end of tier) the last one that selects the DNS pod.
-fn deciding_policy(cluster: &Cluster, client: PodId, server: &Server) -> Option<usize> {
+fn deciding_policy(cluster: &Cluster, client: PodId, server: &Server) -> Option<PolicyId> {
     let conn = Connection::new(Side::pod(cluster, client), Side::pod(cluster, server.pod), server.port, Protocol::UDP);
     let trace = decide(cluster, &conn).trace;
     let policies = trace.iter().find_map(|s| match s {
@@ -271,5 +259,5 @@ fn deciding_policy(cluster: &Cluster, client: PodId, server: &Server) -> Option<
     })?;
     let decided = policies.iter().filter(|p| p.reached).find(|p| p.rules.iter().any(|r| r.decisive));
     let name = decided.or_else(|| policies.iter().rfind(|p| p.reached))?.policy.clone();
-    (0..cluster.policies.len()).find(|&i| cluster.policy_key(i) == name)
+    cluster.policy_ids().find(|&i| cluster.policy_key(i) == name)
 }

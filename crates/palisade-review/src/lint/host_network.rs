@@ -4,41 +4,44 @@
 
 use palisade_core::cluster::PodId;
 use palisade_core::expr::Expr;
-use palisade_core::peer::{NamespaceScope, Peer};
-use palisade_core::policy::{Direction, Match};
+use palisade_core::policy::Direction;
+use palisade_core::rule::Form;
 
-use super::{is_calico, rule_path, some_of, Context, HOST_NETWORK_PEER};
+use super::{is_calico, peer_end, rule_path, some_of, Context, HOST_NETWORK_PEER};
 
 pub(super) fn run(cx: &mut Context) {
     let cluster = cx.cluster;
-    let hosted: Vec<PodId> = (0..cluster.pods.len()).filter(|&p| !cluster.is_policy_subject(p)).collect();
+    let hosted: Vec<PodId> = cluster.pod_ids().filter(|&p| !cluster.is_policy_subject(p)).collect();
     if hosted.is_empty() {
         return;
     }
     let mut found = Vec::new();
-    for pol in 0..cluster.policies.len() {
+    for pol in cluster.policy_ids() {
         for dir in [Direction::Ingress, Direction::Egress] {
-            for (i, rule) in cluster.policies[pol].rules(dir).into_iter().flatten().enumerate() {
-                match &rule.matches {
-                    Match::Kubernetes { peers: Some(peers), .. } => {
-                        for (j, peer) in peers.iter().enumerate() {
-                            let Some(pods) = kubernetes_peer(cx, &hosted, peer) else { continue };
-                            let path = rule_path(dir, i).key(dir.peers_field()).index(j);
-                            found.push((pol, path, format!("{}[{j}]", dir.peers_field()), pods));
-                        }
+            let mut seen = None;
+            for rule in cluster.policies[pol].rules(dir).into_iter().flatten() {
+                let origin = &rule.origin;
+                // A Kubernetes peer lowers to one rule per protocol: look at it once.
+                if seen.replace((origin.rule, origin.peer)) == Some((origin.rule, origin.peer)) {
+                    continue;
+                }
+                let e = peer_end(rule, dir);
+                let Some(pods) = e.selector.as_ref().and_then(|s| selector_pods(cx, &hosted, s)) else { continue };
+                let i = origin.rule;
+                match (&origin.written.form, origin.peer) {
+                    (Form::Peers { .. }, Some(j)) => {
+                        let path = rule_path(dir, i).key(dir.peers_field()).index(j);
+                        found.push((pol, path, format!("{}[{j}]", dir.peers_field()), pods));
                     }
-                    Match::Calico(c) => {
-                        let (field, e) = match dir {
-                            Direction::Ingress => ("source", &c.source),
-                            Direction::Egress => ("destination", &c.destination),
-                        };
-                        let Some(pods) = e.selector.as_ref().and_then(|s| calico_selector(cx, &hosted, s)) else {
-                            continue;
+                    (Form::Entities { source, destination, .. }, _) => {
+                        let (field, written) = match dir {
+                            Direction::Ingress => ("source", source),
+                            Direction::Egress => ("destination", destination),
                         };
                         let path = rule_path(dir, i).key(field).key("selector");
-                        found.push((pol, path, format!("{field} ({})", e.written), pods));
+                        found.push((pol, path, format!("{field} ({written})"), pods));
                     }
-                    Match::Kubernetes { peers: None, .. } => {}
+                    (Form::Peers { .. }, None) => {}
                 }
             }
         }
@@ -58,25 +61,9 @@ pub(super) fn run(cx: &mut Context) {
     }
 }
 
-/// The host-network pods a Kubernetes peer's selectors match by labels, when they match no
-/// other pod.
-fn kubernetes_peer(cx: &Context, hosted: &[PodId], peer: &Peer) -> Option<Vec<PodId>> {
-    let cluster = cx.cluster;
-    let Peer::Pods { namespaces, pods } = peer else { return None };
-    let matches = |p: PodId| {
-        let pod = &cluster.pods[p];
-        let ns_ok = match namespaces {
-            NamespaceScope::Own(n) => pod.namespace == *n,
-            NamespaceScope::Matching(sel) => sel.matches(&cluster.namespaces[pod.namespace].labels),
-        };
-        ns_ok && pods.matches(&pod.labels)
-    };
-    only_hosted(cx, hosted, matches)
-}
-
-/// The host-network pods a Calico selector matches by their labels, when it matches no other
+/// The host-network pods a rule's selector matches by their labels, when it matches no other
 /// pod, host endpoint or network set.
-fn calico_selector(cx: &Context, hosted: &[PodId], sel: &Expr) -> Option<Vec<PodId>> {
+fn selector_pods(cx: &Context, hosted: &[PodId], sel: &Expr) -> Option<Vec<PodId>> {
     let cluster = cx.cluster;
     let others = cluster.host_endpoints.iter().map(|h| &h.labels).chain(cluster.network_sets.iter().map(|s| &s.labels));
     if others.into_iter().any(|l| sel.matches(l)) {
@@ -93,6 +80,6 @@ fn only_hosted(cx: &Context, hosted: &[PodId], matches: impl Fn(PodId) -> bool) 
         return None;
     }
     let cluster = cx.cluster;
-    let others = (0..cluster.pods.len()).any(|p| cluster.is_policy_subject(p) && matches(p));
+    let others = cluster.pod_ids().any(|p| cluster.is_policy_subject(p) && matches(p));
     (!others).then_some(hit)
 }

@@ -3,6 +3,7 @@
 
 mod address;
 mod calico;
+mod cluster_policy;
 mod dns;
 mod host_network;
 mod reachability;
@@ -11,10 +12,11 @@ mod syntax;
 
 use std::sync::Arc;
 
-use palisade_core::build::{Input, Object};
-use palisade_core::cluster::Cluster;
+use palisade_core::cluster::{Cluster, PolicyId};
 use palisade_core::field::{FieldPath, Location, Problem, Severity};
-use palisade_core::policy::{Direction, PolicyKind};
+use palisade_core::policy::{Direction, Policy, PolicyKind};
+use palisade_core::rule::{Entity, Form, Rule};
+use palisade_ingest::{Input, Object};
 use serde::Serialize;
 
 use crate::connectivity::Connectivity;
@@ -59,6 +61,10 @@ checks! {
     HOST_NETWORK_PEER = "PAL018", "host-network-peer", Warning, "A peer's selector matches only host-network pods, which selectors never match: it admits nothing.";
     NEVER_MATCHES = "PAL019", "rule-never-matches", Error, "A Calico rule's own side excludes every endpoint its policy applies to: it can never match.";
     NO_PODS = "PAL020", "no-pods", Warning, "The input holds no pods: findings about what selectors select need the cluster.";
+    EQUAL_PRIORITY = "PAL021", "equal-priority", Warning, "Two cluster network policies of one tier share a priority and both match a connection: the API leaves their order undefined.";
+    PASS_TO_NOTHING = "PAL022", "pass-to-nothing", Warning, "A cluster network policy's Pass hands connections on, but nothing after it decides them: they are allowed by default, as with Accept.";
+    SHADOWED_BY_PRIORITY = "PAL023", "shadowed-by-priority", Error, "A cluster network policy's rule matches connections but never decides one: a higher-precedence rule or policy always decides first.";
+    FULL_NETWORK_DENY = "PAL024", "networks-deny-cuts-pods", Warning, "A Deny to networks 0.0.0.0/0 or ::/0 also matches pod addresses: it cuts pod traffic, not only the outside.";
 }
 
 pub fn check(code: &str) -> Option<&'static Check> {
@@ -127,32 +133,40 @@ impl<'a> Context<'a> {
         Context { cluster, conn, workloads, inputs, findings: Vec::new() }
     }
 
-    pub fn policy_object(&self, pol: usize) -> String {
+    pub fn policy_object(&self, pol: PolicyId) -> String {
         let p = &self.cluster.policies[pol];
         let kind = match p.kind {
             PolicyKind::Kubernetes => "NetworkPolicy",
             PolicyKind::Calico => "Calico NetworkPolicy",
             PolicyKind::CalicoGlobal => "GlobalNetworkPolicy",
+            other => other.as_str(),
         };
         format!("{kind} {}", self.cluster.policy_key(pol))
     }
 
-    pub fn locate(&self, pol: usize, path: &FieldPath) -> Option<Location> {
-        match self.inputs[pol] {
+    pub fn locate(&self, pol: PolicyId, path: &FieldPath) -> Option<Location> {
+        match self.inputs[pol.index()] {
             Some(input) => input.locate.locate(path),
             None => self.cluster.policies[pol].location.clone(),
         }
     }
 
     /// The Kubernetes NetworkPolicy as written, for a Kubernetes policy.
-    pub fn written(&self, pol: usize) -> Option<&'a k8s_openapi::api::networking::v1::NetworkPolicy> {
-        match &self.inputs[pol]?.object {
+    pub fn written(&self, pol: PolicyId) -> Option<&'a k8s_openapi::api::networking::v1::NetworkPolicy> {
+        match &self.inputs[pol.index()]?.object {
             Object::NetworkPolicy(np) => Some(np),
             _ => None,
         }
     }
 
-    pub fn at_policy(&mut self, check: &Check, pol: usize, path: FieldPath, message: String, help: impl Into<String>) {
+    pub fn at_policy(
+        &mut self,
+        check: &Check,
+        pol: PolicyId,
+        path: FieldPath,
+        message: String,
+        help: impl Into<String>,
+    ) {
         let location = self.locate(pol, &path);
         let object = self.policy_object(pol);
         self.push(check, object, path, message, help.into(), location);
@@ -181,8 +195,40 @@ impl<'a> Context<'a> {
 }
 
 /// Whether a policy is Calico's (its findings speak of source, destination, selector, nets).
-pub(crate) fn is_calico(cluster: &Cluster, pol: usize) -> bool {
+pub(crate) fn is_calico(cluster: &Cluster, pol: PolicyId) -> bool {
     cluster.policies[pol].kind != PolicyKind::Kubernetes
+}
+
+/// The peers of a Kubernetes-shaped policy's rules, each once, as the entities they lowered
+/// to: `(written rule, peer index, entity, the peer as written)`.
+pub(crate) fn peer_entities(pol: &Policy, dir: Direction) -> Vec<(usize, usize, &Entity, &str)> {
+    let mut out: Vec<(usize, usize, &Entity, &str)> = Vec::new();
+    for r in pol.rules(dir).into_iter().flatten() {
+        let (Form::Peers { peers: Some(words), .. }, Some(j)) = (&r.origin.written.form, r.origin.peer) else {
+            continue;
+        };
+        if out.last().is_some_and(|&(i, k, _, _)| (i, k) == (r.origin.rule, j)) {
+            continue;
+        }
+        out.push((r.origin.rule, j, peer_end(r, dir), words[j].text.as_str()));
+    }
+    out
+}
+
+/// A rule's peer end: its source for ingress, its destination for egress.
+pub(crate) fn peer_end(r: &Rule, dir: Direction) -> &Entity {
+    match dir {
+        Direction::Ingress => &r.source,
+        Direction::Egress => &r.destination,
+    }
+}
+
+/// A rule's own end (the policy's endpoint): its destination for ingress, its source for egress.
+pub(crate) fn own_end(r: &Rule, dir: Direction) -> &Entity {
+    match dir {
+        Direction::Ingress => &r.destination,
+        Direction::Egress => &r.source,
+    }
 }
 
 /// The path of rule `i` in direction `dir`: `spec.ingress[2]`.
@@ -214,6 +260,8 @@ pub fn lint_with_progress(
     reachability::run(&mut cx);
     phase("Calico ordering and shadowed rules");
     calico::run(&mut cx);
+    phase("cluster network policies: priorities, Pass, shadowed rules, networks");
+    cluster_policy::run(&mut cx);
     let mut findings = cx.findings;
     findings.sort_by(|a, b| {
         let place = |f: &Finding| f.location.as_ref().map(|l| (l.file.clone(), l.line, l.column));

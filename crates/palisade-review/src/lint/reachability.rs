@@ -4,11 +4,12 @@
 use std::collections::{BTreeMap, HashMap};
 
 use fixedbitset::FixedBitSet;
-use palisade_core::cluster::{Cluster, PodId};
+use palisade_core::cluster::{Cluster, PodId, PolicyId};
 use palisade_core::field::FieldPath;
 use palisade_core::index::{Admitted, Index};
-use palisade_core::peer::{NamespaceScope, Peer};
-use palisade_core::policy::{Action, Direction, Match};
+use palisade_core::matching;
+use palisade_core::policy::{Action, Direction, Policy};
+use palisade_core::rule::Form;
 use palisade_core::verdict::{decide, Connection, Side, Step};
 
 use super::{some_of, Context, ONE_SIDED, PARTLY_ISOLATED};
@@ -33,7 +34,7 @@ struct Named {
     /// `[direction][policy]`: (rule index, pods its pod peers cover).
     rules: [Vec<Vec<(usize, FixedBitSet)>>; 2],
     /// `[direction][pod]`: the policies that apply, in order.
-    applicable: [Vec<Vec<usize>>; 2],
+    applicable: [Vec<Vec<PolicyId>>; 2],
 }
 
 fn slot(dir: Direction) -> usize {
@@ -41,23 +42,27 @@ fn slot(dir: Direction) -> usize {
 }
 
 impl Named {
-    fn new(cluster: &Cluster, index: &mut Index, applicable: [Vec<Vec<usize>>; 2]) -> Named {
+    fn new(cluster: &Cluster, index: &mut Index, applicable: [Vec<Vec<PolicyId>>; 2]) -> Named {
         let mut rules: [Vec<Vec<(usize, FixedBitSet)>>; 2] = Default::default();
         for dir in [Direction::Egress, Direction::Ingress] {
             rules[slot(dir)] = cluster
                 .policies
                 .iter()
                 .map(|pol| {
-                    let list = pol.rules(dir).into_iter().flatten().enumerate();
-                    list.filter_map(|(i, r)| {
-                        let Match::Kubernetes { peers: Some(peers), .. } = &r.matches else { return None };
-                        let mut pods = FixedBitSet::with_capacity(cluster.pods.len());
-                        for peer in peers.iter().filter(|p| names_pods(p)) {
-                            pods.union_with(&index.peer_pods(peer));
-                        }
-                        (!pods.is_clear()).then_some((i, pods))
-                    })
-                    .collect()
+                    pol.written_rules(dir)
+                        .filter_map(|rules| {
+                            let mut pods = FixedBitSet::with_capacity(cluster.pods.len());
+                            let Form::Peers { peers: Some(words), .. } = &rules[0].origin.written.form else {
+                                return None;
+                            };
+                            for r in rules.iter().filter(|r| r.origin.peer.is_some_and(|j| words[j].by_labels)) {
+                                if let Some(sel) = &super::peer_end(r, dir).selector {
+                                    pods.union_with(&index.label_pods(sel));
+                                }
+                            }
+                            (!pods.is_clear()).then_some((rules[0].origin.rule, pods))
+                        })
+                        .collect()
                 })
                 .collect();
         }
@@ -65,14 +70,14 @@ impl Named {
     }
 }
 
-fn partly_isolated(cx: &mut Context, (egress, ingress): &Sides, applicable: &[Vec<Vec<usize>>; 2]) {
+fn partly_isolated(cx: &mut Context, (egress, ingress): &Sides, applicable: &[Vec<Vec<PolicyId>>; 2]) {
     let cluster = cx.cluster;
     for dir in [Direction::Ingress, Direction::Egress] {
         let side = if dir == Direction::Ingress { ingress } else { egress };
         let mut by_ns: BTreeMap<String, (Vec<PodId>, Vec<PodId>)> = BTreeMap::new();
         for p in cluster.pods_sorted().into_iter().filter(|&p| cluster.is_policy_subject(p)) {
             let entry = by_ns.entry(cluster.namespaces[cluster.pods[p].namespace].name.clone()).or_default();
-            if side[p].is_some() {
+            if side[p.index()].is_some() {
                 entry.0.push(p)
             } else {
                 entry.1.push(p)
@@ -83,9 +88,9 @@ fn partly_isolated(cx: &mut Context, (egress, ingress): &Sides, applicable: &[Ve
                 continue;
             }
             let mut open_workloads: Vec<String> =
-                open.iter().map(|&p| cx.workloads.key(cluster, cx.workloads.of_pod[p])).collect();
+                open.iter().map(|&p| cx.workloads.key(cluster, cx.workloads.of_pod[p.index()])).collect();
             open_workloads.dedup();
-            let pol = applicable[slot(dir)][isolated[0]][0];
+            let pol = applicable[slot(dir)][isolated[0].index()][0];
             let message = format!(
                 "in namespace {ns}, {} pod(s) are isolated for {dir} but {} are not: {}",
                 isolated.len(),
@@ -104,14 +109,16 @@ fn partly_isolated(cx: &mut Context, (egress, ingress): &Sides, applicable: &[Ve
     }
 }
 
-/// A peer that names pods: a non-empty podSelector or namespaceSelector. `podSelector: {}` or
-/// `namespaceSelector: {}` alone is a blanket allow, not an intent to reach particular pods.
-fn names_pods(peer: &Peer) -> bool {
-    match peer {
-        Peer::Pods { namespaces, pods } => {
-            !pods.is_everything() || matches!(namespaces, NamespaceScope::Matching(s) if !s.is_everything())
-        }
-        Peer::IpBlock(_) => false,
+/// Whether a written rule names its peers by labels: a Kubernetes peer with a non-empty
+/// podSelector or namespaceSelector (`podSelector: {}` or `namespaceSelector: {}` alone is a
+/// blanket allow, not an intent to reach particular pods), or a selector on the peer end.
+fn names_pods(pol: &Policy, dir: Direction, rule: usize) -> bool {
+    let Some(rules) = pol.written_rules(dir).find(|r| r[0].origin.rule == rule) else { return false };
+    match &rules[0].origin.written.form {
+        Form::Peers { peers, .. } => peers.iter().flatten().any(|p| p.by_labels),
+        Form::Entities { .. } => rules
+            .iter()
+            .any(|r| super::peer_end(r, dir).selector.as_ref().is_some_and(|s| *s != palisade_core::expr::Expr::All)),
     }
 }
 
@@ -119,25 +126,16 @@ fn names_pods(peer: &Peer) -> bool {
 /// intent to talk to that pod), rather than admitting everyone or an address block.
 fn explicit(
     cluster: &Cluster,
-    keys: &HashMap<String, usize>,
+    keys: &HashMap<String, PolicyId>,
     trace: &[Step],
     dir: Direction,
-) -> Option<(usize, usize)> {
+) -> Option<(PolicyId, usize)> {
     trace.iter().find_map(|s| match s {
         Step::Policies { direction, policies, .. } if *direction == dir => {
             policies.iter().filter(|p| p.reached).find_map(|p| {
                 let rule = p.rules.iter().find(|r| r.decisive && r.action == Action::Allow)?;
                 let pol = *keys.get(&p.policy)?;
-                let r = &cluster.policies[pol].rules(dir)?[rule.index];
-                let named = match &r.matches {
-                    Match::Kubernetes { peers: Some(ps), .. } => ps.iter().any(names_pods),
-                    Match::Kubernetes { peers: None, .. } => false,
-                    Match::Calico(c) => {
-                        let e = if dir == Direction::Egress { &c.destination } else { &c.source };
-                        e.selector.as_ref().is_some_and(|s| *s != palisade_core::expr::Expr::All)
-                    }
-                };
-                named.then_some((pol, rule.index))
+                names_pods(&cluster.policies[pol], dir, rule.index).then_some((pol, rule.index))
             })
         }
         _ => None,
@@ -182,11 +180,11 @@ fn one_sided(cx: &mut Context, probes: &[Probe], sides: &[Sides], named: Option<
     }
 }
 
-type Found = BTreeMap<(Direction, usize, usize), OneSided>;
+type Found = BTreeMap<(Direction, PolicyId, usize), OneSided>;
 
 fn record(
     found: &mut Found,
-    key: (Direction, usize, usize),
+    key: (Direction, PolicyId, usize),
     pair: (usize, usize),
     example: (PodId, PodId),
     probe: &Probe,
@@ -227,16 +225,17 @@ fn one_sided_by_index(cx: &Context, probes: &[Probe], sides: &[Sides], named: &N
                     continue;
                 }
                 for &pol in &named.applicable[slot(allowing)][x] {
-                    for (rule, pods) in &named.rules[slot(allowing)][pol] {
+                    for (rule, pods) in &named.rules[slot(allowing)][pol.index()] {
                         let mut hit = refused.clone();
                         hit.intersect_with(pods);
                         for y in hit.ones() {
                             let (src, dst) = if allowing == Direction::Egress { (x, y) } else { (y, x) };
+                            let (src, dst) = (PodId::new(src), PodId::new(dst));
                             if !rule_ports_admit(cluster, pol, allowing, *rule, dst, probe) {
                                 continue;
                             }
                             refused.set(y, false);
-                            let pair = (cx.workloads.of_pod[src], cx.workloads.of_pod[dst]);
+                            let pair = (cx.workloads.of_pod[src.index()], cx.workloads.of_pod[dst.index()]);
                             record(found, (allowing, pol, *rule), pair, (src, dst), probe);
                         }
                     }
@@ -246,32 +245,35 @@ fn one_sided_by_index(cx: &Context, probes: &[Probe], sides: &[Sides], named: &N
     }
 }
 
-/// Whether a Kubernetes rule's ports admit the probe to `dst` (named ports resolve there).
-fn rule_ports_admit(cluster: &Cluster, pol: usize, dir: Direction, rule: usize, dst: PodId, probe: &Probe) -> bool {
-    let Some(Match::Kubernetes { ports, .. }) = cluster.policies[pol].rules(dir).map(|r| &r[rule].matches) else {
-        return false;
-    };
-    let dst_ports = Some(cluster.pods[dst].ports.as_slice());
-    ports.as_ref().is_none_or(|ps| ps.iter().any(|p| p.matches(probe.port, probe.protocol, dst_ports)))
+/// Whether a written rule's ports admit the probe to `dst` (named ports resolve there): the
+/// packet conditions and destination ports of one of its rules.
+fn rule_ports_admit(cluster: &Cluster, pol: PolicyId, dir: Direction, rule: usize, dst: PodId, probe: &Probe) -> bool {
+    let rules = cluster.policies[pol].rules(dir).into_iter().flatten().filter(|r| r.origin.rule == rule);
+    let dst = Side::pod(cluster, dst);
+    let conn = Connection::new(dst, dst, probe.port, probe.protocol);
+    rules.into_iter().any(|r| {
+        matching::packet(r, &conn).is_ok()
+            && matching::ports_match(cluster, &r.destination, &dst, probe.port, probe.protocol)
+    })
 }
 
 /// Calico: the deciding rule comes from a trace, once per workload pair and probe.
 fn one_sided_by_trace(cx: &Context, probes: &[Probe], sides: &[Sides], found: &mut Found) {
     let cluster = cx.cluster;
-    let keys: HashMap<String, usize> = (0..cluster.policies.len()).map(|i| (cluster.policy_key(i), i)).collect();
-    type Traced = HashMap<(Direction, usize, usize, usize), Option<(usize, usize)>>;
+    let keys: HashMap<String, PolicyId> = cluster.policy_ids().map(|i| (cluster.policy_key(i), i)).collect();
+    type Traced = HashMap<(Direction, usize, usize, usize), Option<(PolicyId, usize)>>;
     let mut traced: Traced = HashMap::new();
     for (n, (probe, (egress, ingress))) in probes.iter().zip(sides).enumerate() {
-        for (s, out) in egress.iter().enumerate() {
-            for d in (0..cluster.pods.len()).filter(|&d| d != s) {
-                let e = out.as_ref().map(|x| x.contains(d));
-                let i = ingress[d].as_ref().map(|x| x.contains(s));
+        for (s, out) in cluster.pod_ids().zip(egress) {
+            for d in cluster.pod_ids().filter(|&d| d != s) {
+                let e = out.as_ref().map(|x| x.contains(d.index()));
+                let i = ingress[d.index()].as_ref().map(|x| x.contains(s.index()));
                 let allowing = match (e, i) {
                     (Some(true), Some(false)) => Direction::Egress,
                     (Some(false), Some(true)) => Direction::Ingress,
                     _ => continue,
                 };
-                let pair = (cx.workloads.of_pod[s], cx.workloads.of_pod[d]);
+                let pair = (cx.workloads.of_pod[s.index()], cx.workloads.of_pod[d.index()]);
                 let rule = *traced.entry((allowing, pair.0, pair.1, n)).or_insert_with(|| {
                     let conn =
                         Connection::new(Side::pod(cluster, s), Side::pod(cluster, d), probe.port, probe.protocol);

@@ -4,12 +4,15 @@ use std::collections::BTreeSet;
 
 use k8s_openapi::api::networking::v1::{NetworkPolicyPeer, NetworkPolicySpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
-use palisade_core::calico::rule::{CalicoRule, Entity};
+use palisade_core::cluster::{Cluster, PolicyId};
 use palisade_core::field::FieldPath;
-use palisade_core::peer::Peer;
-use palisade_core::policy::{Action, Direction, Match, Policy, Subject};
-use palisade_core::port::{Protocol, RulePort};
-use palisade_core::verdict::{selects, Endpoint, Side};
+use palisade_core::field::{Nowhere, Problems};
+use palisade_core::matching;
+use palisade_core::policy::{Action, Direction, Policy, PolicyKind};
+use palisade_core::port::Protocol;
+use palisade_core::rule::{Form, Port, Rule};
+use palisade_core::verdict::{selects, Connection, Endpoint, Side};
+use palisade_ingest::kubernetes::selector::compile as compile_selector;
 
 use super::{
     rule_path, Context, ANY_PEER, DNS_ANYWHERE, JOINED_PEER, POLICY_TYPES, SELECTS_NOTHING, SPLIT_PEERS, UNKNOWN_LABEL,
@@ -19,7 +22,7 @@ pub(super) fn run(cx: &mut Context) {
     let carried = Labelled::new(cx.cluster);
     // Without pods every selector selects nothing: PAL020 says so once instead.
     let pods = !cx.cluster.pods.is_empty();
-    for pol in 0..cx.cluster.policies.len() {
+    for pol in cx.cluster.policy_ids() {
         if pods {
             selects_nothing(cx, pol);
             unknown_labels(cx, pol, &carried);
@@ -32,19 +35,19 @@ pub(super) fn run(cx: &mut Context) {
     }
 }
 
-fn selects_nothing(cx: &mut Context, pol: usize) {
+fn selects_nothing(cx: &mut Context, pol: PolicyId) {
     let (cluster, p) = (cx.cluster, &cx.cluster.policies[pol]);
-    let pods = (0..cluster.pods.len()).any(|i| selects(cluster, p, &Side::pod(cluster, i)));
-    let hosts = (0..cluster.host_endpoints.len()).any(|h| {
+    let pods = cluster.pod_ids().any(|i| selects(cluster, p, &Side::pod(cluster, i)));
+    let hosts = cluster.host_ids().any(|h| {
         let ip = cluster.host_endpoints[h].ips.first().copied();
         selects(cluster, p, &Side { endpoint: Endpoint::Host(h), ip })
     });
     if pods || hosts {
         return;
     }
-    let (field, written) = match &p.subject {
-        Subject::Pods(_) => ("podSelector", describe_selector_field(cx, pol)),
-        Subject::Endpoints(e) => ("selector", e.to_string()),
+    let (field, written) = match p.kind {
+        PolicyKind::Kubernetes => ("podSelector", describe_selector_field(cx, pol)),
+        _ => ("selector", p.subject.to_string()),
     };
     cx.at_policy(
         &SELECTS_NOTHING,
@@ -55,7 +58,7 @@ fn selects_nothing(cx: &mut Context, pol: usize) {
     );
 }
 
-fn describe_selector_field(cx: &Context, pol: usize) -> String {
+fn describe_selector_field(cx: &Context, pol: PolicyId) -> String {
     let sel = cx.written(pol).and_then(|np| np.spec.as_ref()).and_then(|s| s.pod_selector.clone()).unwrap_or_default();
     serde_json::to_string(&sel).unwrap_or_default()
 }
@@ -102,7 +105,7 @@ impl Labelled {
     }
 }
 
-fn unknown_labels(cx: &mut Context, pol: usize, labelled: &Labelled) {
+fn unknown_labels(cx: &mut Context, pol: PolicyId, labelled: &Labelled) {
     let (pods, namespaces) = (&labelled.pods, &labelled.namespaces);
     let mut found: Vec<(FieldPath, String)> = Vec::new();
     if let Some(spec) = cx.written(pol).and_then(|np| np.spec.as_ref()) {
@@ -123,7 +126,7 @@ fn unknown_labels(cx: &mut Context, pol: usize, labelled: &Labelled) {
                 }
             }
         }
-    } else {
+    } else if cx.cluster.policies[pol].kind != PolicyKind::Kubernetes {
         calico_unknown_keys(cx, pol, &labelled.calico, &mut found);
     }
     for (path, message) in found {
@@ -173,13 +176,11 @@ fn missing_labels(
 }
 
 /// Calico selectors: label keys that no endpoint, namespace, service account or network set carries.
-fn calico_unknown_keys(cx: &Context, pol: usize, carried: &BTreeSet<String>, found: &mut Vec<(FieldPath, String)>) {
+fn calico_unknown_keys(cx: &Context, pol: PolicyId, carried: &BTreeSet<String>, found: &mut Vec<(FieldPath, String)>) {
     let cluster = cx.cluster;
     let p: &Policy = &cluster.policies[pol];
     let mut keys = BTreeSet::new();
-    if let Subject::Endpoints(e) = &p.subject {
-        e.keys(&mut keys);
-    }
+    p.subject.keys(&mut keys);
     for k in keys.iter().filter(|k| !carried.contains(*k)) {
         found.push((
             FieldPath::root().key("spec").key("selector"),
@@ -187,10 +188,10 @@ fn calico_unknown_keys(cx: &Context, pol: usize, carried: &BTreeSet<String>, fou
         ));
     }
     for dir in [Direction::Ingress, Direction::Egress] {
-        for (i, r) in p.rules(dir).into_iter().flatten().enumerate() {
-            let Match::Calico(c) = &r.matches else { continue };
+        for r in p.rules(dir).into_iter().flatten() {
+            let i = r.origin.rule;
             let mut keys = BTreeSet::new();
-            for e in [&c.source, &c.destination] {
+            for e in [&r.source, &r.destination] {
                 e.selector.iter().chain(e.not_selector.iter()).for_each(|x| x.keys(&mut keys));
             }
             for k in keys.iter().filter(|k| !carried.contains(*k)) {
@@ -211,34 +212,40 @@ fn shown_key(k: &str) -> String {
     }
 }
 
-/// Whether a rule's ports admit DNS (53 over UDP or TCP).
-fn admits_dns(ports: &Option<Vec<RulePort>>) -> bool {
-    match ports {
-        None => false,
-        Some(list) => list.iter().any(|p| p.matches(53, Protocol::UDP, None) || p.matches(53, Protocol::TCP, None)),
-    }
+/// Whether one of a written rule's rules admits DNS (53 over UDP or TCP) to some address.
+fn admits_dns(cluster: &Cluster, rules: &[Rule]) -> bool {
+    let nowhere = Side { endpoint: Endpoint::External, ip: None };
+    rules.iter().any(|r| {
+        [Protocol::UDP, Protocol::TCP].into_iter().any(|protocol| {
+            matching::packet(r, &Connection::new(nowhere, nowhere, 53, protocol)).is_ok()
+                && matching::ports_match(cluster, &r.destination, &nowhere, 53, protocol)
+        })
+    })
 }
 
-fn open_rules(cx: &mut Context, pol: usize) {
+fn open_rules(cx: &mut Context, pol: PolicyId) {
     let p = &cx.cluster.policies[pol];
     let calico = super::is_calico(cx.cluster, pol);
     let mut found = Vec::new();
     for dir in [Direction::Ingress, Direction::Egress] {
-        for (i, r) in p.rules(dir).into_iter().flatten().enumerate() {
+        for rules in p.written_rules(dir) {
+            let (r, i) = (&rules[0], rules[0].origin.rule);
             if r.action != Action::Allow {
                 continue;
             }
-            let (every_peer, dns) = match &r.matches {
-                Match::Kubernetes { peers, ports } => {
-                    let everywhere = |ps: &Vec<Peer>| {
-                        ps.iter()
-                            .any(|x| matches!(x, Peer::IpBlock(b) if b.cidr.prefix_len() == 0 && b.except.is_empty()))
-                    };
-                    (peers.is_none(), admits_dns(ports) && peers.as_ref().is_none_or(everywhere))
+            let (every_peer, dns) = match &r.origin.written.form {
+                Form::Peers { peers, ports } => {
+                    // An ipBlock of every address: nets /0 and no except.
+                    let everywhere = rules.iter().any(|r| {
+                        let e = super::peer_end(r, dir);
+                        e.nets.iter().any(|n| n.prefix_len() == 0) && e.not_nets.is_empty()
+                    });
+                    let dns = ports.is_some() && admits_dns(cx.cluster, rules);
+                    (peers.is_none(), dns && (peers.is_none() || everywhere))
                 }
-                Match::Calico(c) => calico_open(c, dir),
+                Form::Entities { .. } => calico_open(r, dir),
             };
-            let ports = rule_ports(&r.matches);
+            let ports = rule_ports(rules);
             if dir == Direction::Egress && dns && calico {
                 found.push((&DNS_ANYWHERE, rule_path(dir, i), format!("egress rule [{i}] allows DNS ({ports}) to every address"),
                     "DNS to any address lets a compromised pod tunnel data out; allow 53 only to kube-dns: destination: {namespaceSelector: kubernetes.io/metadata.name == \"kube-system\", selector: k8s-app == \"kube-dns\"}"));
@@ -261,15 +268,14 @@ fn open_rules(cx: &mut Context, pol: usize) {
     }
 }
 
-fn rule_ports(m: &Match) -> String {
-    match m {
-        Match::Kubernetes { ports: None, .. } => "every port".into(),
-        Match::Kubernetes { ports: Some(list), .. } => {
-            list.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(", ")
-        }
-        Match::Calico(c) => {
-            let ports: Vec<String> = c.destination.ports.iter().map(|p| p.to_string()).collect();
-            let proto = c.protocol.as_ref().map(|p| p.1.clone()).unwrap_or_else(|| "any protocol".into());
+/// The ports a written rule admits, in its API's words.
+fn rule_ports(rules: &[Rule]) -> String {
+    match &rules[0].origin.written.form {
+        Form::Peers { ports: None, .. } => "every port".into(),
+        Form::Peers { ports: Some(list), .. } => list.iter().map(|p| p.text.clone()).collect::<Vec<_>>().join(", "),
+        Form::Entities { protocol, .. } => {
+            let ports: Vec<String> = rules[0].destination.ports.iter().map(|p| p.to_string()).collect();
+            let proto = protocol.clone().unwrap_or_else(|| "any protocol".into());
             if ports.is_empty() {
                 format!("every port of {proto}")
             } else {
@@ -280,25 +286,19 @@ fn rule_ports(m: &Match) -> String {
 }
 
 /// (the rule admits every peer, it admits DNS to every address) for a Calico Allow rule.
-fn calico_open(c: &CalicoRule, dir: Direction) -> (bool, bool) {
-    let peer: &Entity = match dir {
-        Direction::Ingress => &c.source,
-        Direction::Egress => &c.destination,
-    };
+fn calico_open(c: &Rule, dir: Direction) -> (bool, bool) {
+    let peer = super::peer_end(c, dir);
     let no_peer =
         peer.nets.is_empty() && peer.not_nets.is_empty() && peer.selector.is_none() && peer.not_selector.is_none();
     let everywhere = no_peer || peer.nets.iter().any(|n| n.prefix_len() == 0) && peer.selector.is_none();
-    let proto_ok = c.protocol.as_ref().is_none_or(|(n, _)| *n == 17 || *n == 6);
+    let proto_ok = c.protocol.is_none_or(|n| n == 17 || n == 6);
     let dns = proto_ok
         && !c.destination.ports.is_empty()
-        && c.destination
-            .ports
-            .iter()
-            .any(|p| matches!(p, palisade_core::calico::rule::CalicoPort::Range(a, b) if (*a..=*b).contains(&53)));
+        && c.destination.ports.iter().any(|p| matches!(p, Port::Range(a, b) if (*a..=*b).contains(&53)));
     (no_peer, everywhere && dns)
 }
 
-fn peer_shapes(cx: &mut Context, pol: usize, spec: &NetworkPolicySpec) {
+fn peer_shapes(cx: &mut Context, pol: PolicyId, spec: &NetworkPolicySpec) {
     let mut found = Vec::new();
     for (dir, rules) in written_rules(spec) {
         for (i, peers) in rules.iter().enumerate() {
@@ -328,7 +328,7 @@ fn peer_shapes(cx: &mut Context, pol: usize, spec: &NetworkPolicySpec) {
 /// A peer with both selectors that selects no pod, where each selector alone selects some.
 fn joined_peer_empty(
     cx: &Context,
-    pol: usize,
+    pol: PolicyId,
     dir: Direction,
     i: usize,
     j: usize,
@@ -338,11 +338,11 @@ fn joined_peer_empty(
         return None;
     }
     let cluster = cx.cluster;
-    let rule = cluster.policies[pol].rules(dir)?.get(i)?;
-    let Match::Kubernetes { peers: Some(peers), .. } = &rule.matches else { return None };
-    let Some(Peer::Pods { namespaces: palisade_core::peer::NamespaceScope::Matching(ns), pods }) = peers.get(j) else {
-        return None;
-    };
+    cluster.policies[pol].rules(dir)?.iter().find(|r| (r.origin.rule, r.origin.peer) == (i, Some(j)))?;
+    let mut problems = Problems::new(String::new(), &Nowhere);
+    let root = FieldPath::root();
+    let ns = compile_selector(peer.namespace_selector.as_ref()?, &root, &mut problems);
+    let pods = compile_selector(peer.pod_selector.as_ref()?, &root, &mut problems);
     let in_ns = |p: &palisade_core::cluster::Pod| ns.matches(&cluster.namespaces[p.namespace].labels);
     let both = cluster.pods.iter().any(|p| in_ns(p) && pods.matches(&p.labels));
     let ns_alone = cluster.pods.iter().any(in_ns);
@@ -352,7 +352,7 @@ fn joined_peer_empty(
     })
 }
 
-fn policy_types(cx: &mut Context, pol: usize, spec: &NetworkPolicySpec) {
+fn policy_types(cx: &mut Context, pol: PolicyId, spec: &NetworkPolicySpec) {
     if spec.policy_types.as_ref().is_some_and(|t| !t.is_empty()) {
         return;
     }

@@ -1,0 +1,331 @@
+//! `palisade agent --source kubernetes`: the node's table kept in step with the API server.
+//! The feed (`feed`) watches every served kind; its changes go into the store one object at
+//! a time (`view`); once every kind has synced once, each batch of changes is built, compiled
+//! and sent as one nf_tables transaction. Until then nothing is applied: the table already in
+//! the kernel (a restart's) stays. SIGTERM stops the loop between transactions and leaves the
+//! table in force. The table is kept as the agent left it as in directory mode (`table`).
+
+mod feed;
+mod view;
+
+use std::collections::BTreeMap;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use palisade_kube::kinds::Kind;
+use palisade_kube::{Change, Target};
+use palisade_nft::script;
+use palisade_nft::Compiled;
+
+use crate::controller::{build_options, claim, compile_options};
+use crate::health::{Health, KindLabel, Metrics};
+use crate::table::Table;
+use crate::{log, Config, Mode, Refused};
+use feed::Feed;
+use view::View;
+
+/// The `--source` value that means the API server.
+pub const SOURCE: &str = "kubernetes";
+
+/// The loop's longest wait: the heartbeat `/livez` reads.
+const TURN: Duration = Duration::from_secs(1);
+/// After this long without changes, a restore is got ready ahead.
+const PREPARE_AFTER: Duration = Duration::from_secs(1);
+
+struct KubeAgent {
+    args: Config,
+    health: Arc<Health>,
+    owner: palisade_nft::owner::Owner,
+    table: Table<palisade_nft::kernel::Kernel>,
+    view: View,
+    /// The kinds discovery found served (`None`: not yet).
+    kinds: Option<Vec<&'static Kind>>,
+    /// Why there is no client or no discovery yet.
+    unavailable: Option<String>,
+    /// Kinds whose list or watch fails now, and why.
+    failing: BTreeMap<&'static Kind, String>,
+    /// What the kernel holds (`None`: nothing applied yet).
+    compiled: Option<Compiled>,
+    /// When each change not yet in the kernel arrived.
+    pending: Vec<Instant>,
+    generation: u64,
+    quiet_since: Instant,
+    last_change: Option<(Instant, String)>,
+    /// Why the last build or transaction failed.
+    failed: Option<String>,
+}
+
+/// Runs the agent on the API server's objects until SIGTERM or SIGINT (`Ok`, the table stays
+/// in force); refuses `once`, a namespace another agent holds, and a client that cannot start.
+pub fn run(args: Config, health: Arc<Health>) -> Result<(), Refused> {
+    if args.once {
+        let why = "--once reads a directory; with --source kubernetes the agent runs until stopped";
+        log(&format!("refused: {why}"));
+        return Err(Refused(why.into()));
+    }
+    let (owner, kernel) = claim(args.netns.as_deref())?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    let target = match (&args.kubeconfig, &args.context) {
+        (None, None) => None,
+        (k, c) => Some(Target { kubeconfig: k.clone(), context: c.clone() }),
+    };
+    if let Err(e) = feed::start(target, tx.clone()) {
+        log(&format!("refused: cannot start the API client's runtime: {e}"));
+        return Err(Refused(format!("cannot start the API client's runtime: {e}")));
+    }
+    let own = kernel.portid().unwrap_or(0);
+    let mut table = Table::new(kernel, args.reconcile);
+    match palisade_nft::monitor::watch(args.netns.as_deref(), own, move |e| tx.send(Feed::Table(e)).is_ok()) {
+        Ok(watch) => table.set_watch(watch),
+        Err(e) => log(&format!("cannot watch the table ({e}): only the periodic comparison will restore it")),
+    }
+    let mut agent = KubeAgent {
+        view: View::new(build_options(&args)),
+        args,
+        health,
+        owner,
+        table,
+        kinds: None,
+        unavailable: None,
+        failing: BTreeMap::new(),
+        compiled: None,
+        pending: Vec::new(),
+        generation: 0,
+        quiet_since: Instant::now(),
+        last_change: None,
+        failed: None,
+    };
+    log("watching the API server; nothing is applied before every kind has synced once");
+    agent.run(&rx)
+}
+
+impl KubeAgent {
+    fn run(&mut self, rx: &Receiver<Feed>) -> Result<(), Refused> {
+        loop {
+            let wait = TURN.min(self.table.due_in()).max(Duration::from_millis(1));
+            let mut woken = match rx.recv_timeout(wait) {
+                Ok(f) => vec![f],
+                Err(RecvTimeoutError::Timeout) => Vec::new(),
+                Err(RecvTimeoutError::Disconnected) => {
+                    log("the API client stopped; the table stays in force");
+                    return Err(Refused("the API client stopped".into()));
+                }
+            };
+            woken.extend(rx.try_iter());
+            let mut table_events = Vec::new();
+            for f in woken {
+                match f {
+                    Feed::Stop(signal) => {
+                        log(&format!("{signal}: stopped; the table stays in force"));
+                        return Ok(());
+                    }
+                    Feed::Table(e) => table_events.push(e),
+                    other => self.take(other),
+                }
+            }
+            if let Some(rs) = self.compiled.as_ref().map(Compiled::ruleset) {
+                self.table.react(table_events, rs, self.generation);
+            }
+            if self.view.dirty && self.all_synced() {
+                self.transact();
+            }
+            if let Some(rs) = self.compiled.as_ref().map(Compiled::ruleset) {
+                self.table.check_if_due(rs, self.generation);
+                if self.quiet_since.elapsed() >= PREPARE_AFTER {
+                    self.table.prepare(rs, self.generation);
+                }
+            }
+            self.publish();
+            self.health.beat();
+        }
+    }
+
+    fn take(&mut self, f: Feed) {
+        match f {
+            Feed::Kinds(kinds) => {
+                let names: Vec<String> = kinds.iter().map(ToString::to_string).collect();
+                log(&format!("watching {} kinds: {}", kinds.len(), names.join(", ")));
+                self.kinds = Some(kinds);
+                self.unavailable = None;
+            }
+            Feed::Unavailable(why) => {
+                if self.unavailable.as_ref() != Some(&why) {
+                    log(&format!("cannot reach the API server: {why}; retrying"));
+                }
+                self.unavailable = Some(why);
+            }
+            Feed::Recovered(kind) => {
+                if self.failing.remove(kind).is_some() {
+                    log(&format!("{kind} can be listed again"));
+                }
+            }
+            Feed::Change(at, change) => self.change(at, change),
+            Feed::Table(_) | Feed::Stop(_) => {}
+        }
+    }
+
+    fn change(&mut self, at: Instant, change: Change) {
+        let kind = change.kind();
+        let label = KindLabel::of(kind);
+        match &change {
+            Change::Error(e) => {
+                self.health.metrics.watch_restarts.get_or_create(&label).inc();
+                if self.failing.get(kind) != Some(&e.message) {
+                    log(&format!("{e}; retrying (what is in force stays)"));
+                }
+                self.failing.insert(kind, e.message.clone());
+                return;
+            }
+            Change::Relisted { applied, deleted, .. } => {
+                self.health.metrics.relists.get_or_create(&label).inc();
+                if self.view.synced.contains(kind) && !(applied.is_empty() && deleted.is_empty()) {
+                    log(&format!("relisted {kind}: {} came or changed, {} went", applied.len(), deleted.len()));
+                }
+            }
+            _ => {}
+        }
+        if self.failing.remove(kind).is_some() {
+            log(&format!("the watch of {kind} is back"));
+        }
+        self.view.take(change);
+        self.pending.push(at);
+        self.quiet_since = Instant::now();
+    }
+
+    fn all_synced(&self) -> bool {
+        self.kinds.as_ref().is_some_and(|k| k.iter().all(|k| self.view.synced.contains(k)))
+    }
+
+    /// Builds what the view holds, compiles it and sends the difference in one transaction.
+    fn transact(&mut self) {
+        let t = Instant::now();
+        let touched = match self.view.finish() {
+            Ok(t) => t,
+            Err(p) => {
+                let why = format!("what was in force no longer builds ({p}); the last good ruleset stays in force");
+                log(&why);
+                self.failed = Some(why);
+                return;
+            }
+        };
+        if touched.is_empty() && self.compiled.is_some() {
+            self.pending.clear();
+            return;
+        }
+        let Some(cluster) = self.view.cluster() else { return };
+        crate::controller::warn_unenforced(cluster);
+        let next = Compiled::new(cluster, &compile_options(&self.args));
+        let (delta, how) = match &self.compiled {
+            Some(old) => {
+                (script::update_commands(old.ruleset(), next.ruleset()), format!("{} objects", touched.objects.len()))
+            }
+            None => (script::full_commands(next.ruleset()), "first ruleset, every kind synced".to_string()),
+        };
+        self.generation += 1;
+        let sent = Instant::now();
+        let ok = self.table.apply(&delta, next.ruleset(), t, &how);
+        self.health.applied(ok, sent.elapsed(), &self.pending);
+        self.pending.clear();
+        self.failed =
+            (!ok).then(|| "the kernel refused the last transaction; the last good ruleset stays in force".into());
+        if ok || self.compiled.is_some() {
+            self.compiled = Some(next);
+        } else {
+            // The first ruleset did not go in: try again with the next turn.
+            self.view.dirty = true;
+        }
+        self.last_change = Some((Instant::now(), how));
+    }
+
+    /// Why the agent is not ready (empty: ready).
+    fn unready(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if let Some(why) = &self.unavailable {
+            out.push(format!("cannot reach the API server: {why}"));
+        }
+        match &self.kinds {
+            None => out.push("discovering the served kinds".into()),
+            Some(kinds) => {
+                let waiting: Vec<String> =
+                    kinds.iter().filter(|k| !self.view.synced.contains(*k)).map(ToString::to_string).collect();
+                if !waiting.is_empty() {
+                    out.push(format!("not synced yet (nothing applied): {}", waiting.join(", ")));
+                }
+            }
+        }
+        for (kind, why) in &self.failing {
+            out.push(format!("watch of {kind} failing: {why}"));
+        }
+        out.extend(self.failed.clone());
+        if out.is_empty() && self.compiled.is_none() {
+            out.push("no ruleset applied yet".into());
+        }
+        out
+    }
+
+    /// Serves the status (`palisade agent --status`), readiness and metrics.
+    fn publish(&self) {
+        let m = &self.health.metrics;
+        Metrics::counts(&m.objects, self.view.counts());
+        let mut refused = BTreeMap::<String, usize>::new();
+        for key in self.view.refused.keys() {
+            *refused.entry(key.kind.to_string()).or_default() += 1;
+        }
+        Metrics::counts(&m.refused, refused);
+        m.table_restores.set(i64::try_from(self.table.restores).unwrap_or(i64::MAX));
+        if let Some(c) = &self.compiled {
+            m.in_force(c.enforced_pods(), &c.ruleset().stats());
+        }
+        let unready = self.unready();
+        self.owner.set_status(self.status(&unready));
+        self.health.set_unready(unready);
+    }
+
+    fn status(&self, unready: &[String]) -> String {
+        let mut out = format!("palisade agent, pid {}\n", std::process::id());
+        let from = match (&self.args.kubeconfig, &self.args.context) {
+            (None, None) => "in-cluster".to_string(),
+            (k, c) => format!(
+                "kubeconfig {}, context {}",
+                k.as_ref().map_or("(default)".into(), |p| p.display().to_string()),
+                c.as_deref().unwrap_or("(current)")
+            ),
+        };
+        out.push_str(&format!("source: kubernetes ({from})\n"));
+        let mode = if self.args.mode == Mode::Audit { "audit" } else { "enforce" };
+        out.push_str(&format!("mode: {mode}, node: {}\n", self.args.node.as_deref().unwrap_or("(all)")));
+        let (kinds, synced) = (self.kinds.as_ref().map_or(0, Vec::len), self.view.synced.len());
+        out.push_str(&format!("kinds: {kinds} watched, {synced} synced\n"));
+        match (&self.compiled, self.view.cluster()) {
+            (Some(c), Some(cluster)) => {
+                let s = c.ruleset().stats();
+                out.push_str(&format!(
+                    "in force: {} pods ({} enforced), {} policies; {} chains, {} rules, {} sets ({} elements)\n",
+                    cluster.pods.len(),
+                    c.enforced_pods(),
+                    cluster.policies.len(),
+                    s.chains,
+                    s.rules,
+                    s.sets,
+                    s.set_elements
+                ));
+            }
+            _ => out.push_str("in force: nothing applied yet (the table in the kernel, if any, stays)\n"),
+        }
+        if let Some((t, how)) = &self.last_change {
+            out.push_str(&format!("last change: {} s ago ({how})\n", t.elapsed().as_secs()));
+        }
+        out.push_str(&format!("refused: {}\n", self.view.refused.len()));
+        for (key, r) in &self.view.refused {
+            let what = if r.kept { "its last good version stays in force" } else { "left out" };
+            out.push_str(&format!("  {key}: {what}: {}\n", r.why));
+        }
+        match unready.is_empty() {
+            true => out.push_str("ready\n"),
+            false => out.push_str(&format!("not ready: {}\n", unready.join("; "))),
+        }
+        out.push_str(&format!("table restores: {}\n", self.table.restores));
+        out
+    }
+}

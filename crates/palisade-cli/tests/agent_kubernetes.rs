@@ -1,0 +1,212 @@
+//! The agent's HTTP port and its Kubernetes source, as root with the real binary in scratch
+//! network namespaces (`pal-test-...-<pid>`): /livez, /readyz and /metrics read over HTTP; the
+//! agent watching the fake API server (palisade-fakeapi: TLS, token, RBAC from deploy/) keeps
+//! the namespace's table in step with what is written through the fake's API, applies nothing
+//! before every kind synced, converges after a 410 and dropped watches, and leaves its table
+//! in force on SIGTERM. Set PALISADE_SKIP_LAB=1 where root, `ip` and `nft` are not available.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::time::Duration;
+
+use common::lab::{lab_possible, table, Agent, Netns, Scratch};
+use common::repo;
+
+/// One test at a time: they share the machine's two cores.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn slot() -> Option<std::sync::MutexGuard<'static, ()>> {
+    lab_possible().then(|| SERIAL.lock().unwrap_or_else(|e| e.into_inner()))
+}
+
+const SECOND: Duration = Duration::from_secs(1);
+
+fn model() -> String {
+    std::fs::read_to_string(repo().join("tests/conformance/model.yaml")).unwrap()
+}
+
+/// Isolates namespace x for ingress and admits namespace y on 80.
+const GUARD: &str = "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: guard, namespace: x}\nspec:\n  podSelector: {}\n  ingress:\n  - from:\n    - namespaceSelector: {matchLabels: {ns: \"y\"}}\n    ports: [{port: 80, protocol: TCP}]\n";
+
+/// `GET path` over HTTP/1.1: (status, body).
+fn get(addr: &str, path: &str) -> (u16, String) {
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(5 * SECOND)).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: agent\r\nConnection: close\r\n\r\n").unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    let status = text.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    (status, body)
+}
+
+/// The address the agent says it serves on (it was given port 0).
+fn served(agent: &Agent) -> String {
+    let mut addr = String::new();
+    agent.wait_for("the agent's port", 10 * SECOND, || {
+        let log = agent.log();
+        let Some(at) = log.find("on http://") else { return false };
+        addr = log[at + "on http://".len()..].lines().next().unwrap_or_default().to_string();
+        true
+    });
+    addr
+}
+
+/// The value of an unlabelled metric line (`name value`).
+fn metric(text: &str, name: &str) -> Option<f64> {
+    text.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+}
+
+#[test]
+fn the_port_serves_liveness_readiness_and_metrics() {
+    let Some(_one) = slot() else { return };
+    let ns = Netns::new("health");
+    let scratch = Scratch::new("health");
+    let dir = scratch.path("source");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::write(dir.join("model.yaml"), model()).unwrap();
+    std::fs::write(dir.join("policy.yaml"), GUARD).unwrap();
+    let args = ["--listen", "127.0.0.1:0", "--interval-ms", "100", "--settle-ms", "50"];
+    let agent = Agent::start(&dir, &ns.0, &args, scratch.path("agent.log"));
+    let addr = served(&agent);
+    agent.wait_for("the ruleset", 10 * SECOND, || table(&ns.0).matches("jump in_").count() == 3);
+    assert_eq!(get(&addr, "/livez"), (200, "ok\n".into()));
+    agent.wait_for("ready", 5 * SECOND, || get(&addr, "/readyz").0 == 200);
+    let (code, text) = get(&addr, "/metrics");
+    assert_eq!(code, 200);
+    assert_eq!(metric(&text, "palisade_enforced_pods"), Some(3.0), "{text}");
+    assert_eq!(metric(&text, "palisade_apply_duration_seconds_count"), Some(1.0), "{text}");
+    assert_eq!(metric(&text, "palisade_apply_failures_total"), Some(0.0), "{text}");
+    assert!(metric(&text, "palisade_rules").unwrap() >= 1.0, "{text}");
+    assert_eq!(get(&addr, "/nothing").0, 404);
+    // A policy change: one more transaction, one more event-to-kernel observation.
+    std::fs::remove_file(dir.join("policy.yaml")).unwrap();
+    agent.wait_for("the policy gone", 5 * SECOND, || !table(&ns.0).contains("jump in_"));
+    let text = get(&addr, "/metrics").1;
+    assert_eq!(metric(&text, "palisade_enforced_pods"), Some(0.0), "{text}");
+    assert_eq!(metric(&text, "palisade_event_to_kernel_seconds_count"), Some(2.0), "{text}");
+    // The directory goes away: not ready (naming why), still live; back: ready again.
+    std::fs::rename(&dir, scratch.path("away")).unwrap();
+    agent.wait_for("not ready", 5 * SECOND, || get(&addr, "/readyz").0 == 503);
+    let (_, why) = get(&addr, "/readyz");
+    assert!(why.contains("the directory cannot be read"), "{why}");
+    assert_eq!(get(&addr, "/livez").0, 200);
+    std::fs::rename(scratch.path("away"), &dir).unwrap();
+    agent.wait_for("ready again", 5 * SECOND, || get(&addr, "/readyz").0 == 200);
+}
+
+fn fake() -> palisade_fakeapi::FakeApi {
+    let role = std::fs::read_to_string(repo().join("deploy/agent-rbac.yaml")).unwrap();
+    let rbac = palisade_fakeapi::Rbac::from_manifest(&role, "palisade-agent").unwrap();
+    let config = palisade_fakeapi::Config { rbac: Some(rbac), ..Default::default() };
+    palisade_fakeapi::FakeApi::start(config).unwrap()
+}
+
+fn guard_object(port: u32) -> serde_json::Value {
+    serde_json::json!({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+        "metadata": {"name": "guard", "namespace": "x"},
+        "spec": {"podSelector": {}, "ingress": [{"from": [{"namespaceSelector": {"matchLabels": {"ns": "y"}}}],
+            "ports": [{"port": port, "protocol": "TCP"}]}]}})
+}
+
+fn status(ns: &str) -> String {
+    let out = common::palisade().args(["agent", "--source", ".", "--netns", ns, "--status"]).output().unwrap();
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+#[test]
+fn the_agent_keeps_the_table_in_step_with_the_api_server() {
+    let Some(_one) = slot() else { return };
+    let ns = Netns::new("kube");
+    let scratch = Scratch::new("kube");
+    let api = fake();
+    for obj in palisade_fakeapi::rbac::documents(&model()).unwrap() {
+        api.apply(obj).unwrap();
+    }
+    api.apply(guard_object(80)).unwrap();
+    let kubeconfig = api.write_kubeconfig(&scratch.0).unwrap();
+    // The startup barrier: while the pod list stalls, nothing is applied.
+    api.stall("pods");
+    let args = ["--kubeconfig", kubeconfig.to_str().unwrap(), "--listen", "127.0.0.1:0"];
+    let agent = Agent::start(std::path::Path::new("kubernetes"), &ns.0, &args, scratch.path("agent.log"));
+    let addr = served(&agent);
+    agent.wait_for("discovery", 10 * SECOND, || agent.log().contains("watching 7 kinds"));
+    std::thread::sleep(2 * SECOND);
+    assert!(table(&ns.0).is_empty(), "a table before every kind synced:\n{}", agent.log());
+    let (code, why) = get(&addr, "/readyz");
+    assert_eq!(code, 503);
+    assert!(why.contains("not synced yet (nothing applied): v1 Pod"), "{why}");
+    assert_eq!(get(&addr, "/livez").0, 200);
+    api.release("pods");
+    agent.wait_for("the first ruleset", 10 * SECOND, || table(&ns.0).matches("jump in_").count() == 3);
+    agent.wait_for("ready", 5 * SECOND, || get(&addr, "/readyz").0 == 200);
+    let text = get(&addr, "/metrics").1;
+    assert!(text.contains("palisade_objects{kind=\"v1 Pod\"} 9"), "{text}");
+    assert_eq!(metric(&text, "palisade_enforced_pods"), Some(3.0), "{text}");
+
+    // A policy change through the API reaches the kernel.
+    let mut only_a = guard_object(80);
+    only_a["spec"]["podSelector"] = serde_json::json!({"matchLabels": {"pod": "a"}});
+    api.apply(only_a).unwrap();
+    agent.wait_for("the changed policy", 5 * SECOND, || table(&ns.0).matches("jump in_").count() == 1);
+
+    // An invalid change keeps the last good version; an invalid new policy is left out.
+    api.apply(guard_object(70000)).unwrap();
+    let mut new = guard_object(70000);
+    new["metadata"]["name"] = "new".into();
+    api.apply(new).unwrap();
+    agent.wait_for("both refused", 5 * SECOND, || status(&ns.0).contains("refused: 2"));
+    let s = status(&ns.0);
+    assert!(s.contains("NetworkPolicy x/guard: its last good version stays in force"), "{s}");
+    assert!(s.contains("NetworkPolicy x/new: left out"), "{s}");
+    assert_eq!(table(&ns.0).matches("jump in_").count(), 1, "the last good version stays");
+    let text = get(&addr, "/metrics").1;
+    assert!(text.contains("palisade_refused_objects{kind=\"networking.k8s.io/v1 NetworkPolicy\"} 2"), "{text}");
+    api.delete("networking.k8s.io/v1", "NetworkPolicy", Some("x"), "new").unwrap();
+    api.apply(guard_object(80)).unwrap();
+    agent.wait_for("the fix", 5 * SECOND, || table(&ns.0).matches("jump in_").count() == 3);
+    assert!(status(&ns.0).contains("refused: 0"), "{}", status(&ns.0));
+
+    // History compacted and every watch dropped: 410, relist, and a change made meanwhile is
+    // taken as the relist's difference.
+    api.compact();
+    api.drop_watches();
+    api.delete("networking.k8s.io/v1", "NetworkPolicy", Some("x"), "guard").unwrap();
+    agent.wait_for("the policy gone", 10 * SECOND, || !table(&ns.0).contains("jump in_"));
+    api.apply(guard_object(80)).unwrap();
+    agent.wait_for("the policy back", 10 * SECOND, || table(&ns.0).matches("jump in_").count() == 3);
+
+    // The API server fails for 3 s while the watches reconnect: not ready (naming the kinds),
+    // live, the table stays; then ready again and changes flow.
+    api.fail_for(500, 3 * SECOND);
+    api.drop_watches();
+    agent.wait_for("not ready", 5 * SECOND, || get(&addr, "/readyz").0 == 503);
+    assert!(get(&addr, "/readyz").1.contains("failing"), "{}", get(&addr, "/readyz").1);
+    assert_eq!(get(&addr, "/livez").0, 200);
+    assert_eq!(table(&ns.0).matches("jump in_").count(), 3, "the table stays");
+    agent.wait_for("ready again", 20 * SECOND, || get(&addr, "/readyz").0 == 200);
+    api.delete("networking.k8s.io/v1", "NetworkPolicy", Some("x"), "guard").unwrap();
+    agent.wait_for("a change after the outage", 35 * SECOND, || !table(&ns.0).contains("jump in_"));
+    let text = get(&addr, "/metrics").1;
+    assert!(text.contains("palisade_watch_restarts_total{kind=\"v1 Pod\"}"), "{text}");
+    assert!(text.contains("palisade_relists_total{kind=\"v1 Pod\"}"), "{text}");
+
+    // SIGTERM: exit 0, the table left in force.
+    api.apply(guard_object(80)).unwrap();
+    agent.wait_for("the last policy", 10 * SECOND, || table(&ns.0).matches("jump in_").count() == 3);
+    let mut agent = agent;
+    let term = std::process::Command::new("kill").args(["-TERM", &agent.pid().to_string()]).status().unwrap();
+    assert!(term.success());
+    let start = std::time::Instant::now();
+    let code = loop {
+        if let Some(s) = agent.child.try_wait().unwrap() {
+            break s.code();
+        }
+        assert!(start.elapsed() < 5 * SECOND, "still running after SIGTERM:\n{}", agent.log());
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(code, Some(0), "{}", agent.log());
+    assert_eq!(table(&ns.0).matches("jump in_").count(), 3, "the table stays in force");
+    assert!(agent.log().contains("SIGTERM: stopped; the table stays in force"), "{}", agent.log());
+}

@@ -1,0 +1,614 @@
+//! All pod pairs at once, with bitsets.
+//!
+//! Selectors are evaluated once against label indexes (cached by selector), peers become pod
+//! bitsets, IP blocks become ranges over pods sorted by IP, and pods that the same policies
+//! select (and that meet the same rule conditions themselves) share one evaluation. Tiers and
+//! ordered actions are bitset operations on the still-undecided peers. Pods that stand for a
+//! Calico host endpoint are decided one pair at a time by [`crate::verdict::decide`]; the
+//! result agrees with it for every pair. A node's (or host-network pod's) connections to the
+//! pods that run on it are always allowed, and a workload's template pod standing for several
+//! replicas is decided against itself like any two pods.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+
+use fixedbitset::FixedBitSet;
+
+use crate::decide::matching::{self, entity_matches, ports_match};
+use crate::decide::verdict::{decide, node_of, placement, Placement, Verdict};
+use crate::model::cluster::{Cluster, PodId, PolicyId};
+use crate::model::endpoint::{Connection, Endpoint, Side};
+use crate::model::expr::Expr;
+use crate::model::label::Labels;
+use crate::model::policy::{Action, Direction, Rule};
+use crate::model::port::{ContainerPort, Protocol};
+use crate::model::rule::Entity;
+
+/// `rows[src]` holds the destination pods `src` may open the connection to.
+pub struct Matrix {
+    pub port: u16,
+    pub protocol: Protocol,
+    pub rows: Vec<FixedBitSet>,
+}
+
+impl Matrix {
+    pub fn allowed(&self, src: PodId, dst: PodId) -> bool {
+        self.rows[src.index()].contains(dst.index())
+    }
+}
+
+/// Label key → (objects having the key, value → objects).
+struct LabelIndex {
+    all: FixedBitSet,
+    keys: HashMap<String, (FixedBitSet, HashMap<String, FixedBitSet>)>,
+}
+
+impl LabelIndex {
+    fn new<'a>(n: usize, items: impl Iterator<Item = (usize, &'a Labels)>) -> Self {
+        let mut all = FixedBitSet::with_capacity(n);
+        let mut keys: HashMap<String, (FixedBitSet, HashMap<String, FixedBitSet>)> = HashMap::new();
+        for (i, labels) in items {
+            all.insert(i);
+            for (k, v) in labels {
+                let e = keys.entry(k.clone()).or_insert_with(|| (FixedBitSet::with_capacity(n), HashMap::new()));
+                e.0.insert(i);
+                e.1.entry(v.clone()).or_insert_with(|| FixedBitSet::with_capacity(n)).insert(i);
+            }
+        }
+        LabelIndex { all, keys }
+    }
+
+    fn values(&self, key: &str, values: &std::collections::BTreeSet<String>) -> FixedBitSet {
+        let mut s = FixedBitSet::with_capacity(self.all.len());
+        if let Some((_, by_value)) = self.keys.get(key) {
+            for v in values {
+                if let Some(b) = by_value.get(v) {
+                    s.union_with(b);
+                }
+            }
+        }
+        s
+    }
+
+    fn value(&self, key: &str, value: &str) -> FixedBitSet {
+        match self.keys.get(key).and_then(|(_, by_value)| by_value.get(value)) {
+            Some(b) => b.clone(),
+            None => FixedBitSet::with_capacity(self.all.len()),
+        }
+    }
+
+    fn has(&self, key: &str) -> FixedBitSet {
+        self.keys.get(key).map(|k| k.0.clone()).unwrap_or_else(|| FixedBitSet::with_capacity(self.all.len()))
+    }
+}
+
+impl LabelIndex {
+    fn matching_values(&self, key: &str, pred: impl Fn(&str) -> bool) -> FixedBitSet {
+        let mut s = FixedBitSet::with_capacity(self.all.len());
+        if let Some((_, by_value)) = self.keys.get(key) {
+            for (v, b) in by_value {
+                if pred(v) {
+                    s.union_with(b);
+                }
+            }
+        }
+        s
+    }
+
+    fn eval_expr(&self, e: &Expr) -> FixedBitSet {
+        match e {
+            Expr::All | Expr::Global => self.all.clone(),
+            Expr::Has(k) => self.has(k),
+            Expr::Eq(k, v) => self.value(k, v),
+            Expr::Ne(k, v) => complement(&self.all, &self.value(k, v)),
+            Expr::In(k, vs) => self.values(k, vs),
+            Expr::NotIn(k, vs) => complement(&self.all, &self.values(k, vs)),
+            Expr::Contains(k, s) => self.matching_values(k, |v| v.contains(s.as_str())),
+            Expr::StartsWith(k, s) => self.matching_values(k, |v| v.starts_with(s.as_str())),
+            Expr::EndsWith(k, s) => self.matching_values(k, |v| v.ends_with(s.as_str())),
+            Expr::Not(e) => complement(&self.all, &self.eval_expr(e)),
+            Expr::And(es) => {
+                let mut out = self.all.clone();
+                for e in es {
+                    out.intersect_with(&self.eval_expr(e));
+                }
+                out
+            }
+            Expr::Or(es) => {
+                let mut out = FixedBitSet::with_capacity(self.all.len());
+                for e in es {
+                    out.union_with(&self.eval_expr(e));
+                }
+                out
+            }
+        }
+    }
+}
+
+fn complement(all: &FixedBitSet, s: &FixedBitSet) -> FixedBitSet {
+    let mut c = all.clone();
+    c.difference_with(s);
+    c
+}
+
+fn full(n: usize) -> FixedBitSet {
+    let mut s = FixedBitSet::with_capacity(n);
+    s.insert_range(..);
+    s
+}
+
+/// Everything the matrix needs about pods, computed once per cluster.
+pub struct Index<'c> {
+    cluster: &'c Cluster,
+    n: usize,
+    sides: Vec<Side>,
+    /// Pods that policy applies to as pods (not host network).
+    subjects: FixedBitSet,
+    /// Pods that stand for a Calico host endpoint: decided pair by pair.
+    hosts: Vec<usize>,
+    /// Labels selectors see: pods' with pseudo-labels, host endpoints'.
+    labels: LabelIndex,
+    by_ip: Vec<(IpAddr, usize)>,
+    /// Pods and host endpoints an expression matches by their labels.
+    label_cache: HashMap<Expr, FixedBitSet>,
+    /// The same, plus the pods inside the network sets it matches (rule selectors).
+    expr_cache: HashMap<Expr, FixedBitSet>,
+}
+
+/// Which policies apply to a pod, and how it fares on its own side of their rules.
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct GroupKey {
+    policies: Vec<PolicyId>,
+    own: Vec<bool>,
+    ports: Vec<ContainerPort>,
+}
+
+/// The packet a matrix is about, independent of who sends it.
+struct Probe {
+    port: u16,
+    protocol: Protocol,
+    template: Connection,
+}
+
+/// How a rule's own side (destination for ingress, source for egress) comes out for the
+/// endpoints its policy applies to.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum OwnSide {
+    /// It depends on the endpoint (nets, selectors, named ports, IP version): one bit per pod.
+    Varies,
+    /// The packet alone decides it (no conditions, or numeric ports): the same for every pod.
+    Always,
+    Never,
+}
+
+impl<'c> Index<'c> {
+    pub fn new(cluster: &'c Cluster) -> Self {
+        let n = cluster.pods.len();
+        let sides: Vec<Side> = cluster.pod_ids().map(|p| Side::pod(cluster, p)).collect();
+        let mut subjects = FixedBitSet::with_capacity(n);
+        let mut hosts = Vec::new();
+        for (p, side) in sides.iter().enumerate() {
+            match side.endpoint {
+                Endpoint::Pod(_) if cluster.is_policy_subject(PodId::new(p)) => subjects.insert(p),
+                Endpoint::Host(_) => hosts.push(p),
+                _ => {}
+            }
+        }
+        let items = (0..n).filter_map(|p| match sides[p].endpoint {
+            Endpoint::Pod(_) if subjects.contains(p) => Some((p, &cluster.calico_labels[p])),
+            Endpoint::Host(h) => Some((p, &cluster.host_endpoints[h].labels)),
+            _ => None,
+        });
+        let labels = LabelIndex::new(n, items);
+        let mut by_ip: Vec<(IpAddr, usize)> =
+            sides.iter().enumerate().filter_map(|(p, s)| s.ip.map(|ip| (ip, p))).collect();
+        by_ip.sort();
+        Index {
+            cluster,
+            n,
+            sides,
+            subjects,
+            hosts,
+            labels,
+            by_ip,
+            label_cache: HashMap::new(),
+            expr_cache: HashMap::new(),
+        }
+    }
+
+    /// Pods and host endpoints whose own labels an expression matches (no network sets).
+    fn labelled(&mut self, e: &Expr) -> FixedBitSet {
+        if let Some(s) = self.label_cache.get(e) {
+            return s.clone();
+        }
+        let s = self.labels.eval_expr(e);
+        self.label_cache.insert(e.clone(), s.clone());
+        s
+    }
+
+    /// Pods a rule's selector matches: by their own labels, or by an address inside a
+    /// network set the selector matches (Felix matches selectors through IP sets).
+    fn selector(&mut self, e: &Expr) -> FixedBitSet {
+        if let Some(s) = self.expr_cache.get(e) {
+            return s.clone();
+        }
+        let mut s = self.labelled(e);
+        for set in self.cluster.network_sets.iter().filter(|set| e.matches(&set.labels)) {
+            for net in &set.nets {
+                for p in self.ip_range(net) {
+                    s.insert(p);
+                }
+            }
+        }
+        self.expr_cache.insert(e.clone(), s.clone());
+        s
+    }
+
+    fn ip_nets(&self, nets: &[ipnet::IpNet]) -> FixedBitSet {
+        let mut s = FixedBitSet::with_capacity(self.n);
+        for net in nets {
+            for p in self.ip_range(net) {
+                s.insert(p);
+            }
+        }
+        s
+    }
+
+    fn ip_range(&self, net: &ipnet::IpNet) -> impl Iterator<Item = usize> + '_ {
+        let (lo, hi) = (net.network(), net.broadcast());
+        let start = self.by_ip.partition_point(|(ip, _)| *ip < lo);
+        self.by_ip[start..].iter().take_while(move |(ip, _)| *ip <= hi).map(|(_, p)| *p)
+    }
+
+    /// Pods (as peers) meeting one end of a rule.
+    fn entity_peers(&mut self, rule: &Rule, e: &Entity, port: u16, probe: &Probe) -> FixedBitSet {
+        let mut s = full(self.n);
+        if rule.ip_version.is_some() {
+            for p in 0..self.n {
+                s.set(p, matching::version_ok(rule, self.sides[p].ip));
+            }
+        }
+        if !e.nets.is_empty() {
+            s.intersect_with(&self.ip_nets(&e.nets));
+        }
+        s.difference_with(&self.ip_nets(&e.not_nets));
+        if let Some(sel) = &e.selector {
+            s.intersect_with(&self.selector(sel));
+        }
+        if let Some(sel) = &e.not_selector {
+            s.difference_with(&self.selector(sel));
+        }
+        if !e.ports.is_empty() || !e.not_ports.is_empty() {
+            let cluster = self.cluster;
+            if matching::ports_are_numeric(e) {
+                // Numbers only: the same answer for every peer, so decide it once.
+                let anyone = Side { endpoint: Endpoint::External, ip: None };
+                if !ports_match(cluster, e, &anyone, port, probe.protocol) {
+                    s.clear();
+                }
+            } else {
+                for p in s.clone().ones() {
+                    if !ports_match(cluster, e, &self.sides[p], port, probe.protocol) {
+                        s.set(p, false);
+                    }
+                }
+            }
+        }
+        s
+    }
+
+    /// The peers a rule matches for an endpoint in `dir` (its own side checked by the caller).
+    fn rule_peers(&mut self, rule: &Rule, dir: Direction, probe: &Probe) -> FixedBitSet {
+        if matching::packet(rule, &probe.template).is_err() {
+            return FixedBitSet::with_capacity(self.n);
+        }
+        match dir {
+            Direction::Ingress => self.entity_peers(rule, &rule.source, probe.template.src_port, probe),
+            Direction::Egress => self.entity_peers(rule, &rule.destination, probe.port, probe),
+        }
+    }
+
+    /// How a rule's own side comes out: per pod, or once for all.
+    fn own_kind(&self, rule: &Rule, dir: Direction, probe: &Probe) -> OwnSide {
+        let (e, port) = own_entity(rule, dir, probe);
+        if rule.ip_version.is_some() || e.has_address() || !matching::ports_are_numeric(e) {
+            return OwnSide::Varies;
+        }
+        let anyone = Side { endpoint: Endpoint::External, ip: None };
+        match ports_match(self.cluster, e, &anyone, port, probe.protocol) {
+            true => OwnSide::Always,
+            false => OwnSide::Never,
+        }
+    }
+
+    /// Whether pod `x` meets its own side of a rule (destination for ingress, source for egress).
+    fn own_side(&self, rule: &Rule, dir: Direction, probe: &Probe, x: usize) -> bool {
+        let side = &self.sides[x];
+        let (e, port) = own_entity(rule, dir, probe);
+        matching::version_ok(rule, side.ip) && entity_matches(self.cluster, e, side, port, probe.protocol)
+    }
+
+    /// For each pod, the policies (in evaluation order) that apply to it in `dir`.
+    pub fn applicable(&mut self, dir: Direction) -> Vec<Vec<PolicyId>> {
+        let mut by_pod: Vec<Vec<PolicyId>> = vec![Vec::new(); self.n];
+        for (i, s) in self.selected(dir) {
+            for p in s.ones() {
+                by_pod[p].push(i);
+            }
+        }
+        by_pod
+    }
+
+    /// Pods and host endpoints whose own labels an expression matches (no network sets).
+    pub fn label_pods(&mut self, e: &Expr) -> FixedBitSet {
+        self.labelled(e)
+    }
+
+    /// The side (pod, host endpoint or node) each pod stands for.
+    pub fn side(&self, p: PodId) -> Side {
+        self.sides[p.index()]
+    }
+
+    /// Pods each policy applies to in `dir`.
+    fn selected(&mut self, dir: Direction) -> Vec<(PolicyId, FixedBitSet)> {
+        let cluster = self.cluster;
+        let mut out = Vec::new();
+        for (i, pol) in cluster.policy_ids().zip(&cluster.policies) {
+            if pol.rules(dir).is_none() {
+                continue;
+            }
+            let mut s = self.labelled(&pol.subject);
+            s.intersect_with(&self.subjects);
+            out.push((i, s));
+        }
+        out
+    }
+
+    /// Per pod: `None` when no policy applies in `dir`, else the peers it allows.
+    fn allowed(&mut self, dir: Direction, probe: &Probe) -> Vec<Admitted> {
+        let by_pod = self.applicable(dir);
+        let own_kinds: Vec<Vec<OwnSide>> = (self.cluster.policies.iter())
+            .map(|pol| pol.rules(dir).into_iter().flatten().map(|r| self.own_kind(r, dir, probe)).collect())
+            .collect();
+        let mut groups: HashMap<GroupKey, std::rc::Rc<FixedBitSet>> = HashMap::new();
+        let mut peers_cache: HashMap<(usize, usize), FixedBitSet> = HashMap::new();
+        let mut out = Vec::with_capacity(self.n);
+        for (x, pols) in by_pod.into_iter().enumerate() {
+            if pols.is_empty() {
+                out.push(None);
+                continue;
+            }
+            let key = self.group_key(pols, dir, probe, x, &own_kinds);
+            if let Some(g) = groups.get(&key) {
+                out.push(Some(g.clone()));
+                continue;
+            }
+            let set = std::rc::Rc::new(self.evaluate(&key, dir, probe, &own_kinds, &mut peers_cache));
+            groups.insert(key, set.clone());
+            out.push(Some(set));
+        }
+        out
+    }
+
+    fn group_key(
+        &self,
+        policies: Vec<PolicyId>,
+        dir: Direction,
+        probe: &Probe,
+        x: usize,
+        own_kinds: &[Vec<OwnSide>],
+    ) -> GroupKey {
+        let mut own = Vec::new();
+        let mut named = false;
+        for &pi in &policies {
+            for (ri, rule) in self.cluster.policies[pi].rules(dir).into_iter().flatten().enumerate() {
+                named |= rule.uses_named_ports();
+                if own_kinds[pi.index()][ri] == OwnSide::Varies {
+                    own.push(self.own_side(rule, dir, probe, x));
+                }
+            }
+        }
+        let ports = if named { self.cluster.pods[x].ports.clone() } else { Vec::new() };
+        GroupKey { policies, own, ports }
+    }
+
+    /// Tier by tier, policy by policy, rule by rule: what a group of pods allows.
+    fn evaluate(
+        &mut self,
+        key: &GroupKey,
+        dir: Direction,
+        probe: &Probe,
+        own_kinds: &[Vec<OwnSide>],
+        cache: &mut HashMap<(usize, usize), FixedBitSet>,
+    ) -> FixedBitSet {
+        let cluster = self.cluster;
+        let mut allowed = FixedBitSet::with_capacity(self.n);
+        let mut undecided = full(self.n);
+        let mut own = key.own.iter();
+        for (tier, run) in cluster.tier_runs(&key.policies) {
+            let mut open = undecided.clone();
+            let mut passed = FixedBitSet::with_capacity(self.n);
+            for &pi in run {
+                for (ri, rule) in cluster.policies[pi].rules(dir).into_iter().flatten().enumerate() {
+                    let own_ok = match own_kinds[pi.index()][ri] {
+                        OwnSide::Varies => *own.next().expect("one own-side bit per rule that varies"),
+                        OwnSide::Always => true,
+                        OwnSide::Never => false,
+                    };
+                    if !own_ok || rule.action == Action::Log || open.is_clear() {
+                        continue;
+                    }
+                    let peers = cache.entry((pi.index(), ri)).or_insert_with(|| self.rule_peers(rule, dir, probe));
+                    let mut hit = peers.clone();
+                    hit.intersect_with(&open);
+                    match rule.action {
+                        Action::Allow => allowed.union_with(&hit),
+                        Action::Pass => passed.union_with(&hit),
+                        Action::Deny | Action::Log => {}
+                    }
+                    open.difference_with(&hit);
+                }
+            }
+            if cluster.tiers[tier].pass_at_end {
+                passed.union_with(&open);
+            }
+            undecided = passed;
+        }
+        // Passed by every tier: the endpoint's profile allows.
+        allowed.union_with(&undecided);
+        allowed
+    }
+
+    /// Each direction on its own for one port and protocol: per pod, the peers its egress
+    /// (first) or ingress (second) policy admits, `None` where that side is not isolated.
+    /// Host endpoints are not covered here (see [`Index::matrix`]).
+    pub fn sides(&mut self, port: u16, protocol: Protocol) -> (Vec<Admitted>, Vec<Admitted>) {
+        // Only the packet's own fields (protocol, ports, ICMP) of this template are read.
+        let nowhere = Side { endpoint: Endpoint::External, ip: None };
+        let probe = Probe { port, protocol, template: Connection::new(nowhere, nowhere, port, protocol) };
+        (self.allowed(Direction::Egress, &probe), self.allowed(Direction::Ingress, &probe))
+    }
+
+    /// Decides every pod pair for one port and protocol.
+    pub fn matrix(&mut self, port: u16, protocol: Protocol) -> Matrix {
+        let cluster = self.cluster;
+        let (egress, ingress) = self.sides(port, protocol);
+        let mut t = vec![FixedBitSet::with_capacity(self.n); self.n];
+        let mut open = FixedBitSet::with_capacity(self.n);
+        for (d, set) in ingress.iter().enumerate() {
+            match set {
+                None => open.insert(d),
+                Some(sources) => {
+                    for s in sources.ones() {
+                        t[s].insert(d);
+                    }
+                }
+            }
+        }
+        let mut rows = Vec::with_capacity(self.n);
+        for (s, e) in egress.into_iter().enumerate() {
+            let mut row = std::mem::take(&mut t[s]);
+            row.union_with(&open);
+            if let Some(e) = e {
+                row.intersect_with(&e);
+            }
+            // A pod reaches itself on loopback; a workload's replicas are decided as pods.
+            if !cluster.pods[s].is_replica_group() {
+                row.insert(s);
+            }
+            rows.push(row);
+        }
+        self.own_nodes(&mut rows);
+        for &h in &self.hosts {
+            for x in 0..self.n {
+                let pair = |a: usize, b: usize| {
+                    a == b
+                        || decide(cluster, &Connection::new(self.sides[a], self.sides[b], port, protocol)).verdict
+                            == Verdict::Allow
+                };
+                rows[h].set(x, pair(h, x));
+                rows[x].set(h, pair(x, h));
+            }
+        }
+        Matrix { port, protocol, rows }
+    }
+}
+
+impl Index<'_> {
+    /// Nodes (host-network pods, which are their node's stack) reach the pods that run on
+    /// them whatever the policies say; see [`crate::verdict::own_node`].
+    fn own_nodes(&self, rows: &mut [FixedBitSet]) {
+        let cluster = self.cluster;
+        let mut on_node: HashMap<&str, FixedBitSet> = HashMap::new();
+        // A DaemonSet's template pods run on every node.
+        let mut everywhere = FixedBitSet::with_capacity(self.n);
+        for p in self.subjects.ones() {
+            match placement(cluster, PodId::new(p)) {
+                Some(Placement::Node(node)) => {
+                    on_node.entry(node).or_insert_with(|| FixedBitSet::with_capacity(self.n)).insert(p)
+                }
+                Some(Placement::EveryNode) => everywhere.insert(p),
+                None => {}
+            }
+        }
+        for (s, row) in rows.iter_mut().enumerate() {
+            match node_of(cluster, &self.sides[s]) {
+                Some(Placement::Node(node)) => {
+                    on_node.get(node).into_iter().for_each(|local| row.union_with(local));
+                    row.union_with(&everywhere);
+                }
+                // A host-network DaemonSet pod is on every node: every placed pod is local.
+                Some(Placement::EveryNode) => {
+                    on_node.values().for_each(|local| row.union_with(local));
+                    row.union_with(&everywhere);
+                }
+                None => {}
+            }
+        }
+    }
+}
+
+/// A rule's own end for an endpoint in `dir` (destination for ingress, source for egress) and
+/// the port of the packet on that end.
+fn own_entity<'r>(rule: &'r Rule, dir: Direction, probe: &Probe) -> (&'r Entity, u16) {
+    match dir {
+        Direction::Ingress => (&rule.destination, probe.port),
+        Direction::Egress => (&rule.source, probe.template.src_port),
+    }
+}
+
+/// The peers one side admits (shared between pods that the same policies select).
+pub type Admitted = Option<std::rc::Rc<FixedBitSet>>;
+
+/// Convenience: index the cluster and compute one matrix.
+pub fn matrix(cluster: &Cluster, port: u16, protocol: Protocol) -> Matrix {
+    Index::new(cluster).matrix(port, protocol)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::fixture::{ports, rule, selecting, ClusterBuilder};
+
+    /// Every ordered pod pair, as the matrix and as `decide` see it.
+    fn agree(cluster: &Cluster, port: u16, protocol: Protocol) {
+        let m = matrix(cluster, port, protocol);
+        for s in cluster.pod_ids() {
+            for d in cluster.pod_ids() {
+                let c = Connection::new(Side::pod(cluster, s), Side::pod(cluster, d), port, protocol);
+                let want = decide(cluster, &c).verdict == Verdict::Allow;
+                assert_eq!(
+                    m.allowed(s, d),
+                    want,
+                    "{} -> {} on {port}/{protocol}",
+                    cluster.pod_key(s),
+                    cluster.pod_key(d)
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn own_side_ports_decided_once_agree_with_the_per_connection_path() {
+        // db's rule sets its own destination port (the packet alone decides it), web's its
+        // own source selector (decided per pod).
+        let admit = rule(Action::Allow, Some(Protocol::TCP), selecting("app == 'web'"), ports(&[5432]));
+        let own_source = rule(Action::Allow, None, selecting("app == 'web'"), Entity::default());
+        let cluster = ClusterBuilder::new()
+            .ns("shop", &[])
+            .pod("shop/web", &[("app", "web")], "10.0.0.1")
+            .pod("shop/db", &[("app", "db")], "10.0.0.2")
+            .pod("shop/batch", &[("app", "batch")], "10.0.0.3")
+            .policy("shop/db", 10.0, "app == 'db'", Some(vec![admit]), None)
+            .policy("shop/out", 20.0, "all()", None, Some(vec![own_source]))
+            .build();
+        for port in [5432, 80] {
+            agree(&cluster, port, Protocol::TCP);
+        }
+        let m = matrix(&cluster, 5432, Protocol::TCP);
+        let id = |k: &str| cluster.pod("shop", k).expect("fixture pod");
+        assert!(m.allowed(id("web"), id("db")));
+        assert!(!m.allowed(id("batch"), id("db")), "batch may not send (egress) nor is it admitted");
+        assert!(!matrix(&cluster, 80, Protocol::TCP).allowed(id("web"), id("db")));
+    }
+}

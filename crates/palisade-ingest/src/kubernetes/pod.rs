@@ -1,0 +1,108 @@
+//! Pods: addresses, container ports, the workload that owns them; finished pods left out.
+
+use std::net::IpAddr;
+
+use k8s_openapi::api::core::v1::{self as core, PodSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use palisade_core::cluster::{NsId, Pod, WorkloadRef};
+use palisade_core::field::{FieldPath, Problems};
+use palisade_core::port::ContainerPort;
+
+use super::meta::{check_labels, parse_ip};
+use super::port::{check_port_name, check_port_number, protocol};
+use crate::object::Item;
+
+fn root() -> FieldPath {
+    FieldPath::root()
+}
+
+/// A Pod object as the engine's pod.
+pub(crate) fn pod_from(pod: &core::Pod, item: &Item, ns: NsId, p: &mut Problems) -> Pod {
+    let labels = pod.metadata.labels.clone().unwrap_or_default();
+    check_labels(&labels, p);
+    let spec = pod.spec.clone().unwrap_or_default();
+    let ips = pod_ips(pod, p);
+    let ports = container_ports(&spec, &root().key("spec"), p);
+    Pod {
+        namespace: ns,
+        name: item.name.clone(),
+        labels,
+        ips,
+        ports,
+        host_network: spec.host_network.unwrap_or(false),
+        node: spec.node_name.clone(),
+        service_account: spec.service_account_name.clone().unwrap_or_else(|| "default".into()),
+        workload: owner_workload(&pod.metadata),
+        derived: false,
+        replicas: Some(1),
+        location: item.input.locate.locate(&root()),
+    }
+}
+
+/// `Succeeded` or `Failed`: a pod whose containers all terminated. It holds no address any
+/// more (its IP may already be another pod's) and sends nothing.
+pub(crate) fn finished_phase(pod: &core::Pod) -> Option<&str> {
+    pod.status.as_ref()?.phase.as_deref().filter(|p| matches!(*p, "Succeeded" | "Failed"))
+}
+
+fn pod_ips(pod: &core::Pod, p: &mut Problems) -> Vec<IpAddr> {
+    let Some(status) = &pod.status else { return Vec::new() };
+    let path = root().key("status");
+    let mut ips: Vec<IpAddr> = Vec::new();
+    if let Some(ip) = status.pod_ip.as_deref().and_then(|s| parse_ip(s, &path.key("podIP"), p)) {
+        ips.push(ip);
+    }
+    for (i, entry) in status.pod_ips.iter().flatten().enumerate() {
+        if let Some(ip) = parse_ip(&entry.ip, &path.key("podIPs").index(i).key("ip"), p) {
+            if !ips.contains(&ip) {
+                ips.push(ip);
+            }
+        }
+    }
+    ips
+}
+
+/// Container ports of a pod spec (init containers' too), checked.
+pub(crate) fn container_ports(spec: &PodSpec, path: &FieldPath, p: &mut Problems) -> Vec<ContainerPort> {
+    let mut out = Vec::new();
+    let groups = [("containers", Some(&spec.containers)), ("initContainers", spec.init_containers.as_ref())];
+    for (field, containers) in groups {
+        for (ci, c) in containers.into_iter().flatten().enumerate() {
+            for (pi, port) in c.ports.iter().flatten().enumerate() {
+                let pp = path.key(field).index(ci).key("ports").index(pi);
+                let protocol = protocol(port.protocol.as_deref(), &pp.key("protocol"), p);
+                let number = match check_port_number(port.container_port) {
+                    Ok(n) => n,
+                    Err(e) => {
+                        p.error(&pp.key("containerPort"), e, "containerPort must be between 1 and 65535");
+                        continue;
+                    }
+                };
+                if let Some(name) = &port.name {
+                    if let Err(e) = check_port_name(name) {
+                        p.error(
+                            &pp.key("name"),
+                            e,
+                            "port names are IANA service names: at most 15 of a-z, 0-9, '-', with a letter",
+                        );
+                    }
+                }
+                out.push(ContainerPort { name: port.name.clone(), port: number, protocol });
+            }
+        }
+    }
+    out
+}
+
+/// The workload of a pod from its owner references; a ReplicaSet owned by a Deployment
+/// (name `<deployment>-<pod-template-hash>`) counts as the Deployment.
+fn owner_workload(meta: &ObjectMeta) -> Option<WorkloadRef> {
+    let owner = meta.owner_references.as_ref()?.iter().find(|o| o.controller.unwrap_or(true))?;
+    let hash = meta.labels.as_ref().and_then(|l| l.get("pod-template-hash"));
+    if owner.kind == "ReplicaSet" {
+        if let Some(deploy) = hash.and_then(|h| owner.name.strip_suffix(&format!("-{h}"))) {
+            return Some(WorkloadRef { kind: "Deployment".into(), name: deploy.to_string() });
+        }
+    }
+    Some(WorkloadRef { kind: owner.kind.clone(), name: owner.name.clone() })
+}
