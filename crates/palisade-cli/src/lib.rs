@@ -6,7 +6,6 @@
 mod agent;
 mod check;
 mod cluster;
-mod connmap;
 mod convert;
 mod diff;
 mod endpoint;

@@ -92,7 +92,7 @@ pub fn run(args: Args) -> u8 {
         return crate::EXIT_INVALID;
     }
     if args.all_ports {
-        return crate::connmap::run(&cluster, args.output);
+        return all_ports(&cluster, args.output);
     }
     let spinner = crate::progress::spinner(format!("deciding {} pod pairs", cluster.pods.len().pow(2)));
     let m = match &port {
@@ -335,4 +335,18 @@ fn cell(m: &Matrix, srcs: &[PodId], dsts: &[PodId]) -> (bool, bool) {
         }
     }
     (all, any)
+}
+
+/// `--all-ports`: the connectivity map, every pair with every port it may use, in the chosen form.
+fn all_ports(cluster: &palisade_core::cluster::Cluster, output: Output) -> u8 {
+    use palisade_review::map::{text, Map};
+    let map = Map::compute(cluster);
+    match output {
+        Output::Table => crate::emit(&text::render(&map, cluster)),
+        Output::Json => {
+            crate::emit(&(serde_json::to_string_pretty(&map.to_json(cluster)).expect("serializable") + "\n"))
+        }
+        Output::Csv => crate::emit(&map.to_csv(cluster)),
+    }
+    0
 }
