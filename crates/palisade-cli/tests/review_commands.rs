@@ -438,32 +438,13 @@ fn review_counts_connections_only_in_families_both_ends_have() {
     const WITH: &str = "tests/review/families.yaml";
     const CLOSED: &str = "tests/review/families-closed.yaml";
     const OPEN: &str = "tests/review/families-open.yaml";
+    let diff: &[&str] = &["diff", CLOSED, OPEN, "--with", WITH];
     let cases: &[(&[&str], &str, &str)] = &[
-        (
-            &["diff", CLOSED, OPEN, "--with", WITH],
-            "+ fam/dual-a -> fam/dual-b  ICMP, ICMPv6  (2 connection(s)",
-            "+ outside ::/0 -> fam/v4",
-        ),
-        (
-            &["diff", CLOSED, OPEN, "--with", WITH],
-            "+ fam/v4 -> fam/dual-a  ICMP  (1 connection(s)",
-            "fam/v4 -> fam/dual-a  ICMP, ICMPv6",
-        ),
-        (
-            &["diff", CLOSED, OPEN, "--with", WITH],
-            "+ fam/dual-a -> fam/v4  ICMP  (1 connection(s)",
-            "fam/dual-a -> fam/v4  ICMP, ICMPv6",
-        ),
-        (
-            &["diff", CLOSED, OPEN, "--with", WITH],
-            "+ outside ::/0 -> fam/dual-a  ICMPv6  (1 connection(s)",
-            "outside ::/0 -> fam/dual-a  ICMP,",
-        ),
-        (
-            &["diff", CLOSED, OPEN, "--with", WITH],
-            "+ outside 0.0.0.0/0 -> fam/v4  ICMP  (1 connection(s)",
-            "outside 0.0.0.0/0 -> fam/v4  ICMP, ICMPv6",
-        ),
+        (diff, "+ fam/dual-a -> fam/dual-b  ICMP, ICMPv6  (2 connection(s)", "+ outside ::/0 -> fam/v4"),
+        (diff, "+ fam/v4 -> fam/dual-a  ICMP  (1 connection(s)", "fam/v4 -> fam/dual-a  ICMP, ICMPv6"),
+        (diff, "+ fam/dual-a -> fam/v4  ICMP  (1 connection(s)", "fam/dual-a -> fam/v4  ICMP, ICMPv6"),
+        (diff, "+ outside ::/0 -> fam/dual-a  ICMPv6  (1 connection(s)", "outside ::/0 -> fam/dual-a  ICMP,"),
+        (diff, "+ outside 0.0.0.0/0 -> fam/v4  ICMP  (1 connection(s)", "outside 0.0.0.0/0 -> fam/v4  ICMP, ICMPv6"),
         (&["reach", "--to", "fam/v4", WITH, OPEN], "  outside 0.0.0.0/0: ICMP\n", "outside ::/0"),
         (&["reach", "--to", "fam/dual-a", WITH, OPEN], "  outside ::/0: ICMPv6\n", "outside ::/0: ICMP,"),
         (&["reach", "--from", "fam/v4", WITH, OPEN], "fam/dual-a: ICMP\n", "fam/dual-a: ICMP, ICMPv6"),
@@ -485,10 +466,30 @@ fn review_counts_connections_only_in_families_both_ends_have() {
         assert!(out.contains(line), "{line:?} missing:\n{out}");
     }
     assert!(!out.contains("fam/v4 => outside ::/0") && !out.contains("outside ::/0 => fam/v4"), "{out}");
+    // matrix --protocol ICMPv6: v4 opens nothing and nothing opens it.
+    let (_, out, _) = run(&["matrix", "--protocol", "ICMPv6", "--output", "json", WITH, OPEN]);
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["allowed"]["fam/v4"], serde_json::json!([]), "{out}");
+    assert_eq!(v["allowed"]["fam/dual-a"], serde_json::json!(["fam/dual-a", "fam/dual-b"]), "{out}");
     // lint: a rule shadowed only on ICMPv6 to an IPv4-only pod would be shadowed on nothing.
     let (code, out, err) = run(&["lint", "--output", "json", WITH, OPEN, "tests/review/families-v6-shadowed.yaml"]);
     assert!(code == 0 || code == 1, "{err}");
     assert!(!out.contains("PAL013"), "the ICMPv6 Allow for v4 matches no connection that can exist:\n{out}");
+}
+
+/// Findings on a Calico rule speak Calico (source, selector, nets), never Kubernetes' words.
+#[test]
+fn lint_speaks_calico_words_for_calico_rules() {
+    let (_, out, err) =
+        run(&["lint", "--output", "json", "tests/review/families.yaml", "tests/review/families-open.yaml"]);
+    let v: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}{err}"));
+    let any_peer: Vec<&Value> = v.as_array().unwrap().iter().filter(|f| f["code"] == "PAL005").collect();
+    assert_eq!(any_peer.len(), 2, "{out}");
+    for f in any_peer {
+        let words = format!("{} {}", f["message"], f["help"]);
+        assert!(words.contains("no source selector or nets") && words.contains("namespaceSelector, nets"), "{words}");
+        assert!(!words.contains("podSelector") && !words.contains("from:") && !words.contains("ipBlock"), "{words}");
+    }
 }
 
 /// diff reads two versions that share files (`--with`): each warning is printed once.

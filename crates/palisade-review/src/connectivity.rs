@@ -206,14 +206,14 @@ pub fn side_families(cluster: &Cluster, side: &Side) -> Families {
 /// The IP families of each pod (its addresses'; both when they are unknown), so that no
 /// connection is counted in a family one of its ends has no address of: an IPv4-only pod
 /// sends no ICMPv6 and no IPv6 address reaches it.
-struct PodFamilies {
+pub struct PodFamilies {
     v4: FixedBitSet,
     v6: FixedBitSet,
     of: Vec<Families>,
 }
 
 impl PodFamilies {
-    fn new(cluster: &Cluster) -> PodFamilies {
+    pub fn new(cluster: &Cluster) -> PodFamilies {
         let n = cluster.pods.len();
         let of: Vec<Families> = cluster.pods.iter().map(|p| Families::of_addresses(&p.ips)).collect();
         let (mut v4, mut v6) = (FixedBitSet::with_capacity(n), FixedBitSet::with_capacity(n));
@@ -236,8 +236,9 @@ impl PodFamilies {
         out
     }
 
-    /// Keeps in a pod matrix only the pairs that share a family of `protocol`'s.
-    fn keep_pairs(&self, rows: &mut [FixedBitSet], protocol: Families) {
+    /// Keeps in a pod matrix (`rows[src]` holds the destinations) only the pairs that share a
+    /// family of `protocol`'s.
+    pub fn keep_pairs(&self, rows: &mut [FixedBitSet], protocol: Families) {
         let masks: Vec<(Families, FixedBitSet)> = [Families::V4, Families::V6, Families::BOTH, Families::NONE]
             .into_iter()
             .map(|f| (f, self.pods(f.intersect(protocol))))
