@@ -472,7 +472,9 @@ pub fn throughput(objects: &[Object], rounds: usize) {
     let mut stateful = vec![script::Command::ReplaceTable];
     for hook in [script::Hook::Prerouting, script::Hook::Postrouting] {
         stateful.push(script::Command::AddChain { name: hook.name().into(), hook: Some(hook) });
-        let rule = "ct state established,related accept".to_string();
+        use palisade_nft::ir::{CtState, Rule, Stmt, Verdict};
+        let rule =
+            Rule::new(vec![Stmt::Ct(vec![CtState::Established, CtState::Related]), Stmt::Verdict(Verdict::Accept)]);
         stateful.push(script::Command::AddRule { chain: hook.name().into(), rule });
     }
     let kernel = Kernel::open(Some(&topo.node)).expect("netlink");

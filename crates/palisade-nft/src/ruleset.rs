@@ -21,7 +21,6 @@
 
 use std::collections::hash_map::DefaultHasher;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::fmt::Write as _;
 use std::hash::{Hash, Hasher};
 use std::net::IpAddr;
 
@@ -31,13 +30,12 @@ use palisade_core::index::Index;
 use palisade_core::matching::{self, address_matches};
 use palisade_core::rule::{Entity, Port, Rule};
 
+use crate::ir::{Addr, Element, Family, NamedSet, PortField, Rule as NftRule, Stmt, Verdict};
 use crate::membership::{named, Addrs, Member, Pairs, Present, Source, Tally, Wanted};
 use crate::own_node::{self, OwnNode};
 use palisade_core::policy::{Action, Direction};
 use palisade_core::port::{ContainerPort, Protocol};
 use palisade_core::verdict::{Endpoint, Side};
-
-pub const TABLE: &str = "palisade";
 
 #[derive(Clone, Debug, Default)]
 pub struct Options {
@@ -50,56 +48,15 @@ pub struct Options {
     pub record_flows: bool,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Family {
-    V4,
-    V6,
-}
-
-impl Family {
-    pub(crate) fn of(ip: &IpAddr) -> Family {
-        if ip.is_ipv4() {
-            Family::V4
-        } else {
-            Family::V6
-        }
-    }
-    pub(crate) fn keyword(self) -> &'static str {
-        match self {
-            Family::V4 => "ip",
-            Family::V6 => "ip6",
-        }
-    }
-    pub fn addr_type(self) -> &'static str {
-        match self {
-            Family::V4 => "ipv4_addr",
-            Family::V6 => "ipv6_addr",
-        }
-    }
-    pub(crate) fn suffix(self) -> &'static str {
-        match self {
-            Family::V4 => "4",
-            Family::V6 => "6",
-        }
-    }
-}
-
-/// A named set: addresses (interval) or address . port pairs (named ports).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct NamedSet {
-    pub family: Family,
-    pub with_port: bool,
-    pub elements: BTreeSet<String>,
-}
-
 /// The whole table, in parts that can be compared for incremental updates.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Ruleset {
     pub sets: BTreeMap<String, NamedSet>,
-    /// Group chains (name → rules); base chains are fixed text.
-    pub chains: BTreeMap<String, Vec<String>>,
+    /// Group chains (name → rules); the base chains are the same for every ruleset
+    /// (`script::full_commands` adds them).
+    pub chains: BTreeMap<String, Vec<NftRule>>,
     /// Verdict maps: `egress_4` etc. → (address → chain).
-    pub maps: BTreeMap<String, BTreeMap<String, String>>,
+    pub maps: BTreeMap<String, BTreeMap<IpAddr, String>>,
     /// A node's traffic to its own pods, accepted whatever the policies say.
     pub own_node: OwnNode,
     pub audit: bool,
@@ -146,15 +103,15 @@ fn short_hash<T: Hash + ?Sized>(v: &T) -> String {
 
 /// Which side of the packet a rule's peer (or own) endpoint is.
 struct Sides {
-    peer_addr: &'static str,
-    peer_port: &'static str,
-    own_port: &'static str,
+    peer_addr: Addr,
+    peer_port: PortField,
+    own_port: PortField,
 }
 
 fn sides(dir: Direction) -> Sides {
     match dir {
-        Direction::Egress => Sides { peer_addr: "daddr", peer_port: "dport", own_port: "sport" },
-        Direction::Ingress => Sides { peer_addr: "saddr", peer_port: "sport", own_port: "dport" },
+        Direction::Egress => Sides { peer_addr: Addr::Daddr, peer_port: PortField::Dport, own_port: PortField::Sport },
+        Direction::Ingress => Sides { peer_addr: Addr::Saddr, peer_port: PortField::Sport, own_port: PortField::Dport },
     }
 }
 
@@ -162,12 +119,12 @@ fn sides(dir: Direction) -> Sides {
 #[derive(Clone, Debug, Default)]
 struct Alt {
     family: Option<Family>,
-    exprs: Vec<String>,
+    exprs: Vec<Stmt>,
 }
 
 impl Alt {
-    fn with(mut self, e: impl Into<String>) -> Alt {
-        self.exprs.push(e.into());
+    fn with(mut self, e: Stmt) -> Alt {
+        self.exprs.push(e);
         self
     }
 }
@@ -243,10 +200,10 @@ struct Group {
 #[derive(Default)]
 struct Journal {
     sets: HashMap<String, Option<NamedSet>>,
-    chains: HashMap<String, Option<Vec<String>>>,
-    maps: HashMap<(String, String), Option<String>>,
+    chains: HashMap<String, Option<Vec<NftRule>>>,
+    maps: HashMap<(String, IpAddr), Option<String>>,
     /// `own_node_*` elements touched, and whether each was there.
-    own_node: HashMap<(Family, String), bool>,
+    own_node: HashMap<(Family, Element), bool>,
 }
 
 /// A change the object paths do not follow: a pod gave a named set in use its first (or took
@@ -368,7 +325,7 @@ impl Compiled {
         }
         for ((map, ip), was) in j.maps {
             if let Some(c) = was {
-                old.maps.entry(map.clone()).or_default().insert(ip.clone(), c);
+                old.maps.entry(map.clone()).or_default().insert(ip, c);
             }
             if let Some(c) = self.rs.maps.get(&map).and_then(|m| m.get(&ip)) {
                 new.maps.entry(map).or_default().insert(ip, c.clone());
@@ -624,7 +581,7 @@ impl Compiled {
 
     /// Writes a definition's sets (one per family with elements) into the ruleset.
     fn write_sets(&mut self, def: &Def) {
-        let (base, per_family, with_port): (String, Vec<(Family, BTreeSet<String>)>, bool) = match def {
+        let (base, per_family, with_port): (String, Vec<(Family, BTreeSet<Element>)>, bool) = match def {
             Def::Address(d) => {
                 let set = &self.address_sets[d];
                 (set.base.clone(), [Family::V4, Family::V6].map(|f| (f, set.addrs.elements(f))).to_vec(), false)
@@ -670,7 +627,7 @@ impl Compiled {
         }
     }
 
-    fn own_node_put(&mut self, family: Family, element: String, present: bool) {
+    fn own_node_put(&mut self, family: Family, element: Element, present: bool) {
         let set = self.rs.own_node.elements.entry(family).or_default();
         if let Some(j) = &mut self.journal {
             j.own_node.entry((family, element.clone())).or_insert_with(|| set.contains(&element));
@@ -686,7 +643,7 @@ impl Compiled {
         }
     }
 
-    fn chain_put(&mut self, name: String, rules: Option<Vec<String>>) {
+    fn chain_put(&mut self, name: String, rules: Option<Vec<NftRule>>) {
         if let Some(j) = &mut self.journal {
             j.chains.entry(name.clone()).or_insert_with(|| self.rs.chains.get(&name).cloned());
         }
@@ -696,10 +653,10 @@ impl Compiled {
         };
     }
 
-    fn map_put(&mut self, map: String, ip: String, chain: Option<String>) {
+    fn map_put(&mut self, map: String, ip: IpAddr, chain: Option<String>) {
         if let Some(j) = &mut self.journal {
             let was = self.rs.maps.get(&map).and_then(|m| m.get(&ip)).cloned();
-            j.maps.entry((map.clone(), ip.clone())).or_insert(was);
+            j.maps.entry((map.clone(), ip)).or_insert(was);
         }
         match chain {
             Some(c) => {
@@ -721,7 +678,7 @@ impl Compiled {
     fn leave(&mut self, cluster: &Cluster, p: PodId, dir: Direction) {
         let Some(id) = self.pod_groups.get_mut(p.index()).and_then(|g| g[slot(dir)].take()) else { return };
         for ip in &cluster.pods[p].ips {
-            self.map_put(map_name(dir, ip), ip.to_string(), None);
+            self.map_put(map_name(dir, ip), *ip, None);
         }
         let group = self.slab[id].as_mut().expect("a pod's group exists");
         group.pods -= 1;
@@ -851,7 +808,7 @@ impl Compiler<'_, '_> {
         group.pods += 1;
         let entry = group.entry.clone();
         for ip in &cluster.pods[p].ips {
-            self.st.map_put(map_name(dir, ip), ip.to_string(), Some(entry.clone()));
+            self.st.map_put(map_name(dir, ip), *ip, Some(entry.clone()));
         }
         self.st.pod_groups[p.index()][slot(dir)] = Some(id);
     }
@@ -885,7 +842,7 @@ impl Compiler<'_, '_> {
             self.claim(&chain);
             for ip in &hep.ips {
                 let map = format!("host_{}_{}", dir_name(dir), Family::of(ip).suffix());
-                self.st.map_put(map, ip.to_string(), Some(chain.clone()));
+                self.st.map_put(map, *ip, Some(chain.clone()));
             }
         }
     }
@@ -954,7 +911,7 @@ impl Compiler<'_, '_> {
     /// The chain for one group of pods: built once per distinct content.
     fn group_chain(&mut self, dir: Direction, pols: &[PolicyId], own: &Own) -> String {
         let tiers: Vec<(TierId, &[PolicyId])> = self.cluster.tier_runs(pols).collect();
-        let mut bodies: Vec<Vec<String>> = Vec::new();
+        let mut bodies: Vec<Vec<TierRule>> = Vec::new();
         for &(_, members) in &tiers {
             let mut rules = Vec::new();
             for &pi in members {
@@ -979,11 +936,15 @@ impl Compiler<'_, '_> {
             }
             _ => self.allow(dir),
         };
-        let failsafe = own.host.map(|_| failsafe_rule(dir, &self.allow(dir)));
-        // Content-addressed names: the same content always gets the same chain.
+        let failsafe = own.host.map(|_| failsafe_rule(dir, self.allow(dir)));
+        // Content-addressed names: the same content always gets the same chain (the key is
+        // the chains' text, with `{PASS}` where a Pass rule goes on to the next tier).
         let key = format!(
             "{dir:?}{bodies:?}{tiers:?}{after}{failsafe:?}",
-            tiers = tiers.iter().map(|t| t.0).collect::<Vec<_>>()
+            bodies = bodies.iter().map(|b| b.iter().map(TierRule::key_text).collect::<Vec<_>>()).collect::<Vec<_>>(),
+            tiers = tiers.iter().map(|t| t.0).collect::<Vec<_>>(),
+            after = crate::render::text::stmts(&after),
+            failsafe = failsafe.as_ref().map(ToString::to_string),
         );
         if let Some(name) = self.st.cache.get(&key) {
             return name.clone();
@@ -992,11 +953,14 @@ impl Compiler<'_, '_> {
         let names: Vec<String> = (0..bodies.len()).map(|i| format!("{name}_t{i}")).collect();
         for (i, body) in bodies.into_iter().enumerate() {
             let tier = &self.cluster.tiers[tiers[i].0];
-            let next = names.get(i + 1).map(|n| format!("goto {n}")).unwrap_or_else(|| after.clone());
+            let next = match names.get(i + 1) {
+                Some(n) => vec![Stmt::Verdict(Verdict::Goto(n.clone()))],
+                None => after.clone(),
+            };
             let end =
                 if tier.pass_at_end { next.clone() } else { self.deny(dir, &format!("end of tier {}", tier.name)) };
-            let mut lines: Vec<String> = body.into_iter().map(|l| l.replace("{PASS}", &next)).collect();
-            lines.push(format!("counter {end} comment \"end of tier {}\"", tier.name));
+            let mut lines: Vec<NftRule> = body.into_iter().map(|r| r.into_rule(&next)).collect();
+            lines.push(counted(end).with_comment(format!("end of tier {}", tier.name)));
             self.st.chain_put(names[i].clone(), Some(lines));
         }
         // Without failsafe ports the group's entry is its first tier chain: a chain holding
@@ -1004,10 +968,10 @@ impl Compiler<'_, '_> {
         let entry = match (failsafe, names.first()) {
             (None, Some(first)) => first.clone(),
             (failsafe, first) => {
-                let mut top: Vec<String> = failsafe.into_iter().collect();
+                let mut top: Vec<NftRule> = failsafe.into_iter().collect();
                 top.push(match first {
-                    Some(first) => format!("goto {first}"),
-                    None => format!("counter {after} comment \"no policy selects this host endpoint\""),
+                    Some(first) => NftRule::new(vec![Stmt::Verdict(Verdict::Goto(first.clone()))]),
+                    None => counted(after).with_comment("no policy selects this host endpoint"),
                 });
                 self.st.chain_put(name.clone(), Some(top));
                 name.clone()
@@ -1022,40 +986,37 @@ impl Compiler<'_, '_> {
         entry
     }
 
-    fn allow(&self, dir: Direction) -> String {
-        match dir {
-            Direction::Egress => "return".into(),
-            Direction::Ingress => "accept".into(),
-        }
+    fn allow(&self, dir: Direction) -> Vec<Stmt> {
+        vec![Stmt::Verdict(match dir {
+            Direction::Egress => Verdict::Return,
+            Direction::Ingress => Verdict::Accept,
+        })]
     }
 
-    fn deny(&self, dir: Direction, why: &str) -> String {
+    /// Drop, or in audit mode log and let the packet go on as allowed.
+    fn deny(&self, dir: Direction, why: &str) -> Vec<Stmt> {
         if self.st.rs.audit {
-            format!("log prefix \"palisade audit deny {}: \" {}", why.replace('"', "'"), self.allow(dir))
+            let mut out = vec![Stmt::Log(format!("palisade audit deny {}: ", why.replace('"', "'")))];
+            out.extend(self.allow(dir));
+            out
         } else {
-            "drop".into()
+            vec![Stmt::Verdict(Verdict::Drop)]
         }
     }
 
-    fn render_tier(&self, rules: Vec<(Alt, Action, String)>, dir: Direction) -> Vec<String> {
+    fn render_tier(&self, rules: Vec<(Alt, Action, String)>, dir: Direction) -> Vec<TierRule> {
         let mut out = Vec::new();
         for (alt, action, comment) in rules {
-            let verdict = match action {
-                Action::Allow => self.allow(dir),
-                Action::Deny => self.deny(dir, &comment),
-                Action::Pass => "{PASS}".into(),
-                Action::Log => format!("log prefix \"palisade {}: \"", comment.replace('"', "'")),
+            let then = match action {
+                Action::Allow => Some(self.allow(dir)),
+                Action::Deny => Some(self.deny(dir, &comment)),
+                Action::Pass => None,
+                Action::Log => Some(vec![Stmt::Log(format!("palisade {}: ", comment.replace('"', "'")))]),
             };
-            let mut line = String::new();
-            if let Some(f) = alt.family {
-                let _ = write!(line, "meta nfproto {} ", if f == Family::V4 { "ipv4" } else { "ipv6" });
-            }
-            for e in &alt.exprs {
-                line.push_str(e);
-                line.push(' ');
-            }
-            let _ = write!(line, "counter {verdict} comment \"{}\"", comment.replace('"', "'"));
-            out.push(line);
+            let mut matches: Vec<Stmt> = alt.family.map(Stmt::Nfproto).into_iter().collect();
+            matches.extend(alt.exprs);
+            matches.push(Stmt::Counter);
+            out.push(TierRule { matches, then, comment: comment.replace('"', "'") });
         }
         out
     }
@@ -1084,10 +1045,10 @@ impl Compiler<'_, '_> {
             base.family = Some(if v == 4 { Family::V4 } else { Family::V6 });
         }
         if let Some(n) = rule.protocol {
-            base = base.with(format!("meta l4proto {}", l4(n)));
+            base = base.with(Stmt::L4proto { negate: false, protocols: vec![n] });
         }
         if let Some(n) = rule.not_protocol {
-            base = base.with(format!("meta l4proto != {}", l4(n)));
+            base = base.with(Stmt::L4proto { negate: true, protocols: vec![n] });
         }
         let proto = rule.protocol;
         // Own ports are packet fields: named ones resolve against this pod's ports.
@@ -1163,11 +1124,17 @@ impl Compiler<'_, '_> {
                 if alt.family.is_some_and(|af| af != f) {
                     continue;
                 }
-                let kw = f.keyword();
                 let mut a = Alt { family: Some(f), exprs: alt.exprs.clone() };
                 a.exprs.extend(port_expr(&numeric(&e.not_ports), s.peer_port, proto, &[], true).ok().flatten());
+                let pairs = |negate: bool, set: &str| Stmt::AddressPort {
+                    family: f,
+                    addr: s.peer_addr,
+                    port: s.peer_port,
+                    negate,
+                    set: format!("{set}_{}", f.suffix()),
+                };
                 if neg.has(f) {
-                    a.exprs.push(format!("{kw} {} . th {} != @{neg_set}_{}", s.peer_addr, s.peer_port, f.suffix()));
+                    a.exprs.push(pairs(true, &neg_set));
                 }
                 if e.ports.is_empty() {
                     out.push(a);
@@ -1179,7 +1146,7 @@ impl Compiler<'_, '_> {
                     out.push(a.clone().with(e));
                 }
                 if pos.has(f) {
-                    out.push(a.with(format!("{kw} {} . th {} @{pos_set}_{}", s.peer_addr, s.peer_port, f.suffix())));
+                    out.push(a.with(pairs(false, &pos_set)));
                 }
             }
         }
@@ -1187,60 +1154,34 @@ impl Compiler<'_, '_> {
     }
 }
 
-/// nft's name for an IP protocol number.
-fn l4(n: u8) -> String {
-    match n {
-        6 => "tcp".into(),
-        17 => "udp".into(),
-        132 => "sctp".into(),
-        1 => "icmp".into(),
-        58 => "ipv6-icmp".into(),
-        136 => "udplite".into(),
-        other => other.to_string(),
-    }
-}
-
-fn range(a: u16, b: u16) -> String {
-    if a == b {
-        a.to_string()
-    } else {
-        format!("{a}-{b}")
-    }
-}
-
-fn anon(items: &[String]) -> String {
-    format!("{{ {} }}", items.join(", "))
-}
-
 /// A port condition on `field` (`sport`/`dport`); named ports resolved against `named_ports`.
 /// `Err(())`: a positive list that resolves to no port, which can never match.
 fn port_expr(
     ports: &[Port],
-    field: &str,
+    field: PortField,
     proto: Option<u8>,
     named_ports: &[ContainerPort],
     negate: bool,
-) -> Result<Option<String>, ()> {
+) -> Result<Option<Stmt>, ()> {
     if ports.is_empty() {
         return Ok(None);
     }
     let protocol = proto.and_then(Protocol::from_number);
-    let mut items = Vec::new();
+    let mut ranges = Vec::new();
     for p in ports {
         match p {
-            Port::Range(a, b) => items.push(range(*a, *b)),
+            Port::Range(a, b) => ranges.push((*a, *b)),
             Port::Named(n) => {
                 if let Some(pr) = protocol {
-                    items.extend(named_ports.iter().filter(|c| named(c, n, pr)).map(|c| c.port.to_string()));
+                    ranges.extend(named_ports.iter().filter(|c| named(c, n, pr)).map(|c| (c.port, c.port)));
                 }
             }
         }
     }
-    match (items.is_empty(), negate) {
+    match (ranges.is_empty(), negate) {
         (true, false) => Err(()),
         (true, true) => Ok(None),
-        (false, false) => Ok(Some(format!("th {field} {}", anon(&items)))),
-        (false, true) => Ok(Some(format!("th {field} != {}", anon(&items)))),
+        (false, negate) => Ok(Some(Stmt::Ports { field, negate, ranges })),
     }
 }
 
@@ -1255,30 +1196,31 @@ fn every_port_open(e: &Entity) -> std::borrow::Cow<'_, Entity> {
 }
 
 fn icmp_alts(c: &Rule, base: Alt) -> Vec<Alt> {
-    let proto = c.protocol;
-    let kw = if proto == Some(58) { "icmpv6" } else { "icmp" };
+    let v6 = c.protocol == Some(58);
+    let icmp = |field, negate, value| Stmt::Icmp { v6, field, negate, value };
+    let (ty, code) = (crate::ir::IcmpField::Type, crate::ir::IcmpField::Code);
     let mut alt = base;
     if let Some(i) = &c.icmp {
         if let Some(t) = i.type_ {
-            alt = alt.with(format!("{kw} type {t}"));
+            alt = alt.with(icmp(ty, false, t));
         }
-        if let Some(code) = i.code {
-            alt = alt.with(format!("{kw} code {code}"));
+        if let Some(c) = i.code {
+            alt = alt.with(icmp(code, false, c));
         }
     }
     let Some(n) = &c.not_icmp else { return vec![alt] };
     match (n.type_, n.code) {
-        (Some(t), None) => vec![alt.with(format!("{kw} type != {t}"))],
+        (Some(t), None) => vec![alt.with(icmp(ty, true, t))],
         // not (type t and code c): another type, or the same type with another code.
-        (Some(t), Some(code)) => {
-            vec![alt.clone().with(format!("{kw} type != {t}")), alt.with(format!("{kw} type {t} {kw} code != {code}"))]
+        (Some(t), Some(c)) => {
+            vec![alt.clone().with(icmp(ty, true, t)), alt.with(icmp(ty, false, t)).with(icmp(code, true, c))]
         }
         _ => vec![alt],
     }
 }
 
 /// Adds address-set conditions to an alternative, once per family that can still match.
-fn split_families(alt: Alt, sets: &[(String, Present, bool)], addr: &str) -> Vec<Alt> {
+fn split_families(alt: Alt, sets: &[(String, Present, bool)], field: Addr) -> Vec<Alt> {
     if sets.is_empty() {
         return vec![alt];
     }
@@ -1293,9 +1235,11 @@ fn split_families(alt: Alt, sets: &[(String, Present, bool)], addr: &str) -> Vec
             let empty = !present.has(f);
             match (positive, empty) {
                 (true, true) => possible = false,
-                (true, false) => a.exprs.push(format!("{} {addr} @{name}_{}", f.keyword(), f.suffix())),
                 (false, true) => {}
-                (false, false) => a.exprs.push(format!("{} {addr} != @{name}_{}", f.keyword(), f.suffix())),
+                (positive, false) => {
+                    let set = format!("{name}_{}", f.suffix());
+                    a.exprs.push(Stmt::Address { family: f, field, negate: !positive, set });
+                }
             }
         }
         if possible {
@@ -1306,10 +1250,41 @@ fn split_families(alt: Alt, sets: &[(String, Present, bool)], addr: &str) -> Vec
 }
 
 /// Felix's failsafe ports, accepted before any host endpoint policy.
-fn failsafe_rule(dir: Direction, allow: &str) -> String {
-    let ports: Vec<String> = palisade_core::verdict::failsafe_ports(dir)
-        .into_iter()
-        .map(|(proto, port)| format!("{} . {port}", l4(proto.number())))
-        .collect();
-    format!("meta l4proto . th dport {} counter {allow} comment \"failsafe\"", anon(&ports))
+fn failsafe_rule(dir: Direction, allow: Vec<Stmt>) -> NftRule {
+    let ports = palisade_core::verdict::failsafe_ports(dir).into_iter().map(|(proto, port)| (proto.number(), port));
+    let mut stmts = vec![Stmt::ProtocolPorts(ports.collect()), Stmt::Counter];
+    stmts.extend(allow);
+    NftRule::new(stmts).with_comment("failsafe")
+}
+
+/// `counter` and then `then`.
+fn counted(then: Vec<Stmt>) -> NftRule {
+    let mut stmts = vec![Stmt::Counter];
+    stmts.extend(then);
+    NftRule::new(stmts)
+}
+
+/// A policy rule of a tier chain before the chain after the tier is known: `then` is `None`
+/// for Pass, which goes on to the next tier's chain.
+struct TierRule {
+    matches: Vec<Stmt>,
+    then: Option<Vec<Stmt>>,
+    comment: String,
+}
+
+impl TierRule {
+    /// The rule's text, `{PASS}` standing for where Pass goes (what names the chain).
+    fn key_text(&self) -> String {
+        let then = match &self.then {
+            Some(t) => crate::render::text::stmts(t),
+            None => "{PASS}".into(),
+        };
+        format!("{} {then} comment \"{}\"", crate::render::text::stmts(&self.matches), self.comment)
+    }
+
+    fn into_rule(self, next: &[Stmt]) -> NftRule {
+        let mut stmts = self.matches;
+        stmts.extend(self.then.unwrap_or_else(|| next.to_vec()));
+        NftRule { stmts, comment: Some(self.comment) }
+    }
 }
