@@ -120,7 +120,7 @@ pub fn load_figures(objects: &[Object], netns: &str) -> Ruleset {
     let full = Compiled::new(&c, &Options::default());
     let compiled = t.elapsed().as_secs_f64();
     let rs = full.ruleset().clone();
-    let text = script::full(&rs);
+    let text = palisade_nft::render::text::full(&rs);
     let s = rs.stats();
     println!(
         "nft compile       {compiled:>9.3} s  ({} pods enforced, {} chains, {} rules, {} sets, {} elements, {} KiB script)",

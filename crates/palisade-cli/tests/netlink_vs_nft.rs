@@ -79,7 +79,8 @@ fn netlink_loads_and_updates_tables_that_list_like_nft_loaded_ones() {
     let kernel = Kernel::open(Some(&by_netlink.0)).unwrap();
     let mut previous: Option<Ruleset> = None;
     for (name, rs) in rulesets() {
-        script::apply(&script::full(&rs), Some(&by_nft.0)).unwrap_or_else(|e| panic!("{name}: nft: {e}"));
+        script::apply(&palisade_nft::render::text::full(&rs), Some(&by_nft.0))
+            .unwrap_or_else(|e| panic!("{name}: nft: {e}"));
         let expected = listing(&by_nft.0);
         // Whole, then (from the previous case's table) as a delta.
         kernel.apply(&script::full_commands(&rs)).unwrap_or_else(|e| panic!("{name}: netlink: {e}"));

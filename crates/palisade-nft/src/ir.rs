@@ -1,8 +1,8 @@
 //! The nftables vocabulary Palisade writes, as types: the table's name, address families,
 //! hooks, set kinds and elements, and rules as lists of typed statements (matches, then
-//! statements such as `counter`, `log` and a verdict). A [`crate::Ruleset`] and the
-//! [`crate::script::Command`]s that load it are made of these; `render::text` prints them as
-//! `nft -f` input and `render::netlink` encodes them as one nf_tables batch. Nothing parses
+//! statements such as `counter`, `log` and a verdict), and the [`Command`]s of a transaction.
+//! A ruleset and the commands that load it are made of these; the text renderer prints them
+//! as `nft -f` input and the netlink renderer encodes them as one nf_tables batch. Nothing parses
 //! nft's text back.
 //!
 //! The meaning of each item is nft's (nft(8), "EXPRESSIONS" and "STATEMENTS").
@@ -281,4 +281,36 @@ impl Rule {
             _ => None,
         })
     }
+}
+
+/// Distinct connections remembered at once (an hour each since last seen); more are not noted.
+pub const FLOW_CAPACITY: usize = 65_536;
+
+/// One step of a transaction, printed as an `nft -f` line or encoded as netlink messages.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Command {
+    /// Create the table, or empty an existing one (`add`, `delete`, `add` in one transaction).
+    ReplaceTable,
+    AddSet {
+        name: String,
+        kind: SetKind,
+    },
+    Elements {
+        set: String,
+        kind: SetKind,
+        items: Vec<Element>,
+        add: bool,
+    },
+    /// A chain; base chains name their hook.
+    AddChain {
+        name: String,
+        hook: Option<Hook>,
+    },
+    AddRule {
+        chain: String,
+        rule: Rule,
+    },
+    FlushChain(String),
+    DeleteChain(String),
+    DeleteSet(String),
 }

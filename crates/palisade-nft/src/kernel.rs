@@ -3,9 +3,9 @@
 
 use nix::libc;
 
+use crate::ir::Command;
 use crate::netlink::{Batch, NetlinkError, Socket};
 pub use crate::render::netlink::encode;
-use crate::script::Command;
 
 #[derive(Debug, thiserror::Error)]
 pub enum KernelError {

@@ -2,16 +2,22 @@
 //! render it as an atomic `nft -f` transaction or as one netlink batch (whole, or as the delta
 //! from the table in force), apply it.
 
+mod compiled;
+pub mod incremental;
 pub mod ir;
 pub mod kernel;
+pub mod lower;
 mod membership;
 pub mod monitor;
 pub mod netlink;
 pub mod own_node;
 pub mod owner;
 pub mod render;
-pub mod ruleset;
 pub mod script;
+pub mod table;
 pub mod unenforced;
 
-pub use ruleset::{compile, Compiled, NeedsFullCompile, Options, Ruleset, Stats};
+pub use compiled::Compiled;
+pub use incremental::NeedsFullCompile;
+pub use lower::compile;
+pub use table::{Options, Ruleset, Stats};

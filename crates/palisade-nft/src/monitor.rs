@@ -13,10 +13,10 @@ use nix::libc;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
+use crate::ir::Command;
 use crate::ir::{Rule as NftRule, TABLE};
 use crate::kernel::{encode, Kernel, KernelError};
 use crate::netlink::{attr, attr as a, attr_str, attr_u32, attrs, messages, Message, NetlinkError, Socket};
-use crate::script::Command;
 
 /// A change to the table that the watch saw.
 #[derive(Clone, Debug, PartialEq, Eq)]

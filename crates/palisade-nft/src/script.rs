@@ -10,9 +10,9 @@ use std::process::Stdio;
 use palisade_core::port::Protocol;
 
 use crate::ir::{Addr, CtState, Element, Family, Interface, NamedSet, Rule, Stmt, Verdict, TABLE};
-pub use crate::ir::{Hook, SetKind};
+pub use crate::ir::{Command, Hook, SetKind, FLOW_CAPACITY};
 use crate::own_node::OwnNode;
-use crate::Ruleset;
+use crate::table::Ruleset;
 
 const MAPS: [(&str, Family); 8] = [
     ("egress_4", Family::V4),
@@ -27,44 +27,6 @@ const MAPS: [(&str, Family); 8] = [
 
 /// Sets the base chains fill with every new connection: (source, destination, protocol, port).
 pub const FLOW_SETS: [&str; 2] = ["flows_4", "flows_6"];
-/// Distinct connections remembered at once (an hour each since last seen); more are not noted.
-pub const FLOW_CAPACITY: usize = 65_536;
-
-/// One step of a transaction, rendered as an `nft -f` line (`Display`) or encoded as netlink
-/// messages (`render::netlink`).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Command {
-    /// Create the table, or empty an existing one (`add`, `delete`, `add` in one transaction).
-    ReplaceTable,
-    AddSet {
-        name: String,
-        kind: SetKind,
-    },
-    Elements {
-        set: String,
-        kind: SetKind,
-        items: Vec<Element>,
-        add: bool,
-    },
-    /// A chain; base chains name their hook.
-    AddChain {
-        name: String,
-        hook: Option<Hook>,
-    },
-    AddRule {
-        chain: String,
-        rule: Rule,
-    },
-    FlushChain(String),
-    DeleteChain(String),
-    DeleteSet(String),
-}
-
-/// The commands as one `nft -f` script.
-pub fn text(commands: &[Command]) -> String {
-    crate::render::text::script(commands)
-}
-
 /// Both families' verdict-map lookups of one base chain.
 fn lookups(field: Addr, egress: &str) -> Vec<Rule> {
     [Family::V4, Family::V6]
@@ -217,11 +179,6 @@ pub fn element_commands(rs: &Ruleset, sets: &[String]) -> Vec<Command> {
     out
 }
 
-/// The whole table as an `nft -f` script.
-pub fn full(rs: &Ruleset) -> String {
-    text(&full_commands(rs))
-}
-
 /// The delta from `old` (the table in force) to `new`, as one transaction: only set and map
 /// elements and the chains that changed. Chains are named by content, so a changed group is a
 /// new chain; the old one is deleted once nothing jumps to it.
@@ -273,11 +230,6 @@ pub fn update_commands(old: &Ruleset, new: &Ruleset) -> Vec<Command> {
         out.push(Command::DeleteSet(name.clone()));
     }
     out
-}
-
-/// The delta as an `nft -f` script (empty when nothing changed).
-pub fn update(old: &Ruleset, new: &Ruleset) -> String {
-    text(&update_commands(old, new))
 }
 
 #[derive(Debug, thiserror::Error)]

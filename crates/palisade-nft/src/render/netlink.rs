@@ -7,9 +7,10 @@ use std::net::IpAddr;
 
 use nix::libc;
 
-use crate::ir::{Addr, CtState, Element, Family, IcmpField, Interface, PortField, Rule, SetKind, Stmt, Verdict, TABLE};
+use crate::ir::{
+    Addr, Command, CtState, Element, Family, Hook, IcmpField, Interface, PortField, Rule, SetKind, Stmt, Verdict, TABLE,
+};
 use crate::netlink::{attr, Attrs, Batch};
-use crate::script::{Command, Hook};
 
 const REG_1: u32 = libc::NFT_REG_1 as u32;
 /// `NFTA_FIB_F_SADDR` and `NFT_FIB_RESULT_ADDRTYPE` (linux/netfilter/nf_tables.h).
@@ -642,7 +643,7 @@ fn set_attrs(a: &mut Attrs, name: &str, kind: SetKind, id: u32) {
     if let SetKind::Flows(_) = kind {
         a.u64(attr::SET_TIMEOUT, 3_600_000);
         a.nest(attr::SET_DESC, |d| {
-            d.u32(attr::SET_DESC_SIZE, crate::script::FLOW_CAPACITY as u32);
+            d.u32(attr::SET_DESC_SIZE, crate::ir::FLOW_CAPACITY as u32);
         });
     }
     a.u32(attr::SET_ID, id);

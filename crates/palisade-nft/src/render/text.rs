@@ -4,8 +4,10 @@
 
 use std::fmt::{self, Display, Formatter};
 
-use crate::ir::{Addr, CtState, Element, IcmpField, Interface, PortField, Rule, SetKind, Stmt, Verdict, TABLE};
-use crate::script::{Command, FLOW_CAPACITY};
+use crate::ir::{
+    Addr, Command, CtState, Element, IcmpField, Interface, PortField, Rule, SetKind, Stmt, Verdict, FLOW_CAPACITY,
+    TABLE,
+};
 
 /// nft's name for an IP protocol number.
 pub fn l4(n: u8) -> String {
@@ -196,6 +198,16 @@ impl Display for Command {
             Command::DeleteSet(s) => write!(f, "delete set {t} {s}"),
         }
     }
+}
+
+/// The whole table as an `nft -f` script.
+pub fn full(rs: &crate::Ruleset) -> String {
+    script(&crate::script::full_commands(rs))
+}
+
+/// The delta from `old` to `new` as an `nft -f` script (empty when nothing changed).
+pub fn update(old: &crate::Ruleset, new: &crate::Ruleset) -> String {
+    script(&crate::script::update_commands(old, new))
 }
 
 /// The commands as one `nft -f` script (empty for none).
