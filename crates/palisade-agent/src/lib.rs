@@ -14,6 +14,7 @@
 #![forbid(unsafe_code)]
 
 pub mod controller;
+mod enforcement;
 mod files;
 mod flows;
 pub mod health;

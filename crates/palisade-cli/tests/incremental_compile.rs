@@ -17,7 +17,7 @@ use palisade_core::cluster::Cluster;
 use palisade_core::field::Nowhere;
 use palisade_ingest::{build, BuildOptions, Input, Object};
 use palisade_load::watch::Changes;
-use palisade_nft::{compile, script, Compiled, Options};
+use palisade_nft::{compile, Compiled, Options};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 
@@ -258,8 +258,8 @@ fn run(w: &mut World, steps: &[Vec<Step>], options: &Options) -> Result<[usize; 
             batch
         );
         prop_assert_eq!(
-            script::text(&delta),
-            script::update(&before, &expected),
+            palisade_nft::render::text::script(&delta),
+            palisade_nft::render::text::update(&before, &expected),
             "{}: step {} {:?}: delta",
             &w.name,
             n,

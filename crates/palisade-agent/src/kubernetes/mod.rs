@@ -18,7 +18,7 @@ use palisade_kube::{Change, Target};
 use palisade_nft::script;
 use palisade_nft::Compiled;
 
-use crate::controller::{build_options, claim, compile_options};
+use crate::enforcement::{build_options, claim, compile_options};
 use crate::health::{Health, KindLabel, Metrics};
 use crate::table::Table;
 use crate::{log, Config, Mode, Refused};
@@ -214,7 +214,7 @@ impl KubeAgent {
             return;
         }
         let Some(cluster) = self.view.cluster() else { return };
-        crate::controller::warn_unenforced(cluster);
+        crate::enforcement::warn_unenforced(cluster);
         let next = Compiled::new(cluster, &compile_options(&self.args));
         let (delta, how) = match &self.compiled {
             Some(old) => {
