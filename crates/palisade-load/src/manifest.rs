@@ -396,6 +396,8 @@ fn decode_list(
         ));
         return;
     };
+    // Objects are big values: growing the vector by doubling would copy each several times.
+    out.inputs.reserve(items.len());
     for (i, item) in items.iter().enumerate() {
         decode_object(item, Arc::new(loc.item(i, item)), implied, state, out);
     }
