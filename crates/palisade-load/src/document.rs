@@ -3,7 +3,7 @@
 
 use std::sync::{Arc, OnceLock};
 
-use palisade_core::field::{FieldPath, Locate, Location};
+use palisade_core::field::{FieldPath, Locate, Location, Seg};
 
 use crate::tree::{Node, ParseError, Span};
 use crate::{json, text, yaml};
@@ -31,6 +31,40 @@ pub struct DocLocator {
     pub base: FieldPath,
     /// Where the object starts: asked for every object, so kept.
     pub(crate) root: Span,
+    /// Where each rule of `spec.ingress` and `spec.egress` starts: the build asks it of every
+    /// valid policy (the model keeps each rule's place for traces), so it is taken while the
+    /// tree is at hand; a valid load then never parses its text a second time.
+    pub(crate) rules: RuleSpans,
+}
+
+/// The spans of `spec.ingress[i]` and `spec.egress[i]` as [`Node::locate`] shows them.
+#[derive(Default)]
+pub(crate) struct RuleSpans {
+    ingress: Box<[Span]>,
+    egress: Box<[Span]>,
+}
+
+impl RuleSpans {
+    pub(crate) fn of(object: &Node) -> RuleSpans {
+        let Some(spec) = object.get("spec") else { return RuleSpans::default() };
+        let spans = |field: &str| -> Box<[Span]> {
+            spec.get(field)
+                .and_then(Node::items)
+                .map_or_else(Box::default, |rules| rules.iter().map(|r| r.at).collect())
+        };
+        RuleSpans { ingress: spans("ingress"), egress: spans("egress") }
+    }
+
+    /// The span of `path` when it names one rule (`spec.ingress[2]`).
+    fn get(&self, path: &FieldPath) -> Option<Span> {
+        let [Seg::Key(spec), Seg::Key(field), Seg::Index(i)] = path.0.as_slice() else { return None };
+        let rules = match (spec.as_str(), field.as_str()) {
+            ("spec", "ingress") => &self.ingress,
+            ("spec", "egress") => &self.egress,
+            _ => return None,
+        };
+        rules.get(*i).copied()
+    }
 }
 
 impl DocLocator {
@@ -51,6 +85,7 @@ impl DocLocator {
             doc: self.doc,
             base: self.base.key("items").index(i),
             root: item.at,
+            rules: RuleSpans::of(item),
         }
     }
 }
@@ -59,6 +94,9 @@ impl Locate for DocLocator {
     fn locate(&self, path: &FieldPath) -> Option<Location> {
         if path.0.is_empty() {
             return Some(self.location(self.root));
+        }
+        if let Some(at) = self.rules.get(path) {
+            return Some(self.location(at));
         }
         let at = self.positions.doc(self.doc).map_or(self.root, |d| d.locate(&self.base.join(path)));
         Some(self.location(at))

@@ -27,9 +27,10 @@ pub fn decode(sources: &[Source]) -> Loaded {
                         doc: i,
                         base: FieldPath::root(),
                         root: doc.at,
+                        rules: crate::document::RuleSpans::of(&doc),
                     };
                     let state = State::default();
-                    decode_object(&doc, Arc::new(loc), None, &state, &mut loaded);
+                    decode_object(doc, Arc::new(loc), None, &state, &mut loaded);
                 }
             }
             Err((e, object, help)) => loaded.problems.push(Problem {
@@ -52,7 +53,10 @@ pub fn decode(sources: &[Source]) -> Loaded {
 }
 
 /// `implied`: the (kind, apiVersion) of the items of a typed list, for items that omit them.
-fn decode_object(node: &Node, loc: Arc<DocLocator>, implied: Option<(&str, &str)>, state: &State, out: &mut Loaded) {
+/// The object is taken by value: a list's items are dropped as they are decoded, so the tree's
+/// memory goes to the objects instead of adding to them.
+fn decode_object(owned: Node, loc: Arc<DocLocator>, implied: Option<(&str, &str)>, state: &State, out: &mut Loaded) {
+    let node = &owned;
     if node.entries().is_none() {
         out.problems.push(problem(
             &loc,
@@ -91,7 +95,7 @@ fn decode_object(node: &Node, loc: Arc<DocLocator>, implied: Option<(&str, &str)
     if is_list(&kind, &api, node) {
         // A typed list (`PodList`, as the API serves it) leaves kind out of its items.
         let implied = kind.strip_suffix("List").filter(|k| !k.is_empty()).map(|k| (k, api.as_str()));
-        decode_list(node, &kind, &loc, implied, state, out);
+        decode_list(owned, &kind, &loc, implied, state, out);
         return;
     }
     if api.starts_with("projectcalico.org/") || api.starts_with("crd.projectcalico.org/") {
@@ -193,13 +197,14 @@ const LIST_FIELDS: &[&str] = &["apiVersion", "kind", "metadata", "items"];
 /// kind no API server serves. Fields a list does not have are errors, as a misspelt `items`
 /// would otherwise drop every object.
 fn decode_list(
-    list: &Node,
+    owned: Node,
     kind: &str,
     loc: &Arc<DocLocator>,
     implied: Option<(&str, &str)>,
     state: &State,
     out: &mut Loaded,
 ) {
+    let list = &owned;
     let fail =
         |path: FieldPath, message: String, help: &str| problem(loc, list, kind, path, Severity::Error, message, help);
     for e in list.entries().unwrap_or_default().iter().filter(|e| !LIST_FIELDS.contains(&&*e.key)) {
@@ -263,8 +268,24 @@ fn decode_list(
         ));
         return;
     };
-    for (i, item) in items.iter().enumerate() {
-        decode_object(item, Arc::new(loc.item(i, item)), implied, state, out);
+    // Objects are big values: growing the vector by doubling would copy each several times.
+    out.inputs.reserve(items.len());
+    for (i, item) in into_items(owned).into_iter().enumerate() {
+        let item_loc = Arc::new(loc.item(i, &item));
+        decode_object(item, item_loc, implied, state, out);
+    }
+}
+
+/// The items of a list, owned (those of an anchored or aliased sequence are copied).
+fn into_items(list: Node) -> Vec<Node> {
+    let items = match list.kind {
+        Kind::Map(entries) => entries.into_vec().into_iter().find(|e| &*e.key == "items").map(|e| e.value),
+        _ => list.get("items").cloned(),
+    };
+    match items.map(|n| n.kind) {
+        Some(Kind::Seq(items)) => items.into_vec(),
+        Some(kind) => Node { kind, at: Span::default() }.items().map(<[Node]>::to_vec).unwrap_or_default(),
+        None => Vec::new(),
     }
 }
 
@@ -376,6 +397,31 @@ mod tests {
     }
 
     const POD: &str = "- {apiVersion: v1, kind: Pod, metadata: {name: a, namespace: x}}\n";
+
+    #[test]
+    fn rules_are_placed_as_the_tree_places_them() {
+        let policy = "apiVersion: networking.k8s.io/v1\n  kind: NetworkPolicy\n  metadata: {name: p, namespace: x}\n  spec:\n    podSelector: {}\n    ingress:\n    - {}\n    - from: []\n      ports: []\n    egress: [{}, {to: []}]\n";
+        let yaml = format!("apiVersion: v1\nkind: List\nitems:\n- {policy}- {policy}");
+        let json = serde_json::to_string_pretty(&crate::yaml::parse(&yaml).unwrap()[0].to_json()).unwrap();
+        for text in [yaml, json] {
+            let out = load(&text);
+            let tree = &parse_source(&text).unwrap()[0];
+            assert_eq!(out.inputs.len(), 2, "{text}");
+            for (i, input) in out.inputs.iter().enumerate() {
+                for path in
+                    ["spec.ingress[0]", "spec.ingress[1]", "spec.egress[1]", "spec.egress[2]", "spec.podSelector"]
+                {
+                    let at = input.locate.locate(&FieldPath::parse(path)).unwrap();
+                    let want = tree.locate(&FieldPath::parse(&format!("items[{i}].{path}")));
+                    assert_eq!(
+                        (at.line, at.column, at.offset),
+                        (want.line as usize, want.column as usize, want.offset as usize),
+                        "{path} in {text}"
+                    );
+                }
+            }
+        }
+    }
 
     #[test]
     fn a_list_holds_its_objects_under_items_or_is_an_error() {
