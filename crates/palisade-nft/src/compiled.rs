@@ -113,8 +113,8 @@ pub struct Compiled {
     /// Free slots of `slab`.
     pub(crate) free: Vec<usize>,
     pub(crate) journal: Option<Journal>,
-    /// Each node's addresses, for the `own_node_*` pairs (a full compile works them out; pod
-    /// changes on the object path never change them).
+    /// Each node's addresses, for the `own_node_*` pairs (a full compile works them out; a pod
+    /// change can change them: [`Compiled::own_node_readdress`]).
     pub(crate) node_addresses: HashMap<String, BTreeSet<IpAddr>>,
 }
 
@@ -258,6 +258,33 @@ impl Compiled {
     pub(crate) fn own_node_pod(&mut self, cluster: &Cluster, p: PodId, add: bool) {
         for (family, element) in own_node::pod_elements(cluster, p, self.opts.node.as_deref(), &self.node_addresses) {
             self.own_node_put(family, element, add);
+        }
+    }
+
+    /// Works out the nodes' addresses again after pods came or went, and moves the `own_node`
+    /// pairs of the pods on each node whose addresses changed: a pod on the pod network at a
+    /// node's address is what that address is (`Side::ip`), so the node no longer sends from
+    /// it; a host-network pod adds its address to its node's.
+    pub(crate) fn own_node_readdress(&mut self, cluster: &Cluster) {
+        if self.opts.node.is_some() {
+            // The sets hold pod addresses only: node addresses do not enter them.
+            return;
+        }
+        let now = own_node::node_addresses(cluster);
+        if now == self.node_addresses {
+            return;
+        }
+        let nodes: Vec<&String> = now.keys().chain(self.node_addresses.keys()).collect();
+        let changed: BTreeSet<String> =
+            nodes.into_iter().filter(|n| now.get(*n) != self.node_addresses.get(*n)).cloned().collect();
+        let moved: Vec<PodId> =
+            cluster.pod_ids().filter(|&p| cluster.pods[p].node.as_ref().is_some_and(|n| changed.contains(n))).collect();
+        for &p in &moved {
+            self.own_node_pod(cluster, p, false);
+        }
+        self.node_addresses = now;
+        for &p in &moved {
+            self.own_node_pod(cluster, p, true);
         }
     }
 

@@ -79,6 +79,9 @@ impl Compiled {
         for &p in &added {
             self.own_node_pod(cluster, p, true);
         }
+        // With the pods that came, before those that went, the pairs stand for the addresses
+        // the nodes had; a pod taking or leaving a node's address moves them.
+        self.own_node_readdress(cluster);
         let mut index = big.then(|| Index::new(cluster));
         for dir in [Direction::Egress, Direction::Ingress] {
             let applicable = index.as_mut().map(|i| i.applicable(dir));
