@@ -2,7 +2,7 @@
 //! with a throwaway CA and a bearer token, discovery, list (`limit`/`continue`,
 //! `resourceVersion`, `resourceVersionMatch`), watch (from a resourceVersion, bookmarks,
 //! `timeoutSeconds`, 410 Gone after compaction), label and field selectors, object writes
-//! (Events among them), and RBAC from a ClusterRole manifest. Objects are plain JSON: the fake
+//! (Events among them, checked as the API server checks a new one), and RBAC from a ClusterRole manifest. Objects are plain JSON: the fake
 //! knows no Palisade type.
 //!
 //! A test drives it through [`FakeApi`]: write and delete objects, compact the history, drop
@@ -11,6 +11,7 @@
 #![forbid(unsafe_code)]
 
 mod discovery;
+mod event;
 mod objects;
 pub mod rbac;
 mod request;

@@ -8,6 +8,8 @@
 //!   Gone, bookmarks, backoff) as one stream of [`watch::Change`]s: one apply or delete per
 //!   object, a relist as the exact diff of what came and went, a `Synced` barrier per kind.
 //!
+//! - [`events::Events`]: Warning Events on the objects the agent refuses.
+//!
 //! Objects are stripped of what the engine does not read before they are decoded ([`strip`]).
 
 #![forbid(unsafe_code)]
@@ -15,6 +17,7 @@
 pub mod connect;
 pub mod decode;
 pub mod discover;
+pub mod events;
 pub mod kinds;
 pub mod read;
 pub mod strip;

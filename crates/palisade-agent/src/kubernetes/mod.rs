@@ -54,6 +54,8 @@ struct KubeAgent {
     last_change: Option<(Instant, String)>,
     /// Why the last build or transaction failed.
     failed: Option<String>,
+    /// Refusals to write as Events (by the feed).
+    events: tokio::sync::mpsc::UnboundedSender<palisade_kube::events::Refusal>,
 }
 
 /// Runs the agent on the API server's objects until SIGTERM or SIGINT (`Ok`, the table stays
@@ -70,7 +72,10 @@ pub fn run(args: Config, health: Arc<Health>) -> Result<(), Refused> {
         (None, None) => None,
         (k, c) => Some(Target { kubeconfig: k.clone(), context: c.clone() }),
     };
-    if let Err(e) = feed::start(target, tx.clone()) {
+    let (events, refusals) = tokio::sync::mpsc::unbounded_channel();
+    let instance = args.node.clone().unwrap_or_else(host_name);
+    let reports = feed::Reports { instance, refusals, health: health.clone() };
+    if let Err(e) = feed::start(target, tx.clone(), reports) {
         log(&format!("refused: cannot start the API client's runtime: {e}"));
         return Err(Refused(format!("cannot start the API client's runtime: {e}")));
     }
@@ -95,9 +100,15 @@ pub fn run(args: Config, health: Arc<Health>) -> Result<(), Refused> {
         quiet_since: Instant::now(),
         last_change: None,
         failed: None,
+        events,
     };
     log("watching the API server; nothing is applied before every kind has synced once");
     agent.run(&rx)
+}
+
+/// The Events' `reportingInstance` without `--node`: the host's name.
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname").map_or_else(|_| "palisade-agent".into(), |h| h.trim().into())
 }
 
 impl KubeAgent {
@@ -135,6 +146,9 @@ impl KubeAgent {
                 if self.quiet_since.elapsed() >= PREPARE_AFTER {
                     self.table.prepare(rs, self.generation);
                 }
+            }
+            for r in std::mem::take(&mut self.view.reports) {
+                let _ = self.events.send(r);
             }
             self.publish();
             self.health.beat();
