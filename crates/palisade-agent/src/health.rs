@@ -57,6 +57,8 @@ pub struct Metrics {
     /// Events written on refused objects, and Events the API server did not take.
     pub refusal_events: Counter,
     pub refusal_event_failures: Counter,
+    /// Conntrack entries deleted because their address changed hands.
+    pub conntrack_deleted: Counter,
 }
 
 fn seconds() -> Histogram {
@@ -82,6 +84,7 @@ impl Metrics {
             relists: Family::default(),
             refusal_events: Counter::default(),
             refusal_event_failures: Counter::default(),
+            conntrack_deleted: Counter::default(),
         };
         let mut r = Registry::with_prefix("palisade");
         r.register("apply_duration_seconds", "Time to send one change to nf_tables", m.apply_duration.clone());
@@ -110,6 +113,11 @@ impl Metrics {
             "refusal_event_failures",
             "Events on refused objects the API server did not take",
             m.refusal_event_failures.clone(),
+        );
+        r.register(
+            "conntrack_deleted",
+            "Conntrack entries deleted because their pod went or its address changed hands",
+            m.conntrack_deleted.clone(),
         );
         (m, r)
     }

@@ -123,6 +123,24 @@ impl Agent {
             .unwrap();
         Agent { child, log }
     }
+    /// Any command that ends up running the agent (`ip netns exec ... setpriv ... palisade`),
+    /// its stderr in `log`.
+    pub fn spawn(mut cmd: std::process::Command, log: PathBuf) -> Agent {
+        let file = std::fs::File::create(&log).unwrap();
+        let child = cmd.stderr(file).spawn().unwrap();
+        Agent { child, log }
+    }
+    /// The exit code, waiting up to `limit` (panics, with the log, when still running).
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<i32> {
+        let start = Instant::now();
+        loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                return s.code();
+            }
+            assert!(start.elapsed() < limit, "still running after {limit:?}:\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
