@@ -153,3 +153,262 @@ fn without_net_admin_the_agent_applies_nothing() {
     agent.wait_for("a refusal", 15 * SECOND, || agent.log().contains("Operation not permitted"));
     assert!(table(&lab.node).is_empty());
 }
+
+/// splitmix64: a seeded, reproducible sequence of changes without a dependency.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+        &items[self.below(items.len())]
+    }
+}
+
+const NAMESPACES: [&str; 3] = ["x", "y", "z"];
+const PODS: [&str; 3] = ["a", "b", "c"];
+
+/// A peer: pods by label, namespaces by label, or both.
+fn peer(rng: &mut Rng) -> Value {
+    match rng.below(4) {
+        0 => json!({"podSelector": {"matchLabels": {"pod": rng.pick(&PODS)}}}),
+        1 => json!({"namespaceSelector": {"matchLabels": {"ns": rng.pick(&NAMESPACES)}}}),
+        2 => {
+            json!({"namespaceSelector": {"matchLabels": {"team": "blue"}}, "podSelector": {"matchLabels": {"role": "client"}}})
+        }
+        _ => json!({"podSelector": {"matchLabels": {"role": "client"}}}),
+    }
+}
+
+/// A random rule: peers (none: everyone) and ports (none: every port), 80 and 81 on TCP and UDP.
+fn rule(rng: &mut Rng, side: &str) -> Value {
+    let mut r = json!({});
+    if rng.below(4) > 0 {
+        r[side] = Value::Array((0..1 + rng.below(2)).map(|_| peer(rng)).collect());
+    }
+    if rng.below(3) > 0 {
+        let port = if rng.below(2) == 0 { 80 } else { 81 };
+        r["ports"] = json!([{"port": port, "protocol": rng.pick(&["TCP", "UDP"])}]);
+    }
+    r
+}
+
+fn random_policy(rng: &mut Rng, name: &str, namespace: &str) -> Value {
+    let selector = match rng.below(3) {
+        0 => json!({}),
+        1 => json!({"matchLabels": {"pod": rng.pick(&PODS)}}),
+        _ => json!({"matchExpressions": [{"key": "role", "operator": "DoesNotExist"}]}),
+    };
+    const TYPES: [&[&str]; 3] = [&["Ingress"], &["Egress"], &["Ingress", "Egress"]];
+    let types: &[&str] = TYPES[rng.below(TYPES.len())];
+    let mut spec = json!({"podSelector": selector, "policyTypes": types});
+    for t in types {
+        let (field, side) = if *t == "Ingress" { ("ingress", "from") } else { ("egress", "to") };
+        spec[field] = Value::Array((0..rng.below(3)).map(|_| rule(rng, side)).collect());
+    }
+    json!({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+        "metadata": {"name": name, "namespace": namespace}, "spec": spec})
+}
+
+/// The cluster the fake holds now, loaded as files are (the engine's view, by another path than
+/// the agent's watch).
+fn engine_cluster(api: &palisade_fakeapi::FakeApi) -> palisade_core::cluster::Cluster {
+    let mut items = Vec::new();
+    for (v, k) in [("v1", "Namespace"), ("v1", "Pod"), ("networking.k8s.io/v1", "NetworkPolicy")] {
+        items.extend(api.objects(v, k).unwrap());
+    }
+    let list = json!({"apiVersion": "v1", "kind": "List", "items": items}).to_string();
+    let load = palisade_load::load_str("fake.json", &list, &Default::default());
+    load.cluster.unwrap_or_else(|| panic!("the fake's objects do not load: {:?}", load.problems))
+}
+
+/// Every ordered pod pair on 80/TCP and 80/UDP: (probe, the engine's verdict).
+fn probes(cluster: &palisade_core::cluster::Cluster) -> Vec<(palisade_lab::standing::Probe, bool)> {
+    use palisade_core::verdict::{decide, Connection, Side, Verdict};
+    let pods = cluster.pods_sorted();
+    let mut out = Vec::new();
+    for &s in &pods {
+        for &d in &pods {
+            for protocol in [Protocol::TCP, Protocol::UDP] {
+                let conn = Connection::new(Side::pod(cluster, s), Side::pod(cluster, d), 80, protocol);
+                let allowed = decide(cluster, &conn).verdict == Verdict::Allow;
+                let probe = palisade_lab::standing::Probe {
+                    from: cluster.pod_key(s),
+                    to: cluster.pods[d].ips[0],
+                    port: 80,
+                    protocol,
+                };
+                out.push((probe, allowed));
+            }
+        }
+    }
+    out
+}
+
+/// The pairs where the kernel and the engine differ (empty: equal).
+fn differences(
+    lab: &palisade_lab::standing::StandingLab,
+    expected: &[(palisade_lab::standing::Probe, bool)],
+) -> Vec<String> {
+    use palisade_lab::standing::Seen;
+    let probes: Vec<_> = expected.iter().map(|(p, _)| p.clone()).collect();
+    let seen = lab.probe(&probes, Duration::from_millis(250)).unwrap();
+    expected
+        .iter()
+        .zip(seen)
+        .filter(|((_, allowed), seen)| *allowed != (*seen == Seen::Reached))
+        .map(|((p, allowed), _)| format!("{} -> {} {}/{}: engine {allowed}", p.from, p.to, p.port, p.protocol))
+        .collect()
+}
+
+/// Waits until the kernel's matrix equals the engine's (at most `limit`); the differences
+/// left otherwise.
+fn converge(
+    lab: &palisade_lab::standing::StandingLab,
+    api: &palisade_fakeapi::FakeApi,
+    limit: Duration,
+) -> (Duration, Vec<String>) {
+    let expected = probes(&engine_cluster(api));
+    let start = std::time::Instant::now();
+    loop {
+        let diff = differences(lab, &expected);
+        if diff.is_empty() || start.elapsed() > limit {
+            return (start.elapsed(), diff);
+        }
+    }
+}
+
+#[test]
+fn two_hundred_changes_and_a_60_s_outage_leave_the_kernel_deciding_as_the_engine() {
+    let Some(_one) = lab_slot() else { return };
+    let scratch = Scratch::new("kube-lab-seq");
+    let model = std::fs::read_to_string(common::repo().join("tests/conformance/model.yaml")).unwrap();
+    let cluster = palisade_load::load_str("model.yaml", &model, &Default::default()).cluster.unwrap();
+    let lab =
+        palisade_lab::standing::StandingLab::build(&cluster, &[(80, Protocol::TCP), (80, Protocol::UDP)]).unwrap();
+    let role = std::fs::read_to_string(common::repo().join("deploy/agent-rbac.yaml")).unwrap();
+    let api = std::sync::Arc::new(
+        traffic::in_netns(lab.node(), move || {
+            let rbac = palisade_fakeapi::Rbac::from_manifest(&role, "palisade-agent").unwrap();
+            palisade_fakeapi::FakeApi::start(palisade_fakeapi::Config { rbac: Some(rbac), ..Default::default() })
+                .unwrap()
+        })
+        .unwrap(),
+    );
+    let objects = palisade_fakeapi::rbac::documents(&model).unwrap();
+    for obj in &objects {
+        api.apply(obj.clone()).unwrap();
+    }
+    let kubeconfig = api.write_kubeconfig(&scratch.0).unwrap();
+    let mut cmd = Command::new("ip");
+    cmd.args(["netns", "exec", lab.node()])
+        .arg(env!("CARGO_BIN_EXE_palisade"))
+        .args(["agent", "--source", "kubernetes", "--kubeconfig", kubeconfig.to_str().unwrap()])
+        .args(["--listen", "127.0.0.1:0"])
+        .stdin(Stdio::null());
+    let agent = Agent::spawn(cmd, scratch.path("agent.log"));
+    agent.wait_for("the first ruleset", 15 * SECOND, || agent.log().contains("first ruleset"));
+    let port = agent.log().split("on http://127.0.0.1:").nth(1).and_then(|r| r.lines().next()).unwrap().to_string();
+    let node = lab.node().to_string();
+    let get = move |path: &str| http_get(&node, &format!("127.0.0.1:{port}"), path);
+
+    let seed = std::env::var("PALISADE_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(17u64);
+    let mut rng = Rng(seed);
+    let pods: Vec<Value> = objects.iter().filter(|o| o["kind"] == "Pod").cloned().collect();
+    let namespaces: Vec<Value> = objects.iter().filter(|o| o["kind"] == "Namespace").cloned().collect();
+    let (mut changes, mut quiet_points, mut slowest) = (0, 0, Duration::ZERO);
+    while changes < 200 {
+        for _ in 0..1 + rng.below(8) {
+            changes += 1;
+            let name = format!("p{}", rng.below(6));
+            let ns = *rng.pick(&NAMESPACES);
+            match rng.below(10) {
+                0..=4 => {
+                    api.apply(random_policy(&mut rng, &name, ns)).unwrap();
+                }
+                5 | 6 => {
+                    api.delete("networking.k8s.io/v1", "NetworkPolicy", Some(ns), &name).unwrap();
+                }
+                7 | 8 => {
+                    let mut p = rng.pick(&pods).clone();
+                    if rng.below(2) == 0 {
+                        p["metadata"]["labels"]["role"] = "client".into();
+                    }
+                    api.apply(p).unwrap();
+                }
+                _ => {
+                    let mut n = rng.pick(&namespaces).clone();
+                    if rng.below(2) == 0 {
+                        n["metadata"]["labels"]["team"] = "blue".into();
+                    }
+                    api.apply(n).unwrap();
+                }
+            }
+        }
+        quiet_points += 1;
+        let (took, diff) = converge(&lab, &api, 5 * SECOND);
+        assert!(
+            diff.is_empty(),
+            "seed {seed}, after {changes} changes: the kernel differs from the engine within 5 s:\n{}\n{}",
+            diff.join("\n"),
+            agent.log()
+        );
+        slowest = slowest.max(took);
+    }
+    eprintln!("{changes} changes, {quiet_points} quiet points, slowest convergence {slowest:?}");
+    assert!(!agent.log().contains("refused"), "{}", agent.log());
+    assert_eq!(get("/readyz").0, 200);
+
+    // The API server down for 60 s: the table stays (the kernel still decides as before), the
+    // agent is live but not ready. Meanwhile a policy changes and history is compacted.
+    let before = probes(&engine_cluster(&api));
+    api.down();
+    let down = std::time::Instant::now();
+    agent.wait_for("not ready", 10 * SECOND, || get("/readyz").0 == 503);
+    api.apply(random_policy(&mut rng, "p0", "x")).unwrap();
+    api.apply(random_policy(&mut rng, "p1", "y")).unwrap();
+    api.compact();
+    while down.elapsed() < 60 * SECOND {
+        assert_eq!(get("/livez").0, 200);
+        assert_eq!(get("/readyz").0, 503);
+        let diff = differences(&lab, &before);
+        assert!(diff.is_empty(), "the table changed while the API server was down:\n{}", diff.join("\n"));
+        std::thread::sleep(5 * SECOND);
+    }
+    // Up again: ready, and the kernel decides as the engine on what changed meanwhile, within 5 s.
+    // (Its port is bound again in the node's namespace, where the agent reaches it.)
+    let again = api.clone();
+    traffic::in_netns(lab.node(), move || again.up().unwrap()).unwrap();
+    let up = std::time::Instant::now();
+    let (_, diff) = converge(&lab, &api, 5 * SECOND);
+    let converged = up.elapsed();
+    assert!(diff.is_empty(), "not converged 5 s after the outage:\n{}\n{}", diff.join("\n"), agent.log());
+    agent.wait_for("ready again", 5 * SECOND, || get("/readyz").0 == 200);
+    eprintln!("after 60 s down: converged {converged:?} after the API server came back, ready {:?}", up.elapsed());
+    assert!(up.elapsed() <= 5 * SECOND, "ready only {:?} after the API server came back", up.elapsed());
+}
+
+/// `GET path` over HTTP/1.1 from inside `netns` (where the agent's port is): (status, body).
+fn http_get(netns: &str, addr: &str, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let (addr, path) = (addr.to_string(), path.to_string());
+    traffic::in_netns(netns, move || {
+        let mut s = std::net::TcpStream::connect(&addr).unwrap();
+        s.set_read_timeout(Some(5 * SECOND)).unwrap();
+        write!(s, "GET {path} HTTP/1.1\r\nHost: agent\r\nConnection: close\r\n\r\n").unwrap();
+        let mut text = String::new();
+        s.read_to_string(&mut text).unwrap();
+        let status = text.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+        let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+        (status, body)
+    })
+    .unwrap()
+}

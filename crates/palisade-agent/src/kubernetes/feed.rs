@@ -1,9 +1,10 @@
 //! The API server's side of the Kubernetes source, on a thread with its own tokio runtime: a
 //! client (a kubeconfig, else the in-cluster ServiceAccount), discovery of the served kinds
 //! (retried until it works), `palisade_kube::watch` for every kind, a probe that tells when a
-//! failed kind is served again, and SIGTERM/SIGINT. Everything arrives at the agent's loop as
-//! one [`Feed`] channel, with the instant each change was received. The other way, the loop's
-//! refusals become Events on the refused objects ([`palisade_kube::events`]).
+//! failed kind is served again (and restarts its watch then), and SIGTERM/SIGINT. Everything
+//! arrives at the agent's loop as one [`Feed`] channel, with the instant each change was
+//! received. The other way, the loop's refusals become Events on the refused objects
+//! ([`palisade_kube::events`]).
 
 use std::collections::BTreeSet;
 use std::sync::mpsc::Sender;
@@ -13,7 +14,7 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use palisade_kube::events::{Events, Refusal};
 use palisade_kube::kinds::Kind;
-use palisade_kube::watch::{reachable, watch, Settings};
+use palisade_kube::watch::{reachable, watch_restartable, Settings};
 use palisade_kube::{Change, Target};
 use palisade_nft::monitor::TableEvent;
 use tokio::sync::mpsc::UnboundedReceiver;
@@ -97,7 +98,7 @@ async fn feed(target: Option<Target>, tx: Sender<Feed>, reports: Reports) {
         return;
     }
     tokio::spawn(report(Events::new(client.clone(), &reports.instance), reports));
-    let mut changes = watch(client.clone(), &kinds, &Settings::default());
+    let (mut changes, restart) = watch_restartable(client.clone(), &kinds, &Settings::default());
     let mut failing: BTreeSet<&'static Kind> = BTreeSet::new();
     let mut tick = tokio::time::interval(RETRY);
     loop {
@@ -116,6 +117,8 @@ async fn feed(target: Option<Target>, tx: Sender<Feed>, reports: Reports) {
                 for kind in failing.clone() {
                     if reachable(&client, kind).await.is_ok() {
                         failing.remove(kind);
+                        // Served again: resume now, not after the watcher's backoff (up to 30 s).
+                        restart.kind(kind);
                         if tx.send(Feed::Recovered(kind)).is_err() {
                             return;
                         }
