@@ -412,3 +412,153 @@ fn http_get(netns: &str, addr: &str, path: &str) -> (u16, String) {
     })
     .unwrap()
 }
+
+/// A pod of the two-node lab: `ns/name`, the namespace it sends from, its address.
+type LabPodAt = (String, String, IpAddr);
+
+/// Every ordered pod pair on 80/TCP and 80/UDP, at once: the pairs where the kernel's answer
+/// differs from the engine's on `cluster`.
+fn two_node_differences(cluster: &palisade_core::cluster::Cluster, pods: &[LabPodAt], udp: &mut u16) -> Vec<String> {
+    use palisade_core::verdict::{decide, Connection, Side, Verdict};
+    let id = |key: &str| cluster.pods_sorted().into_iter().find(|&p| cluster.pod_key(p) == key).unwrap();
+    let mut jobs = Vec::new();
+    for (from, netns, _) in pods {
+        for (to, _, addr) in pods {
+            for protocol in [Protocol::TCP, Protocol::UDP] {
+                let conn = Connection::new(Side::pod(cluster, id(from)), Side::pod(cluster, id(to)), 80, protocol);
+                let allowed = decide(cluster, &conn).verdict == Verdict::Allow;
+                *udp = if *udp >= 60000 { 30000 } else { *udp + 1 };
+                jobs.push((format!("{from} -> {to} 80/{protocol}"), netns.clone(), *addr, protocol, *udp, allowed));
+            }
+        }
+    }
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = jobs
+            .iter()
+            .map(|(what, netns, addr, protocol, sport, allowed)| {
+                scope.spawn(move || {
+                    let timeout = Duration::from_millis(250);
+                    let once = || match protocol {
+                        Protocol::UDP => traffic::probe_udp_from_port(netns, None, *sport, *addr, 80, timeout).unwrap(),
+                        _ => traffic::probe(netns, None, *addr, 80, *protocol, timeout).unwrap(),
+                    };
+                    let reached = once() || once();
+                    (reached != *allowed).then(|| format!("{what}: engine {allowed}"))
+                })
+            })
+            .collect();
+        handles.into_iter().filter_map(|h| h.join().unwrap()).collect()
+    })
+}
+
+#[test]
+fn two_nodes_two_agents_cross_node_connections_decided_by_both_ends() {
+    let Some(_one) = lab_slot() else { return };
+    let scratch = Scratch::new("kube-lab-two");
+    let model = std::fs::read_to_string(common::repo().join("tests/conformance/model.yaml")).unwrap();
+    let mut objects = palisade_fakeapi::rbac::documents(&model).unwrap();
+    // Pods a and b of x and y on n1, the rest on n2.
+    let on = |o: &Value| {
+        if ["a", "b"].contains(&o["metadata"]["name"].as_str().unwrap()) && o["metadata"]["namespace"] != "z" {
+            "n1"
+        } else {
+            "n2"
+        }
+    };
+    for o in objects.iter_mut().filter(|o| o["kind"] == "Pod") {
+        o["spec"]["nodeName"] = on(o).into();
+    }
+    let (n1, n2) = (ip("198.18.100.1"), ip("198.18.100.2"));
+    for (name, addr) in [("n1", n1), ("n2", n2)] {
+        objects.push(json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": name},
+            "status": {"addresses": [{"type": "InternalIP", "address": addr.to_string()}]}}));
+    }
+    let pods_of = |node: &str| -> Vec<Value> {
+        objects.iter().filter(|o| o["kind"] == "Pod" && on(o) == node).cloned().collect()
+    };
+    let address = |o: &Value| ip(o["status"]["podIP"].as_str().unwrap());
+    let (p1, p2) = (pods_of("n1"), pods_of("n2"));
+    let lab1 = Topology::build(&p1.iter().map(|o| (vec![address(o)], false)).collect::<Vec<_>>()).unwrap();
+    let lab2 = Topology::build(&p2.iter().map(|o| (vec![address(o)], false)).collect::<Vec<_>>()).unwrap();
+    palisade_lab::topology::join(&lab1, n1, &lab2, n2).unwrap();
+    let mut pods: Vec<LabPodAt> = Vec::new();
+    for (lab, objs) in [(&lab1, &p1), (&lab2, &p2)] {
+        for (lab_pod, o) in lab.pods.iter().zip(objs.iter()) {
+            traffic::serve(&lab_pod.netns, &[(80, Protocol::TCP), (80, Protocol::UDP)], false, None).unwrap();
+            let key =
+                format!("{}/{}", o["metadata"]["namespace"].as_str().unwrap(), o["metadata"]["name"].as_str().unwrap());
+            pods.push((key, lab_pod.netns.clone(), address(o)));
+        }
+    }
+    // One fake API server, on n1's address: both nodes' agents watch it.
+    let role = std::fs::read_to_string(common::repo().join("deploy/agent-rbac.yaml")).unwrap();
+    let api = traffic::in_netns(&lab1.node, move || {
+        let rbac = palisade_fakeapi::Rbac::from_manifest(&role, "palisade-agent").unwrap();
+        let config = palisade_fakeapi::Config {
+            rbac: Some(rbac),
+            address: "198.18.100.1".parse().unwrap(),
+            ..Default::default()
+        };
+        palisade_fakeapi::FakeApi::start(config).unwrap()
+    })
+    .unwrap();
+    for obj in &objects {
+        api.apply(obj.clone()).unwrap();
+    }
+    let kubeconfig = api.write_kubeconfig(&scratch.0).unwrap();
+    let agents: Vec<Agent> = [(&lab1, "n1"), (&lab2, "n2")]
+        .into_iter()
+        .map(|(lab, node)| {
+            let mut cmd = Command::new("ip");
+            cmd.args(["netns", "exec", &lab.node])
+                .arg(env!("CARGO_BIN_EXE_palisade"))
+                .args(["agent", "--source", "kubernetes", "--node", node, "--kubeconfig", kubeconfig.to_str().unwrap()])
+                .stdin(Stdio::null());
+            Agent::spawn(cmd, scratch.path(&format!("agent-{node}.log")))
+        })
+        .collect();
+    for a in &agents {
+        a.wait_for("the first ruleset", 15 * SECOND, || a.log().contains("first ruleset"));
+    }
+
+    let mut rng = Rng(std::env::var("PALISADE_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(29u64));
+    let mut udp = 30000u16;
+    let mut denied_cross_node = 0;
+    for round in 0..12 {
+        for _ in 0..1 + rng.below(4) {
+            let name = format!("p{}", rng.below(4));
+            let ns = *rng.pick(&NAMESPACES);
+            if rng.below(4) == 0 {
+                api.delete("networking.k8s.io/v1", "NetworkPolicy", Some(ns), &name).unwrap();
+            } else {
+                api.apply(random_policy(&mut rng, &name, ns)).unwrap();
+            }
+        }
+        let cluster = engine_cluster(&api);
+        let start = std::time::Instant::now();
+        let diff = loop {
+            let diff = two_node_differences(&cluster, &pods, &mut udp);
+            if diff.is_empty() || start.elapsed() > 5 * SECOND {
+                break diff;
+            }
+        };
+        let logs: Vec<String> = agents.iter().map(Agent::log).collect();
+        assert!(
+            diff.is_empty(),
+            "round {round}: the kernels differ from the engine:\n{}\n{}",
+            diff.join("\n"),
+            logs.join("\n")
+        );
+        // Count the cross-node pairs policy denies: the test must exercise both ends.
+        use palisade_core::verdict::{decide, Connection, Side, Verdict};
+        for s in cluster.pods_sorted() {
+            for d in cluster.pods_sorted() {
+                let cross = cluster.pods[s].node != cluster.pods[d].node;
+                let conn = Connection::new(Side::pod(&cluster, s), Side::pod(&cluster, d), 80, Protocol::TCP);
+                denied_cross_node += usize::from(cross && decide(&cluster, &conn).verdict != Verdict::Allow);
+            }
+        }
+    }
+    assert!(denied_cross_node > 0, "no cross-node pair was denied: the rounds proved nothing about enforcement");
+    eprintln!("two nodes: 12 rounds, {denied_cross_node} denied cross-node pairs over the rounds");
+}

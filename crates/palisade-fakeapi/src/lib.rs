@@ -46,11 +46,20 @@ pub struct Config {
     pub window: usize,
     /// How often a watch that asked for them gets a BOOKMARK.
     pub bookmark_every: Duration,
+    /// The IPv4 address to listen on (its certificate names it too): 127.0.0.1 by default;
+    /// a lab's node address when agents in other network namespaces must reach it.
+    pub address: std::net::Ipv4Addr,
 }
 
 impl Default for Config {
     fn default() -> Self {
-        Config { groups: Groups::kubernetes(), rbac: None, window: 10_000, bookmark_every: Duration::from_secs(60) }
+        Config {
+            groups: Groups::kubernetes(),
+            rbac: None,
+            window: 10_000,
+            bookmark_every: Duration::from_secs(60),
+            address: std::net::Ipv4Addr::LOCALHOST,
+        }
     }
 }
 
@@ -146,12 +155,12 @@ fn listener(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
 }
 
 impl FakeApi {
-    /// Starts the server on 127.0.0.1 at a free port, on its own runtime thread (so sync and
+    /// Starts the server on `config.address` (127.0.0.1) at a free port, on its own runtime thread (so sync and
     /// async tests alike can drive it).
     pub fn start(config: Config) -> Result<Self, FakeError> {
         let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
-        let tls = tls::make()?;
-        let std_listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        let tls = tls::make(config.address)?;
+        let std_listener = std::net::TcpListener::bind((config.address, 0))?;
         let addr = std_listener.local_addr()?;
         drop(std_listener);
         let catalog = resource::catalog();
@@ -180,7 +189,7 @@ impl FakeApi {
         self.runtime.as_ref().expect("running")
     }
 
-    /// `https://127.0.0.1:<port>`.
+    /// `https://<address>:<port>`.
     pub fn url(&self) -> String {
         format!("https://{}", self.shared.addr)
     }
