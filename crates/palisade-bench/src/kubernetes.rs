@@ -14,15 +14,8 @@ use serde_json::Value;
 
 /// The agent's peak and current resident memory (VmHWM, VmRSS), in MiB.
 fn memory(pid: u32) -> (f64, f64) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse::<f64>().ok())
-            .map_or(0.0, |kb| kb / 1024.0)
-    };
-    (field("VmHWM:"), field("VmRSS:"))
+    let (now, peak) = crate::enforcer::process_memory_mib(&pid.to_string());
+    (peak, now)
 }
 
 /// `GET path` on the agent's port: (status, body); (0, "") when it does not answer yet.

@@ -398,19 +398,8 @@ fn two_hundred_changes_and_a_60_s_outage_leave_the_kernel_deciding_as_the_engine
 
 /// `GET path` over HTTP/1.1 from inside `netns` (where the agent's port is): (status, body).
 fn http_get(netns: &str, addr: &str, path: &str) -> (u16, String) {
-    use std::io::{Read, Write};
     let (addr, path) = (addr.to_string(), path.to_string());
-    traffic::in_netns(netns, move || {
-        let mut s = std::net::TcpStream::connect(&addr).unwrap();
-        s.set_read_timeout(Some(5 * SECOND)).unwrap();
-        write!(s, "GET {path} HTTP/1.1\r\nHost: agent\r\nConnection: close\r\n\r\n").unwrap();
-        let mut text = String::new();
-        s.read_to_string(&mut text).unwrap();
-        let status = text.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-        let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
-        (status, body)
-    })
-    .unwrap()
+    traffic::in_netns(netns, move || common::lab::http_get(&addr, &path)).unwrap()
 }
 
 /// A pod of the two-node lab: `ns/name`, the namespace it sends from, its address.

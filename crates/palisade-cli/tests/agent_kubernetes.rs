@@ -8,7 +8,6 @@
 
 mod common;
 
-use std::io::{Read, Write};
 use std::time::Duration;
 
 use common::lab::{lab_possible, table, Agent, Netns, Scratch};
@@ -32,14 +31,7 @@ const GUARD: &str = "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmeta
 
 /// `GET path` over HTTP/1.1: (status, body).
 fn get(addr: &str, path: &str) -> (u16, String) {
-    let mut s = std::net::TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(5 * SECOND)).unwrap();
-    write!(s, "GET {path} HTTP/1.1\r\nHost: agent\r\nConnection: close\r\n\r\n").unwrap();
-    let mut text = String::new();
-    s.read_to_string(&mut text).unwrap();
-    let status = text.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
-    (status, body)
+    common::lab::http_get(addr, path)
 }
 
 /// The address the agent says it serves on (it was given port 0).
