@@ -121,6 +121,18 @@ fn with_only_net_admin_a_reused_address_does_not_inherit_an_established_flow() {
     api.apply(pod("new", json!({"role": "client"}), CLIENT)).unwrap();
     agent.wait_for("the new pod admitted", 5 * SECOND, || probe_udp(&lab, 1, SERVER));
 
+    // `--uninstall` is refused while the agent holds the namespace (it would restore the table).
+    let uninstall = || {
+        common::palisade()
+            .args(["agent", "--source", "kubernetes", "--uninstall", "--netns", &lab.node])
+            .output()
+            .unwrap()
+    };
+    let refused = uninstall();
+    assert_eq!(refused.status.code(), Some(2), "{}", String::from_utf8_lossy(&refused.stderr));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("stop it first"));
+    assert!(table(&lab.node).contains("jump in_"));
+
     // SIGTERM: exit 0, the table left in force, all with CAP_NET_ADMIN alone.
     let term = Command::new("kill").args(["-TERM", &pid.to_string()]).status().unwrap();
     assert!(term.success());
@@ -129,6 +141,10 @@ fn with_only_net_admin_a_reused_address_does_not_inherit_an_established_flow() {
     assert!(table(&lab.node).contains("jump in_"), "the table stays in force");
     let log = agent.log();
     assert!(!log.contains("Operation not permitted") && !log.contains("cannot"), "{log}");
+    // With the agent gone, `--uninstall` removes the table.
+    let removed = uninstall();
+    assert!(removed.status.success(), "{}", String::from_utf8_lossy(&removed.stderr));
+    assert!(table(&lab.node).is_empty(), "the table is still there");
 }
 
 #[test]
