@@ -268,7 +268,13 @@ fn memory_mib(reset: bool) -> (f64, f64) {
         // Writing 5 to clear_refs resets the peak resident set size (VmHWM) to the current one.
         let _ = std::fs::write("/proc/self/clear_refs", "5");
     }
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    process_memory_mib("self")
+}
+
+/// A process's resident memory now and at its peak (VmRSS, VmHWM), in MiB; `pid` is a number
+/// or `self`.
+pub fn process_memory_mib(pid: &str) -> (f64, f64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     let field = |name: &str| {
         status
             .lines()

@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use clap::Parser;
 mod enforcer;
+mod kubernetes;
 
 /// The loader and the engine allocate many small values; mimalloc frees them far faster than
 /// glibc's allocator (the same allocator as the `palisade` binary).
@@ -73,6 +74,11 @@ struct Args {
     /// `palisade` binary next to this one, and GNU time at /usr/bin/time.
     #[arg(long, value_name = "NCA")]
     versus_nca: Option<std::path::PathBuf>,
+    /// Measure the agent in Kubernetes mode instead (needs root and the release `palisade`
+    /// binary next to this one): the cluster served by palisade-fakeapi, sync + first apply,
+    /// event -> kernel latency for this many pod and policy changes, the agent's memory.
+    #[arg(long, value_name = "SAMPLES", num_args = 0..=1, default_missing_value = "50")]
+    kubernetes: Option<usize>,
     /// (Internal: one measurement of the loader curve, in its own process.)
     #[arg(long, hide = true)]
     loader_one: Option<std::path::PathBuf>,
@@ -120,6 +126,10 @@ fn main() {
     );
     if a.enforcer {
         enforce(objects, &a);
+        return;
+    }
+    if let Some(samples) = a.kubernetes {
+        kubernetes::bench(&objects, samples.max(1));
         return;
     }
     let cluster = if a.through_loader || a.write.is_some() {
