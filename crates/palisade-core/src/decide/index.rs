@@ -473,16 +473,29 @@ impl<'c> Index<'c> {
     pub fn matrix(&mut self, port: u16, protocol: Protocol) -> Matrix {
         let cluster = self.cluster;
         let (egress, ingress) = self.sides(port, protocol);
-        // t[s]: the isolated destinations whose ingress admits s; open: the others.
-        let Transposed { by: mut t, isolated } = transpose(&ingress);
+        // A source whose egress admits few peers is decided peer by peer (does each one's
+        // ingress admit it?); the others read the transposed ingress. Turning around ingress
+        // sets that egress then refuses was most of a matrix's time at 30,000 pods.
+        let few = |e: &Admitted| e.as_ref().is_some_and(|e| e.count_ones(..) * 16 <= self.n);
+        let mut wanted = FixedBitSet::with_capacity(self.n);
+        egress.iter().enumerate().filter(|(_, e)| !few(e)).for_each(|(s, _)| wanted.insert(s));
+        // t[s]: the isolated destinations whose ingress admits s (wanted sources); open: the others.
+        let Transposed { by: mut t, isolated } = transpose_for(&ingress, &wanted);
         let mut open = full(self.n);
         open.difference_with(&isolated);
         let mut rows = Vec::with_capacity(self.n);
         for (s, e) in egress.into_iter().enumerate() {
             let mut row = std::mem::take(&mut t[s]);
-            row.union_with(&open);
-            if let Some(e) = e {
-                row.intersect_with(&e);
+            match e {
+                Some(e) if !wanted.contains(s) => {
+                    let admits = |d: &usize| ingress[*d].as_ref().is_none_or(|i| i.contains(s));
+                    e.ones().filter(admits).for_each(|d| row.insert(d));
+                }
+                Some(e) => {
+                    row.union_with(&open);
+                    row.intersect_with(&e);
+                }
+                None => row.union_with(&open),
             }
             // A pod reaches itself on loopback; a workload's replicas are decided as pods.
             if !cluster.pods[s].is_replica_group() {
@@ -564,6 +577,13 @@ pub struct Transposed {
 /// admits word by word, a small one bit by bit, so the cost is about
 /// `sum over groups of |admitted| * min(|group|, n / 64)` rather than one bit per allowed pair.
 pub fn transpose(side: &[Admitted]) -> Transposed {
+    let mut every = FixedBitSet::with_capacity(side.len());
+    every.insert_range(..);
+    transpose_for(side, &every)
+}
+
+/// [`transpose`], filling `by[x]` only for the pods `x` in `wanted` (the others stay empty).
+pub fn transpose_for(side: &[Admitted], wanted: &FixedBitSet) -> Transposed {
     let n = side.len();
     let mut isolated = FixedBitSet::with_capacity(n);
     // Groups by their shared set, in order of first appearance (deterministic).
@@ -586,9 +606,9 @@ pub fn transpose(side: &[Admitted]) -> Transposed {
         if members.len() * 4 >= words {
             let mut group = FixedBitSet::with_capacity(n);
             members.iter().for_each(|&y| group.insert(y));
-            admitted.ones().for_each(|x| by[x].union_with(&group));
+            admitted.intersection(wanted).for_each(|x| by[x].union_with(&group));
         } else {
-            for x in admitted.ones() {
+            for x in admitted.intersection(wanted) {
                 members.iter().for_each(|&y| by[x].insert(y));
             }
         }
