@@ -672,6 +672,42 @@ mod tests {
     }
 
     #[test]
+    fn sources_with_few_egress_peers_agree_with_the_per_connection_path() {
+        // 40 pods: web's egress admits the 2 db pods (few: decided peer by peer against db's
+        // ingress, which admits web-0 only); the rest are not isolated for egress.
+        let mut b = ClusterBuilder::new().ns("shop", &[]);
+        let names: Vec<(String, &str)> = (0..40)
+            .map(|i| {
+                (
+                    format!("shop/p{i}"),
+                    if i < 2 {
+                        "db"
+                    } else if i < 6 {
+                        "web"
+                    } else {
+                        "other"
+                    },
+                )
+            })
+            .collect();
+        for (i, (key, app)) in names.iter().enumerate() {
+            b = b.pod(key, &[("app", app), ("n", &i.to_string())], &format!("10.0.0.{}", i + 1));
+        }
+        let to_db = rule(Action::Allow, None, Entity::default(), selecting("app == 'db'"));
+        let from_web0 = rule(Action::Allow, None, selecting("app == 'web' && n == '2'"), Entity::default());
+        let cluster = b
+            .policy("shop/web-out", 10.0, "app == 'web'", None, Some(vec![to_db]))
+            .policy("shop/db-in", 20.0, "app == 'db'", Some(vec![from_web0]), None)
+            .build();
+        agree(&cluster, 5432, Protocol::TCP);
+        let m = matrix(&cluster, 5432, Protocol::TCP);
+        let id = |k: &str| cluster.pod("shop", k).expect("fixture pod");
+        assert!(m.allowed(id("p2"), id("p0")), "web-0 opens db");
+        assert!(!m.allowed(id("p3"), id("p0")), "db admits only web-0");
+        assert!(!m.allowed(id("p2"), id("p9")), "web's egress admits db only");
+    }
+
+    #[test]
     fn own_side_ports_decided_once_agree_with_the_per_connection_path() {
         // db's rule sets its own destination port (the packet alone decides it), web's its
         // own source selector (decided per pod).
