@@ -153,7 +153,7 @@ fn uninstall(netns: Option<&str>) -> u8 {
         Ok(None) => {}
         Err(e) => return refuse(format!("cannot tell whether an agent runs here: {e}")),
     }
-    let table = palisade_nft::ruleset::TABLE;
+    let table = palisade_nft::ir::TABLE;
     let run = move || std::process::Command::new("nft").args(["delete", "table", "inet", table]).output();
     match palisade_nft::netlink::in_netns(netns, run) {
         Ok(Ok(out)) if out.status.success() => {

@@ -443,7 +443,7 @@ fn two_node_differences(cluster: &palisade_core::cluster::Cluster, pods: &[LabPo
             .map(|(what, netns, addr, protocol, sport, allowed)| {
                 scope.spawn(move || {
                     let timeout = Duration::from_millis(250);
-                    let once = || match protocol {
+                    let once = || match *protocol {
                         Protocol::UDP => traffic::probe_udp_from_port(netns, None, *sport, *addr, 80, timeout).unwrap(),
                         _ => traffic::probe(netns, None, *addr, 80, *protocol, timeout).unwrap(),
                     };

@@ -9,7 +9,7 @@ use palisade_ingest::{Input, Object};
 use crate::decode::State;
 use crate::document::{parse_source, DocLocator, Positions};
 use crate::source::Source;
-use crate::tree::{Kind, Node};
+use crate::tree::{Kind, Node, Span};
 pub use crate::typed::Loaded;
 use crate::typed::{last_field, object_label, problem, Typed};
 
