@@ -8,27 +8,19 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use palisade_core::cluster::Cluster;
-use palisade_ingest::BuildOptions;
 use palisade_load::directory::Activity;
 use palisade_load::watch::{Built, Changes, Held, Watched};
-use palisade_nft::owner::{Owner, OwnerError};
+use palisade_nft::owner::Owner;
 use palisade_nft::script::{self, Command};
-use palisade_nft::{Compiled, NeedsFullCompile, Options};
+use palisade_nft::{Compiled, NeedsFullCompile};
 
+use crate::enforcement::{build_options, claim, compile_options, warn_unenforced};
 use crate::files::{Events, Wake};
 use crate::flows::FlowLog;
 use crate::health::{self, Health};
 use crate::kernel::Kernel;
 use crate::table::Table;
 use crate::{log, status, Config, Mode, Refused};
-
-pub(crate) fn build_options(args: &Config) -> BuildOptions {
-    BuildOptions { default_namespace: args.namespace.clone(), ..Default::default() }
-}
-
-pub(crate) fn compile_options(args: &Config) -> Options {
-    Options { node: args.node.clone(), audit: args.mode == Mode::Audit, record_flows: args.flow_log.is_some() }
-}
 
 /// At start, files still being written are waited for this long at most.
 const FIRST_LOOK: Duration = Duration::from_secs(5);
@@ -69,27 +61,6 @@ impl Check {
         });
         Check { generation, result }
     }
-}
-
-/// Claims the network namespace (one agent each) and opens its nf_tables.
-pub(crate) fn claim(netns: Option<&str>) -> Result<(Owner, palisade_nft::kernel::Kernel), Refused> {
-    let owner = match palisade_nft::owner::claim(netns) {
-        Ok(o) => o,
-        Err(OwnerError::Taken { pid, status }) => {
-            log(&format!("refused: another palisade agent (pid {pid}) enforces this network namespace; its status:"));
-            eprint!("{status}");
-            return Err(Refused(format!("another palisade agent (pid {pid}) enforces this network namespace")));
-        }
-        Err(e) => {
-            log(&format!("refused: {e}"));
-            return Err(Refused(e.to_string()));
-        }
-    };
-    let kernel = palisade_nft::kernel::Kernel::open(netns).map_err(|e| {
-        log(&format!("cannot reach nf_tables: {e}"));
-        Refused(format!("cannot reach nf_tables: {e}"))
-    })?;
-    Ok((owner, kernel))
 }
 
 /// Serves `/livez`, `/readyz` and `/metrics` on `args.listen` (when given), then claims the
@@ -162,7 +133,7 @@ pub fn dry_run(args: &Config) -> Result<String, Refused> {
     };
     warn_unenforced(&cluster);
     let compiled = Compiled::new(&cluster, &compile_options(args));
-    Ok(script::full(compiled.ruleset()))
+    Ok(palisade_nft::render::text::full(compiled.ruleset()))
 }
 
 /// The running agent: its inputs, what is in force, and the kernel.
@@ -494,12 +465,5 @@ impl<K: Kernel> Agent<K> {
             directory_error: self.directory_error.as_deref(),
         };
         owner.set_status(status::text(&facts));
-    }
-}
-
-/// Says, on every full compile, what the kernel cannot enforce (domainNames rules).
-pub(crate) fn warn_unenforced(cluster: &Cluster) {
-    for w in palisade_nft::unenforced::warnings(cluster) {
-        log(&format!("warning: {w}"));
     }
 }

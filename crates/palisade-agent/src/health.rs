@@ -54,6 +54,11 @@ pub struct Metrics {
     /// Failed lists or watches per kind (each is retried with backoff), and (re)lists.
     pub watch_restarts: Family<KindLabel, Counter>,
     pub relists: Family<KindLabel, Counter>,
+    /// Events written on refused objects, and Events the API server did not take.
+    pub refusal_events: Counter,
+    pub refusal_event_failures: Counter,
+    /// Conntrack entries deleted because their address changed hands.
+    pub conntrack_deleted: Counter,
 }
 
 fn seconds() -> Histogram {
@@ -77,6 +82,9 @@ impl Metrics {
             table_restores: Gauge::default(),
             watch_restarts: Family::default(),
             relists: Family::default(),
+            refusal_events: Counter::default(),
+            refusal_event_failures: Counter::default(),
+            conntrack_deleted: Counter::default(),
         };
         let mut r = Registry::with_prefix("palisade");
         r.register("apply_duration_seconds", "Time to send one change to nf_tables", m.apply_duration.clone());
@@ -100,6 +108,17 @@ impl Metrics {
         r.register("table_restores", "Times the table was restored after someone changed it", m.table_restores.clone());
         r.register("watch_restarts", "Failed lists or watches per kind (each retried)", m.watch_restarts.clone());
         r.register("relists", "Completed lists and relists per kind", m.relists.clone());
+        r.register("refusal_events", "Events written on refused objects", m.refusal_events.clone());
+        r.register(
+            "refusal_event_failures",
+            "Events on refused objects the API server did not take",
+            m.refusal_event_failures.clone(),
+        );
+        r.register(
+            "conntrack_deleted",
+            "Conntrack entries deleted because their pod went or its address changed hands",
+            m.conntrack_deleted.clone(),
+        );
         (m, r)
     }
 

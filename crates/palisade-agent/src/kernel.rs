@@ -94,7 +94,7 @@ impl Kernel for Fake {
         let mut s = self.state.borrow_mut();
         if s.refuse > 0 {
             s.refuse -= 1;
-            let command = commands.first().map_or_else(String::new, Command::text);
+            let command = commands.first().map_or_else(String::new, Command::to_string);
             return Err(KernelError::Refused { command, reason: "refused by the fake kernel".into() });
         }
         if commands.is_empty() {
@@ -105,7 +105,7 @@ impl Kernel for Fake {
             (table, true) => *table = Some(commands.to_vec()),
             (Some(table), false) => table.extend(commands.iter().cloned()),
             (None, false) => {
-                return Err(KernelError::Refused { command: commands[0].text(), reason: "no such table".into() })
+                return Err(KernelError::Refused { command: commands[0].to_string(), reason: "no such table".into() })
             }
         }
         s.committed.push(commands.to_vec());

@@ -9,11 +9,14 @@
 //! compile as a self-check. The kernel is a trait: netlink in production, [`kernel::Fake`] in
 //! tests that need no root. [`kubernetes`]: the same table kept in step with the API
 //! server's objects instead of a directory; [`health`]: the `--listen` port (`/livez`,
-//! `/readyz`, `/metrics`). `palisade agent` (the binary) keeps the arguments.
+//! `/readyz`, `/metrics`); [`conntrack`]: a gone pod's flows forgotten. `palisade agent` (the
+//! binary) keeps the arguments.
 
 #![forbid(unsafe_code)]
 
+pub mod conntrack;
 pub mod controller;
+mod enforcement;
 mod files;
 mod flows;
 pub mod health;

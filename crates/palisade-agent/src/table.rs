@@ -212,7 +212,7 @@ impl<K: Kernel> Table<K> {
     fn encode_whole(&mut self, rs: &Ruleset, generation: u64) -> Result<(), String> {
         if self.whole.as_ref().is_none_or(|(g, _, _)| *g != generation) {
             let commands = script::full_commands(rs);
-            let batch = encode(&commands).map_err(|e| e.to_string())?;
+            let batch = encode(&commands);
             self.whole = Some((generation, commands, batch));
         }
         Ok(())

@@ -120,7 +120,7 @@ pub fn load_figures(objects: &[Object], netns: &str) -> Ruleset {
     let full = Compiled::new(&c, &Options::default());
     let compiled = t.elapsed().as_secs_f64();
     let rs = full.ruleset().clone();
-    let text = script::full(&rs);
+    let text = palisade_nft::render::text::full(&rs);
     let s = rs.stats();
     println!(
         "nft compile       {compiled:>9.3} s  ({} pods enforced, {} chains, {} rules, {} sets, {} elements, {} KiB script)",
@@ -268,7 +268,13 @@ fn memory_mib(reset: bool) -> (f64, f64) {
         // Writing 5 to clear_refs resets the peak resident set size (VmHWM) to the current one.
         let _ = std::fs::write("/proc/self/clear_refs", "5");
     }
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    process_memory_mib("self")
+}
+
+/// A process's resident memory now and at its peak (VmRSS, VmHWM), in MiB; `pid` is a number
+/// or `self`.
+pub fn process_memory_mib(pid: &str) -> (f64, f64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     let field = |name: &str| {
         status
             .lines()
@@ -472,7 +478,9 @@ pub fn throughput(objects: &[Object], rounds: usize) {
     let mut stateful = vec![script::Command::ReplaceTable];
     for hook in [script::Hook::Prerouting, script::Hook::Postrouting] {
         stateful.push(script::Command::AddChain { name: hook.name().into(), hook: Some(hook) });
-        let rule = "ct state established,related accept".to_string();
+        use palisade_nft::ir::{CtState, Rule, Stmt, Verdict};
+        let rule =
+            Rule::new(vec![Stmt::Ct(vec![CtState::Established, CtState::Related]), Stmt::Verdict(Verdict::Accept)]);
         stateful.push(script::Command::AddRule { chain: hook.name().into(), rule });
     }
     let kernel = Kernel::open(Some(&topo.node)).expect("netlink");

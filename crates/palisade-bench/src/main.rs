@@ -7,13 +7,16 @@ use std::time::Instant;
 
 use clap::Parser;
 mod enforcer;
+mod kubernetes;
 
 /// The loader and the engine allocate many small values; mimalloc frees them far faster than
 /// glibc's allocator (the same allocator as the `palisade` binary).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+mod commands;
 mod loader;
 mod nca;
+mod process;
 
 use palisade_bench::{calicoize, generate, to_list_json, Shape};
 use palisade_core::field::Nowhere;
@@ -48,6 +51,7 @@ struct Args {
     #[arg(long)]
     enforcer: bool,
     /// Interleaved bare/ruled iperf3 rounds per figure (medians are reported); 0 skips throughput.
+    /// With --commands: runs of each command per binary.
     #[arg(long, default_value_t = 5)]
     rounds: usize,
     /// Size of the extra address set for the second throughput figure.
@@ -73,6 +77,20 @@ struct Args {
     /// `palisade` binary next to this one, and GNU time at /usr/bin/time.
     #[arg(long, value_name = "NCA")]
     versus_nca: Option<std::path::PathBuf>,
+    /// Measure the agent in Kubernetes mode instead (needs root and the release `palisade`
+    /// binary next to this one): the cluster served by palisade-fakeapi, sync + first apply,
+    /// event -> kernel latency for this many pod and policy changes, the agent's memory.
+    #[arg(long, value_name = "SAMPLES", num_args = 0..=1, default_missing_value = "50")]
+    kubernetes: Option<usize>,
+    /// Time every review command as a whole `palisade` process (check, matrix, reach, lint,
+    /// generate, graph, diff) on the cluster of --pods/--policies, from JSON and from YAML:
+    /// medians of --rounds interleaved runs. With several binaries (before and after a
+    /// change), each runs in turn within a round. Default: the `palisade` next to this one.
+    #[arg(long, value_name = "BIN", num_args = 0.., conflicts_with_all = ["loader_curve", "versus_nca", "enforcer"])]
+    commands: Option<Vec<std::path::PathBuf>>,
+    /// With --commands: only the commands whose line contains this text (`lint`, `(YAML)`).
+    #[arg(long, value_name = "TEXT", requires = "commands")]
+    only: Option<String>,
     /// (Internal: one measurement of the loader curve, in its own process.)
     #[arg(long, hide = true)]
     loader_one: Option<std::path::PathBuf>,
@@ -109,6 +127,10 @@ fn main() {
         pods_per_app: a.pods_per_app,
         seed: a.seed,
     };
+    if let Some(binaries) = &a.commands {
+        commands::run(&shape, binaries, a.rounds.max(1), a.only.as_deref());
+        return;
+    }
     let t = Instant::now();
     let objects = if a.calico { calicoize(generate(&shape)) } else { generate(&shape) };
     println!(
@@ -120,6 +142,10 @@ fn main() {
     );
     if a.enforcer {
         enforce(objects, &a);
+        return;
+    }
+    if let Some(samples) = a.kubernetes {
+        kubernetes::bench(&objects, samples.max(1));
         return;
     }
     let cluster = if a.through_loader || a.write.is_some() {

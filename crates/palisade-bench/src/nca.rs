@@ -12,13 +12,14 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 
 use palisade_bench::{generate, to_list, Shape};
 use palisade_core::port::Protocol;
 use palisade_review::map::JsonMap;
 use palisade_review::outside::{pieces, Piece};
+
+use crate::process::{median, palisade_binary, timed};
 
 /// The clusters of issue 19's comparison: (pods, policies, namespaces).
 const SHAPES: [(usize, usize, usize); 2] = [(200, 50, 10), (400, 100, 20)];
@@ -26,14 +27,6 @@ const ROUNDS: usize = 3;
 
 /// Port ranges per protocol, each protocol's ranges merged and sorted.
 type Ports = BTreeMap<Protocol, Vec<(u16, u16)>>;
-
-/// One measured process: wall and CPU seconds, peak memory in MiB.
-#[derive(Clone, Copy)]
-struct Run {
-    wall: f64,
-    cpu: f64,
-    peak_mib: f64,
-}
 
 pub fn versus(nca: &Path, seed: u64) {
     let palisade = palisade_binary();
@@ -83,14 +76,6 @@ fn arg(p: &Path) -> String {
     p.to_string_lossy().into_owned()
 }
 
-/// The `palisade` binary built next to this one (`cargo build --release -p palisade-cli`).
-fn palisade_binary() -> PathBuf {
-    let me = std::env::current_exe().expect("own path");
-    let p = me.with_file_name("palisade");
-    assert!(p.exists(), "{} is missing: build palisade-cli in the same profile first", p.display());
-    p
-}
-
 /// The cluster as one multi-document block-style YAML file; returns its size in bytes. With
 /// `readdress`, pods get IPv6 addresses (`fd00::N`), which no (IPv4) ipBlock holds.
 fn write_cluster(shape: &Shape, dir: &Path, readdress: bool) -> usize {
@@ -103,35 +88,6 @@ fn write_cluster(shape: &Shape, dir: &Path, readdress: bool) -> usize {
     let text = palisade_load::yaml::emit(&items);
     std::fs::write(dir.join("cluster.yaml"), &text).expect("write the cluster");
     text.len()
-}
-
-/// Runs a program under GNU time; its stdout, and what it cost.
-fn timed(program: &Path, args: &[String], scratch: &Path) -> (Run, String) {
-    let report = scratch.join("time.txt");
-    let out = Command::new("/usr/bin/time")
-        .arg("-f")
-        .arg("%e %U %S %M")
-        .arg("-o")
-        .arg(&report)
-        .arg(program)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {}: {e}", program.display()));
-    assert!(out.status.success(), "{} failed: {}", program.display(), String::from_utf8_lossy(&out.stderr));
-    let t = std::fs::read_to_string(&report).expect("GNU time's report");
-    let f: Vec<f64> = t.lines().last().unwrap_or("").split_whitespace().filter_map(|x| x.parse().ok()).collect();
-    assert_eq!(f.len(), 4, "unexpected GNU time report: {t}");
-    let run = Run { wall: f[0], cpu: f[1] + f[2], peak_mib: f[3] / 1024.0 };
-    (run, String::from_utf8(out.stdout).expect("UTF-8 output"))
-}
-
-fn median(runs: &[Run]) -> Run {
-    let m = |f: fn(&Run) -> f64| {
-        let mut v: Vec<f64> = runs.iter().map(f).collect();
-        v.sort_by(f64::total_cmp);
-        v[v.len() / 2]
-    };
-    Run { wall: m(|r| r.wall), cpu: m(|r| r.cpu), peak_mib: m(|r| r.peak_mib) }
 }
 
 /// Merges ranges per protocol.

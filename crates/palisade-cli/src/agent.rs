@@ -47,6 +47,11 @@ pub struct Args {
     /// held back and why, table restores), and exit.
     #[arg(long)]
     status: bool,
+    /// Remove the table (`inet palisade`) from the kernel, and exit. A stopping agent leaves
+    /// its table in force (pods stay protected across restarts and rolling updates); this is
+    /// how it goes for good. Refused while an agent holds the network namespace.
+    #[arg(long)]
+    uninstall: bool,
     /// How often to look again without a file event (inotify wakes the agent at once), and to
     /// read the flow sets, in milliseconds.
     #[arg(long, default_value_t = 200)]
@@ -115,6 +120,9 @@ pub fn run(args: Args) -> u8 {
     if args.status {
         return print_status(args.netns.as_deref());
     }
+    if args.uninstall {
+        return uninstall(args.netns.as_deref());
+    }
     if args.dry_run {
         return match palisade_agent::dry_run(&args.config()) {
             Ok(script) => {
@@ -127,6 +135,37 @@ pub fn run(args: Args) -> u8 {
     match palisade_agent::run(args.config()) {
         Ok(()) => 0,
         Err(_) => crate::EXIT_INVALID,
+    }
+}
+
+/// Deletes the table with `nft` (the image ships it) inside the namespace.
+fn uninstall(netns: Option<&str>) -> u8 {
+    let refuse = |why: String| {
+        eprintln!("palisade agent: refused: {why}");
+        crate::EXIT_INVALID
+    };
+    match palisade_nft::owner::ask(netns) {
+        Ok(Some((pid, _))) => {
+            return refuse(format!(
+                "the agent (pid {pid}) holds this network namespace and would restore the table: stop it first"
+            ))
+        }
+        Ok(None) => {}
+        Err(e) => return refuse(format!("cannot tell whether an agent runs here: {e}")),
+    }
+    let table = palisade_nft::ir::TABLE;
+    let run = move || std::process::Command::new("nft").args(["delete", "table", "inet", table]).output();
+    match palisade_nft::netlink::in_netns(netns, run) {
+        Ok(Ok(out)) if out.status.success() => {
+            eprintln!("palisade agent: removed table inet {table}");
+            0
+        }
+        Ok(Ok(out)) if String::from_utf8_lossy(&out.stderr).contains("No such file or directory") => {
+            eprintln!("palisade agent: no table inet {table} to remove");
+            0
+        }
+        Ok(Ok(out)) => refuse(format!("nft delete table: {}", String::from_utf8_lossy(&out.stderr).trim())),
+        Ok(Err(e)) | Err(e) => refuse(format!("cannot run nft: {e}")),
     }
 }
 

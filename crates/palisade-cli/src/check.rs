@@ -24,11 +24,12 @@ pub struct Args {
     #[arg(long)]
     to: String,
     /// Destination port: a number, or a port name of the destination pod or Service
-    /// (required for TCP, UDP and SCTP; ICMP has none). PORT/PROTOCOL as diff and reach print
-    /// it also sets the protocol (53/UDP; a stretch, 81-442/TCP, is decided at its first port).
+    /// (required for TCP, UDP and SCTP; other protocols have none). Every port as diff and
+    /// reach print it also sets the protocol: PORT/PROTOCOL (53/UDP; a stretch, 81-442/TCP, is
+    /// decided at its first port), or a protocol without ports (ICMP, ICMPv6, protocol 47).
     #[arg(long)]
     port: Option<String>,
-    /// TCP, UDP, SCTP, ICMP or ICMPv6.
+    /// TCP, UDP, SCTP, ICMP, ICMPv6, UDPLite, or a protocol number 1-255 (47: GRE).
     #[arg(long, default_value = "TCP")]
     protocol: Protocol,
     /// Source port (only Calico rules can match it).
@@ -105,22 +106,36 @@ pub fn run(mut args: Args) -> u8 {
     }
 }
 
-/// `--port 53/UDP` (and `81-442/TCP`), as diff and reach print ports: the port, and the
-/// protocol unless `--protocol` names another than the default.
+/// `--port 53/UDP` (and `81-442/TCP`), or `--port ICMP` (`protocol 47`), as diff and reach
+/// print ports: the port, and the protocol unless `--protocol` names another than the default.
 fn port_with_protocol(args: &mut Args) -> Result<(), String> {
-    let Some((port, protocol)) = args.port.as_deref().and_then(|p| p.split_once('/')) else { return Ok(()) };
-    let given = args.port.clone().unwrap_or_default();
-    let protocol: Protocol = protocol.parse().map_err(|e| format!("--port {given}: {e}"))?;
+    let Some(given) = args.port.clone() else { return Ok(()) };
+    let (port, protocol) = match (given.split_once('/'), portless(&given)) {
+        (_, Some(protocol)) => (None, protocol),
+        (Some((port, protocol)), None) => {
+            (Some(port), protocol.parse::<Protocol>().map_err(|e| format!("--port {given}: {e}"))?)
+        }
+        (None, None) => return Ok(()),
+    };
     if args.protocol != Protocol::TCP && args.protocol != protocol {
         return Err(format!("--port {given} says {protocol}, --protocol says {}", args.protocol));
     }
-    let first = port.split_once('-').map_or(port, |(first, _)| first);
-    if first != port {
-        eprintln!("note: --port {given}: every port of the stretch is decided alike; deciding {first}");
-    }
-    args.port = Some(first.to_string());
     args.protocol = protocol;
+    args.port = port.map(|port| {
+        let first = port.split_once('-').map_or(port, |(first, _)| first);
+        if first != port {
+            eprintln!("note: --port {given}: every port of the stretch is decided alike; deciding {first}");
+        }
+        first.to_string()
+    });
     Ok(())
+}
+
+/// A protocol without ports exactly as diff and reach print it in place of a port (`ICMP`,
+/// `UDPLite`, `protocol 47`): never a number or a port name, which are ports.
+fn portless(printed: &str) -> Option<Protocol> {
+    let p: Protocol = printed.parse().ok()?;
+    (!p.has_ports() && p.to_string() == printed).then_some(p)
 }
 
 /// Decides with and without the staged policies and reports the difference.
@@ -170,7 +185,9 @@ fn evaluate(cluster: &Cluster, args: &Args) -> Result<(Decision, u16), String> {
         (Some(p), true) => resolve_port(cluster, p, args.protocol, &dst)?,
         (None, true) => return Err(format!("--port is required for {}", args.protocol)),
         (Some(p), false) => {
-            return Err(format!("--port {p}: {} has no ports (use --icmp-type and --icmp-code)", args.protocol))
+            let icmp = matches!(args.protocol, Protocol::ICMP | Protocol::ICMPv6);
+            let hint = if icmp { " (use --icmp-type and --icmp-code)" } else { "" };
+            return Err(format!("--port {p}: {} has no ports{hint}", args.protocol));
         }
         (None, false) => 0,
     };
@@ -249,6 +266,8 @@ fn render(args: &Args, port: u16, d: &Decision, tiers: bool) -> String {
     let head = d.verdict.as_str().to_ascii_uppercase();
     let what = if args.protocol.has_ports() {
         format!("port {port}/{}", args.protocol)
+    } else if !matches!(args.protocol, Protocol::ICMP | Protocol::ICMPv6) {
+        args.protocol.to_string()
     } else {
         // The type decided: the one given, else an echo request (8; 128 for ICMPv6).
         let echo = if args.protocol == Protocol::ICMPv6 { 128 } else { 8 };

@@ -7,7 +7,7 @@ use palisade_review::connectivity::Cuts;
 use palisade_review::diff::{diff, Diff, Group, Version};
 use palisade_review::workload::Workloads;
 
-use crate::input::{connectivity, load, InputArgs, Output};
+use crate::input::{connectivity, read, report_all, InputArgs, Output};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -49,9 +49,15 @@ pub fn run(args: Args) -> u8 {
             dns: Vec::new(),
         }
     };
-    let (old, new) = match (load(&side(&args.old)), load(&side(&args.new))) {
+    // Both sides read first, then their problems printed once: the files they share (--with)
+    // would otherwise warn once per side.
+    let (old, new) = match (read(&side(&args.old)), read(&side(&args.new))) {
         (Ok(o), Ok(n)) => (o, n),
         (Err(code), _) | (_, Err(code)) => return code,
+    };
+    let (old, new) = match report_all(&[&old, &new], args.quiet) {
+        Ok(c) => (c[0], c[1]),
+        Err(code) => return code,
     };
     // Every connection has a pod at one end: without pods nothing is compared, and an
     // empty diff would pass a pull-request check it never made.
@@ -67,12 +73,12 @@ pub fn run(args: Args) -> u8 {
         );
         return crate::EXIT_INVALID;
     }
-    let cuts = Cuts::of(&[&old, &new]);
-    let (old_conn, new_conn) = (connectivity(&old, cuts.clone()), connectivity(&new, cuts));
-    let (old_w, new_w) = (Workloads::new(&old), Workloads::new(&new));
+    let cuts = Cuts::of(&[old, new]);
+    let (old_conn, new_conn) = (connectivity(old, cuts.clone()), connectivity(new, cuts));
+    let (old_w, new_w) = (Workloads::new(old), Workloads::new(new));
     let d = diff(
-        &Version { cluster: &old, conn: &old_conn, workloads: &old_w },
-        &Version { cluster: &new, conn: &new_conn, workloads: &new_w },
+        &Version { cluster: old, conn: &old_conn, workloads: &old_w },
+        &Version { cluster: new, conn: &new_conn, workloads: &new_w },
     );
     match args.output {
         Output::Json => crate::emit(&(serde_json::to_string_pretty(&d).expect("serializable") + "\n")),

@@ -275,7 +275,9 @@ fn verify(
 fn extras(cluster: &Cluster, conns: &[Connection], files: &[File]) -> Vec<String> {
     let workloads = Workloads::new(cluster);
     let covered: BTreeSet<&str> = files.iter().map(|f| f.namespace.as_str()).collect();
-    let ns = |p: PodId| cluster.namespaces[cluster.pods[p].namespace].name.as_str();
+    // Per pod, once: whether its namespace is covered (asked for every allowed pair below).
+    let in_covered: Vec<bool> =
+        cluster.pods.iter().map(|p| covered.contains(cluster.namespaces[p.namespace].name.as_str())).collect();
     let observed: BTreeSet<(usize, usize, u16, palisade_core::port::Protocol)> = conns
         .iter()
         .filter_map(|c| match (c.src, c.dst) {
@@ -286,20 +288,25 @@ fn extras(cluster: &Cluster, conns: &[Connection], files: &[File]) -> Vec<String
         })
         .collect();
     let conn = connectivity(cluster, Cuts::of(&[cluster]));
-    let mut out = BTreeSet::new();
+    // Workload pairs per probe first: many pod pairs make one line, worded once.
+    let mut found: BTreeSet<(usize, usize, usize)> = BTreeSet::new();
     for (i, probe) in conn.probes.iter().enumerate() {
         for s in cluster.pod_ids() {
             for d in conn.matrices[i].rows[s.index()].ones().map(PodId::new).filter(|&d| d != s) {
-                if !covered.contains(ns(s)) && !covered.contains(ns(d)) {
+                if !in_covered[s.index()] && !in_covered[d.index()] {
                     continue;
                 }
                 let dns = probe.port == 53 && palisade_core::label::is_kube_dns(&cluster.pods[d].labels);
                 let (ws, wd) = (workloads.of_pod[s.index()], workloads.of_pod[d.index()]);
                 if !dns && !observed.contains(&(ws, wd, probe.port, probe.protocol)) {
-                    out.insert(format!("{} -> {} on {probe}", workloads.key(cluster, ws), workloads.key(cluster, wd)));
+                    found.insert((ws, wd, i));
                 }
             }
         }
     }
+    let line = |(ws, wd, i): (usize, usize, usize)| {
+        format!("{} -> {} on {}", workloads.key(cluster, ws), workloads.key(cluster, wd), conn.probes[i])
+    };
+    let out: BTreeSet<String> = found.into_iter().map(line).collect();
     out.into_iter().collect()
 }

@@ -112,29 +112,54 @@ pub fn connectivity(
 
 /// Prints a load's problems; `Err(exit code)` when it yielded no cluster.
 pub fn report(load: &palisade_load::Load, quiet: bool) -> Result<&Cluster, u8> {
+    report_all(&[load], quiet).map(|mut c| c.remove(0))
+}
+
+/// Prints the problems of the loads one command makes (diff's two sides share files), each
+/// distinct problem once; `Err(exit code)` when one of them yielded no cluster.
+pub fn report_all<'a>(loads: &[&'a palisade_load::Load], quiet: bool) -> Result<Vec<&'a Cluster>, u8> {
+    let mut seen = std::collections::HashSet::new();
+    for load in loads {
+        for text in problem_texts(load, quiet) {
+            if seen.insert(text.clone()) {
+                eprint!("{text}");
+            }
+        }
+    }
+    let mut clusters = Vec::new();
+    for load in loads {
+        match &load.cluster {
+            Some(c) => clusters.push(c),
+            None => {
+                let n = load.errors();
+                eprintln!(
+                    "error: {n} error(s) in the input; no verdicts are given for an input that does not fully load"
+                );
+                return Err(crate::EXIT_INVALID);
+            }
+        }
+    }
+    Ok(clusters)
+}
+
+/// Each problem of a load as printed (errors rendered with their source line; warnings unless
+/// `quiet`), and the count of ignored objects.
+fn problem_texts(load: &palisade_load::Load, quiet: bool) -> Vec<String> {
     let renderer = Renderer::new(&load.sources, std::io::stderr().is_terminal());
+    let mut out = Vec::new();
     for p in &load.problems {
         if p.severity == Severity::Error {
-            eprint!("{}", renderer.render(p));
+            out.push(renderer.render(p));
         } else if !quiet {
             let at = p.location.as_ref().map(|l| format!("{l}: ")).unwrap_or_default();
-            eprintln!("warning: {at}{}: {}", p.object, p.message);
-            if let Some(h) = &p.help {
-                eprintln!("  help: {h}");
-            }
+            let help = p.help.as_ref().map(|h| format!("  help: {h}\n")).unwrap_or_default();
+            out.push(format!("warning: {at}{}: {}\n{help}", p.object, p.message));
         }
     }
     if !load.ignored.is_empty() && !quiet {
         let kinds: Vec<String> = load.ignored.iter().map(|(k, n)| format!("{k} ({n})")).collect();
         let total: usize = load.ignored.values().sum();
-        eprintln!("warning: ignored {total} object(s) of kinds Palisade does not use: {}", kinds.join(", "));
+        out.push(format!("warning: ignored {total} object(s) of kinds Palisade does not use: {}\n", kinds.join(", ")));
     }
-    match &load.cluster {
-        Some(c) => Ok(c),
-        None => {
-            let n = load.errors();
-            eprintln!("error: {n} error(s) in the input; no verdicts are given for an input that does not fully load");
-            Err(crate::EXIT_INVALID)
-        }
-    }
+    out
 }

@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 use palisade_core::cluster::{Cluster, PodId};
 use palisade_core::index::{matrix, Matrix};
 use palisade_core::port::Protocol;
+use palisade_review::connectivity::PodFamilies;
 use serde::Serialize;
 
 use crate::input::{load, InputArgs};
@@ -95,7 +96,7 @@ pub fn run(args: Args) -> u8 {
         return all_ports(&cluster, args.output);
     }
     let spinner = crate::progress::spinner(format!("deciding {} pod pairs", cluster.pods.len().pow(2)));
-    let m = match &port {
+    let mut m = match &port {
         Port::Number(n) => matrix(&cluster, *n, args.protocol),
         Port::Name(name) => match named_matrix(&cluster, name, args.protocol) {
             Ok(m) => m,
@@ -105,6 +106,8 @@ pub fn run(args: Args) -> u8 {
             }
         },
     };
+    // No pair in a family one of the two has no address of (ICMPv6 between IPv4-only pods).
+    PodFamilies::new(&cluster).keep_pairs(&mut m.rows, args.protocol.families());
     let shown = match &port {
         Port::Number(_) if !args.protocol.has_ports() => args.protocol.to_string(),
         Port::Number(n) => format!("{}/{n}", args.protocol),

@@ -2,12 +2,12 @@
 //! network namespaces (`pal-test-...-<pid>`): /livez, /readyz and /metrics read over HTTP; the
 //! agent watching the fake API server (palisade-fakeapi: TLS, token, RBAC from deploy/) keeps
 //! the namespace's table in step with what is written through the fake's API, applies nothing
-//! before every kind synced, converges after a 410 and dropped watches, and leaves its table
+//! before every kind synced, writes an Event on each object it refuses, converges after a 410
+//! and dropped watches, and leaves its table
 //! in force on SIGTERM. Set PALISADE_SKIP_LAB=1 where root, `ip` and `nft` are not available.
 
 mod common;
 
-use std::io::{Read, Write};
 use std::time::Duration;
 
 use common::lab::{lab_possible, table, Agent, Netns, Scratch};
@@ -31,14 +31,7 @@ const GUARD: &str = "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmeta
 
 /// `GET path` over HTTP/1.1: (status, body).
 fn get(addr: &str, path: &str) -> (u16, String) {
-    let mut s = std::net::TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(5 * SECOND)).unwrap();
-    write!(s, "GET {path} HTTP/1.1\r\nHost: agent\r\nConnection: close\r\n\r\n").unwrap();
-    let mut text = String::new();
-    s.read_to_string(&mut text).unwrap();
-    let status = text.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
-    (status, body)
+    common::lab::http_get(addr, path)
 }
 
 /// The address the agent says it serves on (it was given port 0).
@@ -163,6 +156,24 @@ fn the_agent_keeps_the_table_in_step_with_the_api_server() {
     assert_eq!(table(&ns.0).matches("jump in_").count(), 1, "the last good version stays");
     let text = get(&addr, "/metrics").1;
     assert!(text.contains("palisade_refused_objects{kind=\"networking.k8s.io/v1 NetworkPolicy\"} 2"), "{text}");
+    // Each refusal is an Event on its object (by uid), once, whatever later turns see.
+    agent.wait_for("two Events", 5 * SECOND, || api.objects("events.k8s.io/v1", "Event").unwrap().len() == 2);
+    let policies = api.objects("networking.k8s.io/v1", "NetworkPolicy").unwrap();
+    for (name, what) in [("guard", "its last good version stays in force"), ("new", "left out")] {
+        let events = api.objects("events.k8s.io/v1", "Event").unwrap();
+        let e = events.iter().find(|e| e["regarding"]["name"] == name).expect(name);
+        let uid = &policies.iter().find(|p| p["metadata"]["name"] == name).unwrap()["metadata"]["uid"];
+        assert_eq!(&e["regarding"]["uid"], uid, "{e}");
+        assert_eq!(
+            (&e["type"], &e["reason"], &e["metadata"]["namespace"]),
+            (&"Warning".into(), &"Refused".into(), &"x".into())
+        );
+        let note = e["note"].as_str().unwrap();
+        assert!(note.contains(what) && note.contains("70000"), "{note}");
+    }
+    std::thread::sleep(SECOND);
+    assert_eq!(api.objects("events.k8s.io/v1", "Event").unwrap().len(), 2);
+    assert_eq!(metric(&get(&addr, "/metrics").1, "palisade_refusal_events_total"), Some(2.0));
     api.delete("networking.k8s.io/v1", "NetworkPolicy", Some("x"), "new").unwrap();
     api.apply(guard_object(80)).unwrap();
     agent.wait_for("the fix", 5 * SECOND, || table(&ns.0).matches("jump in_").count() == 3);

@@ -118,7 +118,7 @@ fn domain_names_cluster() -> palisade_core::cluster::Cluster {
 #[test]
 fn domain_names_rules_stay_out_of_the_ruleset_with_a_warning() {
     let cluster = domain_names_cluster();
-    let script = palisade_nft::script::full(&palisade_nft::compile(&cluster, &Default::default()));
+    let script = palisade_nft::render::text::full(&palisade_nft::compile(&cluster, &Default::default()));
     assert!(script.contains("x-allowlist egress[1] Deny"), "the Deny after it is enforced:\n{script}");
     assert!(!script.contains("x-allowlist egress[0]"), "the domainNames Accept is left out:\n{script}");
     assert!(!script.contains("198.19.200.10"), "no address of a DNS fact in the table:\n{script}");

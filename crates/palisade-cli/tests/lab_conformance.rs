@@ -118,6 +118,33 @@ fn lab_json_has_the_matrix_shape_with_the_engine_beside_it() {
     assert_eq!(r["differences"], serde_json::json!([]));
 }
 
+/// The lab sends TCP and UDP (SCTP where the kernel has it): a protocol by number (GRE) is
+/// skipped with a message, and the rest is still probed.
+#[test]
+fn a_protocol_the_lab_cannot_send_is_skipped_with_a_message() {
+    let Some(_one) = lab_slot() else { return };
+    let args = [
+        "tests/conformance/model.yaml",
+        "tests/conformance/cases/01-default-deny-ingress.yaml",
+        "--protocol",
+        "TCP",
+        "--protocol",
+        "47",
+        "--output",
+        "json",
+    ];
+    let (code, out, err) = lab(&args);
+    assert_eq!(code, 0, "{out}{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let skipped: Vec<&str> = v["skipped_probes"].as_array().unwrap().iter().map(|s| s.as_str().unwrap()).collect();
+    assert_eq!(
+        skipped,
+        ["protocol 47: skipped, the lab probes TCP, UDP and SCTP only (the engine and nft decide every protocol)"]
+    );
+    let probed: Vec<&str> = v["results"].as_array().unwrap().iter().map(|r| r["protocol"].as_str().unwrap()).collect();
+    assert_eq!(probed, ["TCP"]);
+}
+
 #[test]
 fn lab_refuses_addresses_outside_its_ranges() {
     let Some(_one) = lab_slot() else { return };

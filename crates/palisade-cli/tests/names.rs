@@ -99,42 +99,53 @@ fn every_name_reach_graph_and_check_print_is_taken_back() {
     }
 }
 
-/// How check takes a port diff prints: `ICMP`/`ICMPv6` (no port) as the protocol, the rest as `--port`.
+/// How check takes a port diff prints: as `--port`, whatever it is (`8080/TCP`, `1-79/UDP`,
+/// `ICMP`, `ICMPv6`, `protocol 47`).
 fn port_args(printed: &str) -> [&str; 2] {
-    if printed.starts_with("ICMP") {
-        ["--protocol", printed]
-    } else {
-        ["--port", printed]
-    }
+    ["--port", printed]
 }
 
 #[test]
 fn every_name_and_port_diff_prints_is_taken_back() {
-    let with = ["--with", "tests/review/cluster.yaml", "--output", "json"];
-    let mut groups = Vec::new();
-    for (old, new) in [("deny", "open"), ("except-7", "except-8")] {
-        let (old, new) = (format!("tests/review/{old}.yaml"), format!("tests/review/{new}.yaml"));
-        let d = json(&[&["diff", &old, &new][..], &with].concat());
-        groups.extend(d["gained"].as_array().unwrap().iter().chain(d["lost"].as_array().unwrap()).cloned());
-    }
-    assert!(groups.len() > 5);
-    let input = ["tests/review/cluster.yaml", "tests/review/open.yaml", "-q"];
-    for g in &groups {
-        // The pair as grouped, on the example's port (PORT/PROTOCOL as printed).
-        let [from, to, port] = [&g["from"], &g["to"], &g["example"][2]].map(|v| v.as_str().unwrap());
-        let (code, _, err) = run(&[&["check", "--from", from, "--to", to][..], &port_args(port), &input].concat());
-        assert_eq!(code, 0, "check --from {from:?} --to {to:?} --port {port:?}: {err}");
-        // The example itself, as check takes it.
-        let ex: Vec<&str> = g["example"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
-        let (code, _, err) = run(&[&["check", "--from", ex[0], "--to", ex[1]][..], &port_args(ex[2]), &input].concat());
-        assert_eq!(code, 0, "{ex:?}: {err}");
-        // Every stretch of ports it names.
-        for stretch in g["pairs"].as_object().unwrap().keys() {
+    // (the cluster, before, after): ports, ICMP and ICMPv6, a protocol by number.
+    let changes = [
+        ("cluster", "deny", "open"),
+        ("cluster", "except-7", "except-8"),
+        ("cluster", "icmp-closed", "icmp-open"),
+        ("families", "families-closed", "families-open"),
+        ("families", "gre-closed", "gre"),
+    ];
+    let mut printed = std::collections::BTreeSet::new();
+    let mut groups = 0;
+    for (with, old, new) in changes {
+        let [with, old, new] = [with, old, new].map(|f| format!("tests/review/{f}.yaml"));
+        let d = json(&["diff", &old, &new, "--with", &with, "--output", "json"]);
+        let input = [with.as_str(), new.as_str(), "-q"];
+        for g in d["gained"].as_array().unwrap().iter().chain(d["lost"].as_array().unwrap()) {
+            groups += 1;
+            // The pair as grouped, on the example's port (as printed).
+            let [from, to, port] = [&g["from"], &g["to"], &g["example"][2]].map(|v| v.as_str().unwrap());
+            let (code, _, err) = run(&[&["check", "--from", from, "--to", to][..], &port_args(port), &input].concat());
+            assert_eq!(code, 0, "check --from {from:?} --to {to:?} --port {port:?}: {err}");
+            // The example itself, as check takes it.
+            let ex: Vec<&str> = g["example"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
             let (code, _, err) =
-                run(&[&["check", "--from", from, "--to", to][..], &port_args(stretch), &input].concat());
-            assert_eq!(code, 0, "--port {stretch}: {err}");
+                run(&[&["check", "--from", ex[0], "--to", ex[1]][..], &port_args(ex[2]), &input].concat());
+            assert_eq!(code, 0, "{ex:?}: {err}");
+            // Every stretch of ports it names.
+            for stretch in g["pairs"].as_object().unwrap().keys() {
+                let (code, _, err) =
+                    run(&[&["check", "--from", from, "--to", to][..], &port_args(stretch), &input].concat());
+                assert_eq!(code, 0, "--port {stretch}: {err}");
+                printed.insert(stretch.split('/').next_back().unwrap().to_string());
+            }
         }
     }
+    assert!(groups > 5);
+    for form in ["TCP", "UDP", "ICMP", "ICMPv6", "protocol 47"] {
+        assert!(printed.contains(form), "no port of the form {form:?} was fed back: {printed:?}");
+    }
+    let input = ["tests/review/cluster.yaml", "tests/review/open.yaml", "-q"];
     let (code, _, err) = run(&[
         "check",
         "--from",

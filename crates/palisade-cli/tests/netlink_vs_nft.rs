@@ -10,6 +10,7 @@ use common::{conformance_cases, load_case, repo};
 use palisade_core::cluster::Cluster;
 use palisade_ingest::BuildOptions;
 use palisade_lab::topology::ScratchNetns;
+use palisade_nft::ir::{Rule, Stmt, Verdict};
 use palisade_nft::kernel::Kernel;
 use palisade_nft::{compile, script, Options, Ruleset};
 
@@ -78,7 +79,8 @@ fn netlink_loads_and_updates_tables_that_list_like_nft_loaded_ones() {
     let kernel = Kernel::open(Some(&by_netlink.0)).unwrap();
     let mut previous: Option<Ruleset> = None;
     for (name, rs) in rulesets() {
-        script::apply(&script::full(&rs), Some(&by_nft.0)).unwrap_or_else(|e| panic!("{name}: nft: {e}"));
+        script::apply(&palisade_nft::render::text::full(&rs), Some(&by_nft.0))
+            .unwrap_or_else(|e| panic!("{name}: nft: {e}"));
         let expected = listing(&by_nft.0);
         // Whole, then (from the previous case's table) as a delta.
         kernel.apply(&script::full_commands(&rs)).unwrap_or_else(|e| panic!("{name}: netlink: {e}"));
@@ -112,10 +114,11 @@ fn a_refused_transaction_names_the_command_and_changes_nothing() {
     let rs = compile(&load_case(case), &Options::default());
     kernel.apply(&script::full_commands(&rs)).unwrap();
     let before = listing(&ns.0);
+    let goto = |chain: &str| Rule::new(vec![Stmt::Counter, Stmt::Verdict(Verdict::Goto(chain.into()))]);
     let bad = vec![
         script::Command::AddChain { name: "fine".into(), hook: None },
-        script::Command::AddRule { chain: "fine".into(), rule: "counter goto no_such_chain".into() },
-        script::Command::AddRule { chain: "fine".into(), rule: "counter goto nor_this_one".into() },
+        script::Command::AddRule { chain: "fine".into(), rule: goto("no_such_chain") },
+        script::Command::AddRule { chain: "fine".into(), rule: goto("nor_this_one") },
     ];
     let err = kernel.apply(&bad).unwrap_err().to_string();
     assert!(err.contains("no_such_chain") && err.contains("nothing was changed"), "{err}");

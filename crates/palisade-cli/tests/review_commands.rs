@@ -8,6 +8,7 @@ use std::path::Path;
 use std::process::Command;
 
 use common::{conformance_cases, load_case, palisade, repo, run};
+use palisade_core::family::Families;
 use palisade_core::verdict::{decide, Connection, Side, Verdict};
 use palisade_review::connectivity::{Connectivity, Cuts};
 use palisade_review::diff::{diff, Version};
@@ -122,7 +123,8 @@ fn diff_compares_a_git_revision_with_the_working_tree() {
 /// The diff's counts equal a brute-force comparison of per-connection verdicts between every
 /// two endpoints: pods (a template pod with itself: two of its replicas), nodes, host
 /// endpoints and pieces of the outside world (at the piece's address), both ways; only one
-/// piece of the outside world to another is no connection of the cluster's.
+/// piece of the outside world to another is no connection of the cluster's, and nothing is
+/// one in a family an end has no address of.
 #[test]
 fn diff_agrees_with_deciding_every_connection() {
     let cases = conformance_cases();
@@ -163,12 +165,20 @@ fn diff_agrees_with_deciding_every_connection() {
             (a.name.clone(), Side::ip(&old, a.address), Side::ip(&new, a.address), outside)
         }));
         let pods = new.pods.len();
+        // The families of each end: a pod's addresses' (both when it has none), an address's own.
+        let families: Vec<Families> = new
+            .pods
+            .iter()
+            .map(|p| Families::of_addresses(&p.ips))
+            .chain(nc.addresses.iter().map(|a| Families::of(a.address)))
+            .collect();
         let replicas = |s: usize| s < pods && new.pods[palisade_core::cluster::PodId::new(s)].is_replica_group();
         let mut brute: BTreeMap<(bool, String, String, String), usize> = BTreeMap::new();
         for probe in &cuts.probes {
             for (s, (from, old_s, new_s, s_out)) in ends.iter().enumerate() {
                 for (t, (to, old_t, new_t, t_out)) in ends.iter().enumerate() {
-                    if (s == t && !replicas(s)) || (*s_out && *t_out) {
+                    let shared = [families[s], families[t], probe.protocol.families()];
+                    if (s == t && !replicas(s)) || (*s_out && *t_out) || !Families::meet(shared) {
                         continue;
                     }
                     let allowed = |c: &palisade_core::cluster::Cluster, a: Side, b: Side| {
@@ -202,11 +212,11 @@ fn diff_sees_the_outside_world() {
         "tests/review/cluster.yaml",
     ]);
     assert_eq!(code, 1, "opening web to everyone is a gain: {out}{err}");
-    for line in
-        ["+ outside 0.0.0.0/0 -> app/web  any TCP, any UDP", "+ outside ::/0 -> app/web", "+ node n2 -> app/web"]
-    {
+    for line in ["+ outside 0.0.0.0/0 -> app/web  any TCP, any UDP", "+ node n2 -> app/web"] {
         assert!(out.contains(line), "{line:?} missing:\n{out}");
     }
+    // web has an IPv4 address only: IPv6 never reaches it, and it takes no ICMPv6.
+    assert!(!out.contains("outside ::/0") && !out.contains("ICMPv6"), "{out}");
     let (code, out, _) = run(&[
         "diff",
         "tests/review/except-7.yaml",
@@ -263,9 +273,10 @@ fn reach_counts_the_outside_world_and_takes_its_own_names() {
     };
     let v = json(&["reach", "--from", "app/db", "--output", "json", "tests/review/cluster.yaml"]);
     let reached = names(&v, "reaches");
-    for want in ["outside 0.0.0.0/0", "outside ::/0", "node n1", "node n2", "app/web"] {
+    for want in ["outside 0.0.0.0/0", "node n1", "node n2", "app/web"] {
         assert!(reached.iter().any(|n| n == want), "{want} missing from {reached:?}");
     }
+    assert!(!reached.iter().any(|n| n == "outside ::/0"), "db has no IPv6 address: {reached:?}");
     let by = names(
         &json(&["reach", "--to", "app/web", "--output", "json", "tests/review/cluster.yaml", "tests/review/open.yaml"]),
         "reached_by",
@@ -417,6 +428,114 @@ fn diff_and_reach_decide_between_address_endpoints() {
     assert!(!out.contains("outside ::/0"), "an IPv4 node opens no IPv6 address:\n{out}");
     let (code, _, _) = run(&["diff", "--exit-code", DENY, OPEN, "--with", WITH]);
     assert_eq!(code, 1, "a host endpoint opened to the world is a gain");
+}
+
+/// Review counts a connection only in a family both ends have addresses of and its protocol
+/// runs over: ICMPv6 and IPv6 pieces of the outside world never meet an IPv4-only pod, while
+/// dual-stack pods keep both (command, a line it must print, a text it must not print).
+#[test]
+fn review_counts_connections_only_in_families_both_ends_have() {
+    const WITH: &str = "tests/review/families.yaml";
+    const CLOSED: &str = "tests/review/families-closed.yaml";
+    const OPEN: &str = "tests/review/families-open.yaml";
+    let diff: &[&str] = &["diff", CLOSED, OPEN, "--with", WITH];
+    let cases: &[(&[&str], &str, &str)] = &[
+        (diff, "+ fam/dual-a -> fam/dual-b  ICMP, ICMPv6  (2 connection(s)", "+ outside ::/0 -> fam/v4"),
+        (diff, "+ fam/v4 -> fam/dual-a  ICMP  (1 connection(s)", "fam/v4 -> fam/dual-a  ICMP, ICMPv6"),
+        (diff, "+ fam/dual-a -> fam/v4  ICMP  (1 connection(s)", "fam/dual-a -> fam/v4  ICMP, ICMPv6"),
+        (diff, "+ outside ::/0 -> fam/dual-a  ICMPv6  (1 connection(s)", "outside ::/0 -> fam/dual-a  ICMP,"),
+        (diff, "+ outside 0.0.0.0/0 -> fam/v4  ICMP  (1 connection(s)", "outside 0.0.0.0/0 -> fam/v4  ICMP, ICMPv6"),
+        (&["reach", "--to", "fam/v4", WITH, OPEN], "  outside 0.0.0.0/0: ICMP\n", "outside ::/0"),
+        (&["reach", "--to", "fam/dual-a", WITH, OPEN], "  outside ::/0: ICMPv6\n", "outside ::/0: ICMP,"),
+        (&["reach", "--from", "fam/v4", WITH, OPEN], "fam/dual-a: ICMP\n", "fam/dual-a: ICMP, ICMPv6"),
+    ];
+    for (args, line, absent) in cases {
+        let (code, out, err) = run(args);
+        assert_eq!(code, 0, "{args:?}: {err}");
+        assert!(out.contains(line), "{args:?}: {line:?} missing:\n{out}");
+        assert!(!out.contains(absent), "{args:?}: {absent:?} printed:\n{out}");
+    }
+    // matrix --all-ports: nothing between v4 and IPv6; the dual-stack pods keep both families.
+    let (code, out, err) = run(&["matrix", "--all-ports", WITH, OPEN]);
+    assert_eq!(code, 0, "{err}");
+    for line in [
+        "fam/v4 => fam/dual-a : ICMP\n",
+        "fam/dual-a => fam/dual-b : ICMP, ICMPv6\n",
+        "outside ::/0 => fam/dual-a : ICMPv6\n",
+    ] {
+        assert!(out.contains(line), "{line:?} missing:\n{out}");
+    }
+    assert!(!out.contains("fam/v4 => outside ::/0") && !out.contains("outside ::/0 => fam/v4"), "{out}");
+    // matrix --protocol ICMPv6: v4 opens nothing and nothing opens it.
+    let (_, out, _) = run(&["matrix", "--protocol", "ICMPv6", "--output", "json", WITH, OPEN]);
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["allowed"]["fam/v4"], serde_json::json!([]), "{out}");
+    assert_eq!(v["allowed"]["fam/dual-a"], serde_json::json!(["fam/dual-a", "fam/dual-b"]), "{out}");
+    // lint: a rule shadowed only on ICMPv6 to an IPv4-only pod would be shadowed on nothing.
+    let (code, out, err) = run(&["lint", "--output", "json", WITH, OPEN, "tests/review/families-v6-shadowed.yaml"]);
+    assert!(code == 0 || code == 1, "{err}");
+    assert!(!out.contains("PAL013"), "the ICMPv6 Allow for v4 matches no connection that can exist:\n{out}");
+}
+
+/// Findings on a Calico rule speak Calico (source, selector, nets), never Kubernetes' words.
+#[test]
+fn lint_speaks_calico_words_for_calico_rules() {
+    let (_, out, err) =
+        run(&["lint", "--output", "json", "tests/review/families.yaml", "tests/review/families-open.yaml"]);
+    let v: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}{err}"));
+    let any_peer: Vec<&Value> = v.as_array().unwrap().iter().filter(|f| f["code"] == "PAL005").collect();
+    assert_eq!(any_peer.len(), 2, "{out}");
+    for f in any_peer {
+        let words = format!("{} {}", f["message"], f["help"]);
+        assert!(words.contains("no source selector or nets") && words.contains("namespaceSelector, nets"), "{words}");
+        assert!(!words.contains("podSelector") && !words.contains("from:") && !words.contains("ipBlock"), "{words}");
+    }
+}
+
+/// diff reads two versions that share files (`--with`): each warning is printed once.
+#[test]
+fn diff_prints_each_warning_once() {
+    let (old, new) = ("tests/review/families-closed.yaml", "tests/review/families-open.yaml");
+    let with = ["--with", "tests/review/families.yaml", "--with", "tests/review/warns.yaml"];
+    for args in [[&["diff", old, new][..], &with].concat(), [&["diff", new, new][..], &with].concat()] {
+        let (code, _, err) = run(&args);
+        assert_eq!(code, 0, "{err}");
+        for warning in ["left out 1 finished pod(s)", "ignored 1 object(s) of kinds Palisade does not use"] {
+            assert_eq!(err.matches(warning).count(), 1, "{args:?}: {warning:?} once:\n{err}");
+        }
+    }
+    let (_, _, err) = run(&[&["diff", "-q", old, new][..], &with].concat());
+    assert!(!err.contains("warning"), "{err}");
+}
+
+/// PAL013's example names one port of the shadowed rule's range, and at that port the rule
+/// matches and something earlier decides (as check shows).
+#[test]
+fn a_shadowed_range_is_shown_at_one_of_its_ports() {
+    let input = ["tests/review/families.yaml", "tests/review/shadowed-range.yaml"];
+    let (_, out, err) = run(&[&["lint", "--output", "json"][..], &input].concat());
+    let v: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}{err}"));
+    let finding =
+        v.as_array().unwrap().iter().find(|f| f["code"] == "PAL013").unwrap_or_else(|| panic!("no PAL013: {out}"));
+    let message = finding["message"].as_str().unwrap();
+    let example = message.split("for example ").nth(1).unwrap();
+    let (pair, rest) = example.split_once(" on ").unwrap();
+    let (from, to) = pair.split_once(" -> ").unwrap();
+    let port = rest.split(',').next().unwrap();
+    let number: u16 = port.strip_suffix("/TCP").unwrap_or_else(|| panic!("one TCP port: {message}")).parse().unwrap();
+    assert!((8000..=9000).contains(&number), "{message}");
+    // At that port the earlier Deny decides; without it, the shadowed Allow would.
+    let (code, trace, err) = run(&[&["check", "--from", from, "--to", to, "--port", port][..], &input].concat());
+    assert_eq!(code, 0, "{err}");
+    assert!(trace.contains("rule [0] of fam/deny-tcp (tier default) says Deny"), "{trace}");
+    let text = std::fs::read_to_string(repo().join(input[1])).unwrap();
+    let alone = std::env::temp_dir().join(format!("palisade-allow-range-{}.yaml", std::process::id()));
+    std::fs::write(&alone, text.split("\n---\n").nth(1).unwrap()).unwrap();
+    let args = ["check", "--from", from, "--to", to, "--port", port, input[0], alone.to_str().unwrap()];
+    let (code, trace, err) = run(&args);
+    std::fs::remove_file(&alone).unwrap();
+    assert_eq!(code, 0, "{err}");
+    assert!(trace.contains("rule [0] of fam/allow-range (tier default) says Allow"), "{trace}");
 }
 
 /// A change that opens ICMP (and nothing else) shows in diff, fails the gate, and shows in

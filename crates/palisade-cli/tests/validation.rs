@@ -1,5 +1,5 @@
 //! Invalid input (tests/invalid/*.yaml, *.json): each file declares the `line:column` and
-//! message it must produce (a JSON file, which holds no comments, in `NAME.json.expect`). Any
+//! message it must produce (a file that cannot hold them, JSON or UTF-16, in `NAME.expect`). Any
 //! error means exit code 2 and no verdicts at all.
 
 mod common;
@@ -19,9 +19,10 @@ fn every_validation_rule_reports_file_line_column_and_field() {
     let mut failures = Vec::new();
     for f in &files {
         let rel = format!("tests/invalid/{}", f.file_name().unwrap().to_string_lossy());
-        // Some files hold bytes that are not UTF-8 on purpose; expectations are ASCII.
-        let declared =
-            if f.extension().is_some_and(|e| e == "json") { f.with_extension("json.expect") } else { f.clone() };
+        // Some files hold bytes that are not UTF-8 on purpose; expectations are ASCII, beside
+        // the file (`NAME.expect`) when it cannot hold them (JSON, UTF-16).
+        let beside = std::path::PathBuf::from(format!("{}.expect", f.display()));
+        let declared = if beside.exists() { beside } else { f.clone() };
         let text = String::from_utf8_lossy(&std::fs::read(&declared).unwrap()).into_owned();
         let expects: Vec<(String, String)> = text
             .lines()

@@ -17,4 +17,4 @@ pub mod decide;
 pub mod model;
 
 pub use decide::{index, matching, service, trace, verdict};
-pub use model::{change, cluster, endpoint, expr, field, id, label, policy, port, rule};
+pub use model::{change, cluster, endpoint, expr, family, field, id, label, policy, port, rule};

@@ -2,7 +2,7 @@
 //! with a throwaway CA and a bearer token, discovery, list (`limit`/`continue`,
 //! `resourceVersion`, `resourceVersionMatch`), watch (from a resourceVersion, bookmarks,
 //! `timeoutSeconds`, 410 Gone after compaction), label and field selectors, object writes
-//! (Events among them), and RBAC from a ClusterRole manifest. Objects are plain JSON: the fake
+//! (Events among them, checked as the API server checks a new one), and RBAC from a ClusterRole manifest. Objects are plain JSON: the fake
 //! knows no Palisade type.
 //!
 //! A test drives it through [`FakeApi`]: write and delete objects, compact the history, drop
@@ -11,6 +11,7 @@
 #![forbid(unsafe_code)]
 
 mod discovery;
+mod event;
 mod objects;
 pub mod rbac;
 mod request;
@@ -45,11 +46,20 @@ pub struct Config {
     pub window: usize,
     /// How often a watch that asked for them gets a BOOKMARK.
     pub bookmark_every: Duration,
+    /// The IPv4 address to listen on (its certificate names it too): 127.0.0.1 by default;
+    /// a lab's node address when agents in other network namespaces must reach it.
+    pub address: std::net::Ipv4Addr,
 }
 
 impl Default for Config {
     fn default() -> Self {
-        Config { groups: Groups::kubernetes(), rbac: None, window: 10_000, bookmark_every: Duration::from_secs(60) }
+        Config {
+            groups: Groups::kubernetes(),
+            rbac: None,
+            window: 10_000,
+            bookmark_every: Duration::from_secs(60),
+            address: std::net::Ipv4Addr::LOCALHOST,
+        }
     }
 }
 
@@ -145,12 +155,12 @@ fn listener(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
 }
 
 impl FakeApi {
-    /// Starts the server on 127.0.0.1 at a free port, on its own runtime thread (so sync and
+    /// Starts the server on `config.address` (127.0.0.1) at a free port, on its own runtime thread (so sync and
     /// async tests alike can drive it).
     pub fn start(config: Config) -> Result<Self, FakeError> {
         let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
-        let tls = tls::make()?;
-        let std_listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        let tls = tls::make(config.address)?;
+        let std_listener = std::net::TcpListener::bind((config.address, 0))?;
         let addr = std_listener.local_addr()?;
         drop(std_listener);
         let catalog = resource::catalog();
@@ -179,7 +189,7 @@ impl FakeApi {
         self.runtime.as_ref().expect("running")
     }
 
-    /// `https://127.0.0.1:<port>`.
+    /// `https://<address>:<port>`.
     pub fn url(&self) -> String {
         format!("https://{}", self.shared.addr)
     }

@@ -192,6 +192,10 @@ pub fn write(shared: &Shared, idx: usize, target: &Target, method: &str, body: &
                 let prefix = obj["metadata"]["generateName"].as_str().unwrap_or_default().to_string();
                 obj["metadata"]["name"] = format!("{prefix}{:05}", store.rv + 1).into();
             }
+            let ns = obj["metadata"]["namespace"].as_str().unwrap_or_default().to_string();
+            if let Some(why) = (res.group == "events.k8s.io").then(|| crate::event::invalid(&obj, &ns)).flatten() {
+                return error(422, "Invalid", &format!("Event.events.k8s.io is invalid: {why}"));
+            }
             if store.objects[idx].contains_key(&key_of(&obj)) {
                 let name = obj["metadata"]["name"].as_str().unwrap_or_default().to_string();
                 return error(409, "AlreadyExists", &format!("{}.{} {name:?} already exists", res.plural, res.group));

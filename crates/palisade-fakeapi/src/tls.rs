@@ -1,5 +1,5 @@
-//! Certificates for the fake server: a throwaway CA and a server certificate for 127.0.0.1 and
-//! localhost, made with rcgen at start (nothing is written unless asked).
+//! Certificates for the fake server: a throwaway CA and a server certificate for its address,
+//! 127.0.0.1 and localhost, made with rcgen at start (nothing is written unless asked).
 
 use std::sync::Arc;
 
@@ -21,14 +21,18 @@ pub enum TlsError {
     Rustls(#[from] rustls::Error),
 }
 
-/// Makes a fresh CA and a server certificate valid for `127.0.0.1`, `::1` and `localhost`.
-pub fn make() -> Result<Tls, TlsError> {
+/// Makes a fresh CA and a server certificate valid for `address`, `127.0.0.1`, `::1` and
+/// `localhost`.
+pub fn make(address: std::net::Ipv4Addr) -> Result<Tls, TlsError> {
     let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     ca_params.distinguished_name.push(DnType::CommonName, "palisade-fakeapi CA");
     let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate()?)?;
 
-    let names = vec!["127.0.0.1".to_string(), "::1".to_string(), "localhost".to_string()];
+    let mut names = vec!["127.0.0.1".to_string(), "::1".to_string(), "localhost".to_string()];
+    if !address.is_loopback() {
+        names.push(address.to_string());
+    }
     let mut params = CertificateParams::new(names)?;
     params.distinguished_name.push(DnType::CommonName, "palisade-fakeapi");
     let key = KeyPair::generate()?;

@@ -79,7 +79,7 @@ fn ports(set: &BTreeSet<(u16, Protocol)>) -> Vec<NetworkPolicyPort> {
     set.iter()
         .map(|(p, proto)| NetworkPolicyPort {
             port: Some(IntOrString::Int(i32::from(*p))),
-            protocol: Some(proto.as_str().to_string()),
+            protocol: Some(proto.to_string()),
             end_port: None,
         })
         .collect()

@@ -31,6 +31,10 @@ impl ObjectId {
     pub fn index(self) -> usize {
         self.0 as usize
     }
+
+    fn of(index: usize) -> ObjectId {
+        ObjectId(u32::try_from(index).expect("fewer than 2^32 objects"))
+    }
 }
 
 /// How the store names an object: kind (`Pod`, `NetworkPolicy`, `GlobalNetworkPolicy`, ...),
@@ -158,16 +162,15 @@ impl Touched {
     }
 }
 
-/// One stored object, and whether the last successful `finish` took it in.
-struct Slot {
-    input: Input,
-    settled: bool,
-}
-
 /// The objects and the cluster built from them.
 pub struct Store {
     opts: BuildOptions,
-    slots: Vec<Option<Slot>>,
+    /// The objects by id (`None`: a free id). A batch's `Vec<Input>` becomes this in place:
+    /// objects are big values, and copying every one (twice, in and out) cost a batch load
+    /// 40 % of its time in page faults and `memcpy`.
+    slots: Vec<Option<Input>>,
+    /// Whether the last successful `finish` took in the object of each id.
+    settled: Vec<bool>,
     /// Ids free to give out, and ids freed since the last `finish`.
     free: Vec<ObjectId>,
     released: Vec<ObjectId>,
@@ -202,6 +205,7 @@ impl Store {
         Store {
             opts,
             slots: Vec::new(),
+            settled: Vec::new(),
             free: Vec::new(),
             released: Vec::new(),
             by_key: HashMap::new(),
@@ -216,15 +220,15 @@ impl Store {
     /// object named twice stays twice, for `finish` to report.
     pub fn batch(inputs: Vec<Input>, opts: BuildOptions) -> (Store, Result<Touched, Problems>) {
         let mut store = Store::new(opts);
-        // Objects are big values: growing the slab by doubling would copy each several times.
-        store.slots.reserve_exact(inputs.len());
         store.by_key.reserve(inputs.len());
-        for input in inputs {
+        for (i, input) in inputs.iter().enumerate() {
             let key = ObjectKey::of(&input.object, &store.opts);
-            let area = Area::of(&input.object);
-            store.insert(key.clone(), input);
-            store.touched.merge(Touched::one(key, area, Change::Came));
+            // A key named twice came once: its later copies change nothing in `touched`.
+            store.touched.objects.entry(key.clone()).or_insert((Area::of(&input.object), Change::Came));
+            store.by_key.entry(key).or_default().push(ObjectId::of(i));
         }
+        store.settled = vec![false; inputs.len()];
+        store.slots = inputs.into_iter().map(Some).collect();
         let done = store.finish();
         (store, done)
     }
@@ -246,14 +250,15 @@ impl Store {
 
     /// The objects (in id order: a batch's own order) and the cluster, taking the store apart.
     pub fn into_parts(self) -> (Vec<Input>, Option<Cluster>) {
-        let mut inputs = Vec::with_capacity(self.slots.len());
-        inputs.extend(self.slots.into_iter().flatten().map(|s| s.input));
+        // `filter_map` (not `flatten`) collects in place, without a copy of every object.
+        #[allow(clippy::filter_map_identity)]
+        let inputs = self.slots.into_iter().filter_map(|s| s).collect();
         (inputs, self.cluster)
     }
 
     /// The objects held now, in id order.
     pub fn inputs(&self) -> impl Iterator<Item = &Input> {
-        self.slots.iter().flatten().map(|s| &s.input)
+        self.slots.iter().flatten()
     }
 
     /// The id of each object filed under `key` (two or more: a batch named it twice).
@@ -267,12 +272,11 @@ impl Store {
         let key = ObjectKey::of(&input.object, &self.opts);
         let area = Area::of(&input.object);
         let touched = match self.by_key.get(&key).and_then(|ids| ids.first().copied()) {
-            Some(id) if self.slot(id).input.object == input.object => return Touched::default(),
+            Some(id) if self.slot(id).object == input.object => return Touched::default(),
             Some(id) => {
-                let slot = self.slot_mut(id);
-                let old = std::mem::replace(&mut slot.input, input);
+                let old = std::mem::replace(self.slot_mut(id), input);
                 // Only a version the cluster holds has to leave it.
-                if std::mem::take(&mut slot.settled) {
+                if std::mem::take(&mut self.settled[id.index()]) {
                     self.gone.push(old);
                 }
                 Touched::one(key, area, Change::Changed)
@@ -290,7 +294,8 @@ impl Store {
     /// twice; `finish` reports it as the build always has).
     fn insert(&mut self, key: ObjectKey, input: Input) {
         let id = self.fresh_id();
-        self.slots[id.index()] = Some(Slot { input, settled: false });
+        self.slots[id.index()] = Some(input);
+        self.settled[id.index()] = false;
         self.by_key.entry(key).or_default().push(id);
     }
 
@@ -299,10 +304,10 @@ impl Store {
         let Some(ids) = self.by_key.remove(key) else { return Touched::default() };
         let mut area = Area::Policies;
         for id in ids {
-            let slot = self.slots[id.index()].take().expect("a filed id holds an object");
-            area = Area::of(&slot.input.object);
-            if slot.settled {
-                self.gone.push(slot.input);
+            let input = self.slots[id.index()].take().expect("a filed id holds an object");
+            area = Area::of(&input.object);
+            if std::mem::take(&mut self.settled[id.index()]) {
+                self.gone.push(input);
             }
             self.released.push(id);
         }
@@ -324,7 +329,7 @@ impl Store {
         if !self.patched() {
             self.last = Path::Build;
             // Built from the slots as they are: copying every object would double the memory.
-            match build_from(self.slots.iter().flatten().map(|s| &s.input), &self.opts) {
+            match build_from(self.slots.iter().flatten(), &self.opts) {
                 Ok(cluster) => self.cluster = Some(cluster),
                 Err(problems) => {
                     self.cluster = None;
@@ -332,7 +337,9 @@ impl Store {
                 }
             }
         }
-        self.slots.iter_mut().flatten().for_each(|s| s.settled = true);
+        for (settled, slot) in self.settled.iter_mut().zip(&self.slots) {
+            *settled = slot.is_some();
+        }
         self.free.append(&mut self.released);
         self.gone.clear();
         Ok(std::mem::take(&mut self.touched))
@@ -341,7 +348,13 @@ impl Store {
     /// The incremental path: whether it applied (the cluster is then up to date).
     fn patched(&mut self) -> bool {
         let Some(cluster) = self.cluster.as_ref() else { return false };
-        let came: Vec<&Input> = self.slots.iter().flatten().filter(|s| !s.settled).map(|s| &s.input).collect();
+        let came: Vec<&Input> = self
+            .slots
+            .iter()
+            .zip(&self.settled)
+            .filter(|(_, settled)| !**settled)
+            .filter_map(|(s, _)| s.as_ref())
+            .collect();
         let only_ours = |i: &&Input| matches!(i.object, Object::Pod(_)) || enforced_policy_kind(&i.object).is_some();
         let duplicated = self.touched.objects.keys().any(|k| self.ids(k).len() > 1);
         if duplicated || !came.iter().all(only_ours) || !self.gone.iter().all(|i| only_ours(&i)) {
@@ -369,14 +382,15 @@ impl Store {
             return id;
         }
         self.slots.push(None);
-        ObjectId(u32::try_from(self.slots.len() - 1).expect("fewer than 2^32 objects"))
+        self.settled.push(false);
+        ObjectId::of(self.slots.len() - 1)
     }
 
-    fn slot(&self, id: ObjectId) -> &Slot {
+    fn slot(&self, id: ObjectId) -> &Input {
         self.slots[id.index()].as_ref().expect("a filed id holds an object")
     }
 
-    fn slot_mut(&mut self, id: ObjectId) -> &mut Slot {
+    fn slot_mut(&mut self, id: ObjectId) -> &mut Input {
         self.slots[id.index()].as_mut().expect("a filed id holds an object")
     }
 }

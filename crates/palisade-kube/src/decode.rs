@@ -36,6 +36,8 @@ pub struct Decoded {
     pub input: Option<Input>,
     /// Warnings (unknown fields of non-policy kinds, say).
     pub warnings: Vec<Problem>,
+    /// `metadata.uid`, for Events about the object.
+    pub uid: Option<String>,
 }
 
 impl std::fmt::Debug for Decoded {
@@ -50,6 +52,8 @@ impl std::fmt::Debug for Decoded {
 pub struct Refused {
     pub key: ObjectKey,
     pub problems: Vec<Problem>,
+    /// `metadata.uid`, for an Event on the object.
+    pub uid: Option<String>,
 }
 
 /// The key of an API object of `kind`.
@@ -81,9 +85,10 @@ pub fn decode_loaded(kind: &'static Kind, obj: DynamicObject) -> Loaded {
 /// Decodes one API object; `Err` when it has errors.
 pub fn decode(kind: &'static Kind, obj: DynamicObject) -> Result<Decoded, Refused> {
     let key = key_of(kind, &obj);
+    let uid = obj.metadata.uid.clone();
     let loaded = decode_loaded(kind, obj);
     if loaded.has_errors() {
-        return Err(Refused { key, problems: loaded.problems });
+        return Err(Refused { key, problems: loaded.problems, uid });
     }
-    Ok(Decoded { key, input: loaded.inputs.into_iter().next(), warnings: loaded.problems })
+    Ok(Decoded { key, input: loaded.inputs.into_iter().next(), warnings: loaded.problems, uid })
 }

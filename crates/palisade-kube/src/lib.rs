@@ -6,7 +6,10 @@
 //!   file loader's code, for the read-only commands.
 //! - [`watch::watch`]: every served kind watched with kube-runtime's watcher (relist after 410
 //!   Gone, bookmarks, backoff) as one stream of [`watch::Change`]s: one apply or delete per
-//!   object, a relist as the exact diff of what came and went, a `Synced` barrier per kind.
+//!   object, a relist as the exact diff of what came and went, a `Synced` barrier per kind;
+//!   [`watch::watch_restartable`] also hands back a [`watch::Restart`] to resume a kind's
+//!   watch at once (a consumer that knows it is served again need not wait out the backoff).
+//! - [`events::Events`]: Warning Events on the objects the agent refuses.
 //!
 //! Objects are stripped of what the engine does not read before they are decoded ([`strip`]).
 
@@ -15,6 +18,7 @@
 pub mod connect;
 pub mod decode;
 pub mod discover;
+pub mod events;
 pub mod kinds;
 pub mod read;
 pub mod strip;

@@ -150,17 +150,96 @@ impl Default for Settings {
     }
 }
 
-/// One kind's changes.
-pub fn watch_kind(client: Client, kind: &'static Kind, settings: &Settings) -> BoxStream<'static, Change> {
-    let api: Api<DynamicObject> = Api::all_with(client, &kind.api_resource());
+/// kube-runtime's watcher of one kind, with its default backoff (0.8 s doubling to 30 s).
+fn watcher_of(client: &Client, kind: &'static Kind, settings: &Settings) -> BoxStream<'static, WatcherEvent> {
+    let api: Api<DynamicObject> = Api::all_with(client.clone(), &kind.api_resource());
     let config = watcher::Config::default().timeout(settings.timeout_seconds).page_size(settings.page_size);
-    let mut state = KindState { kind, known: HashMap::new(), relist: None, synced: false };
-    watcher(api, config).default_backoff().map(move |event| stream::iter(state.step(event))).flatten().boxed()
+    watcher(api, config).default_backoff().boxed()
+}
+
+type WatcherEvent = Result<Event<DynamicObject>, watcher::Error>;
+
+/// Restarts watches on demand: a consumer that knows a failed kind is served again (a list of
+/// it succeeds, see [`reachable`]) need not wait out the watcher's backoff, which reaches 30 s
+/// after a long outage. A restarted watch relists, and its changes are the exact difference to
+/// what its kind had seen, as after a 410.
+#[derive(Default)]
+pub struct Restart(HashMap<&'static Kind, tokio::sync::watch::Sender<u64>>);
+
+impl Restart {
+    /// Restarts `kind`'s watch now (nothing if it is not watched).
+    pub fn kind(&self, kind: &'static Kind) {
+        if let Some(tx) = self.0.get(kind) {
+            tx.send_modify(|n| *n += 1);
+        }
+    }
+}
+
+/// One kind's changes; its watch starts again from a relist whenever `restart` changes.
+fn watch_kind(
+    client: Client,
+    kind: &'static Kind,
+    settings: &Settings,
+    restart: tokio::sync::watch::Receiver<u64>,
+) -> BoxStream<'static, Change> {
+    let state = KindState { kind, known: HashMap::new(), relist: None, synced: false };
+    let inner = watcher_of(&client, kind, settings);
+    let settings = settings.clone();
+    let start = (state, inner, Some(restart));
+    stream::unfold(start, move |(mut state, mut inner, mut restart)| {
+        let (client, settings) = (client.clone(), settings.clone());
+        async move {
+            loop {
+                let restarted = async {
+                    match restart.as_mut() {
+                        Some(r) => r.changed().await.is_ok(),
+                        None => std::future::pending().await,
+                    }
+                };
+                tokio::select! {
+                    event = inner.next() => {
+                        let changes = state.step(event?);
+                        return Some((changes, (state, inner, restart)));
+                    }
+                    again = restarted => {
+                        if again {
+                            state.relist = None;
+                            inner = watcher_of(&client, state.kind, &settings);
+                        } else {
+                            restart = None;
+                        }
+                    }
+                }
+            }
+        }
+    })
+    .map(stream::iter)
+    .flatten()
+    .boxed()
+}
+
+/// Every kind's changes, merged (each kind's in its own order), and the handle that restarts a
+/// kind's watch.
+pub fn watch_restartable(
+    client: Client,
+    kinds: &[&'static Kind],
+    settings: &Settings,
+) -> (BoxStream<'static, Change>, Restart) {
+    let mut restart = Restart::default();
+    let streams: Vec<_> = kinds
+        .iter()
+        .map(|k| {
+            let (tx, rx) = tokio::sync::watch::channel(0);
+            restart.0.insert(*k, tx);
+            watch_kind(client.clone(), k, settings, rx)
+        })
+        .collect();
+    (stream::select_all(streams).boxed(), restart)
 }
 
 /// Every kind's changes, merged (each kind's in its own order).
 pub fn watch(client: Client, kinds: &[&'static Kind], settings: &Settings) -> BoxStream<'static, Change> {
-    stream::select_all(kinds.iter().map(|k| watch_kind(client.clone(), k, settings))).boxed()
+    watch_restartable(client, kinds, settings).0
 }
 
 /// Whether `kind` can be listed now (one object): how a consumer tells that a kind whose watch

@@ -2,7 +2,7 @@
 //! of optional groups, paged lists decoded like files, and the watch stream's shapes: per-object
 //! changes, a Synced barrier per kind, relist after 410 as the exact diff, bookmarks moving the
 //! resume version, a 403 on one kind not stopping the others, a refused object not stopping its
-//! watch.
+//! watch, Events on refused objects (created, then their series patched).
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -319,4 +319,75 @@ async fn events_may_be_created_only_where_the_role_allows() {
     let core: kube::Api<k8s_openapi::api::core::v1::Event> = kube::Api::namespaced(client, "x");
     let err = core.create(&Default::default(), &Default::default()).await.unwrap_err();
     assert_eq!(palisade_kube::message(&err).0, Some(403));
+}
+
+#[tokio::test]
+async fn a_refused_object_gets_a_warning_event_and_a_repeat_patches_its_series() {
+    use palisade_kube::events::{Events, Refusal};
+    use palisade_kube::ObjectKey;
+    let api = fake(Groups::kubernetes(), &agent_role());
+    let client = client(&api).await;
+    let events = Events::new(client, "node-1");
+    let np = KINDS.iter().find(|k| k.kind == "NetworkPolicy" && k.group == "networking.k8s.io").unwrap();
+    let refusal = Refusal {
+        key: ObjectKey { kind: np, namespace: Some("x".into()), name: "bad".into() },
+        uid: Some("1234".into()),
+        why: "spec.ingress[0].ports[0].port: 70000 is not a port".into(),
+        kept: true,
+    };
+    events.refused(&refusal).await.unwrap();
+    let stored = api.objects("events.k8s.io/v1", "Event").unwrap();
+    assert_eq!(stored.len(), 1, "{stored:?}");
+    let e = &stored[0];
+    assert_eq!(e["metadata"]["namespace"], "x");
+    assert_eq!(e["type"], "Warning");
+    assert_eq!(e["reason"], "Refused");
+    assert_eq!(e["reportingController"], "palisade.dev/agent");
+    assert_eq!(e["reportingInstance"], "node-1");
+    assert_eq!(
+        e["regarding"],
+        json!({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "namespace": "x", "name": "bad", "uid": "1234"})
+    );
+    assert_eq!(
+        e["note"],
+        "not enforced as written (its last good version stays in force): spec.ingress[0].ports[0].port: 70000 is not a port"
+    );
+    // The same refusal again: the Event's series counts it (a patch, which the role grants).
+    events.refused(&refusal).await.unwrap();
+    let stored = api.objects("events.k8s.io/v1", "Event").unwrap();
+    assert_eq!(stored.len(), 1, "{stored:?}");
+    assert_eq!(stored[0]["series"]["count"], 2, "{stored:?}");
+    // A cluster-scoped object's Event goes to `default`; a long reason is cut to the API's 1 kB.
+    let node = KINDS.iter().find(|k| k.kind == "Node").unwrap();
+    let long = Refusal {
+        key: ObjectKey { kind: node, namespace: None, name: "n1".into() },
+        uid: None,
+        why: "x".repeat(5000),
+        kept: false,
+    };
+    events.refused(&long).await.unwrap();
+    let stored = api.objects("events.k8s.io/v1", "Event").unwrap();
+    let e = stored.iter().find(|e| e["regarding"]["name"] == "n1").unwrap();
+    assert_eq!(e["metadata"]["namespace"], "default");
+    assert_eq!(e["note"].as_str().unwrap().len(), 1024);
+}
+
+#[tokio::test]
+async fn the_fake_refuses_an_event_the_api_server_would() {
+    use k8s_openapi::api::events::v1::Event;
+    let api = fake(Groups::kubernetes(), &agent_role());
+    let client = client(&api).await;
+    let event: Event = serde_json::from_value(json!({
+        "metadata": {"generateName": "bad.", "namespace": "x"}, "reason": "Refused",
+        "type": "Warning", "note": "port 70000", "eventTime": "2026-01-01T00:00:00.000000Z",
+        "reportingController": "palisade", "reportingInstance": "node-1",
+        "regarding": {"kind": "NetworkPolicy", "namespace": "x", "name": "bad"},
+    }))
+    .unwrap();
+    let events: kube::Api<Event> = kube::Api::namespaced(client, "x");
+    let err = events.create(&Default::default(), &event).await.unwrap_err();
+    let (code, message) = palisade_kube::message(&err);
+    assert_eq!(code, Some(422));
+    assert!(message.contains("action: Required value"), "{message}");
+    assert!(api.objects("events.k8s.io/v1", "Event").unwrap().is_empty());
 }

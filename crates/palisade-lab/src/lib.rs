@@ -172,7 +172,7 @@ pub fn run(
         .iter()
         .copied()
         .filter(|(port, proto)| {
-            let ok = match proto {
+            let ok = match *proto {
                 Protocol::SCTP => sctp,
                 Protocol::TCP | Protocol::UDP => true,
                 _ => false,
@@ -181,9 +181,11 @@ pub fn run(
                 let why = if *proto == Protocol::SCTP {
                     "this kernel has no SCTP"
                 } else {
-                    "the lab probes TCP, UDP and SCTP only"
+                    "the lab probes TCP, UDP and SCTP only (the engine and nft decide every protocol)"
                 };
-                report.skipped_probes.push(format!("{port}/{proto}: skipped, {why}"));
+                // A protocol without ports (GRE, protocol 47) is named without a port.
+                let what = if proto.has_ports() { format!("{port}/{proto}") } else { proto.to_string() };
+                report.skipped_probes.push(format!("{what}: skipped, {why}"));
             }
             ok
         })

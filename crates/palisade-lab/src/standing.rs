@@ -93,6 +93,11 @@ impl StandingLab {
         })
     }
 
+    /// The node's network namespace: where the table goes (and an agent under test runs).
+    pub fn node(&self) -> &str {
+        &self.topo.node
+    }
+
     /// Compiles `cluster`'s policies and replaces the node's table with them in one
     /// transaction. Errors when `cluster`'s pods are not the lab's (keys, addresses, host
     /// network), or when the kernel refuses the table.

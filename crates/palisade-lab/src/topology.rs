@@ -1,4 +1,5 @@
-//! The lab's network: a namespace for the node, one per pod, a veth from each pod to the node.
+//! The lab's network: a namespace for the node, one per pod, a veth from each pod to the node;
+//! two labs can be joined as two nodes routed to each other's pods ([`join`]).
 //!
 //! Every name starts with `pal-`; devices are created directly inside the lab's namespaces, so
 //! the host's own namespace, interfaces, routes and firewall are never touched. Addresses must
@@ -207,6 +208,28 @@ impl Topology {
         }
         Ok(())
     }
+}
+
+/// Joins two labs as two nodes of one cluster: a veth between their node namespaces (`peer`
+/// on each side, removed with them), each node's address on it (`a_addr`, `b_addr`, its
+/// InternalIP), and on each node a route to every pod of the other through the other's
+/// address, as a routed pod network without encapsulation does (Calico's BGP mode, say).
+pub fn join(a: &Topology, a_addr: IpAddr, b: &Topology, b_addr: IpAddr) -> Result<(), LabError> {
+    for ip in [a_addr, b_addr] {
+        if !allowed_address(&ip) || !ip.is_ipv4() {
+            return Err(LabError::Refused(format!("node address {ip}: lab nodes are joined on IPv4 in 198.18.0.0/15")));
+        }
+    }
+    batch(None, &[format!("link add peer netns {} type veth peer name peer netns {}", a.node, b.node)])?;
+    for (this, mine, other, theirs) in [(a, a_addr, b, b_addr), (b, b_addr, a, a_addr)] {
+        let mut lines = vec![format!("addr add {mine}/32 dev peer"), "link set peer up".into()];
+        lines.push(format!("route add {theirs}/32 dev peer"));
+        for ip in other.pods.iter().filter(|p| !p.on_node).flat_map(|p| &p.ips).filter(|ip| ip.is_ipv4()) {
+            lines.push(format!("route add {ip}/32 via {theirs} dev peer"));
+        }
+        batch(Some(&this.node), &lines)?;
+    }
+    Ok(())
 }
 
 impl Drop for Topology {

@@ -7,7 +7,7 @@ use palisade_core::field::{FieldPath, Seg};
 use palisade_ingest::clusterpolicy::resource::{AdminNetworkPolicy, BaselineAdminNetworkPolicy, ClusterNetworkPolicy};
 use palisade_ingest::Object;
 
-use crate::manifest::{Loaded, Typed};
+use crate::typed::{Loaded, Typed};
 
 /// The API group of these kinds.
 pub const GROUP: &str = "policy.networking.k8s.io/";

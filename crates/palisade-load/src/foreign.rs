@@ -104,11 +104,16 @@ fn block_scalar_parent(line: &str) -> Option<usize> {
     }
 }
 
-/// Whether some line holds an `apiVersion` or `kind` key (YAML or JSON); a file with only
-/// comments and blank lines names none and holds no object either.
+/// Whether some line holds an `apiVersion` or `kind` key (YAML or JSON), or the text is UTF-16
+/// without a BOM (its keys hidden between NULs: refused later, with the encoding named); a file
+/// with only comments and blank lines names none and holds no object either.
 fn names_a_kind(text: &str) -> bool {
     let content = text.lines().map(str::trim).any(|l| !l.is_empty() && !l.starts_with('#') && l != "---");
-    !content || text.contains("apiVersion") || text.contains("kind:") || text.contains("\"kind\"")
+    !content
+        || text.contains("apiVersion")
+        || text.contains("kind:")
+        || text.contains("\"kind\"")
+        || crate::text::utf16_without_bom(text)
 }
 
 /// One message for all of them, with what to do.

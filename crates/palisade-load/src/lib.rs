@@ -8,6 +8,7 @@ pub mod crd;
 pub mod decode;
 pub mod diagnostic;
 pub mod directory;
+mod document;
 pub mod foreign;
 pub mod json;
 pub mod kinds;
@@ -19,6 +20,7 @@ pub mod source;
 pub mod suggestion;
 pub mod text;
 pub mod tree;
+mod typed;
 pub mod watch;
 pub mod yaml;
 

@@ -1,110 +1,17 @@
 //! Turning documents into typed Kubernetes objects (k8s-openapi), with positioned problems.
 
-use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ListMeta;
-use palisade_core::field::{FieldPath, Locate, Location, Nowhere, Problem, Severity};
+use palisade_core::field::{FieldPath, Location, Nowhere, Problem, Severity};
 use palisade_ingest::{Input, Object};
-use serde::de::DeserializeOwned;
 
 use crate::decode::State;
+use crate::document::{parse_source, DocLocator, Positions};
 use crate::source::Source;
-use crate::tree::{Kind, Node, ParseError, Span};
-use crate::{json, text, yaml};
-
-/// A source's documents, parsed again only when a position inside one is asked for (a problem
-/// found after decoding): the trees are dropped once their objects are decoded.
-pub struct Positions {
-    text: Arc<str>,
-    docs: OnceLock<Vec<Node>>,
-}
-
-impl Positions {
-    fn doc(&self, i: usize) -> Option<&Node> {
-        self.docs.get_or_init(|| parse_source(&self.text).unwrap_or_default()).get(i)
-    }
-}
-
-/// Locates field paths inside one object of one document.
-pub struct DocLocator {
-    pub file: Arc<str>,
-    positions: Arc<Positions>,
-    /// Which (non-empty) document of the source.
-    doc: usize,
-    /// Path of the object inside its document (`items[3]` for a List item).
-    pub base: FieldPath,
-    /// Where the object starts: asked for every object, so kept.
-    root: Span,
-}
-
-impl DocLocator {
-    fn location(&self, at: Span) -> Location {
-        Location {
-            file: self.file.clone(),
-            line: at.line as usize,
-            column: at.column as usize,
-            offset: at.offset as usize,
-            len: at.len as usize,
-        }
-    }
-
-    fn item(&self, i: usize, item: &Node) -> DocLocator {
-        DocLocator {
-            file: self.file.clone(),
-            positions: self.positions.clone(),
-            doc: self.doc,
-            base: self.base.key("items").index(i),
-            root: item.at,
-        }
-    }
-}
-
-impl Locate for DocLocator {
-    fn locate(&self, path: &FieldPath) -> Option<Location> {
-        if path.0.is_empty() {
-            return Some(self.location(self.root));
-        }
-        let at = self.positions.doc(self.doc).map_or(self.root, |d| d.locate(&self.base.join(path)));
-        Some(self.location(at))
-    }
-    fn locate_value(&self, path: &FieldPath) -> Option<Location> {
-        if path.0.is_empty() {
-            return Some(self.location(self.root));
-        }
-        let (at, list) =
-            self.positions.doc(self.doc).map_or((self.root, false), |d| d.locate_value(&self.base.join(path)));
-        Some(self.location(if list { block_sequence_start(&self.positions.text, at) } else { at }))
-    }
-}
-
-/// A block sequence starts at its first `-`, which the tree's span (the first item's
-/// contents) leaves out: step back over the blanks to it, on the same line.
-fn block_sequence_start(text: &str, at: Span) -> Span {
-    let before = &text.as_bytes()[..(at.offset as usize).min(text.len())];
-    let blanks = before.iter().rev().take_while(|&&b| b == b' ').count();
-    match before.len().checked_sub(blanks + 1).map(|i| (i, before[i])) {
-        Some((i, b'-')) if blanks > 0 && (at.column as usize) > blanks + 1 => {
-            Span { offset: i as u32, column: at.column - blanks as u32 - 1, ..at }
-        }
-        _ => at,
-    }
-}
-
-/// Everything read from the sources.
-#[derive(Default)]
-pub struct Loaded {
-    pub inputs: Vec<Input>,
-    pub problems: Vec<Problem>,
-    /// Objects of kinds the engine does not use, counted by `apiVersion kind`.
-    pub ignored: BTreeMap<String, usize>,
-}
-
-impl Loaded {
-    pub fn has_errors(&self) -> bool {
-        self.problems.iter().any(|p| p.severity == Severity::Error)
-    }
-}
+use crate::tree::{Kind, Node, Span};
+pub use crate::typed::Loaded;
+use crate::typed::{last_field, object_label, problem, Typed};
 
 /// Decodes every document of every source.
 pub fn decode(sources: &[Source]) -> Loaded {
@@ -120,9 +27,10 @@ pub fn decode(sources: &[Source]) -> Loaded {
                         doc: i,
                         base: FieldPath::root(),
                         root: doc.at,
+                        rules: crate::document::RuleSpans::of(&doc),
                     };
                     let state = State::default();
-                    decode_object(&doc, Arc::new(loc), None, &state, &mut loaded);
+                    decode_object(doc, Arc::new(loc), None, &state, &mut loaded);
                 }
             }
             Err((e, object, help)) => loaded.problems.push(Problem {
@@ -144,48 +52,11 @@ pub fn decode(sources: &[Source]) -> Loaded {
     loaded
 }
 
-/// Why a source could not be parsed: the error, what was being read and what helps.
-type Unparsed = (ParseError, &'static str, &'static str);
-
-/// Checks the characters, then parses as kubectl would: a JSON stream when the text starts
-/// with `{`, else YAML.
-fn parse_source(src: &str) -> Result<Vec<Node>, Unparsed> {
-    if let Err(f) = text::check(src) {
-        let (line, column) = text::line_column(src, f.offset);
-        let pos = crate::tree::Pos { line, column, offset: f.offset };
-        let help = "manifests are UTF-8 text without control characters (kubectl refuses them too): remove it, or write it as an escape inside a double-quoted string if it is meant";
-        return Err((ParseError { pos, message: f.message }, "text", help));
-    }
-    if json::is_json(src) {
-        let help = "a file that starts with { is read as JSON, as kubectl reads it: strict JSON, without comments, trailing commas, single quotes or NaN";
-        json::parse(src).map_err(|e| (e, "JSON", help))
-    } else {
-        yaml::parse(src).map_err(|e| (e, "YAML", "fix the YAML syntax; documents are separated by lines of ---"))
-    }
-}
-
-/// A problem at `path` of the object `node` (its tree still at hand while decoding).
-fn problem(
-    loc: &DocLocator,
-    node: &Node,
-    object: &str,
-    path: FieldPath,
-    sev: Severity,
-    message: String,
-    help: &str,
-) -> Problem {
-    Problem {
-        severity: sev,
-        object: object.to_string(),
-        location: Some(loc.location(node.locate(&path))),
-        path: loc.base.join(&path),
-        message,
-        help: Some(help.to_string()),
-    }
-}
-
 /// `implied`: the (kind, apiVersion) of the items of a typed list, for items that omit them.
-fn decode_object(node: &Node, loc: Arc<DocLocator>, implied: Option<(&str, &str)>, state: &State, out: &mut Loaded) {
+/// The object is taken by value: a list's items are dropped as they are decoded, so the tree's
+/// memory goes to the objects instead of adding to them.
+fn decode_object(owned: Node, loc: Arc<DocLocator>, implied: Option<(&str, &str)>, state: &State, out: &mut Loaded) {
+    let node = &owned;
     if node.entries().is_none() {
         out.problems.push(problem(
             &loc,
@@ -224,7 +95,7 @@ fn decode_object(node: &Node, loc: Arc<DocLocator>, implied: Option<(&str, &str)
     if is_list(&kind, &api, node) {
         // A typed list (`PodList`, as the API serves it) leaves kind out of its items.
         let implied = kind.strip_suffix("List").filter(|k| !k.is_empty()).map(|k| (k, api.as_str()));
-        decode_list(node, &kind, &loc, implied, state, out);
+        decode_list(owned, &kind, &loc, implied, state, out);
         return;
     }
     if api.starts_with("projectcalico.org/") || api.starts_with("crd.projectcalico.org/") {
@@ -326,13 +197,14 @@ const LIST_FIELDS: &[&str] = &["apiVersion", "kind", "metadata", "items"];
 /// kind no API server serves. Fields a list does not have are errors, as a misspelt `items`
 /// would otherwise drop every object.
 fn decode_list(
-    list: &Node,
+    owned: Node,
     kind: &str,
     loc: &Arc<DocLocator>,
     implied: Option<(&str, &str)>,
     state: &State,
     out: &mut Loaded,
 ) {
+    let list = &owned;
     let fail =
         |path: FieldPath, message: String, help: &str| problem(loc, list, kind, path, Severity::Error, message, help);
     for e in list.entries().unwrap_or_default().iter().filter(|e| !LIST_FIELDS.contains(&&*e.key)) {
@@ -396,8 +268,24 @@ fn decode_list(
         ));
         return;
     };
-    for (i, item) in items.iter().enumerate() {
-        decode_object(item, Arc::new(loc.item(i, item)), implied, state, out);
+    // Objects are big values: growing the vector by doubling would copy each several times.
+    out.inputs.reserve(items.len());
+    for (i, item) in into_items(owned).into_iter().enumerate() {
+        let item_loc = Arc::new(loc.item(i, &item));
+        decode_object(item, item_loc, implied, state, out);
+    }
+}
+
+/// The items of a list, owned (those of an anchored or aliased sequence are copied).
+fn into_items(list: Node) -> Vec<Node> {
+    let items = match list.kind {
+        Kind::Map(entries) => entries.into_vec().into_iter().find(|e| &*e.key == "items").map(|e| e.value),
+        _ => list.get("items").cloned(),
+    };
+    match items.map(|n| n.kind) {
+        Some(Kind::Seq(items)) => items.into_vec(),
+        Some(kind) => Node { kind, at: Span::default() }.items().map(<[Node]>::to_vec).unwrap_or_default(),
+        None => Vec::new(),
     }
 }
 
@@ -477,102 +365,6 @@ pub fn api_version_of(kind: &str) -> Option<&'static str> {
     })
 }
 
-const CALICO_STRICT: &[&str] = &["Tier", "NetworkSet", "GlobalNetworkSet", "HostEndpoint"];
-
-/// One object to decode into its type.
-#[derive(Clone, Copy)]
-pub(crate) struct Typed<'a> {
-    node: &'a Node,
-    loc: &'a DocLocator,
-    kind: &'a str,
-    state: &'a State,
-}
-
-impl Typed<'_> {
-    pub(crate) fn kind(&self) -> &str {
-        self.kind
-    }
-
-    fn decode<T: DeserializeOwned>(self, out: &mut Loaded) -> Option<T> {
-        self.decode_keeping(out, |_| false).map(|(obj, _)| obj)
-    }
-
-    /// Decodes as [`Typed::decode`], except that unknown fields at paths `keep` accepts are
-    /// returned instead of reported (peers of a newer CRD, which fail closed later).
-    pub(crate) fn decode_keeping<T: DeserializeOwned>(
-        self,
-        out: &mut Loaded,
-        keep: impl Fn(&FieldPath) -> bool,
-    ) -> Option<(T, Vec<FieldPath>)> {
-        let Typed { node, loc, kind, state } = self;
-        let label = object_label(node, kind);
-        let kind = label.as_str();
-        let (obj, unknown) = match crate::decode::decode::<T>(node, state) {
-            Ok(v) => v,
-            Err(e) => {
-                let help = if State::is_alias_error(&e.message) {
-                    crate::decode::ALIAS_HELP
-                } else {
-                    "the value does not have the type the Kubernetes API defines for this field (numbers unquoted; strings quoted when they look like numbers or booleans, e.g. \"1\", \"yes\"; a list or map never stands for a string)"
-                };
-                let msg = format!("{}: {}", e.path, e.message);
-                out.problems.push(problem(loc, node, kind, e.path, Severity::Error, msg, help));
-                return None;
-            }
-        };
-        // For policies and Calico objects a dropped field could change verdicts: reject.
-        let strict =
-            kind.contains("Policy") || kind.starts_with("Calico") || CALICO_STRICT.iter().any(|k| kind.starts_with(k));
-        let severity = if strict { Severity::Error } else { Severity::Warning };
-        let (kept, unknown): (Vec<_>, Vec<_>) = unknown.into_iter().partition(|u| keep(&u.path));
-        let kept: Vec<FieldPath> = kept.into_iter().map(|u| u.path).collect();
-        for crate::decode::Unknown { path, known } in unknown {
-            // `kubectl get -o yaml` from 1.24-1.27 clusters writes the alpha NetworkPolicy status
-            // back: read-only, it cannot change a verdict.
-            if path.0 == [palisade_core::field::Seg::Key("status".into())] {
-                let msg =
-                    "status is read-only and ignored (an alpha NetworkPolicy field of Kubernetes 1.24-1.27)".into();
-                out.problems.push(problem(
-                    loc,
-                    node,
-                    kind,
-                    path,
-                    Severity::Warning,
-                    msg,
-                    "remove it, or keep it: it changes nothing",
-                ));
-                continue;
-            }
-            let field = last_field(&path);
-            let near = crate::suggestion::closest(&field, known.iter().copied());
-            let near: Vec<String> = near.iter().map(|n| format!("{n:?}")).collect();
-            let msg = format!("{path}: unknown field {field:?}{}", crate::suggestion::did_you_mean(&near));
-            let mut p = problem(loc, node, kind, path.clone(), severity, msg, "check the spelling and indentation against the Kubernetes API reference (kubectl explain); unknown fields are rejected by kubectl's strict validation, also when their value is null");
-            p.location = Some(loc.location(node.locate_key(&path)));
-            out.problems.push(p);
-        }
-        Some((obj, kept))
-    }
-}
-
-/// The last key (or index) of a path: the field a message names.
-fn last_field(path: &FieldPath) -> String {
-    path.0.last().map_or_else(String::new, |s| match s {
-        palisade_core::field::Seg::Key(k) => k.clone(),
-        palisade_core::field::Seg::Index(i) => i.to_string(),
-    })
-}
-
-/// `Kind ns/name` from raw metadata, for messages about objects that did not decode.
-fn object_label(node: &Node, kind: &str) -> String {
-    let meta = node.get("metadata");
-    let name = meta.and_then(|m| m.get("name")).and_then(Node::as_str).unwrap_or("?");
-    match meta.and_then(|m| m.get("namespace")).and_then(Node::as_str) {
-        Some(ns) => format!("{kind} {ns}/{name}"),
-        None => format!("{kind} {name}"),
-    }
-}
-
 /// Drops the positions a JSON tree cannot have: objects get the [`Nowhere`] locator, problems
 /// no location (they still name the object and field path).
 fn unplace(loaded: &mut Loaded) {
@@ -605,6 +397,31 @@ mod tests {
     }
 
     const POD: &str = "- {apiVersion: v1, kind: Pod, metadata: {name: a, namespace: x}}\n";
+
+    #[test]
+    fn rules_are_placed_as_the_tree_places_them() {
+        let policy = "apiVersion: networking.k8s.io/v1\n  kind: NetworkPolicy\n  metadata: {name: p, namespace: x}\n  spec:\n    podSelector: {}\n    ingress:\n    - {}\n    - from: []\n      ports: []\n    egress: [{}, {to: []}]\n";
+        let yaml = format!("apiVersion: v1\nkind: List\nitems:\n- {policy}- {policy}");
+        let json = serde_json::to_string_pretty(&crate::yaml::parse(&yaml).unwrap()[0].to_json()).unwrap();
+        for text in [yaml, json] {
+            let out = load(&text);
+            let tree = &parse_source(&text).unwrap()[0];
+            assert_eq!(out.inputs.len(), 2, "{text}");
+            for (i, input) in out.inputs.iter().enumerate() {
+                for path in
+                    ["spec.ingress[0]", "spec.ingress[1]", "spec.egress[1]", "spec.egress[2]", "spec.podSelector"]
+                {
+                    let at = input.locate.locate(&FieldPath::parse(path)).unwrap();
+                    let want = tree.locate(&FieldPath::parse(&format!("items[{i}].{path}")));
+                    assert_eq!(
+                        (at.line, at.column, at.offset),
+                        (want.line as usize, want.column as usize, want.offset as usize),
+                        "{path} in {text}"
+                    );
+                }
+            }
+        }
+    }
 
     #[test]
     fn a_list_holds_its_objects_under_items_or_is_an_error() {

@@ -51,7 +51,11 @@ pub fn check(text: &str) -> Result<(), Fault> {
             continue;
         }
         if b < 0x80 {
-            return Err(Fault { offset: i, message: format!("control character {} is not allowed", name(b.into())) });
+            let mut message = format!("control character {} is not allowed", name(b.into()));
+            if let (0, Some(order)) = (b, utf16_order(bytes)) {
+                message = format!("{message}: the file looks like UTF-16 ({order}) without a byte order mark; save it as UTF-8 (iconv -f UTF-16{} -t UTF-8), or with a byte order mark", if order == "little-endian" { "LE" } else { "BE" });
+            }
+            return Err(Fault { offset: i, message });
         }
         let c = text[i..].chars().next().expect("a char starts here");
         let refused = match c {
@@ -70,6 +74,27 @@ pub fn check(text: &str) -> Result<(), Fault> {
         i += c.len_utf8();
     }
     Ok(())
+}
+
+/// Whether the text is UTF-16 read as UTF-8 (no BOM told us otherwise): such a file is a
+/// manifest in the wrong encoding, to be refused with that said, not set aside as foreign.
+pub fn utf16_without_bom(text: &str) -> bool {
+    utf16_order(text.as_bytes()).is_some()
+}
+
+/// Whether text reads as UTF-16 without a BOM: in its first pairs of bytes, nearly every pair
+/// is one ASCII character and a NUL (`a\0:\0` little-endian, `\0a\0:` big-endian), as
+/// manifests, which are mostly ASCII, look in UTF-16.
+fn utf16_order(bytes: &[u8]) -> Option<&'static str> {
+    let pairs: Vec<&[u8]> = bytes.chunks_exact(2).take(64).collect();
+    let count = |f: fn(&[u8]) -> bool| pairs.iter().filter(|p| f(p)).count();
+    let (le, be) = (count(|p| p[0] != 0 && p[1] == 0), count(|p| p[0] == 0 && p[1] != 0));
+    let most = |n: usize| pairs.len() >= 2 && n * 4 >= pairs.len() * 3;
+    match (most(le), most(be)) {
+        (true, _) => Some("little-endian"),
+        (_, true) => Some("big-endian"),
+        _ => None,
+    }
 }
 
 fn name(c: u32) -> String {
@@ -110,6 +135,27 @@ mod tests {
             assert!(f.message.contains(what), "{text:?}: {}", f.message);
         }
         assert_eq!(check("\u{feff}a: 1\n"), Ok(()));
+    }
+
+    #[test]
+    fn utf16_without_a_bom_is_named() {
+        let text = "apiVersion: v1\nkind: Namespace\n";
+        let le: Vec<u8> = text.encode_utf16().flat_map(u16::to_le_bytes).collect();
+        let be: Vec<u8> = text.encode_utf16().flat_map(u16::to_be_bytes).collect();
+        for (bytes, order, at) in [(le, "little-endian", 1), (be, "big-endian", 0)] {
+            let decoded = decode_bytes(bytes);
+            let f = check(&decoded).unwrap_err();
+            assert_eq!(f.offset, at);
+            assert!(
+                f.message.contains(&format!("looks like UTF-16 ({order}) without a byte order mark")),
+                "{}",
+                f.message
+            );
+            assert!(f.message.contains("save it as UTF-8"), "{}", f.message);
+        }
+        // A NUL in UTF-8 text is only a NUL.
+        let f = check("a: 1\n# x\u{0}y\nb: 2\n").unwrap_err();
+        assert!(!f.message.contains("UTF-16"), "{}", f.message);
     }
 
     #[test]

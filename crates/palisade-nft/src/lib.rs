@@ -1,15 +1,23 @@
-//! Palisade's nftables adapter: compile the engine's decisions to one table, render it as an
-//! atomic `nft -f` transaction (whole, or as the delta from the table in force), apply it.
+//! Palisade's nftables adapter: lower the engine's model to a typed nftables IR (one table),
+//! render it as an atomic `nft -f` transaction or as one netlink batch (whole, or as the delta
+//! from the table in force), apply it.
 
-pub mod bytecode;
+mod compiled;
+pub mod incremental;
+pub mod ir;
 pub mod kernel;
+pub mod lower;
 mod membership;
 pub mod monitor;
 pub mod netlink;
 pub mod own_node;
 pub mod owner;
-pub mod ruleset;
+pub mod render;
 pub mod script;
+pub mod table;
 pub mod unenforced;
 
-pub use ruleset::{compile, Compiled, NeedsFullCompile, Options, Ruleset, Stats};
+pub use compiled::Compiled;
+pub use incremental::NeedsFullCompile;
+pub use lower::compile;
+pub use table::{Options, Ruleset, Stats};

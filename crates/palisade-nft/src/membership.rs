@@ -16,7 +16,7 @@ use palisade_core::expr::Expr;
 use palisade_core::index::Index;
 use palisade_core::port::{ContainerPort, Protocol};
 
-use crate::ruleset::Family;
+use crate::ir::{Element, Family};
 
 /// Where a named address set's addresses come from.
 #[derive(Clone, Debug)]
@@ -92,18 +92,15 @@ impl Addrs {
     }
     /// Non-overlapping elements (nft rejects overlapping intervals), so that updates can
     /// delete exactly the elements they added.
-    pub fn elements(&self, f: Family) -> BTreeSet<String> {
+    pub fn elements(&self, f: Family) -> BTreeSet<Element> {
         let nets: Vec<IpNet> = self.of(f).copied().collect();
-        IpNet::aggregate(&nets)
-            .into_iter()
-            .map(|n| if n.prefix_len() == n.max_prefix_len() { n.addr().to_string() } else { n.to_string() })
-            .collect()
+        IpNet::aggregate(&nets).into_iter().map(Element::Net).collect()
     }
 }
 
 impl Pairs {
-    pub fn elements(&self, f: Family) -> BTreeSet<String> {
-        self.of(f).map(|(ip, port)| format!("{ip} . {port}")).collect()
+    pub fn elements(&self, f: Family) -> BTreeSet<Element> {
+        self.of(f).map(|(ip, port)| Element::AddressPort(*ip, *port)).collect()
     }
 }
 
@@ -241,18 +238,19 @@ mod tests {
         assert_eq!(a.present(), Present { v4: true, v6: false });
         a.add_ip(&"fd00::1".parse().unwrap());
         assert_eq!(a.present(), Present { v4: true, v6: true });
-        assert_eq!(a.elements(Family::V4), BTreeSet::from(["10.0.0.0/31".to_string()]));
+        let text = |e: BTreeSet<Element>| e.iter().map(ToString::to_string).collect::<Vec<_>>();
+        assert_eq!(text(a.elements(Family::V4)), ["10.0.0.0/31"]);
         // Two contributors of 10.0.0.1: one leaving keeps it.
         a.remove(IpNet::from(ip));
         a.remove(IpNet::from("fd00::1".parse::<IpAddr>().unwrap()));
         a.remove("10.0.0.0/31".parse().unwrap());
-        assert_eq!(a.elements(Family::V4), BTreeSet::from(["10.0.0.1".to_string()]));
+        assert_eq!(text(a.elements(Family::V4)), ["10.0.0.1"]);
         assert_eq!(a.present(), Present { v4: true, v6: false });
         a.remove(IpNet::from(ip));
         assert_eq!(a.present(), Present { v4: false, v6: false });
         let mut p = Pairs::default();
         p.add(("fd00::2".parse().unwrap(), 80));
         assert_eq!(p.present(), Present { v4: false, v6: true });
-        assert_eq!(p.elements(Family::V6), BTreeSet::from(["fd00::2 . 80".to_string()]));
+        assert_eq!(text(p.elements(Family::V6)), ["fd00::2 . 80"]);
     }
 }

@@ -13,10 +13,10 @@ use nix::libc;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
+use crate::ir::Command;
+use crate::ir::{Rule as NftRule, TABLE};
 use crate::kernel::{encode, Kernel, KernelError};
 use crate::netlink::{attr, attr as a, attr_str, attr_u32, attrs, messages, Message, NetlinkError, Socket};
-use crate::ruleset::TABLE;
-use crate::script::Command;
 
 /// A change to the table that the watch saw.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -232,12 +232,12 @@ fn anonymous(set: &str) -> bool {
     set.starts_with("__set")
 }
 
-/// Builds the listings rulesets should have, remembering each rule's signature by its text:
+/// Builds the listings rulesets should have, remembering each rule's signature by its IR value:
 /// a ruleset mostly keeps its rules from one change to the next, and encoding them is what
 /// costs (a second at 26,000 rules).
 #[derive(Default)]
 pub struct Expectation {
-    rules: HashMap<String, Rule>,
+    rules: HashMap<NftRule, Rule>,
 }
 
 impl Expectation {
@@ -267,18 +267,18 @@ impl Expectation {
         for c in commands {
             if let Command::AddRule { chain, rule } = c {
                 l.chains.entry(chain.clone()).or_default().push(self.rules[rule].clone());
-                used.insert(rule.as_str());
+                used.insert(rule);
             }
         }
         // Rules no longer in the ruleset are forgotten: the cache stays its size.
-        self.rules.retain(|r, _| used.contains(r.as_str()));
+        self.rules.retain(|r, _| used.contains(r));
         Ok(l)
     }
 }
 
 /// The nf_tables messages `commands` encode to: (`NFT_MSG_*`, the message).
 fn messages_of(commands: &[Command]) -> Result<impl Iterator<Item = (i32, Vec<u8>)>, KernelError> {
-    let batch = encode(commands)?;
+    let batch = encode(commands);
     let out: Vec<(i32, Vec<u8>)> =
         messages(batch.bytes()).into_iter().filter_map(|m| Some((m.nft()?, m.raw.to_vec()))).collect();
     Ok(out.into_iter())

@@ -4,8 +4,9 @@
 //! Why not `nft -f` for every change: nft 1.0 reads the kernel's table back before it applies
 //! anything (every set's elements before even one `add element`), 0.1 s at 10,000 pods and
 //! 0.6 s with a 100,000-element set; and parsing 26,000 rules costs it 0.7 s of a full load.
-//! The rules themselves are still written in nft's language (`nft -f` loads the same text, and
-//! `tests/nft_netlink.rs` checks that both paths leave identical tables).
+//! Rules and elements are typed values (`ir`), encoded by `render::netlink` as nft would
+//! linearize them; `nft -f` loads the text renderer's script of the same value, and
+//! `palisade-cli/tests/netlink_vs_nft.rs` checks that both paths leave identical tables.
 
 use std::fs::File;
 use std::os::fd::{AsRawFd, OwnedFd};

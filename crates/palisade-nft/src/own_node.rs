@@ -25,14 +25,14 @@ use std::net::IpAddr;
 use palisade_core::cluster::{Cluster, PodId};
 use palisade_core::verdict::{node_of, Placement, Side};
 
-use crate::ruleset::Family;
+use crate::ir::{Addr, Element, Family, Rule, Stmt, Verdict};
 
 /// The elements of the `own_node_4` and `own_node_6` sets, and their shape.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct OwnNode {
     /// `node address . pod address` pairs (no `--node`); pod addresses otherwise.
     pub by_address: bool,
-    pub elements: BTreeMap<Family, BTreeSet<String>>,
+    pub elements: BTreeMap<Family, BTreeSet<Element>>,
 }
 
 impl OwnNode {
@@ -42,10 +42,14 @@ impl OwnNode {
     }
 
     /// The base chain rule that accepts a local source's packet to its own pods.
-    pub fn accept_rule(&self, family: Family) -> String {
-        let (ip, set) = (family.keyword(), OwnNode::set_name(family));
-        let key = if self.by_address { format!("{ip} saddr . {ip} daddr") } else { format!("{ip} daddr") };
-        format!("fib saddr type local {key} @{set} counter accept")
+    pub fn accept_rule(&self, family: Family) -> Rule {
+        let set = OwnNode::set_name(family);
+        let key = if self.by_address {
+            Stmt::AddressPair { family, set }
+        } else {
+            Stmt::Address { family, field: Addr::Daddr, negate: false, set }
+        };
+        Rule::new(vec![Stmt::LocalSource, key, Stmt::Counter, Stmt::Verdict(Verdict::Accept)])
     }
 }
 
@@ -82,18 +86,18 @@ pub fn pod_elements(
     p: PodId,
     only: Option<&str>,
     nodes: &HashMap<String, BTreeSet<IpAddr>>,
-) -> Vec<(Family, String)> {
+) -> Vec<(Family, Element)> {
     let pod = &cluster.pods[p];
     let Some(node) = pod.node.as_deref() else { return Vec::new() };
     if !cluster.is_policy_subject(p) || only.is_some_and(|n| n != node) {
         return Vec::new();
     }
     if only.is_some() {
-        return pod.ips.iter().map(|ip| (Family::of(ip), ip.to_string())).collect();
+        return pod.ips.iter().map(|ip| (Family::of(ip), Element::Net((*ip).into()))).collect();
     }
     let sources = nodes.get(node).into_iter().flatten();
     sources
         .flat_map(|a| pod.ips.iter().filter(move |ip| ip.is_ipv4() == a.is_ipv4()).map(move |ip| (a, ip)))
-        .map(|(a, ip)| (Family::of(ip), format!("{a} . {ip}")))
+        .map(|(a, ip)| (Family::of(ip), Element::AddressPair(*a, *ip)))
         .collect()
 }

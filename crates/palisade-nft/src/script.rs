@@ -1,17 +1,18 @@
-//! Rulesets as `nft -f` scripts, and running them. A script is one transaction: the kernel
-//! applies all of it or none, so no packet ever sees a half-updated table.
+//! A ruleset as commands of one transaction (the whole table, or the delta from the table in
+//! force), and running `nft` for what only nft does here (`nft -f` for the lab and the tests,
+//! listing counters and flow sets). The kernel applies a transaction all or nothing, so no
+//! packet ever sees a half-updated table. Commands hold IR values: `render::text` prints
+//! them, `render::netlink` encodes them.
 
 use std::io::Write;
 use std::process::Stdio;
 
 use palisade_core::port::Protocol;
 
+use crate::ir::{Addr, CtState, Element, Family, Interface, NamedSet, Rule, Stmt, Verdict, TABLE};
+pub use crate::ir::{Command, Hook, SetKind, FLOW_CAPACITY};
 use crate::own_node::OwnNode;
-use crate::ruleset::{Family, NamedSet, Ruleset, TABLE};
-
-fn t() -> String {
-    format!("inet {TABLE}")
-}
+use crate::table::Ruleset;
 
 const MAPS: [(&str, Family); 8] = [
     ("egress_4", Family::V4),
@@ -24,142 +25,13 @@ const MAPS: [(&str, Family); 8] = [
     ("host_ingress_6", Family::V6),
 ];
 
-const NDP: &str =
-    "icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert, nd-router-solicit, nd-router-advert, nd-redirect } accept";
-
 /// Sets the base chains fill with every new connection: (source, destination, protocol, port).
 pub const FLOW_SETS: [&str; 2] = ["flows_4", "flows_6"];
-/// Distinct connections remembered at once (an hour each since last seen); more are not noted.
-pub const FLOW_CAPACITY: usize = 65_536;
-
-/// What a set holds; decides its nft declaration and how its elements are encoded.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SetKind {
-    /// Addresses and CIDRs (`flags interval`).
-    Addresses(Family),
-    /// `address . port` pairs (peers' named ports).
-    AddressPorts(Family),
-    /// `address . address` pairs (a node's address and one of its pods').
-    AddressPairs(Family),
-    /// Address → `jump chain` (the egress/ingress/host verdict maps).
-    Map(Family),
-    /// New connections seen, filled by the base chains (`--flow-log`).
-    Flows(Family),
-}
-
-impl SetKind {
-    pub fn of(set: &NamedSet) -> SetKind {
-        if set.with_port {
-            SetKind::AddressPorts(set.family)
-        } else {
-            SetKind::Addresses(set.family)
-        }
-    }
-
-    pub fn family(self) -> Family {
-        match self {
-            SetKind::Addresses(f)
-            | SetKind::AddressPorts(f)
-            | SetKind::AddressPairs(f)
-            | SetKind::Map(f)
-            | SetKind::Flows(f) => f,
-        }
-    }
-
-    fn declaration(self, name: &str) -> String {
-        let t = t();
-        match self {
-            SetKind::Addresses(f) => format!("set {t} {name} {{ type {}; flags interval; }}", f.addr_type()),
-            SetKind::AddressPorts(f) => format!("set {t} {name} {{ type {} . inet_service; }}", f.addr_type()),
-            SetKind::AddressPairs(f) => format!("set {t} {name} {{ type {a} . {a}; }}", a = f.addr_type()),
-            SetKind::Map(f) => format!("map {t} {name} {{ type {} : verdict; }}", f.addr_type()),
-            SetKind::Flows(f) => {
-                let a = f.addr_type();
-                format!(
-                    "set {t} {name} {{ type {a} . {a} . inet_proto . inet_service; flags dynamic, timeout; timeout 1h; size {FLOW_CAPACITY}; }}"
-                )
-            }
-        }
-    }
-}
-
-/// The netfilter hooks Palisade's base chains sit on (each chain is named after its hook).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Hook {
-    Prerouting,
-    Input,
-    Output,
-    Postrouting,
-}
-
-impl Hook {
-    pub fn name(self) -> &'static str {
-        match self {
-            Hook::Prerouting => "prerouting",
-            Hook::Input => "input",
-            Hook::Output => "output",
-            Hook::Postrouting => "postrouting",
-        }
-    }
-}
-
-/// One step of a transaction, rendered as an `nft -f` line or encoded as netlink messages.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Command {
-    /// Create the table, or empty an existing one (`add`, `delete`, `add` in one transaction).
-    ReplaceTable,
-    AddSet {
-        name: String,
-        kind: SetKind,
-    },
-    Elements {
-        set: String,
-        kind: SetKind,
-        items: Vec<String>,
-        add: bool,
-    },
-    /// A chain; base chains name their hook.
-    AddChain {
-        name: String,
-        hook: Option<Hook>,
-    },
-    AddRule {
-        chain: String,
-        rule: String,
-    },
-    FlushChain(String),
-    DeleteChain(String),
-    DeleteSet(String),
-}
-
-impl Command {
-    pub fn text(&self) -> String {
-        let t = t();
-        match self {
-            Command::ReplaceTable => format!("add table {t}\ndelete table {t}\nadd table {t}"),
-            Command::AddSet { name, kind } => format!("add {}", kind.declaration(name)),
-            Command::Elements { set, items, add, .. } => {
-                format!("{} element {t} {set} {{ {} }}", if *add { "add" } else { "delete" }, items.join(", "))
-            }
-            Command::AddChain { name, hook: None } => format!("add chain {t} {name}"),
-            Command::AddChain { name, hook: Some(hook) } => {
-                let hook = hook.name();
-                format!("add chain {t} {name} {{ type filter hook {hook} priority filter; policy accept; }}")
-            }
-            Command::AddRule { chain, rule } => format!("add rule {t} {chain} {rule}"),
-            Command::FlushChain(c) => format!("flush chain {t} {c}"),
-            Command::DeleteChain(c) => format!("delete chain {t} {c}"),
-            Command::DeleteSet(s) => format!("delete set {t} {s}"),
-        }
-    }
-}
-
-/// The commands as one `nft -f` script.
-pub fn text(commands: &[Command]) -> String {
-    if commands.is_empty() {
-        return String::new();
-    }
-    commands.iter().map(Command::text).collect::<Vec<_>>().join("\n") + "\n"
+/// Both families' verdict-map lookups of one base chain.
+fn lookups(field: Addr, egress: &str) -> Vec<Rule> {
+    [Family::V4, Family::V6]
+        .map(|family| Rule::new(vec![Stmt::Vmap { family, field, map: format!("{egress}_{}", family.suffix()) }]))
+        .to_vec()
 }
 
 /// The base chains: conntrack first, then the lookups. A pod's egress is decided in
@@ -174,48 +46,56 @@ pub fn text(commands: &[Command]) -> String {
 /// address is dropped before anything else looks at it, so none can pass for the node's.
 fn base_chains(out: &mut Vec<Command>, rs: &Ruleset) {
     let (record_flows, own_node) = (rs.record_flows, &rs.own_node);
-    let head = "ct state established,related accept";
-    let chains: [(Hook, &[&str]); 4] = [
-        (Hook::Prerouting, &["ip saddr vmap @egress_4", "ip6 saddr vmap @egress_6"]),
-        (Hook::Input, &["ip daddr vmap @host_ingress_4", "ip6 daddr vmap @host_ingress_6"]),
-        (Hook::Output, &["ip saddr vmap @host_egress_4", "ip6 saddr vmap @host_egress_6"]),
-        (Hook::Postrouting, &["ip daddr vmap @ingress_4", "ip6 daddr vmap @ingress_6"]),
+    let accept = Stmt::Verdict(Verdict::Accept);
+    let chains: [(Hook, Vec<Rule>); 4] = [
+        (Hook::Prerouting, lookups(Addr::Saddr, "egress")),
+        (Hook::Input, lookups(Addr::Daddr, "host_ingress")),
+        (Hook::Output, lookups(Addr::Saddr, "host_egress")),
+        (Hook::Postrouting, lookups(Addr::Daddr, "ingress")),
     ];
     for (hook, lookups) in chains {
         let chain = hook.name();
         out.push(Command::AddChain { name: chain.into(), hook: Some(hook) });
-        let mut rules = vec![head.to_string()];
+        let mut rules = vec![Rule::new(vec![Stmt::Ct(vec![CtState::Established, CtState::Related]), accept.clone()])];
         // The node talking to itself never leaves it (as a pod to its own IP).
+        let loopback = |interface| Rule::new(vec![Stmt::Loopback { interface, negate: false }, accept.clone()]);
         match hook {
-            Hook::Input => rules.push("meta iif lo accept".into()),
-            Hook::Output | Hook::Postrouting => rules.push("meta oif lo accept".into()),
+            Hook::Input => rules.push(loopback(Interface::In)),
+            Hook::Output | Hook::Postrouting => rules.push(loopback(Interface::Out)),
             Hook::Prerouting => {}
         }
-        rules.push("ct state invalid counter drop".into());
+        rules.push(Rule::new(vec![Stmt::Ct(vec![CtState::Invalid]), Stmt::Counter, Stmt::Verdict(Verdict::Drop)]));
         // IPv6 needs neighbor discovery to work at all; it is not a connection policy decides.
-        rules.push(NDP.into());
+        rules.push(Rule::new(vec![Stmt::NeighborDiscovery, accept.clone()]));
         // (In audit mode nothing is enforced, so there is no exception to borrow.)
         if hook == Hook::Prerouting && !rs.audit {
-            rules.push("meta iif != lo fib saddr type local counter drop".into());
+            rules.push(Rule::new(vec![
+                Stmt::Loopback { interface: Interface::In, negate: true },
+                Stmt::LocalSource,
+                Stmt::Counter,
+                Stmt::Verdict(Verdict::Drop),
+            ]));
         }
         // Every new connection is noted before policy decides it (the agent's flow log): those
         // from pods on prerouting, the node's own on output.
         let first_seen = matches!(hook, Hook::Prerouting | Hook::Output);
-        for (set, ip) in FLOW_SETS.iter().zip(["ip", "ip6"]).filter(|_| record_flows && first_seen) {
-            rules.push(format!(
-                "meta l4proto {{ tcp, udp, sctp }} ct state new update @{set} {{ {ip} saddr . {ip} daddr . meta l4proto . th dport }}"
-            ));
+        for (set, family) in FLOW_SETS.iter().zip([Family::V4, Family::V6]).filter(|_| record_flows && first_seen) {
+            rules.push(Rule::new(vec![
+                Stmt::L4proto { negate: false, protocols: vec![6, 17, 132] },
+                Stmt::Ct(vec![CtState::New]),
+                Stmt::NoteFlow { family, set: set.to_string() },
+            ]));
         }
         if matches!(hook, Hook::Output | Hook::Postrouting) {
             rules.extend([Family::V4, Family::V6].map(|f| own_node.accept_rule(f)));
         }
-        rules.extend(lookups.iter().map(|l| l.to_string()));
+        rules.extend(lookups);
         out.extend(rules.into_iter().map(|rule| Command::AddRule { chain: chain.into(), rule }));
     }
 }
 
-fn elements(set: &str, kind: SetKind, items: impl IntoIterator<Item = String>, add: bool) -> Option<Command> {
-    let items: Vec<String> = items.into_iter().collect();
+fn elements(set: &str, kind: SetKind, items: impl IntoIterator<Item = Element>, add: bool) -> Option<Command> {
+    let items: Vec<Element> = items.into_iter().collect();
     (!items.is_empty()).then(|| Command::Elements { set: set.into(), kind, items, add })
 }
 
@@ -225,8 +105,7 @@ fn elements(set: &str, kind: SetKind, items: impl IntoIterator<Item = String>, a
 fn sets_by_use(rs: &Ruleset) -> Vec<(&String, &NamedSet)> {
     let mut uses: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
     for rule in rs.chains.values().flatten() {
-        for part in rule.split('@').skip(1) {
-            let name = part.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).next().unwrap_or("");
+        for name in rule.sets() {
             *uses.entry(name).or_default() += 1;
         }
     }
@@ -235,11 +114,18 @@ fn sets_by_use(rs: &Ruleset) -> Vec<(&String, &NamedSet)> {
     sets
 }
 
+/// A verdict map's elements: address → jump to the chain.
+fn map_items<'a>(
+    map: Option<&'a std::collections::BTreeMap<std::net::IpAddr, String>>,
+) -> impl Iterator<Item = Element> + 'a {
+    map.into_iter().flatten().map(|(ip, chain)| Element::Jump(*ip, chain.clone()))
+}
+
 /// Replaces the whole table in one transaction (first load, or adopting an unknown table).
 pub fn full_commands(rs: &Ruleset) -> Vec<Command> {
     let mut out = vec![Command::ReplaceTable];
     for (name, set) in sets_by_use(rs) {
-        let kind = SetKind::of(set);
+        let kind = set.kind();
         out.push(Command::AddSet { name: name.clone(), kind });
         out.extend(elements(name, kind, set.elements.iter().cloned(), true));
     }
@@ -261,8 +147,7 @@ pub fn full_commands(rs: &Ruleset) -> Vec<Command> {
         out.extend(rules.iter().map(|r| Command::AddRule { chain: name.clone(), rule: r.clone() }));
     }
     for (name, f) in MAPS {
-        let items = rs.maps.get(name).into_iter().flatten().map(|(ip, chain)| format!("{ip} : jump {chain}"));
-        out.extend(elements(name, SetKind::Map(f), items, true));
+        out.extend(elements(name, SetKind::Map(f), map_items(rs.maps.get(name)), true));
     }
     base_chains(&mut out, rs);
     out
@@ -283,10 +168,9 @@ pub fn element_commands(rs: &Ruleset, sets: &[String]) -> Vec<Command> {
     let mut out = Vec::new();
     for name in sets {
         if let Some(set) = rs.sets.get(name) {
-            out.extend(elements(name, SetKind::of(set), set.elements.iter().cloned(), true));
+            out.extend(elements(name, set.kind(), set.elements.iter().cloned(), true));
         } else if let Some((_, f)) = MAPS.iter().find(|(m, _)| m == name) {
-            let items = rs.maps.get(name).into_iter().flatten().map(|(ip, chain)| format!("{ip} : jump {chain}"));
-            out.extend(elements(name, SetKind::Map(*f), items, true));
+            out.extend(elements(name, SetKind::Map(*f), map_items(rs.maps.get(name)), true));
         } else if let Some(f) = [Family::V4, Family::V6].into_iter().find(|f| OwnNode::set_name(*f) == *name) {
             let items = rs.own_node.elements.get(&f).into_iter().flatten().cloned();
             out.extend(elements(name, own_node_kind(&rs.own_node, f), items, true));
@@ -295,18 +179,13 @@ pub fn element_commands(rs: &Ruleset, sets: &[String]) -> Vec<Command> {
     out
 }
 
-/// The whole table as an `nft -f` script.
-pub fn full(rs: &Ruleset) -> String {
-    text(&full_commands(rs))
-}
-
 /// The delta from `old` (the table in force) to `new`, as one transaction: only set and map
 /// elements and the chains that changed. Chains are named by content, so a changed group is a
 /// new chain; the old one is deleted once nothing jumps to it.
 pub fn update_commands(old: &Ruleset, new: &Ruleset) -> Vec<Command> {
     let mut out = Vec::new();
     for (name, set) in &new.sets {
-        let kind = SetKind::of(set);
+        let kind = set.kind();
         match old.sets.get(name) {
             None => {
                 out.push(Command::AddSet { name: name.clone(), kind });
@@ -328,9 +207,9 @@ pub fn update_commands(old: &Ruleset, new: &Ruleset) -> Vec<Command> {
     for (name, f) in MAPS {
         let empty = Default::default();
         let (was, now) = (old.maps.get(name).unwrap_or(&empty), new.maps.get(name).unwrap_or(&empty));
-        let gone = was.iter().filter(|(ip, c)| now.get(*ip) != Some(*c)).map(|(ip, _)| ip.clone());
+        let gone = was.iter().filter(|(ip, c)| now.get(*ip) != Some(*c)).map(|(ip, _)| Element::MapKey(*ip));
         out.extend(elements(name, SetKind::Map(f), gone, false));
-        let came = now.iter().filter(|(ip, c)| was.get(*ip) != Some(*c)).map(|(ip, c)| format!("{ip} : jump {c}"));
+        let came = now.iter().filter(|(ip, c)| was.get(*ip) != Some(*c)).map(|(ip, c)| Element::Jump(*ip, c.clone()));
         out.extend(elements(name, SetKind::Map(f), came, true));
     }
     // The agent's `--node` never changes, nor the sets' shape with it.
@@ -351,11 +230,6 @@ pub fn update_commands(old: &Ruleset, new: &Ruleset) -> Vec<Command> {
         out.push(Command::DeleteSet(name.clone()));
     }
     out
-}
-
-/// The delta as an `nft -f` script (empty when nothing changed).
-pub fn update(old: &Ruleset, new: &Ruleset) -> String {
-    text(&update_commands(old, new))
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -7,6 +7,7 @@ use std::net::IpAddr;
 
 use fixedbitset::FixedBitSet;
 use palisade_core::cluster::{Cluster, PodId, PolicyId};
+use palisade_core::family::Families;
 use palisade_core::index::{Index, Matrix};
 use palisade_core::matching;
 use palisade_core::policy::Direction;
@@ -98,16 +99,19 @@ impl Connectivity {
             true => each(),
         };
         let kubernetes = shortcut && !cluster.uses_calico() && cluster.host_endpoints.is_empty();
+        let families = PodFamilies::new(cluster);
         let mut matrices = Vec::with_capacity(cuts.probes.len());
         let (mut to_address, mut from_address, mut between) = (Vec::new(), Vec::new(), Vec::new());
         for probe in &cuts.probes {
-            matrices.push(index.matrix(probe.port, probe.protocol));
+            let mut matrix = index.matrix(probe.port, probe.protocol);
+            families.keep_pairs(&mut matrix.rows, probe.protocol.families());
+            matrices.push(matrix);
             tick();
             let (to, from): (Vec<_>, Vec<_>) = addresses
                 .iter()
                 .map(|a| {
                     tick();
-                    match (kubernetes, a.kind) {
+                    let (mut to, mut from) = match (kubernetes, a.kind) {
                         (true, AddressKind::Outside) => {
                             kubernetes_sides(cluster, &outside, &applicable, a.address, probe)
                         }
@@ -115,7 +119,11 @@ impl Connectivity {
                         // Nodes always through the engine: traffic between a pod and its own
                         // node follows rules of its own that a shortcut would have to repeat.
                         (_, AddressKind::Node) => decided_sides(cluster, &nodes, a.address, probe),
-                    }
+                    };
+                    let able = families.pods(probe.protocol.families().intersect(Families::of(a.address)));
+                    to.intersect_with(&able);
+                    from.intersect_with(&able);
+                    (to, from)
                 })
                 .unzip();
             to_address.push(to);
@@ -172,10 +180,10 @@ fn addresses_between(cluster: &Cluster, addresses: &[Address], probe: &Probe) ->
     for (s, row) in out.iter_mut().enumerate() {
         for d in (0..n).filter(|&d| d != s) {
             let (a, b) = (&addresses[s], &addresses[d]);
-            // Outside to outside is not the cluster's traffic; IPv4 never reaches IPv6.
-            if (a.kind == AddressKind::Outside && b.kind == AddressKind::Outside)
-                || a.address.is_ipv4() != b.address.is_ipv4()
-            {
+            // Outside to outside is not the cluster's traffic; a connection needs one family
+            // both addresses and the protocol share.
+            let shared = [Families::of(a.address), Families::of(b.address), probe.protocol.families()];
+            if (a.kind == AddressKind::Outside && b.kind == AddressKind::Outside) || !Families::meet(shared) {
                 continue;
             }
             let conn = Connection::new(sides[s], sides[d], probe.port, probe.protocol);
@@ -183,6 +191,64 @@ fn addresses_between(cluster: &Cluster, addresses: &[Address], probe: &Probe) ->
         }
     }
     out
+}
+
+/// The IP families an end has addresses of: a pod's addresses' (both when it has none), else
+/// the family of the address it stands at. A connection needs one its ends and protocol share.
+pub fn side_families(cluster: &Cluster, side: &Side) -> Families {
+    match (side.pod_id(), side.ip) {
+        (Some(p), _) => Families::of_addresses(&cluster.pods[p].ips),
+        (None, Some(ip)) => Families::of(ip),
+        (None, None) => Families::BOTH,
+    }
+}
+
+/// The IP families of each pod (its addresses'; both when they are unknown), so that no
+/// connection is counted in a family one of its ends has no address of: an IPv4-only pod
+/// sends no ICMPv6 and no IPv6 address reaches it.
+pub struct PodFamilies {
+    v4: FixedBitSet,
+    v6: FixedBitSet,
+    of: Vec<Families>,
+}
+
+impl PodFamilies {
+    pub fn new(cluster: &Cluster) -> PodFamilies {
+        let n = cluster.pods.len();
+        let of: Vec<Families> = cluster.pods.iter().map(|p| Families::of_addresses(&p.ips)).collect();
+        let (mut v4, mut v6) = (FixedBitSet::with_capacity(n), FixedBitSet::with_capacity(n));
+        for (i, f) in of.iter().enumerate() {
+            v4.set(i, f.v4);
+            v6.set(i, f.v6);
+        }
+        PodFamilies { v4, v6, of }
+    }
+
+    /// The pods with an address of one of `families`.
+    fn pods(&self, families: Families) -> FixedBitSet {
+        let mut out = FixedBitSet::with_capacity(self.of.len());
+        if families.v4 {
+            out.union_with(&self.v4);
+        }
+        if families.v6 {
+            out.union_with(&self.v6);
+        }
+        out
+    }
+
+    /// Keeps in a pod matrix (`rows[src]` holds the destinations) only the pairs that share a
+    /// family of `protocol`'s.
+    pub fn keep_pairs(&self, rows: &mut [FixedBitSet], protocol: Families) {
+        let masks: Vec<(Families, FixedBitSet)> = [Families::V4, Families::V6, Families::BOTH, Families::NONE]
+            .into_iter()
+            .map(|f| (f, self.pods(f.intersect(protocol))))
+            .collect();
+        for (row, f) in rows.iter_mut().zip(&self.of) {
+            let family = f.intersect(protocol);
+            let (_, mask) = masks.iter().find(|(m, _)| *m == family).expect("every set of families is listed");
+            row.intersect_with(mask);
+        }
+    }
 }
 
 /// Pods that an outside address sees alike: the same policies apply to them in each

@@ -164,9 +164,44 @@ fn address(v6: bool, n: u128) -> IpAddr {
     }
 }
 
+/// Blocks no example of the outside world should stand at: IANA's IPv4 and IPv6
+/// Special-Purpose Address Registries (RFC 6890 and its updates: this network, private,
+/// shared, loopback, link-local, benchmarking, documentation, ULA, ...), multicast and the
+/// reserved IPv4 space. IPv6 outside global unicast (`2000::/3`) is left out as well.
+const SPECIAL_PURPOSE: &[&str] = &[
+    "0.0.0.0/8",
+    "10.0.0.0/8",
+    "100.64.0.0/10",
+    "127.0.0.0/8",
+    "169.254.0.0/16",
+    "172.16.0.0/12",
+    "192.0.0.0/24",
+    "192.0.2.0/24",
+    "192.31.196.0/24",
+    "192.52.193.0/24",
+    "192.88.99.0/24",
+    "192.168.0.0/16",
+    "192.175.48.0/24",
+    "198.18.0.0/15",
+    "198.51.100.0/24",
+    "203.0.113.0/24",
+    "224.0.0.0/4",
+    "240.0.0.0/4",
+    "::/3",
+    "2001::/23",
+    "2001:db8::/32",
+    "2002::/16",
+    "2620:4f:8000::/48",
+    "3fff::/20",
+    "4000::/2",
+    "8000::/1",
+];
+
 /// A free address of `cidr` outside `holes`: a documentation address when one lies there (so
-/// that the rest of the world stands at 203.0.113.10 or 2001:db8::10), else the first free
-/// address of the first gap, starting one past its start (the network address comes last).
+/// that the rest of the world stands at 203.0.113.10 or 2001:db8::10: addresses reserved for
+/// examples), else the first free address, one past the start of a gap, that is in no
+/// special-purpose block ([`SPECIAL_PURPOSE`]: never `::1` or `0.0.0.1`), else the first free
+/// address of the piece at all.
 fn representative(cidr: &IpNet, holes: &[IpNet], taken: &HashSet<IpAddr>) -> Option<IpAddr> {
     let documentation: [IpAddr; 4] = [
         Ipv4Addr::new(203, 0, 113, 10).into(),
@@ -179,6 +214,20 @@ fn representative(cidr: &IpNet, holes: &[IpNet], taken: &HashSet<IpAddr>) -> Opt
         return Some(ip);
     }
     let v6 = matches!(cidr, IpNet::V6(_));
+    let gaps = gaps(cidr, holes);
+    let special: Vec<IpNet> = SPECIAL_PURPOSE.iter().map(|s| s.parse().expect("a valid CIDR")).collect();
+    let special: Vec<IpNet> = special.into_iter().filter(|s| matches!(s, IpNet::V6(_)) == v6).collect();
+    let ordinary = gaps.iter().flat_map(|&(a, b)| without(a, b, &special));
+    ordinary.chain(gaps.iter().copied()).find_map(|(a, b)| {
+        let free = |n: &u128| !taken.contains(&address(v6, *n));
+        // Bounded by the taken addresses: at most that many are skipped.
+        let after = (a.saturating_add(1)..=b).take(taken.len() + 1).find(free);
+        after.or_else(|| free(&a).then_some(a)).map(|n| address(v6, n))
+    })
+}
+
+/// The ranges of `cidr` outside `holes`, in order, as inclusive numbers.
+fn gaps(cidr: &IpNet, holes: &[IpNet]) -> Vec<(u128, u128)> {
     let mut cut: Vec<(u128, u128)> = holes.iter().map(|h| (number(h.network()), number(h.broadcast()))).collect();
     cut.sort_unstable();
     let hi = number(cidr.broadcast());
@@ -193,12 +242,30 @@ fn representative(cidr: &IpNet, holes: &[IpNet], taken: &HashSet<IpAddr>) -> Opt
         }
     }
     gaps.extend(next.map(|n| (n, hi)));
-    gaps.into_iter().find_map(|(a, b)| {
-        let free = |n: &u128| !taken.contains(&address(v6, *n));
-        // Bounded by the taken addresses: at most that many are skipped.
-        let after = (a.saturating_add(1)..=b).take(taken.len() + 1).find(free);
-        after.or_else(|| free(&a).then_some(a)).map(|n| address(v6, n))
-    })
+    gaps
+}
+
+/// The range `a..=b` without the blocks `out`, as inclusive ranges in order.
+fn without(a: u128, b: u128, out: &[IpNet]) -> Vec<(u128, u128)> {
+    let mut ranges = vec![(a, b)];
+    for net in out {
+        let (x, y) = (number(net.network()), number(net.broadcast()));
+        ranges = ranges
+            .into_iter()
+            .flat_map(|(a, b)| {
+                let mut keep = Vec::new();
+                if x > a {
+                    keep.push((a, b.min(x - 1)));
+                }
+                if y < b {
+                    keep.push((a.max(y + 1), b));
+                }
+                keep.into_iter().filter(|(a, b)| a <= b)
+            })
+            .collect();
+    }
+    ranges.sort_unstable();
+    ranges
 }
 
 #[cfg(test)]
@@ -224,9 +291,49 @@ mod tests {
         let whole = representative(&net("10.0.0.0/30"), &[net("10.0.0.0/31"), net("10.0.0.2/31")], &none);
         assert_eq!(whole, None, "holes that fill the CIDR leave nothing");
         let last = representative(&net("::/0"), &[net("2001:db8::/32"), net("::/1")], &none).unwrap();
-        assert_eq!(last, "8000::1".parse::<IpAddr>().unwrap());
+        assert_eq!(last, "8000::1".parse::<IpAddr>().unwrap(), "only special-purpose space is left: its first");
         let top = representative(&net("255.255.255.254/31"), &[net("255.255.255.255/32")], &none).unwrap();
         assert_eq!(top, "255.255.255.254".parse::<IpAddr>().unwrap(), "a hole at the very end");
+    }
+
+    /// (piece, holes, the example address): never loopback, "this network", private or
+    /// documentation space when the piece holds an ordinary address.
+    const ORDINARY: &[(&str, &[&str], &str)] = &[
+        ("::/0", &["2001:db8::/32"], "2000::1"),
+        ("0.0.0.0/0", &["203.0.113.0/24", "192.0.2.0/24", "198.51.100.0/24"], "1.0.0.1"),
+        ("0.0.0.0/1", &["0.0.0.0/2"], "64.0.0.1"),
+        ("10.0.0.0/7", &["10.0.0.0/8"], "11.0.0.1"),
+        ("::/1", &["2001:db8::/32"], "2000::1"),
+        ("2001::/16", &["2001:db8::/32"], "2001:200::1"),
+        // Nothing ordinary inside: the first address of the piece, special or not.
+        ("10.0.0.0/8", &["10.0.0.0/9"], "10.128.0.1"),
+    ];
+
+    #[test]
+    fn an_example_address_is_an_ordinary_one_when_the_piece_holds_one() {
+        let none = HashSet::new();
+        let special: Vec<IpNet> = SPECIAL_PURPOSE.iter().map(|s| net(s)).collect();
+        for &(cidr, holes, want) in ORDINARY {
+            let holes: Vec<IpNet> = holes.iter().map(|h| net(h)).collect();
+            let got = representative(&net(cidr), &holes, &none).unwrap();
+            assert_eq!(got, want.parse::<IpAddr>().unwrap(), "{cidr} except {holes:?}");
+            let piece = Piece { cidr: net(cidr), holes: holes.clone(), address: got };
+            assert!(piece.contains(got), "{got} lies in {piece}");
+        }
+        // Whenever the world is cut so that the documentation addresses are gone, the example
+        // is in no special-purpose block.
+        for hole in ["0.0.0.0/1", "128.0.0.0/1", "192.0.0.0/2", "200.0.0.0/5", "2000::/4", "2001::/16"] {
+            let (h, v6) = (net(hole), hole.contains(':'));
+            let world = if v6 { net("::/0") } else { net("0.0.0.0/0") };
+            let docs: Vec<IpNet> = ["192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24", "2001:db8::/32"]
+                .iter()
+                .map(|d| net(d))
+                .filter(|d| matches!(d, IpNet::V6(_)) == v6 && !h.contains(d))
+                .collect();
+            let holes = [vec![h], docs].concat();
+            let got = representative(&world, &holes, &none).unwrap();
+            assert!(!special.iter().any(|s| s.contains(&got)), "{world} except {holes:?}: {got} is special-purpose");
+        }
     }
 
     #[test]

@@ -84,6 +84,14 @@ fn names_other_protocols(cluster: &Cluster) -> bool {
     })
 }
 
+/// Protocols without ports apart from ICMP and ICMPv6 that a rule names or excludes (`47`,
+/// `UDPLite`): each is decided on its own.
+fn numbered_protocols(cluster: &Cluster) -> BTreeSet<Protocol> {
+    let rules = cluster.policies.iter().flat_map(|p| p.ingress.iter().chain(p.egress.iter()).flatten());
+    let named = rules.flat_map(|r| [r.protocol, r.not_protocol]).flatten().filter_map(Protocol::from_number);
+    named.filter(|p| !p.has_ports() && !matches!(*p, Protocol::ICMP | Protocol::ICMPv6)).collect()
+}
+
 /// The probes for a cluster: the ports of every protocol (TCP and UDP always; SCTP when
 /// something names it) cut at each boundary of a named port or range.
 pub fn probes(cluster: &Cluster) -> Vec<Probe> {
@@ -101,6 +109,8 @@ pub fn probes_of(clusters: &[&Cluster]) -> Vec<Probe> {
     // from the protocols with ports.
     if clusters.iter().any(|c| names_other_protocols(c)) {
         out.extend([Protocol::ICMP, Protocol::ICMPv6].map(|protocol| Probe { port: 0, protocol, end: 0 }));
+        let numbered = clusters.iter().flat_map(|c| numbered_protocols(c)).collect::<BTreeSet<_>>();
+        out.extend(numbered.into_iter().map(|protocol| Probe { port: 0, protocol, end: 0 }));
     }
     for protocol in protocols.into_iter().filter(|p| p.has_ports()) {
         let mut starts: BTreeSet<u32> = BTreeSet::from([1]);

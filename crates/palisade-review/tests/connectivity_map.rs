@@ -1,15 +1,18 @@
 //! Property: for random clusters, the connectivity map (`matrix --all-ports`) says what
 //! `matrix --port P` says at both ends of every stretch, and what `check` says at a port
-//! inside each stretch, for every pod pair and every pod against every outside piece and node.
+//! inside each stretch, for every pod pair and every pod against every outside piece and node,
+//! where a connection exists: in a family both ends have an address of and the protocol uses.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use palisade_core::cluster::Cluster;
+use palisade_core::family::Families;
 use palisade_core::field::Nowhere;
 use palisade_core::index::Index;
 use palisade_core::verdict::{decide, Connection, Side, Verdict};
 use palisade_ingest::{build, BuildOptions, Input};
+use palisade_review::connectivity::side_families;
 use palisade_review::map::{End, Map};
 use palisade_review::probe::Probe;
 use proptest::prelude::*;
@@ -54,7 +57,12 @@ proptest! {
                             prop_assert!(!pairs.contains_key(&(End::Pod(s), End::Pod(d))), "a pod's own pair is not listed");
                             continue;
                         }
-                        prop_assert_eq!(on_map(&pairs, &map, End::Pod(s), End::Pod(d), i), m.allowed(s, d),
+                        let meet = Families::meet([
+                            side_families(&cluster, &Side::pod(&cluster, s)),
+                            side_families(&cluster, &Side::pod(&cluster, d)),
+                            probe.protocol.families(),
+                        ]);
+                        prop_assert_eq!(on_map(&pairs, &map, End::Pod(s), End::Pod(d), i), m.allowed(s, d) && meet,
                             "{} -> {} on {}/{} (stretch {})", cluster.pod_key(s), cluster.pod_key(d), port, probe.protocol, probe);
                     }
                 }
@@ -70,8 +78,10 @@ proptest! {
                     if self_pair || !(matches!(s, End::Pod(_)) || matches!(d, End::Pod(_))) {
                         continue;
                     }
-                    let conn = Connection::new(side(&cluster, &map, s), side(&cluster, &map, d), port, probe.protocol);
-                    let checked = decide(&cluster, &conn).verdict == Verdict::Allow;
+                    let (a, b) = (side(&cluster, &map, s), side(&cluster, &map, d));
+                    let conn = Connection::new(a, b, port, probe.protocol);
+                    let meet = Families::meet([side_families(&cluster, &a), side_families(&cluster, &b), probe.protocol.families()]);
+                    let checked = meet && decide(&cluster, &conn).verdict == Verdict::Allow;
                     prop_assert_eq!(on_map(&pairs, &map, s, d, i), checked,
                         "check {} -> {} on {}/{}", map.name(&cluster, s), map.name(&cluster, d), port, probe.protocol);
                 }

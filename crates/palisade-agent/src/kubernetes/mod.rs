@@ -8,7 +8,8 @@
 mod feed;
 mod view;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::IpAddr;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -18,7 +19,7 @@ use palisade_kube::{Change, Target};
 use palisade_nft::script;
 use palisade_nft::Compiled;
 
-use crate::controller::{build_options, claim, compile_options};
+use crate::enforcement::{build_options, claim, compile_options};
 use crate::health::{Health, KindLabel, Metrics};
 use crate::table::Table;
 use crate::{log, Config, Mode, Refused};
@@ -54,6 +55,10 @@ struct KubeAgent {
     last_change: Option<(Instant, String)>,
     /// Why the last build or transaction failed.
     failed: Option<String>,
+    /// Which pod holds each address the kernel's ruleset knows (`namespace/name`).
+    holders: HashMap<IpAddr, String>,
+    /// Refusals to write as Events (by the feed).
+    events: tokio::sync::mpsc::UnboundedSender<palisade_kube::events::Refusal>,
 }
 
 /// Runs the agent on the API server's objects until SIGTERM or SIGINT (`Ok`, the table stays
@@ -70,7 +75,10 @@ pub fn run(args: Config, health: Arc<Health>) -> Result<(), Refused> {
         (None, None) => None,
         (k, c) => Some(Target { kubeconfig: k.clone(), context: c.clone() }),
     };
-    if let Err(e) = feed::start(target, tx.clone()) {
+    let (events, refusals) = tokio::sync::mpsc::unbounded_channel();
+    let instance = args.node.clone().unwrap_or_else(host_name);
+    let reports = feed::Reports { instance, refusals, health: health.clone() };
+    if let Err(e) = feed::start(target, tx.clone(), reports) {
         log(&format!("refused: cannot start the API client's runtime: {e}"));
         return Err(Refused(format!("cannot start the API client's runtime: {e}")));
     }
@@ -95,9 +103,28 @@ pub fn run(args: Config, health: Arc<Health>) -> Result<(), Refused> {
         quiet_since: Instant::now(),
         last_change: None,
         failed: None,
+        holders: HashMap::new(),
+        events,
     };
     log("watching the API server; nothing is applied before every kind has synced once");
     agent.run(&rx)
+}
+
+/// Each address a pod on the pod network holds, and the pod (`namespace/name`).
+fn pod_addresses(cluster: &palisade_core::cluster::Cluster) -> HashMap<IpAddr, String> {
+    let mut out = HashMap::new();
+    for pod in cluster.pods.iter().filter(|p| !p.host_network && !p.derived) {
+        let ns = cluster.namespaces.get(pod.namespace.index()).map_or("", |n| n.name.as_str());
+        for ip in &pod.ips {
+            out.insert(*ip, format!("{ns}/{}", pod.name));
+        }
+    }
+    out
+}
+
+/// The Events' `reportingInstance` without `--node`: the host's name.
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname").map_or_else(|_| "palisade-agent".into(), |h| h.trim().into())
 }
 
 impl KubeAgent {
@@ -135,6 +162,9 @@ impl KubeAgent {
                 if self.quiet_since.elapsed() >= PREPARE_AFTER {
                     self.table.prepare(rs, self.generation);
                 }
+            }
+            for r in std::mem::take(&mut self.view.reports) {
+                let _ = self.events.send(r);
             }
             self.publish();
             self.health.beat();
@@ -214,7 +244,7 @@ impl KubeAgent {
             return;
         }
         let Some(cluster) = self.view.cluster() else { return };
-        crate::controller::warn_unenforced(cluster);
+        crate::enforcement::warn_unenforced(cluster);
         let next = Compiled::new(cluster, &compile_options(&self.args));
         let (delta, how) = match &self.compiled {
             Some(old) => {
@@ -229,6 +259,9 @@ impl KubeAgent {
         self.pending.clear();
         self.failed =
             (!ok).then(|| "the kernel refused the last transaction; the last good ruleset stays in force".into());
+        if ok {
+            self.forget_gone_addresses();
+        }
         if ok || self.compiled.is_some() {
             self.compiled = Some(next);
         } else {
@@ -236,6 +269,29 @@ impl KubeAgent {
             self.view.dirty = true;
         }
         self.last_change = Some((Instant::now(), how));
+    }
+
+    /// Deletes the conntrack entries of addresses whose pod went (or that another pod holds
+    /// now), once the kernel enforces the ruleset without it: a pod given a gone pod's IP must
+    /// not inherit its established flows.
+    fn forget_gone_addresses(&mut self) {
+        let Some(cluster) = self.view.cluster() else { return };
+        let holders = pod_addresses(cluster);
+        let gone: BTreeSet<IpAddr> =
+            self.holders.iter().filter(|(ip, pod)| holders.get(*ip) != Some(*pod)).map(|(ip, _)| *ip).collect();
+        self.holders = holders;
+        if gone.is_empty() {
+            return;
+        }
+        match crate::conntrack::forget(self.args.netns.as_deref(), &gone) {
+            Ok(n) => {
+                self.health.metrics.conntrack_deleted.inc_by(n as u64);
+                if n > 0 {
+                    log(&format!("deleted {n} conntrack entries of {} addresses that changed hands", gone.len()));
+                }
+            }
+            Err(e) => log(&format!("cannot delete the conntrack entries of gone pods' addresses: {e}")),
+        }
     }
 
     /// Why the agent is not ready (empty: ready).

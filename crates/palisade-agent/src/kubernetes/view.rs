@@ -30,6 +30,11 @@ pub struct View {
     store: Store,
     held: HashMap<ObjectKey, (StoreKey, Input)>,
     pub refused: BTreeMap<ObjectKey, Refusal>,
+    /// Refusals not yet reported as Events (a refusal is reported again only when its reason
+    /// or its outcome changes).
+    pub reports: Vec<palisade_kube::events::Refusal>,
+    /// Each object's `metadata.uid`, for its Events.
+    uids: HashMap<ObjectKey, String>,
     /// New versions (or deletions, `None`) that broke the build, tried again with every change.
     retry: BTreeMap<ObjectKey, Option<Input>>,
     /// What each object changed since the last `finish` was before it (`None`: absent).
@@ -54,6 +59,8 @@ impl View {
             opts,
             held: HashMap::new(),
             refused: BTreeMap::new(),
+            reports: Vec::new(),
+            uids: HashMap::new(),
             retry: BTreeMap::new(),
             prior: BTreeMap::new(),
             dirty: false,
@@ -97,6 +104,9 @@ impl View {
                     .collect::<Vec<_>>()
                     .join("; ");
                 self.retry.remove(&r.key);
+                if let Some(uid) = r.uid {
+                    self.uids.insert(r.key.clone(), uid);
+                }
                 self.refuse(r.key, Refusal { why, kept, built: false });
             }
             Change::Error(_) => {}
@@ -109,7 +119,17 @@ impl View {
         } else {
             "left out (new, and it does not validate)"
         };
-        log(&format!("refused: {key}: {what}: {}", refusal.why));
+        let same = self.refused.get(&key).is_some_and(|r| r.why == refusal.why && r.kept == refusal.kept);
+        if !same {
+            log(&format!("refused: {key}: {what}: {}", refusal.why));
+            let uid = self.uids.get(&key).cloned();
+            self.reports.push(palisade_kube::events::Refusal {
+                key: key.clone(),
+                uid,
+                why: refusal.why.clone(),
+                kept: refusal.kept,
+            });
+        }
         self.refused.insert(key, refusal);
     }
 
@@ -122,6 +142,9 @@ impl View {
 
     fn apply(&mut self, d: Decoded) {
         self.unrefuse(&d.key);
+        if let Some(uid) = d.uid {
+            self.uids.insert(d.key.clone(), uid);
+        }
         // A kind the engine does not use yet (the loader ignores it too).
         let Some(input) = d.input else { return };
         self.put(d.key, input);
@@ -137,6 +160,7 @@ impl View {
 
     fn remove(&mut self, key: &ObjectKey) {
         self.unrefuse(key);
+        self.uids.remove(key);
         self.drop_held(key);
     }
 

@@ -78,6 +78,19 @@ pub fn wait_for(what: &str, limit: Duration, mut f: impl FnMut() -> bool) -> Dur
     start.elapsed()
 }
 
+/// `GET path` over HTTP/1.1 (the agent's port): (status, body).
+pub fn http_get(addr: &str, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: agent\r\nConnection: close\r\n\r\n").unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    let status = text.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    (status, body)
+}
+
 /// A scratch directory under the system's temp dir, removed when dropped.
 pub struct Scratch(pub PathBuf);
 
@@ -122,6 +135,24 @@ impl Agent {
             .spawn()
             .unwrap();
         Agent { child, log }
+    }
+    /// Any command that ends up running the agent (`ip netns exec ... setpriv ... palisade`),
+    /// its stderr in `log`.
+    pub fn spawn(mut cmd: std::process::Command, log: PathBuf) -> Agent {
+        let file = std::fs::File::create(&log).unwrap();
+        let child = cmd.stderr(file).spawn().unwrap();
+        Agent { child, log }
+    }
+    /// The exit code, waiting up to `limit` (panics, with the log, when still running).
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<i32> {
+        let start = Instant::now();
+        loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                return s.code();
+            }
+            assert!(start.elapsed() < limit, "still running after {limit:?}:\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()

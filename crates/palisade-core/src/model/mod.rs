@@ -4,6 +4,7 @@ pub mod change;
 pub mod cluster;
 pub mod endpoint;
 pub mod expr;
+pub mod family;
 pub mod field;
 #[cfg(test)]
 pub(crate) mod fixture;

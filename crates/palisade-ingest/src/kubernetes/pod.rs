@@ -62,12 +62,15 @@ fn pod_ips(pod: &core::Pod, p: &mut Problems) -> Vec<IpAddr> {
     ips
 }
 
-/// Container ports of a pod spec (init containers' too), checked.
+/// Container ports of a pod spec (init containers' too), checked as the API server checks them
+/// (`validateContainerPorts`: a valid number, a valid name, no name twice in one container).
 pub(crate) fn container_ports(spec: &PodSpec, path: &FieldPath, p: &mut Problems) -> Vec<ContainerPort> {
     let mut out = Vec::new();
     let groups = [("containers", Some(&spec.containers)), ("initContainers", spec.init_containers.as_ref())];
     for (field, containers) in groups {
         for (ci, c) in containers.into_iter().flatten().enumerate() {
+            // The API server refuses a port name twice in one container (not across containers).
+            let mut names: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
             for (pi, port) in c.ports.iter().flatten().enumerate() {
                 let pp = path.key(field).index(ci).key("ports").index(pi);
                 let protocol = protocol(port.protocol.as_deref(), &pp.key("protocol"), p);
@@ -84,6 +87,13 @@ pub(crate) fn container_ports(spec: &PodSpec, path: &FieldPath, p: &mut Problems
                             &pp.key("name"),
                             e,
                             "port names are IANA service names: at most 15 of a-z, 0-9, '-', with a letter",
+                        );
+                    } else if let Some(first) = names.insert(name, pi) {
+                        names.insert(name, first);
+                        p.error(
+                            &pp.key("name"),
+                            format!("duplicate port name {name:?}: ports[{first}] of this container has it already"),
+                            "port names are unique within a container, as the API server requires; rename or remove one",
                         );
                     }
                 }

@@ -8,7 +8,7 @@ use palisade_core::cluster::{Cluster, PodId};
 use palisade_core::policy::Direction;
 use palisade_core::service::backends;
 
-use super::{peer_entities, rule_path, some_of, Context, IPBLOCK_PODS, IPBLOCK_SERVICE};
+use super::{peer_entities, rule_path, some_of, some_of_total, Context, IPBLOCK_PODS, IPBLOCK_SERVICE};
 
 /// A Kubernetes ipBlock peer, read from the rule it lowered to (its nets and notNets), and
 /// the words it was written in (`ipBlock 10.0.0.0/8 except 10.1.0.0/16`).
@@ -59,11 +59,10 @@ fn covers_cluster(cluster: &Cluster, sorted: &[PodId], block: &IpBlock) -> Optio
     if block.cidr.prefix_len() == 0 {
         return None;
     }
-    let pods: Vec<String> = sorted
+    let pods: Vec<PodId> = sorted
         .iter()
         .copied()
         .filter(|&p| !cluster.pods[p].host_network && cluster.pods[p].ips.iter().any(|&ip| block.contains(ip)))
-        .map(|p| cluster.pod_key(p))
         .collect();
     let nodes: Vec<String> = cluster
         .nodes
@@ -76,7 +75,9 @@ fn covers_cluster(cluster: &Cluster, sorted: &[PodId], block: &IpBlock) -> Optio
     }
     let mut parts = Vec::new();
     if !pods.is_empty() {
-        parts.push(format!("{} pod(s) ({})", pods.len(), some_of(&pods, 3)));
+        // Only the pods shown are named: a block can hold thousands.
+        let shown: Vec<String> = pods.iter().take(3).map(|&p| cluster.pod_key(p)).collect();
+        parts.push(format!("{} pod(s) ({})", pods.len(), some_of_total(&shown, pods.len())));
     }
     if !nodes.is_empty() {
         parts.push(format!("{} node(s) ({})", nodes.len(), some_of(&nodes, 3)));

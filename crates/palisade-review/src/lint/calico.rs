@@ -3,7 +3,9 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use crate::connectivity::side_families;
 use palisade_core::cluster::{Cluster, PodId, PolicyId, TierId};
+use palisade_core::family::Families;
 use palisade_core::field::FieldPath;
 use palisade_core::matching::{address_matches, version_ok};
 use palisade_core::policy::{Action, Direction, PolicyKind};
@@ -11,6 +13,7 @@ use palisade_core::rule::Form;
 use palisade_core::verdict::{decide, describe, selects, Connection, Endpoint, Side, Step};
 
 use super::{rule_path, Context, EQUAL_ORDER, NEVER_MATCHES, PASS_LAST, SHADOWED};
+use crate::probe::Probe;
 
 pub(super) fn run(cx: &mut Context) {
     if !cx.cluster.uses_calico() {
@@ -115,7 +118,9 @@ fn shadowed(cx: &mut Context) {
     for probe in &cx.conn.probes {
         for (a, (src, from)) in ends.iter().enumerate() {
             for (b, (dst, to)) in ends.iter().enumerate() {
-                if a == b {
+                // No connection in a family an end has no address of (ICMPv6 to an IPv4-only pod).
+                let shared = [side_families(cluster, src), side_families(cluster, dst), probe.protocol.families()];
+                if a == b || !Families::meet(shared) {
                     continue;
                 }
                 let conn = Connection::new(*src, *dst, probe.port, probe.protocol);
@@ -133,8 +138,11 @@ fn shadowed(cx: &mut Context) {
                             s.decided |= r.decisive;
                             if s.matched.is_none() && !r.decisive {
                                 let by = winner.clone().unwrap_or_else(|| "the end of an earlier tier".into());
+                                // The port decided, not the stretch it stands for: a port
+                                // `check` takes as it is, inside the rule's range.
+                                let on = Probe { end: probe.port, ..*probe };
                                 s.matched = Some(format!(
-                                    "{from} -> {to} on {probe}, {direction} at {endpoint}: {by} decided first"
+                                    "{from} -> {to} on {on}, {direction} at {endpoint}: {by} decided first"
                                 ));
                             }
                         }

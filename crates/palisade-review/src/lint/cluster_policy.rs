@@ -12,7 +12,9 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use crate::connectivity::side_families;
 use palisade_core::cluster::PolicyId;
+use palisade_core::family::Families;
 use palisade_core::field::FieldPath;
 use palisade_core::policy::{Action, Direction};
 use palisade_core::rule::Form;
@@ -48,7 +50,9 @@ pub(super) fn run(cx: &mut Context) {
     for probe in &cx.conn.probes {
         for (a, (src, from)) in ends.iter().enumerate() {
             for (b, (dst, to)) in ends.iter().enumerate() {
-                if a == b {
+                // No connection in a family an end has no address of (ICMPv6 to an IPv4-only pod).
+                let shared = [side_families(cluster, src), side_families(cluster, dst), probe.protocol.families()];
+                if a == b || !Families::meet(shared) {
                     continue;
                 }
                 let conn = Connection::new(*src, *dst, probe.port, probe.protocol);

@@ -287,9 +287,15 @@ fn no_pods(cx: &mut Context) {
 
 /// "a, b, c and 4 more".
 pub(crate) fn some_of(items: &[String], shown: usize) -> String {
-    let mut s = items.iter().take(shown).cloned().collect::<Vec<_>>().join(", ");
-    if items.len() > shown {
-        s.push_str(&format!(" and {} more", items.len() - shown));
+    some_of_total(&items[..shown.min(items.len())], items.len())
+}
+
+/// "a, b, c and 4 more" from the items shown and how many there are in all (so that only
+/// those shown need be worded).
+pub(crate) fn some_of_total(shown: &[String], total: usize) -> String {
+    let mut s = shown.join(", ");
+    if total > shown.len() {
+        s.push_str(&format!(" and {} more", total - shown.len()));
     }
     s
 }

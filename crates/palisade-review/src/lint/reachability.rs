@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use fixedbitset::FixedBitSet;
 use palisade_core::cluster::{Cluster, PodId, PolicyId};
 use palisade_core::field::FieldPath;
-use palisade_core::index::{Admitted, Index};
+use palisade_core::index::{transpose, Admitted, Index, Transposed};
 use palisade_core::matching;
 use palisade_core::policy::{Action, Direction, Policy};
 use palisade_core::rule::Form;
@@ -147,8 +147,12 @@ fn explicit(
 #[derive(Default)]
 struct OneSided {
     probes: Vec<Probe>,
+    /// Distinct workload pairs (traced), and how many more were counted (by index).
     pairs: std::collections::BTreeSet<(usize, usize)>,
+    counted: usize,
     example: (PodId, PodId),
+    /// Where the example was found: (probe, allowing pod), the first in that order.
+    first: (usize, usize),
 }
 
 fn one_sided(cx: &mut Context, probes: &[Probe], sides: &[Sides], named: Option<&Named>) {
@@ -162,7 +166,7 @@ fn one_sided(cx: &mut Context, probes: &[Probe], sides: &[Sides], named: Option<
     for ((allowing, pol, rule), f) in found {
         let ports = crate::probe::describe(&cx.conn.probes, &f.probes);
         let (src, dst) = (cluster.pod_key(f.example.0), cluster.pod_key(f.example.1));
-        let others = match f.pairs.len() {
+        let others = match f.pairs.len() + f.counted {
             1 => String::new(),
             n => format!(" (and {} more workload pair(s))", n - 1),
         };
@@ -199,47 +203,112 @@ fn record(
 /// Kubernetes only: with each side's admitted sets transposed, the pairs one side allows and
 /// the other denies are bitset differences; each is charged to the first rule of the allowing
 /// pod's policies that names the other pod (a rule's pods, from the index, are one bitset).
+/// Pod by pod over every probe, so that a pair refused on many probes is counted once.
 fn one_sided_by_index(cx: &Context, probes: &[Probe], sides: &[Sides], named: &Named, found: &mut Found) {
-    let cluster = cx.cluster;
-    let n = cluster.pods.len();
-    for (probe, (egress, ingress)) in probes.iter().zip(sides) {
-        for (allowing, (this, that)) in
-            [(Direction::Egress, (egress, ingress)), (Direction::Ingress, (ingress, egress))]
-        {
-            // isolated: pods whose other side is isolated; admits[x]: the pods whose other side lets x in.
-            let mut isolated = FixedBitSet::with_capacity(n);
-            let mut admits = vec![FixedBitSet::with_capacity(n); n];
-            for (y, set) in that.iter().enumerate() {
-                if let Some(set) = set {
-                    isolated.insert(y);
-                    set.ones().for_each(|x| admits[x].insert(y));
-                }
+    for allowing in [Direction::Egress, Direction::Ingress] {
+        // Per probe: the allowing side's admitted sets, and the other side's transposed
+        // (isolated: pods whose other side is isolated; by[x]: the pods whose other side lets x in).
+        let per_probe: Vec<(&Vec<Admitted>, Transposed)> = sides
+            .iter()
+            .map(|(egress, ingress)| match allowing {
+                Direction::Egress => (egress, transpose(ingress)),
+                Direction::Ingress => (ingress, transpose(egress)),
+            })
+            .collect();
+        // Workload by workload: the pairs are counted per workload pair, so the other ends
+        // one workload's pods reach are gathered before they are counted.
+        let mut seen = vec![usize::MAX; cx.workloads.list.len()];
+        for (w, workload) in cx.workloads.list.iter().enumerate() {
+            // (policy, rule) -> the other pods refused to any pod of the workload.
+            let mut others: BTreeMap<(PolicyId, usize), FixedBitSet> = BTreeMap::new();
+            for x in workload.pods.iter().map(|p| p.index()) {
+                one_sided_from(cx, probes, &per_probe, named, allowing, x, found, &mut others);
             }
-            for (x, own) in this.iter().enumerate() {
-                let Some(own) = own else { continue };
-                let mut refused = FixedBitSet::clone(own);
-                refused.intersect_with(&isolated);
-                refused.difference_with(&admits[x]);
-                refused.set(x, false);
-                if refused.is_clear() {
-                    continue;
-                }
-                for &pol in &named.applicable[slot(allowing)][x] {
-                    for (rule, pods) in &named.rules[slot(allowing)][pol.index()] {
-                        let mut hit = refused.clone();
-                        hit.intersect_with(pods);
-                        for y in hit.ones() {
-                            let (src, dst) = if allowing == Direction::Egress { (x, y) } else { (y, x) };
-                            let (src, dst) = (PodId::new(src), PodId::new(dst));
-                            if !rule_ports_admit(cluster, pol, allowing, *rule, dst, probe) {
-                                continue;
-                            }
-                            refused.set(y, false);
-                            let pair = (cx.workloads.of_pod[src.index()], cx.workloads.of_pod[dst.index()]);
-                            record(found, (allowing, pol, *rule), pair, (src, dst), probe);
-                        }
+            for (key, ys) in others {
+                let entry = found.get_mut(&(allowing, key.0, key.1)).expect("recorded with its example");
+                for y in ys.ones() {
+                    let wy = cx.workloads.of_pod[y];
+                    if seen[wy] != w {
+                        seen[wy] = w;
+                        entry.counted += 1;
                     }
                 }
+                // The next key counts afresh.
+                ys.ones().for_each(|y| seen[cx.workloads.of_pod[y]] = usize::MAX);
+            }
+        }
+    }
+}
+
+/// Per rule, what one pod's rule let through in vain: the other pods refused, the probes (by
+/// index), and the first (probe, other pod) refused.
+type Refused = (FixedBitSet, Vec<usize>, (usize, usize));
+
+/// What pod `x`'s rules on the `allowing` side let through in vain, on every probe: the
+/// example and probes go into `found`, the other pods into `others` (to be counted by workload).
+#[allow(clippy::too_many_arguments)]
+fn one_sided_from(
+    cx: &Context,
+    probes: &[Probe],
+    per_probe: &[(&Vec<Admitted>, Transposed)],
+    named: &Named,
+    allowing: Direction,
+    x: usize,
+    found: &mut Found,
+    others: &mut BTreeMap<(PolicyId, usize), FixedBitSet>,
+) {
+    let cluster = cx.cluster;
+    let n = cluster.pods.len();
+    let mut by_rule: BTreeMap<(PolicyId, usize), Refused> = BTreeMap::new();
+    for (k, (probe, (this, that))) in probes.iter().zip(per_probe).enumerate() {
+        let Some(own) = &this[x] else { continue };
+        let mut refused = FixedBitSet::clone(own);
+        refused.intersect_with(&that.isolated);
+        refused.difference_with(&that.by[x]);
+        refused.set(x, false);
+        if refused.is_clear() {
+            continue;
+        }
+        for &pol in &named.applicable[slot(allowing)][x] {
+            for (rule, pods) in &named.rules[slot(allowing)][pol.index()] {
+                let mut hit = refused.clone();
+                hit.intersect_with(pods);
+                for y in hit.ones() {
+                    let dst = if allowing == Direction::Egress { y } else { x };
+                    if !rule_ports_admit(cluster, pol, allowing, *rule, PodId::new(dst), probe) {
+                        continue;
+                    }
+                    refused.set(y, false);
+                    let entry = by_rule
+                        .entry((pol, *rule))
+                        .or_insert_with(|| (FixedBitSet::with_capacity(n), Vec::new(), (k, y)));
+                    entry.0.insert(y);
+                    if entry.1.last() != Some(&k) {
+                        entry.1.push(k);
+                    }
+                }
+            }
+        }
+    }
+    for ((pol, rule), (ys, on, (k, y))) in by_rule {
+        others.entry((pol, rule)).or_insert_with(|| FixedBitSet::with_capacity(n)).union_with(&ys);
+        let pair = |y: usize| match allowing {
+            Direction::Egress => (x, y),
+            Direction::Ingress => (y, x),
+        };
+        let (src, dst) = pair(y);
+        let entry = found.entry((allowing, pol, rule)).or_insert_with(|| OneSided {
+            example: (PodId::new(src), PodId::new(dst)),
+            first: (k, x),
+            ..Default::default()
+        });
+        // The example is the first refusal in probe order, then pod order.
+        if (k, x) < entry.first {
+            (entry.first, entry.example) = ((k, x), (PodId::new(src), PodId::new(dst)));
+        }
+        for k in on {
+            if !entry.probes.contains(&probes[k]) {
+                entry.probes.push(probes[k]);
             }
         }
     }
