@@ -12,6 +12,7 @@ use std::os::fd::{AsRawFd, OwnedFd};
 
 use nix::sys::socket::{self, sockopt, AddressFamily, NetlinkAddr, SockFlag, SockProtocol, SockType};
 use nix::sys::time::TimeVal;
+use palisade_nft::netlink::{messages, Message};
 
 /// `NFNL_SUBSYS_CTNETLINK << 8 | IPCTNL_MSG_CT_GET` and `..._DELETE`.
 const CT_GET: u16 = 1 << 8 | 1;
@@ -114,20 +115,18 @@ fn dump(fd: &OwnedFd, addresses: &BTreeSet<IpAddr>) -> Result<Vec<(u8, Vec<u8>)>
     let mut buf = vec![0u8; 1 << 16];
     loop {
         let n = socket::recv(fd.as_raw_fd(), &mut buf, socket::MsgFlags::empty())?;
-        for (kind, body) in messages(&buf[..n]) {
-            match kind {
+        for m in messages(&buf[..n]) {
+            match m.kind {
                 NLMSG_DONE => return Ok(out),
                 NLMSG_ERROR => {
-                    let code = error_code(body);
+                    let code = error_code(body(&m));
                     if code != 0 {
                         return Err(ConntrackError::Refused(std::io::Error::from_raw_os_error(-code)));
                     }
                 }
                 _ => {
-                    let Some((&family, rest)) = body.split_first() else { continue };
-                    let attrs = rest.get(3..).unwrap_or_default();
-                    if let Some(named) = doomed(attrs, addresses) {
-                        out.push((family, named));
+                    if let Some(named) = doomed(m.attrs, addresses) {
+                        out.push((m.family, named));
                     }
                 }
             }
@@ -140,9 +139,9 @@ fn ack(fd: &OwnedFd, seq: u32) -> Result<i32, ConntrackError> {
     let mut buf = vec![0u8; 8192];
     loop {
         let n = socket::recv(fd.as_raw_fd(), &mut buf, socket::MsgFlags::empty())?;
-        for (kind, body) in messages(&buf[..n]) {
-            if kind == NLMSG_ERROR && error_seq(body) == Some(seq) {
-                return Ok(error_code(body));
+        for m in messages(&buf[..n]) {
+            if m.kind == NLMSG_ERROR && error_seq(body(&m)) == Some(seq) {
+                return Ok(error_code(body(&m)));
             }
         }
     }
@@ -157,19 +156,9 @@ fn error_seq(body: &[u8]) -> Option<u32> {
     Some(u32::from_ne_bytes(body.get(12..16)?.try_into().ok()?))
 }
 
-/// The messages of a datagram: (type, body after the netlink header).
-fn messages(buf: &[u8]) -> Vec<(u16, &[u8])> {
-    let mut out = Vec::new();
-    let mut at = 0;
-    while at + NLMSG_HDRLEN <= buf.len() {
-        let len = u32::from_ne_bytes(buf[at..at + 4].try_into().expect("4 bytes")) as usize;
-        if len < NLMSG_HDRLEN || at + len > buf.len() {
-            break;
-        }
-        out.push((u16::from_ne_bytes([buf[at + 4], buf[at + 5]]), &buf[at + NLMSG_HDRLEN..at + len]));
-        at += len.div_ceil(4) * 4;
-    }
-    out
+/// What follows a message's netlink header (for NLMSG_ERROR: the code, then the request's header).
+fn body<'a>(m: &Message<'a>) -> &'a [u8] {
+    m.raw.get(NLMSG_HDRLEN..).unwrap_or_default()
 }
 
 /// Attributes: (type, the whole attribute with its header, payload).
