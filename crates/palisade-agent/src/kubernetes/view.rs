@@ -73,6 +73,12 @@ impl View {
         self.store.cluster()
     }
 
+    /// Every object the store holds: what a full build of the same state starts from.
+    #[cfg(test)]
+    pub fn inputs(&self) -> impl Iterator<Item = &Input> {
+        self.store.inputs()
+    }
+
     /// Objects held per kind (`apiVersion Kind`).
     pub fn counts(&self) -> BTreeMap<String, usize> {
         let mut out = BTreeMap::new();
