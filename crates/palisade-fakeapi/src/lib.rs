@@ -6,7 +6,7 @@
 //! knows no Palisade type.
 //!
 //! A test drives it through [`FakeApi`]: write and delete objects, compact the history, drop
-//! every watch, fail or stall requests, take the server down and up, read the request log.
+//! every watch or expire it (410 mid-stream), fail or stall requests, take the server down and up, read the request log.
 
 #![forbid(unsafe_code)]
 
@@ -82,6 +82,8 @@ pub(crate) struct Shared {
     faults: Mutex<Faults>,
     stalls: tokio::sync::watch::Sender<BTreeSet<String>>,
     drops: tokio::sync::watch::Sender<u64>,
+    /// Bumped to send every open watch a 410 ERROR event mid-stream.
+    expiries: tokio::sync::watch::Sender<u64>,
     log: Mutex<Vec<Logged>>,
     bookmark_every: Duration,
     addr: SocketAddr,
@@ -175,6 +177,7 @@ impl FakeApi {
             faults: Mutex::new(Faults::default()),
             stalls: tokio::sync::watch::Sender::new(BTreeSet::new()),
             drops: tokio::sync::watch::Sender::new(0),
+            expiries: tokio::sync::watch::Sender::new(0),
             log: Mutex::new(Vec::new()),
             bookmark_every: config.bookmark_every,
             addr,
@@ -264,6 +267,12 @@ impl FakeApi {
     /// Ends every open watch (clients resume from their last resourceVersion).
     pub fn drop_watches(&self) {
         self.shared.drops.send_modify(|g| *g += 1);
+    }
+
+    /// Sends every open watch an ERROR event with a 410 Status mid-stream, then ends it, as the
+    /// API server does when a watcher falls behind its watch cache: clients must relist.
+    pub fn expire_watches(&self) {
+        self.shared.expiries.send_modify(|g| *g += 1);
     }
 
     /// Answers every request with `code` for `duration` (e.g. 500 for 30 s).
