@@ -6,6 +6,7 @@
 
 mod forbidden;
 mod objects;
+mod refusals;
 mod streams;
 
 use std::collections::{BTreeMap, BTreeSet};
