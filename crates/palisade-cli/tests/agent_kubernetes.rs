@@ -5,7 +5,8 @@
 //! before every kind synced, writes an Event on each object it refuses, converges after a 410
 //! and dropped watches, and leaves its table
 //! in force on SIGTERM; a 410 mid-stream on every watch and 30 s of 500s leave the table as it
-//! was, readiness down then up, and a change made meanwhile in the kernel after. Set PALISADE_SKIP_LAB=1 where root, `ip` and `nft` are not available.
+//! was, readiness down then up, and a change made meanwhile in the kernel after; a 403 (the role
+//! edited while the agent runs) keeps the table and fails readiness naming the watch. Set PALISADE_SKIP_LAB=1 where root, `ip` and `nft` are not available.
 
 mod common;
 
@@ -292,4 +293,55 @@ fn a_410_mid_stream_and_30_s_of_500s_leave_the_table_then_converge() {
         "after 30 s of 500s: the kernel converged {converged:?} and the agent was ready {:?} after they ended",
         up.elapsed()
     );
+}
+
+/// The agent's ClusterRole from deploy/, as the fake enforces it.
+fn agent_role() -> palisade_fakeapi::Rbac {
+    let role = std::fs::read_to_string(repo().join("deploy/agent-rbac.yaml")).unwrap();
+    palisade_fakeapi::Rbac::from_manifest(&role, "palisade-agent").unwrap()
+}
+
+/// The role edited while the agent runs so that it no longer grants NetworkPolicies (403 on
+/// their list and watch): the table stays as it was, the agent is live but not ready, naming
+/// that watch; the role fixed, ready again, and a deletion made meanwhile reaches the kernel.
+#[test]
+fn a_403_keeps_the_table_and_fails_readiness_naming_the_watch() {
+    let Some(_one) = slot() else { return };
+    let ns = Netns::new("kube403");
+    let scratch = Scratch::new("kube403");
+    let api = fake();
+    for obj in palisade_fakeapi::rbac::documents(&model()).unwrap() {
+        api.apply(obj).unwrap();
+    }
+    api.apply(guard_object(80)).unwrap();
+    let kubeconfig = api.write_kubeconfig(&scratch.0).unwrap();
+    let args = ["--kubeconfig", kubeconfig.to_str().unwrap(), "--listen", "127.0.0.1:0"];
+    let agent = Agent::start(std::path::Path::new("kubernetes"), &ns.0, &args, scratch.path("agent.log"));
+    let addr = served(&agent);
+    agent.wait_for("the first ruleset", 15 * SECOND, || table(&ns.0).matches("jump in_").count() == 3);
+    agent.wait_for("ready", 5 * SECOND, || get(&addr, "/readyz").0 == 200);
+
+    let mut without = agent_role();
+    for rule in &mut without.rules {
+        if let Some(resources) = &mut rule.resources {
+            resources.retain(|r| r != "networkpolicies");
+        }
+    }
+    api.set_rbac(Some(without));
+    api.drop_watches();
+    agent.wait_for("not ready", 10 * SECOND, || get(&addr, "/readyz").0 == 503);
+    let why = get(&addr, "/readyz").1;
+    assert!(why.contains("watch of networking.k8s.io/v1 NetworkPolicy failing"), "{why}");
+    assert!(why.contains("forbidden"), "{why}");
+    assert!(!why.contains("v1 Pod"), "only the forbidden watch is named: {why}");
+    let before = table(&ns.0);
+    api.delete("networking.k8s.io/v1", "NetworkPolicy", Some("x"), "guard").unwrap();
+    std::thread::sleep(3 * SECOND);
+    assert_eq!(table(&ns.0), before, "the table changed while its policies could not be read");
+    assert_eq!(get(&addr, "/livez").0, 200);
+    assert_eq!(get(&addr, "/readyz").0, 503);
+
+    api.set_rbac(Some(agent_role()));
+    agent.wait_for("ready again", 15 * SECOND, || get(&addr, "/readyz").0 == 200);
+    agent.wait_for("the deletion made meanwhile", 15 * SECOND, || !table(&ns.0).contains("jump in_"));
 }

@@ -75,7 +75,8 @@ pub(crate) struct Shared {
     catalog: Vec<Resource>,
     groups: Groups,
     store: Mutex<store::Store>,
-    rbac: Option<Rbac>,
+    /// Changed by [`FakeApi::set_rbac`] while clients run.
+    rbac: Mutex<Option<Rbac>>,
     token: String,
     admin_token: String,
     user: String,
@@ -170,7 +171,7 @@ impl FakeApi {
             store: Mutex::new(store::Store::new(catalog.len(), config.window)),
             catalog,
             groups: config.groups,
-            rbac: config.rbac,
+            rbac: Mutex::new(config.rbac),
             token: TOKEN.into(),
             admin_token: ADMIN_TOKEN.into(),
             user: USER.into(),
@@ -273,6 +274,13 @@ impl FakeApi {
     /// API server does when a watcher falls behind its watch cache: clients must relist.
     pub fn expire_watches(&self) {
         self.shared.expiries.send_modify(|g| *g += 1);
+    }
+
+    /// Binds the client's token to another ClusterRole from now on (`None`: allow everything),
+    /// as when its role is edited while clients run: requests it does not allow are 403; open
+    /// watches go on until they end, as the API server's do.
+    pub fn set_rbac(&self, rbac: Option<Rbac>) {
+        *self.shared.rbac.lock().expect("rbac lock") = rbac;
     }
 
     /// Answers every request with `code` for `duration` (e.g. 500 for 30 s).
