@@ -6,7 +6,7 @@
 //! knows no Palisade type.
 //!
 //! A test drives it through [`FakeApi`]: write and delete objects, compact the history, drop
-//! every watch, fail or stall requests, take the server down and up, read the request log.
+//! every watch or expire it (410 mid-stream), fail or stall requests, take the server down and up, read the request log.
 
 #![forbid(unsafe_code)]
 
@@ -75,13 +75,16 @@ pub(crate) struct Shared {
     catalog: Vec<Resource>,
     groups: Groups,
     store: Mutex<store::Store>,
-    rbac: Option<Rbac>,
+    /// Changed by [`FakeApi::set_rbac`] while clients run.
+    rbac: Mutex<Option<Rbac>>,
     token: String,
     admin_token: String,
     user: String,
     faults: Mutex<Faults>,
     stalls: tokio::sync::watch::Sender<BTreeSet<String>>,
     drops: tokio::sync::watch::Sender<u64>,
+    /// Bumped to send every open watch a 410 ERROR event mid-stream.
+    expiries: tokio::sync::watch::Sender<u64>,
     log: Mutex<Vec<Logged>>,
     bookmark_every: Duration,
     addr: SocketAddr,
@@ -168,13 +171,14 @@ impl FakeApi {
             store: Mutex::new(store::Store::new(catalog.len(), config.window)),
             catalog,
             groups: config.groups,
-            rbac: config.rbac,
+            rbac: Mutex::new(config.rbac),
             token: TOKEN.into(),
             admin_token: ADMIN_TOKEN.into(),
             user: USER.into(),
             faults: Mutex::new(Faults::default()),
             stalls: tokio::sync::watch::Sender::new(BTreeSet::new()),
             drops: tokio::sync::watch::Sender::new(0),
+            expiries: tokio::sync::watch::Sender::new(0),
             log: Mutex::new(Vec::new()),
             bookmark_every: config.bookmark_every,
             addr,
@@ -264,6 +268,19 @@ impl FakeApi {
     /// Ends every open watch (clients resume from their last resourceVersion).
     pub fn drop_watches(&self) {
         self.shared.drops.send_modify(|g| *g += 1);
+    }
+
+    /// Sends every open watch an ERROR event with a 410 Status mid-stream, then ends it, as the
+    /// API server does when a watcher falls behind its watch cache: clients must relist.
+    pub fn expire_watches(&self) {
+        self.shared.expiries.send_modify(|g| *g += 1);
+    }
+
+    /// Binds the client's token to another ClusterRole from now on (`None`: allow everything),
+    /// as when its role is edited while clients run: requests it does not allow are 403; open
+    /// watches go on until they end, as the API server's do.
+    pub fn set_rbac(&self, rbac: Option<Rbac>) {
+        *self.shared.rbac.lock().expect("rbac lock") = rbac;
     }
 
     /// Answers every request with `code` for `duration` (e.g. 500 for 30 s).

@@ -112,7 +112,9 @@ async fn resource(
         return error(404, "NotFound", "the server could not find the requested resource");
     };
     let verb = verb(&method.parse().unwrap_or_default(), target, q);
-    if !admin && !shared.rbac.as_ref().is_none_or(|r| r.allows(verb, &target.group, &target.plural)) {
+    let allowed =
+        shared.rbac.lock().expect("rbac lock").as_ref().is_none_or(|r| r.allows(verb, &target.group, &target.plural));
+    if !admin && !allowed {
         let scope = match &target.namespace {
             Some(ns) => format!("in the namespace {ns:?}"),
             None => "at the cluster scope".into(),

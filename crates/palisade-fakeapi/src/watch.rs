@@ -3,7 +3,8 @@
 //! an end after `timeoutSeconds`, an ERROR event with a 410 Status for a compacted
 //! resourceVersion (what the API server sends, and what kube-rs' watcher relists on), and
 //! ADDED/DELETED when a change moves an object into or out of the selection (as the watch cache
-//! does). Dropping all watches or taking the server down ends every stream.
+//! does). Dropping all watches or taking the server down ends every stream; expiring them sends
+//! each a 410 ERROR event first (mid-stream, as when a watcher falls behind the watch cache).
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -154,6 +155,7 @@ impl Stream {
             return;
         }
         let mut drops = self.shared.drops.subscribe();
+        let mut expiries = self.shared.expiries.subscribe();
         let deadline = tokio::time::sleep(timeout.unwrap_or(Duration::from_secs(1800)));
         tokio::pin!(deadline);
         let mut tick = tokio::time::interval(self.shared.bookmark_every);
@@ -162,6 +164,12 @@ impl Stream {
             tokio::select! {
                 _ = &mut deadline => return,
                 _ = drops.changed() => return,
+                _ = expiries.changed() => {
+                    let rv = self.shared.current_rv();
+                    let status = status_value(410, "Expired", &format!("too old resource version: {rv} ({})", rv + 1));
+                    let _ = self.send(line("ERROR", &status)).await;
+                    return;
+                }
                 e = feed.recv() => match e {
                     Ok(e) => if let Some(l) = self.emit(&e) {
                         if !self.send(l).await { return; }

@@ -51,6 +51,11 @@ pub enum SourceError {
 /// The HTTP status (when the API server answered) and message of a client error.
 pub fn message(e: &kube::Error) -> (Option<u16>, String) {
     match e {
+        // kube-client reads a watch line that is no event as a `Status` when it can, and every
+        // field of one is optional: an empty one means a malformed event, not an answer.
+        kube::Error::Api(status) if status.code == 0 && status.message.is_empty() => {
+            (None, "an event that does not decode (a malformed object)".into())
+        }
         kube::Error::Api(status) => (Some(status.code), status.message.clone()),
         other => (None, other.to_string()),
     }

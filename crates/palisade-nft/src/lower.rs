@@ -308,11 +308,16 @@ impl Compiler<'_, '_> {
         };
         let failsafe = own.host.map(|_| failsafe_rule(dir, self.allow(dir)));
         // Content-addressed names: the same content always gets the same chain (the key is
-        // the chains' text, with `{PASS}` where a Pass rule goes on to the next tier).
+        // the chains' text, with `{PASS}` where a Pass rule goes on to the next tier). Tiers by
+        // name and end, not by index: an index depends on the order objects came in, and the
+        // same cluster built in another order must get the same names.
         let key = format!(
             "{dir:?}{bodies:?}{tiers:?}{after}{failsafe:?}",
             bodies = bodies.iter().map(|b| b.iter().map(TierRule::key_text).collect::<Vec<_>>()).collect::<Vec<_>>(),
-            tiers = tiers.iter().map(|t| t.0).collect::<Vec<_>>(),
+            tiers = tiers
+                .iter()
+                .map(|t| (&self.cluster.tiers[t.0].name, self.cluster.tiers[t.0].pass_at_end))
+                .collect::<Vec<_>>(),
             after = crate::render::text::stmts(&after),
             failsafe = failsafe.as_ref().map(ToString::to_string),
         );

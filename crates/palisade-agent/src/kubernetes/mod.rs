@@ -6,6 +6,8 @@
 //! table in force. The table is kept as the agent left it as in directory mode (`table`).
 
 mod feed;
+#[cfg(test)]
+mod tests;
 mod view;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -21,6 +23,7 @@ use palisade_nft::Compiled;
 
 use crate::enforcement::{build_options, claim, compile_options};
 use crate::health::{Health, KindLabel, Metrics};
+use crate::kernel::Kernel;
 use crate::table::Table;
 use crate::{log, Config, Mode, Refused};
 use feed::Feed;
@@ -34,11 +37,14 @@ const TURN: Duration = Duration::from_secs(1);
 /// After this long without changes, a restore is got ready ahead.
 const PREPARE_AFTER: Duration = Duration::from_secs(1);
 
-struct KubeAgent {
+/// The agent's state between turns, over any [`Kernel`] (netlink in production, the fake in
+/// the unit tests, which drive [`KubeAgent::turn`] with the feed's messages directly).
+struct KubeAgent<K: Kernel> {
     args: Config,
     health: Arc<Health>,
-    owner: palisade_nft::owner::Owner,
-    table: Table<palisade_nft::kernel::Kernel>,
+    /// The claim on the network namespace, which serves `--status` (`None` in unit tests).
+    owner: Option<palisade_nft::owner::Owner>,
+    table: Table<K>,
     view: View,
     /// The kinds discovery found served (`None`: not yet).
     kinds: Option<Vec<&'static Kind>>,
@@ -59,6 +65,21 @@ struct KubeAgent {
     holders: HashMap<IpAddr, String>,
     /// Refusals to write as Events (by the feed).
     events: tokio::sync::mpsc::UnboundedSender<palisade_kube::events::Refusal>,
+    /// Deletes the conntrack entries of addresses that changed hands (`None`: the unit tests,
+    /// which must not touch the host's conntrack table).
+    forget: Option<Forget>,
+}
+
+/// How gone pods' flows are forgotten: [`crate::conntrack::forget`]'s shape.
+type Forget = fn(Option<&str>, &BTreeSet<IpAddr>) -> Result<usize, crate::conntrack::ConntrackError>;
+
+/// What a turn tells the loop.
+#[derive(Debug, PartialEq, Eq)]
+enum Next {
+    /// Wait for the next message.
+    Wait,
+    /// A signal asked to stop (its name); the table stays in force.
+    Stop(&'static str),
 }
 
 /// Runs the agent on the API server's objects until SIGTERM or SIGINT (`Ok`, the table stays
@@ -88,24 +109,8 @@ pub fn run(args: Config, health: Arc<Health>) -> Result<(), Refused> {
         Ok(watch) => table.set_watch(watch),
         Err(e) => log(&format!("cannot watch the table ({e}): only the periodic comparison will restore it")),
     }
-    let mut agent = KubeAgent {
-        view: View::new(build_options(&args)),
-        args,
-        health,
-        owner,
-        table,
-        kinds: None,
-        unavailable: None,
-        failing: BTreeMap::new(),
-        compiled: None,
-        pending: Vec::new(),
-        generation: 0,
-        quiet_since: Instant::now(),
-        last_change: None,
-        failed: None,
-        holders: HashMap::new(),
-        events,
-    };
+    let mut agent = KubeAgent::new(args, health, Some(owner), table, events);
+    agent.forget = Some(crate::conntrack::forget);
     log("watching the API server; nothing is applied before every kind has synced once");
     agent.run(&rx)
 }
@@ -127,7 +132,36 @@ fn host_name() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname").map_or_else(|_| "palisade-agent".into(), |h| h.trim().into())
 }
 
-impl KubeAgent {
+impl<K: Kernel> KubeAgent<K> {
+    /// An agent that has seen nothing yet: no kinds, nothing synced, nothing applied.
+    fn new(
+        args: Config,
+        health: Arc<Health>,
+        owner: Option<palisade_nft::owner::Owner>,
+        table: Table<K>,
+        events: tokio::sync::mpsc::UnboundedSender<palisade_kube::events::Refusal>,
+    ) -> KubeAgent<K> {
+        KubeAgent {
+            view: View::new(build_options(&args)),
+            args,
+            health,
+            owner,
+            table,
+            kinds: None,
+            unavailable: None,
+            failing: BTreeMap::new(),
+            compiled: None,
+            pending: Vec::new(),
+            generation: 0,
+            quiet_since: Instant::now(),
+            last_change: None,
+            failed: None,
+            holders: HashMap::new(),
+            events,
+            forget: None,
+        }
+    }
+
     fn run(&mut self, rx: &Receiver<Feed>) -> Result<(), Refused> {
         loop {
             let wait = TURN.min(self.table.due_in()).max(Duration::from_millis(1));
@@ -140,35 +174,43 @@ impl KubeAgent {
                 }
             };
             woken.extend(rx.try_iter());
-            let mut table_events = Vec::new();
-            for f in woken {
-                match f {
-                    Feed::Stop(signal) => {
-                        log(&format!("{signal}: stopped; the table stays in force"));
-                        return Ok(());
-                    }
-                    Feed::Table(e) => table_events.push(e),
-                    other => self.take(other),
-                }
+            if let Next::Stop(signal) = self.turn(woken) {
+                log(&format!("{signal}: stopped; the table stays in force"));
+                return Ok(());
             }
-            if let Some(rs) = self.compiled.as_ref().map(Compiled::ruleset) {
-                self.table.react(table_events, rs, self.generation);
-            }
-            if self.view.dirty && self.all_synced() {
-                self.transact();
-            }
-            if let Some(rs) = self.compiled.as_ref().map(Compiled::ruleset) {
-                self.table.check_if_due(rs, self.generation);
-                if self.quiet_since.elapsed() >= PREPARE_AFTER {
-                    self.table.prepare(rs, self.generation);
-                }
-            }
-            for r in std::mem::take(&mut self.view.reports) {
-                let _ = self.events.send(r);
-            }
-            self.publish();
-            self.health.beat();
         }
+    }
+
+    /// One turn of the loop on what woke it: take the changes, restore the table if someone
+    /// else changed it, send one transaction once every kind has synced, publish readiness
+    /// and metrics. A stop ends the turn before anything is sent.
+    fn turn(&mut self, woken: Vec<Feed>) -> Next {
+        let mut table_events = Vec::new();
+        for f in woken {
+            match f {
+                Feed::Stop(signal) => return Next::Stop(signal),
+                Feed::Table(e) => table_events.push(e),
+                other => self.take(other),
+            }
+        }
+        if let Some(rs) = self.compiled.as_ref().map(Compiled::ruleset) {
+            self.table.react(table_events, rs, self.generation);
+        }
+        if self.view.dirty && self.all_synced() {
+            self.transact();
+        }
+        if let Some(rs) = self.compiled.as_ref().map(Compiled::ruleset) {
+            self.table.check_if_due(rs, self.generation);
+            if self.quiet_since.elapsed() >= PREPARE_AFTER {
+                self.table.prepare(rs, self.generation);
+            }
+        }
+        for r in std::mem::take(&mut self.view.reports) {
+            let _ = self.events.send(r);
+        }
+        self.publish();
+        self.health.beat();
+        Next::Wait
     }
 
     fn take(&mut self, f: Feed) {
@@ -280,10 +322,8 @@ impl KubeAgent {
         let gone: BTreeSet<IpAddr> =
             self.holders.iter().filter(|(ip, pod)| holders.get(*ip) != Some(*pod)).map(|(ip, _)| *ip).collect();
         self.holders = holders;
-        if gone.is_empty() {
-            return;
-        }
-        match crate::conntrack::forget(self.args.netns.as_deref(), &gone) {
+        let Some(forget) = self.forget.filter(|_| !gone.is_empty()) else { return };
+        match forget(self.args.netns.as_deref(), &gone) {
             Ok(n) => {
                 self.health.metrics.conntrack_deleted.inc_by(n as u64);
                 if n > 0 {
@@ -334,7 +374,9 @@ impl KubeAgent {
             m.in_force(c.enforced_pods(), &c.ruleset().stats());
         }
         let unready = self.unready();
-        self.owner.set_status(self.status(&unready));
+        if let Some(owner) = &self.owner {
+            owner.set_status(self.status(&unready));
+        }
         self.health.set_unready(unready);
     }
 

@@ -73,6 +73,12 @@ impl View {
         self.store.cluster()
     }
 
+    /// Every object the store holds: what a full build of the same state starts from.
+    #[cfg(test)]
+    pub fn inputs(&self) -> impl Iterator<Item = &Input> {
+        self.store.inputs()
+    }
+
     /// Objects held per kind (`apiVersion Kind`).
     pub fn counts(&self) -> BTreeMap<String, usize> {
         let mut out = BTreeMap::new();
@@ -223,8 +229,14 @@ impl View {
                 })
                 .cloned()
                 .collect();
-            // The errors name no changed object (a removal broke another): put back all of them.
-            let blamed = if named.is_empty() { changed } else { named };
+            // The errors name no changed object: a removal broke another (a Tier deleted while a
+            // policy is in it). Put back the removals; only if there are none, every change.
+            let removed: Vec<ObjectKey> = changed.iter().filter(|k| !self.held.contains_key(*k)).cloned().collect();
+            let blamed = match (named.is_empty(), removed.is_empty()) {
+                (false, _) => named,
+                (true, false) => removed,
+                (true, true) => changed,
+            };
             if blamed.is_empty() {
                 return Err(problems);
             }
