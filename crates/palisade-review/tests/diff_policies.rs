@@ -50,7 +50,7 @@ proptest! {
 #[test]
 fn more_than_policies_changed_declines() {
     let load = |text: &str| {
-        let sources = [palisade_load::source::Source { name: "x.yaml".into(), text: text.to_string().into() }];
+        let sources = [palisade_load::source::Source { name: "x.yaml".into(), text: text.into() }];
         let inputs = palisade_load::manifest::decode(&sources).inputs;
         build(&inputs, &BuildOptions::default()).expect("builds")
     };
@@ -62,4 +62,15 @@ fn more_than_policies_changed_declines() {
     assert!(diff_policies(&old, &new, &Workloads::new(&new), &cuts).is_none(), "a pod's address changed");
     assert!(diff_policies(&old, &old, &Workloads::new(&old), &cuts)
         .is_some_and(|d| d.gained.is_empty() && d.lost.is_empty()));
+    // Calico host endpoints: a policy change reaches nodes and the outside world too.
+    let file = |name: &str| {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/review").join(name);
+        std::fs::read_to_string(path).expect("a review fixture")
+    };
+    let hosts = file("hosts.yaml");
+    let old = load(&format!("{hosts}\n---\n{}", file("host-deny.yaml")));
+    let new = load(&format!("{hosts}\n---\n{}", file("host-open.yaml")));
+    assert!(!old.host_endpoints.is_empty());
+    let cuts = Cuts::of(&[&old, &new]);
+    assert!(diff_policies(&old, &new, &Workloads::new(&new), &cuts).is_none(), "host endpoints are compared whole");
 }
