@@ -73,4 +73,12 @@ fn more_than_policies_changed_declines() {
     assert!(!old.host_endpoints.is_empty());
     let cuts = Cuts::of(&[&old, &new]);
     assert!(diff_policies(&old, &new, &Workloads::new(&new), &cuts).is_none(), "host endpoints are compared whole");
+    let (old_w, new_w) = (Workloads::new(&old), Workloads::new(&new));
+    let (old_c, new_c) = (Connectivity::compute(&old, cuts.clone(), || {}), Connectivity::compute(&new, cuts, || {}));
+    let whole = diff(
+        &Version { cluster: &old, conn: &old_c, workloads: &old_w },
+        &Version { cluster: &new, conn: &new_c, workloads: &new_w },
+    );
+    let gained: Vec<(&str, &str)> = whole.gained.iter().map(|g| (g.from.as_str(), g.to.as_str())).collect();
+    assert!(gained.contains(&("node n1", "outside 0.0.0.0/0")), "{gained:?}");
 }
