@@ -3,6 +3,7 @@
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
+use palisade_review::change::diff_policies;
 use palisade_review::connectivity::Cuts;
 use palisade_review::diff::{diff, Diff, Group, Version};
 use palisade_review::workload::Workloads;
@@ -74,12 +75,16 @@ pub fn run(args: Args) -> u8 {
         return crate::EXIT_INVALID;
     }
     let cuts = Cuts::of(&[old, new]);
-    let (old_conn, new_conn) = (connectivity(old, cuts.clone()), connectivity(new, cuts));
-    let (old_w, new_w) = (Workloads::new(old), Workloads::new(new));
-    let d = diff(
-        &Version { cluster: old, conn: &old_conn, workloads: &old_w },
-        &Version { cluster: new, conn: &new_conn, workloads: &new_w },
-    );
+    let new_w = Workloads::new(new);
+    // Only policies changed (the usual pull request): the pods they select, not every pair.
+    let d = diff_policies(old, new, &new_w, &cuts).unwrap_or_else(|| {
+        let (old_conn, new_conn) = (connectivity(old, cuts.clone()), connectivity(new, cuts));
+        let old_w = Workloads::new(old);
+        diff(
+            &Version { cluster: old, conn: &old_conn, workloads: &old_w },
+            &Version { cluster: new, conn: &new_conn, workloads: &new_w },
+        )
+    });
     match args.output {
         Output::Json => crate::emit(&(serde_json::to_string_pretty(&d).expect("serializable") + "\n")),
         Output::Text => crate::emit(&text(&d)),

@@ -13,7 +13,8 @@ use palisade_generate::render::{render, Format};
 use palisade_generate::resolve::{resolve, Connection, End};
 use palisade_ingest::{build, Input};
 use palisade_load::source::Source;
-use palisade_review::connectivity::Cuts;
+use palisade_review::connectivity::{Connectivity, Cuts};
+use palisade_review::probe::Probe;
 use palisade_review::workload::Workloads;
 
 use crate::input::{build_options, connectivity, load_all, InputArgs};
@@ -220,6 +221,22 @@ fn side(cluster: &Cluster, e: End) -> Side {
     }
 }
 
+/// Whether the cluster allows an observed connection: between two pods, the matrix of the
+/// probe whose stretch holds its port says so (it agrees with `check` there, and leaves out
+/// only pairs without a shared IP family); anything else, and what the matrix refuses, is
+/// decided by the engine as `check` decides it.
+fn allowed(cluster: &Cluster, conn: &Connectivity, c: &Connection) -> bool {
+    // A pod to itself is loopback in the matrix, which `check` decides by the policies.
+    if let (End::Pod(s), End::Pod(d)) = (c.src, c.dst) {
+        let holds = |p: &Probe| p.protocol == c.protocol && (p.port..=p.end).contains(&c.port);
+        if s != d && conn.probes.iter().position(holds).is_some_and(|i| conn.matrices[i].allowed(s, d)) {
+            return true;
+        }
+    }
+    let checked = Conn::new(side(cluster, c.src), side(cluster, c.dst), c.port, c.protocol);
+    decide(cluster, &checked).verdict == Verdict::Allow
+}
+
 /// Every observed connection must be allowed; and says what else the set allows between the
 /// workloads it covers.
 fn verify(
@@ -237,13 +254,8 @@ fn verify(
             return 1;
         }
     };
-    let denied: Vec<&Connection> = conns
-        .iter()
-        .filter(|c| {
-            let conn = Conn::new(side(&cluster, c.src), side(&cluster, c.dst), c.port, c.protocol);
-            decide(&cluster, &conn).verdict != Verdict::Allow
-        })
-        .collect();
+    let conn = connectivity(&cluster, Cuts::of(&[&cluster]));
+    let denied: Vec<&Connection> = conns.iter().filter(|c| !allowed(&cluster, &conn, c)).collect();
     for c in &denied {
         eprintln!("error: observed but denied by the generated policies: {}", c.seen.join(", "));
     }
@@ -257,7 +269,7 @@ fn verify(
             conns.len()
         ),
     };
-    let extras = extras(&cluster, conns, files);
+    let extras = extras(&cluster, &conn, conns, files);
     if extras.is_empty() {
         report.push_str("also allowed between the covered workloads: nothing beyond what was observed (and DNS)\n");
     } else {
@@ -272,7 +284,7 @@ fn verify(
 
 /// Workload pairs and ports the set allows that no flow showed, where a generated namespace
 /// is on at least one side (elsewhere nothing was asked of it). DNS to kube-dns is expected.
-fn extras(cluster: &Cluster, conns: &[Connection], files: &[File]) -> Vec<String> {
+fn extras(cluster: &Cluster, conn: &Connectivity, conns: &[Connection], files: &[File]) -> Vec<String> {
     let workloads = Workloads::new(cluster);
     let covered: BTreeSet<&str> = files.iter().map(|f| f.namespace.as_str()).collect();
     // Per pod, once: whether its namespace is covered (asked for every allowed pair below).
@@ -287,7 +299,6 @@ fn extras(cluster: &Cluster, conns: &[Connection], files: &[File]) -> Vec<String
             _ => None,
         })
         .collect();
-    let conn = connectivity(cluster, Cuts::of(&[cluster]));
     // Workload pairs per probe first: many pod pairs make one line, worded once.
     let mut found: BTreeSet<(usize, usize, usize)> = BTreeSet::new();
     for (i, probe) in conn.probes.iter().enumerate() {

@@ -14,11 +14,24 @@ use crate::input::{connectivity, load_all, InputArgs};
 pub struct Args {
     #[arg(long, value_enum, default_value_t = Format::Dot)]
     output: Format,
+    /// What `--output json` lists: `namespaces` (the default) is the aggregated view the HTML
+    /// report draws (namespaces, then each one's workloads; schemas/overview.schema.json);
+    /// `workloads` lists every workload pair with each port's deciding rules
+    /// (schemas/graph.schema.json), one engine trace per pair and port: expensive at
+    /// thousands of workloads (minutes at 10,000 pods). Dot and SVG always draw workloads.
+    #[arg(long, value_enum, default_value_t = Detail::Namespaces)]
+    detail: Detail,
     /// Write here instead of stdout.
     #[arg(long, short = 'o', value_name = "FILE")]
     out: Option<PathBuf>,
     #[command(flatten)]
     input: InputArgs,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum Detail {
+    Namespaces,
+    Workloads,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
@@ -40,9 +53,10 @@ pub fn run(args: Args) -> u8 {
     let text = match args.output {
         Format::Dot => Graph::new(cluster, &conn, &workloads).dot(),
         Format::Svg => svg(&Graph::new(cluster, &conn, &workloads)),
-        Format::Json => {
+        Format::Json if args.detail == Detail::Workloads => {
             serde_json::to_string_pretty(&Graph::new(cluster, &conn, &workloads)).expect("serializable") + "\n"
         }
+        Format::Json => serde_json::to_string(&Overview::new(cluster, &conn, &workloads)).expect("serializable") + "\n",
         Format::Html => {
             // Namespaces and workloads, never pod pairs: the report stays small at any size.
             let spinner = crate::progress::spinner("laying out the report");

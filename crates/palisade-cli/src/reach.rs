@@ -2,8 +2,9 @@
 
 use std::fmt::Write as _;
 
-use palisade_review::connectivity::{AddressKind, Connectivity, Cuts};
-use palisade_review::reach::{hops, reach, Subject, Target};
+use palisade_review::connectivity::{Address, AddressKind, Connectivity, Cuts};
+use palisade_review::one_pod::PodConnectivity;
+use palisade_review::reach::{hops, reach, reach_pod, Hop, Subject, Target};
 use palisade_review::workload::Workloads;
 use serde_json::json;
 
@@ -56,38 +57,59 @@ pub fn run(args: Args) -> u8 {
         resolved.tell(flag); // a workload stands for one of its pods; an address for its endpoint
     }
     let workloads = Workloads::new(&cluster);
-    let pieces = cuts.pieces.clone();
-    let conn = connectivity(&cluster, cuts);
-    let subject = match resolved.named {
-        Named::Pod(p) => Subject::Pod(p),
-        Named::Address(ip) => {
-            // The address endpoint the address stands in: a node, else the piece holding it.
-            let by_node = conn.addresses.iter().position(|a| a.kind == AddressKind::Node && a.address == ip);
-            let piece = pieces.iter().find(|p| p.contains(ip)).and_then(|p| conn.address(&p.to_string()));
-            match by_node.or(piece) {
-                Some(e) => Subject::Address(e),
-                None => {
+    // A pod's own reach needs its row (or column) of each matrix, not every pair; hops
+    // follow connections through the pods reached, so they need every pair.
+    let (shown, targets, paths, addresses) = match (resolved.named, args.hops) {
+        (Named::Pod(p), None) => {
+            let one = PodConnectivity::compute(&cluster, cuts, p, outbound);
+            (cluster.pod_key(p), reach_pod(&cluster, &one, &workloads, outbound), None, one.addresses)
+        }
+        (named, hop_limit) => {
+            let conn = connectivity(&cluster, cuts.clone());
+            let subject = match subject(named, &cuts, &conn) {
+                Ok(subject) => subject,
+                Err(ip) => {
                     eprintln!(
                         "error: {flag} {name}: {ip} is no pod, node or piece of the outside world of this cluster"
                     );
                     return crate::EXIT_INVALID;
                 }
-            }
+            };
+            let targets = reach(&cluster, &conn, &workloads, subject, outbound);
+            let paths = hop_limit.map(|n| hops(&cluster, &conn, &workloads, subject, n));
+            (subject.name(&cluster, &conn), targets, paths, conn.addresses)
         }
     };
-    let shown = subject.name(&cluster, &conn);
-    let targets = reach(&cluster, &conn, &workloads, subject, outbound);
-    let paths = args.hops.map(|n| hops(&cluster, &conn, &workloads, subject, n));
+    print(&args, outbound, &shown, &targets, paths, &addresses);
+    0
+}
+
+/// What the endpoint stands for in the connectivity: the pod, else the address endpoint its
+/// address is in (a node, else the piece of the outside world holding it); `Err(address)`
+/// when there is none.
+fn subject(named: Named, cuts: &Cuts, conn: &Connectivity) -> Result<Subject, std::net::IpAddr> {
+    match named {
+        Named::Pod(p) => Ok(Subject::Pod(p)),
+        Named::Address(ip) => {
+            let by_node = conn.addresses.iter().position(|a| a.kind == AddressKind::Node && a.address == ip);
+            let piece = cuts.pieces.iter().find(|p| p.contains(ip)).and_then(|p| conn.address(&p.to_string()));
+            by_node.or(piece).map(Subject::Address).ok_or(ip)
+        }
+    }
+}
+
+/// Prints what `reach` found, as text or JSON.
+fn print(args: &Args, outbound: bool, shown: &str, targets: &[Target], paths: Option<Vec<Hop>>, addresses: &[Address]) {
     if args.output == Output::Json {
         let key = if outbound { "reaches" } else { "reached_by" };
         let v = json!({ "endpoint": shown, key: targets, "hops": paths });
         crate::emit(&(serde_json::to_string_pretty(&v).expect("serializable") + "\n"));
-        return 0;
+        return;
     }
     let mut out = String::new();
     let verb = if outbound { "can open" } else { "can be opened by" };
-    let _ = writeln!(out, "{shown} {verb} {}{}", count(&targets, &conn), if targets.is_empty() { "" } else { ":" });
-    for t in &targets {
+    let _ = writeln!(out, "{shown} {verb} {}{}", count(targets, addresses), if targets.is_empty() { "" } else { ":" });
+    for t in targets {
         let pods = if t.of > 1 { format!(" ({}/{} pods)", t.pods, t.of) } else { String::new() };
         let _ = writeln!(out, "  {}{pods}: {}", t.name, t.ports);
     }
@@ -100,12 +122,11 @@ pub fn run(args: Args) -> u8 {
         }
     }
     crate::emit(&out);
-    0
 }
 
 /// `3 workload(s), 1 node(s) and 2 piece(s) of the outside world` (parts that are zero left out).
-fn count(targets: &[Target], conn: &Connectivity) -> String {
-    let kind = |t: &Target| conn.address(&t.name).map(|e| conn.addresses[e].kind);
+fn count(targets: &[Target], addresses: &[Address]) -> String {
+    let kind = |t: &Target| addresses.iter().find(|a| a.name == t.name).map(|a| a.kind);
     let of = |k: Option<AddressKind>| targets.iter().filter(|t| kind(t) == k).count();
     let parts: Vec<String> = [
         (None, "workload(s)"),

@@ -36,7 +36,7 @@ fn strings_at(v: &Value, keys: &[&str], into: &mut BTreeSet<String>) {
 /// and hop paths (from and to the first workload), and the endpoints of check's trace.
 fn printed_names(input: &[&str]) -> BTreeSet<String> {
     let mut names = BTreeSet::new();
-    let graph = json(&[&["graph", "--output", "json", "-q"][..], input].concat());
+    let graph = json(&[&["graph", "--output", "json", "--detail", "workloads", "-q"][..], input].concat());
     strings_at(&graph["nodes"], &["id"], &mut names);
     let first = graph["nodes"][0]["id"].as_str().unwrap().to_string();
     for dir in ["--from", "--to"] {

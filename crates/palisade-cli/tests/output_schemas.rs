@@ -8,7 +8,7 @@ mod common;
 use common::{repo, run};
 use serde_json::Value;
 
-const SCHEMAS: [&str; 8] = ["check", "matrix", "select", "lint", "diff", "reach", "graph", "lab"];
+const SCHEMAS: [&str; 9] = ["check", "matrix", "select", "lint", "diff", "reach", "graph", "overview", "lab"];
 
 fn schema(name: &str) -> Value {
     let path = repo().join("schemas").join(format!("{name}.schema.json"));
@@ -201,11 +201,15 @@ fn diff_reach_and_graph_json_match_their_schemas() {
     for input in
         [&["examples/calico-wordpress", "-q"][..], &["tests/review/nodes.yaml"], &["tests/review/replicas.yaml"]]
     {
-        valid("graph", &[&["graph", "--output", "json"][..], input].concat());
+        valid("graph", &[&["graph", "--output", "json", "--detail", "workloads"][..], input].concat());
+        let v = valid("overview", &[&["graph", "--output", "json"][..], input].concat());
+        assert_eq!(v["views"].as_array().unwrap().len(), v["groups"].as_array().unwrap().len(), "one view per group");
     }
     // No pods: only the policies' view of the world.
-    let v = valid("graph", &["graph", "--output", "json", "tests/review/open.yaml", "-q"]);
+    let v = valid("graph", &["graph", "--output", "json", "--detail", "workloads", "tests/review/open.yaml", "-q"]);
     assert!(v["nodes"].as_array().unwrap().iter().all(|n| n["kind"] != "workload"));
+    let v = valid("overview", &["graph", "--output", "json", "tests/review/open.yaml", "-q"]);
+    assert!(v["groups"].as_array().unwrap().iter().all(|g| g["kind"] != "namespace"), "{v}");
 }
 
 #[test]

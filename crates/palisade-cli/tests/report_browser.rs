@@ -148,7 +148,7 @@ fn the_seed_example_selects_filters_and_explains() {
     let why = v["why"].to_string();
     assert!(why.contains("wordpress/allow-ingress-to-wordpress-service rule [0]"), "the allowing rule is named: {why}");
     // A port filter keeps the links that carry it.
-    let (_, g, _) = run(&["graph", "--output", "json", "examples/calico-wordpress", "-q"]);
+    let (_, g, _) = run(&["graph", "--output", "json", "--detail", "workloads", "examples/calico-wordpress", "-q"]);
     let g: Value = serde_json::from_str(&g).unwrap();
     assert!(g["probe_labels"].as_array().unwrap().iter().any(|p| p == "11011/TCP"));
     // The namespace view's links on 11011: the graph's workload edges on it, by group.
@@ -257,7 +257,7 @@ fn fifty_workloads_in_ten_namespaces_stay_readable() {
     let input = dir.join("cluster.yaml");
     std::fs::write(&input, fifty_workloads()).unwrap();
     let html = report(&dir, &[input.to_str().unwrap()]);
-    let (_, g, _) = run(&["graph", "--output", "json", input.to_str().unwrap(), "-q"]);
+    let (_, g, _) = run(&["graph", "--output", "json", "--detail", "workloads", input.to_str().unwrap(), "-q"]);
     let g: Value = serde_json::from_str(&g).unwrap();
     let namespaces: Vec<String> =
         g["namespaces"].as_array().unwrap().iter().map(|n| n.as_str().unwrap().to_string()).collect();

@@ -308,7 +308,8 @@ fn reach_counts_the_outside_world_and_takes_its_own_names() {
 
 #[test]
 fn graph_json_edges_agree_with_the_matrix() {
-    let (code, out, _) = run(&["graph", "--output", "json", "examples/calico-wordpress", "-q"]);
+    let (code, out, _) =
+        run(&["graph", "--output", "json", "--detail", "workloads", "examples/calico-wordpress", "-q"]);
     assert_eq!(code, 0);
     let g: Value = serde_json::from_str(&out).unwrap();
     let (_, m, _) = run(&["matrix", "--port", "80", "--output", "json", "examples/calico-wordpress", "-q"]);

@@ -152,7 +152,7 @@ impl Connectivity {
 
 /// The pieces of the outside world, then each node (at its first address) and each host
 /// endpoint that stands at no node's address.
-fn addresses(cluster: &Cluster, pieces: &[Piece]) -> Vec<Address> {
+pub(crate) fn addresses(cluster: &Cluster, pieces: &[Piece]) -> Vec<Address> {
     let mut out: Vec<Address> = pieces
         .iter()
         .map(|p| Address { name: p.to_string(), address: p.address, kind: AddressKind::Outside })
@@ -225,7 +225,7 @@ impl PodFamilies {
     }
 
     /// The pods with an address of one of `families`.
-    fn pods(&self, families: Families) -> FixedBitSet {
+    pub(crate) fn pods(&self, families: Families) -> FixedBitSet {
         let mut out = FixedBitSet::with_capacity(self.of.len());
         if families.v4 {
             out.union_with(&self.v4);
@@ -234,6 +234,11 @@ impl PodFamilies {
             out.union_with(&self.v6);
         }
         out
+    }
+
+    /// Keeps in one pod's row or column only the pods it shares a family of `protocol`'s with.
+    pub fn keep_line(&self, line: &mut FixedBitSet, pod: PodId, protocol: Families) {
+        line.intersect_with(&self.pods(self.of[pod.index()].intersect(protocol)));
     }
 
     /// Keeps in a pod matrix (`rows[src]` holds the destinations) only the pairs that share a
@@ -276,7 +281,7 @@ fn classes(cluster: &Cluster, applicable: &[Vec<Vec<PolicyId>>; 2], by_node: boo
 }
 
 /// Each class decided at its first pod through the engine's per-connection path, both ways.
-fn decided_sides(
+pub(crate) fn decided_sides(
     cluster: &Cluster,
     classes: &[Vec<PodId>],
     address: IpAddr,
@@ -300,7 +305,7 @@ fn decided_sides(
 /// Kubernetes policy only: a pod may open (or be opened by) an outside address when that side
 /// is not isolated, or one of its policies has a rule that matches the connection (they all
 /// allow). No trace, no scan over unrelated policies.
-fn kubernetes_sides(
+pub(crate) fn kubernetes_sides(
     cluster: &Cluster,
     classes: &[Vec<PodId>],
     applicable: &[Vec<Vec<PolicyId>>; 2],

@@ -9,7 +9,7 @@ use palisade_core::cluster::{Cluster, PodId};
 use palisade_core::port::Protocol;
 use serde::Serialize;
 
-use crate::connectivity::Connectivity;
+use crate::connectivity::{Address, Connectivity};
 use crate::probe::{describe, Probe};
 use crate::workload::Workloads;
 
@@ -45,8 +45,8 @@ pub struct Diff {
 
 /// Endpoints by name across both versions, so that the same pod in two inputs is one endpoint.
 #[derive(Default)]
-struct Endpoints {
-    names: Vec<String>,
+pub(crate) struct Endpoints {
+    pub(crate) names: Vec<String>,
     /// The workload (or the address endpoint itself) each endpoint belongs to.
     workloads: Vec<String>,
     /// What `palisade check` takes for it: `ns/pod`, or the address.
@@ -57,7 +57,13 @@ struct Endpoints {
 }
 
 impl Endpoints {
-    fn add(&mut self, name: String, workload: String, checkable: String, ports: Vec<(u16, Protocol)>) -> usize {
+    pub(crate) fn add(
+        &mut self,
+        name: String,
+        workload: String,
+        checkable: String,
+        ports: Vec<(u16, Protocol)>,
+    ) -> usize {
         if let Some(&i) = self.index.get(&name) {
             return i;
         }
@@ -73,21 +79,7 @@ impl Endpoints {
 impl Version<'_> {
     /// Each pod and each address endpoint of this version, as endpoints of `all`.
     fn place(&self, all: &mut Endpoints) -> (Vec<usize>, Vec<usize>) {
-        let (c, w) = (self.cluster, self.workloads);
-        let pods = c
-            .pod_ids()
-            .map(|p| {
-                let ports = c.pods[p].ports.iter().map(|cp| (cp.port, cp.protocol)).collect();
-                all.add(c.pod_key(p), w.key(c, w.of_pod[p.index()]), c.pod_key(p), ports)
-            })
-            .collect();
-        let addresses = self
-            .conn
-            .addresses
-            .iter()
-            .map(|a| all.add(a.name.clone(), a.name.clone(), a.address.to_string(), Vec::new()))
-            .collect();
-        (pods, addresses)
+        place(self.cluster, self.workloads, &self.conn.addresses, all)
     }
 
     /// Every allowed connection on probe `i` between two different endpoints, as rows of `all`.
@@ -113,6 +105,25 @@ impl Version<'_> {
     }
 }
 
+/// Each pod and each address endpoint of a version, as endpoints of `all`.
+pub(crate) fn place(
+    c: &Cluster,
+    w: &Workloads,
+    addresses: &[Address],
+    all: &mut Endpoints,
+) -> (Vec<usize>, Vec<usize>) {
+    let pods = c
+        .pod_ids()
+        .map(|p| {
+            let ports = c.pods[p].ports.iter().map(|cp| (cp.port, cp.protocol)).collect();
+            all.add(c.pod_key(p), w.key(c, w.of_pod[p.index()]), c.pod_key(p), ports)
+        })
+        .collect();
+    let addresses =
+        addresses.iter().map(|a| all.add(a.name.clone(), a.name.clone(), a.address.to_string(), Vec::new())).collect();
+    (pods, addresses)
+}
+
 /// Compares two versions; both connectivities must come from the same
 /// [`Cuts`](crate::connectivity::Cuts).
 pub fn diff(old: &Version, new: &Version) -> Diff {
@@ -124,21 +135,7 @@ pub fn diff(old: &Version, new: &Version) -> Diff {
         let (before, after) = (old.rows(i, n, &old_ids), new.rows(i, n, &new_ids));
         for (src, (b, a)) in before.iter().zip(&after).enumerate() {
             for (k, (has, lacks)) in [(a, b), (b, a)].into_iter().enumerate() {
-                for dst in has.difference(lacks) {
-                    let key = (space.workloads[src].clone(), space.workloads[dst].clone());
-                    let entry =
-                        changes[k].entry(key).or_insert_with(|| (BTreeMap::new(), BTreeSet::new(), (src, dst, *probe)));
-                    *entry.0.entry(*probe).or_default() += 1;
-                    entry.1.insert((src, dst));
-                    // A port the destination serves makes the best example, then any port
-                    // someone named (a one-port probe), then a stretch's first port.
-                    let rank = |(_, d, p): (usize, usize, Probe)| {
-                        (space.ports[d].contains(&(p.port, p.protocol)), p.port == p.end)
-                    };
-                    if rank((src, dst, *probe)) > rank(entry.2) {
-                        entry.2 = (src, dst, *probe);
-                    }
-                }
+                has.difference(lacks).for_each(|dst| tally(&mut changes[k], &space, src, dst, *probe));
             }
         }
     }
@@ -146,11 +143,28 @@ pub fn diff(old: &Version, new: &Version) -> Diff {
     Diff { gained, lost }
 }
 
+/// Counts one endpoint pair gained or lost on one probe. Pairs must come in the order the
+/// whole comparison meets them (probe, source, gained before lost, destination): the first
+/// pair of the best rank is the example.
+pub(crate) fn tally(changes: &mut Changes, space: &Endpoints, src: usize, dst: usize, probe: Probe) {
+    let key = (space.workloads[src].clone(), space.workloads[dst].clone());
+    let entry = changes.entry(key).or_insert_with(|| (BTreeMap::new(), BTreeSet::new(), (src, dst, probe)));
+    *entry.0.entry(probe).or_default() += 1;
+    entry.1.insert((src, dst));
+    // A port the destination serves makes the best example, then any port someone named (a
+    // one-port probe), then a stretch's first port.
+    let rank = |(_, d, p): (usize, usize, Probe)| (space.ports[d].contains(&(p.port, p.protocol)), p.port == p.end);
+    if rank((src, dst, probe)) > rank(entry.2) {
+        entry.2 = (src, dst, probe);
+    }
+}
+
 /// (from workload, to workload) -> endpoint pairs per probe, the endpoint pairs, and one
 /// example connection.
-type Changes = BTreeMap<(String, String), (BTreeMap<Probe, usize>, BTreeSet<(usize, usize)>, (usize, usize, Probe))>;
+pub(crate) type Changes =
+    BTreeMap<(String, String), (BTreeMap<Probe, usize>, BTreeSet<(usize, usize)>, (usize, usize, Probe))>;
 
-fn group(by: Changes, all: &[Probe], space: &Endpoints) -> Vec<Group> {
+pub(crate) fn group(by: Changes, all: &[Probe], space: &Endpoints) -> Vec<Group> {
     by.into_iter()
         .map(|((from, to), (counts, endpoints, (src, dst, probe)))| {
             let example = (

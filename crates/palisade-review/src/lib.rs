@@ -4,12 +4,14 @@
 
 #![forbid(unsafe_code)]
 
+pub mod change;
 pub mod connectivity;
 pub mod diff;
 pub mod graph;
 pub mod layout;
 pub mod lint;
 pub mod map;
+pub mod one_pod;
 pub mod outside;
 pub mod overview;
 pub mod probe;

@@ -7,7 +7,8 @@ use fixedbitset::FixedBitSet;
 use palisade_core::cluster::{Cluster, PodId};
 use serde::Serialize;
 
-use crate::connectivity::Connectivity;
+use crate::connectivity::{Address, Connectivity};
+use crate::one_pod::PodConnectivity;
 use crate::probe::{describe, Probe};
 use crate::workload::Workloads;
 
@@ -103,15 +104,43 @@ pub fn reach(
     subject: Subject,
     outbound: bool,
 ) -> Vec<Target> {
+    let ends = ends(cluster, conn, subject, outbound);
+    targets(cluster, workloads, &conn.probes, &conn.addresses, ends)
+}
+
+/// [`reach`] for a pod from its own connectivity alone (one row or column of each matrix,
+/// as `outbound` says; the same targets as from the whole cluster's).
+pub fn reach_pod(cluster: &Cluster, one: &PodConnectivity, workloads: &Workloads, outbound: bool) -> Vec<Target> {
+    let mut ends = Vec::new();
+    let replicas = cluster.pods[one.pod].is_replica_group();
+    for (i, probe) in one.probes.iter().enumerate() {
+        let pods = if outbound { &one.row[i] } else { &one.column[i] };
+        // Itself only when it stands for a workload's replicas (one replica to another).
+        let others = pods.ones().filter(|&p| p != one.pod.index() || replicas);
+        ends.extend(others.map(|p| (End::Pod(PodId::new(p)), *probe)));
+        let addresses = if outbound { &one.to_address[i] } else { &one.from_address[i] };
+        ends.extend(addresses.ones().map(|e| (End::Address(e), *probe)));
+    }
+    targets(cluster, workloads, &one.probes, &one.addresses, ends)
+}
+
+/// The other ends grouped by workload or address endpoint, with the ports of each.
+fn targets(
+    cluster: &Cluster,
+    workloads: &Workloads,
+    all: &[Probe],
+    addresses: &[Address],
+    ends: Vec<(End, Probe)>,
+) -> Vec<Target> {
     // name -> (pods of it involved, probes, pods it has)
     let mut by: BTreeMap<String, (BTreeSet<usize>, Vec<Probe>, usize)> = BTreeMap::new();
-    for (end, probe) in ends(cluster, conn, subject, outbound) {
+    for (end, probe) in ends {
         let (name, member, of) = match end {
             End::Pod(p) => {
                 let w = workloads.of_pod[p.index()];
                 (workloads.key(cluster, w), p.index(), workloads.list[w].pods.len())
             }
-            End::Address(e) => (conn.addresses[e].name.clone(), 0, 1),
+            End::Address(e) => (addresses[e].name.clone(), 0, 1),
         };
         let entry = by.entry(name).or_insert_with(|| (BTreeSet::new(), Vec::new(), of));
         entry.0.insert(member);
@@ -122,7 +151,7 @@ pub fn reach(
     by.into_iter()
         .map(|(name, (members, mut probes, of))| {
             probes.sort();
-            Target { name, pods: members.len(), of, ports: describe(&conn.probes, &probes) }
+            Target { name, pods: members.len(), of, ports: describe(all, &probes) }
         })
         .collect()
 }

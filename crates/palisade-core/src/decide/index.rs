@@ -366,7 +366,14 @@ impl<'c> Index<'c> {
 
     /// Per pod: `None` when no policy applies in `dir`, else the peers it allows.
     fn allowed(&mut self, dir: Direction, probe: &Probe) -> Vec<Admitted> {
-        let by_pod = self.applicable(dir);
+        self.allowed_for(dir, probe, |_| true)
+    }
+
+    /// [`Index::allowed`] for the pods `wanted` keeps; the others come out `None` whatever
+    /// their policies (callers read only the wanted ones).
+    fn allowed_for(&mut self, dir: Direction, probe: &Probe, wanted: impl Fn(usize) -> bool) -> Vec<Admitted> {
+        let mut by_pod = self.applicable(dir);
+        by_pod.iter_mut().enumerate().filter(|(x, _)| !wanted(*x)).for_each(|(_, pols)| pols.clear());
         let own_kinds: Vec<Vec<OwnSide>> = (self.cluster.policies.iter())
             .map(|pol| pol.rules(dir).into_iter().flatten().map(|r| self.own_kind(r, dir, probe)).collect())
             .collect();
@@ -463,10 +470,128 @@ impl<'c> Index<'c> {
     /// (first) or ingress (second) policy admits, `None` where that side is not isolated.
     /// Host endpoints are not covered here (see [`Index::matrix`]).
     pub fn sides(&mut self, port: u16, protocol: Protocol) -> (Vec<Admitted>, Vec<Admitted>) {
-        // Only the packet's own fields (protocol, ports, ICMP) of this template are read.
-        let nowhere = Side { endpoint: Endpoint::External, ip: None };
-        let probe = Probe { port, protocol, template: Connection::new(nowhere, nowhere, port, protocol) };
+        let probe = probe_for(port, protocol);
         (self.allowed(Direction::Egress, &probe), self.allowed(Direction::Ingress, &probe))
+    }
+
+    /// One row of [`Index::matrix`] without the others: the pods `src` may open on one port
+    /// and protocol. Only `src`'s egress is evaluated (and every pod's ingress, once per
+    /// group of pods the same policies select), so it costs a fraction of a matrix.
+    pub fn row(&mut self, src: PodId, port: u16, protocol: Protocol) -> FixedBitSet {
+        self.lines(port, protocol, &[src], &[]).0.remove(0)
+    }
+
+    /// One column of [`Index::matrix`] without the others: the pods that may open `dst` on
+    /// one port and protocol. Only `dst`'s ingress is evaluated (and every pod's egress).
+    pub fn column(&mut self, dst: PodId, port: u16, protocol: Protocol) -> FixedBitSet {
+        self.lines(port, protocol, &[], &[dst]).1.remove(0)
+    }
+
+    /// Some rows and columns of [`Index::matrix`] (`srcs`' rows, then `dsts`' columns, in
+    /// their order), each side evaluated once for all of them: what a change to a few pods'
+    /// policies can alter, without the rest of the matrix.
+    pub fn lines(
+        &mut self,
+        port: u16,
+        protocol: Protocol,
+        srcs: &[PodId],
+        dsts: &[PodId],
+    ) -> (Vec<FixedBitSet>, Vec<FixedBitSet>) {
+        let probe = probe_for(port, protocol);
+        let among = |pods: &[PodId]| {
+            let mut set = FixedBitSet::with_capacity(self.n);
+            pods.iter().for_each(|p| set.insert(p.index()));
+            set
+        };
+        // Rows need their sources' egress and everyone's ingress; columns the other way round.
+        let (from, to) = (among(srcs), among(dsts));
+        let egress = match dsts.is_empty() {
+            true => self.allowed_for(Direction::Egress, &probe, |x| from.contains(x)),
+            false => self.allowed(Direction::Egress, &probe),
+        };
+        let ingress = match srcs.is_empty() {
+            true => self.allowed_for(Direction::Ingress, &probe, |x| to.contains(x)),
+            false => self.allowed(Direction::Ingress, &probe),
+        };
+        let locals = self.locals();
+        let rows = srcs.iter().map(|&s| self.row_of(&egress, &ingress, &locals, s.index(), &probe)).collect();
+        let columns = dsts.iter().map(|&d| self.column_of(&egress, &ingress, &locals, d.index(), &probe)).collect();
+        (rows, columns)
+    }
+
+    /// Row `s` from both sides' admitted sets, as [`Index::matrix`] fills it.
+    fn row_of(
+        &self,
+        egress: &[Admitted],
+        ingress: &[Admitted],
+        locals: &Locals<'c>,
+        s: usize,
+        probe: &Probe,
+    ) -> FixedBitSet {
+        let mut row = match &egress[s] {
+            Some(e) => (**e).clone(),
+            None => full(self.n),
+        };
+        for (d, i) in ingress.iter().enumerate() {
+            if i.as_ref().is_some_and(|i| !i.contains(s)) {
+                row.set(d, false);
+            }
+        }
+        // A pod reaches itself on loopback; a workload's replicas are decided as pods.
+        if !self.cluster.pods[s].is_replica_group() {
+            row.insert(s);
+        }
+        self.local_to(locals, s).for_each(|local| row.union_with(local));
+        let (port, protocol) = (probe.port, probe.protocol);
+        if self.hosts.contains(&s) {
+            (0..self.n).for_each(|x| row.set(x, self.host_pair(s, x, port, protocol)));
+        } else {
+            self.hosts.iter().for_each(|&h| row.set(h, self.host_pair(s, h, port, protocol)));
+        }
+        row
+    }
+
+    /// Column `d` from both sides' admitted sets, as [`Index::matrix`] fills it.
+    fn column_of(
+        &self,
+        egress: &[Admitted],
+        ingress: &[Admitted],
+        locals: &Locals<'c>,
+        d: usize,
+        probe: &Probe,
+    ) -> FixedBitSet {
+        let mut column = match &ingress[d] {
+            Some(i) => (**i).clone(),
+            None => full(self.n),
+        };
+        for (s, e) in egress.iter().enumerate() {
+            if e.as_ref().is_some_and(|e| !e.contains(d)) {
+                column.set(s, false);
+            }
+        }
+        // A pod reaches itself on loopback (its own row says so too).
+        if !self.cluster.pods[d].is_replica_group() {
+            column.insert(d);
+        }
+        for &s in &locals.stacks {
+            if self.local_to(locals, s).any(|local| local.contains(d)) {
+                column.insert(s);
+            }
+        }
+        let (port, protocol) = (probe.port, probe.protocol);
+        if self.hosts.contains(&d) {
+            (0..self.n).for_each(|x| column.set(x, self.host_pair(x, d, port, protocol)));
+        } else {
+            self.hosts.iter().for_each(|&h| column.set(h, self.host_pair(h, d, port, protocol)));
+        }
+        column
+    }
+
+    /// A pair with a Calico host endpoint at one end, through the per-connection path.
+    fn host_pair(&self, a: usize, b: usize, port: u16, protocol: Protocol) -> bool {
+        a == b
+            || decide(self.cluster, &Connection::new(self.sides[a], self.sides[b], port, protocol)).verdict
+                == Verdict::Allow
     }
 
     /// Decides every pod pair for one port and protocol.
@@ -506,23 +631,26 @@ impl<'c> Index<'c> {
         self.own_nodes(&mut rows);
         for &h in &self.hosts {
             for x in 0..self.n {
-                let pair = |a: usize, b: usize| {
-                    a == b
-                        || decide(cluster, &Connection::new(self.sides[a], self.sides[b], port, protocol)).verdict
-                            == Verdict::Allow
-                };
-                rows[h].set(x, pair(h, x));
-                rows[x].set(h, pair(x, h));
+                rows[h].set(x, self.host_pair(h, x, port, protocol));
+                rows[x].set(h, self.host_pair(x, h, port, protocol));
             }
         }
         Matrix { port, protocol, rows }
     }
 }
 
-impl Index<'_> {
+impl<'c> Index<'c> {
     /// Nodes (host-network pods, which are their node's stack) reach the pods that run on
     /// them whatever the policies say; see [`crate::verdict::own_node`].
     fn own_nodes(&self, rows: &mut [FixedBitSet]) {
+        let locals = self.locals();
+        for (s, row) in rows.iter_mut().enumerate() {
+            self.local_to(&locals, s).for_each(|local| row.union_with(local));
+        }
+    }
+
+    /// The pods on the pod network that run on each node, and those on every node.
+    fn locals(&self) -> Locals<'c> {
         let cluster = self.cluster;
         let mut on_node: HashMap<&str, FixedBitSet> = HashMap::new();
         // A DaemonSet's template pods run on every node.
@@ -536,21 +664,35 @@ impl Index<'_> {
                 None => {}
             }
         }
-        for (s, row) in rows.iter_mut().enumerate() {
-            match node_of(cluster, &self.sides[s]) {
-                Some(Placement::Node(node)) => {
-                    on_node.get(node).into_iter().for_each(|local| row.union_with(local));
-                    row.union_with(&everywhere);
-                }
-                // A host-network DaemonSet pod is on every node: every placed pod is local.
-                Some(Placement::EveryNode) => {
-                    on_node.values().for_each(|local| row.union_with(local));
-                    row.union_with(&everywhere);
-                }
-                None => {}
-            }
-        }
+        let stacks = (0..self.n).filter(|&s| node_of(cluster, &self.sides[s]).is_some()).collect();
+        Locals { on_node, everywhere, stacks }
     }
+
+    /// The sets of pods that `s` reaches as their node (empty unless `s` is a node's stack).
+    fn local_to<'a>(&self, locals: &'a Locals<'c>, s: usize) -> impl Iterator<Item = &'a FixedBitSet> + 'a {
+        let sets: Vec<&'a FixedBitSet> = match node_of(self.cluster, &self.sides[s]) {
+            Some(Placement::Node(node)) => locals.on_node.get(node).into_iter().chain([&locals.everywhere]).collect(),
+            // A host-network DaemonSet pod is on every node: every placed pod is local.
+            Some(Placement::EveryNode) => locals.on_node.values().chain([&locals.everywhere]).collect(),
+            None => Vec::new(),
+        };
+        sets.into_iter()
+    }
+}
+
+/// Pods by the node they run on (see [`Index::locals`]).
+struct Locals<'c> {
+    on_node: HashMap<&'c str, FixedBitSet>,
+    /// A DaemonSet's template pods: they run on every node.
+    everywhere: FixedBitSet,
+    /// The pods that are a node's network stack (host network, host endpoints).
+    stacks: Vec<usize>,
+}
+
+/// The packet of a matrix: only its own fields (protocol, ports, ICMP) are read.
+fn probe_for(port: u16, protocol: Protocol) -> Probe {
+    let nowhere = Side { endpoint: Endpoint::External, ip: None };
+    Probe { port, protocol, template: Connection::new(nowhere, nowhere, port, protocol) }
 }
 
 /// A rule's own end for an endpoint in `dir` (destination for ingress, source for egress) and
