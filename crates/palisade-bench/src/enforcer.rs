@@ -176,7 +176,7 @@ pub fn load_figures(objects: &[Object], netns: &str) -> Ruleset {
 
 /// The agent's path from a file change to the kernel: the cluster as 50 files in a directory,
 /// read, built, compiled and loaded once; then pod files come, change and go, each taking the
-/// agent's object path (read the changed file, patch the cluster and the ruleset, send the delta).
+/// agent's object path (read the changed file, into the store, `sync`, send the delta).
 fn agent_figure(objects: &[Object], netns: &str) {
     let dir = std::env::temp_dir().join(format!("palisade-bench-agent-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -354,6 +354,7 @@ pub fn bulk_figure(objects: &[Object], netns: &str, n: usize) {
     ];
     for (what, objects) in steps {
         write_all(objects);
+        let old = live.compiled.ruleset().clone();
         let (before, _) = memory_mib(true);
         let t = Instant::now();
         let taken = live.take();
@@ -362,14 +363,21 @@ pub fn bulk_figure(objects: &[Object], netns: &str, n: usize) {
         let kernel_s = t_kernel.elapsed().as_secs_f64();
         let took = t.elapsed().as_secs_f64();
         let (_, peak) = memory_mib(false);
+        // The same change sent as the whole table instead, from the same table in force.
+        kernel.apply(&script::full_commands(&old)).expect("back to the table before");
+        let whole = script::full_commands(live.compiled.ruleset());
+        let t_whole = Instant::now();
+        kernel.apply(&whole).expect("the kernel takes the whole table");
+        let whole_s = t_whole.elapsed().as_secs_f64();
         println!(
-            "agent: {n} {what:<28}{took:>8.3} s  (read {:.3}, store {:.3}, sync {:.3} {:?}, kernel {kernel_s:.3} s, {} commands; memory peak +{:.0} MiB)",
+            "agent: {n} {what:<28}{took:>8.3} s  (read {:.3}, store {:.3}, sync {:.3} {:?}, kernel {kernel_s:.3} s, {} commands; memory peak +{:.0} MiB; as the whole table: kernel {whole_s:.3} s, {} commands)",
             taken.read,
             taken.store,
             taken.sync,
             live.compiled.synced(),
             taken.delta.len(),
-            peak - before
+            peak - before,
+            whole.len()
         );
     }
     let _ = std::fs::remove_dir_all(&dir);
