@@ -228,7 +228,8 @@ impl KubeAgent {
         self.kinds.as_ref().is_some_and(|k| k.iter().all(|k| self.view.synced.contains(k)))
     }
 
-    /// Builds what the view holds, compiles it and sends the difference in one transaction.
+    /// Finishes what the view holds, brings the ruleset to it (`Compiled::sync`: by what the
+    /// change touched) and sends the delta in one transaction.
     fn transact(&mut self) {
         let t = Instant::now();
         let touched = match self.view.finish() {
