@@ -192,10 +192,6 @@ fn key(i: &Input) -> (&'static str, Option<String>, Option<String>) {
     (i.object.kind(), i.object.metadata().namespace.clone(), i.object.metadata().name.clone())
 }
 
-fn full(w: &World) -> Option<Cluster> {
-    build(&w.inputs, &w.opts).ok()
-}
-
 /// Whether the store would patch these changes into `cluster` on their own (only Pods and
 /// enforced policies the full build takes as they are), rather than build in full.
 fn patchable(cluster: &Cluster, gone: &[Input], came: &[Input], opts: &BuildOptions) -> bool {
