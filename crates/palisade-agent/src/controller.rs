@@ -1,6 +1,6 @@
-//! The controller loop: sources → changes → build or patch → compile → kernel, with refusal
-//! (invalid input never opens a hole), the table kept as the agent left it, and a full
-//! compile as the self-check once the directory is quiet. One agent per network namespace
+//! The controller loop: sources → changes → store → sync → kernel, with refusal (invalid
+//! input never opens a hole), the table kept as the agent left it, and a full compile as the
+//! self-check once the directory is quiet. One agent per network namespace
 //! (`palisade_nft::owner`). Stopping the agent leaves the table, and enforcement, in place.
 
 use std::sync::mpsc::Receiver;
@@ -8,11 +8,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use palisade_core::cluster::Cluster;
+use palisade_ingest::object::enforced_policy_kind;
+use palisade_ingest::store::{self, Store};
+use palisade_ingest::{Input, Object};
 use palisade_load::directory::Activity;
 use palisade_load::watch::{Built, Changes, Held, Watched};
+use palisade_load::Load;
 use palisade_nft::owner::Owner;
 use palisade_nft::script::{self, Command};
-use palisade_nft::{Compiled, NeedsFullCompile};
+use palisade_nft::{Compiled, Synced};
 
 use crate::enforcement::{build_options, claim, compile_options, warn_unenforced};
 use crate::files::{Events, Wake};
@@ -27,20 +31,28 @@ const FIRST_LOOK: Duration = Duration::from_secs(5);
 /// After the directory has been quiet this long, a restore is got ready ahead.
 const PREPARE_AFTER: Duration = Duration::from_secs(1);
 
-/// The cluster and its compiled ruleset: what the kernel holds.
+/// The objects in force and their compiled ruleset: what the kernel holds.
 struct Enforced {
-    cluster: Cluster,
+    /// The live index of the objects in force (the files' objects less those held back):
+    /// changes go in as objects, and `finish` gives the cluster and what it touched.
+    store: Store,
+    /// The ruleset in force, with the cluster it enforces; it follows the store's cluster
+    /// (`Compiled::sync`).
     compiled: Compiled,
-    /// The cluster and the compiled state no longer match what is in force (a patch fell back
-    /// half-way): only the ruleset is right, and the next change takes the full path.
-    stale: bool,
 }
 
 impl Enforced {
-    fn compile(cluster: Cluster, args: &Config) -> Enforced {
+    /// What a full build gave (`None`: it gave no cluster), compiled in full.
+    fn compile(load: Load, args: &Config) -> Option<Enforced> {
+        let cluster = load.cluster?;
         warn_unenforced(&cluster);
-        let compiled = Compiled::new(&cluster, &compile_options(args));
-        Enforced { cluster, compiled, stale: false }
+        let compiled = Compiled::following(&cluster, &compile_options(args));
+        Some(Enforced { store: Store::adopt(load.inputs, cluster, build_options(args)), compiled })
+    }
+
+    /// The cluster the kernel enforces.
+    fn cluster(&self) -> &Cluster {
+        self.compiled.cluster().expect("a following compile keeps its cluster")
     }
 }
 
@@ -57,7 +69,7 @@ impl Check {
         let (snapshot, args) = (watched.snapshot(), args.clone());
         std::thread::spawn(move || {
             let load = snapshot.load(&build_options(&args));
-            let _ = tx.send(load.cluster.map(|c| Enforced::compile(c, &args)));
+            let _ = tx.send(Enforced::compile(load, &args));
         });
         Check { generation, result }
     }
@@ -188,18 +200,19 @@ impl<K: Kernel> Agent<K> {
             log(&format!("refused: {e}; nothing applied"));
             Refused(e)
         })?;
-        let cluster = built.load.cluster.clone();
-        if !built.held.is_empty() || cluster.is_none() {
+        let builds = built.load.cluster.is_some();
+        if !built.held.is_empty() || !builds {
             report(&built);
             let in_force = kernel.listing().ok().flatten().is_some();
-            if args.once || in_force || cluster.is_none() {
+            if args.once || in_force || !builds {
                 let table = if in_force { "the table in force stays as it is" } else { "nothing applied" };
                 let why = format!("{} object(s) or file(s) do not validate; {table}", built.held.len());
                 log(&format!("refused: {why}"));
                 return Err(Refused(why));
             }
         }
-        let state = Enforced::compile(cluster.expect("checked"), &args);
+        let Built { load, held, .. } = built;
+        let state = Enforced::compile(load, &args).expect("checked");
         let t = Instant::now();
         let applied = kernel.apply(&script::full_commands(state.compiled.ruleset()), None);
         health.applied(applied.is_ok(), t.elapsed(), &[t]);
@@ -217,7 +230,7 @@ impl<K: Kernel> Agent<K> {
             t.elapsed().as_millis(),
             args.mode
         ));
-        status::log_held(&[], &built.held);
+        status::log_held(&[], &held);
         let flows =
             args.flow_log.as_deref().filter(|_| !args.once).map(FlowLog::open).transpose().unwrap_or_else(|e| {
                 log(&format!("cannot open the flow log: {e}; not logging flows"));
@@ -240,7 +253,7 @@ impl<K: Kernel> Agent<K> {
             unverified: false,
             quiet_since: Instant::now(),
             check: None,
-            held: built.held,
+            held,
             last_change: None,
             directory_error: None,
             health,
@@ -264,7 +277,7 @@ impl<K: Kernel> Agent<K> {
         let woken = self.events.wait(timeout, &mut self.activity);
         self.table.react(woken.table, self.state.compiled.ruleset(), self.generation);
         if let Some(f) = self.flows.as_mut() {
-            f.poll(&self.state.cluster, self.args.netns.as_deref(), self.args.mode);
+            f.poll(self.state.cluster(), self.args.netns.as_deref(), self.args.mode);
         }
         self.adopt_check();
         self.take_changes();
@@ -289,7 +302,7 @@ impl<K: Kernel> Agent<K> {
 
     /// The cluster in force.
     pub fn cluster(&self) -> &Cluster {
-        &self.state.cluster
+        self.state.cluster()
     }
 
     /// Restores the agent has made of its table.
@@ -332,7 +345,7 @@ impl<K: Kernel> Agent<K> {
             return;
         }
         self.generation += 1;
-        if let Some((delta, how)) = self.object_change(&changes) {
+        if let Some((delta, how)) = self.object_change(changes) {
             self.watched.settle();
             self.unverified = true;
             self.send(&delta, t, &how);
@@ -343,26 +356,35 @@ impl<K: Kernel> Agent<K> {
         self.full_change(t);
     }
 
-    /// The object path: when only Pods and enforced policies came, went or changed, and the
-    /// full build would take them as they are, patch the cluster and the ruleset instead of
-    /// building and compiling everything (a change then costs what it touches, not what the
-    /// cluster holds). `None`: take the full path.
-    fn object_change(&mut self, changes: &Changes) -> Option<(Vec<Command>, String)> {
-        let state = &mut self.state;
-        if state.stale {
+    /// The object path: when only Pods and enforced policies came, went or changed, they go
+    /// into the store one by one, and its cluster into the ruleset by what they touched (a
+    /// change then costs what it touches, not what the cluster holds). `None`: the store
+    /// cannot build them as they are (it reports nothing: the full path holds back what
+    /// does not validate, with code frames), or they are not such objects; take the full path.
+    fn object_change(&mut self, changes: Changes) -> Option<(Vec<Command>, String)> {
+        let followed = |i: &Input| matches!(i.object, Object::Pod(_)) || enforced_policy_kind(&i.object).is_some();
+        if changes.problems || !changes.gone.iter().chain(&changes.came).all(followed) {
             return None;
         }
-        let (policies, pods) = changes.patches(&state.cluster, &build_options(&self.args))?;
         let (pod_objects, policy_objects) = changes.counts();
-        let how = format!("object path: {pod_objects} pod and {policy_objects} policy objects");
-        match state.compiled.patch(&mut state.cluster, policies, pods) {
-            Ok(delta) => Some((delta, how)),
-            Err(NeedsFullCompile) => {
-                state.compiled.rollback();
-                state.stale = true;
-                None
-            }
+        let opts = build_options(&self.args);
+        let state = &mut self.state;
+        // A changed object is in both: out as it was, in as it is.
+        for gone in &changes.gone {
+            state.store.delete(&store::key(&gone.object, &opts));
         }
+        for came in changes.came {
+            state.store.apply(came);
+        }
+        let touched = state.store.finish().ok()?;
+        let cluster = state.store.cluster().expect("finished");
+        let delta = state.compiled.sync(cluster, &touched);
+        let mut how = format!("object path: {pod_objects} pod and {policy_objects} policy objects");
+        if state.compiled.synced() == Synced::Compiled {
+            warn_unenforced(cluster);
+            how.push_str("; compiled in full");
+        }
+        Some((delta, how))
     }
 
     /// The full path: build everything (holding back what does not validate), compile, and
@@ -377,13 +399,13 @@ impl<K: Kernel> Agent<K> {
             log("refused: what is in force does not build any more; the last good ruleset stays in force");
             return;
         };
-        let next = Enforced::compile(cluster, &self.args);
-        let delta = script::update_commands(self.state.compiled.ruleset(), next.compiled.ruleset());
+        warn_unenforced(&cluster);
+        let delta = self.state.compiled.recompile(&cluster);
+        self.state.store = Store::adopt(built.load.inputs, cluster, build_options(&self.args));
         let how = match built.held.len() {
             0 => "full compile".to_string(),
             n => format!("full compile; {n} held back"),
         };
-        self.state = next;
         self.send(&delta, t, &how);
         self.unverified = false;
         self.last_change = Some((Instant::now(), how));
@@ -454,9 +476,9 @@ impl<K: Kernel> Agent<K> {
             source: self.watched.root(),
             mode: if self.args.mode == Mode::Audit { "audit" } else { "enforce" },
             node: self.args.node.as_deref(),
-            pods: self.state.cluster.pods.len(),
+            pods: self.state.cluster().pods.len(),
             enforced: self.state.compiled.enforced_pods(),
-            policies: self.state.cluster.policies.len(),
+            policies: self.state.cluster().policies.len(),
             stats: rs.stats(),
             last_change: self.last_change.as_ref(),
             held: &self.held,

@@ -16,11 +16,12 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use palisade_core::cluster::Cluster;
 use palisade_core::field::Nowhere;
 use palisade_ingest::calico::resource::{GlobalNetworkSet, NetworkSetSpec};
+use palisade_ingest::store::{self, Store};
 use palisade_ingest::{build, BuildOptions, Input, Object};
 use palisade_lab::Topology;
 use palisade_load::watch::Watched;
 use palisade_nft::kernel::Kernel;
-use palisade_nft::{compile, script, Compiled, Options, Ruleset};
+use palisade_nft::{compile, script, Compiled, Delta, Options, Ruleset};
 
 const A: &str = "198.19.255.1";
 const B: &str = "198.19.255.2";
@@ -175,7 +176,7 @@ pub fn load_figures(objects: &[Object], netns: &str) -> Ruleset {
 
 /// The agent's path from a file change to the kernel: the cluster as 50 files in a directory,
 /// read, built, compiled and loaded once; then pod files come, change and go, each taking the
-/// agent's object path (read the changed file, patch the cluster and the ruleset, send the delta).
+/// agent's object path (read the changed file, into the store, `sync`, send the delta).
 fn agent_figure(objects: &[Object], netns: &str) {
     let dir = std::env::temp_dir().join(format!("palisade-bench-agent-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -183,14 +184,10 @@ fn agent_figure(objects: &[Object], netns: &str) {
     for (i, chunk) in objects.chunks(objects.len().div_ceil(50)).enumerate() {
         std::fs::write(dir.join(format!("part-{i:02}.json")), palisade_bench::to_list_json(chunk)).expect("write");
     }
-    let mut watched = Watched::new(&dir);
-    let opts = BuildOptions::default();
     let t = Instant::now();
-    watched.poll().expect("readable");
-    let mut cluster = watched.build(&opts).load.cluster.expect("valid");
-    let mut compiled = Compiled::new(&cluster, &Options::default());
+    let mut live = Live::start(&dir);
     let kernel = Kernel::open(Some(netns)).expect("netlink");
-    kernel.apply(&script::full_commands(compiled.ruleset())).expect("the kernel takes the ruleset");
+    kernel.apply(&script::full_commands(live.compiled.ruleset())).expect("the kernel takes the ruleset");
     println!("agent: first load {:>9.3} s  (50 files read, built, compiled, loaded)", t.elapsed().as_secs_f64());
     let pod = objects.iter().find(|o| matches!(o, Object::Pod(p) if p.metadata.name.as_deref() == Some("pod-1")));
     let Some(Object::Pod(template)) = pod else { return };
@@ -232,7 +229,7 @@ fn agent_figure(objects: &[Object], netns: &str) {
             steps.push(("policy removed", None));
         }
         for (what, object) in steps {
-            let took = write_and_patch(&file, object, &mut watched, &mut cluster, &mut compiled, &kernel);
+            let took = write_and_take(&file, object, &mut live, &kernel);
             samples.entry(what).or_default().push(took);
         }
     }
@@ -247,14 +244,14 @@ fn agent_figure(objects: &[Object], netns: &str) {
         });
         let global = Object::CalicoGlobalNetworkPolicy(serde_json::from_value(global).expect("policy"));
         for (what, object) in [("global policy added (all pods)", Some(global)), ("global policy removed", None)] {
-            let took = write_and_patch(&file, object, &mut watched, &mut cluster, &mut compiled, &kernel);
+            let took = write_and_take(&file, object, &mut live, &kernel);
             samples.entry(what).or_default().push(took);
         }
     }
     for (what, times) in samples {
         let ms: Vec<String> = times.iter().map(|t| format!("{:.1}", t * 1e3)).collect();
         println!(
-            "agent: {what:<31}{:>8.1} ms  (file read, cluster and ruleset patched, delta applied; 5 runs: {})",
+            "agent: {what:<31}{:>8.1} ms  (file read, store finished, ruleset synced, delta applied; 5 runs: {})",
             median(times) * 1e3,
             ms.join(" ")
         );
@@ -295,12 +292,9 @@ pub fn bulk_figure(objects: &[Object], netns: &str, n: usize) {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(dir.join("bulk")).expect("temp dir");
     std::fs::write(dir.join("cluster.json"), palisade_bench::to_list_json(objects)).expect("write");
-    let mut watched = Watched::new(&dir);
-    watched.poll().expect("readable");
-    let mut cluster = watched.build(&BuildOptions::default()).load.cluster.expect("valid");
-    let mut compiled = Compiled::new(&cluster, &Options::default());
+    let mut live = Live::start(&dir);
     let kernel = Kernel::open(Some(netns)).expect("netlink");
-    kernel.apply(&script::full_commands(compiled.ruleset())).expect("the kernel takes the ruleset");
+    kernel.apply(&script::full_commands(live.compiled.ruleset())).expect("the kernel takes the ruleset");
     let policies: Vec<NetworkPolicy> = objects
         .iter()
         .filter_map(|o| match o {
@@ -360,26 +354,30 @@ pub fn bulk_figure(objects: &[Object], netns: &str, n: usize) {
     ];
     for (what, objects) in steps {
         write_all(objects);
+        let old = live.compiled.ruleset().clone();
         let (before, _) = memory_mib(true);
         let t = Instant::now();
-        let changes = watched.poll().expect("readable").expect("changed");
-        let read = t.elapsed().as_secs_f64();
-        let (policies, pods) =
-            changes.patches(&cluster, &BuildOptions::default()).expect("a plain pod or policy change");
-        let checked = t.elapsed().as_secs_f64();
-        let delta = compiled.patch(&mut cluster, policies, pods).expect("no set changes family");
-        watched.settle();
-        let patched = t.elapsed().as_secs_f64();
-        kernel.apply(&delta).expect("the kernel takes the delta");
+        let taken = live.take();
+        let t_kernel = Instant::now();
+        kernel.apply(&taken.delta).expect("the kernel takes the delta");
+        let kernel_s = t_kernel.elapsed().as_secs_f64();
         let took = t.elapsed().as_secs_f64();
         let (_, peak) = memory_mib(false);
+        // The same change sent as the whole table instead, from the same table in force.
+        kernel.apply(&script::full_commands(&old)).expect("back to the table before");
+        let whole = script::full_commands(live.compiled.ruleset());
+        let t_whole = Instant::now();
+        kernel.apply(&whole).expect("the kernel takes the whole table");
+        let whole_s = t_whole.elapsed().as_secs_f64();
         println!(
-            "agent: {n} {what:<28}{took:>8.3} s  (read {read:.3}, check {:.3}, patch {:.3}, kernel {:.3} s, {} commands; memory peak +{:.0} MiB)",
-            checked - read,
-            patched - checked,
-            took - patched,
-            delta.len(),
-            peak - before
+            "agent: {n} {what:<28}{took:>8.3} s  (read {:.3}, store {:.3}, sync {:.3} {:?}, kernel {kernel_s:.3} s, {} commands; memory peak +{:.0} MiB; as the whole table: kernel {whole_s:.3} s, {} commands)",
+            taken.read,
+            taken.store,
+            taken.sync,
+            live.compiled.synced(),
+            taken.delta.len(),
+            peak - before,
+            whole.len()
         );
     }
     let _ = std::fs::remove_dir_all(&dir);
@@ -387,33 +385,67 @@ pub fn bulk_figure(objects: &[Object], netns: &str, n: usize) {
 
 /// Writes `object` to `file` (or removes the file) and takes the change to the kernel as the
 /// agent does; the seconds that took.
-fn write_and_patch(
-    file: &std::path::Path,
-    object: Option<Object>,
-    watched: &mut Watched,
-    cluster: &mut Cluster,
-    compiled: &mut Compiled,
-    kernel: &Kernel,
-) -> f64 {
+fn write_and_take(file: &std::path::Path, object: Option<Object>, live: &mut Live, kernel: &Kernel) -> f64 {
     match object {
         Some(o) => std::fs::write(file, palisade_bench::to_list_json(&[o])),
         None => std::fs::remove_file(file),
     }
     .expect("write");
     let t = Instant::now();
-    patch_from_files(watched, cluster, compiled, kernel);
+    let taken = live.take();
+    kernel.apply(&taken.delta).expect("the kernel takes the delta");
     t.elapsed().as_secs_f64()
 }
 
-/// The agent's object path for whatever changed in the directory: read it, patch the cluster
-/// and the ruleset, send the delta.
-fn patch_from_files(watched: &mut Watched, cluster: &mut Cluster, compiled: &mut Compiled, kernel: &Kernel) {
-    let opts = BuildOptions::default();
-    let changes = watched.poll().expect("readable").expect("changed");
-    let (policies, pods) = changes.patches(cluster, &opts).expect("a plain pod or policy change");
-    let delta = compiled.patch(cluster, policies, pods);
-    watched.settle();
-    kernel.apply(&delta.expect("no set changes family")).expect("the kernel takes the delta");
+/// What the agent holds for its object path: the directory, the live store of the objects in
+/// force, and the ruleset that follows the store's cluster.
+struct Live {
+    watched: Watched,
+    store: Store,
+    compiled: Compiled,
+}
+
+/// One change taken: the delta, and seconds spent reading the directory, in the store
+/// (`apply`/`delete`, `finish`) and in `sync`.
+struct Taken {
+    delta: Delta,
+    read: f64,
+    store: f64,
+    sync: f64,
+}
+
+impl Live {
+    /// Reads and builds the directory, and compiles it in full.
+    fn start(dir: &std::path::Path) -> Live {
+        let opts = BuildOptions::default();
+        let mut watched = Watched::new(dir);
+        watched.poll().expect("readable");
+        let load = watched.build(&opts).load;
+        let cluster = load.cluster.expect("valid");
+        let compiled = Compiled::following(&cluster, &Options::default());
+        Live { watched, store: Store::adopt(load.inputs, cluster, opts), compiled }
+    }
+
+    /// The agent's object path for whatever changed in the directory: read it, the objects
+    /// out of and into the store, `finish`, `sync`.
+    fn take(&mut self) -> Taken {
+        let opts = BuildOptions::default();
+        let t = Instant::now();
+        let changes = self.watched.poll().expect("readable").expect("changed");
+        let read = t.elapsed().as_secs_f64();
+        for gone in &changes.gone {
+            self.store.delete(&store::key(&gone.object, &opts));
+        }
+        for came in changes.came {
+            self.store.apply(came);
+        }
+        let touched = self.store.finish().expect("a valid change");
+        self.watched.settle();
+        let stored = t.elapsed().as_secs_f64();
+        let delta = self.compiled.sync(self.store.cluster().expect("finished"), &touched);
+        let synced = t.elapsed().as_secs_f64();
+        Taken { delta, read, store: stored - read, sync: synced - stored }
+    }
 }
 
 /// Compiles `c`, applies the delta from `old` (timed), and goes back to `old`, so that each

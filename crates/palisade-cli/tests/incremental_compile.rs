@@ -1,11 +1,12 @@
-//! The agent's object path against the full compile: starting from every truth table and
-//! example, random pods come, go and change labels and addresses, and policies (drawn from every
-//! truth table) come, go and change, one or two changes at a time (and, in a second test, up to
-//! 250 at a time, past the size where a patch finds the pods that change through an index of the
-//! whole cluster instead of pod by pod); after each step the ruleset
-//! kept up to date object by object must equal the full compile of the cluster built again from
+//! The way in and out against the full compile: starting from every truth table and example,
+//! random pods come, go and change labels and addresses, and policies (drawn from every truth
+//! table) come, go and change, one or two changes at a time (and, in a second test, up to 250
+//! at a time, past the size where a patch finds the pods that change through an index of the
+//! whole cluster instead of pod by pod). Each change goes into a live `Store` (`apply`,
+//! `delete`, `finish`) and the ruleset follows it with `Compiled::sync(&cluster, &touched)`;
+//! after each step that ruleset must equal the full compile of the cluster built again from
 //! all objects, and the delta it sends must equal the one `update_commands` finds between the
-//! two full compiles.
+//! two full compiles (whether `sync` followed the change or compiled in full).
 
 mod common;
 
@@ -15,9 +16,10 @@ use common::{conformance_cases, load_case, repo};
 use k8s_openapi::api::core::v1::{Pod, PodIP};
 use palisade_core::cluster::Cluster;
 use palisade_core::field::Nowhere;
+use palisade_ingest::patch::{pod_patch, policy_patch};
+use palisade_ingest::store::Store;
 use palisade_ingest::{build, BuildOptions, Input, Object};
-use palisade_load::watch::Changes;
-use palisade_nft::{compile, Compiled, Options};
+use palisade_nft::{compile, Compiled, Options, Synced};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 
@@ -190,32 +192,46 @@ fn key(i: &Input) -> (&'static str, Option<String>, Option<String>) {
     (i.object.kind(), i.object.metadata().namespace.clone(), i.object.metadata().name.clone())
 }
 
-fn full(w: &World) -> Option<Cluster> {
-    build(&w.inputs, &w.opts).ok()
+/// Whether the store would patch these changes into `cluster` on their own (only Pods and
+/// enforced policies the full build takes as they are), rather than build in full.
+fn patchable(cluster: &Cluster, gone: &[Input], came: &[Input], opts: &BuildOptions) -> bool {
+    let is_pod = |i: &&Input| matches!(i.object, Object::Pod(_));
+    let (pods_gone, policies_gone): (Vec<&Input>, Vec<&Input>) = gone.iter().partition(is_pod);
+    let (pods_came, policies_came): (Vec<&Input>, Vec<&Input>) = came.iter().partition(is_pod);
+    let names: Option<Vec<(String, String)>> = pods_gone
+        .iter()
+        .map(|i| {
+            let m = i.object.metadata();
+            Some((m.namespace.clone().or_else(|| opts.default_namespace.clone())?, m.name.clone()?))
+        })
+        .collect();
+    names.is_some_and(|names| pod_patch(cluster, &names, &pods_came, opts).is_some())
+        && policy_patch(cluster, &policies_gone, &policies_came, opts).is_some()
 }
 
-/// Runs the steps, a batch at a time (as files written together); returns how many changes
-/// touching pods, how many touching policies, and how many of more than 32 pods or policies
-/// took the object path.
+/// Runs the steps, a batch at a time (as files written together), through a store and
+/// `sync`; returns how many changes touching pods, how many touching policies, and how many
+/// of more than 32 pods or policies `sync` followed (rather than compiled in full).
 fn run(w: &mut World, steps: &[Vec<Step>], options: &Options) -> Result<[usize; 3], TestCaseError> {
-    let mut cluster = full(w).expect("the fixture builds");
-    let mut compiled = Compiled::new(&cluster, options);
+    let (mut store, done) = Store::batch(w.inputs.clone(), w.opts.clone());
+    done.expect("the fixture builds");
+    let mut compiled = Compiled::following(store.cluster().expect("built"), options);
     let mut taken = [0, 0, 0];
     for (n, batch) in steps.iter().enumerate() {
         let (mut gone, mut came) = (Vec::new(), Vec::new());
         // One object changed twice in one batch is not a change a directory can show: a step
         // touching an object an earlier step of the batch touched is left out.
         let mut touched = std::collections::HashSet::new();
+        let cluster = store.cluster().expect("finished");
         for (k, s) in batch.iter().enumerate() {
             let Some((g, c)) = change(w, s, 1000 * n + k) else { continue };
             let keys: std::collections::HashSet<_> = g.iter().chain(&c).map(key).collect();
             if keys.iter().any(|k| touched.contains(k)) {
                 continue;
             }
-            // In a big batch, a step the object path would refuse on its own (a policy from a
+            // In a big batch, a step the store would not patch on its own (a policy from a
             // namespace or tier this world lacks) would send the whole batch to the full build.
-            let alone = Changes { gone: g.clone(), came: c.clone(), problems: false, ..Default::default() };
-            if batch.len() > 2 && alone.patches(&cluster, &w.opts).is_none() {
+            if batch.len() > 2 && !patchable(cluster, &g, &c, &w.opts) {
                 continue;
             }
             touched.extend(keys);
@@ -225,37 +241,38 @@ fn run(w: &mut World, steps: &[Vec<Step>], options: &Options) -> Result<[usize; 
         if gone.is_empty() && came.is_empty() {
             continue;
         }
-        // Changes the object path leaves to the full build (a clash, a missing namespace) are skipped.
-        let changes = Changes { gone: gone.clone(), came: came.clone(), problems: false, ..Default::default() };
-        let Some((policy_patch, pod_patch)) = changes.patches(&cluster, &w.opts) else { continue };
-        let big = policy_patch.add.len() > 32 || pod_patch.add.len() + pod_patch.remove.len() > 32;
-        let before = compiled.ruleset().clone();
-        // The world moves on.
-        w.inputs.retain(|i| !gone.iter().any(|g| key(g) == key(i)));
-        w.inputs.extend(came.iter().cloned());
-        let rebuilt = full(w).expect("a patch the object path accepts builds in full");
+        // The world moves on; changes the full build refuses (a clash) are left out.
+        let mut next = w.inputs.clone();
+        next.retain(|i| !gone.iter().any(|g| key(g) == key(i)));
+        next.extend(came.iter().cloned());
+        let Ok(rebuilt) = build(&next, &w.opts) else { continue };
+        w.inputs = next;
         let expected = compile(&rebuilt, options);
-        let outcome = compiled.patch(&mut cluster, policy_patch, pod_patch);
-        if outcome.is_err() {
-            // A set gained or lost a family: the agent compiles in full; the rollback must
-            // give back the ruleset in force.
-            compiled.rollback();
-            prop_assert!(compiled.ruleset() == &before, "{}: step {} rollback", w.name, n);
-            cluster = rebuilt;
-            compiled = Compiled::new(&cluster, options);
-            continue;
+        let before = compiled.ruleset().clone();
+        for g in &gone {
+            store.delete(&palisade_ingest::store::key(&g.object, &w.opts));
         }
-        let (pods, policies) = changes.counts();
-        taken[0] += usize::from(pods > 0);
-        taken[1] += usize::from(policies > 0);
-        taken[2] += usize::from(big);
-        let delta = outcome.expect("not a fallback");
+        for c in &came {
+            store.apply(c.clone());
+        }
+        let finished = store.finish();
+        prop_assert!(finished.is_ok(), "{}: step {}: the store refuses what the build takes", w.name, n);
+        let delta = compiled.sync(store.cluster().expect("finished"), &finished.expect("checked"));
+        let is_pod = |i: &&Input| matches!(i.object, Object::Pod(_));
+        let pods = gone.iter().chain(&came).filter(is_pod).count();
+        let policies_came = came.iter().filter(|i| !is_pod(i)).count();
+        if compiled.synced() == Synced::Followed {
+            taken[0] += usize::from(pods > 0);
+            taken[1] += usize::from(gone.len() + came.len() > pods);
+            taken[2] += usize::from(pods > 32 || policies_came > 32);
+        }
         prop_assert!(
             compiled.ruleset() == &expected,
-            "{}: step {} {:?}: patched ruleset differs from the full compile",
+            "{}: step {} {:?} ({:?}): synced ruleset differs from the full compile",
             w.name,
             n,
-            batch
+            batch,
+            compiled.synced()
         );
         prop_assert_eq!(
             palisade_nft::render::text::script(&delta),
@@ -355,12 +372,12 @@ fn pod_churn_compiled_pod_by_pod_equals_the_full_compile() {
                 .unwrap_or_else(|e| panic!("{e}"));
         }
     }
-    // Most changes must take the object path, or this test proves little.
+    // Most changes must be followed, or this test proves little.
     let [pods, policies] = taken.get();
-    eprintln!("object path: {pods} changes touching pods, {policies} touching policies");
+    eprintln!("followed: {pods} changes touching pods, {policies} touching policies");
     assert!(
         pods > 1000 && policies > 1000,
-        "only {pods} changes touching pods and {policies} touching policies took the object path"
+        "only {pods} changes touching pods and {policies} touching policies were followed"
     );
 }
 
@@ -390,8 +407,8 @@ fn many_changes_at_once_compiled_by_what_they_touch_equal_the_full_compile() {
             .unwrap_or_else(|e| panic!("{e}"));
     }
     let [pods, policies, big] = taken.get();
-    eprintln!("object path: {pods} changes touching pods, {policies} touching policies, {big} of more than 32 objects");
-    assert!(big > 20, "only {big} changes of more than 32 objects took the object path");
+    eprintln!("followed: {pods} changes touching pods, {policies} touching policies, {big} of more than 32 objects");
+    assert!(big > 20, "only {big} changes of more than 32 objects were followed");
 }
 
 /// Issue 13: "pods enforced" counts pods. One dual-stack pod isolated both ways has four map
@@ -437,7 +454,7 @@ fn a_pod_at_a_node_address_takes_it_from_the_node_and_gives_it_back() {
             // Batch 0 adds churn-0 at 198.18.100.2; batch 1 removes it (the last pod).
             let steps = vec![vec![add(dual)], vec![Step::Remove(last)]];
             let [pods, _, _] = run(&mut w, &steps, &options).unwrap_or_else(|e| panic!("{e}"));
-            assert_eq!(pods, 2, "both changes took the object path");
+            assert_eq!(pods, 2, "both changes were followed");
         }
     }
 }

@@ -11,7 +11,7 @@
 //! Pods keep their [`palisade_core::cluster::PodId`] only until a pod leaves (the cluster
 //! fills the hole with its last pod); objects keep their [`ObjectId`].
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 
 use palisade_core::change::{PodPatch, PolicyPatch};
 use palisade_core::cluster::{Cluster, PodId};
@@ -37,128 +37,45 @@ impl ObjectId {
     }
 }
 
-/// How the store names an object: kind (`Pod`, `NetworkPolicy`, `GlobalNetworkPolicy`, ...),
-/// namespace (the default namespace for namespaced objects that name none; `None` for
-/// cluster-scoped kinds) and name.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ObjectKey {
-    pub kind: &'static str,
-    pub namespace: Option<String>,
-    pub name: String,
+pub use palisade_core::change::{Area, Change, ObjectKey, Touched};
+
+/// The key of an object as the store files it: kind, namespace (the default namespace for
+/// namespaced objects that name none; `None` for cluster-scoped kinds) and name.
+pub fn key(object: &Object, opts: &BuildOptions) -> ObjectKey {
+    let m = object.metadata();
+    let namespace = match object.is_namespaced() {
+        true => m.namespace.clone().or_else(|| opts.default_namespace.clone()),
+        false => None,
+    };
+    ObjectKey { kind: object.kind(), namespace, name: m.name.clone().unwrap_or_default() }
 }
 
-impl ObjectKey {
-    /// The key of an object as the store files it.
-    pub fn of(object: &Object, opts: &BuildOptions) -> ObjectKey {
-        let m = object.metadata();
-        let namespace = match object.is_namespaced() {
-            true => m.namespace.clone().or_else(|| opts.default_namespace.clone()),
-            false => None,
-        };
-        ObjectKey { kind: object.kind(), namespace, name: m.name.clone().unwrap_or_default() }
-    }
-}
-
-/// What a change did to one object, between two `finish`es.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Change {
-    Came,
-    Changed,
-    Went,
-}
-
-impl Change {
-    /// Two changes to one object in a row as one (`None`: it came and went, nothing is left).
-    fn then(self, next: Change) -> Option<Change> {
-        match (self, next) {
-            (Change::Came, Change::Went) => None,
-            (Change::Came, _) => Some(Change::Came),
-            (Change::Went, Change::Came | Change::Changed) => Some(Change::Changed),
-            (_, next) => Some(next),
-        }
-    }
-}
-
-/// The part of the model an object kind feeds (a workload stands for pods, an EndpointSlice
-/// for its Service, a ServiceAccount for its pods' Calico labels).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Area {
-    Pods,
-    Policies,
-    Namespaces,
-    Tiers,
-    Sets,
-    Services,
-    Nodes,
-    HostEndpoints,
-}
-
-impl Area {
-    /// The area an object kind feeds.
-    pub fn of(object: &Object) -> Area {
-        match object {
-            Object::Pod(_)
-            | Object::ServiceAccount(_)
-            | Object::Deployment(_)
-            | Object::ReplicaSet(_)
-            | Object::StatefulSet(_)
-            | Object::DaemonSet(_)
-            | Object::Job(_)
-            | Object::CronJob(_) => Area::Pods,
-            Object::Namespace(_) => Area::Namespaces,
-            Object::Node(_) => Area::Nodes,
-            Object::Service(_) | Object::EndpointSlice(_) => Area::Services,
-            Object::CalicoTier(_) => Area::Tiers,
-            Object::CalicoNetworkSet(_) | Object::CalicoGlobalNetworkSet(_) => Area::Sets,
-            Object::CalicoHostEndpoint(_) => Area::HostEndpoints,
-            Object::NetworkPolicy(_)
-            | Object::CalicoNetworkPolicy(_)
-            | Object::CalicoGlobalNetworkPolicy(_)
-            | Object::CalicoStagedNetworkPolicy(_)
-            | Object::CalicoStagedGlobalNetworkPolicy(_)
-            | Object::CalicoStagedKubernetesNetworkPolicy(_)
-            | Object::ClusterNetworkPolicy(_)
-            | Object::AdminNetworkPolicy(_)
-            | Object::BaselineAdminNetworkPolicy(_) => Area::Policies,
-        }
-    }
-}
-
-/// Objects that came, changed or went, by key, with the area of the model each feeds.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Touched {
-    pub objects: BTreeMap<ObjectKey, (Area, Change)>,
-}
-
-impl Touched {
-    fn one(key: ObjectKey, area: Area, change: Change) -> Touched {
-        Touched { objects: BTreeMap::from([(key, (area, change))]) }
-    }
-
-    /// Adds a later change to the same or other objects.
-    pub fn merge(&mut self, later: Touched) {
-        for (key, (area, change)) in later.objects {
-            match self.objects.get(&key).map(|(_, c)| c.then(change)) {
-                Some(None) => {
-                    self.objects.remove(&key);
-                }
-                Some(Some(c)) => {
-                    self.objects.insert(key, (area, c));
-                }
-                None => {
-                    self.objects.insert(key, (area, change));
-                }
-            }
-        }
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.objects.is_empty()
-    }
-
-    /// The objects of one area that changed, and how.
-    pub fn area(&self, area: Area) -> impl Iterator<Item = (&ObjectKey, Change)> {
-        self.objects.iter().filter(move |(_, (a, _))| *a == area).map(|(k, (_, c))| (k, *c))
+/// The area of the model an object kind feeds.
+pub fn area(object: &Object) -> Area {
+    match object {
+        Object::Pod(_)
+        | Object::ServiceAccount(_)
+        | Object::Deployment(_)
+        | Object::ReplicaSet(_)
+        | Object::StatefulSet(_)
+        | Object::DaemonSet(_)
+        | Object::Job(_)
+        | Object::CronJob(_) => Area::Pods,
+        Object::Namespace(_) => Area::Namespaces,
+        Object::Node(_) => Area::Nodes,
+        Object::Service(_) | Object::EndpointSlice(_) => Area::Services,
+        Object::CalicoTier(_) => Area::Tiers,
+        Object::CalicoNetworkSet(_) | Object::CalicoGlobalNetworkSet(_) => Area::Sets,
+        Object::CalicoHostEndpoint(_) => Area::HostEndpoints,
+        Object::NetworkPolicy(_)
+        | Object::CalicoNetworkPolicy(_)
+        | Object::CalicoGlobalNetworkPolicy(_)
+        | Object::CalicoStagedNetworkPolicy(_)
+        | Object::CalicoStagedGlobalNetworkPolicy(_)
+        | Object::CalicoStagedKubernetesNetworkPolicy(_)
+        | Object::ClusterNetworkPolicy(_)
+        | Object::AdminNetworkPolicy(_)
+        | Object::BaselineAdminNetworkPolicy(_) => Area::Policies,
     }
 }
 
@@ -222,15 +139,31 @@ impl Store {
         let mut store = Store::new(opts);
         store.by_key.reserve(inputs.len());
         for (i, input) in inputs.iter().enumerate() {
-            let key = ObjectKey::of(&input.object, &store.opts);
+            let key = key(&input.object, &store.opts);
             // A key named twice came once: its later copies change nothing in `touched`.
-            store.touched.objects.entry(key.clone()).or_insert((Area::of(&input.object), Change::Came));
+            store.touched.objects.entry(key.clone()).or_insert((area(&input.object), Change::Came));
             store.by_key.entry(key).or_default().push(ObjectId::of(i));
         }
         store.settled = vec![false; inputs.len()];
         store.slots = inputs.into_iter().map(Some).collect();
         let done = store.finish();
         (store, done)
+    }
+
+    /// A store holding objects already built into `cluster` elsewhere (a build that held some
+    /// objects back, as the agent's directory does): as if they had been applied and finished.
+    /// `inputs` must be the objects `cluster` was built from.
+    pub fn adopt(inputs: Vec<Input>, cluster: Cluster, opts: BuildOptions) -> Store {
+        let mut store = Store::new(opts);
+        store.by_key.reserve(inputs.len());
+        for (i, input) in inputs.iter().enumerate() {
+            store.by_key.entry(key(&input.object, &store.opts)).or_default().push(ObjectId::of(i));
+        }
+        store.settled = vec![true; inputs.len()];
+        store.slots = inputs.into_iter().map(Some).collect();
+        store.cluster = Some(cluster);
+        store.last = Path::Build;
+        store
     }
 
     /// The cluster of the last successful `finish` (`None` before one, or after a failed one).
@@ -269,8 +202,8 @@ impl Store {
     /// Adds an object, or replaces the one filed under its key (an update, as the API server
     /// takes it).
     pub fn apply(&mut self, input: Input) -> Touched {
-        let key = ObjectKey::of(&input.object, &self.opts);
-        let area = Area::of(&input.object);
+        let key = key(&input.object, &self.opts);
+        let area = area(&input.object);
         let touched = match self.by_key.get(&key).and_then(|ids| ids.first().copied()) {
             Some(id) if self.slot(id).object == input.object => return Touched::default(),
             Some(id) => {
@@ -302,16 +235,16 @@ impl Store {
     /// Takes out every object filed under `key`.
     pub fn delete(&mut self, key: &ObjectKey) -> Touched {
         let Some(ids) = self.by_key.remove(key) else { return Touched::default() };
-        let mut area = Area::Policies;
+        let mut fed = Area::Policies;
         for id in ids {
             let input = self.slots[id.index()].take().expect("a filed id holds an object");
-            area = Area::of(&input.object);
+            fed = area(&input.object);
             if std::mem::take(&mut self.settled[id.index()]) {
                 self.gone.push(input);
             }
             self.released.push(id);
         }
-        let touched = Touched::one(key.clone(), area, Change::Went);
+        let touched = Touched::one(key.clone(), fed, Change::Went);
         self.touched.merge(touched.clone());
         touched
     }
@@ -366,7 +299,7 @@ impl Store {
         let gone: Vec<(String, String)> = pods_gone
             .iter()
             .map(|i| {
-                let k = ObjectKey::of(&i.object, &self.opts);
+                let k = key(&i.object, &self.opts);
                 (k.namespace.unwrap_or_default(), k.name)
             })
             .collect();

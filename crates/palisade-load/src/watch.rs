@@ -13,9 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use palisade_core::cluster::Cluster;
 use palisade_core::field::{FieldPath, Location, Problem, Severity};
-use palisade_ingest::patch::{pod_patch, policy_patch, PodPatch, PolicyPatch};
 use palisade_ingest::{BuildOptions, Input, Object};
 
 use crate::directory::{Activity, Directory};
@@ -134,28 +132,6 @@ fn key(i: &Input) -> Key {
 }
 
 impl Changes {
-    /// The change as patches for the cluster built before it (policies, pods) when the object
-    /// path can take it: only Pods and enforced policies, each one the full build would take
-    /// as it is (see `pod_patch` and `policy_patch`). `None`: build and compile in full.
-    pub fn patches(&self, cluster: &Cluster, opts: &BuildOptions) -> Option<(PolicyPatch, PodPatch)> {
-        if self.problems {
-            return None;
-        }
-        let is_pod = |i: &&Input| matches!(i.object, Object::Pod(_));
-        let (pods_gone, policies_gone): (Vec<&Input>, Vec<&Input>) = self.gone.iter().partition(is_pod);
-        let (pods_came, policies_came): (Vec<&Input>, Vec<&Input>) = self.came.iter().partition(is_pod);
-        let gone: Option<Vec<(String, String)>> = pods_gone
-            .iter()
-            .map(|i| {
-                let m = i.object.metadata();
-                Some((m.namespace.clone().or_else(|| opts.default_namespace.clone())?, m.name.clone()?))
-            })
-            .collect();
-        let pods = pod_patch(cluster, &gone?, &pods_came, opts)?;
-        let policies = policy_patch(cluster, &policies_gone, &policies_came, opts)?;
-        Some((policies, pods))
-    }
-
     /// Pod objects and other objects among those that went or came.
     pub fn counts(&self) -> (usize, usize) {
         let pods = self.gone.iter().chain(&self.came).filter(|i| matches!(i.object, Object::Pod(_))).count();

@@ -116,6 +116,11 @@ pub struct Compiled {
     /// Each node's addresses, for the `own_node_*` pairs (a full compile works them out; a pod
     /// change can change them: [`Compiled::own_node_readdress`]).
     pub(crate) node_addresses: HashMap<String, BTreeSet<IpAddr>>,
+    /// The cluster this ruleset was compiled from, as this ruleset's own copy (`None`: not
+    /// kept; the next [`Compiled::sync`] compiles in full). Only the incremental paths change
+    /// it, in step with the ruleset: a pod or policy that goes is taken out as it was.
+    pub(crate) model: Option<Cluster>,
+    pub(crate) synced: crate::sync::Synced,
 }
 
 /// A direction's index in a pod's pair of groups.
@@ -178,7 +183,7 @@ impl Compiled {
     /// Undoes everything since [`Compiled::begin`] in the ruleset (after [`NeedsFullCompile`]).
     /// Only [`Compiled::ruleset`] means anything afterwards: the ruleset in force, to diff a
     /// full compile against.
-    pub fn rollback(&mut self) {
+    pub(crate) fn rollback(&mut self) {
         self.garbage = Default::default();
         self.dirty.clear();
         // With the journal taken, the puts below record nothing.

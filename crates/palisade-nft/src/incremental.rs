@@ -18,7 +18,7 @@ use crate::membership::{Member, Tally};
 /// its last) address of a family, which changes rules and not only elements; or a policy
 /// changed while there are host endpoints. Compile in full instead.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct NeedsFullCompile;
+pub(crate) struct NeedsFullCompile;
 
 /// Past this many policies or pods in one change, a patch finds the pods that change through
 /// an index of the whole cluster (built once: tens of milliseconds at 10,000 pods) instead of
@@ -27,11 +27,11 @@ pub struct NeedsFullCompile;
 const INDEXED: usize = 32;
 
 impl Compiled {
-    /// Applies policy and pod changes (policies first) to the cluster and to this ruleset, and
-    /// returns the delta for the kernel. On [`NeedsFullCompile`] the cluster holds part of the
-    /// change and this ruleset must be rolled back ([`Compiled::rollback`]) and compiled again
-    /// in full.
-    pub fn patch(
+    /// Applies policy and pod changes (policies first) to the cluster (this ruleset's own copy,
+    /// see [`Compiled::sync`]) and to this ruleset, and returns the delta for the kernel. On
+    /// [`NeedsFullCompile`] the cluster holds part of the change and this ruleset must be
+    /// rolled back ([`Compiled::rollback`]) and compiled again in full.
+    pub(crate) fn patch(
         &mut self,
         cluster: &mut Cluster,
         policies: palisade_core::change::PolicyPatch,

@@ -3,7 +3,7 @@
 //! from the table in force), apply it.
 
 mod compiled;
-pub mod incremental;
+mod incremental;
 pub mod ir;
 pub mod kernel;
 pub mod lower;
@@ -14,10 +14,11 @@ pub mod own_node;
 pub mod owner;
 pub mod render;
 pub mod script;
+mod sync;
 pub mod table;
 pub mod unenforced;
 
 pub use compiled::Compiled;
-pub use incremental::NeedsFullCompile;
 pub use lower::compile;
+pub use sync::{Delta, Synced};
 pub use table::{Options, Ruleset, Stats};

@@ -114,6 +114,8 @@ impl Compiled {
             next_policy_id: cluster.policies.len() as u32,
             journal: None,
             node_addresses: own_node::node_addresses(cluster),
+            model: None,
+            synced: Default::default(),
         };
         st.rs.own_node.by_address = opts.node.is_none();
         for p in cluster.pod_ids() {

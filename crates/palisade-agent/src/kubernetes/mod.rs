@@ -1,7 +1,8 @@
 //! `palisade agent --source kubernetes`: the node's table kept in step with the API server.
 //! The feed (`feed`) watches every served kind; its changes go into the store one object at
-//! a time (`view`); once every kind has synced once, each batch of changes is built, compiled
-//! and sent as one nf_tables transaction. Until then nothing is applied: the table already in
+//! a time (`view`); once every kind has synced once, each batch of changes is finished by the
+//! store, followed by the ruleset (`Compiled::sync`: a pod or policy change costs what it
+//! touches) and sent as one nf_tables transaction. Until then nothing is applied: the table already in
 //! the kernel (a restart's) stays. SIGTERM stops the loop between transactions and leaves the
 //! table in force. The table is kept as the agent left it as in directory mode (`table`).
 
@@ -19,7 +20,7 @@ use std::time::{Duration, Instant};
 use palisade_kube::kinds::Kind;
 use palisade_kube::{Change, Target};
 use palisade_nft::script;
-use palisade_nft::Compiled;
+use palisade_nft::{Compiled, Synced};
 
 use crate::enforcement::{build_options, claim, compile_options};
 use crate::health::{Health, KindLabel, Metrics};
@@ -269,7 +270,8 @@ impl<K: Kernel> KubeAgent<K> {
         self.kinds.as_ref().is_some_and(|k| k.iter().all(|k| self.view.synced.contains(k)))
     }
 
-    /// Builds what the view holds, compiles it and sends the difference in one transaction.
+    /// Finishes what the view holds, brings the ruleset to it (`Compiled::sync`: by what the
+    /// change touched) and sends the delta in one transaction.
     fn transact(&mut self) {
         let t = Instant::now();
         let touched = match self.view.finish() {
@@ -286,13 +288,23 @@ impl<K: Kernel> KubeAgent<K> {
             return;
         }
         let Some(cluster) = self.view.cluster() else { return };
-        crate::enforcement::warn_unenforced(cluster);
-        let next = Compiled::new(cluster, &compile_options(&self.args));
-        let (delta, how) = match &self.compiled {
-            Some(old) => {
-                (script::update_commands(old.ruleset(), next.ruleset()), format!("{} objects", touched.objects.len()))
+        let first = self.compiled.is_none();
+        let (next, delta, how) = match self.compiled.take() {
+            Some(mut compiled) => {
+                let delta = compiled.sync(cluster, &touched);
+                let mut how = format!("{} objects", touched.objects.len());
+                if compiled.synced() == Synced::Compiled {
+                    crate::enforcement::warn_unenforced(cluster);
+                    how.push_str("; compiled in full");
+                }
+                (compiled, delta, how)
             }
-            None => (script::full_commands(next.ruleset()), "first ruleset, every kind synced".to_string()),
+            None => {
+                crate::enforcement::warn_unenforced(cluster);
+                let next = Compiled::following(cluster, &compile_options(&self.args));
+                let delta = script::full_commands(next.ruleset());
+                (next, delta, "first ruleset, every kind synced".to_string())
+            }
         };
         self.generation += 1;
         let sent = Instant::now();
@@ -304,7 +316,7 @@ impl<K: Kernel> KubeAgent<K> {
         if ok {
             self.forget_gone_addresses();
         }
-        if ok || self.compiled.is_some() {
+        if ok || !first {
             self.compiled = Some(next);
         } else {
             // The first ruleset did not go in: try again with the next turn.

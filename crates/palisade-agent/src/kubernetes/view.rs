@@ -159,7 +159,7 @@ impl View {
     fn put(&mut self, key: ObjectKey, input: Input) {
         let before = self.held.get(&key).cloned();
         self.prior.entry(key.clone()).or_insert(before);
-        let store_key = StoreKey::of(&input.object, &self.opts);
+        let store_key = palisade_ingest::store::key(&input.object, &self.opts);
         self.dirty |= !self.store.apply(input.clone()).is_empty();
         self.held.insert(key, (store_key, input));
     }

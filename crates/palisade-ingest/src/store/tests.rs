@@ -191,7 +191,7 @@ fn pool(n: usize, v: usize) -> Input {
 
 fn pool_key(n: usize) -> ObjectKey {
     let object = pool(n, 0).object;
-    ObjectKey::of(&object, &BuildOptions::default())
+    super::key(&object, &BuildOptions::default())
 }
 
 fn step() -> impl Strategy<Value = Step> {
