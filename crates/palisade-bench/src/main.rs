@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use clap::Parser;
+mod dataplane;
 mod enforcer;
 mod kubernetes;
 
@@ -91,6 +92,17 @@ struct Args {
     /// With --commands: only the commands whose line contains this text (`lint`, `(YAML)`).
     #[arg(long, value_name = "TEXT", requires = "commands")]
     only: Option<String>,
+    /// Measure the data plane's per-connection cost instead (needs root): new TCP connections
+    /// per second to a lab pod selected by 1 and by 1,000 policies, with small peer sets and
+    /// with --big-set peers in them, Allow runs merged and unmerged, --rounds interleaved rounds.
+    #[arg(long)]
+    dataplane: bool,
+    /// With --dataplane: connection attempts per measurement.
+    #[arg(long, default_value_t = 20_000)]
+    connections: usize,
+    /// With --dataplane: connections in flight at once.
+    #[arg(long, default_value_t = 1)]
+    workers: usize,
     /// (Internal: one measurement of the loader curve, in its own process.)
     #[arg(long, hide = true)]
     loader_one: Option<std::path::PathBuf>,
@@ -114,6 +126,17 @@ fn main() {
     }
     if let Some(nca) = &a.versus_nca {
         nca::versus(nca, a.seed);
+        return;
+    }
+    if a.dataplane {
+        palisade_lab::install_interrupt_cleanup();
+        let plan = dataplane::Plan {
+            rounds: a.rounds.max(1),
+            connections: a.connections,
+            peers: a.big_set,
+            workers: a.workers,
+        };
+        dataplane::run(&plan);
         return;
     }
     if let Some(max_mb) = a.loader_curve {

@@ -1,0 +1,108 @@
+//! New connections per second from one lab namespace to a listener in another: what a ruleset
+//! costs per new connection (established packets stop at the conntrack rule, so only each
+//! connection's first packet walks the policy chains).
+//!
+//! Bounded in count and in time: at most [`RateOptions::connections`] attempts, none started
+//! after [`RateOptions::max`], each waiting at most [`RateOptions::timeout`]. Each connection is
+//! closed with a reset (linger 0) as soon as it is established, so that no TIME_WAIT state
+//! holds on to the client's ports and the next connection is new to conntrack again.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::traffic::in_netns;
+
+/// How many connections a rate probe makes, and for how long at most.
+#[derive(Clone, Debug)]
+pub struct RateOptions {
+    /// Connection attempts in all (the probe's count bound).
+    pub connections: usize,
+    /// No attempt starts after this long (the probe's time bound).
+    pub max: Duration,
+    /// How long one connect may wait for its answer before it counts as failed.
+    pub timeout: Duration,
+    /// Connections in flight at once, each from a thread of its own.
+    pub workers: usize,
+}
+
+impl Default for RateOptions {
+    fn default() -> Self {
+        RateOptions {
+            connections: 10_000,
+            max: Duration::from_secs(5),
+            timeout: Duration::from_millis(500),
+            workers: 1,
+        }
+    }
+}
+
+/// What a rate probe saw.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Rate {
+    /// Connections established (the server's SYN-ACK came back).
+    pub connected: usize,
+    /// Attempts refused, reset or unanswered within the timeout.
+    pub failed: usize,
+    /// Wall time from the first attempt to the last answer, in seconds.
+    pub seconds: f64,
+}
+
+impl Rate {
+    /// Established connections per second of wall time (0 when nothing was measured).
+    pub fn per_second(&self) -> f64 {
+        if self.seconds > 0.0 {
+            self.connected as f64 / self.seconds
+        } else {
+            0.0
+        }
+    }
+}
+
+/// Connects from namespace `netns` to `dst` over TCP as fast as `opts.workers` threads can, up
+/// to `opts.connections` attempts or `opts.max`; each connection is reset right after it is
+/// established. Errors: a namespace that cannot be entered, or a thread that panicked.
+pub fn connect_rate(netns: &str, dst: SocketAddr, opts: &RateOptions) -> std::io::Result<Rate> {
+    let started = Arc::new(AtomicUsize::new(0));
+    let connected = Arc::new(AtomicUsize::new(0));
+    let failed = Arc::new(AtomicUsize::new(0));
+    let begin = Instant::now();
+    let deadline = begin + opts.max;
+    let workers: Vec<_> = (0..opts.workers.max(1))
+        .map(|_| {
+            let (netns, opts) = (netns.to_string(), opts.clone());
+            let (started, connected, failed) = (started.clone(), connected.clone(), failed.clone());
+            std::thread::spawn(move || {
+                in_netns(&netns, move || {
+                    while started.fetch_add(1, Ordering::Relaxed) < opts.connections && Instant::now() < deadline {
+                        let ok = connect_and_reset(dst, opts.timeout);
+                        let counter = if ok { &connected } else { &failed };
+                        counter.fetch_add(1, Ordering::Relaxed);
+                    }
+                })
+            })
+        })
+        .collect();
+    for w in workers {
+        w.join().map_err(|_| std::io::Error::other("rate probe thread panicked"))??;
+    }
+    Ok(Rate {
+        connected: connected.load(Ordering::Relaxed),
+        failed: failed.load(Ordering::Relaxed),
+        seconds: begin.elapsed().as_secs_f64(),
+    })
+}
+
+/// One connection: established within `timeout`, then closed with a reset.
+fn connect_and_reset(dst: SocketAddr, timeout: Duration) -> bool {
+    let Ok(socket) = socket2::Socket::new(socket2::Domain::for_address(dst), socket2::Type::STREAM, None) else {
+        return false;
+    };
+    if socket.connect_timeout(&dst.into(), timeout).is_err() {
+        return false;
+    }
+    // Linger 0: close sends a reset and leaves no TIME_WAIT behind.
+    let _ = socket.set_linger(Some(Duration::ZERO));
+    true
+}

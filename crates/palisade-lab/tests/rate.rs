@@ -1,0 +1,46 @@
+//! The connect-rate probe against a real lab: it counts what got through and what a drop
+//! rule stopped, and makes exactly the attempts it is asked for. Needs root; set
+//! PALISADE_SKIP_LAB=1 to skip.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use palisade_core::port::Protocol;
+use palisade_lab::rate::{connect_rate, RateOptions};
+use palisade_lab::{traffic, Topology};
+
+fn lab_possible() -> bool {
+    if std::env::var_os("PALISADE_SKIP_LAB").is_some() {
+        eprintln!("PALISADE_SKIP_LAB is set: lab test skipped");
+        return false;
+    }
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { nix::libc::geteuid() } == 0;
+    assert!(root, "the lab tests need root; run as root or set PALISADE_SKIP_LAB=1");
+    true
+}
+
+#[test]
+fn the_rate_probe_counts_connections_and_drops() {
+    if !lab_possible() {
+        return;
+    }
+    let (client, server): (IpAddr, IpAddr) = ("198.19.251.1".parse().unwrap(), "198.19.251.2".parse().unwrap());
+    let topo = Topology::build(&[(vec![client], false), (vec![server], false)]).expect("lab");
+    traffic::serve(&topo.pods[1].netns, &[(8080, Protocol::TCP)], false, None).expect("server");
+    let dst = SocketAddr::new(server, 8080);
+    let opts = RateOptions { connections: 50, workers: 2, ..Default::default() };
+    let open = connect_rate(&topo.pods[0].netns, dst, &opts).expect("probe");
+    assert_eq!((open.connected, open.failed), (50, 0));
+    assert!(open.per_second() > 0.0);
+
+    // A port with no listener answers with a reset: refused, not established.
+    let closed = connect_rate(&topo.pods[0].netns, SocketAddr::new(server, 8081), &opts).expect("probe");
+    assert_eq!((closed.connected, closed.failed), (0, 50));
+
+    let drop = "table inet palisade { chain f { type filter hook forward priority 0; tcp dport 8080 drop; } }";
+    palisade_nft::script::apply(drop, Some(&topo.node)).expect("nft");
+    let few = RateOptions { connections: 3, timeout: Duration::from_millis(200), workers: 1, ..Default::default() };
+    let dropped = connect_rate(&topo.pods[0].netns, dst, &few).expect("probe");
+    assert_eq!((dropped.connected, dropped.failed), (0, 3));
+}
