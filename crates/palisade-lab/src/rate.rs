@@ -39,7 +39,7 @@ impl Default for RateOptions {
 }
 
 /// What a rate probe saw.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Rate {
     /// Connections established (the server's SYN-ACK came back).
     pub connected: usize,
@@ -47,6 +47,8 @@ pub struct Rate {
     pub failed: usize,
     /// Wall time from the first attempt to the last answer, in seconds.
     pub seconds: f64,
+    /// Why the first failed attempt failed (the OS error), if one did.
+    pub first_error: Option<String>,
 }
 
 impl Rate {
@@ -67,18 +69,24 @@ pub fn connect_rate(netns: &str, dst: SocketAddr, opts: &RateOptions) -> std::io
     let started = Arc::new(AtomicUsize::new(0));
     let connected = Arc::new(AtomicUsize::new(0));
     let failed = Arc::new(AtomicUsize::new(0));
+    let first_error = Arc::new(std::sync::Mutex::new(None));
     let begin = Instant::now();
     let deadline = begin + opts.max;
     let workers: Vec<_> = (0..opts.workers.max(1))
         .map(|_| {
             let (netns, opts) = (netns.to_string(), opts.clone());
             let (started, connected, failed) = (started.clone(), connected.clone(), failed.clone());
+            let first_error = first_error.clone();
             std::thread::spawn(move || {
                 in_netns(&netns, move || {
                     while started.fetch_add(1, Ordering::Relaxed) < opts.connections && Instant::now() < deadline {
-                        let ok = connect_and_reset(dst, opts.timeout);
-                        let counter = if ok { &connected } else { &failed };
-                        counter.fetch_add(1, Ordering::Relaxed);
+                        match connect_and_reset(dst, opts.timeout) {
+                            Ok(()) => connected.fetch_add(1, Ordering::Relaxed),
+                            Err(e) => {
+                                first_error.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert(e.to_string());
+                                failed.fetch_add(1, Ordering::Relaxed)
+                            }
+                        };
                     }
                 })
             })
@@ -87,22 +95,39 @@ pub fn connect_rate(netns: &str, dst: SocketAddr, opts: &RateOptions) -> std::io
     for w in workers {
         w.join().map_err(|_| std::io::Error::other("rate probe thread panicked"))??;
     }
+    let first_error = first_error.lock().unwrap_or_else(|p| p.into_inner()).take();
     Ok(Rate {
         connected: connected.load(Ordering::Relaxed),
         failed: failed.load(Ordering::Relaxed),
         seconds: begin.elapsed().as_secs_f64(),
+        first_error,
     })
 }
 
+/// A listener for rate probes in namespace `netns` on `addr`: it accepts and closes at once,
+/// with a backlog deep enough (4,096) that a burst of connections never meets a full accept
+/// queue (the kernel drops SYNs then, and the probe would measure its retransmission timer).
+/// Runs until the process ends; the namespace's removal takes the socket with it.
+pub fn serve(netns: &str, addr: SocketAddr) -> std::io::Result<()> {
+    let listener = in_netns(netns, move || -> std::io::Result<std::net::TcpListener> {
+        let socket = socket2::Socket::new(socket2::Domain::for_address(addr), socket2::Type::STREAM, None)?;
+        socket.set_reuse_address(true)?;
+        socket.bind(&addr.into())?;
+        socket.listen(4096)?;
+        Ok(socket.into())
+    })??;
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            drop(conn);
+        }
+    });
+    Ok(())
+}
+
 /// One connection: established within `timeout`, then closed with a reset.
-fn connect_and_reset(dst: SocketAddr, timeout: Duration) -> bool {
-    let Ok(socket) = socket2::Socket::new(socket2::Domain::for_address(dst), socket2::Type::STREAM, None) else {
-        return false;
-    };
-    if socket.connect_timeout(&dst.into(), timeout).is_err() {
-        return false;
-    }
+fn connect_and_reset(dst: SocketAddr, timeout: Duration) -> std::io::Result<()> {
+    let socket = socket2::Socket::new(socket2::Domain::for_address(dst), socket2::Type::STREAM, None)?;
+    socket.connect_timeout(&dst.into(), timeout)?;
     // Linger 0: close sends a reset and leaves no TIME_WAIT behind.
-    let _ = socket.set_linger(Some(Duration::ZERO));
-    true
+    socket.set_linger(Some(Duration::ZERO))
 }

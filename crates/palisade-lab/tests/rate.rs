@@ -5,9 +5,8 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use palisade_core::port::Protocol;
 use palisade_lab::rate::{connect_rate, RateOptions};
-use palisade_lab::{traffic, Topology};
+use palisade_lab::Topology;
 
 fn lab_possible() -> bool {
     if std::env::var_os("PALISADE_SKIP_LAB").is_some() {
@@ -27,8 +26,8 @@ fn the_rate_probe_counts_connections_and_drops() {
     }
     let (client, server): (IpAddr, IpAddr) = ("198.19.251.1".parse().unwrap(), "198.19.251.2".parse().unwrap());
     let topo = Topology::build(&[(vec![client], false), (vec![server], false)]).expect("lab");
-    traffic::serve(&topo.pods[1].netns, &[(8080, Protocol::TCP)], false, None).expect("server");
     let dst = SocketAddr::new(server, 8080);
+    palisade_lab::rate::serve(&topo.pods[1].netns, dst).expect("server");
     let opts = RateOptions { connections: 50, workers: 2, ..Default::default() };
     let open = connect_rate(&topo.pods[0].netns, dst, &opts).expect("probe");
     assert_eq!((open.connected, open.failed), (50, 0));
