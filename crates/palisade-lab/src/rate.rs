@@ -104,6 +104,38 @@ pub fn connect_rate(netns: &str, dst: SocketAddr, opts: &RateOptions) -> std::io
     })
 }
 
+/// Connection rates to several targets measured side by side: batches of `batch` connections
+/// to each target in turn (every other round in reverse order), `batches` times, so that whatever else the machine does weighs on
+/// every target alike. Returns each target's rate per batch (connections established per
+/// second); a batch whose attempts all failed counts as 0. Bounded: at most
+/// `batches * batch * targets.len()` attempts, each waiting at most `timeout`.
+pub fn paired_rates(
+    netns: &str,
+    targets: &[SocketAddr],
+    batch: usize,
+    batches: usize,
+    timeout: Duration,
+) -> std::io::Result<Vec<Vec<f64>>> {
+    let targets = targets.to_vec();
+    in_netns(netns, move || {
+        let mut rates = vec![Vec::with_capacity(batches); targets.len()];
+        for round in 0..batches {
+            // Every other round in reverse (A B, B A, ...): neither target always goes first.
+            let mut order: Vec<usize> = (0..targets.len()).collect();
+            if round % 2 == 1 {
+                order.reverse();
+            }
+            for i in order {
+                let dst = &targets[i];
+                let t = Instant::now();
+                let ok = (0..batch).filter(|_| connect_and_reset(*dst, timeout).is_ok()).count();
+                rates[i].push(ok as f64 / t.elapsed().as_secs_f64());
+            }
+        }
+        rates
+    })
+}
+
 /// A listener for rate probes in namespace `netns` on `addr`: it accepts and closes at once,
 /// with a backlog deep enough (4,096) that a burst of connections never meets a full accept
 /// queue (the kernel drops SYNs then, and the probe would measure its retransmission timer).

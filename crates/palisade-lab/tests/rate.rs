@@ -37,6 +37,15 @@ fn the_rate_probe_counts_connections_and_drops() {
     let closed = connect_rate(&topo.pods[0].netns, SocketAddr::new(server, 8081), &opts).expect("probe");
     assert_eq!((closed.connected, closed.failed), (0, 50));
 
+    // Side by side: every batch of the open port establishes, none of the closed one's does.
+    let refused = SocketAddr::new(server, 8081);
+    let rates =
+        palisade_lab::rate::paired_rates(&topo.pods[0].netns, &[dst, refused], 5, 4, Duration::from_millis(500))
+            .expect("probe");
+    assert_eq!(rates.iter().map(Vec::len).collect::<Vec<_>>(), [4, 4]);
+    assert!(rates[0].iter().all(|&r| r > 0.0), "{rates:?}");
+    assert!(rates[1].iter().all(|&r| r == 0.0), "{rates:?}");
+
     let drop = "table inet palisade { chain f { type filter hook forward priority 0; tcp dport 8080 drop; } }";
     palisade_nft::script::apply(drop, Some(&topo.node)).expect("nft");
     let few = RateOptions { connections: 3, timeout: Duration::from_millis(200), workers: 1, ..Default::default() };

@@ -389,7 +389,8 @@ impl Compiler<'_, '_> {
     /// A tier's rules lowered: runs of Allow rules merged (unless [`Options::unmerged`]), peer
     /// sets registered, then each alternative as a rule.
     fn render_tier(&mut self, rules: Vec<(Alt, Action, String)>, dir: Direction) -> Vec<TierRule> {
-        let rules = if self.st.opts.unmerged { rules } else { crate::merge::allow_runs(rules) };
+        let rules =
+            if self.st.opts.unmerged { rules } else { crate::merge::allow_runs(rules, crate::merge::MERGE_FROM) };
         let mut out = Vec::new();
         for (alt, action, comment) in rules {
             let then = match action {

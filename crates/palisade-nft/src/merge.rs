@@ -10,17 +10,27 @@
 //! case `calico-20-allow-runs.yaml` pins this down). What is lost is per-policy counting: the
 //! merged rule counts for all of them, and its comment names the first and how many more.
 //!
+//! A shape merges when its rules in the run are copies of one rule (dropping copies costs
+//! nothing) or have at least [`MERGE_FROM`] distinct peers: a union set repeats its members'
+//! addresses, so merging every pair would trade a few rule evaluations for a much bigger table.
+//!
 //! This is the group-chain form of what identity-based data planes do with one verdict lookup
 //! keyed by peer: per new connection the cost is the number of distinct rule shapes (protocol,
 //! ports, own-side conditions), not the number of policies.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use palisade_core::policy::Action;
 
 use crate::ir::Addr;
 use crate::lower::Alt;
 use crate::membership::Source;
+
+/// Rules of one shape in a run merge only from this many on: fewer cost the packet little
+/// (a set lookup each), while every merged set holds its members' addresses once more, and
+/// groups with different policies cannot share it (at 10,000 pods and 5,000 policies, merging
+/// every pair would multiply the table's elements by 13 and its load time by 4).
+pub(crate) const MERGE_FROM: usize = 8;
 
 /// A rule's peer addresses, not yet a named set: the set is registered once the run it is in
 /// has been merged, so that merged members do not leave unused sets behind.
@@ -38,20 +48,20 @@ pub(crate) struct Peer {
 /// A rule of a tier before lowering: how it matches, its action, its comment.
 pub(crate) type TierEntry = (Alt, Action, String);
 
-/// Merges each run of adjacent Allow rules (see the module comment); other rules stay as and
-/// where they are.
-pub(crate) fn allow_runs(rules: Vec<TierEntry>) -> Vec<TierEntry> {
+/// Merges each run of adjacent Allow rules (see the module comment) where a shape has one
+/// distinct peer or at least `from`; other rules stay as and where they are.
+pub(crate) fn allow_runs(rules: Vec<TierEntry>, from: usize) -> Vec<TierEntry> {
     let mut out = Vec::with_capacity(rules.len());
     let mut run = Vec::new();
     for rule in rules {
         if rule.1 == Action::Allow {
             run.push(rule);
         } else {
-            out.extend(merge_run(std::mem::take(&mut run)));
+            out.extend(merge_run(std::mem::take(&mut run), from));
             out.push(rule);
         }
     }
-    out.extend(merge_run(run));
+    out.extend(merge_run(run, from));
     out
 }
 
@@ -64,15 +74,29 @@ struct Merged {
     rules: usize,
 }
 
-fn merge_run(run: Vec<TierEntry>) -> Vec<TierEntry> {
+fn merge_run(run: Vec<TierEntry>, from: usize) -> Vec<TierEntry> {
+    let shapes: Vec<Option<String>> = run.iter().map(|(alt, _, _)| alt.peer.as_ref().map(|p| shape(alt, p))).collect();
+    // Distinct peers per shape: one (the same rule again: dropping the copies costs nothing)
+    // or at least `from` merge.
+    let mut peers: HashMap<&str, HashSet<&str>> = HashMap::new();
+    for ((alt, _, _), s) in run.iter().zip(&shapes) {
+        if let (Some(s), Some(p)) = (s, &alt.peer) {
+            peers.entry(s).or_default().insert(&p.definition);
+        }
+    }
+    let counts: HashMap<&str, usize> = peers.into_iter().map(|(s, p)| (s, p.len())).collect();
     let mut slots: Vec<Merged> = Vec::new();
     let mut by_shape: HashMap<String, usize> = HashMap::new();
-    for (mut alt, action, comment) in run {
-        let Some(peer) = alt.peer.take() else {
-            slots.push(Merged { entry: (alt, action, comment), peers: Vec::new(), rules: 1 });
-            continue;
+    for ((mut alt, action, comment), shape) in run.into_iter().zip(shapes.iter()) {
+        let shape = match shape {
+            Some(s) if counts[s.as_str()] == 1 || counts[s.as_str()] >= from => s.clone(),
+            _ => {
+                let peers: Vec<Peer> = alt.peer.take().into_iter().collect();
+                slots.push(Merged { entry: (alt, action, comment), peers, rules: 1 });
+                continue;
+            }
         };
-        let shape = shape(&alt, &peer);
+        let peer = alt.peer.take().expect("a shape has a peer");
         match by_shape.get(&shape) {
             Some(&i) => {
                 slots[i].rules += 1;
@@ -166,7 +190,7 @@ mod tests {
             allow("10.0.0.4/32", 80),
             allow("10.0.0.5/32", 80),
         ];
-        let merged = allow_runs(rules);
+        let merged = allow_runs(rules.clone(), 2);
         assert_eq!(
             summary(&merged),
             [
@@ -178,5 +202,23 @@ mod tests {
         );
         let union = merged[0].0.peer.as_ref().unwrap();
         assert_eq!(union.source.nets.len(), 2);
+        // From 3 distinct peers on: two stay apart, while copies of one rule still become one.
+        assert_eq!(
+            summary(&allow_runs(rules, 3)),
+            [
+                "Allow nets 10.0.0.1/32 th dport { 80 } | allow from 10.0.0.1/32",
+                "Allow nets 10.0.0.2/32 th dport { 443 } | allow from 10.0.0.2/32",
+                "Allow nets 10.0.0.3/32 th dport { 80 } | allow from 10.0.0.3/32",
+                "Allow nets 10.0.0.1/32 th dport { 80 } | allow from 10.0.0.1/32",
+                "Deny nets 10.9.0.0/16 th dport { 80 } | deny",
+                "Allow nets 10.0.0.4/32 th dport { 80 } | allow from 10.0.0.4/32",
+                "Allow nets 10.0.0.5/32 th dport { 80 } | allow from 10.0.0.5/32",
+            ]
+        );
+        let copies = vec![allow("10.0.0.1/32", 80), allow("10.0.0.1/32", 80)];
+        assert_eq!(
+            summary(&allow_runs(copies, MERGE_FROM)),
+            ["Allow nets 10.0.0.1/32 th dport { 80 } | allow from 10.0.0.1/32 and 1 more"]
+        );
     }
 }
