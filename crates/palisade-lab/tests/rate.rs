@@ -46,7 +46,8 @@ fn the_rate_probe_counts_connections_and_drops() {
     assert!(rates[0].iter().all(|&r| r > 0.0), "{rates:?}");
     assert!(rates[1].iter().all(|&r| r == 0.0), "{rates:?}");
 
-    let drop = "table inet palisade { chain f { type filter hook forward priority 0; tcp dport 8080 drop; } }";
+    let drop =
+        "table inet palisade {\n chain f {\n  type filter hook forward priority 0;\n  tcp dport 8080 drop\n }\n}\n";
     palisade_nft::script::apply(drop, Some(&topo.node)).expect("nft");
     let few = RateOptions { connections: 3, timeout: Duration::from_millis(200), workers: 1, ..Default::default() };
     let dropped = connect_rate(&topo.pods[0].netns, dst, &few).expect("probe");
