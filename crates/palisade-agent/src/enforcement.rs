@@ -16,7 +16,12 @@ pub(crate) fn build_options(args: &Config) -> BuildOptions {
 
 /// How the table is compiled: `--node`'s pods, audit mode, flow sets for `--flow-log`.
 pub(crate) fn compile_options(args: &Config) -> Options {
-    Options { node: args.node.clone(), audit: args.mode == Mode::Audit, record_flows: args.flow_log.is_some() }
+    Options {
+        node: args.node.clone(),
+        audit: args.mode == Mode::Audit,
+        record_flows: args.flow_log.is_some(),
+        ..Default::default()
+    }
 }
 
 /// Claims the network namespace (one agent each) and opens its nf_tables.

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use clap::Parser;
+mod dataplane;
 mod enforcer;
 mod kubernetes;
 
@@ -91,6 +92,16 @@ struct Args {
     /// With --commands: only the commands whose line contains this text (`lint`, `(YAML)`).
     #[arg(long, value_name = "TEXT", requires = "commands")]
     only: Option<String>,
+    /// Measure the data plane's per-connection cost instead (needs root): new TCP connections
+    /// per second to a lab pod selected by 1 and to one selected by 1,000 policies, measured
+    /// side by side, with 1,000 and with --big-set peers in their sets, Allow runs merged and
+    /// unmerged;
+    /// first the synthetic cluster's whole table compiled and loaded both ways (--pods 0 skips).
+    #[arg(long)]
+    dataplane: bool,
+    /// With --dataplane: connections per batch (--rounds batches per server and table).
+    #[arg(long, default_value_t = 100)]
+    connections: usize,
     /// (Internal: one measurement of the loader curve, in its own process.)
     #[arg(long, hide = true)]
     loader_one: Option<std::path::PathBuf>,
@@ -129,6 +140,17 @@ fn main() {
     };
     if let Some(binaries) = &a.commands {
         commands::run(&shape, binaries, a.rounds.max(1), a.only.as_deref());
+        return;
+    }
+    if a.dataplane {
+        palisade_lab::install_interrupt_cleanup();
+        let plan = dataplane::Plan {
+            rounds: a.rounds.max(1),
+            connections: a.connections,
+            peers: a.big_set,
+            synthetic: (a.pods > 0).then(|| generate(&shape)),
+        };
+        dataplane::run(&plan);
         return;
     }
     let t = Instant::now();

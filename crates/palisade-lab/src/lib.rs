@@ -6,6 +6,7 @@
 //! host-network pods'), and a node's probes leave from its own address, so the table tells
 //! nodes apart by address (see `palisade_nft::own_node`).
 
+pub mod rate;
 pub mod standing;
 pub mod topology;
 pub mod traffic;

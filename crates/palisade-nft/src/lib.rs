@@ -8,6 +8,7 @@ pub mod ir;
 pub mod kernel;
 pub mod lower;
 mod membership;
+mod merge;
 pub mod monitor;
 pub mod netlink;
 pub mod own_node;

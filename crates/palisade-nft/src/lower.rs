@@ -34,6 +34,7 @@ use palisade_core::verdict::{Endpoint, Side};
 use crate::compiled::{dir_name, map_name, slot, AddressSet, Compiled, Def, Entry, Group, GroupKey, PortSet};
 use crate::ir::{Addr, Family, PortField, Rule as NftRule, Stmt, Verdict};
 use crate::membership::{named, Present, Source, Wanted};
+use crate::merge::Peer;
 use crate::own_node;
 use crate::table::{Options, Ruleset};
 
@@ -59,9 +60,12 @@ fn sides(dir: Direction) -> Sides {
 
 /// One way a rule can match: expressions that must all hold, for one family or both.
 #[derive(Clone, Debug, Default)]
-struct Alt {
+pub(crate) struct Alt {
     pub(crate) family: Option<Family>,
     pub(crate) exprs: Vec<Stmt>,
+    /// A peer set not registered yet (a single positive one, which runs of Allow rules merge):
+    /// lowering it splits the alternative by family as [`split_families`] does.
+    pub(crate) peer: Option<Peer>,
 }
 
 impl Alt {
@@ -363,6 +367,14 @@ impl Compiler<'_, '_> {
         entry
     }
 
+    /// Registers an alternative's pending peer set and splits it by the families the set has
+    /// addresses of (none: the alternative cannot match).
+    fn resolve_peer(&mut self, mut alt: Alt) -> Vec<Alt> {
+        let Some(peer) = alt.peer.take() else { return vec![alt] };
+        let (name, present) = self.address_set(peer.definition, || peer.source);
+        split_families(alt, &[(name, present, true)], peer.field, peer.at)
+    }
+
     fn allow(&self, dir: Direction) -> Vec<Stmt> {
         vec![Stmt::Verdict(match dir {
             Direction::Egress => Verdict::Return,
@@ -381,7 +393,11 @@ impl Compiler<'_, '_> {
         }
     }
 
-    fn render_tier(&self, rules: Vec<(Alt, Action, String)>, dir: Direction) -> Vec<TierRule> {
+    /// A tier's rules lowered: runs of Allow rules merged (unless [`Options::unmerged`]), peer
+    /// sets registered, then each alternative as a rule.
+    fn render_tier(&mut self, rules: Vec<(Alt, Action, String)>, dir: Direction) -> Vec<TierRule> {
+        let rules =
+            if self.st.opts.unmerged { rules } else { crate::merge::allow_runs(rules, crate::merge::MERGE_FROM) };
         let mut out = Vec::new();
         for (alt, action, comment) in rules {
             let then = match action {
@@ -390,10 +406,12 @@ impl Compiler<'_, '_> {
                 Action::Pass => None,
                 Action::Log => Some(vec![Stmt::Log(format!("palisade {}: ", comment.replace('"', "'")))]),
             };
-            let mut matches: Vec<Stmt> = alt.family.map(Stmt::Nfproto).into_iter().collect();
-            matches.extend(alt.exprs);
-            matches.push(Stmt::Counter);
-            out.push(TierRule { matches, then, comment: comment.replace('"', "'") });
+            for alt in self.resolve_peer(alt) {
+                let mut matches: Vec<Stmt> = alt.family.map(Stmt::Nfproto).into_iter().collect();
+                matches.extend(alt.exprs);
+                matches.push(Stmt::Counter);
+                out.push(TierRule { matches, then: then.clone(), comment: comment.replace('"', "'") });
+            }
         }
         out
     }
@@ -443,25 +461,41 @@ impl Compiler<'_, '_> {
     /// Conditions on the peer: nets, selectors (as address sets), ports (named per peer).
     fn peer_entity(&mut self, e: &Entity, dir: Direction, proto: Option<u8>, alts: Vec<Alt>) -> Vec<Alt> {
         let s = sides(dir);
-        let mut sets: Vec<(String, Present, bool)> = Vec::new();
+        let mut wanted: Vec<(String, Source, bool)> = Vec::new();
         for (nets, positive) in [(&e.nets, true), (&e.not_nets, false)] {
             if !nets.is_empty() {
-                let (name, present) = self.address_set(format!("nets {nets:?}"), || Source::Nets(nets.clone()));
-                sets.push((name, present, positive));
+                wanted.push((format!("nets {nets:?}"), Source::nets(nets.clone()), positive));
             }
         }
         for (sel, positive) in [(&e.selector, true), (&e.not_selector, false)] {
             if let Some(sel) = sel {
-                let (name, present) = self.address_set(format!("selector {sel}"), || Source::Selector(sel.clone()));
-                sets.push((name, present, positive));
+                wanted.push((format!("selector {sel}"), Source::selector(sel.clone()), positive));
             }
         }
+        let has_named = e.ports.iter().chain(&e.not_ports).any(|p| matches!(p, Port::Named(_)));
         let mut out = Vec::new();
-        for alt in alts {
-            out.extend(split_families(alt, &sets, s.peer_addr));
+        match wanted.as_slice() {
+            // One positive set: left for the tier to merge (see `crate::merge`).
+            [(definition, source, true)] if !has_named => {
+                for mut alt in alts {
+                    let (definition, source) = (definition.clone(), source.clone());
+                    alt.peer = Some(Peer { definition, source, field: s.peer_addr, at: alt.exprs.len() });
+                    out.push(alt);
+                }
+            }
+            _ => {
+                let mut sets: Vec<(String, Present, bool)> = Vec::new();
+                for (definition, source, positive) in wanted {
+                    let (name, present) = self.address_set(definition, || source);
+                    sets.push((name, present, positive));
+                }
+                for alt in alts {
+                    let at = alt.exprs.len();
+                    out.extend(split_families(alt, &sets, s.peer_addr, at));
+                }
+            }
         }
         // Peer ports: numeric in the rule, named per peer address.
-        let has_named = e.ports.iter().chain(&e.not_ports).any(|p| matches!(p, Port::Named(_)));
         if !has_named {
             let (Ok(pos), Ok(neg)) = (
                 port_expr(&e.ports, s.peer_port, proto, &[], false),
@@ -501,7 +535,7 @@ impl Compiler<'_, '_> {
                 if alt.family.is_some_and(|af| af != f) {
                     continue;
                 }
-                let mut a = Alt { family: Some(f), exprs: alt.exprs.clone() };
+                let mut a = Alt { family: Some(f), exprs: alt.exprs.clone(), peer: None };
                 a.exprs.extend(port_expr(&numeric(&e.not_ports), s.peer_port, proto, &[], true).ok().flatten());
                 let pairs = |negate: bool, set: &str| Stmt::AddressPort {
                     family: f,
@@ -596,8 +630,9 @@ fn icmp_alts(c: &Rule, base: Alt) -> Vec<Alt> {
     }
 }
 
-/// Adds address-set conditions to an alternative, once per family that can still match.
-fn split_families(alt: Alt, sets: &[(String, Present, bool)], field: Addr) -> Vec<Alt> {
+/// Adds address-set conditions to an alternative (at expression `at`), once per family that
+/// can still match.
+fn split_families(alt: Alt, sets: &[(String, Present, bool)], field: Addr, at: usize) -> Vec<Alt> {
     if sets.is_empty() {
         return vec![alt];
     }
@@ -606,7 +641,7 @@ fn split_families(alt: Alt, sets: &[(String, Present, bool)], field: Addr) -> Ve
         if alt.family.is_some_and(|af| af != f) {
             continue;
         }
-        let mut a = Alt { family: Some(f), exprs: alt.exprs.clone() };
+        let mut a = Alt { family: Some(f), exprs: alt.exprs[..at].to_vec(), peer: None };
         let mut possible = true;
         for (name, present, positive) in sets {
             let empty = !present.has(f);
@@ -619,6 +654,7 @@ fn split_families(alt: Alt, sets: &[(String, Present, bool)], field: Addr) -> Ve
                 }
             }
         }
+        a.exprs.extend_from_slice(&alt.exprs[at..]);
         if possible {
             out.push(a);
         }

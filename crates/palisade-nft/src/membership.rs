@@ -18,12 +18,14 @@ use palisade_core::port::{ContainerPort, Protocol};
 
 use crate::ir::{Element, Family};
 
-/// Where a named address set's addresses come from.
-#[derive(Clone, Debug)]
-pub(crate) enum Source {
-    Nets(Vec<IpNet>),
-    /// A rule's selector: pods and host endpoints by labels, network sets by labels.
-    Selector(Expr),
+/// Where a named address set's addresses come from: fixed networks and rules' selectors
+/// (pods and host endpoints by labels, network sets by labels), all of them together. One
+/// rule's peer is networks or one selector; a merged run of Allow rules (see `crate::merge`)
+/// is the union of its rules' peers.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Source {
+    pub nets: Vec<IpNet>,
+    pub selectors: Vec<Expr>,
 }
 
 /// Something a set holds, of one address family.
@@ -121,29 +123,44 @@ impl Present {
 }
 
 impl Source {
-    /// Every address, from the index (the full compile).
+    /// Fixed networks.
+    pub fn nets(nets: Vec<IpNet>) -> Source {
+        Source { nets, selectors: Vec::new() }
+    }
+
+    /// One rule's selector.
+    pub fn selector(sel: Expr) -> Source {
+        Source { nets: Vec::new(), selectors: vec![sel] }
+    }
+
+    /// Both sources' peers in one set.
+    pub fn union(mut self, other: Source) -> Source {
+        self.nets.extend(other.nets);
+        self.selectors.extend(other.selectors);
+        self
+    }
+
+    /// Every address, from the index (the full compile). A pod counts once however many of
+    /// the selectors match it, as in [`Source::pod_nets`], so that a pod change takes out
+    /// exactly what it put in.
     pub fn collect(&self, cluster: &Cluster, index: &mut Index) -> Addrs {
         let mut a = Addrs::default();
-        match self {
-            Source::Nets(nets) => nets.iter().for_each(|n| a.add_net(n)),
-            Source::Selector(sel) => {
-                for p in index.label_pods(sel).ones() {
-                    if let Some(ip) = index.side(PodId::new(p)).ip {
-                        a.add_ip(&ip);
-                    }
-                    cluster.pods[p].ips.iter().skip(1).for_each(|ip| a.add_ip(ip));
-                }
-                self.add_fixed(cluster, &mut a);
+        self.nets.iter().for_each(|n| a.add_net(n));
+        for p in self.pods(cluster, index).ones() {
+            if let Some(ip) = index.side(PodId::new(p)).ip {
+                a.add_ip(&ip);
             }
+            cluster.pods[p].ips.iter().skip(1).for_each(|ip| a.add_ip(ip));
         }
+        self.add_fixed(cluster, &mut a);
         a
     }
 
     /// Every address, pod by pod (a set first needed after the full compile).
     pub fn scan(&self, cluster: &Cluster) -> Addrs {
         let mut a = Addrs::default();
-        if let Source::Nets(nets) = self {
-            nets.iter().for_each(|n| a.add_net(n));
+        self.nets.iter().for_each(|n| a.add_net(n));
+        if self.selectors.is_empty() {
             return a;
         }
         for p in cluster.pod_ids() {
@@ -153,24 +170,27 @@ impl Source {
         a
     }
 
-    /// Host endpoints and network sets a selector matches.
+    /// Host endpoints and network sets the selectors match (each once per selector: these
+    /// never change with a pod, so their counts only have to agree between compiles).
     fn add_fixed(&self, cluster: &Cluster, a: &mut Addrs) {
-        let Source::Selector(sel) = self else { return };
-        for h in cluster.host_endpoints.iter().filter(|h| sel.matches(&h.labels)) {
-            h.ips.iter().for_each(|ip| a.add_ip(ip));
-        }
-        for set in cluster.network_sets.iter().filter(|s| sel.matches(&s.labels)) {
-            set.nets.iter().for_each(|n| a.add_net(n));
+        for sel in &self.selectors {
+            for h in cluster.host_endpoints.iter().filter(|h| sel.matches(&h.labels)) {
+                h.ips.iter().for_each(|ip| a.add_ip(ip));
+            }
+            for set in cluster.network_sets.iter().filter(|s| sel.matches(&s.labels)) {
+                set.nets.iter().for_each(|n| a.add_net(n));
+            }
         }
     }
 
-    /// The pods whose labels (or address) the set's source matches, from the index; of those,
-    /// the ones not on the host network contribute their addresses, as in [`Source::pod_nets`].
+    /// The pods whose labels any of the selectors matches, from the index; of those, the ones
+    /// not on the host network contribute their addresses, as in [`Source::pod_nets`].
     pub fn pods(&self, cluster: &Cluster, index: &mut Index) -> FixedBitSet {
-        match self {
-            Source::Nets(_) => FixedBitSet::with_capacity(cluster.pods.len()),
-            Source::Selector(sel) => index.label_pods(sel),
+        let mut out = FixedBitSet::with_capacity(cluster.pods.len());
+        for sel in &self.selectors {
+            out.union_with(&index.label_pods(sel));
         }
+        out
     }
 
     /// The addresses one pod (not host-network) contributes: what the index would find for it.
@@ -180,11 +200,8 @@ impl Source {
 
     fn pod_ips<'c>(&self, cluster: &'c Cluster, p: PodId) -> &'c [IpAddr] {
         let pod = &cluster.pods[p];
-        let member = cluster.is_policy_subject(p)
-            && match self {
-                Source::Nets(_) => false,
-                Source::Selector(sel) => sel.matches(&cluster.calico_labels[p]),
-            };
+        let member =
+            cluster.is_policy_subject(p) && self.selectors.iter().any(|sel| sel.matches(&cluster.calico_labels[p]));
         if member {
             &pod.ips
         } else {

@@ -18,6 +18,11 @@ pub struct Options {
     /// Note every new connection in the flow sets (for the agent's flow log). Off by default:
     /// traffic that stays "new" to conntrack (one-way UDP) pays for it on every packet.
     pub record_flows: bool,
+    /// Keep every Allow rule apart, one rule per policy rule and peer, instead of merging runs
+    /// of Allow rules that differ only in their peers into one rule over the union of their
+    /// peers (`crate::merge`). The design before the merge, kept so that the data plane
+    /// benchmark can compare both in one run; off (merging) by default.
+    pub unmerged: bool,
 }
 
 /// The whole table, in parts that can be compared for incremental updates.
