@@ -12,10 +12,10 @@ mod common;
 use std::sync::Arc;
 
 use common::{conformance_cases, load_case, repo};
-use k8s_openapi::api::core::v1::{Pod, PodIP};
+use k8s_openapi::api::core::v1::PodIP;
 use palisade_core::cluster::Cluster;
 use palisade_core::field::Nowhere;
-use palisade_ingest::{build, BuildOptions, Input, Object};
+use palisade_ingest::{build, BuildOptions, Input, Object, StoredPod as Pod};
 use palisade_load::watch::Changes;
 use palisade_nft::{compile, Compiled, Options};
 use proptest::prelude::*;

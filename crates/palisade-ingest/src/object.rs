@@ -14,20 +14,23 @@ use palisade_core::policy::PolicyKind;
 
 use crate::calico::resource as calico;
 use crate::clusterpolicy::resource as cnp;
+use crate::kubernetes::stored_pod::StoredPod;
 
 /// The kinds the engine uses.
-// Objects are decoded once and read in place; boxing each variant would only add noise.
-#[allow(clippy::large_enum_variant)]
+///
+/// A Pod is kept in its stripped form ([`StoredPod`]); the workloads, whose pod templates hold a
+/// full `PodSpec` (2-3 KB of structs), are boxed: an enum is as large as its largest variant,
+/// and every object of a cluster, most of them pods, would otherwise take that much.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Object {
     Namespace(core::Namespace),
-    Pod(core::Pod),
-    Deployment(Deployment),
-    ReplicaSet(ReplicaSet),
-    StatefulSet(StatefulSet),
-    DaemonSet(DaemonSet),
-    Job(Job),
-    CronJob(CronJob),
+    Pod(StoredPod),
+    Deployment(Box<Deployment>),
+    ReplicaSet(Box<ReplicaSet>),
+    StatefulSet(Box<StatefulSet>),
+    DaemonSet(Box<DaemonSet>),
+    Job(Box<Job>),
+    CronJob(Box<CronJob>),
     Service(core::Service),
     EndpointSlice(EndpointSlice),
     Node(core::Node),

@@ -140,13 +140,14 @@ fn decode_object(owned: Node, loc: Arc<DocLocator>, implied: Option<(&str, &str)
     let cx = Typed { node, loc: &loc, kind: &kind, state };
     let object = match kind.as_str() {
         "Namespace" => cx.decode(out).map(Object::Namespace),
-        "Pod" => cx.decode(out).map(Object::Pod),
-        "Deployment" => cx.decode(out).map(Object::Deployment),
-        "ReplicaSet" => cx.decode(out).map(Object::ReplicaSet),
-        "StatefulSet" => cx.decode(out).map(Object::StatefulSet),
-        "DaemonSet" => cx.decode(out).map(Object::DaemonSet),
-        "Job" => cx.decode(out).map(Object::Job),
-        "CronJob" => cx.decode(out).map(Object::CronJob),
+        // Decoded and checked as the full API type, then stripped to what the engine reads.
+        "Pod" => cx.decode::<k8s_openapi::api::core::v1::Pod>(out).map(|p| Object::Pod(p.into())),
+        "Deployment" => cx.decode(out).map(|o| Object::Deployment(Box::new(o))),
+        "ReplicaSet" => cx.decode(out).map(|o| Object::ReplicaSet(Box::new(o))),
+        "StatefulSet" => cx.decode(out).map(|o| Object::StatefulSet(Box::new(o))),
+        "DaemonSet" => cx.decode(out).map(|o| Object::DaemonSet(Box::new(o))),
+        "Job" => cx.decode(out).map(|o| Object::Job(Box::new(o))),
+        "CronJob" => cx.decode(out).map(|o| Object::CronJob(Box::new(o))),
         "Service" => cx.decode(out).map(Object::Service),
         "EndpointSlice" => cx.decode(out).map(Object::EndpointSlice),
         "Node" => cx.decode(out).map(Object::Node),
