@@ -237,7 +237,7 @@ pub fn scenario() -> impl Strategy<Value = Vec<Object>> {
                 })
                 .collect();
             // Without Node objects, nodes are known only by the pods scheduled to them.
-            objs.extend((0..NODES.len()).filter(|_| with_nodes).map(|i| Object::Node(node(i))));
+            objs.extend((0..NODES.len()).filter(|_| with_nodes).map(|i| Object::Node(Box::new(node(i)))));
             objs.extend(pods.into_iter().map(|p| Object::Pod(p.into())));
             objs.extend(deployments);
             objs.extend(policies.into_iter().map(Object::NetworkPolicy));
