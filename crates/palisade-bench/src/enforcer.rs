@@ -6,7 +6,6 @@ use std::collections::BTreeMap;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::{Pod, PodStatus};
 use k8s_openapi::api::networking::v1::{
     NetworkPolicy, NetworkPolicyEgressRule, NetworkPolicyIngressRule, NetworkPolicyPeer, NetworkPolicyPort,
     NetworkPolicySpec,
@@ -16,8 +15,9 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use palisade_core::cluster::Cluster;
 use palisade_core::field::Nowhere;
 use palisade_ingest::calico::resource::{GlobalNetworkSet, NetworkSetSpec};
+use palisade_ingest::kubernetes::stored_pod::StoredPodStatus as PodStatus;
 use palisade_ingest::store::{self, Store};
-use palisade_ingest::{build, BuildOptions, Input, Object};
+use palisade_ingest::{build, BuildOptions, Input, Object, StoredPod as Pod};
 use palisade_lab::Topology;
 use palisade_load::watch::Watched;
 use palisade_nft::kernel::Kernel;

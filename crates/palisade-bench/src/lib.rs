@@ -97,11 +97,9 @@ pub fn generate(shape: &Shape) -> Vec<Object> {
             ..Default::default()
         };
         let status = PodStatus { pod_ip: Some(ip), ..Default::default() };
-        out.push(Object::Pod(Pod {
-            metadata: meta(format!("pod-{i}"), Some(&ns_name(n)), l),
-            spec: Some(spec),
-            status: Some(status),
-        }));
+        let pod =
+            Pod { metadata: meta(format!("pod-{i}"), Some(&ns_name(n)), l), spec: Some(spec), status: Some(status) };
+        out.push(Object::Pod(pod.into()));
     }
     for p in 0..shape.policies {
         let n = p % shape.namespaces;

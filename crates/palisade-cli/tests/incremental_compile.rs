@@ -13,12 +13,12 @@ mod common;
 use std::sync::Arc;
 
 use common::{conformance_cases, load_case, repo};
-use k8s_openapi::api::core::v1::{Pod, PodIP};
+use k8s_openapi::api::core::v1::PodIP;
 use palisade_core::cluster::Cluster;
 use palisade_core::field::Nowhere;
 use palisade_ingest::patch::{pod_patch, policy_patch};
 use palisade_ingest::store::Store;
-use palisade_ingest::{build, BuildOptions, Input, Object};
+use palisade_ingest::{build, BuildOptions, Input, Object, StoredPod as Pod};
 use palisade_nft::{compile, Compiled, Options, Synced};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};

@@ -21,4 +21,5 @@ pub mod patch;
 pub mod store;
 
 pub use batch::build;
+pub use kubernetes::stored_pod::StoredPod;
 pub use object::{count_kinds, BuildOptions, Input, Object};

@@ -14,23 +14,28 @@ use palisade_core::policy::PolicyKind;
 
 use crate::calico::resource as calico;
 use crate::clusterpolicy::resource as cnp;
+use crate::kubernetes::stored_pod::StoredPod;
 
 /// The kinds the engine uses.
-// Objects are decoded once and read in place; boxing each variant would only add noise.
-#[allow(clippy::large_enum_variant)]
+///
+/// A Pod is kept in its stripped form ([`StoredPod`], 536 bytes); kinds larger than a Calico
+/// policy (648 bytes) are boxed: the workloads, whose pod templates hold a full `PodSpec` (2-3
+/// KB of structs), Node (1.5 KB), Service and the cluster network policies. An enum is as
+/// large as its largest variant, and every object of a cluster, most of them pods, would
+/// otherwise take that much.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Object {
     Namespace(core::Namespace),
-    Pod(core::Pod),
-    Deployment(Deployment),
-    ReplicaSet(ReplicaSet),
-    StatefulSet(StatefulSet),
-    DaemonSet(DaemonSet),
-    Job(Job),
-    CronJob(CronJob),
-    Service(core::Service),
+    Pod(StoredPod),
+    Deployment(Box<Deployment>),
+    ReplicaSet(Box<ReplicaSet>),
+    StatefulSet(Box<StatefulSet>),
+    DaemonSet(Box<DaemonSet>),
+    Job(Box<Job>),
+    CronJob(Box<CronJob>),
+    Service(Box<core::Service>),
     EndpointSlice(EndpointSlice),
-    Node(core::Node),
+    Node(Box<core::Node>),
     NetworkPolicy(NetworkPolicy),
     ServiceAccount(core::ServiceAccount),
     CalicoNetworkPolicy(calico::NetworkPolicy),
@@ -42,9 +47,9 @@ pub enum Object {
     CalicoNetworkSet(calico::NetworkSet),
     CalicoGlobalNetworkSet(calico::GlobalNetworkSet),
     CalicoHostEndpoint(calico::HostEndpoint),
-    ClusterNetworkPolicy(cnp::ClusterNetworkPolicy),
-    AdminNetworkPolicy(cnp::AdminNetworkPolicy),
-    BaselineAdminNetworkPolicy(cnp::BaselineAdminNetworkPolicy),
+    ClusterNetworkPolicy(Box<cnp::ClusterNetworkPolicy>),
+    AdminNetworkPolicy(Box<cnp::AdminNetworkPolicy>),
+    BaselineAdminNetworkPolicy(Box<cnp::BaselineAdminNetworkPolicy>),
 }
 
 impl Object {

@@ -35,16 +35,16 @@ pub(crate) fn decode(cx: Typed, out: &mut Loaded) -> Option<Object> {
         "ClusterNetworkPolicy" => {
             cx.decode_keeping(out, is_peer_field).map(|(mut o, kept): (ClusterNetworkPolicy, _)| {
                 o.unknown_peer_fields = kept;
-                Object::ClusterNetworkPolicy(o)
+                Object::ClusterNetworkPolicy(Box::new(o))
             })
         }
         "AdminNetworkPolicy" => cx.decode_keeping(out, is_peer_field).map(|(mut o, kept): (AdminNetworkPolicy, _)| {
             o.unknown_peer_fields = kept;
-            Object::AdminNetworkPolicy(o)
+            Object::AdminNetworkPolicy(Box::new(o))
         }),
         _ => cx.decode_keeping(out, is_peer_field).map(|(mut o, kept): (BaselineAdminNetworkPolicy, _)| {
             o.unknown_peer_fields = kept;
-            Object::BaselineAdminNetworkPolicy(o)
+            Object::BaselineAdminNetworkPolicy(Box::new(o))
         }),
     }
 }

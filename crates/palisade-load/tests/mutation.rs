@@ -249,6 +249,9 @@ fn check(name: &str, bytes: &[u8]) -> Result<bool, String> {
         };
         taken[i] = true;
         strip(&mut object, e["__unknown_peer_fields"].as_array().map(Vec::as_slice).unwrap_or_default());
+        if kind == "Pod" {
+            stored_pod_fields(&mut object);
+        }
         if !holds(&object, e) {
             return Err(format!(
                 "{kind} {ns}/{name} decoded without an error but does not hold its input:\n{object}\n{e}"
@@ -282,6 +285,32 @@ fn strip(object: &mut Value, paths: &[Value]) {
         if let Some(Value::Object(m)) = object.pointer_mut(&pointer) {
             m.remove(last);
         }
+    }
+}
+
+/// What a Pod is kept as (`StoredPod`, stated here on its own): metadata without managed
+/// fields and annotations; of the spec the node, host network, service account and each
+/// container's name, ports and restart policy; of the status the phase and addresses.
+fn stored_pod_fields(pod: &mut Value) {
+    let keep = |v: &mut Value, fields: &[&str]| {
+        if let Value::Object(m) = v {
+            m.retain(|k, _| fields.contains(&k.as_str()));
+        }
+    };
+    if let Some(Value::Object(meta)) = pod.get_mut("metadata") {
+        meta.remove("managedFields");
+        meta.remove("annotations");
+    }
+    if let Some(spec) = pod.get_mut("spec") {
+        keep(spec, &["containers", "initContainers", "hostNetwork", "nodeName", "serviceAccountName"]);
+        for list in ["containers", "initContainers"] {
+            for c in spec.get_mut(list).and_then(Value::as_array_mut).into_iter().flatten() {
+                keep(c, &["name", "ports", "restartPolicy"]);
+            }
+        }
+    }
+    if let Some(status) = pod.get_mut("status") {
+        keep(status, &["phase", "podIP", "podIPs"]);
     }
 }
 
@@ -323,6 +352,10 @@ fn echo(o: &palisade_ingest::Object) -> Value {
     // Calico kinds are written back under their own kind.
     if let Value::Object(m) = &mut v {
         m.entry("kind").or_insert_with(|| o.kind().trim_start_matches("Calico ").into());
+        // The stored form of a Pod does not write its apiVersion back.
+        if let Some(api) = palisade_load::manifest::api_version_of(o.kind()) {
+            m.entry("apiVersion").or_insert_with(|| api.into());
+        }
     }
     v
 }

@@ -7,4 +7,5 @@ pub(crate) mod pod;
 pub mod port;
 pub mod selector;
 pub(crate) mod service;
+pub mod stored_pod;
 pub(crate) mod workload;

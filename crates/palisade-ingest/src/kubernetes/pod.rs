@@ -10,6 +10,7 @@ use palisade_core::port::ContainerPort;
 
 use super::meta::{check_labels, parse_ip};
 use super::port::{check_port_name, check_port_number, protocol};
+use super::stored_pod::{StoredContainer, StoredPod};
 use crate::object::Item;
 
 fn root() -> FieldPath {
@@ -17,21 +18,30 @@ fn root() -> FieldPath {
 }
 
 /// A Pod object as the engine's pod.
-pub(crate) fn pod_from(pod: &core::Pod, item: &Item, ns: NsId, p: &mut Problems) -> Pod {
+pub(crate) fn pod_from(pod: &StoredPod, item: &Item, ns: NsId, p: &mut Problems) -> Pod {
     let labels = pod.metadata.labels.clone().unwrap_or_default();
     check_labels(&labels, p);
-    let spec = pod.spec.clone().unwrap_or_default();
+    let spec = pod.spec.as_ref();
     let ips = pod_ips(pod, p);
-    let ports = container_ports(&spec, &root().key("spec"), p);
+    let ports = match spec {
+        Some(spec) => {
+            fn ports(list: &[StoredContainer]) -> Vec<Option<&[core::ContainerPort]>> {
+                list.iter().map(|c| c.ports.as_deref()).collect()
+            }
+            let init = spec.init_containers.as_deref().map(ports);
+            ports_of(&ports(&spec.containers), init.as_deref(), &root().key("spec"), p)
+        }
+        None => Vec::new(),
+    };
     Pod {
         namespace: ns,
         name: item.name.clone(),
         labels,
         ips,
         ports,
-        host_network: spec.host_network.unwrap_or(false),
-        node: spec.node_name.clone(),
-        service_account: spec.service_account_name.clone().unwrap_or_else(|| "default".into()),
+        host_network: spec.and_then(|s| s.host_network).unwrap_or(false),
+        node: spec.and_then(|s| s.node_name.clone()),
+        service_account: spec.and_then(|s| s.service_account_name.clone()).unwrap_or_else(|| "default".into()),
         workload: owner_workload(&pod.metadata),
         derived: false,
         replicas: Some(1),
@@ -41,11 +51,11 @@ pub(crate) fn pod_from(pod: &core::Pod, item: &Item, ns: NsId, p: &mut Problems)
 
 /// `Succeeded` or `Failed`: a pod whose containers all terminated. It holds no address any
 /// more (its IP may already be another pod's) and sends nothing.
-pub(crate) fn finished_phase(pod: &core::Pod) -> Option<&str> {
+pub(crate) fn finished_phase(pod: &StoredPod) -> Option<&str> {
     pod.status.as_ref()?.phase.as_deref().filter(|p| matches!(*p, "Succeeded" | "Failed"))
 }
 
-fn pod_ips(pod: &core::Pod, p: &mut Problems) -> Vec<IpAddr> {
+fn pod_ips(pod: &StoredPod, p: &mut Problems) -> Vec<IpAddr> {
     let Some(status) = &pod.status else { return Vec::new() };
     let path = root().key("status");
     let mut ips: Vec<IpAddr> = Vec::new();
@@ -65,13 +75,26 @@ fn pod_ips(pod: &core::Pod, p: &mut Problems) -> Vec<IpAddr> {
 /// Container ports of a pod spec (init containers' too), checked as the API server checks them
 /// (`validateContainerPorts`: a valid number, a valid name, no name twice in one container).
 pub(crate) fn container_ports(spec: &PodSpec, path: &FieldPath, p: &mut Problems) -> Vec<ContainerPort> {
+    fn ports(list: &[core::Container]) -> Vec<Option<&[core::ContainerPort]>> {
+        list.iter().map(|c| c.ports.as_deref()).collect()
+    }
+    let init = spec.init_containers.as_deref().map(ports);
+    ports_of(&ports(&spec.containers), init.as_deref(), path, p)
+}
+
+/// [`container_ports`] over each container's ports (of the full API type or the stored form).
+fn ports_of(
+    containers: &[Option<&[core::ContainerPort]>],
+    init: Option<&[Option<&[core::ContainerPort]>]>,
+    path: &FieldPath,
+    p: &mut Problems,
+) -> Vec<ContainerPort> {
     let mut out = Vec::new();
-    let groups = [("containers", Some(&spec.containers)), ("initContainers", spec.init_containers.as_ref())];
-    for (field, containers) in groups {
-        for (ci, c) in containers.into_iter().flatten().enumerate() {
+    for (field, containers) in [("containers", Some(containers)), ("initContainers", init)] {
+        for (ci, ports) in containers.into_iter().flatten().enumerate() {
             // The API server refuses a port name twice in one container (not across containers).
             let mut names: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
-            for (pi, port) in c.ports.iter().flatten().enumerate() {
+            for (pi, port) in ports.iter().copied().flatten().enumerate() {
                 let pp = path.key(field).index(ci).key("ports").index(pi);
                 let protocol = protocol(port.protocol.as_deref(), &pp.key("protocol"), p);
                 let number = match check_port_number(port.container_port) {

@@ -216,7 +216,7 @@ mod tests {
             "metadata": {"name": name, "namespace": "shop"},
             "spec": {"clusterIP": "198.18.200.1", "ports": [{"name": "http", "port": 80, "targetPort": 8080}]},
         });
-        Object::Service(serde_json::from_value(v).expect("a Service"))
+        Object::Service(Box::new(serde_json::from_value(v).expect("a Service")))
     }
 
     #[test]

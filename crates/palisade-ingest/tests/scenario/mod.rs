@@ -203,10 +203,10 @@ fn workload(i: usize) -> impl Strategy<Value = Object> {
         let metadata = meta(format!("deploy{i}"), Some(NAMESPACES[ns]), BTreeMap::new());
         if replicas == 0 {
             let spec = DaemonSetSpec { selector, template, ..Default::default() };
-            return Object::DaemonSet(DaemonSet { metadata, spec: Some(spec), ..Default::default() });
+            return Object::DaemonSet(Box::new(DaemonSet { metadata, spec: Some(spec), ..Default::default() }));
         }
         let spec = DeploymentSpec { replicas: Some(replicas), selector, template, ..Default::default() };
-        Object::Deployment(Deployment { metadata, spec: Some(spec), ..Default::default() })
+        Object::Deployment(Box::new(Deployment { metadata, spec: Some(spec), ..Default::default() }))
     })
 }
 
@@ -237,8 +237,8 @@ pub fn scenario() -> impl Strategy<Value = Vec<Object>> {
                 })
                 .collect();
             // Without Node objects, nodes are known only by the pods scheduled to them.
-            objs.extend((0..NODES.len()).filter(|_| with_nodes).map(|i| Object::Node(node(i))));
-            objs.extend(pods.into_iter().map(Object::Pod));
+            objs.extend((0..NODES.len()).filter(|_| with_nodes).map(|i| Object::Node(Box::new(node(i)))));
+            objs.extend(pods.into_iter().map(|p| Object::Pod(p.into())));
             objs.extend(deployments);
             objs.extend(policies.into_iter().map(Object::NetworkPolicy));
             objs
