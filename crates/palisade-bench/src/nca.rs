@@ -31,7 +31,8 @@ const SPREAD: u16 = 8;
 /// How a generated cluster is changed before both tools read it.
 #[derive(Clone, Copy)]
 struct Variant {
-    /// Pods get IPv6 addresses, outside every (IPv4) ipBlock.
+    /// Pods get addresses in 10.244.0.0/16, outside every ipBlock of the generator (data only:
+    /// nothing is sent to them).
     readdress: bool,
     /// Rules' ports are spread: see [`spread_ports`].
     spread: bool,
@@ -95,14 +96,16 @@ fn arg(p: &Path) -> String {
 }
 
 /// The cluster as one multi-document block-style YAML file; returns its size in bytes and the
-/// number of distinct port entries its policies name. With `readdress`, pods get IPv6 addresses
-/// (`fd00::N`), which no (IPv4) ipBlock holds; with `spread`, see [`spread_ports`].
+/// number of distinct port entries its policies name. With `readdress`, pods get addresses in
+/// 10.244.0.0/16, which no ipBlock of the generator holds (an IPv6 address would also leave
+/// them out, but review counts no connection from an IPv6-only pod to IPv4 addresses); with `spread`, see [`spread_ports`].
 fn write_cluster(shape: &Shape, dir: &Path, variant: Variant) -> (usize, usize) {
     let list = to_list(&generate(shape));
     let mut items = list["items"].as_array().expect("a List has items").clone();
     if variant.readdress {
         let pods = items.iter_mut().filter(|i| i["kind"] == "Pod");
-        pods.enumerate().for_each(|(n, pod)| pod["status"]["podIP"] = format!("fd00::{:x}", n + 1).into());
+        pods.enumerate()
+            .for_each(|(n, pod)| pod["status"]["podIP"] = format!("10.244.{}.{}", (n + 1) >> 8, (n + 1) & 0xff).into());
     }
     if variant.spread {
         spread_ports(&mut items);
