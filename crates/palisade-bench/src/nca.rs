@@ -24,6 +24,26 @@ use crate::process::{median, palisade_binary, timed};
 /// The clusters of issue 19's comparison: (pods, policies, namespaces).
 const SHAPES: [(usize, usize, usize); 2] = [(200, 50, 10), (400, 100, 20)];
 const ROUNDS: usize = 3;
+/// Ports each single-port rule names in the "many ports" variant: issue 19's clusters named
+/// 84 and 159 distinct ports; the generator's name four (53, 8080, 9090, 8000-8100).
+const SPREAD: u16 = 8;
+
+/// How a generated cluster is changed before both tools read it.
+#[derive(Clone, Copy)]
+struct Variant {
+    /// Pods get addresses in 10.244.0.0/16, outside every ipBlock of the generator (data only:
+    /// nothing is sent to them).
+    readdress: bool,
+    /// Rules' ports are spread: see [`spread_ports`].
+    spread: bool,
+    name: &'static str,
+}
+
+const VARIANTS: [Variant; 3] = [
+    Variant { readdress: false, spread: false, name: "as generated" },
+    Variant { readdress: true, spread: false, name: "pods readdressed outside every ipBlock" },
+    Variant { readdress: true, spread: true, name: "readdressed, each rule's port spread to 8 of its own" },
+];
 
 /// Port ranges per protocol, each protocol's ranges merged and sorted.
 type Ports = BTreeMap<Protocol, Vec<(u16, u16)>>;
@@ -31,17 +51,16 @@ type Ports = BTreeMap<Protocol, Vec<(u16, u16)>>;
 pub fn versus(nca: &Path, seed: u64) {
     let palisade = palisade_binary();
     let scratch = std::env::temp_dir().join(format!("palisade-nca-{}", std::process::id()));
-    let variants = [(false, "as generated"), (true, "pods readdressed outside every ipBlock")];
-    for ((pods, policies, namespaces), (readdress, variant)) in
-        SHAPES.into_iter().flat_map(|s| variants.map(|v| (s, v)))
+    for (v, ((pods, policies, namespaces), variant)) in
+        SHAPES.into_iter().flat_map(|s| VARIANTS.map(|v| (s, v))).enumerate()
     {
         let shape = Shape { pods, policies, namespaces, pods_per_app: 10, seed };
-        let dir = scratch.join(format!("c{pods}-{readdress}"));
+        let dir = scratch.join(format!("c{pods}-{v}"));
         std::fs::create_dir_all(&dir).expect("create the scratch directory");
-        let yaml = write_cluster(&shape, &dir, readdress);
-        let kib = yaml / 1024;
+        let (yaml, ports) = write_cluster(&shape, &dir, variant);
+        let (kib, name) = (yaml / 1024, variant.name);
         println!(
-            "-- {pods} pods, {policies} policies, {namespaces} namespaces, {variant} ({kib} KiB of block YAML) --"
+            "-- {pods} pods, {policies} policies, {namespaces} namespaces, {name} ({kib} KiB of block YAML, {ports} distinct port entries) --"
         );
         let pal_args: Vec<String> = ["matrix", "--all-ports", "--output", "json", "-q"]
             .map(String::from)
@@ -76,18 +95,55 @@ fn arg(p: &Path) -> String {
     p.to_string_lossy().into_owned()
 }
 
-/// The cluster as one multi-document block-style YAML file; returns its size in bytes. With
-/// `readdress`, pods get IPv6 addresses (`fd00::N`), which no (IPv4) ipBlock holds.
-fn write_cluster(shape: &Shape, dir: &Path, readdress: bool) -> usize {
+/// The cluster as one multi-document block-style YAML file; returns its size in bytes and the
+/// number of distinct port entries its policies name. With `readdress`, pods get addresses in
+/// 10.244.0.0/16, which no ipBlock of the generator holds (an IPv6 address would also leave
+/// them out, but review counts no connection from an IPv6-only pod to IPv4 addresses); with `spread`, see [`spread_ports`].
+fn write_cluster(shape: &Shape, dir: &Path, variant: Variant) -> (usize, usize) {
     let list = to_list(&generate(shape));
     let mut items = list["items"].as_array().expect("a List has items").clone();
-    if readdress {
+    if variant.readdress {
         let pods = items.iter_mut().filter(|i| i["kind"] == "Pod");
-        pods.enumerate().for_each(|(n, pod)| pod["status"]["podIP"] = format!("fd00::{:x}", n + 1).into());
+        pods.enumerate()
+            .for_each(|(n, pod)| pod["status"]["podIP"] = format!("10.244.{}.{}", (n + 1) >> 8, (n + 1) & 0xff).into());
+    }
+    if variant.spread {
+        spread_ports(&mut items);
     }
     let text = palisade_load::yaml::emit(&items);
     std::fs::write(dir.join("cluster.yaml"), &text).expect("write the cluster");
-    text.len()
+    (text.len(), distinct_ports(&mut items))
+}
+
+/// The ingress and egress rules of every NetworkPolicy among `items`, as JSON values.
+fn rules(items: &mut [serde_json::Value]) -> Vec<&mut serde_json::Value> {
+    let policies = items.iter_mut().filter(|i| i["kind"] == "NetworkPolicy");
+    let specs = policies.filter_map(|p| p.get_mut("spec").and_then(|s| s.as_object_mut()));
+    let lists = specs.flat_map(|s| s.iter_mut()).filter(|(k, _)| *k == "ingress" || *k == "egress");
+    lists.flat_map(|(_, v)| v.as_array_mut().into_iter().flatten()).collect()
+}
+
+/// Each rule's single numeric ports other than 53 (DNS stays) become `SPREAD` ports of the
+/// rule's own (10000 + SPREAD * rule + i), so the policies name many distinct ports, as the
+/// clusters behind issue 19's NCA figures did.
+fn spread_ports(items: &mut [serde_json::Value]) {
+    let single = |p: &serde_json::Value| p["port"].is_u64() && p["port"] != 53 && p.get("endPort").is_none();
+    let ports = rules(items).into_iter().filter_map(|r| r.get_mut("ports").and_then(|p| p.as_array_mut()));
+    for (rule, ports) in ports.filter(|p| p.iter().any(single)).enumerate() {
+        let protocol = ports.iter().find(|p| single(p)).map(|p| p["protocol"].clone());
+        let protocol = protocol.filter(|p| p.is_string()).unwrap_or_else(|| "TCP".into());
+        ports.retain(|p| !single(p));
+        let first = 10_000 + SPREAD as usize * rule;
+        ports.extend(
+            (first..first + SPREAD as usize).map(|port| serde_json::json!({"port": port, "protocol": protocol})),
+        );
+    }
+}
+
+/// Distinct port entries (protocol, port, endPort) the policies name.
+fn distinct_ports(items: &mut [serde_json::Value]) -> usize {
+    let ports = rules(items).into_iter().filter_map(|r| r["ports"].as_array().cloned());
+    ports.flatten().map(|e| e.to_string()).collect::<BTreeSet<_>>().len()
 }
 
 /// Merges ranges per protocol.
