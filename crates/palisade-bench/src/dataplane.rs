@@ -59,12 +59,14 @@ fn labels(pairs: &[(&str, String)]) -> Option<BTreeMap<String, String>> {
 }
 
 fn pod(name: String, labels: Option<BTreeMap<String, String>>, ip: String) -> Object {
-    Object::Pod(Pod {
-        metadata: ObjectMeta { name: Some(name), namespace: Some(NS.into()), labels, ..Default::default() },
-        status: Some(PodStatus { pod_ip: Some(ip), ..Default::default() }),
-        ..Default::default()
-    }
-    .into())
+    Object::Pod(
+        Pod {
+            metadata: ObjectMeta { name: Some(name), namespace: Some(NS.into()), labels, ..Default::default() },
+            status: Some(PodStatus { pod_ip: Some(ip), ..Default::default() }),
+            ..Default::default()
+        }
+        .into(),
+    )
 }
 
 /// The `k`-th model-only peer address: every other address of 10.0.0.0/8.
