@@ -232,16 +232,21 @@ fn total(text: &str, name: &str) -> f64 {
         .sum()
 }
 
-/// Resilience with the real binary (about 45 s): every watch gets a 410 ERROR mid-stream (a
-/// relist, and a change made meanwhile arrives as its difference); then 30 s of 500s: the table
-/// stays as it was, the agent is live but not ready (naming the failing watches); after them it
-/// is ready again and a change made during them reaches the kernel. How long that took is
-/// printed, not asserted (the bound is generous, so a loaded machine does not fail the test).
-#[test]
-fn a_410_mid_stream_and_30_s_of_500s_leave_the_table_then_converge() {
-    let Some(_one) = slot() else { return };
-    let ns = Netns::new("kube500");
-    let scratch = Scratch::new("kube500");
+/// An agent of the fake API server's model with the guard policy, in a namespace of its own:
+/// fields drop in this order, the agent first.
+struct Guarded {
+    agent: Agent,
+    addr: String,
+    api: palisade_fakeapi::FakeApi,
+    _scratch: Scratch,
+    ns: Netns,
+}
+
+/// Starts an agent (scratch and namespace named `name`) on the fake's model with the guard
+/// policy and waits until its first ruleset is in the kernel and it is ready.
+fn guarded(name: &str) -> Guarded {
+    let ns = Netns::new(name);
+    let scratch = Scratch::new(name);
     let api = fake();
     for obj in palisade_fakeapi::rbac::documents(&model()).unwrap() {
         api.apply(obj).unwrap();
@@ -253,16 +258,28 @@ fn a_410_mid_stream_and_30_s_of_500s_leave_the_table_then_converge() {
     let addr = served(&agent);
     agent.wait_for("the first ruleset", 15 * SECOND, || table(&ns.0).matches("jump in_").count() == 3);
     agent.wait_for("ready", 5 * SECOND, || get(&addr, "/readyz").0 == 200);
+    Guarded { agent, addr, api, _scratch: scratch, ns }
+}
+
+/// Resilience with the real binary (about 45 s): every watch gets a 410 ERROR mid-stream (a
+/// relist, and a change made meanwhile arrives as its difference); then 30 s of 500s: the table
+/// stays as it was, the agent is live but not ready (naming the failing watches); after them it
+/// is ready again and a change made during them reaches the kernel. How long that took is
+/// printed, not asserted (the bound is generous, so a loaded machine does not fail the test).
+#[test]
+fn a_410_mid_stream_and_30_s_of_500s_leave_the_table_then_converge() {
+    let Some(_one) = slot() else { return };
+    let Guarded { agent, addr, api, ns, .. } = &guarded("kube500");
 
     // 410 mid-stream on every open watch: each kind relists; a change made meanwhile arrives.
-    let relists = total(&get(&addr, "/metrics").1, "palisade_relists_total");
+    let relists = total(&get(addr, "/metrics").1, "palisade_relists_total");
     api.expire_watches();
     api.delete("networking.k8s.io/v1", "NetworkPolicy", Some("x"), "guard").unwrap();
     agent.wait_for("the policy gone after the relist", 15 * SECOND, || !table(&ns.0).contains("jump in_"));
     agent.wait_for("every kind relisted", 15 * SECOND, || {
-        total(&get(&addr, "/metrics").1, "palisade_relists_total") >= relists + 7.0
+        total(&get(addr, "/metrics").1, "palisade_relists_total") >= relists + 7.0
     });
-    agent.wait_for("ready after the relists", 15 * SECOND, || get(&addr, "/readyz").0 == 200);
+    agent.wait_for("ready after the relists", 15 * SECOND, || get(addr, "/readyz").0 == 200);
     api.apply(guard_object(80)).unwrap();
     agent.wait_for("the policy back", 10 * SECOND, || table(&ns.0).matches("jump in_").count() == 3);
 
@@ -272,23 +289,23 @@ fn a_410_mid_stream_and_30_s_of_500s_leave_the_table_then_converge() {
     api.fail_for(500, outage);
     let start = std::time::Instant::now();
     api.drop_watches();
-    agent.wait_for("not ready", 10 * SECOND, || get(&addr, "/readyz").0 == 503);
-    let why = get(&addr, "/readyz").1;
+    agent.wait_for("not ready", 10 * SECOND, || get(addr, "/readyz").0 == 503);
+    let why = get(addr, "/readyz").1;
     assert!(why.contains("failing"), "{why}");
     let mut only_a = guard_object(80);
     only_a["spec"]["podSelector"] = serde_json::json!({"matchLabels": {"pod": "a"}});
     api.apply(only_a).unwrap();
     while start.elapsed() + 2 * SECOND < outage {
         assert_eq!(table(&ns.0), before, "the table changed during the 500s:\n{}", agent.log());
-        assert_eq!(get(&addr, "/livez").0, 200, "not live during the 500s");
-        assert_eq!(get(&addr, "/readyz").0, 503, "ready while every request fails");
+        assert_eq!(get(addr, "/livez").0, 200, "not live during the 500s");
+        assert_eq!(get(addr, "/readyz").0, 503, "ready while every request fails");
         std::thread::sleep(2 * SECOND);
     }
     std::thread::sleep(outage.saturating_sub(start.elapsed()));
     let up = std::time::Instant::now();
     agent.wait_for("the change made during the 500s", 30 * SECOND, || table(&ns.0).matches("jump in_").count() == 1);
     let converged = up.elapsed();
-    agent.wait_for("ready again", 30 * SECOND, || get(&addr, "/readyz").0 == 200);
+    agent.wait_for("ready again", 30 * SECOND, || get(addr, "/readyz").0 == 200);
     eprintln!(
         "after 30 s of 500s: the kernel converged {converged:?} and the agent was ready {:?} after they ended",
         up.elapsed()
@@ -307,19 +324,7 @@ fn agent_role() -> palisade_fakeapi::Rbac {
 #[test]
 fn a_403_keeps_the_table_and_fails_readiness_naming_the_watch() {
     let Some(_one) = slot() else { return };
-    let ns = Netns::new("kube403");
-    let scratch = Scratch::new("kube403");
-    let api = fake();
-    for obj in palisade_fakeapi::rbac::documents(&model()).unwrap() {
-        api.apply(obj).unwrap();
-    }
-    api.apply(guard_object(80)).unwrap();
-    let kubeconfig = api.write_kubeconfig(&scratch.0).unwrap();
-    let args = ["--kubeconfig", kubeconfig.to_str().unwrap(), "--listen", "127.0.0.1:0"];
-    let agent = Agent::start(std::path::Path::new("kubernetes"), &ns.0, &args, scratch.path("agent.log"));
-    let addr = served(&agent);
-    agent.wait_for("the first ruleset", 15 * SECOND, || table(&ns.0).matches("jump in_").count() == 3);
-    agent.wait_for("ready", 5 * SECOND, || get(&addr, "/readyz").0 == 200);
+    let Guarded { agent, addr, api, ns, .. } = &guarded("kube403");
 
     let mut without = agent_role();
     for rule in &mut without.rules {
@@ -329,8 +334,8 @@ fn a_403_keeps_the_table_and_fails_readiness_naming_the_watch() {
     }
     api.set_rbac(Some(without));
     api.drop_watches();
-    agent.wait_for("not ready", 10 * SECOND, || get(&addr, "/readyz").0 == 503);
-    let why = get(&addr, "/readyz").1;
+    agent.wait_for("not ready", 10 * SECOND, || get(addr, "/readyz").0 == 503);
+    let why = get(addr, "/readyz").1;
     assert!(why.contains("watch of networking.k8s.io/v1 NetworkPolicy failing"), "{why}");
     assert!(why.contains("forbidden"), "{why}");
     assert!(!why.contains("v1 Pod"), "only the forbidden watch is named: {why}");
@@ -338,10 +343,10 @@ fn a_403_keeps_the_table_and_fails_readiness_naming_the_watch() {
     api.delete("networking.k8s.io/v1", "NetworkPolicy", Some("x"), "guard").unwrap();
     std::thread::sleep(3 * SECOND);
     assert_eq!(table(&ns.0), before, "the table changed while its policies could not be read");
-    assert_eq!(get(&addr, "/livez").0, 200);
-    assert_eq!(get(&addr, "/readyz").0, 503);
+    assert_eq!(get(addr, "/livez").0, 200);
+    assert_eq!(get(addr, "/readyz").0, 503);
 
     api.set_rbac(Some(agent_role()));
-    agent.wait_for("ready again", 15 * SECOND, || get(&addr, "/readyz").0 == 200);
+    agent.wait_for("ready again", 15 * SECOND, || get(addr, "/readyz").0 == 200);
     agent.wait_for("the deletion made meanwhile", 15 * SECOND, || !table(&ns.0).contains("jump in_"));
 }

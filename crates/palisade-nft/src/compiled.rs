@@ -120,7 +120,7 @@ pub struct Compiled {
     /// kept; the next [`Compiled::sync`] compiles in full). Only the incremental paths change
     /// it, in step with the ruleset: a pod or policy that goes is taken out as it was.
     pub(crate) model: Option<Cluster>,
-    pub(crate) synced: crate::sync::Synced,
+    pub(crate) synced: Synced,
 }
 
 /// A direction's index in a pod's pair of groups.
@@ -405,4 +405,16 @@ impl Compiled {
 /// `egress_4` and the like: the verdict map an address of a pod is looked up in.
 pub(crate) fn map_name(dir: Direction, ip: &IpAddr) -> String {
     format!("{}_{}", dir_name(dir), Family::of(ip).suffix())
+}
+
+/// How the last [`Compiled::sync`] brought the ruleset up to date.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Synced {
+    /// Nothing was touched.
+    #[default]
+    Unchanged,
+    /// Followed by what the change touched.
+    Followed,
+    /// Compiled in full.
+    Compiled,
 }

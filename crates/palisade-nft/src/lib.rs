@@ -19,7 +19,7 @@ mod sync;
 pub mod table;
 pub mod unenforced;
 
-pub use compiled::Compiled;
+pub use compiled::{Compiled, Synced};
 pub use lower::compile;
-pub use sync::{Delta, Synced};
+pub use sync::Delta;
 pub use table::{Options, Ruleset, Stats};

@@ -34,7 +34,7 @@ use palisade_core::verdict::{Endpoint, Side};
 use crate::compiled::{dir_name, map_name, slot, AddressSet, Compiled, Def, Entry, Group, GroupKey, PortSet};
 use crate::ir::{Addr, Family, PortField, Rule as NftRule, Stmt, Verdict};
 use crate::membership::{named, Present, Source, Wanted};
-use crate::merge::Peer;
+use crate::merge::{Alt, Peer};
 use crate::own_node;
 use crate::table::{Options, Ruleset};
 
@@ -55,23 +55,6 @@ fn sides(dir: Direction) -> Sides {
     match dir {
         Direction::Egress => Sides { peer_addr: Addr::Daddr, peer_port: PortField::Dport, own_port: PortField::Sport },
         Direction::Ingress => Sides { peer_addr: Addr::Saddr, peer_port: PortField::Sport, own_port: PortField::Dport },
-    }
-}
-
-/// One way a rule can match: expressions that must all hold, for one family or both.
-#[derive(Clone, Debug, Default)]
-pub(crate) struct Alt {
-    pub(crate) family: Option<Family>,
-    pub(crate) exprs: Vec<Stmt>,
-    /// A peer set not registered yet (a single positive one, which runs of Allow rules merge):
-    /// lowering it splits the alternative by family as [`split_families`] does.
-    pub(crate) peer: Option<Peer>,
-}
-
-impl Alt {
-    fn with(mut self, e: Stmt) -> Alt {
-        self.exprs.push(e);
-        self
     }
 }
 

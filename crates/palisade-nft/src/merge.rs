@@ -22,9 +22,25 @@ use std::collections::{HashMap, HashSet};
 
 use palisade_core::policy::Action;
 
-use crate::ir::Addr;
-use crate::lower::Alt;
+use crate::ir::{Addr, Family, Stmt};
 use crate::membership::Source;
+
+/// One way a rule can match: expressions that must all hold, for one family or both.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Alt {
+    pub(crate) family: Option<Family>,
+    pub(crate) exprs: Vec<Stmt>,
+    /// A peer set not registered yet (a single positive one, which runs of Allow rules merge):
+    /// lowering it splits the alternative by family as `lower`'s `split_families` does.
+    pub(crate) peer: Option<Peer>,
+}
+
+impl Alt {
+    pub(crate) fn with(mut self, e: Stmt) -> Alt {
+        self.exprs.push(e);
+        self
+    }
+}
 
 /// Rules of one shape in a run merge only from this many on: fewer cost the packet little
 /// (a set lookup each), while every merged set holds its members' addresses once more, and
@@ -148,7 +164,7 @@ impl Merged {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ir::{PortField, Stmt};
+    use crate::ir::PortField;
 
     fn allow(peer: &str, port: u16) -> TierEntry {
         let ports = Stmt::Ports { field: PortField::Dport, negate: false, ranges: vec![(port, port)] };

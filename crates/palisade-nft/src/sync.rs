@@ -16,7 +16,7 @@ use std::collections::HashMap;
 use palisade_core::change::{Area, ObjectKey, PodPatch, PolicyPatch, Touched};
 use palisade_core::cluster::{Cluster, NsId, PodId, PolicyId};
 
-use crate::compiled::Compiled;
+use crate::compiled::{Compiled, Synced};
 use crate::ir::Command;
 use crate::table::Options;
 
@@ -29,18 +29,6 @@ pub type Delta = Vec<Command>;
 /// policies. Staged policies, ClusterNetworkPolicies (their tiers), workloads, ServiceAccounts
 /// and everything else take the full compile.
 const FOLLOWED_POLICY_KINDS: [&str; 3] = ["NetworkPolicy", "Calico NetworkPolicy", "GlobalNetworkPolicy"];
-
-/// How the last [`Compiled::sync`] brought the ruleset up to date.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum Synced {
-    /// Nothing was touched.
-    #[default]
-    Unchanged,
-    /// Followed by what the change touched.
-    Followed,
-    /// Compiled in full.
-    Compiled,
-}
 
 impl Compiled {
     /// Compiles the whole cluster and keeps a copy of it, so that later changes can be
