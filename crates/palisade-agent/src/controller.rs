@@ -8,9 +8,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use palisade_core::cluster::Cluster;
-use palisade_ingest::object::enforced_policy_kind;
+use palisade_ingest::object::followed_by_patch;
 use palisade_ingest::store::{self, Store};
-use palisade_ingest::{Input, Object};
+use palisade_ingest::Input;
 use palisade_load::directory::Activity;
 use palisade_load::watch::{Built, Changes, Held, Watched};
 use palisade_load::Load;
@@ -362,7 +362,7 @@ impl<K: Kernel> Agent<K> {
     /// cannot build them as they are (it reports nothing: the full path holds back what
     /// does not validate, with code frames), or they are not such objects; take the full path.
     fn object_change(&mut self, changes: Changes) -> Option<(Vec<Command>, String)> {
-        let followed = |i: &Input| matches!(i.object, Object::Pod(_)) || enforced_policy_kind(&i.object).is_some();
+        let followed = |i: &Input| followed_by_patch(&i.object);
         if changes.problems || !changes.gone.iter().chain(&changes.came).all(followed) {
             return None;
         }

@@ -198,6 +198,12 @@ pub fn enforced_policy_kind(o: &Object) -> Option<PolicyKind> {
     }
 }
 
+/// Whether a change of this object can be followed by what it touches (a Pod or an enforced
+/// policy kind, see [`enforced_policy_kind`]); any other object takes a full build.
+pub fn followed_by_patch(o: &Object) -> bool {
+    matches!(o, Object::Pod(_)) || enforced_policy_kind(o).is_some()
+}
+
 /// Counts objects by kind, for summaries.
 pub fn count_kinds(inputs: &[Input]) -> BTreeMap<&'static str, usize> {
     let mut m = BTreeMap::new();

@@ -18,7 +18,7 @@ use palisade_core::cluster::{Cluster, PodId};
 use palisade_core::field::{Problem, Severity};
 
 use crate::batch::build_from;
-use crate::object::{enforced_policy_kind, BuildOptions, Input, Object};
+use crate::object::{followed_by_patch, BuildOptions, Input, Object};
 use crate::patch::{pod_patch, policy_patch};
 
 /// An object's id in the store: it keeps it while it exists. The id of a deleted object is
@@ -288,7 +288,7 @@ impl Store {
             .filter(|(_, settled)| !**settled)
             .filter_map(|(s, _)| s.as_ref())
             .collect();
-        let only_ours = |i: &&Input| matches!(i.object, Object::Pod(_)) || enforced_policy_kind(&i.object).is_some();
+        let only_ours = |i: &&Input| followed_by_patch(&i.object);
         let duplicated = self.touched.objects.keys().any(|k| self.ids(k).len() > 1);
         if duplicated || !came.iter().all(only_ours) || !self.gone.iter().all(|i| only_ours(&i)) {
             return false;
