@@ -2,7 +2,9 @@
 //! run. Ports are cut into the stretches that pods, Services and rules name ([`crate::probe`]),
 //! so one decision per stretch decides every port in it; pod pairs come from the bitset index
 //! (one matrix per stretch), pods against the outside world and nodes from [`Connectivity`].
-//! ICMP has no ports and is left to `matrix --protocol ICMP`.
+//! TCP, UDP and SCTP are always mapped (a rule without ports admits SCTP too, as a conformant
+//! plugin does); ICMP and other protocols without ports appear as one stretch each where some
+//! rule can tell them apart, and are otherwise left to `matrix --protocol ICMP`.
 
 pub mod text;
 
@@ -15,6 +17,16 @@ use serde::Serialize;
 
 use crate::connectivity::{Address, Connectivity, Cuts};
 use crate::probe::{merge, Probe};
+
+/// Adds SCTP's one stretch (1-65535) when no rule names an SCTP port: the analyses probe SCTP
+/// only where a rule names it, but the map answers for every protocol with ports, and a pod no
+/// policy isolates (or a rule without ports) admits SCTP as well (Kubernetes NetworkPolicy API
+/// reference, `NetworkPolicyPort.protocol`; SCTP is GA since 1.20).
+fn with_sctp(probes: &mut Vec<Probe>) {
+    if !probes.iter().any(|p| p.protocol == Protocol::SCTP) {
+        probes.push(Probe { port: 1, protocol: Protocol::SCTP, end: 65535 });
+    }
+}
 
 /// One end of a pair: a pod, or an address endpoint of [`Map::addresses`] (by position).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -35,7 +47,8 @@ pub struct Pair {
 /// a pod's connection to itself is absent too (loopback, always allowed), except for a
 /// workload's template pod standing for several replicas, where it means replica to replica.
 pub struct Map {
-    /// The stretches, TCP then UDP (then SCTP when something names it), each in port order.
+    /// The stretches: protocols without ports where a rule tells them apart, then TCP, UDP and
+    /// SCTP, each in port order.
     pub probes: Vec<Probe>,
     /// The outside pieces, then the nodes and host endpoints ([`Connectivity`]'s addresses).
     pub addresses: Vec<Address>,
@@ -49,11 +62,14 @@ pub struct Map {
 impl Map {
     /// Computes the map of one cluster: one pod matrix per stretch through the bitset index.
     pub fn compute(cluster: &Cluster) -> Map {
-        let conn = Connectivity::compute(cluster, Cuts::of(&[cluster]), || {});
+        let mut cuts = Cuts::of(&[cluster]);
+        with_sctp(&mut cuts.probes);
+        let conn = Connectivity::compute(cluster, cuts, || {});
         Map::from_connectivity(cluster, conn)
     }
 
-    /// The map of an already computed [`Connectivity`].
+    /// The map of an already computed [`Connectivity`] (with the probes it was given: SCTP is
+    /// in the map only if it was among them).
     pub fn from_connectivity(cluster: &Cluster, conn: Connectivity) -> Map {
         let mut builder = Builder::new(conn.probes.len());
         let order = cluster.pods_sorted();
