@@ -36,13 +36,22 @@ struct Variant {
     readdress: bool,
     /// Rules' ports are spread: see [`spread_ports`].
     spread: bool,
+    /// Egress rules become ingress rules: see [`open_egress`].
+    open: bool,
     name: &'static str,
 }
 
-const VARIANTS: [Variant; 3] = [
-    Variant { readdress: false, spread: false, name: "as generated" },
-    Variant { readdress: true, spread: false, name: "pods readdressed outside every ipBlock" },
-    Variant { readdress: true, spread: true, name: "readdressed, each rule's port spread to 8 of its own" },
+const VARIANTS: [Variant; 5] = [
+    Variant { readdress: false, spread: false, open: false, name: "as generated" },
+    Variant { readdress: true, spread: false, open: false, name: "pods readdressed outside every ipBlock" },
+    Variant {
+        readdress: true,
+        spread: true,
+        open: false,
+        name: "readdressed, each rule's port spread to 8 of its own",
+    },
+    Variant { readdress: true, spread: false, open: true, name: "readdressed, egress open (pods connect)" },
+    Variant { readdress: true, spread: true, open: true, name: "readdressed, egress open, ports spread" },
 ];
 
 /// Port ranges per protocol, each protocol's ranges merged and sorted.
@@ -107,12 +116,35 @@ fn write_cluster(shape: &Shape, dir: &Path, variant: Variant) -> (usize, usize) 
         pods.enumerate()
             .for_each(|(n, pod)| pod["status"]["podIP"] = format!("10.244.{}.{}", (n + 1) >> 8, (n + 1) & 0xff).into());
     }
+    if variant.open {
+        open_egress(&mut items);
+    }
     if variant.spread {
         spread_ports(&mut items);
     }
     let text = palisade_load::yaml::emit(&items);
     std::fs::write(dir.join("cluster.yaml"), &text).expect("write the cluster");
     (text.len(), distinct_ports(&mut items))
+}
+
+/// Every policy's egress rules become ingress rules of the same peers and ports (`to` read as
+/// `from`) and every policy governs ingress only. As generated, default deny covers egress and
+/// the egress rules admit only DNS and ipBlocks, so no pod reaches another: both tools' maps
+/// hold no pod pair. Opened, pods connect on the ingress rules' ports, as in most clusters.
+fn open_egress(items: &mut [serde_json::Value]) {
+    let policies = items.iter_mut().filter(|i| i["kind"] == "NetworkPolicy");
+    for spec in policies.filter_map(|p| p.get_mut("spec").and_then(|s| s.as_object_mut())) {
+        let egress = spec.remove("egress").and_then(|e| e.as_array().cloned()).unwrap_or_default();
+        let turned = egress.into_iter().map(|mut rule| {
+            if let Some(to) = rule.as_object_mut().and_then(|r| r.remove("to")) {
+                rule["from"] = to;
+            }
+            rule
+        });
+        let ingress = spec.entry("ingress").or_insert_with(|| serde_json::json!([]));
+        ingress.as_array_mut().expect("ingress is a list").extend(turned);
+        spec.insert("policyTypes".into(), serde_json::json!(["Ingress"]));
+    }
 }
 
 /// The ingress and egress rules of every NetworkPolicy among `items`, as JSON values.
