@@ -152,7 +152,7 @@ impl Connectivity {
 
 /// The pieces of the outside world, then each node (at its first address) and each host
 /// endpoint that stands at no node's address.
-pub(crate) fn addresses(cluster: &Cluster, pieces: &[Piece]) -> Vec<Address> {
+pub fn addresses(cluster: &Cluster, pieces: &[Piece]) -> Vec<Address> {
     let mut out: Vec<Address> = pieces
         .iter()
         .map(|p| Address { name: p.to_string(), address: p.address, kind: AddressKind::Outside })
