@@ -5,6 +5,7 @@
 
 use std::time::{Duration, Instant};
 
+use palisade_nft::cost::{self, Footprint, Transaction};
 use palisade_nft::kernel::{encode, KernelError};
 use palisade_nft::monitor::{Expectation, Listing, TableEvent, Watch};
 use palisade_nft::netlink::Batch;
@@ -14,9 +15,6 @@ use palisade_nft::Ruleset;
 use crate::kernel::Kernel;
 use crate::log;
 
-/// Past this many commands a delta is compared with loading the table whole, which the kernel
-/// takes faster than deleting and adding most of it.
-const BIG_DELTA: usize = 5_000;
 /// Transactions of the agent's own with more commands go out unheard by the table watch.
 const UNHEARD: usize = 1_000;
 
@@ -33,6 +31,9 @@ pub struct Table<K: Kernel> {
     watch: Option<Watch>,
     /// The kernel refused a change: the next one replaces the table whole.
     replace: bool,
+    /// What the table in force holds, for the choice between a delta and the whole table
+    /// (`None`: not known, e.g. before the first transaction; then a delta goes as it is).
+    in_force: Option<Footprint>,
     /// The listing the ruleset should have, for the change (the agent's count) it was made for.
     expected: Option<(u64, Listing)>,
     expectation: Expectation,
@@ -53,6 +54,7 @@ impl<K: Kernel> Table<K> {
             kernel,
             watch: None,
             replace: false,
+            in_force: None,
             expected: None,
             expectation: Expectation::default(),
             whole: None,
@@ -70,8 +72,20 @@ impl<K: Kernel> Table<K> {
 
     /// One transaction (`batch`: the commands already encoded); a big one unheard by the
     /// watch, and when anyone else changed a table meanwhile, the comparison runs at once.
+    /// A table found right stays found right through the agent's own transactions: when the
+    /// generation moved by exactly this one, nobody else committed in between, so the kernel
+    /// holds what was verified plus these commands (or, for a replacement, these commands),
+    /// and the periodic comparison need not list the table again.
     fn send(&mut self, commands: &[Command], batch: Option<&Batch>) -> Result<(), KernelError> {
+        let before = self.kernel.generation().ok();
         let (outcome, others) = send(&self.kernel, self.watch.as_ref(), commands, batch);
+        let replaced = matches!(commands.first(), Some(Command::ReplaceTable));
+        let known = replaced || (before.is_some() && before == self.verified);
+        let after = self.kernel.generation().ok();
+        let ours_alone = before.zip(after).is_some_and(|(b, a)| a == b.wrapping_add(1));
+        if outcome.is_ok() && !commands.is_empty() {
+            self.verified = (known && ours_alone && !others).then_some(after).flatten();
+        }
         if others {
             self.verified = None;
             self.next_check = Instant::now();
@@ -79,26 +93,48 @@ impl<K: Kernel> Table<K> {
         outcome
     }
 
+    /// Whether to send the whole table instead of `delta`: after a refusal, or when the
+    /// kernel's work is estimated smaller that way ([`palisade_nft::cost`]).
+    fn whole_instead(&self, delta: &[Command], target: &Ruleset) -> bool {
+        self.replace || self.in_force.as_ref().is_some_and(|f| cost::cheaper(delta, f, target) == Transaction::Whole)
+    }
+
+    /// Keeps the footprint of the table in force after a committed transaction.
+    fn committed(&mut self, commands: &[Command], target: &Ruleset) {
+        match (commands.first(), &mut self.in_force) {
+            (Some(Command::ReplaceTable), _) | (_, None) => self.in_force = Some(Footprint::of(target)),
+            (_, Some(f)) => f.apply(commands),
+        }
+    }
+
     /// When the periodic comparison is due.
     pub fn due_in(&self) -> Duration {
         self.next_check.saturating_duration_since(Instant::now())
     }
 
-    /// Sends a delta (or, after a refusal or when it is bigger, the whole table) in one
-    /// transaction; whether the kernel now holds `target`.
+    /// Sends a delta (or the whole table: after a refusal, or when that is estimated cheaper
+    /// for the kernel) in one transaction; whether the kernel now holds `target`.
     pub fn apply(&mut self, delta: &[Command], target: &Ruleset, t: Instant, how: &str) -> bool {
         let mut sent = delta.len();
-        let whole = (self.replace || delta.len() > BIG_DELTA).then(|| script::full_commands(target));
-        let applied = match whole {
-            Some(full) if self.replace || full.len() < delta.len() => {
+        let applied = match self.whole_instead(delta, target) {
+            true => {
+                let full = script::full_commands(target);
                 sent = full.len();
-                self.send(&full, None)
+                self.send(&full, None).map(|()| self.committed(&full, target))
             }
-            _ => self.send(delta, None).or_else(|e| {
-                // The table changed under us (or the delta did not fit): replace it whole, still atomically.
-                log(&format!("delta refused ({e}); replacing the table"));
-                self.send(&script::full_commands(target), None)
-            }),
+            false => match self.send(delta, None) {
+                Ok(()) => {
+                    self.committed(delta, target);
+                    Ok(())
+                }
+                Err(e) => {
+                    // The table changed under us (or the delta did not fit): replace it whole, still atomically.
+                    log(&format!("delta refused ({e}); replacing the table"));
+                    let full = script::full_commands(target);
+                    sent = full.len();
+                    self.send(&full, None).map(|()| self.committed(&full, target))
+                }
+            },
         };
         self.replace = applied.is_err();
         match applied {
@@ -171,6 +207,7 @@ impl<K: Kernel> Table<K> {
         let what = notes.join("; ");
         match outcome {
             Ok(()) => {
+                self.in_force = Some(Footprint::of(rs));
                 self.restores += 1;
                 let line = format!("restored the table in {ms:.1} ms ({how}; {why}): {what}");
                 log(&line);

@@ -20,6 +20,7 @@ use palisade_ingest::store::{self, Store};
 use palisade_ingest::{build, BuildOptions, Input, Object, StoredPod as Pod};
 use palisade_lab::Topology;
 use palisade_load::watch::Watched;
+use palisade_nft::cost::{self, Footprint, Transaction, Work};
 use palisade_nft::kernel::Kernel;
 use palisade_nft::{compile, script, Compiled, Delta, Options, Ruleset};
 
@@ -369,15 +370,21 @@ pub fn bulk_figure(objects: &[Object], netns: &str, n: usize) {
         let t_whole = Instant::now();
         kernel.apply(&whole).expect("the kernel takes the whole table");
         let whole_s = t_whole.elapsed().as_secs_f64();
+        // What the agent sends (`palisade_nft::cost`: by the estimate of the kernel's work).
+        let in_force = Footprint::of(&old);
+        let pick = cost::cheaper(&taken.delta, &in_force, live.compiled.ruleset());
+        let picked = took - kernel_s + if pick == Transaction::Whole { whole_s } else { kernel_s };
         println!(
-            "agent: {n} {what:<28}{took:>8.3} s  (read {:.3}, store {:.3}, sync {:.3} {:?}, kernel {kernel_s:.3} s, {} commands; memory peak +{:.0} MiB; as the whole table: kernel {whole_s:.3} s, {} commands)",
+            "agent: {n} {what:<28}{took:>8.3} s  (read {:.3}, store {:.3}, sync {:.3} {:?}, kernel {kernel_s:.3} s, {} commands; memory peak +{:.0} MiB; as the whole table: kernel {whole_s:.3} s, {} commands; estimated work delta {} / whole {}: the agent sends {pick:?}, {picked:.3} s in all)",
             taken.read,
             taken.store,
             taken.sync,
             live.compiled.synced(),
             taken.delta.len(),
             peak - before,
-            whole.len()
+            whole.len(),
+            Work::of_delta(&taken.delta, &in_force).cost(),
+            Work::of_whole(&in_force, live.compiled.ruleset()).cost(),
         );
     }
     let _ = std::fs::remove_dir_all(&dir);

@@ -55,7 +55,7 @@ fn latencies(api: &palisade_fakeapi::FakeApi, addr: &str, n: usize, change: impl
             std::thread::sleep(Duration::from_micros(200));
         }
         out.push(t.elapsed().as_secs_f64());
-        // Let the agent's quiet-time work (the restore prepared ahead) pass between samples.
+        // Samples apart, as changes of a live cluster come (and past any quiet-time work).
         std::thread::sleep(Duration::from_millis(1200));
     }
     out.sort_by(f64::total_cmp);

@@ -68,26 +68,46 @@ fn parse_rv(s: &str) -> Result<u64, Refusal> {
 }
 
 /// A list's resourceVersion, its objects, and the key a continued list resumes after.
-type Snapshot = (u64, BTreeMap<Key, Value>, Option<Key>);
+type Snapshot<'a> = (u64, Objects<'a>, Option<Key>);
+
+/// The objects a list reads: the store's own (a list at the current resourceVersion, most
+/// lists and their continued pages: nothing is copied but the page), or rebuilt for a past one.
+enum Objects<'a> {
+    Now(&'a BTreeMap<Key, Value>),
+    Past(BTreeMap<Key, Value>),
+}
+
+impl Objects<'_> {
+    fn map(&self) -> &BTreeMap<Key, Value> {
+        match self {
+            Objects::Now(m) => m,
+            Objects::Past(m) => m,
+        }
+    }
+}
 
 /// The objects a list reads and their resourceVersion, per `resourceVersion` and
 /// `resourceVersionMatch`; `continue` resumes the snapshot it was issued for.
-fn snapshot(store: &Store, idx: usize, q: &BTreeMap<String, String>) -> Result<Snapshot, Refusal> {
+fn snapshot<'a>(store: &'a Store, idx: usize, q: &BTreeMap<String, String>) -> Result<Snapshot<'a>, Refusal> {
     if let Some(token) = q.get("continue").filter(|c| !c.is_empty()) {
         let mut parts = token.splitn(3, '/');
         let (Some(rv), Some(ns), Some(name)) = (parts.next(), parts.next(), parts.next()) else {
             return Err(Refusal::new(400, "BadRequest", "invalid continue token"));
         };
         let rv = parse_rv(rv)?;
+        let after = Some((ns.to_string(), name.to_string()));
+        if rv == store.rv {
+            return Ok((rv, Objects::Now(&store.objects[idx]), after));
+        }
         let objects = store.at(idx, rv).ok_or_else(|| {
             Refusal::new(410, "Expired", "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter.")
         })?;
-        return Ok((rv, objects, Some((ns.to_string(), name.to_string()))));
+        return Ok((rv, Objects::Past(objects), after));
     }
     let rv = q.get("resourceVersion").map(String::as_str).filter(|v| !v.is_empty());
     let exact = q.get("resourceVersionMatch").is_some_and(|m| m == "Exact");
     match rv {
-        None | Some("0") => Ok((store.rv, store.objects[idx].clone(), None)),
+        None | Some("0") => Ok((store.rv, Objects::Now(&store.objects[idx]), None)),
         Some(v) => {
             let v = parse_rv(v)?;
             if v > store.rv {
@@ -97,13 +117,13 @@ fn snapshot(store: &Store, idx: usize, q: &BTreeMap<String, String>) -> Result<S
                     format!("Too large resource version: {v}, current: {}", store.rv),
                 ));
             }
-            if !exact {
-                return Ok((store.rv, store.objects[idx].clone(), None));
+            if !exact || v == store.rv {
+                return Ok((store.rv, Objects::Now(&store.objects[idx]), None));
             }
             let objects = store
                 .at(idx, v)
                 .ok_or_else(|| Refusal::new(410, "Expired", format!("too old resource version: {v} ({})", store.rv)))?;
-            Ok((v, objects, None))
+            Ok((v, Objects::Past(objects), None))
         }
     }
 }
@@ -115,25 +135,27 @@ pub fn list(shared: &Shared, idx: usize, target: &Target, q: &BTreeMap<String, S
         Ok(f) => f,
         Err(refusal) => return refusal.reply(),
     };
-    let (rv, objects, after) = {
-        let store = shared.store.lock().expect("store lock");
-        match snapshot(&store, idx, q) {
-            Ok(s) => s,
-            Err(refusal) => return refusal.reply(),
-        }
-    };
     // resourceVersion=0 is served from the watch cache, which ignores limit.
     let from_cache = q.get("resourceVersion").is_some_and(|v| v == "0") && !q.contains_key("continue");
     let limit = q.get("limit").and_then(|l| l.parse::<usize>().ok()).filter(|&l| l > 0 && !from_cache);
-    let matching: Vec<(&Key, &Value)> =
-        objects.iter().filter(|(k, o)| after.as_ref().is_none_or(|a| *k > a) && filter.matches(o)).collect();
-    let take = limit.unwrap_or(matching.len()).min(matching.len());
-    let items: Vec<Value> = matching[..take].iter().map(|(_, o)| list_item(res, (*o).clone())).collect();
+    // Under the store's lock, only the page's objects are copied.
+    let (rv, items, rest) = {
+        let store = shared.store.lock().expect("store lock");
+        let (rv, objects, after) = match snapshot(&store, idx, q) {
+            Ok(s) => s,
+            Err(refusal) => return refusal.reply(),
+        };
+        let matching: Vec<(&Key, &Value)> =
+            objects.map().iter().filter(|(k, o)| after.as_ref().is_none_or(|a| *k > a) && filter.matches(o)).collect();
+        let take = limit.unwrap_or(matching.len()).min(matching.len());
+        let items: Vec<Value> = matching[..take].iter().map(|(_, o)| list_item(res, (*o).clone())).collect();
+        let rest = (take < matching.len()).then(|| (matching[take - 1].0.clone(), matching.len() - take));
+        (rv, items, rest)
+    };
     let mut meta = json!({"resourceVersion": rv.to_string()});
-    if take < matching.len() {
-        let (ns, name) = matching[take - 1].0;
+    if let Some(((ns, name), remaining)) = rest {
         meta["continue"] = format!("{rv}/{ns}/{name}").into();
-        meta["remainingItemCount"] = (matching.len() - take).into();
+        meta["remainingItemCount"] = remaining.into();
     }
     let list =
         json!({"kind": format!("{}List", res.kind), "apiVersion": res.api_version(), "metadata": meta, "items": items});

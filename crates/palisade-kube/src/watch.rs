@@ -66,7 +66,42 @@ struct KindState {
     kind: &'static Kind,
     known: HashMap<ObjectKey, String>,
     relist: Option<Vec<DynamicObject>>,
+    /// The first list's objects being decoded as they arrive.
+    decoder: Option<Decoder>,
     synced: bool,
+}
+
+/// An object of a list, decoded: its key, its resourceVersion, and what it decoded to.
+type Listed = (ObjectKey, String, Result<Decoded, Refused>);
+
+/// Decodes the first list's objects on a thread of its own as they arrive, so that decoding
+/// overlaps with reading the next pages instead of following the last one (a later relist
+/// decodes at its end, where it skips the objects it already has at their version).
+struct Decoder {
+    tx: std::sync::mpsc::Sender<DynamicObject>,
+    done: std::thread::JoinHandle<Vec<Listed>>,
+}
+
+impl Decoder {
+    /// `None` when no thread can be started (the list is then decoded at its end).
+    fn start(kind: &'static Kind) -> Option<Decoder> {
+        let (tx, rx) = std::sync::mpsc::channel::<DynamicObject>();
+        let decode_all =
+            move || rx.into_iter().map(|obj| (key_of(kind, &obj), version(&obj), decode(kind, obj))).collect();
+        let done = std::thread::Builder::new().name(format!("decode {}", kind.kind)).spawn(decode_all).ok()?;
+        Some(Decoder { tx, done })
+    }
+
+    /// Hands an object over; gives it back when the thread is gone.
+    fn send(&self, obj: DynamicObject) -> Option<DynamicObject> {
+        self.tx.send(obj).err().map(|e| e.0)
+    }
+
+    /// Everything sent, decoded, in order (waits for the last objects).
+    fn finish(self) -> Vec<Listed> {
+        drop(self.tx);
+        self.done.join().unwrap_or_default()
+    }
 }
 
 fn version(obj: &DynamicObject) -> String {
@@ -94,10 +129,15 @@ impl KindState {
             }
             Ok(Event::Init) => {
                 self.relist = Some(Vec::new());
+                self.decoder = if self.synced { None } else { Decoder::start(self.kind) };
                 Vec::new()
             }
             Ok(Event::InitApply(obj)) => {
-                self.relist.get_or_insert_with(Vec::new).push(obj);
+                let left = match &self.decoder {
+                    Some(d) => d.send(obj),
+                    None => Some(obj),
+                };
+                self.relist.get_or_insert_with(Vec::new).extend(left);
                 Vec::new()
             }
             Ok(Event::InitDone) => self.relisted(),
@@ -107,19 +147,21 @@ impl KindState {
 
     /// The exact difference between what was known and what the relist returned.
     fn relisted(&mut self) -> Vec<Change> {
+        let early = self.decoder.take().map(Decoder::finish).unwrap_or_default();
         let listed = self.relist.take().unwrap_or_default();
         let mut before = std::mem::take(&mut self.known);
         let mut out = Vec::new();
         let mut applied = Vec::new();
-        for obj in listed {
-            let key = key_of(self.kind, &obj);
-            let rv = version(&obj);
+        let kind = self.kind;
+        let late = listed.into_iter().map(|obj| (key_of(kind, &obj), version(&obj), Err(obj)));
+        let all = early.into_iter().map(|(key, rv, decoded)| (key, rv, Ok(decoded))).chain(late);
+        for (key, rv, decoded) in all {
             let unchanged = before.remove(&key).is_some_and(|old| old == rv);
             self.known.insert(key, rv);
             if unchanged {
                 continue;
             }
-            match decode(self.kind, obj) {
+            match decoded.unwrap_or_else(|obj| decode(kind, obj)) {
                 Ok(d) => applied.push(d),
                 Err(r) => out.push(Change::Refused(r)),
             }
@@ -182,7 +224,7 @@ fn watch_kind(
     settings: &Settings,
     restart: tokio::sync::watch::Receiver<u64>,
 ) -> BoxStream<'static, Change> {
-    let state = KindState { kind, known: HashMap::new(), relist: None, synced: false };
+    let state = KindState { kind, known: HashMap::new(), relist: None, decoder: None, synced: false };
     let inner = watcher_of(&client, kind, settings);
     let settings = settings.clone();
     let start = (state, inner, Some(restart));
@@ -204,6 +246,7 @@ fn watch_kind(
                     again = restarted => {
                         if again {
                             state.relist = None;
+                            state.decoder = None;
                             inner = watcher_of(&client, state.kind, &settings);
                         } else {
                             restart = None;

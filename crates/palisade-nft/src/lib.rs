@@ -3,6 +3,7 @@
 //! from the table in force), apply it.
 
 mod compiled;
+pub mod cost;
 mod incremental;
 pub mod ir;
 pub mod kernel;

@@ -35,8 +35,6 @@ pub const SOURCE: &str = "kubernetes";
 
 /// The loop's longest wait: the heartbeat `/livez` reads.
 const TURN: Duration = Duration::from_secs(1);
-/// After this long without changes, a restore is got ready ahead.
-const PREPARE_AFTER: Duration = Duration::from_secs(1);
 
 /// The agent's state between turns, over any [`Kernel`] (netlink in production, the fake in
 /// the unit tests, which drive [`KubeAgent::turn`] with the feed's messages directly).
@@ -58,10 +56,16 @@ struct KubeAgent<K: Kernel> {
     /// When each change not yet in the kernel arrived.
     pending: Vec<Instant>,
     generation: u64,
-    quiet_since: Instant,
+    /// When the agent started, and the time spent putting objects into the store before the
+    /// first transaction: the startup's phases in the log.
+    started: Instant,
+    storing: Duration,
     last_change: Option<(Instant, String)>,
     /// Why the last build or transaction failed.
     failed: Option<String>,
+    /// The kernel refused the last transaction: the next turn sends the table again (whole),
+    /// changes or not, so that a refusal does not leave the kernel behind until the next change.
+    resend: bool,
     /// Which pod holds each address the kernel's ruleset knows (`namespace/name`).
     holders: HashMap<IpAddr, String>,
     /// Refusals to write as Events (by the feed).
@@ -154,9 +158,11 @@ impl<K: Kernel> KubeAgent<K> {
             compiled: None,
             pending: Vec::new(),
             generation: 0,
-            quiet_since: Instant::now(),
+            started: Instant::now(),
+            storing: Duration::ZERO,
             last_change: None,
             failed: None,
+            resend: false,
             holders: HashMap::new(),
             events,
             forget: None,
@@ -197,14 +203,13 @@ impl<K: Kernel> KubeAgent<K> {
         if let Some(rs) = self.compiled.as_ref().map(Compiled::ruleset) {
             self.table.react(table_events, rs, self.generation);
         }
-        if self.view.dirty && self.all_synced() {
+        if (self.view.dirty || self.resend) && self.all_synced() {
             self.transact();
         }
+        // A restore encodes the whole table when it needs it, not ahead on this thread: a
+        // change arriving meanwhile would wait for it.
         if let Some(rs) = self.compiled.as_ref().map(Compiled::ruleset) {
             self.table.check_if_due(rs, self.generation);
-            if self.quiet_since.elapsed() >= PREPARE_AFTER {
-                self.table.prepare(rs, self.generation);
-            }
         }
         for r in std::mem::take(&mut self.view.reports) {
             let _ = self.events.send(r);
@@ -261,9 +266,12 @@ impl<K: Kernel> KubeAgent<K> {
         if self.failing.remove(kind).is_some() {
             log(&format!("the watch of {kind} is back"));
         }
+        let t = Instant::now();
         self.view.take(change);
+        if self.compiled.is_none() {
+            self.storing += t.elapsed();
+        }
         self.pending.push(at);
-        self.quiet_since = Instant::now();
     }
 
     fn all_synced(&self) -> bool {
@@ -274,6 +282,7 @@ impl<K: Kernel> KubeAgent<K> {
     /// change touched) and sends the delta in one transaction.
     fn transact(&mut self) {
         let t = Instant::now();
+        let synced = t.duration_since(self.started);
         let touched = match self.view.finish() {
             Ok(t) => t,
             Err(p) => {
@@ -283,10 +292,11 @@ impl<K: Kernel> KubeAgent<K> {
                 return;
             }
         };
-        if touched.is_empty() && self.compiled.is_some() {
+        if touched.is_empty() && self.compiled.is_some() && !self.resend {
             self.pending.clear();
             return;
         }
+        let finished = t.elapsed();
         let Some(cluster) = self.view.cluster() else { return };
         let first = self.compiled.is_none();
         let (next, delta, how) = match self.compiled.take() {
@@ -301,18 +311,33 @@ impl<K: Kernel> KubeAgent<K> {
             }
             None => {
                 crate::enforcement::warn_unenforced(cluster);
+                let compiling = Instant::now();
                 let next = Compiled::following(cluster, &compile_options(&self.args));
+                let compiled = compiling.elapsed();
                 let delta = script::full_commands(next.ruleset());
-                (next, delta, "first ruleset, every kind synced".to_string())
+                let phases = [
+                    ("lists, decoded and stored", synced),
+                    ("of which into the store", self.storing),
+                    ("build", finished),
+                    ("compile", compiled),
+                    ("commands", compiling.elapsed() - compiled),
+                ];
+                let phases: Vec<String> =
+                    phases.iter().map(|(what, d)| format!("{what} {:.2} s", d.as_secs_f64())).collect();
+                (next, delta, format!("first ruleset, every kind synced; {}", phases.join(", ")))
             }
         };
         self.generation += 1;
         let sent = Instant::now();
         let ok = self.table.apply(&delta, next.ruleset(), t, &how);
+        if first {
+            log(&format!("first apply: encode and kernel {:.2} s", sent.elapsed().as_secs_f64()));
+        }
         self.health.applied(ok, sent.elapsed(), &self.pending);
         self.pending.clear();
         self.failed =
             (!ok).then(|| "the kernel refused the last transaction; the last good ruleset stays in force".into());
+        self.resend = !ok && !first;
         if ok {
             self.forget_gone_addresses();
         }

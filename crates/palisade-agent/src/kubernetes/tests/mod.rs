@@ -4,6 +4,7 @@
 //! the watch; `streams`: random event streams over every watched kind keep the compiled
 //! ruleset equal to a full compile of what the store holds.
 
+mod choice;
 mod forbidden;
 mod objects;
 mod refusals;

@@ -26,6 +26,9 @@ enum Op {
     /// A relist of a kind (after a 410): the objects whose bit is set in `drop` went while the
     /// watch was away, and `add` came.
     Relist { kind: usize, drop: u8, add: Option<(u8, u8)> },
+    /// The kernel refuses the next `n` transactions (a delta, then the whole table sent
+    /// instead: two refuse both, and the agent must try again by itself).
+    Refuse { n: usize },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -35,6 +38,7 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (kind.clone(), 0..8usize).prop_map(|(kind, nth)| Op::Delete { kind, nth }),
         1 => (kind, any::<u8>(), proptest::option::of((0..SLOTS, 0..VARIANTS)))
             .prop_map(|(kind, drop, add)| Op::Relist { kind, drop, add }),
+        1 => (1..=3usize).prop_map(|n| Op::Refuse { n }),
     ]
 }
 
@@ -93,6 +97,7 @@ impl Api {
                 out.push(Change::Relisted { kind, applied, deleted });
                 out
             }
+            Op::Refuse { .. } => Vec::new(),
         }
     }
 
@@ -135,8 +140,22 @@ proptest! {
         agent.feed(first);
         prop_assert_eq!(agent.transactions(), 1, "the first ruleset, once every kind synced");
         for (n, step) in steps.iter().enumerate() {
+            for op in step {
+                if let Op::Refuse { n } = op {
+                    agent.table.kernel.refuse_next(*n);
+                }
+            }
             let changes: Vec<Change> = step.iter().flat_map(|op| api.changes(op)).collect();
             agent.feed(changes);
+            // A refused transaction leaves the last good table; turns without changes try
+            // again until the kernel takes it (the fake refuses at most 3 in a row).
+            for _ in 0..4 {
+                if !agent.resend {
+                    break;
+                }
+                agent.feed(Vec::new());
+            }
+            prop_assert!(!agent.resend, "step {}: the kernel still refuses: {:?}", n, agent.failed);
             let differences = agent.kernel_differences();
             prop_assert!(differences.is_empty(), "step {}: the kernel's table is not what the agent compiled:\n{}", n, differences.join("\n"));
             let compiled = agent.compiled.as_ref().expect("a ruleset").ruleset().clone();
