@@ -227,7 +227,7 @@ fn review(cluster: &palisade_core::cluster::Cluster) {
     // Each group of checks timed apart: (phase, seconds).
     let mut phases: Vec<(&str, f64)> = Vec::new();
     let mut last = (None, Instant::now());
-    let findings = lint::lint_with_progress(cluster, &[], &conn, &workloads, &mut |phase| {
+    let findings = lint::lint_with_progress(cluster, &[], &lint::Scope::of(&conn), &workloads, &mut |phase| {
         if let Some(done) = last.0.replace(phase) {
             phases.push((done, last.1.elapsed().as_secs_f64()));
         }

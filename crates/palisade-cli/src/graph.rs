@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use palisade_review::connectivity::Cuts;
 use palisade_review::graph::Graph;
+use palisade_review::lint::Scope;
 use palisade_review::overview::Overview;
 use palisade_review::report::{html, svg};
 use palisade_review::workload::Workloads;
@@ -62,7 +63,7 @@ pub fn run(args: Args) -> u8 {
             let spinner = crate::progress::spinner("laying out the report");
             let overview = Overview::new(cluster, &conn, &workloads);
             spinner.finish_and_clear();
-            let findings = crate::lint::findings(&load, &conn, &workloads);
+            let findings = crate::lint::findings(&load, &Scope::of(&conn), &workloads);
             let shown: Vec<String> = args.input.paths.iter().map(|p| p.display().to_string()).collect();
             html(&format!("Palisade report: {}", shown.join(" ")), &overview, &findings)
         }

@@ -4,12 +4,11 @@ use std::io::IsTerminal;
 
 use palisade_core::field::Severity;
 use palisade_load::diagnostic::Renderer;
-use palisade_review::connectivity::Connectivity;
 use palisade_review::connectivity::Cuts;
-use palisade_review::lint::{check, lint_with_progress, sarif::sarif, Finding, CHECKS};
+use palisade_review::lint::{check, lint_with_progress, sarif::sarif, Finding, Scope, CHECKS};
 use palisade_review::workload::Workloads;
 
-use crate::input::{connectivity, load_all, InputArgs};
+use crate::input::{load_all, InputArgs};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -71,8 +70,10 @@ pub fn run(args: Args) -> u8 {
     };
     let cluster = load.cluster.as_ref().expect("loaded");
     let workloads = Workloads::new(cluster);
-    let conn = connectivity(cluster, Cuts::of(&[cluster]));
-    let mut findings = findings(&load, &conn, &workloads);
+    // The checks name probes and address endpoints and decide what they need themselves:
+    // no connectivity (every pair on every probe) is computed for them.
+    let scope = Scope::new(cluster, Cuts::of(&[cluster]));
+    let mut findings = findings(&load, &scope, &workloads);
     let allowed: Vec<&str> = args.allow.iter().filter_map(|a| check(a)).map(|c| c.code).collect();
     findings.retain(|f| !allowed.contains(&f.code));
     match args.output {
@@ -90,11 +91,11 @@ pub fn run(args: Args) -> u8 {
 }
 
 /// The loader's warnings (as PAL000) and every check's findings, with a spinner on a terminal.
-pub fn findings(load: &palisade_load::Load, conn: &Connectivity, workloads: &Workloads) -> Vec<Finding> {
+pub fn findings(load: &palisade_load::Load, scope: &Scope, workloads: &Workloads) -> Vec<Finding> {
     let cluster = load.cluster.as_ref().expect("only a loaded cluster is linted");
     let mut findings: Vec<Finding> = load.problems.iter().map(Finding::from_problem).collect();
     let spinner = crate::progress::spinner("lint");
-    findings.extend(lint_with_progress(cluster, &load.inputs, conn, workloads, &mut |p| {
+    findings.extend(lint_with_progress(cluster, &load.inputs, scope, workloads, &mut |p| {
         spinner.set_message(format!("lint: {p}"))
     }));
     spinner.finish_and_clear();

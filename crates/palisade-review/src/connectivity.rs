@@ -12,7 +12,7 @@ use palisade_core::index::{Index, Matrix};
 use palisade_core::matching;
 use palisade_core::policy::Direction;
 use palisade_core::port::ContainerPort;
-use palisade_core::verdict::{decide, placement, Connection, Placement, Side, Verdict};
+use palisade_core::verdict::{decide, placement, Applicable, Connection, Placement, Side, Verdict};
 use serde::Serialize;
 
 use crate::outside::{pieces_of, Piece};
@@ -72,6 +72,9 @@ pub struct Connectivity {
     /// host endpoints and the outside world among each other; never one piece of the outside
     /// world to another, which is no traffic of the cluster's).
     pub between: Vec<Vec<FixedBitSet>>,
+    /// `[egress, ingress][pod]`: the policies that apply to each pod, for explaining
+    /// connections without scanning every policy ([`palisade_core::verdict::decide_known`]).
+    pub applicable: Applicable,
 }
 
 impl Connectivity {
@@ -130,7 +133,7 @@ impl Connectivity {
             from_address.push(from);
             between.push(addresses_between(cluster, &addresses, probe));
         }
-        Connectivity { probes: cuts.probes, matrices, addresses, to_address, from_address, between }
+        Connectivity { probes: cuts.probes, matrices, addresses, to_address, from_address, between, applicable }
     }
 
     /// Units of work `compute` reports, for a progress bar.
@@ -152,7 +155,7 @@ impl Connectivity {
 
 /// The pieces of the outside world, then each node (at its first address) and each host
 /// endpoint that stands at no node's address.
-pub(crate) fn addresses(cluster: &Cluster, pieces: &[Piece]) -> Vec<Address> {
+pub fn addresses(cluster: &Cluster, pieces: &[Piece]) -> Vec<Address> {
     let mut out: Vec<Address> = pieces
         .iter()
         .map(|p| Address { name: p.to_string(), address: p.address, kind: AddressKind::Outside })

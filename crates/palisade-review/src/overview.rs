@@ -6,9 +6,12 @@
 //! counted, never listed: at 10,000 pods the links stay in the hundreds of thousands.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+
+use fixedbitset::FixedBitSet;
 
 use palisade_core::cluster::{Cluster, PodId};
-use palisade_core::verdict::{decide, Connection, Side, Step};
+use palisade_core::verdict::{decide_known, Connection, Side, Step};
 use serde::Serialize;
 
 use crate::connectivity::{AddressKind, Connectivity};
@@ -110,82 +113,63 @@ struct Tally {
 }
 
 impl Tally {
-    fn add(&mut self, probe: usize, first_time: bool) {
+    fn add(&mut self, probe: usize) {
         if let Err(i) = self.probes.binary_search(&probe) {
             self.probes.insert(i, probe);
         }
-        self.pairs += usize::from(first_time);
     }
 }
 
-type Tallies<K> = HashMap<K, Tally>;
+type Tallies<K> = HashMap<K, Tally, BuildHasherDefault<Mix>>;
 
-fn tally<K: std::hash::Hash + Eq>(t: &mut Tallies<K>, key: K, a: End, b: End, probe: usize, first: bool) {
-    t.entry(key).or_insert_with(|| Tally { probes: Vec::new(), pairs: 0, example: (a, b, probe) }).add(probe, first);
+/// A multiply-rotate hash for the views' keys (small integers): the default SipHash, made to
+/// resist keys chosen by an attacker, was a tenth of the overview's time over a million
+/// member pairs. The views sort their links, so no output depends on the hash.
+#[derive(Default)]
+struct Mix(u64);
+
+impl Hasher for Mix {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        bytes.iter().for_each(|&b| self.write_u64(u64::from(b)));
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x517c_c1b7_2722_0a95);
+    }
+
+    fn write_usize(&mut self, n: usize) {
+        self.write_u64(n as u64);
+    }
 }
 
 impl Overview {
     pub fn new(cluster: &Cluster, conn: &Connectivity, workloads: &Workloads) -> Overview {
         let (groups, members) = groups(cluster, conn, workloads);
-        let member_of = |e: End| match e {
-            End::Pod(p) => workloads.of_pod[p.index()],
-            End::Address(a) => workloads.list.len() + a,
-        };
-        // Member pairs, counted once per pod pair however many probes allow it.
-        let mut pairs: Tallies<(usize, usize)> = HashMap::new();
-        for (i, m) in conn.matrices.iter().enumerate() {
-            for s in cluster.pod_ids() {
-                for d in m.rows[s.index()].ones().filter(|&d| d != s.index()) {
-                    let first = !conn.matrices[..i].iter().any(|e| e.rows[s.index()].contains(d));
-                    let d = PodId::new(d);
-                    tally(
-                        &mut pairs,
-                        (member_of(End::Pod(s)), member_of(End::Pod(d))),
-                        End::Pod(s),
-                        End::Pod(d),
-                        i,
-                        first,
-                    );
-                }
-            }
-            for (e, pods) in conn.to_address[i].iter().enumerate() {
-                for p in pods.ones() {
-                    let first = !conn.to_address[..i].iter().any(|t| t[e].contains(p));
-                    let (a, b) = (End::Pod(PodId::new(p)), End::Address(e));
-                    tally(&mut pairs, (member_of(a), member_of(b)), a, b, i, first);
-                }
-            }
-            for (e, pods) in conn.from_address[i].iter().enumerate() {
-                for p in pods.ones() {
-                    let first = !conn.from_address[..i].iter().any(|t| t[e].contains(p));
-                    let (a, b) = (End::Address(e), End::Pod(PodId::new(p)));
-                    tally(&mut pairs, (member_of(a), member_of(b)), a, b, i, first);
-                }
-            }
-        }
-        let mut pairs: Vec<((usize, usize), Tally)> = pairs.into_iter().collect();
-        pairs.sort_unstable_by_key(|(k, _)| *k);
-        // Roll member pairs up into the top view and each group's view.
-        let mut top: Tallies<(Ref, Ref)> = HashMap::new();
-        let mut views_of: Vec<Tallies<(Ref, Ref)>> = (0..groups.len()).map(|_| HashMap::new()).collect();
-        for ((a, b), t) in &pairs {
-            let (ga, gb) = (members[*a].group, members[*b].group);
+        // Roll member pairs (in order) up into the top view and each group's view.
+        let mut top: Tallies<(Ref, Ref)> = Tallies::default();
+        let mut views_of: Vec<Tallies<(Ref, Ref)>> = (0..groups.len()).map(|_| Tallies::default()).collect();
+        member_pairs(cluster, conn, workloads, |(a, b), t| {
+            let (ga, gb) = (members[a].group, members[b].group);
             let merge = |into: &mut Tallies<(Ref, Ref)>, key: (Ref, Ref)| {
                 let slot =
                     into.entry(key).or_insert_with(|| Tally { probes: Vec::new(), pairs: 0, example: t.example });
                 for &p in &t.probes {
-                    slot.add(p, false);
+                    slot.add(p);
                 }
                 slot.pairs += t.pairs;
             };
             merge(&mut top, (Ref::Group(ga), Ref::Group(gb)));
             if ga == gb {
-                merge(&mut views_of[ga], (Ref::Member(*a), Ref::Member(*b)));
+                merge(&mut views_of[ga], (Ref::Member(a), Ref::Member(b)));
             } else {
-                merge(&mut views_of[ga], (Ref::Member(*a), Ref::Group(gb)));
-                merge(&mut views_of[gb], (Ref::Group(ga), Ref::Member(*b)));
+                merge(&mut views_of[ga], (Ref::Member(a), Ref::Group(gb)));
+                merge(&mut views_of[gb], (Ref::Group(ga), Ref::Member(b)));
             }
-        }
+        });
         let ends = Ends {
             cluster,
             conn,
@@ -254,6 +238,115 @@ fn groups(cluster: &Cluster, conn: &Connectivity, workloads: &Workloads) -> (Vec
     (groups, members)
 }
 
+/// What is known of one destination member while a source member's pods are counted.
+#[derive(Default)]
+struct Slot {
+    probes: Vec<usize>,
+    pairs: usize,
+    /// The first allowed connection in (probe, source, destination) order, and that order.
+    example: Option<(Order, Example)>,
+}
+
+/// Where an allowed connection comes in the counting order: probe, source, destination.
+type Order = (usize, usize, usize);
+/// An allowed connection: its two ends and the probe.
+type Example = (End, End, usize);
+
+impl Slot {
+    fn allow(&mut self, probe: usize, order: Order, example: Example) {
+        if let Err(i) = self.probes.binary_search(&probe) {
+            self.probes.insert(i, probe);
+        }
+        if self.example.is_none_or(|(first, _)| order < first) {
+            self.example = Some((order, example));
+        }
+    }
+}
+
+/// Per source member, the destination members it reaches, gathered in a slot per member.
+struct Slots {
+    slots: Vec<Slot>,
+    touched: Vec<usize>,
+}
+
+impl Slots {
+    fn at(&mut self, member: usize) -> &mut Slot {
+        let slot = &mut self.slots[member];
+        if slot.example.is_none() && slot.pairs == 0 {
+            self.touched.push(member);
+        }
+        slot
+    }
+
+    /// Hands out the member pairs from `from` in order of destination, and empties the slots.
+    fn flush(&mut self, from: usize, emit: &mut impl FnMut((usize, usize), Tally)) {
+        self.touched.sort_unstable();
+        self.touched.dedup();
+        for to in std::mem::take(&mut self.touched) {
+            let slot = std::mem::take(&mut self.slots[to]);
+            let Some((_, example)) = slot.example else { continue };
+            emit((from, to), Tally { probes: slot.probes, pairs: slot.pairs, example });
+        }
+    }
+}
+
+/// Every pair of members with an allowed connection, in order of (from, to): the probes on
+/// which some endpoint pair is allowed, the endpoint pairs allowed on any of them (each once)
+/// and the first allowed connection in probe order, then the endpoints' order. Gathered
+/// source member by source member, so that no pair of members is kept longer than its own
+/// member's turn (at 10,000 pods, each its own workload, they are millions).
+fn member_pairs(
+    cluster: &Cluster,
+    conn: &Connectivity,
+    workloads: &Workloads,
+    mut emit: impl FnMut((usize, usize), Tally),
+) {
+    let first_address = workloads.list.len();
+    let mut slots = Slots {
+        slots: (0..first_address + conn.addresses.len()).map(|_| Slot::default()).collect(),
+        touched: Vec::new(),
+    };
+    let mut any = FixedBitSet::with_capacity(cluster.pods.len());
+    for (from, workload) in workloads.list.iter().enumerate() {
+        for &s in &workload.pods {
+            let s = s.index();
+            any.clear();
+            for (i, m) in conn.matrices.iter().enumerate() {
+                for d in m.rows[s].ones().filter(|&d| d != s) {
+                    let example = (End::Pod(PodId::new(s)), End::Pod(PodId::new(d)), i);
+                    slots.at(workloads.of_pod[d]).allow(i, (i, s, d), example);
+                }
+                any.union_with(&m.rows[s]);
+            }
+            any.set(s, false);
+            any.ones().for_each(|d| slots.slots[workloads.of_pod[d]].pairs += 1);
+            for e in 0..conn.addresses.len() {
+                let on = (0..conn.probes.len()).filter(|&i| conn.to_address[i][e].contains(s));
+                let mut reached = false;
+                for i in on {
+                    let example = (End::Pod(PodId::new(s)), End::Address(e), i);
+                    slots.at(first_address + e).allow(i, (i, s, 0), example);
+                    reached = true;
+                }
+                slots.slots[first_address + e].pairs += usize::from(reached);
+            }
+        }
+        slots.flush(from, &mut emit);
+    }
+    for e in 0..conn.addresses.len() {
+        any.clear();
+        for (i, by_address) in conn.from_address.iter().enumerate() {
+            for p in by_address[e].ones() {
+                let example = (End::Address(e), End::Pod(PodId::new(p)), i);
+                slots.at(workloads.of_pod[p]).allow(i, (i, p, 0), example);
+            }
+            any.union_with(&by_address[e]);
+        }
+        any.ones().for_each(|p| slots.slots[workloads.of_pod[p]].pairs += 1);
+        slots.flush(first_address + e, &mut emit);
+    }
+}
+
 /// The example endpoints, each named once.
 struct Ends<'a> {
     cluster: &'a Cluster,
@@ -282,16 +375,18 @@ impl Ends<'_> {
 
 /// The view of `nodes` with the links the tallies hold, laid out, explained while the budget lasts.
 fn view(ends: &mut Ends, nodes: Vec<Ref>, tallies: Tallies<(Ref, Ref)>, budget: &mut usize) -> View {
-    let index: HashMap<Ref, usize> = nodes.iter().enumerate().map(|(i, r)| (*r, i)).collect();
-    let mut tallies: Vec<((Ref, Ref), Tally)> = tallies.into_iter().collect();
-    tallies.sort_unstable_by_key(|(k, _)| (index[&k.0], index[&k.1]));
+    let index: HashMap<Ref, usize, BuildHasherDefault<Mix>> = nodes.iter().enumerate().map(|(i, r)| (*r, i)).collect();
+    // Each link's place looked up once, not at every comparison of the sort.
+    let mut tallies: Vec<((usize, usize), Tally)> =
+        tallies.into_iter().map(|((a, b), t)| ((index[&a], index[&b]), t)).collect();
+    tallies.sort_unstable_by_key(|(k, _)| *k);
     let links: Vec<Link> = tallies
         .into_iter()
-        .map(|((a, b), t)| {
+        .map(|((from, to), t)| {
             let (x, y, probe) = t.example;
             Link {
-                from: index[&a],
-                to: index[&b],
+                from,
+                to,
                 probes: t.probes,
                 pairs: t.pairs,
                 example: (ends.of(x), ends.of(y), probe),
@@ -319,8 +414,8 @@ fn explain(
 ) -> Option<Vec<String>> {
     *budget = budget.checked_sub(1)?;
     let p = conn.probes[probe];
-    let decision =
-        decide(cluster, &Connection::new(side(cluster, conn, a), side(cluster, conn, b), p.port, p.protocol));
+    let connection = Connection::new(side(cluster, conn, a), side(cluster, conn, b), p.port, p.protocol);
+    let decision = decide_known(cluster, &connection, &conn.applicable);
     Some(decision.trace.iter().filter_map(deciding_rule).chain(restricted(&decision.trace)).collect())
 }
 

@@ -146,7 +146,18 @@ pub struct Decision {
 
 /// Decides a connection between two concrete endpoints (after any Service DNAT).
 pub fn decide(cluster: &Cluster, conn: &Connection) -> Decision {
-    decide_as(cluster, conn, false)
+    decide_as(cluster, conn, false, None)
+}
+
+/// The policies that apply to each pod, per direction (`[egress, ingress][pod]`, each list in
+/// policy order), as [`crate::index::Index::applicable`] gives them.
+pub type Applicable = [Vec<Vec<PolicyId>>; 2];
+
+/// [`decide`] with the policies that apply to each pod known beforehand, instead of matching
+/// every policy's selector against each end: the same decision and trace, for callers that
+/// explain thousands of connections (each scan reads every policy of the cluster).
+pub fn decide_known(cluster: &Cluster, conn: &Connection, applicable: &Applicable) -> Decision {
+    decide_as(cluster, conn, false, Some(applicable))
 }
 
 /// Decides a connection that kube-proxy DNATed from a Service address to `conn.dst`. When the
@@ -154,10 +165,10 @@ pub fn decide(cluster: &Cluster, conn: &Connection) -> Decision {
 /// "A Pod connecting to a Service IP that the service proxy load-balances back to the same
 /// Pod is subject to ClusterNetworkPolicy"); other kinds keep the self rule.
 pub fn decide_backend(cluster: &Cluster, conn: &Connection) -> Decision {
-    decide_as(cluster, conn, true)
+    decide_as(cluster, conn, true, None)
 }
 
-fn decide_as(cluster: &Cluster, conn: &Connection, via_service: bool) -> Decision {
+fn decide_as(cluster: &Cluster, conn: &Connection, via_service: bool, known: Option<&Applicable>) -> Decision {
     let mut trace = Vec::new();
     let hairpin = via_service
         && conn.src.pod_id().is_some()
@@ -168,8 +179,8 @@ fn decide_as(cluster: &Cluster, conn: &Connection, via_service: bool) -> Decisio
         match conn.src.pod_id().filter(|&p| cluster.pods[p].is_replica_group()) {
             Some(p) => trace.push(replicas_step(cluster, p)),
             None if hairpin => {
-                let egress = side_step(cluster, conn, Direction::Egress, true);
-                let ingress = side_step(cluster, conn, Direction::Ingress, true);
+                let egress = side_step(cluster, conn, Direction::Egress, true, None);
+                let ingress = side_step(cluster, conn, Direction::Ingress, true, None);
                 let allowed = step_allows(&egress) && step_allows(&ingress);
                 return Decision { verdict: Verdict::from_bool(allowed), trace: vec![egress, ingress] };
             }
@@ -202,8 +213,8 @@ fn decide_as(cluster: &Cluster, conn: &Connection, via_service: bool) -> Decisio
             trace: vec![Step::OwnNode { node: node.to_string(), pod, reason }],
         };
     }
-    let egress = side_step(cluster, conn, Direction::Egress, false);
-    let ingress = side_step(cluster, conn, Direction::Ingress, false);
+    let egress = side_step(cluster, conn, Direction::Egress, false, known);
+    let ingress = side_step(cluster, conn, Direction::Ingress, false, known);
     let allowed = step_allows(&egress) && step_allows(&ingress);
     trace.extend([egress, ingress]);
     Decision { verdict: Verdict::from_bool(allowed), trace }
@@ -276,6 +287,7 @@ fn step_allows(step: &Step) -> bool {
 }
 
 /// The subject of policy on one side, or why there is none.
+#[derive(Clone, Copy)]
 enum Subject {
     Pod(PodId),
     Host(HostId),
@@ -319,8 +331,9 @@ pub fn is_failsafe(dir: Direction, protocol: Protocol, port: u16) -> bool {
 }
 
 /// Egress is judged at the source, ingress at the destination. `hairpin`: a pod reaching
-/// itself through a Service, where only cluster network policies apply.
-fn side_step(cluster: &Cluster, conn: &Connection, dir: Direction, hairpin: bool) -> Step {
+/// itself through a Service, where only cluster network policies apply. `known`: the policies
+/// that apply to each pod, when the caller has them.
+fn side_step(cluster: &Cluster, conn: &Connection, dir: Direction, hairpin: bool, known: Option<&Applicable>) -> Step {
     let this = match dir {
         Direction::Egress => &conn.src,
         Direction::Ingress => &conn.dst,
@@ -340,11 +353,14 @@ fn side_step(cluster: &Cluster, conn: &Connection, dir: Direction, hairpin: bool
     let mut policies = Vec::new();
     let mut tiers: Vec<TierEval> = Vec::new();
     let mut decided: Option<(bool, String)> = None;
-    let applicable: Vec<PolicyId> = cluster
-        .policy_ids()
-        .filter(|&i| !hairpin || cluster.policies[i].kind.is_cluster_network_policy())
-        .filter(|&i| cluster.policies[i].rules(dir).is_some() && selects(cluster, &cluster.policies[i], this))
-        .collect();
+    let applicable: Vec<PolicyId> = match (known, subject) {
+        (Some(known), Subject::Pod(p)) if !hairpin => known[usize::from(dir == Direction::Ingress)][p.index()].clone(),
+        _ => cluster
+            .policy_ids()
+            .filter(|&i| !hairpin || cluster.policies[i].kind.is_cluster_network_policy())
+            .filter(|&i| cluster.policies[i].rules(dir).is_some() && selects(cluster, &cluster.policies[i], this))
+            .collect(),
+    };
     for (tier, run) in cluster.tier_runs(&applicable) {
         let tier_name = cluster.tiers[tier].name.clone();
         let reached = decided.is_none();

@@ -19,7 +19,8 @@ use palisade_core::rule::{Entity, Form, Rule};
 use palisade_ingest::{Input, Object};
 use serde::Serialize;
 
-use crate::connectivity::Connectivity;
+use crate::connectivity::{Address, Connectivity, Cuts};
+use crate::probe::Probe;
 use crate::workload::Workloads;
 
 /// A kind of finding. Codes never change meaning; new checks get new codes.
@@ -110,10 +111,33 @@ impl Finding {
     }
 }
 
+/// The connections the checks speak of: the probe ports and the address endpoints. The
+/// checks decide what they need themselves and never read a connectivity's matrices, so
+/// `lint` alone need not compute them (every pair on every probe).
+#[derive(Clone, Debug)]
+pub struct Scope {
+    pub probes: Vec<Probe>,
+    pub addresses: Vec<Address>,
+}
+
+impl Scope {
+    /// The probes and address endpoints of one cluster cut at `cuts`, as
+    /// [`Connectivity::compute`] would name them.
+    pub fn new(cluster: &Cluster, cuts: Cuts) -> Scope {
+        let addresses = crate::connectivity::addresses(cluster, &cuts.pieces);
+        Scope { probes: cuts.probes, addresses }
+    }
+
+    /// The probes and address endpoints of a connectivity computed anyway.
+    pub fn of(conn: &Connectivity) -> Scope {
+        Scope { probes: conn.probes.clone(), addresses: conn.addresses.clone() }
+    }
+}
+
 /// What the checks read, and where they put their findings.
 pub(crate) struct Context<'a> {
     pub cluster: &'a Cluster,
-    pub conn: &'a Connectivity,
+    pub conn: &'a Scope,
     pub workloads: &'a Workloads,
     /// Per policy of the cluster, its input object (to read fields as written and locate them).
     pub inputs: Vec<Option<&'a Input>>,
@@ -121,7 +145,7 @@ pub(crate) struct Context<'a> {
 }
 
 impl<'a> Context<'a> {
-    fn new(cluster: &'a Cluster, inputs: &'a [Input], conn: &'a Connectivity, workloads: &'a Workloads) -> Self {
+    fn new(cluster: &'a Cluster, inputs: &'a [Input], conn: &'a Scope, workloads: &'a Workloads) -> Self {
         let root = FieldPath::root();
         let by_location: std::collections::HashMap<(Arc<str>, usize), &Input> =
             inputs.iter().filter_map(|i| i.locate.locate(&root).map(|l| ((l.file.clone(), l.offset), i))).collect();
@@ -238,14 +262,14 @@ pub(crate) fn rule_path(dir: Direction, i: usize) -> FieldPath {
 
 /// Runs every check. Findings come in code order, then by place.
 pub fn lint(cluster: &Cluster, inputs: &[Input], conn: &Connectivity, workloads: &Workloads) -> Vec<Finding> {
-    lint_with_progress(cluster, inputs, conn, workloads, &mut |_| {})
+    lint_with_progress(cluster, inputs, &Scope::of(conn), workloads, &mut |_| {})
 }
 
 /// [`lint`], naming each group of checks as it starts (for a progress display).
 pub fn lint_with_progress(
     cluster: &Cluster,
     inputs: &[Input],
-    conn: &Connectivity,
+    conn: &Scope,
     workloads: &Workloads,
     phase: &mut dyn FnMut(&'static str),
 ) -> Vec<Finding> {

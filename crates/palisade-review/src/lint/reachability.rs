@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use fixedbitset::FixedBitSet;
 use palisade_core::cluster::{Cluster, PodId, PolicyId};
 use palisade_core::field::FieldPath;
-use palisade_core::index::{transpose, Admitted, Index, Transposed};
+use palisade_core::index::{Admitted, Index};
 use palisade_core::matching;
 use palisade_core::policy::{Action, Direction, Policy};
 use palisade_core::rule::Form;
@@ -24,7 +24,7 @@ pub(super) fn run(cx: &mut Context) {
     partly_isolated(cx, &dns, &applicable);
     let probes = cx.conn.probes.clone();
     let sides: Vec<Sides> = probes.iter().map(|p| index.sides(p.port, p.protocol)).collect();
-    let named = (!cx.cluster.uses_calico()).then(|| Named::new(cx.cluster, &mut index, applicable));
+    let named = (!cx.cluster.uses_calico()).then(|| Named::new(cx.cluster, &mut index, applicable, &probes));
     one_sided(cx, &probes, &sides, named.as_ref());
 }
 
@@ -33,6 +33,9 @@ pub(super) fn run(cx: &mut Context) {
 struct Named {
     /// `[direction][policy]`: (rule index, pods its pod peers cover).
     rules: [Vec<Vec<(usize, FixedBitSet)>>; 2],
+    /// `[direction][policy]`: rule index -> per probe, whether its ports admit it, for the
+    /// rules whose ports are numbers only (the same answer for every destination pod).
+    numeric: [Vec<HashMap<usize, Vec<bool>>>; 2],
     /// `[direction][pod]`: the policies that apply, in order.
     applicable: [Vec<Vec<PolicyId>>; 2],
 }
@@ -42,7 +45,7 @@ fn slot(dir: Direction) -> usize {
 }
 
 impl Named {
-    fn new(cluster: &Cluster, index: &mut Index, applicable: [Vec<Vec<PolicyId>>; 2]) -> Named {
+    fn new(cluster: &Cluster, index: &mut Index, applicable: [Vec<Vec<PolicyId>>; 2], probes: &[Probe]) -> Named {
         let mut rules: [Vec<Vec<(usize, FixedBitSet)>>; 2] = Default::default();
         for dir in [Direction::Egress, Direction::Ingress] {
             rules[slot(dir)] = cluster
@@ -66,8 +69,39 @@ impl Named {
                 })
                 .collect();
         }
-        Named { rules, applicable }
+        let numeric = [Direction::Egress, Direction::Ingress].map(|dir| {
+            let of = |pol: PolicyId, rule: usize| numeric_admits(cluster, pol, dir, rule, probes);
+            (cluster.policy_ids().zip(&rules[slot(dir)]))
+                .map(|(pol, named)| named.iter().filter_map(|(r, _)| Some((*r, of(pol, *r)?))).collect())
+                .collect()
+        });
+        Named { rules, numeric, applicable }
     }
+}
+
+/// Per probe, whether a written rule's ports admit it, when they are numbers only (no named
+/// port, which would resolve at each destination pod): [`rule_ports_admit`] for every pod.
+fn numeric_admits(
+    cluster: &Cluster,
+    pol: PolicyId,
+    dir: Direction,
+    rule: usize,
+    probes: &[Probe],
+) -> Option<Vec<bool>> {
+    let rules: Vec<&palisade_core::rule::Rule> =
+        cluster.policies[pol].rules(dir).into_iter().flatten().filter(|r| r.origin.rule == rule).collect();
+    if !rules.iter().all(|r| matching::ports_are_numeric(&r.destination)) {
+        return None;
+    }
+    let anyone = Side { endpoint: palisade_core::endpoint::Endpoint::External, ip: None };
+    let admits = |probe: &Probe| {
+        let conn = Connection::new(anyone, anyone, probe.port, probe.protocol);
+        rules.iter().any(|r| {
+            matching::packet(r, &conn).is_ok()
+                && matching::ports_match(cluster, &r.destination, &anyone, probe.port, probe.protocol)
+        })
+    };
+    Some(probes.iter().map(admits).collect())
 }
 
 fn partly_isolated(cx: &mut Context, (egress, ingress): &Sides, applicable: &[Vec<Vec<PolicyId>>; 2]) {
@@ -200,33 +234,33 @@ fn record(
     entry.pairs.insert(pair);
 }
 
-/// Kubernetes only: with each side's admitted sets transposed, the pairs one side allows and
-/// the other denies are bitset differences; each is charged to the first rule of the allowing
-/// pod's policies that names the other pod (a rule's pods, from the index, are one bitset).
+/// Kubernetes only: the pairs one side allows and the other denies, charged to the first rule
+/// of the allowing pod's policies that names the other pod (a rule's pods, from the index, are
+/// one bitset). Only the pods those rules name can be charged, so only they are looked up in
+/// the other side's admitted sets, bit by bit: no side is turned around (transposed).
 /// Pod by pod over every probe, so that a pair refused on many probes is counted once.
 fn one_sided_by_index(cx: &Context, probes: &[Probe], sides: &[Sides], named: &Named, found: &mut Found) {
     for allowing in [Direction::Egress, Direction::Ingress] {
-        // Per probe: the allowing side's admitted sets, and the other side's transposed
-        // (isolated: pods whose other side is isolated; by[x]: the pods whose other side lets x in).
-        let per_probe: Vec<(&Vec<Admitted>, Transposed)> = sides
+        // Per probe: the allowing side's admitted sets, then the other side's.
+        let per_probe: Vec<(&Vec<Admitted>, &Vec<Admitted>)> = sides
             .iter()
             .map(|(egress, ingress)| match allowing {
-                Direction::Egress => (egress, transpose(ingress)),
-                Direction::Ingress => (ingress, transpose(egress)),
+                Direction::Egress => (egress, ingress),
+                Direction::Ingress => (ingress, egress),
             })
             .collect();
         // Workload by workload: the pairs are counted per workload pair, so the other ends
         // one workload's pods reach are gathered before they are counted.
         let mut seen = vec![usize::MAX; cx.workloads.list.len()];
         for (w, workload) in cx.workloads.list.iter().enumerate() {
-            // (policy, rule) -> the other pods refused to any pod of the workload.
-            let mut others: BTreeMap<(PolicyId, usize), FixedBitSet> = BTreeMap::new();
+            // (policy, rule) -> the other pods refused to any pod of the workload (repeats allowed).
+            let mut others: BTreeMap<(PolicyId, usize), Vec<usize>> = BTreeMap::new();
             for x in workload.pods.iter().map(|p| p.index()) {
                 one_sided_from(cx, probes, &per_probe, named, allowing, x, found, &mut others);
             }
             for (key, ys) in others {
                 let entry = found.get_mut(&(allowing, key.0, key.1)).expect("recorded with its example");
-                for y in ys.ones() {
+                for &y in &ys {
                     let wy = cx.workloads.of_pod[y];
                     if seen[wy] != w {
                         seen[wy] = w;
@@ -234,15 +268,25 @@ fn one_sided_by_index(cx: &Context, probes: &[Probe], sides: &[Sides], named: &N
                     }
                 }
                 // The next key counts afresh.
-                ys.ones().for_each(|y| seen[cx.workloads.of_pod[y]] = usize::MAX);
+                ys.iter().for_each(|&y| seen[cx.workloads.of_pod[y]] = usize::MAX);
             }
         }
     }
 }
 
-/// Per rule, what one pod's rule let through in vain: the other pods refused, the probes (by
-/// index), and the first (probe, other pod) refused.
-type Refused = (FixedBitSet, Vec<usize>, (usize, usize));
+/// Per rule, what one pod's rule let through in vain: the other pods refused (repeats
+/// allowed), the probes (by index), and the first (probe, other pod) refused.
+type Refused = (Vec<usize>, Vec<usize>, (usize, usize));
+
+/// The pods that the named rules of `x`'s policies on the `allowing` side name: the only
+/// ones a refusal can be charged to.
+fn named_by(named: &Named, allowing: Direction, x: usize, n: usize) -> FixedBitSet {
+    let mut out = FixedBitSet::with_capacity(n);
+    for &pol in &named.applicable[slot(allowing)][x] {
+        named.rules[slot(allowing)][pol.index()].iter().for_each(|(_, pods)| out.union_with(pods));
+    }
+    out
+}
 
 /// What pod `x`'s rules on the `allowing` side let through in vain, on every probe: the
 /// example and probes go into `found`, the other pods into `others` (to be counted by workload).
@@ -250,39 +294,48 @@ type Refused = (FixedBitSet, Vec<usize>, (usize, usize));
 fn one_sided_from(
     cx: &Context,
     probes: &[Probe],
-    per_probe: &[(&Vec<Admitted>, Transposed)],
+    per_probe: &[(&Vec<Admitted>, &Vec<Admitted>)],
     named: &Named,
     allowing: Direction,
     x: usize,
     found: &mut Found,
-    others: &mut BTreeMap<(PolicyId, usize), FixedBitSet>,
+    others: &mut BTreeMap<(PolicyId, usize), Vec<usize>>,
 ) {
     let cluster = cx.cluster;
     let n = cluster.pods.len();
+    let names = named_by(named, allowing, x, n);
+    if names.is_clear() {
+        return;
+    }
     let mut by_rule: BTreeMap<(PolicyId, usize), Refused> = BTreeMap::new();
     for (k, (probe, (this, that))) in probes.iter().zip(per_probe).enumerate() {
         let Some(own) = &this[x] else { continue };
+        // The named pods this side admits whose own side is isolated and does not admit x.
         let mut refused = FixedBitSet::clone(own);
-        refused.intersect_with(&that.isolated);
-        refused.difference_with(&that.by[x]);
+        refused.intersect_with(&names);
         refused.set(x, false);
+        let admitted: Vec<usize> =
+            refused.ones().filter(|&y| that[y].as_ref().is_none_or(|admits| admits.contains(x))).collect();
+        admitted.into_iter().for_each(|y| refused.set(y, false));
         if refused.is_clear() {
             continue;
         }
         for &pol in &named.applicable[slot(allowing)][x] {
             for (rule, pods) in &named.rules[slot(allowing)][pol.index()] {
-                let mut hit = refused.clone();
-                hit.intersect_with(pods);
-                for y in hit.ones() {
+                // Numbers only: the rule's ports admit the probe to every pod or to none.
+                let numeric = named.numeric[slot(allowing)][pol.index()].get(rule).map(|by_probe| by_probe[k]);
+                if numeric == Some(false) {
+                    continue;
+                }
+                let hit: Vec<usize> = refused.intersection(pods).collect();
+                for y in hit {
                     let dst = if allowing == Direction::Egress { y } else { x };
-                    if !rule_ports_admit(cluster, pol, allowing, *rule, PodId::new(dst), probe) {
+                    if numeric.is_none() && !rule_ports_admit(cluster, pol, allowing, *rule, PodId::new(dst), probe) {
                         continue;
                     }
                     refused.set(y, false);
-                    let entry = by_rule
-                        .entry((pol, *rule))
-                        .or_insert_with(|| (FixedBitSet::with_capacity(n), Vec::new(), (k, y)));
-                    entry.0.insert(y);
+                    let entry = by_rule.entry((pol, *rule)).or_insert_with(|| (Vec::new(), Vec::new(), (k, y)));
+                    entry.0.push(y);
                     if entry.1.last() != Some(&k) {
                         entry.1.push(k);
                     }
@@ -291,7 +344,7 @@ fn one_sided_from(
         }
     }
     for ((pol, rule), (ys, on, (k, y))) in by_rule {
-        others.entry((pol, rule)).or_insert_with(|| FixedBitSet::with_capacity(n)).union_with(&ys);
+        others.entry((pol, rule)).or_default().extend(ys);
         let pair = |y: usize| match allowing {
             Direction::Egress => (x, y),
             Direction::Ingress => (y, x),
