@@ -5,6 +5,7 @@ use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
+use fixedbitset::FixedBitSet;
 use palisade_core::cluster::{Cluster, PodId};
 use palisade_core::verdict::{decide, Connection as Conn, Side, Verdict};
 use palisade_generate::flow::{parse, Flow};
@@ -299,17 +300,38 @@ fn extras(cluster: &Cluster, conn: &Connectivity, conns: &[Connection], files: &
             _ => None,
         })
         .collect();
-    // Workload pairs per probe first: many pod pairs make one line, worded once.
+    // Workload pairs per probe first: many pod pairs make one line, worded once. A source
+    // workload's pods' rows are joined first, so each destination is looked at once per
+    // workload rather than once per allowed pod pair.
+    let n = cluster.pods.len();
+    let covered_pods: FixedBitSet = (0..n).filter(|&p| in_covered[p]).collect();
     let mut found: BTreeSet<(usize, usize, usize)> = BTreeSet::new();
     for (i, probe) in conn.probes.iter().enumerate() {
-        for s in cluster.pod_ids() {
-            for d in conn.matrices[i].rows[s.index()].ones().map(PodId::new).filter(|&d| d != s) {
-                if !in_covered[s.index()] && !in_covered[d.index()] {
-                    continue;
-                }
-                let dns = probe.port == 53 && palisade_core::label::is_kube_dns(&cluster.pods[d].labels);
-                let (ws, wd) = (workloads.of_pod[s.index()], workloads.of_pod[d.index()]);
-                if !dns && !observed.contains(&(ws, wd, probe.port, probe.protocol)) {
+        let rows = &conn.matrices[i].rows;
+        // DNS to kube-dns is expected: those destinations are left out on port 53.
+        let dns = (probe.port == 53).then(|| {
+            (0..n).filter(|&d| palisade_core::label::is_kube_dns(&cluster.pods[PodId::new(d)].labels)).collect()
+        });
+        let mut seen = vec![usize::MAX; workloads.list.len()];
+        for (ws, wl) in workloads.list.iter().enumerate() {
+            let mut reach = FixedBitSet::with_capacity(n);
+            for &s in &wl.pods {
+                let mut row = rows[s.index()].clone();
+                row.set(s.index(), false);
+                reach.union_with(&row);
+            }
+            // A pair counts where a generated namespace is on at least one side.
+            if !in_covered[wl.pods[0].index()] {
+                reach.intersect_with(&covered_pods);
+            }
+            if let Some(dns) = &dns {
+                reach.difference_with(dns);
+            }
+            for d in reach.ones() {
+                let wd = workloads.of_pod[d];
+                if std::mem::replace(&mut seen[wd], ws) != ws
+                    && !observed.contains(&(ws, wd, probe.port, probe.protocol))
+                {
                     found.insert((ws, wd, i));
                 }
             }

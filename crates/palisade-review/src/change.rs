@@ -1,16 +1,17 @@
 //! `diff` when only policies changed: the same pods, nodes and everything else on both sides.
 //! A pod's egress (ingress) side depends on the policies that apply to it alone, so only the
 //! pods a changed policy selects (in either version) can gain or lose a connection, and only
-//! in their own rows and columns: those are computed on both sides (each side of the cluster
-//! evaluated once per probe, [`Index::lines`]) instead of two whole connectivities.
+//! in their own rows and columns. Those pods' own sides are evaluated in both versions; the
+//! other pods' sides are the same in both, and are evaluated (once, in the new version) only
+//! where the touched pods' sides disagree, instead of two whole connectivities.
 
 use std::collections::HashSet;
 use std::sync::Arc;
 
 use fixedbitset::FixedBitSet;
-use palisade_core::cluster::{Cluster, PodId};
+use palisade_core::cluster::{Cluster, PodId, PolicyId};
 use palisade_core::family::Families;
-use palisade_core::index::Index;
+use palisade_core::index::{Admitted, Index};
 use palisade_core::policy::{Direction, Policy};
 
 use crate::connectivity::{addresses, decided_sides, kubernetes_sides, Address, AddressKind, Cuts, PodFamilies};
@@ -25,18 +26,23 @@ pub fn diff_policies(old: &Cluster, new: &Cluster, workloads: &Workloads, cuts: 
     if !same_but_policies(old, new) {
         return None;
     }
-    let touched = touched(old, new);
+    let (mut before, mut after) = (Side::new(old), Side::new(new));
+    let touched = touched(&mut before, &mut after);
     let addresses = addresses(new, &cuts.pieces);
     let mut space = Endpoints::default();
     // As the whole comparison places them: the new version's endpoints first (the old
     // version's are the same ones).
     let (pods, ends) = place(new, workloads, &addresses, &mut space);
     debug_assert!(pods.iter().enumerate().all(|(i, &p)| i == p), "pods are the first endpoints");
-    let (mut before, mut after) = (Side::new(old, &touched), Side::new(new, &touched));
+    // Nodes reach their own pods whatever the policies say: the same in both versions.
+    let (local_rows, local_columns) = after.index.node_lines(&touched, &touched);
+    let around = Around { cluster: new, touched: &touched, local_rows, local_columns };
     let mut changes: [Changes; 2] = Default::default();
     for probe in &cuts.probes {
-        let (b, a) = (before.lines(probe, &addresses), after.lines(probe, &addresses));
-        let mut pairs = differences(new, &touched, &b, &a, &ends);
+        let mut pairs = around.pod_pairs(&mut before, &mut after, probe);
+        let (b, a) =
+            (before.address_lines(&touched, probe, &addresses), after.address_lines(&touched, probe, &addresses));
+        pairs.extend(address_differences(&touched, &b, &a, &ends));
         pairs.sort_unstable();
         pairs.into_iter().for_each(|(src, k, dst)| tally(&mut changes[k], &space, src, dst, *probe));
     }
@@ -47,27 +53,20 @@ pub fn diff_policies(old: &Cluster, new: &Cluster, workloads: &Workloads, cuts: 
 /// Whether everything that decides connections other than the policies is the same on both
 /// sides (pods in the same order, labels, addresses, nodes, tiers, network sets, DNS facts),
 /// and no policy can apply to an address endpoint (a Calico host endpoint: a policy change
-/// would then alter connections between nodes and the world too). The model compares by its
-/// `Debug` form, which shows every field.
+/// would then alter connections between nodes and the world too). Compared field by field
+/// (the model's `PartialEq`), not through a printed form.
 fn same_but_policies(old: &Cluster, new: &Cluster) -> bool {
     if !old.host_endpoints.is_empty() || !new.host_endpoints.is_empty() {
         return false;
     }
-    let rest = |c: &Cluster| {
-        format!(
-            "{:?}{:?}{:?}{:?}{:?}{:?}{:?}{:?}{:?}",
-            c.namespaces,
-            c.pods,
-            c.nodes,
-            c.services,
-            c.tiers,
-            c.network_sets,
-            c.host_endpoints,
-            c.calico_labels,
-            c.dns
-        )
-    };
-    old.pods.len() == new.pods.len() && rest(old) == rest(new)
+    old.namespaces == new.namespaces
+        && old.pods == new.pods
+        && old.nodes == new.nodes
+        && old.services == new.services
+        && old.tiers == new.tiers
+        && old.network_sets == new.network_sets
+        && old.calico_labels == new.calico_labels
+        && old.dns == new.dns
 }
 
 /// A policy's meaning: everything but where it was written.
@@ -84,57 +83,58 @@ fn meaning(p: &Policy) -> String {
 
 /// The pods a policy of one version that the other lacks (in meaning) selects, on either
 /// side: by their labels, more than the policy may apply to, never fewer.
-fn touched(old: &Cluster, new: &Cluster) -> Vec<PodId> {
+fn touched<'c>(old: &mut Side<'c>, new: &mut Side<'c>) -> Vec<PodId> {
     let meanings = |c: &Cluster| c.policies.iter().map(meaning).collect::<Vec<_>>();
-    let (a, b) = (meanings(old), meanings(new));
+    let (a, b) = (meanings(old.cluster), meanings(new.cluster));
     let (in_a, in_b): (HashSet<&String>, HashSet<&String>) = (a.iter().collect(), b.iter().collect());
-    let mut pods = FixedBitSet::with_capacity(new.pods.len());
-    for (cluster, own, other) in [(old, &a, &in_b), (new, &b, &in_a)] {
-        let mut index = Index::new(cluster);
-        for (pol, m) in cluster.policies.iter().zip(own) {
+    let n = new.cluster.pods.len();
+    let mut pods = FixedBitSet::with_capacity(n);
+    for (side, own, other) in [(old, &a, &in_b), (new, &b, &in_a)] {
+        for (pol, m) in side.cluster.policies.iter().zip(own) {
             if !other.contains(m) {
-                pods.union_with(&index.label_pods(&pol.subject));
+                pods.union_with(&side.index.label_pods(&pol.subject));
             }
         }
     }
-    pods.ones().filter(|&p| p < new.pods.len()).map(PodId::new).collect()
+    pods.ones().filter(|&p| p < n).map(PodId::new).collect()
 }
 
-/// One version around the touched pods.
+/// One version: its index (kept across probes, so selectors and applicable policies are
+/// worked out once) and what its address endpoints' shortcut needs.
 struct Side<'c> {
     cluster: &'c Cluster,
     index: Index<'c>,
-    touched: &'c [PodId],
     families: PodFamilies,
-    applicable: [Vec<Vec<palisade_core::cluster::PolicyId>>; 2],
+    applicable: [Vec<Vec<PolicyId>>; 2],
 }
 
-/// On one probe: the touched pods' rows and columns, and each one's connections to (first)
-/// and from each address endpoint.
-struct Lines {
-    rows: Vec<FixedBitSet>,
-    columns: Vec<FixedBitSet>,
+/// On one probe, for each touched pod: its connections to (first) and from each address
+/// endpoint.
+struct AddressLines {
     to: Vec<FixedBitSet>,
     from: Vec<FixedBitSet>,
 }
 
 impl<'c> Side<'c> {
-    fn new(cluster: &'c Cluster, touched: &'c [PodId]) -> Side<'c> {
+    fn new(cluster: &'c Cluster) -> Side<'c> {
         let mut index = Index::new(cluster);
+        debug_assert!(!index.has_hosts(), "host endpoints are compared whole");
         let applicable = [index.applicable(Direction::Egress), index.applicable(Direction::Ingress)];
-        Side { cluster, index, touched, families: PodFamilies::new(cluster), applicable }
+        Side { cluster, index, families: PodFamilies::new(cluster), applicable }
+    }
+
+    /// The touched pods' own sides on one probe (egress, ingress; `None` for other pods).
+    fn own(&mut self, touched: &FixedBitSet, probe: &Probe) -> [Vec<Admitted>; 2] {
+        let (port, protocol) = (probe.port, probe.protocol);
+        [Direction::Egress, Direction::Ingress].map(|dir| self.index.admitted(dir, port, protocol, touched))
     }
 
     /// As [`crate::connectivity::Connectivity::compute`] decides them for these pods.
-    fn lines(&mut self, probe: &Probe, addresses: &[Address]) -> Lines {
-        let (mut rows, mut columns) = self.index.lines(probe.port, probe.protocol, self.touched, self.touched);
+    fn address_lines(&self, touched: &[PodId], probe: &Probe, addresses: &[Address]) -> AddressLines {
         let protocol = probe.protocol.families();
-        for (line, &p) in rows.iter_mut().chain(columns.iter_mut()).zip(self.touched.iter().cycle()) {
-            self.families.keep_line(line, p, protocol);
-        }
         let c = self.cluster;
         let kubernetes = !c.uses_calico() && c.host_endpoints.is_empty();
-        let each: Vec<Vec<PodId>> = self.touched.iter().map(|&p| vec![p]).collect();
+        let each: Vec<Vec<PodId>> = touched.iter().map(|&p| vec![p]).collect();
         let (mut to, mut from) = (Vec::new(), Vec::new());
         for a in addresses {
             let (mut t, mut f) = match (kubernetes, a.kind) {
@@ -147,42 +147,113 @@ impl<'c> Side<'c> {
             to.push(t);
             from.push(f);
         }
-        Lines { rows, columns, to, from }
+        AddressLines { to, from }
     }
 }
 
-/// Every endpoint pair whose connection differs, as `(source, 0 gained / 1 lost,
-/// destination)` in endpoint numbers: pods are their own index, address endpoint `e` is `ends[e]`.
-fn differences(
-    cluster: &Cluster,
+/// Whether one side's admitted set lets `x` through (`None`: not isolated).
+fn admits(side: &Admitted, x: usize) -> bool {
+    side.as_ref().is_none_or(|s| s.contains(x))
+}
+
+/// Where two versions' admitted sets disagree.
+fn disagree(a: &Admitted, b: &Admitted, n: usize) -> FixedBitSet {
+    let set = |s: &Admitted| match s {
+        Some(s) => (**s).clone(),
+        None => {
+            let mut all = FixedBitSet::with_capacity(n);
+            all.insert_range(..);
+            all
+        }
+    };
+    let mut d = set(a);
+    d.symmetric_difference_with(&set(b));
+    d
+}
+
+/// The touched pods, and what no policy decides about them (the same in both versions).
+struct Around<'a> {
+    cluster: &'a Cluster,
+    touched: &'a [PodId],
+    /// Per touched pod: the pods it reaches as their node, and the nodes that reach it so.
+    local_rows: Vec<FixedBitSet>,
+    local_columns: Vec<FixedBitSet>,
+}
+
+impl Around<'_> {
+    /// Every pod pair whose connection differs on one probe, as `(source, 0 gained / 1 lost,
+    /// destination)`. An untouched pod's sides are the same in both versions (the same
+    /// policies apply to it), so a touched source's row can differ only where its egress
+    /// differs or at a touched destination, and a touched destination's column only where its
+    /// ingress differs: the untouched pods' opposite sides are evaluated there alone, once.
+    fn pod_pairs(&self, before: &mut Side, after: &mut Side, probe: &Probe) -> Vec<(usize, usize, usize)> {
+        let n = self.cluster.pods.len();
+        let mut is_touched = FixedBitSet::with_capacity(n);
+        self.touched.iter().for_each(|p| is_touched.insert(p.index()));
+        let [old_e, old_i] = before.own(&is_touched, probe);
+        let [new_e, new_i] = after.own(&is_touched, probe);
+        let (mut need_i, mut need_e) = (FixedBitSet::with_capacity(n), FixedBitSet::with_capacity(n));
+        for p in self.touched.iter().map(|p| p.index()) {
+            need_i.union_with(&disagree(&old_e[p], &new_e[p], n));
+            need_e.union_with(&disagree(&old_i[p], &new_i[p], n));
+        }
+        need_i.difference_with(&is_touched);
+        need_e.difference_with(&is_touched);
+        let (port, protocol) = (probe.port, probe.protocol);
+        let rest_i = after.index.admitted(Direction::Ingress, port, protocol, &need_i);
+        let rest_e = after.index.admitted(Direction::Egress, port, protocol, &need_e);
+        let families = probe.protocol.families();
+        let mut out = Vec::new();
+        for (k, &p) in self.touched.iter().enumerate() {
+            let s = p.index();
+            // Row: a destination's ingress is its own version's when touched, else the one both share.
+            let ingress =
+                |own: &[Admitted], d: usize| admits(if is_touched.contains(d) { &own[d] } else { &rest_i[d] }, s);
+            let row = |e: &[Admitted], i: &[Admitted], d: usize| admits(&e[s], d) && ingress(i, d);
+            let mut candidates = disagree(&old_e[s], &new_e[s], n);
+            candidates.union_with(&is_touched);
+            // A pod to itself never leaves it, unless it stands for a workload's replicas.
+            if !self.cluster.pods[p].is_replica_group() {
+                candidates.set(s, false);
+            }
+            candidates.difference_with(&self.local_rows[k]);
+            after.families.keep_line(&mut candidates, p, families);
+            for d in candidates.ones() {
+                let (was, is) = (row(&old_e, &old_i, d), row(&new_e, &new_i, d));
+                if was != is {
+                    out.push((s, usize::from(was), d));
+                }
+            }
+            // Column: sources that are not touched themselves (a touched source's row covers the pair).
+            let column = |i: &[Admitted], o: usize| admits(&i[s], o) && admits(&rest_e[o], s);
+            let mut candidates = disagree(&old_i[s], &new_i[s], n);
+            candidates.difference_with(&is_touched);
+            candidates.difference_with(&self.local_columns[k]);
+            after.families.keep_line(&mut candidates, p, families);
+            for o in candidates.ones() {
+                let (was, is) = (column(&old_i, o), column(&new_i, o));
+                if was != is {
+                    out.push((o, usize::from(was), s));
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Every pair of a touched pod and an address endpoint whose connection differs, as
+/// `(source, 0 gained / 1 lost, destination)` in endpoint numbers: address endpoint `e` is `ends[e]`.
+fn address_differences(
     touched: &[PodId],
-    before: &Lines,
-    after: &Lines,
+    before: &AddressLines,
+    after: &AddressLines,
     ends: &[usize],
 ) -> Vec<(usize, usize, usize)> {
     let mut out = Vec::new();
-    let is_touched = {
-        let mut set = FixedBitSet::with_capacity(cluster.pods.len());
-        touched.iter().for_each(|p| set.insert(p.index()));
-        set
-    };
-    for (k, &p) in touched.iter().enumerate() {
+    for &p in touched {
         let s = p.index();
-        // A pod to itself never leaves it, unless it stands for a workload's replicas.
-        let replicas = cluster.pods[p].is_replica_group();
-        for (g, (has, lacks)) in
-            [(&after.rows[k], &before.rows[k]), (&before.rows[k], &after.rows[k])].into_iter().enumerate()
-        {
-            out.extend(has.difference(lacks).filter(|&d| d != s || replicas).map(|d| (s, g, d)));
-        }
-        // Sources that are not touched themselves (a touched source's row covers the pair).
-        for (g, (has, lacks)) in
-            [(&after.columns[k], &before.columns[k]), (&before.columns[k], &after.columns[k])].into_iter().enumerate()
-        {
-            out.extend(has.difference(lacks).filter(|&o| !is_touched.contains(o)).map(|o| (o, g, s)));
-        }
         for (e, &end) in ends.iter().enumerate() {
-            for (g, (has, lacks)) in [(&after, &before), (&before, &after)].into_iter().enumerate() {
+            for (g, (has, lacks)) in [(after, before), (before, after)].into_iter().enumerate() {
                 if has.to[e].contains(s) && !lacks.to[e].contains(s) {
                     out.push((s, g, end));
                 }

@@ -153,6 +153,9 @@ pub struct Index<'c> {
     label_cache: HashMap<Expr, FixedBitSet>,
     /// The same, plus the pods inside the network sets it matches (rule selectors).
     expr_cache: HashMap<Expr, FixedBitSet>,
+    /// Per direction (egress, ingress), each pod's applicable policies: the same for every
+    /// probe, so worked out once (every matrix and every side asks for them).
+    applicable_cache: [Option<std::rc::Rc<Vec<Vec<PolicyId>>>>; 2],
 }
 
 /// Which policies apply to a pod, and how it fares on its own side of their rules.
@@ -213,6 +216,7 @@ impl<'c> Index<'c> {
             by_ip,
             label_cache: HashMap::new(),
             expr_cache: HashMap::new(),
+            applicable_cache: [None, None],
         }
     }
 
@@ -330,12 +334,26 @@ impl<'c> Index<'c> {
 
     /// For each pod, the policies (in evaluation order) that apply to it in `dir`.
     pub fn applicable(&mut self, dir: Direction) -> Vec<Vec<PolicyId>> {
+        (*self.applicable_shared(dir)).clone()
+    }
+
+    /// [`Index::applicable`], computed on the first call per direction and shared after.
+    fn applicable_shared(&mut self, dir: Direction) -> std::rc::Rc<Vec<Vec<PolicyId>>> {
+        let slot = match dir {
+            Direction::Egress => 0,
+            Direction::Ingress => 1,
+        };
+        if let Some(by_pod) = &self.applicable_cache[slot] {
+            return by_pod.clone();
+        }
         let mut by_pod: Vec<Vec<PolicyId>> = vec![Vec::new(); self.n];
         for (i, s) in self.selected(dir) {
             for p in s.ones() {
                 by_pod[p].push(i);
             }
         }
+        let by_pod = std::rc::Rc::new(by_pod);
+        self.applicable_cache[slot] = Some(by_pod.clone());
         by_pod
     }
 
@@ -372,20 +390,19 @@ impl<'c> Index<'c> {
     /// [`Index::allowed`] for the pods `wanted` keeps; the others come out `None` whatever
     /// their policies (callers read only the wanted ones).
     fn allowed_for(&mut self, dir: Direction, probe: &Probe, wanted: impl Fn(usize) -> bool) -> Vec<Admitted> {
-        let mut by_pod = self.applicable(dir);
-        by_pod.iter_mut().enumerate().filter(|(x, _)| !wanted(*x)).for_each(|(_, pols)| pols.clear());
+        let by_pod = self.applicable_shared(dir);
         let own_kinds: Vec<Vec<OwnSide>> = (self.cluster.policies.iter())
             .map(|pol| pol.rules(dir).into_iter().flatten().map(|r| self.own_kind(r, dir, probe)).collect())
             .collect();
         let mut groups: HashMap<GroupKey, std::rc::Rc<FixedBitSet>> = HashMap::new();
         let mut peers_cache: HashMap<(usize, usize), FixedBitSet> = HashMap::new();
         let mut out = Vec::with_capacity(self.n);
-        for (x, pols) in by_pod.into_iter().enumerate() {
-            if pols.is_empty() {
+        for (x, pols) in by_pod.iter().enumerate() {
+            if pols.is_empty() || !wanted(x) {
                 out.push(None);
                 continue;
             }
-            let key = self.group_key(pols, dir, probe, x, &own_kinds);
+            let key = self.group_key(pols.clone(), dir, probe, x, &own_kinds);
             if let Some(g) = groups.get(&key) {
                 out.push(Some(g.clone()));
                 continue;
@@ -472,6 +489,47 @@ impl<'c> Index<'c> {
     pub fn sides(&mut self, port: u16, protocol: Protocol) -> (Vec<Admitted>, Vec<Admitted>) {
         let probe = probe_for(port, protocol);
         (self.allowed(Direction::Egress, &probe), self.allowed(Direction::Ingress, &probe))
+    }
+
+    /// One side's admitted sets for one port and protocol ([`Index::sides`]'s egress or
+    /// ingress), evaluated only for the pods in `wanted`: the others come out `None` whatever
+    /// their policies, so callers read only the wanted ones.
+    pub fn admitted(&mut self, dir: Direction, port: u16, protocol: Protocol, wanted: &FixedBitSet) -> Vec<Admitted> {
+        self.allowed_for(dir, &probe_for(port, protocol), |x| wanted.contains(x))
+    }
+
+    /// Whether any pod stands for a Calico host endpoint (decided pair by pair, outside
+    /// [`Index::admitted`]'s sets).
+    pub fn has_hosts(&self) -> bool {
+        !self.hosts.is_empty()
+    }
+
+    /// The pods each of `srcs` reaches as their node whatever the policies say (empty
+    /// unless it is a node's stack), then for each of `dsts` the node stacks that reach it so:
+    /// the part of [`Index::lines`] that no policy decides.
+    pub fn node_lines(&self, srcs: &[PodId], dsts: &[PodId]) -> (Vec<FixedBitSet>, Vec<FixedBitSet>) {
+        let locals = self.locals();
+        let rows = srcs
+            .iter()
+            .map(|s| {
+                let mut row = FixedBitSet::with_capacity(self.n);
+                self.local_to(&locals, s.index()).for_each(|local| row.union_with(local));
+                row
+            })
+            .collect();
+        let columns = dsts
+            .iter()
+            .map(|d| {
+                let mut column = FixedBitSet::with_capacity(self.n);
+                for &s in &locals.stacks {
+                    if self.local_to(&locals, s).any(|local| local.contains(d.index())) {
+                        column.insert(s);
+                    }
+                }
+                column
+            })
+            .collect();
+        (rows, columns)
     }
 
     /// One row of [`Index::matrix`] without the others: the pods `src` may open on one port
