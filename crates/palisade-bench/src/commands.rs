@@ -18,9 +18,10 @@ use crate::process::{median, palisade_binary, timed_exit, Run};
 struct Inputs {
     json: PathBuf,
     yaml: PathBuf,
-    shared: PathBuf,
-    old: PathBuf,
-    new: PathBuf,
+    /// The cluster without its policies, the policies before and after (JSON, then YAML).
+    shared: [PathBuf; 2],
+    old: [PathBuf; 2],
+    new: [PathBuf; 2],
     flows: PathBuf,
     /// A pod to ask `check` and `reach` about, and another.
     pods: (String, String),
@@ -99,8 +100,11 @@ fn commands(i: &Inputs) -> Vec<(&'static str, &'static str, Vec<String>)> {
         }
     }
     let shown = |p: &Path| p.display().to_string();
-    let diff = vec!["diff".into(), shown(&i.old), shown(&i.new), "--with".into(), shown(&i.shared), "-q".into()];
-    out.push(("diff (one policy changed)", "JSON", diff));
+    for (k, format) in ["JSON", "YAML"].into_iter().enumerate() {
+        let (old, new, shared) = (shown(&i.old[k]), shown(&i.new[k]), shown(&i.shared[k]));
+        let diff = vec!["diff".into(), old, new, "--with".into(), shared, "-q".into()];
+        out.push(("diff (one policy changed)", format, diff));
+    }
     out
 }
 
@@ -112,6 +116,12 @@ fn write(shape: &Shape, dir: &Path) -> Inputs {
         std::fs::write(&path, json!({"apiVersion": "v1", "kind": "List", "items": items}).to_string())
             .expect("write an input");
         path
+    };
+    // One input in both formats: `name.json` and a block-style `name.yaml`.
+    let both = |name: &str, items: Vec<Value>| {
+        let yaml = dir.join(format!("{name}.yaml"));
+        std::fs::write(&yaml, palisade_load::yaml::emit(&items)).expect("write a YAML input");
+        [file(&format!("{name}.json"), items), yaml]
     };
     let json = file("cluster.json", items.clone());
     let yaml = dir.join("cluster.yaml");
@@ -144,9 +154,9 @@ fn write(shape: &Shape, dir: &Path) -> Inputs {
     Inputs {
         json,
         yaml,
-        shared: file("shared.json", shared),
-        old: file("old.json", policies),
-        new: file("new.json", changed),
+        shared: both("shared", shared),
+        old: both("old", policies),
+        new: both("new", changed),
         flows: flows_path,
         pods: (pods[0].clone(), pods[1 % pods.len()].clone()),
     }

@@ -53,27 +53,20 @@ pub fn diff_policies(old: &Cluster, new: &Cluster, workloads: &Workloads, cuts: 
 /// Whether everything that decides connections other than the policies is the same on both
 /// sides (pods in the same order, labels, addresses, nodes, tiers, network sets, DNS facts),
 /// and no policy can apply to an address endpoint (a Calico host endpoint: a policy change
-/// would then alter connections between nodes and the world too). The model compares by its
-/// `Debug` form, which shows every field.
+/// would then alter connections between nodes and the world too). Compared field by field
+/// (the model's `PartialEq`), not through a printed form.
 fn same_but_policies(old: &Cluster, new: &Cluster) -> bool {
     if !old.host_endpoints.is_empty() || !new.host_endpoints.is_empty() {
         return false;
     }
-    let rest = |c: &Cluster| {
-        format!(
-            "{:?}{:?}{:?}{:?}{:?}{:?}{:?}{:?}{:?}",
-            c.namespaces,
-            c.pods,
-            c.nodes,
-            c.services,
-            c.tiers,
-            c.network_sets,
-            c.host_endpoints,
-            c.calico_labels,
-            c.dns
-        )
-    };
-    old.pods.len() == new.pods.len() && rest(old) == rest(new)
+    old.namespaces == new.namespaces
+        && old.pods == new.pods
+        && old.nodes == new.nodes
+        && old.services == new.services
+        && old.tiers == new.tiers
+        && old.network_sets == new.network_sets
+        && old.calico_labels == new.calico_labels
+        && old.dns == new.dns
 }
 
 /// A policy's meaning: everything but where it was written.

@@ -23,7 +23,7 @@ use crate::model::label::{namespace_pseudo_labels, Labels};
 use crate::model::policy::{Policy, PolicyKind};
 use crate::model::port::{ContainerPort, Protocol};
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Namespace {
     pub name: String,
     pub labels: Labels,
@@ -38,7 +38,7 @@ pub struct WorkloadRef {
     pub name: String,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Pod {
     pub namespace: NsId,
     pub name: String,
@@ -69,7 +69,7 @@ impl Pod {
     }
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Node {
     pub name: String,
     pub labels: Labels,
@@ -82,7 +82,7 @@ pub enum TargetPort {
     Name(String),
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct ServicePort {
     pub name: Option<String>,
     pub port: u16,
@@ -91,14 +91,14 @@ pub struct ServicePort {
 }
 
 /// One backend address of a Service, with the port numbers per service-port name.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct SliceEndpoint {
     pub ip: IpAddr,
     pub ports: Vec<(Option<String>, u16, Protocol)>,
     pub slice: String,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Service {
     pub namespace: NsId,
     pub name: String,
@@ -111,7 +111,7 @@ pub struct Service {
 }
 
 /// A Calico tier: policies are evaluated tier by tier, in `order` (`None` last, ties by name).
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Tier {
     pub name: String,
     pub order: Option<f64>,
@@ -135,7 +135,7 @@ pub const KUBE_BASELINE_TIER: &str = "kube-baseline";
 pub const KUBE_BASELINE_ORDER: f64 = 10_000_000.0;
 
 /// A Calico NetworkSet or GlobalNetworkSet: addresses that rule selectors can match by labels.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct NetworkSet {
     pub namespace: Option<NsId>,
     pub name: String,
@@ -146,7 +146,7 @@ pub struct NetworkSet {
 }
 
 /// A Calico HostEndpoint: a node interface that GlobalNetworkPolicies can protect.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct HostEndpoint {
     pub name: String,
     pub node: String,
