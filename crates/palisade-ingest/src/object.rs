@@ -199,9 +199,10 @@ pub fn enforced_policy_kind(o: &Object) -> Option<PolicyKind> {
 }
 
 /// Whether a change of this object can be followed by what it touches (a Pod or an enforced
-/// policy kind, see [`enforced_policy_kind`]); any other object takes a full build.
+/// policy kind, see [`enforced_policy_kind`]; one list, `palisade_core::change::FOLLOWED_KINDS`,
+/// which the nftables side reads too); any other object takes a full build.
 pub fn followed_by_patch(o: &Object) -> bool {
-    matches!(o, Object::Pod(_)) || enforced_policy_kind(o).is_some()
+    palisade_core::change::FOLLOWED_KINDS.contains(&o.kind())
 }
 
 /// Counts objects by kind, for summaries.
@@ -211,4 +212,51 @@ pub fn count_kinds(inputs: &[Input]) -> BTreeMap<&'static str, usize> {
         *m.entry(i.object.kind()).or_insert(0) += 1;
     }
     m
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One object of every kind (contents do not matter: only the variant does).
+    fn one_of_each() -> Vec<Object> {
+        fn d<T: Default>() -> T {
+            T::default()
+        }
+        vec![
+            Object::Namespace(d()),
+            Object::Pod(d()),
+            Object::Deployment(d()),
+            Object::ReplicaSet(d()),
+            Object::StatefulSet(d()),
+            Object::DaemonSet(d()),
+            Object::Job(d()),
+            Object::CronJob(d()),
+            Object::Service(d()),
+            Object::EndpointSlice(d()),
+            Object::Node(d()),
+            Object::NetworkPolicy(d()),
+            Object::ServiceAccount(d()),
+            Object::CalicoNetworkPolicy(d()),
+            Object::CalicoGlobalNetworkPolicy(d()),
+            Object::CalicoStagedNetworkPolicy(d()),
+            Object::CalicoStagedGlobalNetworkPolicy(d()),
+            Object::CalicoStagedKubernetesNetworkPolicy(d()),
+            Object::CalicoTier(d()),
+            Object::CalicoNetworkSet(d()),
+            Object::CalicoGlobalNetworkSet(d()),
+            Object::CalicoHostEndpoint(d()),
+            Object::ClusterNetworkPolicy(d()),
+            Object::AdminNetworkPolicy(d()),
+            Object::BaselineAdminNetworkPolicy(d()),
+        ]
+    }
+
+    #[test]
+    fn the_followed_kinds_are_the_pod_and_the_enforced_policy_kinds() {
+        for o in one_of_each() {
+            let expected = matches!(o, Object::Pod(_)) || enforced_policy_kind(&o).is_some();
+            assert_eq!(followed_by_patch(&o), expected, "{}", o.kind());
+        }
+    }
 }

@@ -24,12 +24,6 @@ use crate::table::Options;
 /// transaction (empty: nothing changed).
 pub type Delta = Vec<Command>;
 
-/// Policy kinds (as `palisade_ingest::Object::kind` names them) whose changes the
-/// incremental paths follow, as the store's patch does: Kubernetes, Calico and Calico global
-/// policies. Staged policies, ClusterNetworkPolicies (their tiers), workloads, ServiceAccounts
-/// and everything else take the full compile.
-const FOLLOWED_POLICY_KINDS: [&str; 3] = ["NetworkPolicy", "Calico NetworkPolicy", "GlobalNetworkPolicy"];
-
 impl Compiled {
     /// Compiles the whole cluster and keeps a copy of it, so that later changes can be
     /// followed by what they touch ([`Compiled::sync`]).
@@ -82,11 +76,8 @@ impl Compiled {
     /// then as it was, for the full compile to diff against).
     fn follow(&mut self, cluster: &Cluster, touched: &Touched) -> Option<Delta> {
         let mut model = self.model.take()?;
-        let followed = |k: &ObjectKey, area: Area| match area {
-            Area::Pods => k.kind == "Pod",
-            Area::Policies => FOLLOWED_POLICY_KINDS.contains(&k.kind),
-            _ => false,
-        };
+        // Only pods and enforced policy kinds (`ObjectKey::followed`) are followed.
+        let followed = |k: &ObjectKey, area: Area| matches!(area, Area::Pods | Area::Policies) && k.followed();
         if !touched.objects.iter().all(|(k, (area, _))| followed(k, *area)) || !same_frame(&model, cluster) {
             return None;
         }

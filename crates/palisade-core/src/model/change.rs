@@ -25,6 +25,13 @@ pub struct PolicyPatch {
     pub add: Vec<Policy>,
 }
 
+/// The object kinds (as `palisade_ingest::Object::kind` names them) whose changes the
+/// incremental paths follow, the store's patch and `Compiled::sync` alike: pods, and the policy
+/// kinds compiled group by group (Kubernetes, Calico and Calico global policies). Staged
+/// policies, cluster network policies (their tiers), workloads, ServiceAccounts and everything
+/// else take the full build and compile.
+pub const FOLLOWED_KINDS: [&str; 4] = ["Pod", "NetworkPolicy", "Calico NetworkPolicy", "GlobalNetworkPolicy"];
+
 /// How a store names an object: kind (`Pod`, `NetworkPolicy`, `GlobalNetworkPolicy`, ...),
 /// namespace (the default namespace for namespaced objects that name none; `None` for
 /// cluster-scoped kinds) and name. `palisade_ingest::store::key` gives an object's key.
@@ -33,6 +40,14 @@ pub struct ObjectKey {
     pub kind: &'static str,
     pub namespace: Option<String>,
     pub name: String,
+}
+
+impl ObjectKey {
+    /// Whether changes of this object's kind are followed by what they touch
+    /// ([`FOLLOWED_KINDS`]).
+    pub fn followed(&self) -> bool {
+        FOLLOWED_KINDS.contains(&self.kind)
+    }
 }
 
 /// What a change did to one object, between two `finish`es of a store.
