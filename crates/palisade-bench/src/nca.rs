@@ -91,7 +91,9 @@ pub fn versus(nca: &Path, seed: u64) {
         let (p, n) = (median(&ours), median(&theirs));
         println!("palisade matrix --all-ports  {:>8.3} s CPU {:>8.3} s wall {:>7.1} MiB", p.cpu, p.wall, p.peak_mib);
         println!("nca --connectivity           {:>8.3} s CPU {:>8.3} s wall {:>7.1} MiB", n.cpu, n.wall, n.peak_mib);
-        println!("ratio                        {:>8.0}x CPU {:>8.0}x wall", n.cpu / p.cpu, n.wall / p.wall);
+        // GNU time counts CPU in 10 ms ticks: a run under one tick has no CPU ratio.
+        let cpu = if p.cpu > 0.0 { format!("{:>8.0}x", n.cpu / p.cpu) } else { "   (<10 ms)".into() };
+        println!("ratio                        {cpu} CPU {:>8.0}x wall", n.wall / p.wall);
         let load = palisade_load::load_paths(std::slice::from_ref(&dir), &Default::default());
         let cluster = load.ok().and_then(|l| l.cluster).expect("the written cluster loads");
         let _ = std::fs::remove_dir_all(&dir);
