@@ -83,9 +83,15 @@ pub fn cheaper(delta: &[Command], in_force: &Footprint, target: &Ruleset) -> Tra
 pub fn objects(rs: &Ruleset) -> usize {
     let sets: usize = rs.sets.values().map(|s| 1 + s.elements.len()).sum();
     let chains: usize = rs.chains.values().map(|c| 1 + c.len()).sum();
+    sets + chains + fixed_map_elements(rs)
+}
+
+/// The elements of the verdict maps and the own-node sets (the fixed maps and sets every
+/// table declares, whose headers [`objects`] leaves out).
+fn fixed_map_elements(rs: &Ruleset) -> usize {
     let maps: usize = rs.maps.values().map(|m| m.len()).sum();
     let own: usize = rs.own_node.elements.values().map(|e| e.len()).sum();
-    sets + chains + maps + own
+    maps + own
 }
 
 /// What a table holds, as far as the estimate needs it: kept for the table in force, so that
@@ -106,9 +112,7 @@ impl Footprint {
     pub fn of(rs: &Ruleset) -> Footprint {
         let rules: HashMap<String, usize> = rs.chains.iter().map(|(n, c)| (n.clone(), c.len())).collect();
         let elements: HashMap<String, usize> = rs.sets.iter().map(|(n, s)| (n.clone(), s.elements.len())).collect();
-        let maps: usize = rs.maps.values().map(|m| m.len()).sum();
-        let own: usize = rs.own_node.elements.values().map(|e| e.len()).sum();
-        let element_count = elements.values().sum::<usize>() + maps + own;
+        let element_count = elements.values().sum::<usize>() + fixed_map_elements(rs);
         Footprint { objects: objects(rs), rules, elements, element_count }
     }
 
