@@ -31,7 +31,7 @@ pub fn run(args: Args) -> u8 {
     // Host-network pods have no Calico workload endpoint: selectors never pick them.
     let mut picked: Vec<String> = cluster
         .pod_ids()
-        .filter(|&p| cluster.is_policy_subject(p) && expr.matches(&cluster.calico_labels[p]))
+        .filter(|&p| cluster.is_policy_subject(p) && expr.matches(&cluster.calico_labels(p)))
         .map(|p| cluster.pod_key(p))
         .collect();
     picked.sort();

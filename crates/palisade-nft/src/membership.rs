@@ -201,7 +201,7 @@ impl Source {
     fn pod_ips<'c>(&self, cluster: &'c Cluster, p: PodId) -> &'c [IpAddr] {
         let pod = &cluster.pods[p];
         let member =
-            cluster.is_policy_subject(p) && self.selectors.iter().any(|sel| sel.matches(&cluster.calico_labels[p]));
+            cluster.is_policy_subject(p) && self.selectors.iter().any(|sel| sel.matches(&cluster.calico_labels(p)));
         if member {
             &pod.ips
         } else {

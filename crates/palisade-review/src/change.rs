@@ -65,7 +65,7 @@ fn same_but_policies(old: &Cluster, new: &Cluster) -> bool {
         && old.services == new.services
         && old.tiers == new.tiers
         && old.network_sets == new.network_sets
-        && old.calico_labels == new.calico_labels
+        && old.same_service_accounts(new)
         && old.dns == new.dns
 }
 

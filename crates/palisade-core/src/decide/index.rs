@@ -19,7 +19,7 @@ use crate::decide::verdict::{decide, node_of, placement, Placement, Verdict};
 use crate::model::cluster::{Cluster, PodId, PolicyId};
 use crate::model::endpoint::{Connection, Endpoint, Side};
 use crate::model::expr::Expr;
-use crate::model::label::Labels;
+use crate::model::label::EndpointLabels;
 use crate::model::policy::{Action, Direction, Rule};
 use crate::model::port::{ContainerPort, Protocol};
 use crate::model::rule::Entity;
@@ -44,16 +44,22 @@ struct LabelIndex {
 }
 
 impl LabelIndex {
-    fn new<'a>(n: usize, items: impl Iterator<Item = (usize, &'a Labels)>) -> Self {
+    fn new<'a>(n: usize, items: impl Iterator<Item = (usize, EndpointLabels<'a>)>) -> Self {
         let mut all = FixedBitSet::with_capacity(n);
         let mut keys: HashMap<String, (FixedBitSet, HashMap<String, FixedBitSet>)> = HashMap::new();
         for (i, labels) in items {
             all.insert(i);
-            for (k, v) in labels {
-                let e = keys.entry(k.clone()).or_insert_with(|| (FixedBitSet::with_capacity(n), HashMap::new()));
+            labels.for_each(|k, v| {
+                if !keys.contains_key(k) {
+                    keys.insert(k.to_string(), (FixedBitSet::with_capacity(n), HashMap::new()));
+                }
+                let e = keys.get_mut(k).expect("inserted");
                 e.0.insert(i);
-                e.1.entry(v.clone()).or_insert_with(|| FixedBitSet::with_capacity(n)).insert(i);
-            }
+                if !e.1.contains_key(v) {
+                    e.1.insert(v.to_string(), FixedBitSet::with_capacity(n));
+                }
+                e.1.get_mut(v).expect("inserted").insert(i);
+            });
         }
         LabelIndex { all, keys }
     }
@@ -198,8 +204,8 @@ impl<'c> Index<'c> {
             }
         }
         let items = (0..n).filter_map(|p| match sides[p].endpoint {
-            Endpoint::Pod(_) if subjects.contains(p) => Some((p, &cluster.calico_labels[p])),
-            Endpoint::Host(h) => Some((p, &cluster.host_endpoints[h].labels)),
+            Endpoint::Pod(_) if subjects.contains(p) => Some((p, cluster.calico_labels(PodId::new(p)))),
+            Endpoint::Host(h) => Some((p, EndpointLabels::plain(&cluster.host_endpoints[h].labels))),
             _ => None,
         });
         let labels = LabelIndex::new(n, items);

@@ -15,7 +15,7 @@ use ipnet::IpNet;
 
 use crate::model::cluster::Cluster;
 use crate::model::endpoint::{Connection, Endpoint, Side};
-use crate::model::label::Labels;
+use crate::model::label::EndpointLabels;
 use crate::model::port::{ContainerPort, Protocol};
 use crate::model::rule::{Entity, Icmp, Port, Rule};
 
@@ -126,15 +126,16 @@ pub fn version_ok(rule: &Rule, ip: Option<IpAddr>) -> bool {
 
 /// The label sets a selector may match for an address: the endpoint's own, and those of every
 /// network set containing the address.
-pub fn candidates<'c>(cluster: &'c Cluster, side: &Side) -> Vec<&'c Labels> {
+pub fn candidates<'c>(cluster: &'c Cluster, side: &Side) -> Vec<EndpointLabels<'c>> {
     let mut out = Vec::new();
     match side.endpoint {
-        Endpoint::Pod(p) if cluster.is_policy_subject(p) => out.push(&cluster.calico_labels[p]),
-        Endpoint::Host(h) => out.push(&cluster.host_endpoints[h].labels),
+        Endpoint::Pod(p) if cluster.is_policy_subject(p) => out.push(cluster.calico_labels(p)),
+        Endpoint::Host(h) => out.push(EndpointLabels::plain(&cluster.host_endpoints[h].labels)),
         _ => {}
     }
     if let Some(ip) = side.ip {
-        out.extend(cluster.network_sets.iter().filter(|s| s.nets.iter().any(|n| n.contains(&ip))).map(|s| &s.labels));
+        let sets = cluster.network_sets.iter().filter(|s| s.nets.iter().any(|n| n.contains(&ip)));
+        out.extend(sets.map(|s| EndpointLabels::plain(&s.labels)));
     }
     out
 }

@@ -308,7 +308,7 @@ fn subject_of(cluster: &Cluster, side: &Side) -> Result<Subject, &'static str> {
 /// Whether a policy applies to the subject endpoint.
 pub fn selects(cluster: &Cluster, pol: &Policy, side: &Side) -> bool {
     match subject_of(cluster, side) {
-        Ok(Subject::Pod(p)) => pol.subject.matches(&cluster.calico_labels[p]),
+        Ok(Subject::Pod(p)) => pol.subject.matches(&cluster.calico_labels(p)),
         Ok(Subject::Host(h)) => pol.namespace.is_none() && pol.subject.matches(&cluster.host_endpoints[h].labels),
         Err(_) => false,
     }

@@ -5,7 +5,6 @@ use std::net::IpAddr;
 
 use serde::Serialize;
 
-use crate::model::expr;
 use crate::model::field::{Location, Problem};
 use crate::model::id::indexed_by;
 pub use crate::model::id::{HostId, NetSetId, NodeId, NsId, PodId, PolicyId, ServiceId, TierId};
@@ -19,7 +18,7 @@ indexed_by! {
     HostId => HostEndpoint;
     NetSetId => NetworkSet;
 }
-use crate::model::label::{namespace_pseudo_labels, Labels};
+use crate::model::label::{EndpointLabels, Labels};
 use crate::model::policy::{Policy, PolicyKind};
 use crate::model::port::{ContainerPort, Protocol};
 
@@ -187,9 +186,6 @@ pub struct Cluster {
     pub network_sets: Vec<NetworkSet>,
     pub host_endpoints: Vec<HostEndpoint>,
     pub staged: Vec<StagedPolicy>,
-    /// Each pod's labels as Calico selectors see them: its own, `projectcalico.org/*`
-    /// pseudo-labels, and its namespace's (`pcns.`) and service account's (`pcsa.`) labels.
-    pub calico_labels: Vec<Labels>,
     /// Warnings found while building (errors prevent a Cluster from existing).
     pub warnings: Vec<Problem>,
     /// Address-to-name facts the user gave (DNS A/AAAA answers: name, address), by which
@@ -204,8 +200,8 @@ pub struct Cluster {
     service_by_name: HashMap<(NsId, String), ServiceId>,
     service_by_ip: HashMap<IpAddr, ServiceId>,
     host_by_ip: HashMap<IpAddr, HostId>,
-    /// ServiceAccount labels by (namespace, name), for pods' Calico labels.
-    service_accounts: HashMap<(NsId, String), Labels>,
+    /// ServiceAccount labels by namespace, then name, for pods' Calico labels.
+    service_accounts: HashMap<NsId, HashMap<String, Labels>>,
 }
 
 impl Cluster {
@@ -369,7 +365,6 @@ impl Cluster {
         }
         let last = PodId::new(self.pods.len() - 1);
         self.pods.swap_remove(id.index());
-        self.calico_labels.swap_remove(id.index());
         if let Some(moved) = self.pods.get(id.index()) {
             self.pod_by_name.insert((moved.namespace, moved.name.clone()), id);
             for ip in &moved.ips {
@@ -393,7 +388,6 @@ impl Cluster {
             }
         }
         self.pod_by_name.insert((pod.namespace, pod.name.clone()), id);
-        self.calico_labels.push(pod_calico_labels(self, &pod));
         self.pods.push(pod);
         id
     }
@@ -438,10 +432,26 @@ impl Cluster {
         id
     }
 
-    /// ServiceAccount labels by (namespace, name); pods' Calico labels are worked out anew.
+    /// ServiceAccount labels by (namespace, name), which pods' Calico labels include.
     pub fn set_service_accounts(&mut self, accounts: HashMap<(NsId, String), Labels>) {
-        self.service_accounts = accounts;
-        self.calico_labels = self.pods.iter().map(|pod| pod_calico_labels(self, pod)).collect();
+        self.service_accounts.clear();
+        for ((ns, name), labels) in accounts {
+            self.service_accounts.entry(ns).or_default().insert(name, labels);
+        }
+    }
+
+    /// Whether two clusters give every service account the same labels.
+    pub fn same_service_accounts(&self, other: &Cluster) -> bool {
+        self.service_accounts == other.service_accounts
+    }
+
+    /// A pod's labels as Calico selectors see them (with its namespace's and service account's,
+    /// and the `projectcalico.org/*` pseudo-labels): what policies select subjects and peers by.
+    pub fn calico_labels(&self, id: PodId) -> EndpointLabels<'_> {
+        let pod = &self.pods[id];
+        let ns = &self.namespaces[pod.namespace];
+        let account = self.service_accounts.get(&pod.namespace).and_then(|m| m.get(pod.service_account.as_str()));
+        EndpointLabels::pod(&pod.labels, (&ns.name, &ns.labels), (&pod.service_account, account))
     }
 
     /// A cluster holding only this one's namespaces and tiers: what compiling a policy needs.
@@ -512,24 +522,4 @@ pub fn order_cmp(a: Option<f64>, b: Option<f64>) -> std::cmp::Ordering {
         (None, Some(_)) => std::cmp::Ordering::Greater,
         (None, None) => std::cmp::Ordering::Equal,
     }
-}
-
-/// A pod's labels as Calico selectors see them: its own, its namespace's (`pcns.`), its
-/// service account's (`pcsa.`) and the `projectcalico.org/*` pseudo-labels. A pod's own labels
-/// under the `pcns.` and `pcsa.` prefixes are left out (the pseudo-labels override the rest):
-/// a pod sets its own labels, so it must not pass for a namespace or service account it is not
-/// in (a namespaceSelector reads the namespace's labels alone, as Kubernetes defines it).
-fn pod_calico_labels(c: &Cluster, pod: &Pod) -> Labels {
-    let ns = &c.namespaces[pod.namespace];
-    let reserved = |k: &str| k.starts_with(expr::NAMESPACE_PREFIX) || k.starts_with(expr::SERVICE_ACCOUNT_PREFIX);
-    let mut l: Labels = pod.labels.iter().filter(|(k, _)| !reserved(k)).map(|(k, v)| (k.clone(), v.clone())).collect();
-    namespace_pseudo_labels(&ns.name, &ns.labels, &mut l);
-    l.insert(expr::ORCHESTRATOR_LABEL.into(), "k8s".into());
-    l.insert(expr::SERVICE_ACCOUNT_LABEL.into(), pod.service_account.clone());
-    let sa = expr::SERVICE_ACCOUNT_PREFIX;
-    for (k, v) in c.service_accounts.get(&(pod.namespace, pod.service_account.clone())).into_iter().flatten() {
-        l.insert(format!("{sa}{k}"), v.clone());
-    }
-    l.insert(format!("{sa}{}", expr::NAME_LABEL), pod.service_account.clone());
-    l
 }

@@ -8,7 +8,7 @@
 use std::collections::BTreeSet;
 use std::fmt;
 
-use crate::model::label::Labels;
+use crate::model::label::LabelLookup;
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Expr {
@@ -54,11 +54,12 @@ impl Expr {
         Ok(e)
     }
 
-    pub fn matches(&self, labels: &Labels) -> bool {
-        let get = |k: &str| labels.get(k).map(String::as_str);
+    /// Whether labels (a map, or an endpoint's labels as Calico sees them) satisfy this selector.
+    pub fn matches<L: LabelLookup + ?Sized>(&self, labels: &L) -> bool {
+        let get = |k: &str| labels.label(k);
         match self {
             Expr::All | Expr::Global => true,
-            Expr::Has(k) => labels.contains_key(k),
+            Expr::Has(k) => get(k).is_some(),
             Expr::Eq(k, v) => get(k) == Some(v.as_str()),
             Expr::Ne(k, v) => get(k) != Some(v.as_str()),
             Expr::In(k, set) => get(k).is_some_and(|v| set.contains(v)),

@@ -58,8 +58,7 @@ macro_rules! indexed_by {
 pub(crate) use indexed_by;
 
 ids! {
-    /// A pod (or a workload's template pod standing for its replicas); also indexes
-    /// `Cluster::calico_labels`.
+    /// A pod (or a workload's template pod standing for its replicas).
     PodId;
     /// A namespace.
     NsId;

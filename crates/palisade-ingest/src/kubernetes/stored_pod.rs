@@ -74,7 +74,12 @@ impl From<core::Pod> for StoredPod {
 
 impl From<core::PodSpec> for StoredPodSpec {
     fn from(spec: core::PodSpec) -> StoredPodSpec {
-        let containers = |list: Vec<core::Container>| list.into_iter().map(StoredContainer::from).collect();
+        // Not collected in place: that would keep each `Container`'s 2 KB as spare capacity.
+        let containers = |list: Vec<core::Container>| {
+            let mut kept = Vec::with_capacity(list.len());
+            kept.extend(list.into_iter().map(StoredContainer::from));
+            kept
+        };
         StoredPodSpec {
             containers: containers(spec.containers),
             init_containers: spec.init_containers.map(containers),

@@ -69,7 +69,7 @@ fn selector_pods(cx: &Context, hosted: &[PodId], sel: &Expr) -> Option<Vec<PodId
     if others.into_iter().any(|l| sel.matches(l)) {
         return None;
     }
-    only_hosted(cx, hosted, |p| sel.matches(&cluster.calico_labels[p]))
+    only_hosted(cx, hosted, |p| sel.matches(&cluster.calico_labels(p)))
 }
 
 /// The host-network pods `matches`, if some and no pod that selectors can match. The few

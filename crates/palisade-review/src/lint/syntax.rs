@@ -7,6 +7,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use palisade_core::cluster::{Cluster, PolicyId};
 use palisade_core::field::FieldPath;
 use palisade_core::field::{Nowhere, Problems};
+use palisade_core::label::EndpointLabels;
 use palisade_core::matching;
 use palisade_core::policy::{Action, Direction, Policy, PolicyKind};
 use palisade_core::port::Protocol;
@@ -92,15 +93,21 @@ struct Labelled {
 
 impl Labelled {
     fn new(cluster: &palisade_core::cluster::Cluster) -> Labelled {
-        let sets = cluster
-            .calico_labels
-            .iter()
-            .chain(cluster.host_endpoints.iter().map(|h| &h.labels))
-            .chain(cluster.network_sets.iter().map(|s| &s.labels));
+        let mut calico = BTreeSet::new();
+        let endpoints = cluster.pod_ids().map(|p| cluster.calico_labels(p));
+        let plain =
+            cluster.host_endpoints.iter().map(|h| &h.labels).chain(cluster.network_sets.iter().map(|s| &s.labels));
+        for labels in endpoints.chain(plain.map(EndpointLabels::plain)) {
+            labels.for_each(|k, _| {
+                if !calico.contains(k) {
+                    calico.insert(k.to_string());
+                }
+            });
+        }
         Labelled {
             pods: Carried::of(cluster.pods.iter().map(|p| &p.labels)),
             namespaces: Carried::of(cluster.namespaces.iter().map(|n| &n.labels)),
-            calico: sets.flat_map(|l| l.keys().cloned()).collect(),
+            calico,
         }
     }
 }
