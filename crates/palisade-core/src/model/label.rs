@@ -130,7 +130,6 @@ impl<'c> EndpointLabels<'c> {
         };
         prefixed(NAMESPACE_PREFIX, Some(pod.namespace_labels), pod.namespace);
         prefixed(SERVICE_ACCOUNT_PREFIX, pod.account_labels, pod.account);
-        drop(prefixed);
         f(NAMESPACE_LABEL, pod.namespace);
         f(ORCHESTRATOR_LABEL, "k8s");
         f(SERVICE_ACCOUNT_LABEL, pod.account);
