@@ -150,6 +150,8 @@ impl Builder {
     }
 
     fn pods(&mut self, items: &[Item]) {
+        // Reserved once: doubling left up to half of the (long-lived) vector unused.
+        self.cluster.pods.reserve(items.iter().filter(|i| matches!(i.input.object, Object::Pod(_))).count());
         let mut finished = Vec::new();
         for item in items {
             let Object::Pod(pod) = &item.input.object else { continue };
@@ -348,6 +350,7 @@ impl Builder {
         let tiers: HashMap<String, TierId> =
             self.cluster.tiers.iter().enumerate().map(|(i, t)| (t.name.clone(), TierId::new(i))).collect();
         let tier_id = |name: &str| tiers.get(name).copied();
+        self.cluster.policies.reserve(items.iter().filter(|i| i.input.object.is_policy()).count());
         for item in items {
             let Some((compiled, staged)) = self.policy_of(item, &tier_id) else { continue };
             match staged {
