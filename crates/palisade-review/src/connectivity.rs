@@ -103,6 +103,7 @@ impl Connectivity {
         };
         let kubernetes = shortcut && !cluster.uses_calico() && cluster.host_endpoints.is_empty();
         let families = PodFamilies::new(cluster);
+        let pod_free = PodFree::new(cluster);
         let mut matrices = Vec::with_capacity(cuts.probes.len());
         let (mut to_address, mut from_address, mut between) = (Vec::new(), Vec::new(), Vec::new());
         for probe in &cuts.probes {
@@ -116,7 +117,7 @@ impl Connectivity {
                     tick();
                     let (mut to, mut from) = match (kubernetes, a.kind) {
                         (true, AddressKind::Outside) => {
-                            kubernetes_sides(cluster, &outside, &applicable, a.address, probe)
+                            kubernetes_sides(cluster, &outside, &applicable, &pod_free, a.address, probe)
                         }
                         (false, AddressKind::Outside) => decided_sides(cluster, &outside, a.address, probe),
                         // Nodes always through the engine: traffic between a pod and its own
@@ -307,34 +308,63 @@ pub(crate) fn decided_sides(
 
 /// Kubernetes policy only: a pod may open (or be opened by) an outside address when that side
 /// is not isolated, or one of its policies has a rule that matches the connection (they all
-/// allow). No trace, no scan over unrelated policies.
+/// allow). No trace, no scan over unrelated policies; a policy whose rules answer alike for
+/// every pod ([`PodFree`]) is matched once per address and probe, not once per class.
 pub(crate) fn kubernetes_sides(
     cluster: &Cluster,
     classes: &[Vec<PodId>],
     applicable: &[Vec<Vec<PolicyId>>; 2],
+    pod_free: &PodFree,
     address: IpAddr,
     probe: &Probe,
 ) -> (FixedBitSet, FixedBitSet) {
     let n = cluster.pods.len();
+    let other = Side::ip(cluster, address);
     let mut sides = [FixedBitSet::with_capacity(n), FixedBitSet::with_capacity(n)];
     for (k, dir) in [Direction::Egress, Direction::Ingress].into_iter().enumerate() {
+        // Per policy, its answer once known, for the policies that answer alike for every pod.
+        let mut known: Vec<Option<bool>> = vec![None; cluster.policies.len()];
         // Pods of one class have the same policies and ports: one answer serves them all.
         for class in classes {
             let p = class[0];
             let list = &applicable[k][p.index()];
-            let (pod, other) = (Side::pod(cluster, p), Side::ip(cluster, address));
+            let pod = Side::pod(cluster, p);
             let conn = match dir {
                 Direction::Egress => Connection::new(pod, other, probe.port, probe.protocol),
                 Direction::Ingress => Connection::new(other, pod, probe.port, probe.protocol),
             };
-            let admits = |pol: &PolicyId| {
-                let mut rules = cluster.policies[*pol].rules(dir).into_iter().flatten();
+            let matched = |pol: PolicyId| {
+                let mut rules = cluster.policies[pol].rules(dir).into_iter().flatten();
                 rules.any(|r| matching::matches(cluster, r, &conn))
             };
-            let allowed = !cluster.is_policy_subject(p) || list.is_empty() || list.iter().any(admits);
+            let mut admits = |pol: &PolicyId| match pod_free.0[k][pol.index()] {
+                true => *known[pol.index()].get_or_insert_with(|| matched(*pol)),
+                false => matched(*pol),
+            };
+            let allowed = !cluster.is_policy_subject(p) || list.is_empty() || list.iter().any(&mut admits);
             class.iter().for_each(|&q| sides[k].set(q.index(), allowed));
         }
     }
     let [to, from] = sides;
     (to, from)
+}
+
+/// `[egress, ingress][policy]`: whether the policy's rules in that direction match a
+/// connection between one of its pods and an address alike for every pod it applies to: no
+/// rule looks at the pod's own end (its labels, addresses, named ports or IP version).
+pub(crate) struct PodFree(pub [Vec<bool>; 2]);
+
+impl PodFree {
+    pub(crate) fn new(cluster: &Cluster) -> PodFree {
+        PodFree([Direction::Egress, Direction::Ingress].map(|dir| {
+            let alike = |r: &palisade_core::rule::Rule| {
+                let own = match dir {
+                    Direction::Egress => &r.source,
+                    Direction::Ingress => &r.destination,
+                };
+                r.ip_version.is_none() && !own.has_address() && !own.uses_named_ports()
+            };
+            cluster.policies.iter().map(|pol| pol.rules(dir).into_iter().flatten().all(alike)).collect()
+        }))
+    }
 }
