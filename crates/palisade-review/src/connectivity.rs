@@ -8,7 +8,7 @@ use std::net::IpAddr;
 use fixedbitset::FixedBitSet;
 use palisade_core::cluster::{Cluster, PodId, PolicyId};
 use palisade_core::family::Families;
-use palisade_core::index::{Index, Matrix};
+use palisade_core::index::{Index, Matrix, Sides};
 use palisade_core::matching;
 use palisade_core::policy::Direction;
 use palisade_core::port::ContainerPort;
@@ -75,23 +75,36 @@ pub struct Connectivity {
     /// `[egress, ingress][pod]`: the policies that apply to each pod, for explaining
     /// connections without scanning every policy ([`palisade_core::verdict::decide_known`]).
     pub applicable: Applicable,
+    /// Per probe, the sides its matrix was made of ([`Index::sides`]), when asked for
+    /// ([`Connectivity::compute_keeping_sides`]; empty otherwise): lint reads them again.
+    pub sides: Vec<Sides>,
 }
 
 impl Connectivity {
     /// Computes everything; `tick` is called once per unit of work out of [`Connectivity::work`].
     pub fn compute(cluster: &Cluster, cuts: Cuts, tick: impl FnMut()) -> Connectivity {
-        Connectivity::compute_with(cluster, cuts, tick, true)
+        Connectivity::compute_with(cluster, cuts, tick, Shortcuts { classes: true, keep_sides: false })
+    }
+
+    /// [`Connectivity::compute`], keeping each probe's sides in [`Connectivity::sides`] for
+    /// lint to read (the report runs both): no second pass over every policy per probe.
+    pub fn compute_keeping_sides(cluster: &Cluster, cuts: Cuts, tick: impl FnMut()) -> Connectivity {
+        Connectivity::compute_with(cluster, cuts, tick, Shortcuts { classes: true, keep_sides: true })
     }
 
     /// [`Connectivity::compute`] deciding every pod against every address through the engine's
     /// per-connection path, pod by pod, never a shortcut or a class of pods (for tests that
     /// hold the two alike).
     pub fn compute_by_decide(cluster: &Cluster, cuts: Cuts) -> Connectivity {
-        Connectivity::compute_with(cluster, cuts, || {}, false)
+        Connectivity::compute_with(cluster, cuts, || {}, Shortcuts { classes: false, keep_sides: false })
     }
 
-    fn compute_with(cluster: &Cluster, cuts: Cuts, mut tick: impl FnMut(), shortcut: bool) -> Connectivity {
+    fn compute_with(cluster: &Cluster, cuts: Cuts, mut tick: impl FnMut(), how: Shortcuts) -> Connectivity {
+        let shortcut = how.classes;
         let mut index = Index::new(cluster);
+        if how.keep_sides {
+            index.keep_sides();
+        }
         let addresses = addresses(cluster, &cuts.pieces);
         let applicable = [index.applicable(Direction::Egress), index.applicable(Direction::Ingress)];
         let each = || cluster.pod_ids().map(|p| vec![p]).collect::<Vec<_>>();
@@ -134,7 +147,9 @@ impl Connectivity {
             from_address.push(from);
             between.push(addresses_between(cluster, &addresses, probe));
         }
-        Connectivity { probes: cuts.probes, matrices, addresses, to_address, from_address, between, applicable }
+        let sides = index.kept_sides();
+        debug_assert!(!how.keep_sides || sides.len() == cuts.probes.len(), "one matrix, one sides per probe");
+        Connectivity { probes: cuts.probes, matrices, addresses, to_address, from_address, between, applicable, sides }
     }
 
     /// Units of work `compute` reports, for a progress bar.
@@ -152,6 +167,14 @@ impl Connectivity {
     pub fn address(&self, name: &str) -> Option<usize> {
         self.addresses.iter().position(|a| a.name == name)
     }
+}
+
+/// How [`Connectivity::compute_with`] works: pods in classes against addresses (or each pod
+/// through the engine), and whether the matrices' sides are kept.
+#[derive(Clone, Copy)]
+struct Shortcuts {
+    classes: bool,
+    keep_sides: bool,
 }
 
 /// The pieces of the outside world, then each node (at its first address) and each host
