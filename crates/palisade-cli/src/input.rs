@@ -110,6 +110,18 @@ pub fn connectivity(
     c
 }
 
+/// [`connectivity`], keeping each probe's sides for lint to read again (the HTML report).
+pub fn connectivity_keeping_sides(
+    cluster: &Cluster,
+    cuts: palisade_review::connectivity::Cuts,
+) -> palisade_review::connectivity::Connectivity {
+    use palisade_review::connectivity::Connectivity;
+    let bar = crate::progress::bar(Connectivity::work(cluster, &cuts), "deciding every pair on every port");
+    let c = Connectivity::compute_keeping_sides(cluster, cuts, || bar.inc(1));
+    bar.finish_and_clear();
+    c
+}
+
 /// Prints a load's problems; `Err(exit code)` when it yielded no cluster.
 pub fn report(load: &palisade_load::Load, quiet: bool) -> Result<&Cluster, u8> {
     report_all(&[load], quiet).map(|mut c| c.remove(0))

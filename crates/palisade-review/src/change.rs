@@ -14,7 +14,9 @@ use palisade_core::family::Families;
 use palisade_core::index::{Admitted, Index};
 use palisade_core::policy::{Direction, Policy};
 
-use crate::connectivity::{addresses, decided_sides, kubernetes_sides, Address, AddressKind, Cuts, PodFamilies};
+use crate::connectivity::{
+    addresses, decided_sides, kubernetes_sides, Address, AddressKind, Cuts, PodFamilies, PodFree,
+};
 use crate::diff::{group, place, tally, Changes, Diff, Endpoints};
 use crate::probe::Probe;
 use crate::workload::Workloads;
@@ -106,6 +108,7 @@ struct Side<'c> {
     index: Index<'c>,
     families: PodFamilies,
     applicable: [Vec<Vec<PolicyId>>; 2],
+    pod_free: PodFree,
 }
 
 /// On one probe, for each touched pod: its connections to (first) and from each address
@@ -120,7 +123,7 @@ impl<'c> Side<'c> {
         let mut index = Index::new(cluster);
         debug_assert!(!index.has_hosts(), "host endpoints are compared whole");
         let applicable = [index.applicable(Direction::Egress), index.applicable(Direction::Ingress)];
-        Side { cluster, index, families: PodFamilies::new(cluster), applicable }
+        Side { cluster, index, families: PodFamilies::new(cluster), applicable, pod_free: PodFree::new(cluster) }
     }
 
     /// The touched pods' own sides on one probe (egress, ingress; `None` for other pods).
@@ -138,7 +141,9 @@ impl<'c> Side<'c> {
         let (mut to, mut from) = (Vec::new(), Vec::new());
         for a in addresses {
             let (mut t, mut f) = match (kubernetes, a.kind) {
-                (true, AddressKind::Outside) => kubernetes_sides(c, &each, &self.applicable, a.address, probe),
+                (true, AddressKind::Outside) => {
+                    kubernetes_sides(c, &each, &self.applicable, &self.pod_free, a.address, probe)
+                }
                 _ => decided_sides(c, &each, a.address, probe),
             };
             let able = self.families.pods(protocol.intersect(Families::of(a.address)));

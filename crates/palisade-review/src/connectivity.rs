@@ -8,7 +8,7 @@ use std::net::IpAddr;
 use fixedbitset::FixedBitSet;
 use palisade_core::cluster::{Cluster, PodId, PolicyId};
 use palisade_core::family::Families;
-use palisade_core::index::{Index, Matrix};
+use palisade_core::index::{Index, Matrix, Sides};
 use palisade_core::matching;
 use palisade_core::policy::Direction;
 use palisade_core::port::ContainerPort;
@@ -75,23 +75,36 @@ pub struct Connectivity {
     /// `[egress, ingress][pod]`: the policies that apply to each pod, for explaining
     /// connections without scanning every policy ([`palisade_core::verdict::decide_known`]).
     pub applicable: Applicable,
+    /// Per probe, the sides its matrix was made of ([`Index::sides`]), when asked for
+    /// ([`Connectivity::compute_keeping_sides`]; empty otherwise): lint reads them again.
+    pub sides: Vec<Sides>,
 }
 
 impl Connectivity {
     /// Computes everything; `tick` is called once per unit of work out of [`Connectivity::work`].
     pub fn compute(cluster: &Cluster, cuts: Cuts, tick: impl FnMut()) -> Connectivity {
-        Connectivity::compute_with(cluster, cuts, tick, true)
+        Connectivity::compute_with(cluster, cuts, tick, Shortcuts { classes: true, keep_sides: false })
+    }
+
+    /// [`Connectivity::compute`], keeping each probe's sides in [`Connectivity::sides`] for
+    /// lint to read (the report runs both): no second pass over every policy per probe.
+    pub fn compute_keeping_sides(cluster: &Cluster, cuts: Cuts, tick: impl FnMut()) -> Connectivity {
+        Connectivity::compute_with(cluster, cuts, tick, Shortcuts { classes: true, keep_sides: true })
     }
 
     /// [`Connectivity::compute`] deciding every pod against every address through the engine's
     /// per-connection path, pod by pod, never a shortcut or a class of pods (for tests that
     /// hold the two alike).
     pub fn compute_by_decide(cluster: &Cluster, cuts: Cuts) -> Connectivity {
-        Connectivity::compute_with(cluster, cuts, || {}, false)
+        Connectivity::compute_with(cluster, cuts, || {}, Shortcuts { classes: false, keep_sides: false })
     }
 
-    fn compute_with(cluster: &Cluster, cuts: Cuts, mut tick: impl FnMut(), shortcut: bool) -> Connectivity {
+    fn compute_with(cluster: &Cluster, cuts: Cuts, mut tick: impl FnMut(), how: Shortcuts) -> Connectivity {
+        let shortcut = how.classes;
         let mut index = Index::new(cluster);
+        if how.keep_sides {
+            index.keep_sides();
+        }
         let addresses = addresses(cluster, &cuts.pieces);
         let applicable = [index.applicable(Direction::Egress), index.applicable(Direction::Ingress)];
         let each = || cluster.pod_ids().map(|p| vec![p]).collect::<Vec<_>>();
@@ -103,6 +116,7 @@ impl Connectivity {
         };
         let kubernetes = shortcut && !cluster.uses_calico() && cluster.host_endpoints.is_empty();
         let families = PodFamilies::new(cluster);
+        let pod_free = PodFree::new(cluster);
         let mut matrices = Vec::with_capacity(cuts.probes.len());
         let (mut to_address, mut from_address, mut between) = (Vec::new(), Vec::new(), Vec::new());
         for probe in &cuts.probes {
@@ -116,7 +130,7 @@ impl Connectivity {
                     tick();
                     let (mut to, mut from) = match (kubernetes, a.kind) {
                         (true, AddressKind::Outside) => {
-                            kubernetes_sides(cluster, &outside, &applicable, a.address, probe)
+                            kubernetes_sides(cluster, &outside, &applicable, &pod_free, a.address, probe)
                         }
                         (false, AddressKind::Outside) => decided_sides(cluster, &outside, a.address, probe),
                         // Nodes always through the engine: traffic between a pod and its own
@@ -133,7 +147,9 @@ impl Connectivity {
             from_address.push(from);
             between.push(addresses_between(cluster, &addresses, probe));
         }
-        Connectivity { probes: cuts.probes, matrices, addresses, to_address, from_address, between, applicable }
+        let sides = index.kept_sides();
+        debug_assert!(!how.keep_sides || sides.len() == cuts.probes.len(), "one matrix, one sides per probe");
+        Connectivity { probes: cuts.probes, matrices, addresses, to_address, from_address, between, applicable, sides }
     }
 
     /// Units of work `compute` reports, for a progress bar.
@@ -151,6 +167,14 @@ impl Connectivity {
     pub fn address(&self, name: &str) -> Option<usize> {
         self.addresses.iter().position(|a| a.name == name)
     }
+}
+
+/// How [`Connectivity::compute_with`] works: pods in classes against addresses (or each pod
+/// through the engine), and whether the matrices' sides are kept.
+#[derive(Clone, Copy)]
+struct Shortcuts {
+    classes: bool,
+    keep_sides: bool,
 }
 
 /// The pieces of the outside world, then each node (at its first address) and each host
@@ -307,34 +331,63 @@ pub(crate) fn decided_sides(
 
 /// Kubernetes policy only: a pod may open (or be opened by) an outside address when that side
 /// is not isolated, or one of its policies has a rule that matches the connection (they all
-/// allow). No trace, no scan over unrelated policies.
+/// allow). No trace, no scan over unrelated policies; a policy whose rules answer alike for
+/// every pod ([`PodFree`]) is matched once per address and probe, not once per class.
 pub(crate) fn kubernetes_sides(
     cluster: &Cluster,
     classes: &[Vec<PodId>],
     applicable: &[Vec<Vec<PolicyId>>; 2],
+    pod_free: &PodFree,
     address: IpAddr,
     probe: &Probe,
 ) -> (FixedBitSet, FixedBitSet) {
     let n = cluster.pods.len();
+    let other = Side::ip(cluster, address);
     let mut sides = [FixedBitSet::with_capacity(n), FixedBitSet::with_capacity(n)];
     for (k, dir) in [Direction::Egress, Direction::Ingress].into_iter().enumerate() {
+        // Per policy, its answer once known, for the policies that answer alike for every pod.
+        let mut known: Vec<Option<bool>> = vec![None; cluster.policies.len()];
         // Pods of one class have the same policies and ports: one answer serves them all.
         for class in classes {
             let p = class[0];
             let list = &applicable[k][p.index()];
-            let (pod, other) = (Side::pod(cluster, p), Side::ip(cluster, address));
+            let pod = Side::pod(cluster, p);
             let conn = match dir {
                 Direction::Egress => Connection::new(pod, other, probe.port, probe.protocol),
                 Direction::Ingress => Connection::new(other, pod, probe.port, probe.protocol),
             };
-            let admits = |pol: &PolicyId| {
-                let mut rules = cluster.policies[*pol].rules(dir).into_iter().flatten();
+            let matched = |pol: PolicyId| {
+                let mut rules = cluster.policies[pol].rules(dir).into_iter().flatten();
                 rules.any(|r| matching::matches(cluster, r, &conn))
             };
-            let allowed = !cluster.is_policy_subject(p) || list.is_empty() || list.iter().any(admits);
+            let mut admits = |pol: &PolicyId| match pod_free.0[k][pol.index()] {
+                true => *known[pol.index()].get_or_insert_with(|| matched(*pol)),
+                false => matched(*pol),
+            };
+            let allowed = !cluster.is_policy_subject(p) || list.is_empty() || list.iter().any(&mut admits);
             class.iter().for_each(|&q| sides[k].set(q.index(), allowed));
         }
     }
     let [to, from] = sides;
     (to, from)
+}
+
+/// `[egress, ingress][policy]`: whether the policy's rules in that direction match a
+/// connection between one of its pods and an address alike for every pod it applies to: no
+/// rule looks at the pod's own end (its labels, addresses, named ports or IP version).
+pub(crate) struct PodFree(pub [Vec<bool>; 2]);
+
+impl PodFree {
+    pub(crate) fn new(cluster: &Cluster) -> PodFree {
+        PodFree([Direction::Egress, Direction::Ingress].map(|dir| {
+            let alike = |r: &palisade_core::rule::Rule| {
+                let own = match dir {
+                    Direction::Egress => &r.source,
+                    Direction::Ingress => &r.destination,
+                };
+                r.ip_version.is_none() && !own.has_address() && !own.uses_named_ports()
+            };
+            cluster.policies.iter().map(|pol| pol.rules(dir).into_iter().flatten().all(alike)).collect()
+        }))
+    }
 }

@@ -8,7 +8,9 @@ use palisade_core::family::Families;
 use palisade_core::index::Index;
 use palisade_core::policy::Direction;
 
-use crate::connectivity::{addresses, decided_sides, kubernetes_sides, Address, AddressKind, Cuts, PodFamilies};
+use crate::connectivity::{
+    addresses, decided_sides, kubernetes_sides, Address, AddressKind, Cuts, PodFamilies, PodFree,
+};
 use crate::probe::Probe;
 
 /// What [`Connectivity`](crate::connectivity::Connectivity) says about one pod, computed
@@ -47,6 +49,7 @@ impl PodConnectivity {
             to_address: Vec::new(),
             from_address: Vec::new(),
         };
+        let pod_free = PodFree::new(cluster);
         for probe in &cuts.probes {
             let protocol = probe.protocol.families();
             let mut line = match outbound {
@@ -62,7 +65,9 @@ impl PodConnectivity {
                 (FixedBitSet::with_capacity(addresses.len()), FixedBitSet::with_capacity(addresses.len()));
             for (e, a) in addresses.iter().enumerate() {
                 let (t, f) = match (kubernetes, a.kind) {
-                    (true, AddressKind::Outside) => kubernetes_sides(cluster, &itself, &applicable, a.address, probe),
+                    (true, AddressKind::Outside) => {
+                        kubernetes_sides(cluster, &itself, &applicable, &pod_free, a.address, probe)
+                    }
                     _ => decided_sides(cluster, &itself, a.address, probe),
                 };
                 let able = families.pods(protocol.intersect(Families::of(a.address)));

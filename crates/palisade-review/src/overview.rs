@@ -118,9 +118,107 @@ impl Tally {
             self.probes.insert(i, probe);
         }
     }
+
+    /// Takes in a later tally of the same two view nodes: its probes and pairs (the example
+    /// stays the first met).
+    fn merge(&mut self, later: &Tally) {
+        later.probes.iter().for_each(|&p| self.add(p));
+        self.pairs += later.pairs;
+    }
+
+    fn start(t: &Tally) -> Tally {
+        Tally { probes: t.probes.clone(), pairs: t.pairs, example: t.example }
+    }
 }
 
-type Tallies<K> = HashMap<K, Tally, BuildHasherDefault<Mix>>;
+/// Member pairs (arriving by source member) rolled up into the top view and each group's
+/// view without a hash map: the top view in one slot per pair of groups; a source member's
+/// links to whole groups in one slot per group until its turn ends; the links from a whole
+/// group to each member in one slot per member, handed on when another group's member
+/// reaches it (members of a group come one after another, so that is rare).
+struct Rollup {
+    groups: usize,
+    top: Vec<Option<Tally>>,
+    views: Vec<Tallies>,
+    /// The source member whose turn it is, and its links to whole groups (by group).
+    from: Option<usize>,
+    to_group: Vec<Option<Tally>>,
+    touched: Vec<usize>,
+    /// Per destination member: the source group reaching it, and what is known of it.
+    from_group: Vec<Option<(usize, Tally)>>,
+}
+
+impl Rollup {
+    fn new(groups: usize, members: usize) -> Rollup {
+        Rollup {
+            groups,
+            top: (0..groups * groups).map(|_| None).collect(),
+            views: (0..groups).map(|_| Vec::new()).collect(),
+            from: None,
+            to_group: (0..groups).map(|_| None).collect(),
+            touched: Vec::new(),
+            from_group: (0..members).map(|_| None).collect(),
+        }
+    }
+
+    fn add(&mut self, members: &[Member], (a, b): (usize, usize), t: Tally) {
+        if self.from != Some(a) {
+            self.end_turn(members);
+            self.from = Some(a);
+        }
+        let (ga, gb) = (members[a].group, members[b].group);
+        match &mut self.top[ga * self.groups + gb] {
+            Some(slot) => slot.merge(&t),
+            empty => *empty = Some(Tally::start(&t)),
+        }
+        if ga == gb {
+            self.views[ga].push(((Ref::Member(a), Ref::Member(b)), t));
+            return;
+        }
+        match &mut self.to_group[gb] {
+            Some(slot) => slot.merge(&t),
+            empty => {
+                *empty = Some(Tally::start(&t));
+                self.touched.push(gb);
+            }
+        }
+        match &mut self.from_group[b] {
+            Some((g, slot)) if *g == ga => slot.merge(&t),
+            entry => {
+                if let Some((g, done)) = entry.replace((ga, t)) {
+                    self.views[gb].push(((Ref::Group(g), Ref::Member(b)), done));
+                }
+            }
+        }
+    }
+
+    /// The source member's links to whole groups, into its group's view.
+    fn end_turn(&mut self, members: &[Member]) {
+        let Some(a) = self.from else { return };
+        for gb in std::mem::take(&mut self.touched) {
+            let t = self.to_group[gb].take().expect("touched groups have a tally");
+            self.views[members[a].group].push(((Ref::Member(a), Ref::Group(gb)), t));
+        }
+    }
+
+    fn finish(mut self, members: &[Member]) -> (Tallies, Vec<Tallies>) {
+        self.end_turn(members);
+        for (b, entry) in self.from_group.into_iter().enumerate() {
+            if let Some((g, t)) = entry {
+                self.views[members[b].group].push(((Ref::Group(g), Ref::Member(b)), t));
+            }
+        }
+        let g = self.groups;
+        let top = (self.top.into_iter().enumerate())
+            .filter_map(|(k, t)| Some(((Ref::Group(k / g), Ref::Group(k % g)), t?)))
+            .collect();
+        (top, self.views)
+    }
+}
+
+/// A view's links while counting, in the order they were met; one key may come more than
+/// once (the view merges them, the first met first).
+type Tallies = Vec<((Ref, Ref), Tally)>;
 
 /// A multiply-rotate hash for the views' keys (small integers): the default SipHash, made to
 /// resist keys chosen by an attacker, was a tenth of the overview's time over a million
@@ -149,27 +247,9 @@ impl Hasher for Mix {
 impl Overview {
     pub fn new(cluster: &Cluster, conn: &Connectivity, workloads: &Workloads) -> Overview {
         let (groups, members) = groups(cluster, conn, workloads);
-        // Roll member pairs (in order) up into the top view and each group's view.
-        let mut top: Tallies<(Ref, Ref)> = Tallies::default();
-        let mut views_of: Vec<Tallies<(Ref, Ref)>> = (0..groups.len()).map(|_| Tallies::default()).collect();
-        member_pairs(cluster, conn, workloads, |(a, b), t| {
-            let (ga, gb) = (members[a].group, members[b].group);
-            let merge = |into: &mut Tallies<(Ref, Ref)>, key: (Ref, Ref)| {
-                let slot =
-                    into.entry(key).or_insert_with(|| Tally { probes: Vec::new(), pairs: 0, example: t.example });
-                for &p in &t.probes {
-                    slot.add(p);
-                }
-                slot.pairs += t.pairs;
-            };
-            merge(&mut top, (Ref::Group(ga), Ref::Group(gb)));
-            if ga == gb {
-                merge(&mut views_of[ga], (Ref::Member(a), Ref::Member(b)));
-            } else {
-                merge(&mut views_of[ga], (Ref::Member(a), Ref::Group(gb)));
-                merge(&mut views_of[gb], (Ref::Group(ga), Ref::Member(b)));
-            }
-        });
+        let mut rollup = Rollup::new(groups.len(), members.len());
+        member_pairs(cluster, conn, workloads, |(a, b), t| rollup.add(&members, (a, b), t));
+        let (top, views_of) = rollup.finish(&members);
         let ends = Ends {
             cluster,
             conn,
@@ -188,7 +268,7 @@ impl Overview {
             .map(|(g, tallies)| {
                 let mut nodes: Vec<Ref> = groups[g].members.iter().map(|&m| Ref::Member(m)).collect();
                 let mut others: Vec<Ref> =
-                    tallies.keys().flat_map(|(a, b)| [*a, *b]).filter(|r| matches!(r, Ref::Group(_))).collect();
+                    tallies.iter().flat_map(|((a, b), _)| [*a, *b]).filter(|r| matches!(r, Ref::Group(_))).collect();
                 others.sort_unstable();
                 others.dedup();
                 nodes.extend(others);
@@ -374,12 +454,20 @@ impl Ends<'_> {
 }
 
 /// The view of `nodes` with the links the tallies hold, laid out, explained while the budget lasts.
-fn view(ends: &mut Ends, nodes: Vec<Ref>, tallies: Tallies<(Ref, Ref)>, budget: &mut usize) -> View {
+fn view(ends: &mut Ends, nodes: Vec<Ref>, tallies: Tallies, budget: &mut usize) -> View {
     let index: HashMap<Ref, usize, BuildHasherDefault<Mix>> = nodes.iter().enumerate().map(|(i, r)| (*r, i)).collect();
-    // Each link's place looked up once, not at every comparison of the sort.
+    // Each link's place looked up once, not at every comparison of the sort; a stable sort
+    // keeps one key's tallies in the order met, so the first met gives the example.
     let mut tallies: Vec<((usize, usize), Tally)> =
         tallies.into_iter().map(|((a, b), t)| ((index[&a], index[&b]), t)).collect();
-    tallies.sort_unstable_by_key(|(k, _)| *k);
+    tallies.sort_by_key(|(k, _)| *k);
+    tallies.dedup_by(|later, first| {
+        let same = later.0 == first.0;
+        if same {
+            first.1.merge(&later.1);
+        }
+        same
+    });
     let links: Vec<Link> = tallies
         .into_iter()
         .map(|((from, to), t)| {

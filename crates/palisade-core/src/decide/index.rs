@@ -162,7 +162,13 @@ pub struct Index<'c> {
     /// Per direction (egress, ingress), each pod's applicable policies: the same for every
     /// probe, so worked out once (every matrix and every side asks for them).
     applicable_cache: [Option<std::rc::Rc<Vec<Vec<PolicyId>>>>; 2],
+    /// While [`Index::keep_sides`] is on, every [`Index::sides`] worked out (matrices
+    /// included), in order: callers that read them again after the matrix need not redo them.
+    kept: Option<Vec<Sides>>,
 }
+
+/// One port and protocol's sides, egress then ingress ([`Index::sides`]).
+pub type Sides = (Vec<Admitted>, Vec<Admitted>);
 
 /// Which policies apply to a pod, and how it fares on its own side of their rules.
 #[derive(Clone, PartialEq, Eq, Hash)]
@@ -223,7 +229,19 @@ impl<'c> Index<'c> {
             label_cache: HashMap::new(),
             expr_cache: HashMap::new(),
             applicable_cache: [None, None],
+            kept: None,
         }
+    }
+
+    /// From now on, keeps a copy of every [`Index::sides`] worked out, the matrices' own
+    /// included (the sets are shared, not copied), until [`Index::kept_sides`] takes them.
+    pub fn keep_sides(&mut self) {
+        self.kept.get_or_insert_with(Vec::new);
+    }
+
+    /// The sides kept since [`Index::keep_sides`], in the order they were worked out; keeping stops.
+    pub fn kept_sides(&mut self) -> Vec<Sides> {
+        self.kept.take().unwrap_or_default()
     }
 
     /// Pods and host endpoints whose own labels an expression matches (no network sets).
@@ -492,9 +510,13 @@ impl<'c> Index<'c> {
     /// Each direction on its own for one port and protocol: per pod, the peers its egress
     /// (first) or ingress (second) policy admits, `None` where that side is not isolated.
     /// Host endpoints are not covered here (see [`Index::matrix`]).
-    pub fn sides(&mut self, port: u16, protocol: Protocol) -> (Vec<Admitted>, Vec<Admitted>) {
+    pub fn sides(&mut self, port: u16, protocol: Protocol) -> Sides {
         let probe = probe_for(port, protocol);
-        (self.allowed(Direction::Egress, &probe), self.allowed(Direction::Ingress, &probe))
+        let sides = (self.allowed(Direction::Egress, &probe), self.allowed(Direction::Ingress, &probe));
+        if let Some(kept) = &mut self.kept {
+            kept.push(sides.clone());
+        }
+        sides
     }
 
     /// One side's admitted sets for one port and protocol ([`Index::sides`]'s egress or

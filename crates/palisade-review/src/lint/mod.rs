@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 use palisade_core::cluster::{Cluster, PolicyId};
 use palisade_core::field::{FieldPath, Location, Problem, Severity};
+use palisade_core::index::Sides;
 use palisade_core::policy::{Direction, Policy, PolicyKind};
 use palisade_core::rule::{Entity, Form, Rule};
 use palisade_ingest::{Input, Object};
@@ -118,6 +119,8 @@ impl Finding {
 pub struct Scope {
     pub probes: Vec<Probe>,
     pub addresses: Vec<Address>,
+    /// Per probe, its sides when a connectivity worked them out already (else empty).
+    pub sides: Vec<Sides>,
 }
 
 impl Scope {
@@ -125,12 +128,12 @@ impl Scope {
     /// [`Connectivity::compute`] would name them.
     pub fn new(cluster: &Cluster, cuts: Cuts) -> Scope {
         let addresses = crate::connectivity::addresses(cluster, &cuts.pieces);
-        Scope { probes: cuts.probes, addresses }
+        Scope { probes: cuts.probes, addresses, sides: Vec::new() }
     }
 
     /// The probes and address endpoints of a connectivity computed anyway.
     pub fn of(conn: &Connectivity) -> Scope {
-        Scope { probes: conn.probes.clone(), addresses: conn.addresses.clone() }
+        Scope { probes: conn.probes.clone(), addresses: conn.addresses.clone(), sides: conn.sides.clone() }
     }
 }
 

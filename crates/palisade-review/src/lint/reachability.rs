@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use fixedbitset::FixedBitSet;
 use palisade_core::cluster::{Cluster, PodId, PolicyId};
 use palisade_core::field::FieldPath;
-use palisade_core::index::{Admitted, Index};
+use palisade_core::index::{Admitted, Index, Sides};
 use palisade_core::matching;
 use palisade_core::policy::{Action, Direction, Policy};
 use palisade_core::rule::Form;
@@ -15,15 +15,17 @@ use palisade_core::verdict::{decide, Connection, Side, Step};
 use super::{some_of, Context, ONE_SIDED, PARTLY_ISOLATED};
 use crate::probe::Probe;
 
-type Sides = (Vec<Admitted>, Vec<Admitted>);
-
 pub(super) fn run(cx: &mut Context) {
     let mut index = Index::new(cx.cluster);
     let applicable = [index.applicable(Direction::Egress), index.applicable(Direction::Ingress)];
     let dns = super::dns::run(cx, &mut index, &applicable);
     partly_isolated(cx, &dns, &applicable);
     let probes = cx.conn.probes.clone();
-    let sides: Vec<Sides> = probes.iter().map(|p| index.sides(p.port, p.protocol)).collect();
+    // The connectivity's matrices were made of these sides: read them again when it kept them.
+    let sides: Vec<Sides> = match cx.conn.sides.len() == probes.len() {
+        true => cx.conn.sides.clone(),
+        false => probes.iter().map(|p| index.sides(p.port, p.protocol)).collect(),
+    };
     let named = (!cx.cluster.uses_calico()).then(|| Named::new(cx.cluster, &mut index, applicable, &probes));
     one_sided(cx, &probes, &sides, named.as_ref());
 }
