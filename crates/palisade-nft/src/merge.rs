@@ -19,6 +19,7 @@
 //! ports, own-side conditions), not the number of policies.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use palisade_core::policy::Action;
 
@@ -54,7 +55,9 @@ pub(crate) const MERGE_FROM: usize = 8;
 pub(crate) struct Peer {
     /// What the set is named by (see `Compiled::address_sets`).
     pub definition: String,
-    pub source: Source,
+    /// Shared: a policy's lowered rules are kept for the groups that use it again
+    /// (`Compiled::lowered`), and cloning a selector's expression is what the cost was.
+    pub source: Arc<Source>,
     /// Which address of the packet is the peer's.
     pub field: Addr,
     /// Where among the alternative's expressions the set lookup goes.
@@ -91,30 +94,21 @@ struct Merged {
 }
 
 fn merge_run(run: Vec<TierEntry>, from: usize) -> Vec<TierEntry> {
-    let shapes: Vec<Option<String>> = run.iter().map(|(alt, _, _)| alt.peer.as_ref().map(|p| shape(alt, p))).collect();
-    // Distinct peers per shape: one (the same rule again: dropping the copies costs nothing)
-    // or at least `from` merge.
-    let mut peers: HashMap<&str, HashSet<&str>> = HashMap::new();
-    for ((alt, _, _), s) in run.iter().zip(&shapes) {
-        if let (Some(s), Some(p)) = (s, &alt.peer) {
-            peers.entry(s).or_default().insert(&p.definition);
-        }
-    }
-    let counts: HashMap<&str, usize> = peers.into_iter().map(|(s, p)| (s, p.len())).collect();
+    let (shapes, counts) = shapes(&run);
+    // Per shape: the slot its merged rule gathers in, once its first member was seen.
+    let mut slot_of: Vec<Option<usize>> = vec![None; counts.len()];
     let mut slots: Vec<Merged> = Vec::new();
-    let mut by_shape: HashMap<String, usize> = HashMap::new();
-    for ((mut alt, action, comment), shape) in run.into_iter().zip(shapes.iter()) {
-        let shape = match shape {
-            Some(s) if counts[s.as_str()] == 1 || counts[s.as_str()] >= from => s.clone(),
-            _ => {
-                let peers: Vec<Peer> = alt.peer.take().into_iter().collect();
-                slots.push(Merged { entry: (alt, action, comment), peers, rules: 1 });
-                continue;
-            }
+    for ((mut alt, action, comment), shape) in run.into_iter().zip(shapes) {
+        // Distinct peers per shape: one (the same rule again: dropping the copies costs
+        // nothing) or at least `from` merge.
+        let Some(shape) = shape.filter(|&s| counts[s] == 1 || counts[s] >= from) else {
+            let peers: Vec<Peer> = alt.peer.take().into_iter().collect();
+            slots.push(Merged { entry: (alt, action, comment), peers, rules: 1 });
+            continue;
         };
         let peer = alt.peer.take().expect("a shape has a peer");
-        match by_shape.get(&shape) {
-            Some(&i) => {
+        match slot_of[shape] {
+            Some(i) => {
                 slots[i].rules += 1;
                 let peers = &mut slots[i].peers;
                 if !peers.iter().any(|p| p.definition == peer.definition) {
@@ -122,7 +116,7 @@ fn merge_run(run: Vec<TierEntry>, from: usize) -> Vec<TierEntry> {
                 }
             }
             None => {
-                by_shape.insert(shape, slots.len());
+                slot_of[shape] = Some(slots.len());
                 slots.push(Merged { entry: (alt, action, comment), peers: vec![peer], rules: 1 });
             }
         }
@@ -130,9 +124,28 @@ fn merge_run(run: Vec<TierEntry>, from: usize) -> Vec<TierEntry> {
     slots.into_iter().map(Merged::finish).collect()
 }
 
-/// Everything about a rule but its peer set: rules of the same shape merge.
-fn shape(alt: &Alt, peer: &Peer) -> String {
-    format!("{:?} {:?} {} {}", alt.family, peer.field, peer.at, crate::render::text::stmts(&alt.exprs))
+/// Everything about a rule but its peer set, compared as typed values (rules of the same
+/// shape merge): the family, which address the peer is, where its lookup goes, the other
+/// expressions.
+type Shape<'a> = (Option<Family>, Addr, usize, &'a [Stmt]);
+
+/// Each rule's shape as a small number (`None`: a rule without a pending peer, which never
+/// merges), and per shape how many distinct peers its rules have.
+fn shapes(run: &[TierEntry]) -> (Vec<Option<usize>>, Vec<usize>) {
+    let mut ids: HashMap<Shape<'_>, usize> = HashMap::new();
+    let mut peers: Vec<HashSet<&str>> = Vec::new();
+    let of_rule = run.iter().map(|(alt, _, _)| {
+        let peer = alt.peer.as_ref()?;
+        let next = ids.len();
+        let id = *ids.entry((alt.family, peer.field, peer.at, alt.exprs.as_slice())).or_insert(next);
+        if id == peers.len() {
+            peers.push(HashSet::new());
+        }
+        peers[id].insert(peer.definition.as_str());
+        Some(id)
+    });
+    let of_rule = of_rule.collect();
+    (of_rule, peers.iter().map(HashSet::len).collect())
 }
 
 impl Merged {
@@ -149,14 +162,14 @@ impl Merged {
             return (alt, action, comment);
         }
         let mut definition = format!("union [{}", first.definition);
-        let mut source = first.source;
+        let mut source = Arc::unwrap_or_clone(first.source);
         for p in rest {
             definition.push_str(", ");
             definition.push_str(&p.definition);
-            source = source.union(p.source);
+            source = source.union(Arc::unwrap_or_clone(p.source));
         }
         definition.push(']');
-        alt.peer = Some(Peer { definition, source, ..first });
+        alt.peer = Some(Peer { definition, source: Arc::new(source), field: first.field, at: first.at });
         (alt, action, comment)
     }
 }
@@ -173,7 +186,7 @@ mod tests {
             exprs: vec![ports],
             peer: Some(Peer {
                 definition: format!("nets {peer}"),
-                source: Source::nets(vec![peer.parse().unwrap()]),
+                source: Arc::new(Source::nets(vec![peer.parse().unwrap()])),
                 field: Addr::Saddr,
                 at: 0,
             }),
