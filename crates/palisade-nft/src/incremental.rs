@@ -151,7 +151,8 @@ impl Compiled {
         gone: &HashSet<u32>,
         added: &[PolicyId],
     ) -> Vec<(PodId, Direction, Vec<PolicyId>)> {
-        let index = self.policy_index();
+        // Built at the first pod that moves (a map of every policy: most pods do not move).
+        let mut index = None;
         let mut moved = Vec::new();
         for p in cluster.pod_ids() {
             let side = Side::pod(cluster, p);
@@ -166,6 +167,7 @@ impl Compiled {
                 if !lost && gained.is_empty() {
                     continue;
                 }
+                let index = index.get_or_insert_with(|| self.policy_index());
                 let mut pols: Vec<PolicyId> = current.iter().filter_map(|id| index.get(id).copied()).collect();
                 pols.extend(gained);
                 pols.sort_unstable();
