@@ -37,24 +37,6 @@ pub(crate) struct GroupKey {
     pub(crate) ports: Vec<ContainerPort>,
 }
 
-/// What a policy's lowered rules depend on besides the policy: its stable id, the direction,
-/// and the protected pod's part of the group key (the policy's own-side conditions as they
-/// came out, and the pod's ports when the group's rules name ports).
-#[derive(Clone, PartialEq, Eq, Hash)]
-pub(crate) struct LoweredKey {
-    pub(crate) policy: u32,
-    pub(crate) dir: Direction,
-    pub(crate) own: Vec<bool>,
-    pub(crate) ports: Vec<ContainerPort>,
-}
-
-/// A policy's rules lowered for one [`LoweredKey`] (before merging) and the named sets the
-/// lowering registered, which every group taking them again uses too.
-pub(crate) struct Lowered {
-    pub(crate) rules: Vec<crate::merge::TierEntry>,
-    pub(crate) defs: Vec<Def>,
-}
-
 /// A named set, by the definition it was built from.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub(crate) enum Def {
@@ -139,11 +121,6 @@ pub struct Compiled {
     /// it, in step with the ruleset: a pod or policy that goes is taken out as it was.
     pub(crate) model: Option<Cluster>,
     pub(crate) synced: Synced,
-    /// Policies' rules as lowered during one pass (a full compile, or a patch's policy or pod
-    /// part), for the next group with the same policy: most groups share most policies. Empty
-    /// between passes, since what lowering reads of the sets (which families they hold) may
-    /// change between them.
-    pub(crate) lowered: HashMap<LoweredKey, Lowered>,
 }
 
 /// A direction's index in a pod's pair of groups.
@@ -168,13 +145,11 @@ impl Compiled {
     /// Starts recording what changes, for [`Compiled::delta`].
     pub(crate) fn begin(&mut self) {
         self.journal = Some(Journal::default());
-        self.lowered.clear();
     }
 
     /// The commands that take the kernel from the ruleset at [`Compiled::begin`] to this one
     /// (what `script::update_commands` would find, looking only at what was touched).
     pub(crate) fn delta(&mut self) -> Vec<crate::ir::Command> {
-        self.lowered = HashMap::new();
         let j = self.journal.take().unwrap_or_default();
         let (mut old, mut new) = (Ruleset::default(), Ruleset::default());
         for (name, was) in j.sets {
@@ -209,7 +184,6 @@ impl Compiled {
     /// Only [`Compiled::ruleset`] means anything afterwards: the ruleset in force, to diff a
     /// full compile against.
     pub(crate) fn rollback(&mut self) {
-        self.lowered = HashMap::new();
         self.garbage = Default::default();
         self.dirty.clear();
         // With the journal taken, the puts below record nothing.

@@ -80,8 +80,6 @@ impl Compiled {
         // With the pods that came, before those that went, the pairs stand for the addresses
         // the nodes had; a pod taking or leaving a node's address moves them.
         self.own_node_readdress(cluster);
-        // The sets' families may have moved since the policy part lowered its rules.
-        self.lowered.clear();
         let mut index = big.then(|| Index::new(cluster));
         for dir in [Direction::Egress, Direction::Ingress] {
             let applicable = index.as_mut().map(|i| i.applicable(dir));

@@ -22,7 +22,6 @@
 use std::collections::hash_map::DefaultHasher;
 use std::collections::{BTreeSet, HashMap};
 use std::hash::{Hash, Hasher};
-use std::sync::Arc;
 
 use palisade_core::cluster::{Cluster, PodId, PolicyId, TierId};
 use palisade_core::index::Index;
@@ -32,12 +31,10 @@ use palisade_core::port::{ContainerPort, Protocol};
 use palisade_core::rule::{Entity, Port, Rule};
 use palisade_core::verdict::{Endpoint, Side};
 
-use crate::compiled::{
-    dir_name, map_name, slot, AddressSet, Compiled, Def, Entry, Group, GroupKey, Lowered, LoweredKey, PortSet,
-};
+use crate::compiled::{dir_name, map_name, slot, AddressSet, Compiled, Def, Entry, Group, GroupKey, PortSet};
 use crate::ir::{Addr, Family, PortField, Rule as NftRule, Stmt, Verdict};
 use crate::membership::{named, Present, Source, Wanted};
-use crate::merge::{Alt, Peer, TierEntry};
+use crate::merge::{Alt, Peer};
 use crate::own_node;
 use crate::table::{Options, Ruleset};
 
@@ -106,7 +103,6 @@ impl Compiled {
             node_addresses: own_node::node_addresses(cluster),
             model: None,
             synced: Default::default(),
-            lowered: HashMap::new(),
         };
         st.rs.own_node.by_address = opts.node.is_none();
         for p in cluster.pod_ids() {
@@ -121,7 +117,6 @@ impl Compiled {
             }
             c.host_endpoints(dir);
         }
-        st.lowered = HashMap::new();
         st
     }
 }
@@ -151,7 +146,7 @@ impl Compiler<'_, '_> {
             None => {
                 let own = Own { side: Side::pod(cluster, p), ports: cluster.pods[p].ports.clone(), host: None };
                 self.touched.clear();
-                let entry = self.group_chain(dir, pols, &own, Some(&key));
+                let entry = self.group_chain(dir, pols, &own);
                 let defs = self.claim(&entry);
                 let group = Some(Group { key: key.clone(), entry, defs, pods: 0 });
                 let id = match self.st.free.pop() {
@@ -202,7 +197,7 @@ impl Compiler<'_, '_> {
             let pols = applicable_to(cluster, &side, dir);
             let own = Own { side, ports: hep.ports.clone(), host: Some(h) };
             self.touched.clear();
-            let chain = self.group_chain(dir, &pols, &own, None);
+            let chain = self.group_chain(dir, &pols, &own);
             self.claim(&chain);
             for ip in &hep.ips {
                 let map = format!("host_{}_{}", dir_name(dir), Family::of(ip).suffix());
@@ -218,8 +213,8 @@ impl Compiler<'_, '_> {
         for &pi in pols {
             for rule in self.cluster.policies[pi].rules(dir).into_iter().flatten() {
                 named |= rule.uses_named_ports();
-                let e = own_entity(rule, dir);
-                if own_conditions(rule, dir) {
+                let e = if dir == Direction::Egress { &rule.source } else { &rule.destination };
+                if e.has_address() || rule.ip_version.is_some() {
                     bits.push(matching::version_ok(rule, own.ip) && address_matches(self.cluster, e, &own));
                 }
             }
@@ -272,21 +267,23 @@ impl Compiler<'_, '_> {
         (base, present)
     }
 
-    /// The chain for one group of pods (`key`: a pod group's, `None` for a host endpoint):
-    /// built once per distinct content.
-    fn group_chain(&mut self, dir: Direction, pols: &[PolicyId], own: &Own, key: Option<&GroupKey>) -> String {
+    /// The chain for one group of pods: built once per distinct content.
+    fn group_chain(&mut self, dir: Direction, pols: &[PolicyId], own: &Own) -> String {
         let tiers: Vec<(TierId, &[PolicyId])> = self.cluster.tier_runs(pols).collect();
         let mut bodies: Vec<Vec<TierRule>> = Vec::new();
-        // Where each policy's own-side conditions start in the group key's.
-        let mut bits_at = 0;
         for &(_, members) in &tiers {
             let mut rules = Vec::new();
             for &pi in members {
-                let bits = self.cluster.policies[pi].rules(dir).into_iter().flatten();
-                let bits = bits.filter(|r| own_conditions(r, dir)).count();
-                let own_key = key.map(|k| (&k.own[bits_at..bits_at + bits], k.ports.as_slice()));
-                bits_at += bits;
-                rules.extend(self.policy_rules(dir, pi, own, own_key));
+                for rule in self.cluster.policies[pi].rules(dir).into_iter().flatten() {
+                    if crate::unenforced::left_out(rule) {
+                        continue;
+                    }
+                    let ri = rule.origin.rule;
+                    let comment = format!("{} {}[{ri}] {}", self.cluster.policy_key(pi), dir_name(dir), rule.action);
+                    for alt in self.rule_alts(dir, rule, own) {
+                        rules.push((alt, rule.action, comment.clone()));
+                    }
+                }
             }
             bodies.push(self.render_tier(rules, dir));
         }
@@ -353,70 +350,11 @@ impl Compiler<'_, '_> {
         entry
     }
 
-    /// Policy `pi`'s rules in `dir` for the endpoint `own`, before merging. For a pod group
-    /// (`own_key`: the policy's part of the group key, on which its rules depend) they are
-    /// lowered once per pass and taken again for every other group that has the policy with
-    /// the same own-side conditions ([`Compiled::lowered`]), with the sets they registered.
-    fn policy_rules(
-        &mut self,
-        dir: Direction,
-        pi: PolicyId,
-        own: &Own,
-        own_key: Option<(&[bool], &[ContainerPort])>,
-    ) -> Vec<TierEntry> {
-        let Some((bits, ports)) = own_key else { return self.lower_policy(dir, pi, own) };
-        let key = LoweredKey { policy: self.st.policy_ids[pi.index()], dir, own: bits.to_vec(), ports: ports.to_vec() };
-        if let Some(known) = self.st.lowered.get(&key) {
-            let (rules, defs) = (known.rules.clone(), known.defs.clone());
-            #[cfg(debug_assertions)]
-            self.check_lowered(dir, pi, own, &rules, &defs);
-            self.touched.extend(defs);
-            return rules;
-        }
-        let mark = self.touched.len();
-        let rules = self.lower_policy(dir, pi, own);
-        let defs = self.touched[mark..].to_vec();
-        self.st.lowered.insert(key, Lowered { rules: rules.clone(), defs });
-        rules
-    }
-
-    /// Debug builds (every test) hold a kept lowering to a fresh one: the key must say all
-    /// that the rules depend on.
-    #[cfg(debug_assertions)]
-    fn check_lowered(&mut self, dir: Direction, pi: PolicyId, own: &Own, rules: &[TierEntry], defs: &[Def]) {
-        let mark = self.touched.len();
-        let fresh = self.lower_policy(dir, pi, own);
-        let mut fresh_defs = self.touched.split_off(mark);
-        let mut kept_defs = defs.to_vec();
-        for d in [&mut fresh_defs, &mut kept_defs] {
-            d.sort();
-            d.dedup();
-        }
-        assert_eq!(format!("{fresh:?}"), format!("{rules:?}"), "a kept lowering of {}", self.cluster.policy_key(pi));
-        assert_eq!(fresh_defs, kept_defs, "the sets of a kept lowering of {}", self.cluster.policy_key(pi));
-    }
-
-    /// Policy `pi`'s rules in `dir` for the endpoint `own`, lowered.
-    fn lower_policy(&mut self, dir: Direction, pi: PolicyId, own: &Own) -> Vec<TierEntry> {
-        let mut rules = Vec::new();
-        for rule in self.cluster.policies[pi].rules(dir).into_iter().flatten() {
-            if crate::unenforced::left_out(rule) {
-                continue;
-            }
-            let ri = rule.origin.rule;
-            let comment = format!("{} {}[{ri}] {}", self.cluster.policy_key(pi), dir_name(dir), rule.action);
-            for alt in self.rule_alts(dir, rule, own) {
-                rules.push((alt, rule.action, comment.clone()));
-            }
-        }
-        rules
-    }
-
     /// Registers an alternative's pending peer set and splits it by the families the set has
     /// addresses of (none: the alternative cannot match).
     fn resolve_peer(&mut self, mut alt: Alt) -> Vec<Alt> {
         let Some(peer) = alt.peer.take() else { return vec![alt] };
-        let (name, present) = self.address_set(peer.definition, || Arc::unwrap_or_clone(peer.source));
+        let (name, present) = self.address_set(peer.definition, || peer.source);
         split_families(alt, &[(name, present, true)], peer.field, peer.at)
     }
 
@@ -522,9 +460,8 @@ impl Compiler<'_, '_> {
         match wanted.as_slice() {
             // One positive set: left for the tier to merge (see `crate::merge`).
             [(definition, source, true)] if !has_named => {
-                let source = Arc::new(source.clone());
                 for mut alt in alts {
-                    let (definition, source) = (definition.clone(), Arc::clone(&source));
+                    let (definition, source) = (definition.clone(), source.clone());
                     alt.peer = Some(Peer { definition, source, field: s.peer_addr, at: alt.exprs.len() });
                     out.push(alt);
                 }
@@ -609,20 +546,6 @@ impl Compiler<'_, '_> {
         }
         out
     }
-}
-
-/// The entity on the protected endpoint's side of a rule in `dir`.
-fn own_entity(rule: &Rule, dir: Direction) -> &Entity {
-    match dir {
-        Direction::Egress => &rule.source,
-        Direction::Ingress => &rule.destination,
-    }
-}
-
-/// Whether a rule's match depends on the protected endpoint's address (an own-side address
-/// condition or an IP version): such rules give a group key one condition each.
-fn own_conditions(rule: &Rule, dir: Direction) -> bool {
-    own_entity(rule, dir).has_address() || rule.ip_version.is_some()
 }
 
 /// A port condition on `field` (`sport`/`dport`); named ports resolved against `named_ports`.

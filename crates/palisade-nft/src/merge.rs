@@ -19,7 +19,6 @@
 //! ports, own-side conditions), not the number of policies.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
 
 use palisade_core::policy::Action;
 
@@ -55,9 +54,7 @@ pub(crate) const MERGE_FROM: usize = 8;
 pub(crate) struct Peer {
     /// What the set is named by (see `Compiled::address_sets`).
     pub definition: String,
-    /// Shared: a policy's lowered rules are kept for the groups that use it again
-    /// (`Compiled::lowered`), and cloning a selector's expression is what the cost was.
-    pub source: Arc<Source>,
+    pub source: Source,
     /// Which address of the packet is the peer's.
     pub field: Addr,
     /// Where among the alternative's expressions the set lookup goes.
@@ -162,14 +159,14 @@ impl Merged {
             return (alt, action, comment);
         }
         let mut definition = format!("union [{}", first.definition);
-        let mut source = Arc::unwrap_or_clone(first.source);
+        let mut source = first.source;
         for p in rest {
             definition.push_str(", ");
             definition.push_str(&p.definition);
-            source = source.union(Arc::unwrap_or_clone(p.source));
+            source = source.union(p.source);
         }
         definition.push(']');
-        alt.peer = Some(Peer { definition, source: Arc::new(source), field: first.field, at: first.at });
+        alt.peer = Some(Peer { definition, source, ..first });
         (alt, action, comment)
     }
 }
@@ -186,7 +183,7 @@ mod tests {
             exprs: vec![ports],
             peer: Some(Peer {
                 definition: format!("nets {peer}"),
-                source: Arc::new(Source::nets(vec![peer.parse().unwrap()])),
+                source: Source::nets(vec![peer.parse().unwrap()]),
                 field: Addr::Saddr,
                 at: 0,
             }),
