@@ -28,8 +28,6 @@ use crate::{log, status, Config, Mode, Refused};
 
 /// At start, files still being written are waited for this long at most.
 const FIRST_LOOK: Duration = Duration::from_secs(5);
-/// After the directory has been quiet this long, a restore is got ready ahead.
-const PREPARE_AFTER: Duration = Duration::from_secs(1);
 
 /// The objects in force and their compiled ruleset: what the kernel holds.
 struct Enforced {
@@ -236,10 +234,10 @@ impl<K: Kernel> Agent<K> {
                 log(&format!("cannot open the flow log: {e}; not logging flows"));
                 None
             });
-        let mut table = Table::new(kernel, args.reconcile);
-        if !args.once {
-            table.prepare(state.compiled.ruleset(), 0);
-        }
+        // A restore encodes the whole table when it needs it, not ahead on the loop's thread
+        // (as in Kubernetes mode): a change arriving meanwhile would wait for it, and the
+        // encoded table would be held in memory all the time.
+        let table = Table::new(kernel, args.reconcile);
         let agent = Agent {
             args,
             watched,
@@ -282,10 +280,6 @@ impl<K: Kernel> Agent<K> {
         self.adopt_check();
         self.take_changes();
         self.table.check_if_due(self.state.compiled.ruleset(), self.generation);
-        // Quiet for a while: get the next restore ready.
-        if self.quiet_since.elapsed() >= PREPARE_AFTER {
-            self.table.prepare(self.state.compiled.ruleset(), self.generation);
-        }
         self.publish();
         self.health.beat();
     }

@@ -233,7 +233,8 @@ impl<K: Kernel> Table<K> {
         self.verified = None;
     }
 
-    /// Replaces the table with the whole ruleset, encoded ahead when it could be.
+    /// Replaces the table with the whole ruleset (encoded now, unless a restore of the same
+    /// change encoded it already).
     fn replace_whole(&mut self, rs: &Ruleset, generation: u64) -> Result<(), String> {
         self.encode_whole(rs, generation)?;
         let (_, commands, batch) = self.whole.as_ref().expect("just encoded");
@@ -255,16 +256,8 @@ impl<K: Kernel> Table<K> {
         Ok(())
     }
 
-    /// Gets a restore ready for this change (its listing and the whole table encoded), so that
-    /// a restore does not wait for either: call when the agent has nothing else to do.
-    pub fn prepare(&mut self, rs: &Ruleset, generation: u64) {
-        if let Err(e) = self.expect(rs, generation).map(|_| ()).and_then(|()| self.encode_whole(rs, generation)) {
-            log(&format!("cannot prepare a restore ({e})"));
-        }
-    }
-
-    /// Computes the listing the ruleset should have (done ahead, so that a restore does not
-    /// wait for it).
+    /// Computes the listing the ruleset should have (once per change: the periodic comparison
+    /// and a restore share it).
     pub fn expect(&mut self, rs: &Ruleset, generation: u64) -> Result<&Listing, String> {
         if self.expected.as_ref().is_none_or(|(g, _)| *g != generation) {
             let listing = self.expectation.listing(&script::full_commands(rs)).map_err(|e| e.to_string())?;

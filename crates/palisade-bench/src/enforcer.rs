@@ -205,7 +205,7 @@ fn agent_figure(objects: &[Object], netns: &str) {
         }
         _ => None,
     });
-    let mut samples: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
+    let mut samples: BTreeMap<&str, Vec<(f64, [f64; 4])>> = BTreeMap::new();
     for round in 0..5 {
         let mut p = template.clone();
         p.metadata.name = Some("pod-new".into());
@@ -250,11 +250,17 @@ fn agent_figure(objects: &[Object], netns: &str) {
         }
     }
     for (what, times) in samples {
-        let ms: Vec<String> = times.iter().map(|t| format!("{:.1}", t * 1e3)).collect();
+        let ms: Vec<String> = times.iter().map(|t| format!("{:.1}", t.0 * 1e3)).collect();
+        // Each phase's median on its own (they need not add up to the median in all).
+        let phase = |i: usize| median(times.iter().map(|t| t.1[i]).collect()) * 1e3;
         println!(
-            "agent: {what:<31}{:>8.1} ms  (file read, store finished, ruleset synced, delta applied; 5 runs: {})",
-            median(times) * 1e3,
-            ms.join(" ")
+            "agent: {what:<31}{:>8.1} ms  (file read, store finished, ruleset synced, delta applied; 5 runs: {}; medians: read {:.2}, store {:.2}, sync {:.2}, kernel {:.2} ms)",
+            median(times.iter().map(|t| t.0).collect()) * 1e3,
+            ms.join(" "),
+            phase(0),
+            phase(1),
+            phase(2),
+            phase(3),
         );
     }
     let _ = std::fs::remove_dir_all(&dir);
@@ -391,8 +397,8 @@ pub fn bulk_figure(objects: &[Object], netns: &str, n: usize) {
 }
 
 /// Writes `object` to `file` (or removes the file) and takes the change to the kernel as the
-/// agent does; the seconds that took.
-fn write_and_take(file: &std::path::Path, object: Option<Object>, live: &mut Live, kernel: &Kernel) -> f64 {
+/// agent does; the seconds that took, in all and per phase (read, store, sync, kernel).
+fn write_and_take(file: &std::path::Path, object: Option<Object>, live: &mut Live, kernel: &Kernel) -> (f64, [f64; 4]) {
     match object {
         Some(o) => std::fs::write(file, palisade_bench::to_list_json(&[o])),
         None => std::fs::remove_file(file),
@@ -400,8 +406,10 @@ fn write_and_take(file: &std::path::Path, object: Option<Object>, live: &mut Liv
     .expect("write");
     let t = Instant::now();
     let taken = live.take();
+    let t_kernel = Instant::now();
     kernel.apply(&taken.delta).expect("the kernel takes the delta");
-    t.elapsed().as_secs_f64()
+    let kernel_s = t_kernel.elapsed().as_secs_f64();
+    (t.elapsed().as_secs_f64(), [taken.read, taken.store, taken.sync, kernel_s])
 }
 
 /// What the agent holds for its object path: the directory, the live store of the objects in

@@ -91,30 +91,21 @@ struct Merged {
 }
 
 fn merge_run(run: Vec<TierEntry>, from: usize) -> Vec<TierEntry> {
-    let shapes: Vec<Option<String>> = run.iter().map(|(alt, _, _)| alt.peer.as_ref().map(|p| shape(alt, p))).collect();
-    // Distinct peers per shape: one (the same rule again: dropping the copies costs nothing)
-    // or at least `from` merge.
-    let mut peers: HashMap<&str, HashSet<&str>> = HashMap::new();
-    for ((alt, _, _), s) in run.iter().zip(&shapes) {
-        if let (Some(s), Some(p)) = (s, &alt.peer) {
-            peers.entry(s).or_default().insert(&p.definition);
-        }
-    }
-    let counts: HashMap<&str, usize> = peers.into_iter().map(|(s, p)| (s, p.len())).collect();
+    let (shapes, counts) = shapes(&run);
+    // Per shape: the slot its merged rule gathers in, once its first member was seen.
+    let mut slot_of: Vec<Option<usize>> = vec![None; counts.len()];
     let mut slots: Vec<Merged> = Vec::new();
-    let mut by_shape: HashMap<String, usize> = HashMap::new();
-    for ((mut alt, action, comment), shape) in run.into_iter().zip(shapes.iter()) {
-        let shape = match shape {
-            Some(s) if counts[s.as_str()] == 1 || counts[s.as_str()] >= from => s.clone(),
-            _ => {
-                let peers: Vec<Peer> = alt.peer.take().into_iter().collect();
-                slots.push(Merged { entry: (alt, action, comment), peers, rules: 1 });
-                continue;
-            }
+    for ((mut alt, action, comment), shape) in run.into_iter().zip(shapes) {
+        // Distinct peers per shape: one (the same rule again: dropping the copies costs
+        // nothing) or at least `from` merge.
+        let Some(shape) = shape.filter(|&s| counts[s] == 1 || counts[s] >= from) else {
+            let peers: Vec<Peer> = alt.peer.take().into_iter().collect();
+            slots.push(Merged { entry: (alt, action, comment), peers, rules: 1 });
+            continue;
         };
         let peer = alt.peer.take().expect("a shape has a peer");
-        match by_shape.get(&shape) {
-            Some(&i) => {
+        match slot_of[shape] {
+            Some(i) => {
                 slots[i].rules += 1;
                 let peers = &mut slots[i].peers;
                 if !peers.iter().any(|p| p.definition == peer.definition) {
@@ -122,7 +113,7 @@ fn merge_run(run: Vec<TierEntry>, from: usize) -> Vec<TierEntry> {
                 }
             }
             None => {
-                by_shape.insert(shape, slots.len());
+                slot_of[shape] = Some(slots.len());
                 slots.push(Merged { entry: (alt, action, comment), peers: vec![peer], rules: 1 });
             }
         }
@@ -130,9 +121,28 @@ fn merge_run(run: Vec<TierEntry>, from: usize) -> Vec<TierEntry> {
     slots.into_iter().map(Merged::finish).collect()
 }
 
-/// Everything about a rule but its peer set: rules of the same shape merge.
-fn shape(alt: &Alt, peer: &Peer) -> String {
-    format!("{:?} {:?} {} {}", alt.family, peer.field, peer.at, crate::render::text::stmts(&alt.exprs))
+/// Everything about a rule but its peer set, compared as typed values (rules of the same
+/// shape merge): the family, which address the peer is, where its lookup goes, the other
+/// expressions.
+type Shape<'a> = (Option<Family>, Addr, usize, &'a [Stmt]);
+
+/// Each rule's shape as a small number (`None`: a rule without a pending peer, which never
+/// merges), and per shape how many distinct peers its rules have.
+fn shapes(run: &[TierEntry]) -> (Vec<Option<usize>>, Vec<usize>) {
+    let mut ids: HashMap<Shape<'_>, usize> = HashMap::new();
+    let mut peers: Vec<HashSet<&str>> = Vec::new();
+    let of_rule = run.iter().map(|(alt, _, _)| {
+        let peer = alt.peer.as_ref()?;
+        let next = ids.len();
+        let id = *ids.entry((alt.family, peer.field, peer.at, alt.exprs.as_slice())).or_insert(next);
+        if id == peers.len() {
+            peers.push(HashSet::new());
+        }
+        peers[id].insert(peer.definition.as_str());
+        Some(id)
+    });
+    let of_rule = of_rule.collect();
+    (of_rule, peers.iter().map(HashSet::len).collect())
 }
 
 impl Merged {

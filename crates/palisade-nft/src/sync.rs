@@ -152,6 +152,36 @@ fn policies_by_name(cluster: &Cluster) -> HashMap<(Option<NsId>, &str), Vec<Poli
     out
 }
 
+/// Past this many touched policies, `policy_patch` finds them through maps of both clusters'
+/// policies by name; below, by scanning (building two maps of 5,000 policies costs more than
+/// scanning them for one changed policy: the agent's most common change).
+const BY_NAME: usize = 16;
+
+/// Where policies of one namespace and name are, in one cluster.
+enum Finder<'c> {
+    Scan(&'c Cluster),
+    Map(HashMap<(Option<NsId>, &'c str), Vec<PolicyId>>),
+}
+
+impl<'c> Finder<'c> {
+    fn new(cluster: &'c Cluster, keys: usize) -> Finder<'c> {
+        if keys > BY_NAME {
+            Finder::Map(policies_by_name(cluster))
+        } else {
+            Finder::Scan(cluster)
+        }
+    }
+
+    fn find(&self, name: (Option<NsId>, &str)) -> Vec<PolicyId> {
+        match self {
+            Finder::Map(m) => m.get(&name).cloned().unwrap_or_default(),
+            Finder::Scan(c) => {
+                c.policy_ids().filter(|&i| (c.policies[i].namespace, c.policies[i].name.as_str()) == name).collect()
+            }
+        }
+    }
+}
+
 /// The touched policies: every policy of their namespace and name out of `model`, and in from
 /// `cluster` as they are (a Kubernetes and a Calico policy of one name are both replaced when
 /// one changed: the same result, a little more work).
@@ -160,7 +190,7 @@ fn policy_patch(model: &Cluster, cluster: &Cluster, touched: &Touched) -> Option
     if keys.is_empty() {
         return Some(PolicyPatch::default());
     }
-    let (old, new) = (policies_by_name(model), policies_by_name(cluster));
+    let (old, new) = (Finder::new(model, keys.len()), Finder::new(cluster, keys.len()));
     let mut names = std::collections::HashSet::new();
     let mut patch = PolicyPatch::default();
     for key in keys {
@@ -175,8 +205,8 @@ fn policy_patch(model: &Cluster, cluster: &Cluster, touched: &Touched) -> Option
             continue;
         }
         let name = (ns, key.name.as_str());
-        patch.remove.extend(old.get(&name).into_iter().flatten().copied());
-        patch.add.extend(new.get(&name).into_iter().flatten().map(|&i| cluster.policies[i].clone()));
+        patch.remove.extend(old.find(name));
+        patch.add.extend(new.find(name).into_iter().map(|i| cluster.policies[i].clone()));
     }
     Some(patch)
 }
