@@ -159,6 +159,9 @@ pub struct Index<'c> {
     label_cache: HashMap<Expr, FixedBitSet>,
     /// The same, plus the pods inside the network sets it matches (rule selectors).
     expr_cache: HashMap<Expr, FixedBitSet>,
+    /// Pods inside a rule's list of networks: the same lists recur in many rules and every
+    /// probe, and a wide network holds many pods.
+    net_cache: HashMap<Vec<ipnet::IpNet>, FixedBitSet>,
     /// Per direction (egress, ingress), each pod's applicable policies: the same for every
     /// probe, so worked out once (every matrix and every side asks for them).
     applicable_cache: [Option<std::rc::Rc<Vec<Vec<PolicyId>>>>; 2],
@@ -228,6 +231,7 @@ impl<'c> Index<'c> {
             by_ip,
             label_cache: HashMap::new(),
             expr_cache: HashMap::new(),
+            net_cache: HashMap::new(),
             applicable_cache: [None, None],
             kept: None,
         }
@@ -272,14 +276,16 @@ impl<'c> Index<'c> {
         s
     }
 
-    fn ip_nets(&self, nets: &[ipnet::IpNet]) -> FixedBitSet {
-        let mut s = FixedBitSet::with_capacity(self.n);
-        for net in nets {
-            for p in self.ip_range(net) {
-                s.insert(p);
+    /// Pods whose address is inside one of `nets` (cached by the list).
+    fn ip_nets(&mut self, nets: &[ipnet::IpNet]) -> &FixedBitSet {
+        if !self.net_cache.contains_key(nets) {
+            let mut s = FixedBitSet::with_capacity(self.n);
+            for net in nets {
+                self.ip_range(net).for_each(|p| s.insert(p));
             }
+            self.net_cache.insert(nets.to_vec(), s);
         }
-        s
+        &self.net_cache[nets]
     }
 
     fn ip_range(&self, net: &ipnet::IpNet) -> impl Iterator<Item = usize> + '_ {
@@ -297,9 +303,11 @@ impl<'c> Index<'c> {
             }
         }
         if !e.nets.is_empty() {
-            s.intersect_with(&self.ip_nets(&e.nets));
+            s.intersect_with(self.ip_nets(&e.nets));
         }
-        s.difference_with(&self.ip_nets(&e.not_nets));
+        if !e.not_nets.is_empty() {
+            s.difference_with(self.ip_nets(&e.not_nets));
+        }
         if let Some(sel) = &e.selector {
             s.intersect_with(&self.selector(sel));
         }
@@ -418,20 +426,27 @@ impl<'c> Index<'c> {
         let own_kinds: Vec<Vec<OwnSide>> = (self.cluster.policies.iter())
             .map(|pol| pol.rules(dir).into_iter().flatten().map(|r| self.own_kind(r, dir, probe)).collect())
             .collect();
+        let keys: Vec<Option<GroupKey>> = (by_pod.iter().enumerate())
+            .map(|(x, pols)| match pols.is_empty() || !wanted(x) {
+                true => None,
+                false => Some(self.group_key(pols.clone(), dir, probe, x, &own_kinds)),
+            })
+            .collect();
+        let shared = groups_per_policy(self.cluster.policies.len(), &keys);
         let mut groups: HashMap<GroupKey, std::rc::Rc<FixedBitSet>> = HashMap::new();
         let mut peers_cache: HashMap<(usize, usize), FixedBitSet> = HashMap::new();
         let mut out = Vec::with_capacity(self.n);
-        for (x, pols) in by_pod.iter().enumerate() {
-            if pols.is_empty() || !wanted(x) {
+        for key in keys {
+            let Some(key) = key else {
                 out.push(None);
                 continue;
-            }
-            let key = self.group_key(pols.clone(), dir, probe, x, &own_kinds);
+            };
             if let Some(g) = groups.get(&key) {
                 out.push(Some(g.clone()));
                 continue;
             }
-            let set = std::rc::Rc::new(self.evaluate(&key, dir, probe, &own_kinds, &mut peers_cache));
+            let rules = Rules { dir, probe, own_kinds: &own_kinds, shared: &shared };
+            let set = std::rc::Rc::new(self.evaluate(&key, &rules, &mut peers_cache));
             groups.insert(key, set.clone());
             out.push(Some(set));
         }
@@ -464,11 +479,10 @@ impl<'c> Index<'c> {
     fn evaluate(
         &mut self,
         key: &GroupKey,
-        dir: Direction,
-        probe: &Probe,
-        own_kinds: &[Vec<OwnSide>],
+        rules: &Rules<'_>,
         cache: &mut HashMap<(usize, usize), FixedBitSet>,
     ) -> FixedBitSet {
+        let (dir, probe, own_kinds) = (rules.dir, rules.probe, rules.own_kinds);
         let cluster = self.cluster;
         let mut allowed = FixedBitSet::with_capacity(self.n);
         let mut undecided = full(self.n);
@@ -486,8 +500,14 @@ impl<'c> Index<'c> {
                     if !own_ok || rule.action == Action::Log || open.is_clear() {
                         continue;
                     }
-                    let peers = cache.entry((pi.index(), ri)).or_insert_with(|| self.rule_peers(rule, dir, probe));
-                    let mut hit = peers.clone();
+                    // Only a policy that several groups evaluate has its rules' peers kept: at
+                    // 100,000 pods each is 12.5 KB of fresh pages.
+                    let mut hit = match rules.shared[pi.index()] > 1 {
+                        true => {
+                            cache.entry((pi.index(), ri)).or_insert_with(|| self.rule_peers(rule, dir, probe)).clone()
+                        }
+                        false => self.rule_peers(rule, dir, probe),
+                    };
                     hit.intersect_with(&open);
                     match rule.action {
                         Action::Allow => allowed.union_with(&hit),
@@ -682,31 +702,33 @@ impl<'c> Index<'c> {
 
     /// Decides every pod pair for one port and protocol.
     pub fn matrix(&mut self, port: u16, protocol: Protocol) -> Matrix {
+        self.matrix_reusing(port, protocol, Vec::new())
+    }
+
+    /// [`Index::matrix`] written into `spare` rows (those of a matrix of this index the caller
+    /// is done with): at 100,000 pods a matrix is 1.25 GB, and fresh pages cost the kernel
+    /// more to hand out and zero than the rows cost to fill.
+    pub fn matrix_reusing(&mut self, port: u16, protocol: Protocol, spare: Vec<FixedBitSet>) -> Matrix {
         let cluster = self.cluster;
+        let n = self.n;
+        let mut spare = spare.into_iter().filter(|r| r.len() == n);
         let (egress, ingress) = self.sides(port, protocol);
         // A source whose egress admits few peers is decided peer by peer (does each one's
-        // ingress admit it?); the others read the transposed ingress. Turning around ingress
-        // sets that egress then refuses was most of a matrix's time at 30,000 pods.
+        // ingress admit it?); the others are decided by class (see `SourceClasses`).
         let few = |e: &Admitted| e.as_ref().is_some_and(|e| e.count_ones(..) * 16 <= self.n);
         let mut wanted = FixedBitSet::with_capacity(self.n);
         egress.iter().enumerate().filter(|(_, e)| !few(e)).for_each(|(s, _)| wanted.insert(s));
-        // t[s]: the isolated destinations whose ingress admits s (wanted sources); open: the others.
-        let Transposed { by: mut t, isolated } = transpose_for(&ingress, &wanted);
-        let mut open = full(self.n);
-        open.difference_with(&isolated);
+        let mut classes = SourceClasses::new(&ingress, &wanted);
         let mut rows = Vec::with_capacity(self.n);
-        for (s, e) in egress.into_iter().enumerate() {
-            let mut row = std::mem::take(&mut t[s]);
+        for (s, e) in egress.iter().enumerate() {
+            let mut row = spare.next().unwrap_or_else(|| FixedBitSet::with_capacity(n));
             match e {
                 Some(e) if !wanted.contains(s) => {
+                    row.clear();
                     let admits = |d: &usize| ingress[*d].as_ref().is_none_or(|i| i.contains(s));
                     e.ones().filter(admits).for_each(|d| row.insert(d));
                 }
-                Some(e) => {
-                    row.union_with(&open);
-                    row.intersect_with(&e);
-                }
-                None => row.union_with(&open),
+                _ => classes.row(s, e, &rows, &mut row),
             }
             // A pod reaches itself on loopback; a workload's replicas are decided as pods.
             if !cluster.pods[s].is_replica_group() {
@@ -714,6 +736,7 @@ impl<'c> Index<'c> {
             }
             rows.push(row);
         }
+        drop(classes);
         self.own_nodes(&mut rows);
         for &h in &self.hosts {
             for x in 0..self.n {
@@ -766,6 +789,111 @@ impl<'c> Index<'c> {
     }
 }
 
+/// The sources of one matrix by the row they get before loopback, nodes and host endpoints:
+/// a source's egress set (everyone when its egress is not isolated) cut to the destinations
+/// whose ingress is open or admits it. Sources with the same egress set that the same ingress
+/// groups admit (a workload's replicas, as a rule) get the same row, so it is worked out once
+/// per class and copied: the cost is about `sum over classes of admitting groups * min(group
+/// size, n / 64)` plus one copy per row, rather than one bit per allowed pair.
+struct SourceClasses {
+    n: usize,
+    /// Destinations whose ingress is not isolated: they admit every source.
+    open: FixedBitSet,
+    /// The members of each ingress group (pods that share one admitted set).
+    members: Vec<Members>,
+    /// Per wanted source, the ingress groups that admit it, in group order.
+    admitted_by: Vec<Vec<u32>>,
+    /// Per wanted source, its `admitted_by` interned: equal lists, equal numbers.
+    signature: Vec<u32>,
+    /// (egress set, signature) -> the first source of the class and whether its row, before
+    /// loopback, holds itself (the row it got is reused with that bit put back).
+    known: HashMap<(*const FixedBitSet, u32), (usize, bool)>,
+}
+
+/// An ingress group's members: as a bitset when a word-wise union is cheaper than the bits.
+enum Members {
+    Bits(FixedBitSet),
+    List(Vec<usize>),
+}
+
+impl SourceClasses {
+    /// Groups the isolated destinations by their shared admitted set and lists, for each
+    /// source in `wanted`, the groups that admit it.
+    fn new(ingress: &[Admitted], wanted: &FixedBitSet) -> Self {
+        let n = ingress.len();
+        let mut open = full(n);
+        // Groups by their shared set, in order of first appearance (deterministic).
+        let mut slot: HashMap<*const FixedBitSet, usize> = HashMap::new();
+        let mut groups: Vec<(&FixedBitSet, Vec<usize>)> = Vec::new();
+        for (y, set) in ingress.iter().enumerate() {
+            let Some(set) = set else { continue };
+            open.set(y, false);
+            let g = *slot.entry(std::rc::Rc::as_ptr(set)).or_insert_with(|| {
+                groups.push((set, Vec::new()));
+                groups.len() - 1
+            });
+            groups[g].1.push(y);
+        }
+        let mut admitted_by: Vec<Vec<u32>> = vec![Vec::new(); n];
+        for (g, (admitted, _)) in groups.iter().enumerate() {
+            let g = u32::try_from(g).expect("fewer groups than 2^32");
+            admitted.intersection(wanted).for_each(|x| admitted_by[x].push(g));
+        }
+        let signature = intern(&admitted_by);
+        // A word-wise union costs about n / 64 word operations, a bit insert a few: past a
+        // quarter of the words, the union is cheaper.
+        let words = n.div_ceil(64);
+        let members = (groups.into_iter())
+            .map(|(_, pods)| match pods.len() * 4 >= words {
+                true => {
+                    let mut bits = FixedBitSet::with_capacity(n);
+                    pods.iter().for_each(|&y| bits.insert(y));
+                    Members::Bits(bits)
+                }
+                false => Members::List(pods),
+            })
+            .collect();
+        let known = HashMap::new();
+        SourceClasses { n, open, members, admitted_by, signature, known }
+    }
+
+    /// Writes source `s`'s row before loopback, nodes and host endpoints into `row` (of the
+    /// matrix's length), given its egress set; `done` holds the rows of the sources before it.
+    fn row(&mut self, s: usize, egress: &Admitted, done: &[FixedBitSet], row: &mut FixedBitSet) {
+        let set = egress.as_ref().map_or(std::ptr::null(), std::rc::Rc::as_ptr);
+        if let Some(&(first, itself)) = self.known.get(&(set, self.signature[s])) {
+            row.clone_from(&done[first]);
+            row.set(first, itself);
+            return;
+        }
+        row.clone_from(&self.open);
+        for &g in &self.admitted_by[s] {
+            match &self.members[g as usize] {
+                Members::Bits(bits) => row.union_with(bits),
+                Members::List(pods) => pods.iter().for_each(|&y| row.insert(y)),
+            }
+        }
+        if let Some(e) = egress {
+            row.intersect_with(e);
+        }
+        debug_assert_eq!(row.len(), self.n);
+        self.known.insert((set, self.signature[s]), (s, row.contains(s)));
+    }
+}
+
+/// Numbers the distinct lists: equal lists get equal numbers.
+fn intern(lists: &[Vec<u32>]) -> Vec<u32> {
+    let mut ids: HashMap<&[u32], u32> = HashMap::new();
+    let fresh = |ids: &HashMap<&[u32], u32>| u32::try_from(ids.len()).expect("fewer lists than 2^32");
+    lists
+        .iter()
+        .map(|l| {
+            let next = fresh(&ids);
+            *ids.entry(l.as_slice()).or_insert(next)
+        })
+        .collect()
+}
+
 /// Pods by the node they run on (see [`Index::locals`]).
 struct Locals<'c> {
     on_node: HashMap<&'c str, FixedBitSet>,
@@ -773,6 +901,23 @@ struct Locals<'c> {
     everywhere: FixedBitSet,
     /// The pods that are a node's network stack (host network, host endpoints).
     stacks: Vec<usize>,
+}
+
+/// What [`Index::evaluate`] reads besides the group: the side, the packet, each rule's own-side
+/// kind and, per policy, how many groups evaluate it.
+struct Rules<'r> {
+    dir: Direction,
+    probe: &'r Probe,
+    own_kinds: &'r [Vec<OwnSide>],
+    shared: &'r [u32],
+}
+
+/// Per policy, the number of distinct groups (of `keys`, one per pod) it applies to.
+fn groups_per_policy(policies: usize, keys: &[Option<GroupKey>]) -> Vec<u32> {
+    let distinct: std::collections::HashSet<&GroupKey> = keys.iter().flatten().collect();
+    let mut shared = vec![0u32; policies];
+    distinct.iter().flat_map(|k| &k.policies).for_each(|p| shared[p.index()] += 1);
+    shared
 }
 
 /// The packet of a matrix: only its own fields (protocol, ports, ICMP) are read.
@@ -933,6 +1078,42 @@ mod tests {
         assert!(m.allowed(id("p2"), id("p0")), "web-0 opens db");
         assert!(!m.allowed(id("p3"), id("p0")), "db admits only web-0");
         assert!(!m.allowed(id("p2"), id("p9")), "web's egress admits db only");
+    }
+
+    #[test]
+    fn sources_of_one_class_share_a_row_but_not_their_own_loopback_bit() {
+        // web-0 and web-1 are one class (same egress, admitted by the same ingress groups);
+        // web's ingress admits nobody, so web-0's row must not lend web-0 to web-1.
+        let from_web = rule(Action::Allow, None, selecting("app == 'web'"), Entity::default());
+        let cluster = ClusterBuilder::new()
+            .ns("shop", &[])
+            .pod("shop/web-0", &[("app", "web")], "10.0.0.1")
+            .pod("shop/web-1", &[("app", "web")], "10.0.0.2")
+            .pod("shop/db", &[("app", "db")], "10.0.0.3")
+            .policy("shop/db", 10.0, "app == 'db'", Some(vec![from_web]), None)
+            .policy("shop/web", 20.0, "app == 'web'", Some(vec![]), None)
+            .build();
+        agree(&cluster, 5432, Protocol::TCP);
+        let m = matrix(&cluster, 5432, Protocol::TCP);
+        let id = |k: &str| cluster.pod("shop", k).expect("fixture pod");
+        assert!(m.allowed(id("web-0"), id("db")) && m.allowed(id("web-1"), id("db")));
+        assert!(m.allowed(id("web-1"), id("web-1")), "loopback");
+        assert!(!m.allowed(id("web-1"), id("web-0")), "web's ingress admits nobody");
+    }
+
+    #[test]
+    fn a_matrix_written_into_another_ports_rows_is_the_same_matrix() {
+        let from_web = rule(Action::Allow, Some(Protocol::TCP), selecting("app == 'web'"), ports(&[5432]));
+        let cluster = ClusterBuilder::new()
+            .ns("shop", &[])
+            .pod("shop/web", &[("app", "web")], "10.0.0.1")
+            .pod("shop/db", &[("app", "db")], "10.0.0.2")
+            .policy("shop/db", 10.0, "app == 'db'", Some(vec![from_web]), None)
+            .build();
+        let mut index = Index::new(&cluster);
+        let spare = index.matrix(80, Protocol::TCP).rows;
+        let reused = index.matrix_reusing(5432, Protocol::TCP, spare);
+        assert_eq!(reused.rows, matrix(&cluster, 5432, Protocol::TCP).rows);
     }
 
     #[test]
