@@ -103,11 +103,7 @@ pub fn connectivity(
     cluster: &Cluster,
     cuts: palisade_review::connectivity::Cuts,
 ) -> palisade_review::connectivity::Connectivity {
-    use palisade_review::connectivity::Connectivity;
-    let bar = crate::progress::bar(Connectivity::work(cluster, &cuts), "deciding every pair on every port");
-    let c = Connectivity::compute(cluster, cuts, || bar.inc(1));
-    bar.finish_and_clear();
-    c
+    with_progress(cluster, cuts, false)
 }
 
 /// [`connectivity`], keeping each probe's sides for lint to read again (the HTML report).
@@ -115,9 +111,21 @@ pub fn connectivity_keeping_sides(
     cluster: &Cluster,
     cuts: palisade_review::connectivity::Cuts,
 ) -> palisade_review::connectivity::Connectivity {
+    with_progress(cluster, cuts, true)
+}
+
+fn with_progress(
+    cluster: &Cluster,
+    cuts: palisade_review::connectivity::Cuts,
+    keep_sides: bool,
+) -> palisade_review::connectivity::Connectivity {
     use palisade_review::connectivity::Connectivity;
     let bar = crate::progress::bar(Connectivity::work(cluster, &cuts), "deciding every pair on every port");
-    let c = Connectivity::compute_keeping_sides(cluster, cuts, || bar.inc(1));
+    let tick = || bar.inc(1);
+    let c = match keep_sides {
+        true => Connectivity::compute_keeping_sides(cluster, cuts, tick),
+        false => Connectivity::compute(cluster, cuts, tick),
+    };
     bar.finish_and_clear();
     c
 }
